@@ -1,0 +1,111 @@
+/**
+ * `EulerDiscreteScheduler` (diffusers `scheduling_euler_discrete.py`, γ = 0) and the sigma
+ * schedule it shares with `EulerAncestralDiscreteScheduler`.
+ *
+ * @module
+ */
+import {
+  alphasCumprod,
+  checkSteps,
+  interpIndex,
+  linspace,
+  type Scheduler,
+  type SchedulerConfig,
+  type SchedulerRun,
+} from "./scheduler.ts";
+
+const f32 = Math.fround;
+
+/** Timesteps (float, as the scheduler stores them) for a DDPM-family spacing. */
+export function spacedTimesteps(config: SchedulerConfig, n: number): number[] {
+  const T = config.num_train_timesteps ?? 1000;
+  const spacing = config.timestep_spacing ?? "linspace";
+  const offset = config.steps_offset ?? 0;
+  if (spacing === "linspace") return linspace(0, T - 1, n).reverse().map(f32);
+  if (spacing === "leading") {
+    const ratio = Math.floor(T / n);
+    return Array.from({ length: n }, (_, i) => Math.round(i * ratio) + offset).reverse();
+  }
+  if (spacing === "trailing") {
+    const ratio = T / n;
+    // np.arange(T, 0, -ratio).round() - 1
+    const out: number[] = [];
+    for (let t = T; t > 0 && out.length < n; t -= ratio) out.push(roundHalfEven(t) - 1);
+    return out;
+  }
+  throw new RangeError(
+    `Unsupported timestep_spacing '${spacing}' (expected linspace, leading or trailing)`,
+  );
+}
+
+/** numpy's round (half to even). */
+export function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** Karras-free Euler sigmas: `interp(t, arange(T), √((1−ᾱ)/ᾱ))` then a terminal 0. */
+export function eulerSigmas(config: SchedulerConfig, timesteps: readonly number[]): number[] {
+  const ac = alphasCumprod(config);
+  const table = Array.from(ac, (a) => f32(Math.sqrt(f32(f32(1 - a) / a))));
+  return [...timesteps.map((t) => f32(interpIndex(t, table))), 0];
+}
+
+/** `init_noise_sigma`: σ_max, or √(σ_max²+1) for `leading` spacing. */
+export function eulerInitNoiseSigma(config: SchedulerConfig, sigmas: readonly number[]): number {
+  const max = Math.max(...sigmas);
+  const spacing = config.timestep_spacing ?? "linspace";
+  return spacing === "linspace" || spacing === "trailing" ? max : Math.sqrt(max * max + 1);
+}
+
+/** x̂₀ from a Karras-style (σ-parameterised) model output. */
+export function eulerPredictOriginal(
+  predictionType: string,
+  modelOutput: number,
+  sample: number,
+  sigma: number,
+): number {
+  switch (predictionType) {
+    case "epsilon":
+      return sample - sigma * modelOutput;
+    case "v_prediction":
+      return modelOutput * (-sigma / Math.sqrt(sigma * sigma + 1)) + sample / (sigma * sigma + 1);
+    case "sample":
+      return modelOutput;
+  }
+  throw new RangeError(
+    `Unsupported prediction_type '${predictionType}' (expected epsilon, v_prediction or sample)`,
+  );
+}
+
+/** `x / √(σ²+1)`, the Euler family's `scale_model_input`. */
+export function scaleBySigma(sample: Float32Array, sigma: number): Float32Array {
+  const k = Math.sqrt(sigma * sigma + 1);
+  return sample.map((x) => x / k);
+}
+
+/** Euler's method on the probability-flow ODE. */
+export class EulerDiscreteScheduler implements Scheduler {
+  readonly name = "EulerDiscreteScheduler";
+  constructor(readonly config: Readonly<SchedulerConfig>) {}
+
+  setTimesteps(numInferenceSteps: number): SchedulerRun {
+    checkSteps(numInferenceSteps);
+    const timesteps = spacedTimesteps(this.config, numInferenceSteps);
+    const sigmas = eulerSigmas(this.config, timesteps);
+    const prediction = this.config.prediction_type ?? "epsilon";
+    return {
+      timesteps,
+      sigmas,
+      initNoiseSigma: eulerInitNoiseSigma(this.config, sigmas),
+      scaleModelInput: (sample, i) => scaleBySigma(sample, sigmas[i]),
+      step(modelOutput, i, sample) {
+        const sigma = sigmas[i], dt = sigmas[i + 1] - sigma;
+        return sample.map((x, k) => {
+          const x0 = eulerPredictOriginal(prediction, modelOutput[k], x, sigma);
+          return x + ((x - x0) / sigma) * dt;
+        });
+      },
+    };
+  }
+}
