@@ -12,7 +12,12 @@ import {
   scaleBySigma,
   spacedTimesteps,
 } from "./euler_discrete.ts";
-import { checkSteps, type Scheduler, type SchedulerConfig, type SchedulerRun } from "./scheduler.ts";
+import {
+  checkSteps,
+  type Scheduler,
+  type SchedulerConfig,
+  type SchedulerRun,
+} from "./scheduler.ts";
 
 /** Ancestral sampling with Euler steps. */
 export class EulerAncestralDiscreteScheduler implements Scheduler {

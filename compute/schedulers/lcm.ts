@@ -59,7 +59,9 @@ export class LCMScheduler implements Scheduler {
         );
         if (last) return denoised;
         const noise = randnFrom(generator, [sample.length]);
-        return denoised.map((d, j) => Math.sqrt(alphaPrev) * d + Math.sqrt(1 - alphaPrev) * noise[j]);
+        return denoised.map((d, j) =>
+          Math.sqrt(alphaPrev) * d + Math.sqrt(1 - alphaPrev) * noise[j]
+        );
       },
     };
   }

@@ -55,7 +55,9 @@ export function createScheduler(config: SchedulerConfig, override?: SchedulerNam
   const Class = className ? CLASSES[className] : undefined;
   if (!Class) {
     throw new RangeError(
-      `Unsupported scheduler '${className ?? override}' (supported: ${Object.keys(CLASSES).join(", ")})`,
+      `Unsupported scheduler '${className ?? override}' (supported: ${
+        Object.keys(CLASSES).join(", ")
+      })`,
     );
   }
   return new Class(config);

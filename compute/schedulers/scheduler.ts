@@ -54,7 +54,12 @@ export interface SchedulerRun {
   /** `scale_model_input`: what the model sees at step `i`. */
   scaleModelInput(sample: Float32Array, i: number): Float32Array;
   /** One update `x_i → x_{i+1}`; stochastic algorithms draw their noise from `generator`. */
-  step(modelOutput: Float32Array, i: number, sample: Float32Array, generator: Mt19937): Float32Array;
+  step(
+    modelOutput: Float32Array,
+    i: number,
+    sample: Float32Array,
+    generator: Mt19937,
+  ): Float32Array;
 }
 
 /** A denoising algorithm, configured once per loaded model. */

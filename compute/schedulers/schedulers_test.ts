@@ -22,7 +22,11 @@ function assertClose(actual: readonly number[], expected: readonly number[], tol
 }
 
 Deno.test("EulerDiscrete trailing spacing matches diffusers for 4 steps", () => {
-  const run = createScheduler({ ...SD, _class_name: "EulerDiscreteScheduler", timestep_spacing: "trailing" })
+  const run = createScheduler({
+    ...SD,
+    _class_name: "EulerDiscreteScheduler",
+    timestep_spacing: "trailing",
+  })
     .setTimesteps(4);
   assert.deepEqual(run.timesteps, [999, 749, 499, 249]);
   assertClose(run.sigmas, [14.6146, 4.0817, 1.6129, 0.6932, 0], 1e-4);
@@ -30,7 +34,11 @@ Deno.test("EulerDiscrete trailing spacing matches diffusers for 4 steps", () => 
 });
 
 Deno.test("EulerDiscrete leading spacing adds steps_offset and scales init noise by √(σ²+1)", () => {
-  const run = createScheduler({ ...SD, _class_name: "EulerDiscreteScheduler", timestep_spacing: "leading" })
+  const run = createScheduler({
+    ...SD,
+    _class_name: "EulerDiscreteScheduler",
+    timestep_spacing: "leading",
+  })
     .setTimesteps(50);
   assert.equal(run.timesteps[0], 981);
   assert.equal(run.timesteps.at(-1), 1);
@@ -44,13 +52,20 @@ Deno.test("EulerDiscrete linspace spacing spans 999 → 0", () => {
 });
 
 Deno.test("Euler step with ε-prediction moves x to x + ε·(σ_next − σ)", () => {
-  const run = createScheduler({ ...SD, _class_name: "EulerDiscreteScheduler", timestep_spacing: "trailing" })
+  const run = createScheduler({
+    ...SD,
+    _class_name: "EulerDiscreteScheduler",
+    timestep_spacing: "trailing",
+  })
     .setTimesteps(4);
   const x = new Float32Array([1, -2]), eps = new Float32Array([0.5, 0.25]);
   const next = run.step(eps, 0, x, new Mt19937(0));
   const dt = run.sigmas[1] - run.sigmas[0];
   assertClose(Array.from(next), [1 + 0.5 * dt, -2 + 0.25 * dt], 1e-5);
-  assertClose(Array.from(run.scaleModelInput(x, 0)), [1 / Math.hypot(14.6146, 1), -2 / Math.hypot(14.6146, 1)], 1e-6);
+  assertClose(Array.from(run.scaleModelInput(x, 0)), [
+    1 / Math.hypot(14.6146, 1),
+    -2 / Math.hypot(14.6146, 1),
+  ], 1e-6);
 });
 
 Deno.test("EulerAncestral draws its noise from the request generator", () => {
@@ -116,18 +131,32 @@ Deno.test("FlowMatch with Z-Image-Turbo's static shift 3 gives the 8-step sigmas
 Deno.test("FlowMatch with dynamic shifting refuses to run without mu", () => {
   assert.throws(
     () =>
-      createScheduler({ _class_name: "FlowMatchEulerDiscreteScheduler", use_dynamic_shifting: true })
+      createScheduler({
+        _class_name: "FlowMatchEulerDiscreteScheduler",
+        use_dynamic_shifting: true,
+      })
         .setTimesteps(4),
     /needs mu/,
   );
 });
 
 Deno.test("createScheduler swaps algorithms by short name and rejects unknown ones", () => {
-  assert.equal(createScheduler({ ...SD, _class_name: "PNDMScheduler" }, "euler_a").name, "EulerAncestralDiscreteScheduler");
-  assert.throws(() => createScheduler({ _class_name: "PNDMScheduler" }), /Unsupported scheduler 'PNDMScheduler'/);
-  assert.throws(() => createScheduler({ ...SD, _class_name: "EulerDiscreteScheduler" }).setTimesteps(0), RangeError);
+  assert.equal(
+    createScheduler({ ...SD, _class_name: "PNDMScheduler" }, "euler_a").name,
+    "EulerAncestralDiscreteScheduler",
+  );
   assert.throws(
-    () => createScheduler({ ...SD, _class_name: "EulerDiscreteScheduler", prediction_type: "x" }).setTimesteps(1).step(new Float32Array(1), 0, new Float32Array(1), new Mt19937(0)),
+    () => createScheduler({ _class_name: "PNDMScheduler" }),
+    /Unsupported scheduler 'PNDMScheduler'/,
+  );
+  assert.throws(
+    () => createScheduler({ ...SD, _class_name: "EulerDiscreteScheduler" }).setTimesteps(0),
+    RangeError,
+  );
+  assert.throws(
+    () =>
+      createScheduler({ ...SD, _class_name: "EulerDiscreteScheduler", prediction_type: "x" })
+        .setTimesteps(1).step(new Float32Array(1), 0, new Float32Array(1), new Mt19937(0)),
     /prediction_type 'x'/,
   );
 });

@@ -1,0 +1,70 @@
+/**
+ * One interface over the three ONNX Runtime builds: `webgpu` and `wasm` (onnxruntime-web) and
+ * `cpu` (onnxruntime-node, native). Pipelines only see {@linkcode Backend} and
+ * {@linkcode Session}; tensors are onnxruntime-common `Tensor`s of the backend that made them.
+ *
+ * @module
+ */
+import type { Tensor } from "onnxruntime-common";
+
+export type { Tensor };
+
+/** A concrete execution backend. */
+export type DeviceName = "webgpu" | "wasm" | "cpu";
+/** What a user may ask for; `auto` picks the fastest available. */
+export type DeviceChoice = DeviceName | "auto";
+/** Every accepted `--device` value. */
+export const DEVICE_CHOICES: readonly DeviceChoice[] = ["auto", "webgpu", "wasm", "cpu"];
+
+/** Element types diffusion graphs use at their boundaries. */
+export type TensorType = "float32" | "float16" | "int32" | "int64";
+
+/** A graph input or output as declared in the model (symbolic dims are strings). */
+export interface TensorInfo {
+  name: string;
+  type: string;
+  shape: readonly (number | string)[];
+}
+
+/** Options for creating one session. */
+export interface SessionOptions {
+  /** The `model.onnx_data` next to the model, if it has one. */
+  externalDataPath?: string;
+  /** Outputs that should stay in device memory (WebGPU: `gpu-buffer`) for the next graph. */
+  keepOutputsOnDevice?: readonly string[];
+}
+
+/** A loaded graph. */
+export interface Session {
+  readonly inputs: readonly TensorInfo[];
+  readonly outputs: readonly TensorInfo[];
+  run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  release(): Promise<void>;
+}
+
+/** An ONNX Runtime build bound to one device. */
+export interface Backend {
+  readonly device: DeviceName;
+  /** Human-readable description (adapter, threads). */
+  readonly description: string;
+  createSession(modelPath: string, options?: SessionOptions): Promise<Session>;
+  /** Makes a CPU tensor; float16 data is given as float32 and converted. */
+  tensor(
+    type: TensorType,
+    data: Float32Array | BigInt64Array | Int32Array,
+    dims: readonly number[],
+  ): Tensor;
+}
+
+/** Reads any float tensor (float32 or float16, CPU or device) into a new Float32Array. */
+export async function readFloat32(t: Tensor): Promise<Float32Array> {
+  const data = await t.getData();
+  if (data instanceof Float32Array) return t.location === "cpu" ? data.slice() : data;
+  if (data instanceof Float16Array) return Float32Array.from(data);
+  throw new TypeError(`Expected a float tensor, got ${t.type}`);
+}
+
+/** Converts float32 values for a float16 tensor. */
+export function toFloat16(data: Float32Array): Float16Array {
+  return new Float16Array(data);
+}

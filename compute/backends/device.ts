@@ -1,0 +1,60 @@
+/**
+ * `--device` → a {@linkcode Backend}. `auto` prefers a hardware WebGPU adapter, then native CPU,
+ * then WASM (the measured order of speed on GPU servers and on CPU-only machines).
+ *
+ * @module
+ */
+import { type Backend, type DeviceChoice } from "./backend.ts";
+import { BackendUnavailableError } from "../errors.ts";
+
+/** Describes the WebGPU adapter, or `undefined` when there is none. */
+export async function probeWebGpu(): Promise<
+  { description: string; isFallback: boolean; shaderF16: boolean } | undefined
+> {
+  const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
+  if (!gpu) return undefined;
+  try {
+    const adapter = await gpu.requestAdapter();
+    if (!adapter) return undefined;
+    const info = adapter.info;
+    const description = [info.vendor, info.architecture, info.description || info.device]
+      .filter(Boolean).join(" ");
+    return {
+      description,
+      isFallback: (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+      shaderF16: adapter.features.has("shader-f16"),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resolves a device choice to a ready backend, or throws {@linkcode BackendUnavailableError}. */
+export async function selectBackend(choice: DeviceChoice): Promise<Backend> {
+  if (choice === "webgpu" || choice === "auto") {
+    const adapter = await probeWebGpu();
+    if (adapter && (choice === "webgpu" || !adapter.isFallback)) {
+      const { createWebBackend } = await import("./onnxruntime_web.ts");
+      return createWebBackend("webgpu", adapter);
+    }
+    if (choice === "webgpu") {
+      throw new BackendUnavailableError(
+        "WebGPU is unavailable: navigator.gpu returned no adapter (on Linux install a Vulkan driver, e.g. mesa-vulkan-drivers)",
+      );
+    }
+  }
+  if (choice === "cpu" || choice === "auto") {
+    try {
+      const { createNodeBackend } = await import("./onnxruntime_node.ts");
+      return createNodeBackend();
+    } catch (e) {
+      if (choice === "cpu") {
+        throw new BackendUnavailableError(
+          `Native CPU backend (onnxruntime-node) failed to load: ${(e as Error).message}`,
+        );
+      }
+    }
+  }
+  const { createWebBackend } = await import("./onnxruntime_web.ts");
+  return createWebBackend("wasm");
+}

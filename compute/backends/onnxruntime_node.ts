@@ -1,0 +1,59 @@
+/**
+ * `cpu`: onnxruntime-node's native CPU execution provider, all cores.
+ *
+ * @module
+ */
+import * as ort from "onnxruntime-node";
+import type { Backend, Session, SessionOptions, TensorType } from "./backend.ts";
+import { toFloat16 } from "./backend.ts";
+
+/**
+ * onnxruntime-common keeps float16 data in Deno's `Float16Array`, which the N-API binding does not
+ * recognise: it reads `tensor.data` and expects the raw bits as a `Uint16Array`. This hands it a
+ * view of the same bits, leaving the tensor itself untouched.
+ */
+function nativeView(tensor: ort.Tensor): ort.Tensor {
+  if (tensor.type !== "float16" || !(tensor.data instanceof Float16Array)) return tensor;
+  const bits = new Uint16Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.length);
+  return Object.create(tensor, { data: { value: bits } });
+}
+
+/** Creates the native CPU backend. */
+export function createNodeBackend(threads = navigator.hardwareConcurrency): Backend {
+  return {
+    device: "cpu",
+    description: `onnxruntime-node ${ort.env.versions?.common ?? ""} CPU, ${threads} threads`,
+    async createSession(modelPath: string, _options: SessionOptions = {}): Promise<Session> {
+      // onnxruntime-node resolves model.onnx_data itself, relative to the model path.
+      const session = await ort.InferenceSession.create(modelPath, {
+        executionProviders: ["cpu"],
+        graphOptimizationLevel: "all",
+        intraOpNumThreads: threads,
+        logSeverityLevel: 3,
+      });
+      return {
+        inputs: session.inputMetadata.map((m) => ({
+          name: m.name,
+          type: m.isTensor ? m.type : "non-tensor",
+          shape: m.isTensor ? m.shape : [],
+        })),
+        outputs: session.outputMetadata.map((m) => ({
+          name: m.name,
+          type: m.isTensor ? m.type : "non-tensor",
+          shape: m.isTensor ? m.shape : [],
+        })),
+        run: (feeds) =>
+          session.run(
+            Object.fromEntries(
+              Object.entries(feeds).map(([k, t]) => [k, nativeView(t as ort.Tensor)]),
+            ),
+          ),
+        release: () => session.release(),
+      };
+    },
+    tensor(type: TensorType, data, dims) {
+      const values = type === "float16" ? toFloat16(data as Float32Array) : data;
+      return new ort.Tensor(type, values as Float32Array, dims);
+    },
+  };
+}

@@ -1,0 +1,88 @@
+/**
+ * What every diffusion pipeline takes and returns, independent of model family and backend.
+ *
+ * @module
+ */
+import type { DeviceName } from "../backends/backend.ts";
+import type { SchedulerName } from "../schedulers/mod.ts";
+
+/** Progress of one denoising step, reported through `onStep`. */
+export interface StepInfo {
+  /** 0-based step index. */
+  step: number;
+  total: number;
+  /** The model timestep of this step. */
+  timestep: number;
+  /** Wall time of this step in milliseconds. */
+  ms: number;
+}
+
+/** Inputs of one generation call. Absent values take the pipeline's defaults. */
+export interface GenerateOptions {
+  prompt: string;
+  negativePrompt?: string;
+  width?: number;
+  height?: number;
+  /** Denoising steps (diffusers `num_inference_steps`). */
+  steps?: number;
+  /** Classifier-free guidance scale; guidance runs when it is > 1. */
+  guidanceScale?: number;
+  /** Qwen-Image style true CFG scale (ignored by families without it). */
+  trueCfgScale?: number;
+  /** torch-compatible seed; a random 32-bit one is drawn when absent. */
+  seed?: number | bigint;
+  /** Images per call (batched through the networks). */
+  n?: number;
+  /** Swap the model's scheduler for another with the same noise schedule. */
+  scheduler?: SchedulerName;
+  signal?: AbortSignal;
+  onStep?: (info: StepInfo) => void;
+}
+
+/** An 8-bit RGB image, rows top to bottom, pixels interleaved `RGBRGB…`. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+/** Wall times of each stage in milliseconds. */
+export interface StageTimings {
+  tokenizeMs: number;
+  textEncodeMs: number;
+  stepMs: number[];
+  decodeMs: number;
+  totalMs: number;
+}
+
+/** The images and how they were made. */
+export interface GenerateResult {
+  images: RgbImage[];
+  seed: bigint;
+  width: number;
+  height: number;
+  steps: number;
+  guidanceScale: number;
+  scheduler: string;
+  timings: StageTimings;
+}
+
+/** Values used when a request leaves a parameter out. */
+export interface PipelineDefaults {
+  width: number;
+  height: number;
+  steps: number;
+  guidanceScale: number;
+}
+
+/** A loaded pipeline: sessions are created once and serve many calls. */
+export interface Pipeline {
+  /** diffusers pipeline class, e.g. `StableDiffusionPipeline`. */
+  readonly family: string;
+  readonly device: DeviceName;
+  readonly defaults: PipelineDefaults;
+  /** Width and height must be multiples of this. */
+  readonly sizeMultiple: number;
+  generate(options: GenerateOptions): Promise<GenerateResult>;
+  release(): Promise<void>;
+}
