@@ -6,6 +6,7 @@
  * @module
  */
 import type { Tensor } from "onnxruntime-common";
+import { fromFloat16 } from "./float16.ts";
 
 export type { Tensor };
 
@@ -56,15 +57,10 @@ export interface Backend {
   ): Tensor;
 }
 
-/** Reads any float tensor (float32 or float16, CPU or device) into a new Float32Array. */
+/** Reads any float tensor (float32 or float16, CPU or device) as a Float32Array. */
 export async function readFloat32(t: Tensor): Promise<Float32Array> {
   const data = await t.getData();
-  if (data instanceof Float32Array) return t.location === "cpu" ? data.slice() : data;
-  if (data instanceof Float16Array) return Float32Array.from(data);
+  if (data instanceof Float32Array) return data;
+  if (data instanceof Float16Array) return fromFloat16(data);
   throw new TypeError(`Expected a float tensor, got ${t.type}`);
-}
-
-/** Converts float32 values for a float16 tensor. */
-export function toFloat16(data: Float32Array): Float16Array {
-  return new Float16Array(data);
 }

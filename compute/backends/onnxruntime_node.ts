@@ -5,7 +5,7 @@
  */
 import * as ort from "onnxruntime-node";
 import type { Backend, Session, SessionOptions, TensorType } from "./backend.ts";
-import { toFloat16 } from "./backend.ts";
+import { toFloat16 } from "./float16.ts";
 
 /**
  * onnxruntime-common keeps float16 data in Deno's `Float16Array`, which the N-API binding does not

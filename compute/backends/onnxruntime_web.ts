@@ -8,7 +8,7 @@
 import * as ort from "onnxruntime-web/webgpu";
 import { dirname, join } from "node:path";
 import type { Backend, Session, SessionOptions, TensorType } from "./backend.ts";
-import { toFloat16 } from "./backend.ts";
+import { toFloat16 } from "./float16.ts";
 import { BackendUnavailableError } from "../errors.ts";
 
 ort.env.wasm.numThreads = 1;

@@ -1,0 +1,110 @@
+/**
+ * `deno task bench [--devices cpu,wasm,webgpu] [--steps 8]`: for the embedded pipeline at 64²,
+ * 256² and 512², the median time of each stage per backend, and the ratio of our denoising step to
+ * a bare `session.run` of the same UNet graph on the same inputs (orchestration overhead). Then
+ * PNG encoders on a 1024² image. Prints markdown.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { encode as fastPngEncode } from "fast-png";
+import type { DeviceName, Session } from "./backends/backend.ts";
+import { probeWebGpu, selectBackend } from "./backends/device.ts";
+import { encodeImage } from "./image/encode.ts";
+import { openSession } from "./model/model_folder.ts";
+import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
+import { torchRandn } from "./random.ts";
+
+const MODEL = new URL("../fixtures/models/sd-turbo-tiny", import.meta.url).pathname;
+const SIZES = [64, 256, 512];
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const ms = (x: number) => x < 10 ? x.toFixed(2) : x.toFixed(1);
+
+async function timeBareRun(unet: Session, device: DeviceName, size: number, runs: number): Promise<number> {
+  const backend = await selectBackend(device);
+  const h = size / 8;
+  const feeds = () => ({
+    sample: backend.tensor("float16", torchRandn([1, 4, h, h], 0), [1, 4, h, h]),
+    timestep: backend.tensor("float16", Float32Array.of(999), []),
+    encoder_hidden_states: backend.tensor("float16", torchRandn([1, 77, 32], 1), [1, 77, 32]),
+  });
+  const times: number[] = [];
+  for (let i = 0; i <= runs; i++) {
+    const f = feeds();
+    const t = performance.now();
+    const out = await unet.run(f);
+    await out.out_sample.getData();
+    if (i > 0) times.push(performance.now() - t); // the first run warms up
+    out.out_sample.dispose();
+  }
+  return median(times);
+}
+
+const args = parseArgs({
+  args: Deno.args,
+  options: { devices: { type: "string" }, steps: { type: "string", default: "8" } },
+});
+const steps = Number(args.values.steps);
+const gpu = await probeWebGpu();
+const devices = (args.values.devices?.split(",") ??
+  ["cpu", "wasm", ...(gpu?.shaderF16 ? ["webgpu"] : [])]) as DeviceName[];
+
+console.log(`# denoise compute benchmark\n`);
+console.log(`Model: embedded sd-turbo-tiny (fixtures), ${steps} Euler steps, batch 1, no CFG.`);
+console.log(`WebGPU adapter: ${gpu ? gpu.description : "none"}. Medians; step medians exclude step 0.\n`);
+console.log(
+  "| backend | size | tokenize ms | text encode ms | step ms (ours) | step ms (bare run) | ratio | decode ms | PNG encode ms | total ms |",
+);
+console.log("|---|---|---|---|---|---|---|---|---|---|");
+for (const device of devices) {
+  const backend = await selectBackend(device);
+  const pipeline = await StableDiffusionPipeline.load(MODEL, backend);
+  const bareUnet = await openSession(backend, MODEL, "unet");
+  for (const size of SIZES) {
+    await pipeline.generate({ prompt: "warm up", width: size, height: size, steps: 1, seed: 0 });
+    const r = await pipeline.generate({ prompt: "a dragon over green mountains", width: size, height: size, steps, seed: 42 });
+    const encodeStart = performance.now();
+    await encodeImage(r.images[0], "png");
+    const encodeMs = performance.now() - encodeStart;
+    const ours = median(r.timings.stepMs.slice(1));
+    const bare = await timeBareRun(bareUnet, device, size, steps);
+    console.log(
+      `| ${backend.description} | ${size}² | ${ms(r.timings.tokenizeMs)} | ${ms(r.timings.textEncodeMs)} | ${ms(ours)} | ${ms(bare)} | ${(ours / bare).toFixed(3)} | ${ms(r.timings.decodeMs)} | ${ms(encodeMs)} | ${ms(r.timings.totalMs + encodeMs)} |`,
+    );
+  }
+  await bareUnet.release();
+  await pipeline.release();
+}
+
+// Image encoders on one 1024² RGB image (smooth gradient plus noise, like a decoded sample).
+const side = 1024;
+const rgb = new Uint8Array(side * side * 3);
+const noise = torchRandn([side * side], 7);
+for (let i = 0; i < side * side; i++) {
+  const x = i % side, y = Math.floor(i / side);
+  rgb[i * 3] = (x / 4 + noise[i] * 8) & 255;
+  rgb[i * 3 + 1] = (y / 4) & 255;
+  rgb[i * 3 + 2] = ((x + y) / 8 + noise[i] * 4) & 255;
+}
+const image = { width: side, height: side, data: rgb };
+const encoders: [string, () => Promise<Uint8Array> | Uint8Array][] = [
+  ["sharp PNG (level 6)", () => encodeImage(image, "png")],
+  ["fast-png PNG", () => fastPngEncode({ width: side, height: side, data: rgb, channels: 3 })],
+  ["sharp JPEG q90", () => encodeImage(image, "jpeg", 90)],
+  ["sharp WebP q90", () => encodeImage(image, "webp", 90)],
+];
+console.log(`\n| encoder (1024² RGB) | median ms (5 runs) | bytes |\n|---|---|---|`);
+for (const [name, encode] of encoders) {
+  const times: number[] = [];
+  let bytes = 0;
+  for (let i = 0; i < 6; i++) {
+    const t = performance.now();
+    bytes = (await encode()).length;
+    if (i > 0) times.push(performance.now() - t);
+  }
+  console.log(`| ${name} | ${ms(median(times))} | ${bytes} |`);
+}
