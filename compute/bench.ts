@@ -24,7 +24,12 @@ const median = (xs: number[]) => {
 };
 const ms = (x: number) => x < 10 ? x.toFixed(2) : x.toFixed(1);
 
-async function timeBareRun(unet: Session, device: DeviceName, size: number, runs: number): Promise<number> {
+async function timeBareRun(
+  unet: Session,
+  device: DeviceName,
+  size: number,
+  runs: number,
+): Promise<number> {
   const backend = await selectBackend(device);
   const h = size / 8;
   const feeds = () => ({
@@ -55,7 +60,9 @@ const devices = (args.values.devices?.split(",") ??
 
 console.log(`# denoise compute benchmark\n`);
 console.log(`Model: embedded sd-turbo-tiny (fixtures), ${steps} Euler steps, batch 1, no CFG.`);
-console.log(`WebGPU adapter: ${gpu ? gpu.description : "none"}. Medians; step medians exclude step 0.\n`);
+console.log(
+  `WebGPU adapter: ${gpu ? gpu.description : "none"}. Medians; step medians exclude step 0.\n`,
+);
 console.log(
   "| backend | size | tokenize ms | text encode ms | step ms (ours) | step ms (bare run) | ratio | decode ms | PNG encode ms | total ms |",
 );
@@ -66,14 +73,24 @@ for (const device of devices) {
   const bareUnet = await openSession(backend, MODEL, "unet");
   for (const size of SIZES) {
     await pipeline.generate({ prompt: "warm up", width: size, height: size, steps: 1, seed: 0 });
-    const r = await pipeline.generate({ prompt: "a dragon over green mountains", width: size, height: size, steps, seed: 42 });
+    const r = await pipeline.generate({
+      prompt: "a dragon over green mountains",
+      width: size,
+      height: size,
+      steps,
+      seed: 42,
+    });
     const encodeStart = performance.now();
     await encodeImage(r.images[0], "png");
     const encodeMs = performance.now() - encodeStart;
     const ours = median(r.timings.stepMs.slice(1));
     const bare = await timeBareRun(bareUnet, device, size, steps);
     console.log(
-      `| ${backend.description} | ${size}² | ${ms(r.timings.tokenizeMs)} | ${ms(r.timings.textEncodeMs)} | ${ms(ours)} | ${ms(bare)} | ${(ours / bare).toFixed(3)} | ${ms(r.timings.decodeMs)} | ${ms(encodeMs)} | ${ms(r.timings.totalMs + encodeMs)} |`,
+      `| ${backend.description} | ${size}² | ${ms(r.timings.tokenizeMs)} | ${
+        ms(r.timings.textEncodeMs)
+      } | ${ms(ours)} | ${ms(bare)} | ${(ours / bare).toFixed(3)} | ${ms(r.timings.decodeMs)} | ${
+        ms(encodeMs)
+      } | ${ms(r.timings.totalMs + encodeMs)} |`,
     );
   }
   await bareUnet.release();

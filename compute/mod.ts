@@ -1,0 +1,33 @@
+/**
+ * `compute/`: diffusion pipelines over ONNX Runtime (WebGPU, WASM, native CPU). Knows nothing of
+ * HTTP.
+ *
+ * ```ts
+ * import { encodeImage, loadPipeline } from "./mod.ts";
+ * const pipeline = await loadPipeline("fixtures/models/sd-turbo-tiny", { device: "auto" });
+ * const result = await pipeline.generate({ prompt: "a red cat", seed: 42 });
+ * await Deno.writeFile("cat.png", await encodeImage(result.images[0], "png"));
+ * ```
+ *
+ * @module
+ */
+export { type LoadOptions, loadPipeline, SUPPORTED_PIPELINES } from "./load.ts";
+export { DEVICE_CHOICES, type DeviceChoice, type DeviceName } from "./backends/backend.ts";
+export { encodeImage, type ImageFormat, MIME_TYPES } from "./image/encode.ts";
+export {
+  BackendUnavailableError,
+  CancelledError,
+  InterfaceMismatchError,
+  ModelLoadError,
+} from "./errors.ts";
+export { torchRandn } from "./random.ts";
+export { SCHEDULER_NAMES, type SchedulerName } from "./schedulers/mod.ts";
+export type {
+  GenerateOptions,
+  GenerateResult,
+  Pipeline,
+  PipelineDefaults,
+  RgbImage,
+  StageTimings,
+  StepInfo,
+} from "./pipelines/pipeline.ts";

@@ -1,0 +1,119 @@
+/**
+ * `deno task serve [--model PATH] [--host] [--port 8000] [--device auto|webgpu|wasm|cpu]
+ * [--served-model-name] [--max-image-pixels] [--api-key]`: listens at once, loads the model in
+ * the background, serves until SIGINT/SIGTERM.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { DEVICE_CHOICES, type DeviceChoice, loadPipeline } from "../compute/mod.ts";
+import { buildApp } from "./app.ts";
+import { Engine } from "./engine.ts";
+import { ImageStore } from "./image_store.ts";
+
+/** The model served when `--model` is absent: the embedded SD-Turbo-style fixture. */
+export const EMBEDDED_MODEL = new URL("../fixtures/models/sd-turbo-tiny", import.meta.url).pathname;
+const EMBEDDED_NAME = "denoise/sd-turbo-tiny";
+
+const HELP = `denoise: an OpenAI-compatible image generation server
+
+Usage: deno task serve [options]
+
+  --model PATH              diffusers/Optimum ONNX model folder (default: the embedded tiny SD-Turbo fixture)
+  --host HOST               address to listen on (default 127.0.0.1)
+  --port PORT               port (default 8000; 0 picks a free one)
+  --device DEVICE           auto | webgpu | wasm | cpu (default auto: hardware WebGPU, else native CPU, else WASM)
+  --served-model-name NAME  name clients send as "model" (default: the model path or id)
+  --max-image-pixels N      largest width*height a request may ask for (default 1048576)
+  --api-key KEY             require "Authorization: Bearer KEY" on /v1/* (or env DENOISE_API_KEY)
+  -h, --help                show this help
+`;
+
+function fail(message: string): never {
+  console.error(`error: ${message}\n\n${HELP}`);
+  Deno.exit(2);
+}
+
+const { values } = (() => {
+  try {
+    return parseArgs({
+      args: Deno.args,
+      options: {
+        model: { type: "string" },
+        host: { type: "string", default: "127.0.0.1" },
+        port: { type: "string", default: "8000" },
+        device: { type: "string", default: "auto" },
+        "served-model-name": { type: "string" },
+        "max-image-pixels": { type: "string", default: String(1024 * 1024) },
+        "api-key": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    fail((e as Error).message);
+  }
+})();
+
+if (values.help) {
+  console.log(HELP);
+  Deno.exit(0);
+}
+const port = Number(values.port);
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  fail(`--port must be 0-65535, got ${values.port}`);
+}
+const maxImagePixels = Number(values["max-image-pixels"]);
+if (!Number.isInteger(maxImagePixels) || maxImagePixels < 64) {
+  fail(`--max-image-pixels must be an integer >= 64`);
+}
+if (!DEVICE_CHOICES.includes(values.device as DeviceChoice)) {
+  fail(`--device must be one of ${DEVICE_CHOICES.join(", ")}, got ${values.device}`);
+}
+const modelDir = values.model ?? EMBEDDED_MODEL;
+try {
+  if (!Deno.statSync(modelDir).isDirectory) fail(`--model ${modelDir} is not a folder`);
+} catch {
+  fail(
+    `--model ${modelDir}: no such folder. Pass a local diffusers/Optimum ONNX export (model_index.json, unet/, vae_decoder/, ...).`,
+  );
+}
+const servedModelName = values["served-model-name"] ?? values.model ?? EMBEDDED_NAME;
+
+const engine = new Engine();
+const app = buildApp({
+  engine,
+  store: new ImageStore(),
+  config: {
+    servedModelName,
+    maxImagePixels,
+    apiKey: values["api-key"] ?? Deno.env.get("DENOISE_API_KEY"),
+    modelRoot: modelDir,
+  },
+});
+
+const server = Deno.serve({
+  hostname: values.host,
+  port,
+  onListen: ({ hostname, port }) =>
+    console.log(
+      `denoise listening on http://${hostname}:${port} (model ${servedModelName}, loading…)`,
+    ),
+}, app.fetch);
+
+const loadStart = performance.now();
+engine.start(() => loadPipeline(modelDir, { device: values.device as DeviceChoice })).then(() => {
+  const s = engine.state;
+  if (s.status === "ready") {
+    console.log(
+      `model ready on ${s.pipeline.device} in ${(performance.now() - loadStart).toFixed(0)} ms`,
+    );
+  } else if (s.status === "failed") console.error(`model failed to load: ${s.reason}`);
+});
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, async () => {
+    await server.shutdown();
+    await engine.release();
+    Deno.exit(0);
+  });
+}
