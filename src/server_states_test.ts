@@ -1,0 +1,95 @@
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { Engine } from "./engine.ts";
+import { ENGINE_NOT_READY } from "./errors.ts";
+import { startServer } from "./test_server.ts";
+
+Deno.test("503 with the documented detail while no engine is ready (model failed to load)", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    `${dir}/model_index.json`,
+    JSON.stringify({ _class_name: "StableDiffusionPipeline" }),
+  );
+  const server = await startServer(["--model", dir, "--device", "cpu"], { waitReady: false });
+  try {
+    let health: Response;
+    do {
+      health = await fetch(`${server.url}/health`);
+      if (health.status === 503 && /failed/.test(JSON.stringify(await health.clone().json()))) {
+        break;
+      }
+      await health.body?.cancel();
+      await new Promise((r) => setTimeout(r, 100));
+    } while (true);
+    const h = await health.json();
+    assert.equal(h.status, "unhealthy");
+    assert.match(
+      h.reason,
+      /Model failed to load: Cannot load .*tokenizer_config\.json: file not found/,
+    );
+    const res = await fetch(`${server.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "test" }),
+    });
+    assert.equal(res.status, 503);
+    const body = await res.json();
+    assert.equal(body.detail, ENGINE_NOT_READY);
+    assert.equal(body.error.message, ENGINE_NOT_READY);
+    const chat = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ messages: [{ role: "user", content: "x" }] }),
+    });
+    assert.equal(chat.status, 503);
+    await chat.body?.cancel();
+  } finally {
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an engine that is still loading answers 503", () => {
+  const engine = new Engine();
+  engine.start(() => new Promise(() => {}));
+  assert.throws(() => engine.pipeline(), (e: Error) => e.message === ENGINE_NOT_READY);
+});
+
+Deno.test("--api-key requires a Bearer token on /v1/*; /health stays open", async () => {
+  const server = await startServer(["--device", "cpu", "--api-key", "sekret"]);
+  try {
+    const denied = await fetch(`${server.url}/v1/models`);
+    assert.equal(denied.status, 401);
+    assert.equal((await denied.json()).error.code, "invalid_api_key");
+    const ok = await fetch(`${server.url}/v1/models`, {
+      headers: { authorization: "Bearer sekret" },
+    });
+    assert.equal(ok.status, 200);
+    await ok.body?.cancel();
+    assert.equal((await fetch(`${server.url}/health`)).status, 200);
+    const client = new OpenAI({ apiKey: "wrong", baseURL: `${server.url}/v1`, maxRetries: 0 });
+    await assert.rejects(() => client.models.list(), OpenAI.AuthenticationError);
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("the CLI rejects bad flags with its help and a non-zero exit", async () => {
+  for (
+    const args of [["--device", "tpu"], ["--port", "x"], ["--model", "/no/such/dir"], ["--bogus"]]
+  ) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL("./main.ts", import.meta.url).pathname, ...args],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 2, args.join(" "));
+    assert.match(new TextDecoder().decode(out.stderr), /Usage: deno task serve/);
+  }
+  const help = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./main.ts", import.meta.url).pathname, "--help"],
+    stdout: "piped",
+  }).output();
+  assert.equal(help.code, 0);
+  assert.match(new TextDecoder().decode(help.stdout), /--max-image-pixels/);
+});

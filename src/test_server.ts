@@ -1,0 +1,67 @@
+/**
+ * Starts `deno task serve` as a user would (a child process on a free port) for HTTP tests,
+ * and waits until `/health` reports ready (or the expected state).
+ *
+ * @module
+ */
+
+/** A running server process. */
+export interface TestServer {
+  url: string;
+  stop(): Promise<void>;
+  output(): string;
+}
+
+/** Spawns the server with `args`; resolves once it listens (and, unless `waitReady` is false, is healthy). */
+export async function startServer(
+  args: string[] = [],
+  options: { waitReady?: boolean; env?: Record<string, string> } = {},
+): Promise<TestServer> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      new URL("./main.ts", import.meta.url).pathname,
+      "--port",
+      "0",
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    env: options.env,
+  }).spawn();
+  let log = "";
+  const decoder = new TextDecoder();
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) log += decoder.decode(chunk);
+  };
+  const pumps = [pump(child.stdout), pump(child.stderr)];
+  const deadline = Date.now() + 60_000;
+  let url = "";
+  while (!url) {
+    const m = log.match(/listening on (http:\/\/[^\s]+)/);
+    if (m) url = m[1];
+    else if (Date.now() > deadline) throw new Error(`server did not start:\n${log}`);
+    else await new Promise((r) => setTimeout(r, 50));
+  }
+  if (options.waitReady ?? true) {
+    for (;;) {
+      const res = await fetch(`${url}/health`);
+      await res.body?.cancel();
+      if (res.status === 200) break;
+      if (Date.now() > deadline || /failed to load/.test(log)) {
+        throw new Error(`server not ready:\n${log}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return {
+    url,
+    output: () => log,
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+      await Promise.all(pumps);
+    },
+  };
+}
