@@ -10,7 +10,7 @@ import { parseArgs } from "node:util";
 import { encode as fastPngEncode } from "fast-png";
 import type { DeviceName, Session } from "./backends/backend.ts";
 import { probeWebGpu, selectBackend } from "./backends/device.ts";
-import { encodeImage } from "./image/encode.ts";
+import { encodeImage, encodeImages } from "./image/encode.ts";
 import { openSession } from "./model/model_folder.ts";
 import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
 import { torchRandn } from "./random.ts";
@@ -80,9 +80,8 @@ for (const device of devices) {
       steps,
       seed: 42,
     });
-    const encodeStart = performance.now();
-    await encodeImage(r.images[0], "png");
-    const encodeMs = performance.now() - encodeStart;
+    await encodeImages(r, "png");
+    const encodeMs = r.timings.encodeMs!;
     const ours = median(r.timings.stepMs.slice(1));
     const bare = await timeBareRun(bareUnet, device, size, steps);
     console.log(

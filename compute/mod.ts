@@ -13,7 +13,7 @@
  */
 export { type LoadOptions, loadPipeline, SUPPORTED_PIPELINES } from "./load.ts";
 export { DEVICE_CHOICES, type DeviceChoice, type DeviceName } from "./backends/backend.ts";
-export { encodeImage, type ImageFormat, MIME_TYPES } from "./image/encode.ts";
+export { encodeImage, encodeImages, type ImageFormat, MIME_TYPES } from "./image/encode.ts";
 export {
   BackendUnavailableError,
   CancelledError,

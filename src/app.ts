@@ -58,7 +58,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
         t.textEncodeMs.toFixed(0)
       }ms denoise=${t.stepMs.reduce((a, b) => a + b, 0).toFixed(0)}ms decode=${
         t.decodeMs.toFixed(0)
-      }ms encode=${g.encodeMs.toFixed(0)}ms`
+      }ms encode=${(t.encodeMs ?? 0).toFixed(0)}ms`
       : "";
     log(
       `${c.req.method} ${c.req.path} ${c.res.status} ${

@@ -30,6 +30,9 @@ export function createNodeBackend(threads = navigator.hardwareConcurrency): Back
         graphOptimizationLevel: "all",
         intraOpNumThreads: threads,
         logSeverityLevel: 3,
+        // Spinning intra-op threads compete with Deno's own thread for the cores between runs;
+        // with spinning on, step times were bimodal (1.7 or 5–11 ms at 512², docs/benchmarks.md).
+        extra: { session: { "intra_op.allow_spinning": "0" } },
       });
       return {
         inputs: session.inputMetadata.map((m) => ({

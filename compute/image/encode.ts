@@ -5,7 +5,7 @@
  * @module
  */
 import sharp from "sharp";
-import type { RgbImage } from "../pipelines/pipeline.ts";
+import type { GenerateResult, RgbImage } from "../pipelines/pipeline.ts";
 
 /** Output formats offered by the API (`output_format`). */
 export type ImageFormat = "png" | "jpeg" | "webp";
@@ -39,4 +39,16 @@ export async function encodeImage(
     ? img.jpeg({ quality: Math.max(1, quality) })
     : img.webp({ quality: Math.max(1, quality) });
   return new Uint8Array(await out.toBuffer());
+}
+
+/** Encodes every image of a result and records the time in `result.timings.encodeMs`. */
+export async function encodeImages(
+  result: GenerateResult,
+  format: ImageFormat,
+  compression?: number,
+): Promise<Uint8Array[]> {
+  const started = performance.now();
+  const images = await Promise.all(result.images.map((im) => encodeImage(im, format, compression)));
+  result.timings.encodeMs = performance.now() - started;
+  return images;
 }

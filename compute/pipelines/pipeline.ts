@@ -52,6 +52,8 @@ export interface StageTimings {
   textEncodeMs: number;
   stepMs: number[];
   decodeMs: number;
+  /** Set by {@linkcode encodeImages} once the images are encoded. */
+  encodeMs?: number;
   totalMs: number;
 }
 

@@ -234,3 +234,14 @@ Deno.test("a UNet with inputs the pipeline cannot drive fails with expected and 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("encodeImages records the image-encoding stage in the result's timings", () =>
+  withPipeline(TURBO, "cpu", async (p) => {
+    const { encodeImages } = await import("../image/encode.ts");
+    const r = await p.generate({ prompt: "x", width: 64, height: 64, seed: 1, n: 2 });
+    assert.equal(r.timings.encodeMs, undefined);
+    const pngs = await encodeImages(r, "png");
+    assert.equal(pngs.length, 2);
+    assert.ok(r.timings.encodeMs! >= 0);
+    assert.deepEqual(Array.from(pngs[0].slice(1, 4)), [0x50, 0x4e, 0x47]);
+  }));

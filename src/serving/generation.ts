@@ -6,7 +6,7 @@
  * @module
  */
 import {
-  encodeImage,
+  encodeImages,
   type GenerateResult,
   type ImageFormat,
   type SchedulerName,
@@ -45,7 +45,6 @@ export interface Generated {
   result: GenerateResult;
   images: Uint8Array[];
   format: ImageFormat;
-  encodeMs: number;
 }
 
 /** Validates a LoRA object as vLLM-Omni does, then refuses it: adapters are not applied yet. */
@@ -109,9 +108,6 @@ export async function generate(
     scheduler: wire.scheduler ?? undefined,
     signal: output.signal,
   });
-  const encodeStart = performance.now();
-  const images = await Promise.all(
-    result.images.map((im) => encodeImage(im, output.format, output.compression)),
-  );
-  return { result, images, format: output.format, encodeMs: performance.now() - encodeStart };
+  const images = await encodeImages(result, output.format, output.compression);
+  return { result, images, format: output.format };
 }
