@@ -57,6 +57,23 @@ export interface Backend {
   ): Tensor;
 }
 
+/** onnxruntime-common's per-input/output metadata (both runtimes share its shape). */
+export interface OrtValueMetadata {
+  name: string;
+  isTensor: boolean;
+  type?: string;
+  shape?: readonly (number | string)[];
+}
+
+/** Our {@linkcode TensorInfo} from onnxruntime's `inputMetadata`/`outputMetadata`. */
+export function tensorInfo(m: OrtValueMetadata): TensorInfo {
+  return {
+    name: m.name,
+    type: m.isTensor ? m.type ?? "unknown" : "non-tensor",
+    shape: m.shape ?? [],
+  };
+}
+
 /** Reads any float tensor (float32 or float16, CPU or device) as a Float32Array. */
 export async function readFloat32(t: Tensor): Promise<Float32Array> {
   const data = await t.getData();

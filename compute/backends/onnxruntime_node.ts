@@ -4,7 +4,13 @@
  * @module
  */
 import * as ort from "onnxruntime-node";
-import type { Backend, Session, SessionOptions, TensorType } from "./backend.ts";
+import {
+  type Backend,
+  type Session,
+  type SessionOptions,
+  tensorInfo,
+  type TensorType,
+} from "./backend.ts";
 import { toFloat16 } from "./float16.ts";
 
 /**
@@ -35,16 +41,8 @@ export function createNodeBackend(threads = navigator.hardwareConcurrency): Back
         extra: { session: { "intra_op.allow_spinning": "0" } },
       });
       return {
-        inputs: session.inputMetadata.map((m) => ({
-          name: m.name,
-          type: m.isTensor ? m.type : "non-tensor",
-          shape: m.isTensor ? m.shape : [],
-        })),
-        outputs: session.outputMetadata.map((m) => ({
-          name: m.name,
-          type: m.isTensor ? m.type : "non-tensor",
-          shape: m.isTensor ? m.shape : [],
-        })),
+        inputs: session.inputMetadata.map(tensorInfo),
+        outputs: session.outputMetadata.map(tensorInfo),
         run: (feeds) =>
           session.run(
             Object.fromEntries(

@@ -7,7 +7,13 @@
  */
 import * as ort from "onnxruntime-web/webgpu";
 import { dirname, join } from "node:path";
-import type { Backend, Session, SessionOptions, TensorType } from "./backend.ts";
+import {
+  type Backend,
+  type Session,
+  type SessionOptions,
+  tensorInfo,
+  type TensorType,
+} from "./backend.ts";
 import { toFloat16 } from "./float16.ts";
 import { BackendUnavailableError } from "../errors.ts";
 
@@ -50,16 +56,8 @@ export function createWebBackend(
         );
       }
       return {
-        inputs: session.inputMetadata.map((m) => ({
-          name: m.name,
-          type: m.isTensor ? m.type : "non-tensor",
-          shape: m.isTensor ? m.shape : [],
-        })),
-        outputs: session.outputMetadata.map((m) => ({
-          name: m.name,
-          type: m.isTensor ? m.type : "non-tensor",
-          shape: m.isTensor ? m.shape : [],
-        })),
+        inputs: session.inputMetadata.map(tensorInfo),
+        outputs: session.outputMetadata.map(tensorInfo),
         run: (feeds) => session.run(feeds as Record<string, ort.Tensor>),
         release: () => session.release(),
       };

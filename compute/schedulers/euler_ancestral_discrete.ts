@@ -5,19 +5,8 @@
  * @module
  */
 import { randnFrom } from "../random.ts";
-import {
-  eulerInitNoiseSigma,
-  eulerPredictOriginal,
-  eulerSigmas,
-  scaleBySigma,
-  spacedTimesteps,
-} from "./euler_discrete.ts";
-import {
-  checkSteps,
-  type Scheduler,
-  type SchedulerConfig,
-  type SchedulerRun,
-} from "./scheduler.ts";
+import { eulerPredictOriginal, eulerSchedule } from "./euler_discrete.ts";
+import type { Scheduler, SchedulerConfig, SchedulerRun } from "./scheduler.ts";
 
 /** Ancestral sampling with Euler steps. */
 export class EulerAncestralDiscreteScheduler implements Scheduler {
@@ -25,15 +14,10 @@ export class EulerAncestralDiscreteScheduler implements Scheduler {
   constructor(readonly config: Readonly<SchedulerConfig>) {}
 
   setTimesteps(numInferenceSteps: number): SchedulerRun {
-    checkSteps(numInferenceSteps);
-    const timesteps = spacedTimesteps(this.config, numInferenceSteps);
-    const sigmas = eulerSigmas(this.config, timesteps);
-    const prediction = this.config.prediction_type ?? "epsilon";
+    const schedule = eulerSchedule(this.config, numInferenceSteps);
+    const { sigmas, prediction } = schedule;
     return {
-      timesteps,
-      sigmas,
-      initNoiseSigma: eulerInitNoiseSigma(this.config, sigmas),
-      scaleModelInput: (sample, i) => scaleBySigma(sample, sigmas[i]),
+      ...schedule,
       step(modelOutput, i, sample, generator) {
         const from = sigmas[i], to = sigmas[i + 1];
         const up = Math.sqrt((to * to * (from * from - to * to)) / (from * from));

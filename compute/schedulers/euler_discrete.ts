@@ -84,21 +84,30 @@ export function scaleBySigma(sample: Float32Array, sigma: number): Float32Array 
   return sample.map((x) => x / k);
 }
 
+/** The σ-parameterised schedule shared by Euler and Euler ancestral. */
+export function eulerSchedule(config: SchedulerConfig, numInferenceSteps: number) {
+  checkSteps(numInferenceSteps);
+  const timesteps = spacedTimesteps(config, numInferenceSteps);
+  const sigmas = eulerSigmas(config, timesteps);
+  return {
+    timesteps,
+    sigmas,
+    initNoiseSigma: eulerInitNoiseSigma(config, sigmas),
+    prediction: config.prediction_type ?? "epsilon",
+    scaleModelInput: (sample: Float32Array, i: number) => scaleBySigma(sample, sigmas[i]),
+  };
+}
+
 /** Euler's method on the probability-flow ODE. */
 export class EulerDiscreteScheduler implements Scheduler {
   readonly name = "EulerDiscreteScheduler";
   constructor(readonly config: Readonly<SchedulerConfig>) {}
 
   setTimesteps(numInferenceSteps: number): SchedulerRun {
-    checkSteps(numInferenceSteps);
-    const timesteps = spacedTimesteps(this.config, numInferenceSteps);
-    const sigmas = eulerSigmas(this.config, timesteps);
-    const prediction = this.config.prediction_type ?? "epsilon";
+    const schedule = eulerSchedule(this.config, numInferenceSteps);
+    const { sigmas, prediction } = schedule;
     return {
-      timesteps,
-      sigmas,
-      initNoiseSigma: eulerInitNoiseSigma(this.config, sigmas),
-      scaleModelInput: (sample, i) => scaleBySigma(sample, sigmas[i]),
+      ...schedule,
       step(modelOutput, i, sample) {
         const sigma = sigmas[i], dt = sigmas[i + 1] - sigma;
         return sample.map((x, k) => {
