@@ -1,0 +1,297 @@
+/**
+ * The conformance cases, as data. Each names the section of the contract it comes from:
+ * `000` = ../shared/seeds/000_991c59ffd64b0d74.txt (Image Generation API),
+ * `003` = ../shared/seeds/003_0e31af4082b3b03f.txt (text-to-image example).
+ *
+ * Documented examples are kept exactly as written; only the documented host/port
+ * (`http://localhost:8000` or `:8091`) is replaced by the target's base URL.
+ *
+ * @module
+ */
+
+/** What a case's output must be. */
+export type Expectation =
+  | { kind: "png"; file: string; width?: number; height?: number }
+  | { kind: "images"; count: number; width?: number; height?: number; distinct?: boolean }
+  | { kind: "chat-images"; count: number; width?: number; height?: number }
+  | { kind: "error"; status: 400 | 503; detail?: string | RegExp }
+  | { kind: "validation"; status: 422; loc: (string | number)[] }
+  | { kind: "reproducible" };
+
+/** How a case talks to the server. */
+export type Action =
+  | { kind: "shell"; script: string }
+  | { kind: "python"; script: string }
+  | { kind: "http"; path: string; body: unknown }
+  | { kind: "openai-images"; params: Record<string, unknown> }
+  | { kind: "openai-chat"; params: Record<string, unknown> }
+  | { kind: "seeds"; body: Record<string, unknown> };
+
+/** One conformance case. */
+export interface Case {
+  id: string;
+  source: string;
+  action: Action;
+  expect: Expectation;
+  /** Only meaningful when the operator says the target has no ready engine. */
+  unreadyOnly?: boolean;
+}
+
+/** The model name placeholder in documented examples that name one. */
+export const MODEL_PLACEHOLDER = "Qwen/Qwen-Image";
+
+export const CASES: Case[] = [
+  {
+    id: "images-curl-dragon",
+    source: "000 Quick Start › Generate Images › Using curl",
+    action: {
+      kind: "shell",
+      script: `curl -X POST http://localhost:8000/v1/images/generations \\
+  -H "Content-Type: application/json" \\
+  -d '{
+    "prompt": "a dragon laying over the spine of the Green Mountains of Vermont",
+    "size": "1024x1024",
+    "seed": 42
+  }' | jq -r '.data[0].b64_json' | base64 -d > dragon.png`,
+    },
+    expect: { kind: "png", file: "dragon.png", width: 1024, height: 1024 },
+  },
+  {
+    id: "images-python-cat",
+    source: "000 Quick Start › Generate Images › Using Python",
+    action: {
+      kind: "python",
+      script: `import requests
+import base64
+from PIL import Image
+import io
+
+response = requests.post(
+    "http://localhost:8000/v1/images/generations",
+    json={
+        "prompt": "a black and white cat wearing a princess tiara",
+        "size": "1024x1024",
+        "num_inference_steps": 50,
+        "seed": 42,
+    }
+)
+
+# Decode and save
+img_data = response.json()["data"][0]["b64_json"]
+img_bytes = base64.b64decode(img_data)
+img = Image.open(io.BytesIO(img_bytes))
+img.save("cat.png")`,
+    },
+    expect: { kind: "png", file: "cat.png", width: 1024, height: 1024 },
+  },
+  {
+    id: "images-openai-sdk",
+    source: "000 Quick Start › Generate Images › Using OpenAI SDK",
+    action: {
+      kind: "openai-images",
+      params: {
+        model: MODEL_PLACEHOLDER,
+        prompt: "a horse jumping over a fence nearby a babbling brook",
+        n: 1,
+        size: "1024x1024",
+        response_format: "b64_json",
+      },
+    },
+    expect: { kind: "images", count: 1, width: 1024, height: 1024 },
+  },
+  {
+    id: "images-multiple",
+    source: "000 Examples › Multiple Images",
+    action: {
+      kind: "shell",
+      script: `curl -X POST http://localhost:8000/v1/images/generations \\
+  -H "Content-Type: application/json" \\
+  -d '{
+    "prompt": "a steampunk city set in a valley of the Adirondack mountains",
+    "n": 4,
+    "size": "1024x1024",
+    "seed": 123
+  }'`,
+    },
+    expect: { kind: "images", count: 4, width: 1024, height: 1024, distinct: true },
+  },
+  {
+    id: "images-python-negative-prompt",
+    source: "000 Examples › With Negative Prompt",
+    action: {
+      kind: "python",
+      script: `import requests
+import json
+
+response = requests.post(
+    "http://localhost:8000/v1/images/generations",
+    json={
+        "prompt": "a portrait of a skier in deep powder snow",
+        "negative_prompt": "blurry, low quality, distorted, ugly",
+        "num_inference_steps": 100,
+        "size": "1024x1024",
+    }
+)
+print(json.dumps(response.json()))`,
+    },
+    expect: { kind: "images", count: 1, width: 1024, height: 1024 },
+  },
+  {
+    id: "images-troubleshooting",
+    source: "000 Troubleshooting › Server Not Running",
+    action: {
+      kind: "shell",
+      script: `curl http://localhost:8000/v1/images/generations \\
+  -H "Content-Type: application/json" \\
+  -d '{"prompt": "test"}'`,
+    },
+    expect: { kind: "images", count: 1 },
+  },
+  {
+    id: "images-size-honoured",
+    source: "000 Request Parameters › size",
+    action: {
+      kind: "http",
+      path: "/v1/images/generations",
+      body: { prompt: "a red cat", size: "512x256", seed: 1 },
+    },
+    expect: { kind: "images", count: 1, width: 512, height: 256 },
+  },
+  {
+    id: "images-seed-reproducible",
+    source: "000 Request Parameters › seed",
+    action: { kind: "seeds", body: { prompt: "a lighthouse at dusk", size: "512x512" } },
+    expect: { kind: "reproducible" },
+  },
+  {
+    id: "chat-curl",
+    source: "003 API Calls › Method 1: Using curl",
+    action: {
+      kind: "shell",
+      script: `curl -s http://localhost:8091/v1/chat/completions \\
+  -H "Content-Type: application/json" \\
+  -d '{
+    "messages": [
+      {"role": "user", "content": "A beautiful landscape painting"}
+    ],
+    "extra_body": {
+      "height": 1024,
+      "width": 1024,
+      "num_inference_steps": 50,
+      "true_cfg_scale": 4.0,
+      "seed": 42
+    }
+  }' | jq -r '.choices[0].message.content[0].image_url.url' | cut -d',' -f2- | base64 -d > output.png`,
+    },
+    expect: { kind: "png", file: "output.png", width: 1024, height: 1024 },
+  },
+  {
+    id: "chat-simple",
+    source: "003 Request Format › Simple Text Generation",
+    action: {
+      kind: "http",
+      path: "/v1/chat/completions",
+      body: { messages: [{ role: "user", content: "A beautiful landscape painting" }] },
+    },
+    expect: { kind: "chat-images", count: 1 },
+  },
+  {
+    id: "chat-extra-body",
+    source: "003 Request Format › Generation with Parameters",
+    action: {
+      kind: "http",
+      path: "/v1/chat/completions",
+      body: {
+        messages: [{ role: "user", content: "A beautiful landscape painting" }],
+        extra_body: {
+          height: 1024,
+          width: 1024,
+          num_inference_steps: 50,
+          true_cfg_scale: 4.0,
+          seed: 42,
+        },
+      },
+    },
+    expect: { kind: "chat-images", count: 1, width: 1024, height: 1024 },
+  },
+  {
+    id: "chat-structured-content",
+    source: "003 Request Format › Multimodal Input (Text + Structured Content)",
+    action: {
+      kind: "http",
+      path: "/v1/chat/completions",
+      body: {
+        messages: [{
+          role: "user",
+          content: [{ type: "text", text: "A beautiful landscape painting" }],
+        }],
+      },
+    },
+    expect: { kind: "chat-images", count: 1 },
+  },
+  {
+    id: "chat-openai-sdk",
+    source: "003 Generation Parameters (extra_body) through the openai SDK",
+    action: {
+      kind: "openai-chat",
+      params: {
+        model: MODEL_PLACEHOLDER,
+        messages: [{ role: "user", content: "A beautiful landscape painting" }],
+        height: 512,
+        width: 512,
+        num_inference_steps: 4,
+        seed: 42,
+      },
+    },
+    expect: { kind: "chat-images", count: 1, width: 512, height: 512 },
+  },
+  {
+    id: "error-400-size-format",
+    source: "000 Error Responses › 400 Bad Request",
+    action: { kind: "http", path: "/v1/images/generations", body: { prompt: "x", size: "1024x" } },
+    expect: {
+      kind: "error",
+      status: 400,
+      detail: "Invalid size format: '1024x'. Width and height must be integers.",
+    },
+  },
+  {
+    id: "error-400-model-mismatch",
+    source: "000 Error Responses › 400 Bad Request (model mismatch)",
+    action: {
+      kind: "http",
+      path: "/v1/images/generations",
+      body: { prompt: "x", model: "conformance/no-such-model" },
+    },
+    expect: { kind: "error", status: 400, detail: /conformance\/no-such-model/ },
+  },
+  {
+    id: "error-422-missing-prompt",
+    source: "000 Error Responses › 422 Unprocessable Entity",
+    action: { kind: "http", path: "/v1/images/generations", body: { size: "512x512" } },
+    expect: { kind: "validation", status: 422, loc: ["body", "prompt"] },
+  },
+  {
+    id: "error-422-n-out-of-range",
+    source: "000 Request Parameters › n (1-10)",
+    action: { kind: "http", path: "/v1/images/generations", body: { prompt: "x", n: 11 } },
+    expect: { kind: "validation", status: 422, loc: ["body", "n"] },
+  },
+  {
+    id: "error-422-wrong-type",
+    source: "000 Parameter Handling › basic type checking",
+    action: { kind: "http", path: "/v1/images/generations", body: { prompt: "x", n: "four" } },
+    expect: { kind: "validation", status: 422, loc: ["body", "n"] },
+  },
+  {
+    id: "error-503-engine-not-ready",
+    source: "000 Error Responses › 503 Service Unavailable",
+    action: { kind: "http", path: "/v1/images/generations", body: { prompt: "test" } },
+    expect: {
+      kind: "error",
+      status: 503,
+      detail: "Diffusion engine not initialized. Start server with a diffusion model.",
+    },
+    unreadyOnly: true,
+  },
+];

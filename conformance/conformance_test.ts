@@ -1,0 +1,120 @@
+import assert from "node:assert/strict";
+import { startServer } from "../src/test_server.ts";
+import type { CaseResult } from "./runner.ts";
+import { probeTools } from "./runner.ts";
+import { startNonconformingServer } from "./testdata/nonconforming_server.ts";
+
+const MAIN = new URL("./main.ts", import.meta.url).pathname;
+const tools = await probeTools();
+
+/** Runs the suite as a user would: `deno run conformance/main.ts …`. */
+async function runSuite(
+  args: string[],
+): Promise<{ code: number; stdout: string; results: CaseResult[] }> {
+  const report = await Deno.makeTempFile({ suffix: ".json" });
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", MAIN, ...args, "--report", report],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const results = JSON.parse(await Deno.readTextFile(report)).results;
+  await Deno.remove(report);
+  return { code: out.code, stdout: new TextDecoder().decode(out.stdout), results };
+}
+
+const ids = (results: CaseResult[], status: CaseResult["status"]) =>
+  results.filter((r) => r.status === status).map((r) => r.id).sort();
+
+Deno.test("the suite passes against our own server, started as a user starts it", async () => {
+  const server = await startServer(["--device", "cpu"]);
+  try {
+    const { code, stdout, results } = await runSuite(["--base-url", server.url]);
+    assert.equal(code, 0, stdout);
+    assert.deepEqual(ids(results, "fail"), []);
+    const skipped = ["error-503-engine-not-ready"];
+    if (!tools.python) skipped.push("images-python-cat", "images-python-negative-prompt");
+    if (!tools.shell) {
+      skipped.push("chat-curl", "images-curl-dragon", "images-multiple", "images-troubleshooting");
+    }
+    assert.deepEqual(ids(results, "skip"), skipped.sort());
+    assert.match(stdout, /\| case \| source \| expected \| got \| result \|/);
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("the suite fails against a non-conforming server on exactly the faulty cases", async () => {
+  const bad = await startNonconformingServer();
+  try {
+    const { code, results } = await runSuite(["--base-url", bad.url]);
+    assert.equal(code, 1);
+    const expected = [
+      "error-422-missing-prompt",
+      "error-422-n-out-of-range",
+      "error-400-size-format",
+      "images-openai-sdk",
+      "images-size-honoured",
+      "images-seed-reproducible",
+      "chat-extra-body",
+      "chat-openai-sdk",
+      ...(tools.shell ? ["images-curl-dragon", "images-multiple", "chat-curl"] : []),
+      ...(tools.python ? ["images-python-cat", "images-python-negative-prompt"] : []),
+    ];
+    assert.deepEqual(ids(results, "fail"), expected.sort());
+    assert.ok(ids(results, "pass").includes("error-422-wrong-type"));
+    assert.ok(ids(results, "pass").includes("error-400-model-mismatch"));
+  } finally {
+    await bad.shutdown();
+  }
+});
+
+Deno.test("--expect-unready runs the 503 case against a server without a ready engine", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    `${dir}/model_index.json`,
+    JSON.stringify({ _class_name: "StableDiffusionPipeline" }),
+  );
+  const server = await startServer(["--model", dir, "--device", "cpu"], { waitReady: false });
+  try {
+    const { code, results } = await runSuite(["--base-url", server.url, "--expect-unready"]);
+    assert.equal(code, 0);
+    assert.deepEqual(ids(results, "pass"), ["error-503-engine-not-ready"]);
+  } finally {
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("--only filters cases and --report FILE.xml writes JUnit", async () => {
+  const bad = await startNonconformingServer();
+  const xml = await Deno.makeTempFile({ suffix: ".xml" });
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        MAIN,
+        "--base-url",
+        bad.url,
+        "--only",
+        "^error-422",
+        "--report",
+        xml,
+      ],
+      stdout: "piped",
+    }).output();
+    assert.equal(out.code, 1);
+    const report = await Deno.readTextFile(xml);
+    assert.match(
+      report,
+      /<testsuite name="denoise-conformance" tests="3" failures="2" skipped="0">/,
+    );
+    assert.match(
+      report,
+      /<testcase classname="[^"]+" name="error-422-missing-prompt"><failure message=/,
+    );
+  } finally {
+    await bad.shutdown();
+    await Deno.remove(xml);
+  }
+});
