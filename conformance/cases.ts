@@ -35,7 +35,12 @@ export interface Case {
   expect: Expectation;
   /** Only meaningful when the operator says the target has no ready engine. */
   unreadyOnly?: boolean;
+  /** Needs a server-side LoRA adapter: runs only with `--lora-path`, substituted for the placeholder. */
+  needsLora?: boolean;
 }
+
+/** The adapter path placeholder of the documented LoRA example. */
+export const LORA_PLACEHOLDER = "/path/to/lora_adapter";
 
 /** The model name placeholder in documented examples that name one. */
 export const MODEL_PLACEHOLDER = "Qwen/Qwen-Image";
@@ -184,6 +189,27 @@ print(json.dumps(response.json()))`,
   }' | jq -r '.choices[0].message.content[0].image_url.url' | cut -d',' -f2- | base64 -d > output.png`,
     },
     expect: { kind: "png", file: "output.png", width: 1024, height: 1024 },
+  },
+  {
+    id: "images-curl-lora",
+    source: "003 LoRA › Using curl with LoRA (Images API)",
+    action: {
+      kind: "shell",
+      script: `curl -X POST http://localhost:8091/v1/images/generations \\
+  -H "Content-Type: application/json" \\
+  -d '{
+    "prompt": "A piece of cheesecake",
+    "size": "1024x1024",
+    "seed": 42,
+    "lora": {
+      "name": "my_lora",
+      "local_path": "/path/to/lora_adapter",
+      "scale": 1.0
+    }
+  }' | jq -r '.data[0].b64_json' | base64 -d > output.png`,
+    },
+    expect: { kind: "png", file: "output.png", width: 1024, height: 1024 },
+    needsLora: true,
   },
   {
     id: "chat-simple",

@@ -31,13 +31,14 @@ Deno.test("the suite passes against our own server, started as a user starts it"
     const { code, stdout, results } = await runSuite(["--base-url", server.url]);
     assert.equal(code, 0, stdout);
     assert.deepEqual(ids(results, "fail"), []);
-    const skipped = ["error-503-engine-not-ready"];
+    const skipped = ["error-503-engine-not-ready", "images-curl-lora"];
     if (!tools.python) skipped.push("images-python-cat", "images-python-negative-prompt");
     if (!tools.shell) {
       skipped.push("chat-curl", "images-curl-dragon", "images-multiple", "images-troubleshooting");
     }
     assert.deepEqual(ids(results, "skip"), skipped.sort());
     assert.match(stdout, /\| case \| source \| expected \| got \| result \|/);
+    assert.match(stdout, /images-curl-lora .*skipped: needs --lora-path/);
   } finally {
     await server.stop();
   }
@@ -116,5 +117,23 @@ Deno.test("--only filters cases and --report FILE.xml writes JUnit", async () =>
   } finally {
     await bad.shutdown();
     await Deno.remove(xml);
+  }
+});
+
+Deno.test("with --lora-path the LoRA example runs, and fails against a server without LoRA support", async () => {
+  const server = await startServer(["--device", "cpu"]);
+  try {
+    const { code, results } = await runSuite([
+      "--base-url",
+      server.url,
+      "--only",
+      "lora",
+      "--lora-path",
+      "/srv/lora",
+    ]);
+    assert.equal(code, tools.shell ? 1 : 0);
+    if (tools.shell) assert.deepEqual(ids(results, "fail"), ["images-curl-lora"]);
+  } finally {
+    await server.stop();
   }
 });

@@ -18,6 +18,7 @@ const HELP =
   --only PATTERN     run only cases whose id matches this regular expression
   --report FILE      write results as JSON, or JUnit XML if FILE ends in .xml
   --expect-unready   the target runs without a ready engine: run only the 503 case
+  --lora-path PATH   PEFT LoRA adapter folder on the server; runs the documented LoRA example
 `;
 
 const { values } = parseArgs({
@@ -28,6 +29,7 @@ const { values } = parseArgs({
     only: { type: "string" },
     report: { type: "string" },
     "expect-unready": { type: "boolean", default: false },
+    "lora-path": { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -52,6 +54,7 @@ const ctx = {
   baseUrl,
   model: values.model ?? await defaultModel(),
   expectUnready: values["expect-unready"],
+  loraPath: values["lora-path"],
   ...(await probeTools()),
 };
 const results: CaseResult[] = [];

@@ -6,7 +6,7 @@
  */
 import OpenAI from "openai";
 import sharp from "sharp";
-import { type Case, type Expectation, MODEL_PLACEHOLDER } from "./cases.ts";
+import { type Case, type Expectation, LORA_PLACEHOLDER, MODEL_PLACEHOLDER } from "./cases.ts";
 
 /** Outcome of one case. */
 export interface CaseResult {
@@ -28,6 +28,8 @@ export interface RunContext {
   python?: string;
   /** Whether `curl`, `jq` and `base64` are on PATH. */
   shell: boolean;
+  /** A PEFT LoRA adapter folder readable by the server, for the LoRA example. */
+  loraPath?: string;
 }
 
 class Mismatch extends Error {}
@@ -170,7 +172,10 @@ async function execute(c: Case, ctx: RunContext, dir: string): Promise<string> {
   switch (a.kind) {
     case "shell":
     case "python": {
-      const script = substituteHost(a.script, ctx.baseUrl);
+      const script = substituteHost(a.script, ctx.baseUrl).replaceAll(
+        LORA_PLACEHOLDER,
+        ctx.loraPath ?? LORA_PLACEHOLDER,
+      );
       const run = a.kind === "shell"
         ? await runProcess("bash", ["-c", script], dir)
         : (await Deno.writeTextFile(`${dir}/example.py`, script),
@@ -253,6 +258,13 @@ export async function runCase(c: Case, ctx: RunContext): Promise<CaseResult> {
       ? "skipped: target declared unready"
       : "skipped: needs --expect-unready";
     return { ...base, got, status: "skip" };
+  }
+  if (c.needsLora && !ctx.loraPath) {
+    return {
+      ...base,
+      got: "skipped: needs --lora-path (an adapter folder on the server)",
+      status: "skip",
+    };
   }
   if (c.action.kind === "python" && !ctx.python) {
     return { ...base, got: "skipped: python3 with requests and PIL not found", status: "skip" };
