@@ -7,12 +7,14 @@ import type { DeviceChoice } from "./backends/backend.ts";
 import { selectBackend } from "./backends/device.ts";
 import { ModelLoadError } from "./errors.ts";
 import { readModelIndex } from "./model/model_folder.ts";
-import type { Pipeline } from "./pipelines/pipeline.ts";
+import type { Pipeline, PipelineDefaults } from "./pipelines/pipeline.ts";
 import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
 
 /** Options of {@linkcode loadPipeline}. */
 export interface LoadOptions {
   device?: DeviceChoice;
+  /** Per-model defaults (e.g. from the registry) over those derived from the configs. */
+  defaults?: Partial<PipelineDefaults>;
 }
 
 /** `model_index.json` class names → loader. Optimum and legacy diffusers ONNX names included. */
@@ -23,7 +25,11 @@ const FAMILIES: Record<string, (dir: string, options: LoadOptions) => Promise<Pi
 };
 
 async function loadSd(dir: string, options: LoadOptions): Promise<Pipeline> {
-  return await StableDiffusionPipeline.load(dir, await selectBackend(options.device ?? "auto"));
+  return await StableDiffusionPipeline.load(
+    dir,
+    await selectBackend(options.device ?? "auto"),
+    options.defaults,
+  );
 }
 
 /** The pipeline classes {@linkcode loadPipeline} can run. */

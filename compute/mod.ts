@@ -21,6 +21,13 @@ export {
   ModelLoadError,
 } from "./errors.ts";
 export { torchRandn } from "./random.ts";
+export { findModelCard, MODEL_REGISTRY, type ModelCard } from "./registry.ts";
+export {
+  hubCacheDirs,
+  ModelNotFoundError,
+  type ResolvedModel,
+  resolveModel,
+} from "./model/resolve.ts";
 export { SCHEDULER_NAMES, type SchedulerName } from "./schedulers/mod.ts";
 export type {
   GenerateOptions,

@@ -1,12 +1,18 @@
 /**
- * `deno task serve [--model PATH] [--host] [--port 8000] [--device auto|webgpu|wasm|cpu]
+ * `deno task serve [--model ID|PATH] [--host] [--port 8000] [--device auto|webgpu|wasm|cpu]
  * [--served-model-name] [--max-image-pixels] [--api-key]`: listens at once, loads the model in
  * the background, serves until SIGINT/SIGTERM.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { DEVICE_CHOICES, type DeviceChoice, loadPipeline } from "../compute/mod.ts";
+import {
+  DEVICE_CHOICES,
+  type DeviceChoice,
+  findModelCard,
+  loadPipeline,
+  resolveModel,
+} from "../compute/mod.ts";
 import { buildApp } from "./app.ts";
 import { Engine } from "./engine.ts";
 import { ImageStore } from "./image_store.ts";
@@ -19,7 +25,9 @@ const HELP = `denoise: an OpenAI-compatible image generation server
 
 Usage: deno task serve [options]
 
-  --model PATH              diffusers/Optimum ONNX model folder (default: the embedded tiny SD-Turbo fixture)
+  --model ID|PATH           diffusers/Optimum ONNX model folder, or a Hugging Face id found in the local
+                            hub cache (HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)
+                            (default: the embedded tiny SD-Turbo fixture)
   --host HOST               address to listen on (default 127.0.0.1)
   --port PORT               port (default 8000; 0 picks a free one)
   --device DEVICE           auto | webgpu | wasm | cpu (default auto: hardware WebGPU, else native CPU, else WASM)
@@ -69,15 +77,23 @@ if (!Number.isInteger(maxImagePixels) || maxImagePixels < 64) {
 if (!DEVICE_CHOICES.includes(values.device as DeviceChoice)) {
   fail(`--device must be one of ${DEVICE_CHOICES.join(", ")}, got ${values.device}`);
 }
-const modelDir = values.model ?? EMBEDDED_MODEL;
-try {
-  if (!Deno.statSync(modelDir).isDirectory) fail(`--model ${modelDir} is not a folder`);
-} catch {
-  fail(
-    `--model ${modelDir}: no such folder. Pass a local diffusers/Optimum ONNX export (model_index.json, unet/, vae_decoder/, ...).`,
-  );
+let modelDir = EMBEDDED_MODEL;
+if (values.model) {
+  try {
+    const resolved = await resolveModel(values.model);
+    modelDir = resolved.dir;
+    console.log(
+      `model ${values.model}: ${
+        resolved.source === "local" ? "local folder" : "Hugging Face cache"
+      } ${modelDir}`,
+    );
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
 }
 const servedModelName = values["served-model-name"] ?? values.model ?? EMBEDDED_NAME;
+const card = values.model ? findModelCard(values.model) : undefined;
 
 const engine = new Engine();
 const app = buildApp({
@@ -101,7 +117,9 @@ const server = Deno.serve({
 }, app.fetch);
 
 const loadStart = performance.now();
-engine.start(() => loadPipeline(modelDir, { device: values.device as DeviceChoice })).then(() => {
+engine.start(() =>
+  loadPipeline(modelDir, { device: values.device as DeviceChoice, defaults: card?.defaults })
+).then(() => {
   const s = engine.state;
   if (s.status === "ready") {
     console.log(

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { Engine } from "./engine.ts";
 import { ENGINE_NOT_READY } from "./errors.ts";
+import { fixtureCache } from "../fixtures/hf_cache.ts";
 import { startServer } from "./test_server.ts";
 
 Deno.test("503 with the documented detail while no engine is ready (model failed to load)", async () => {
@@ -75,9 +76,7 @@ Deno.test("--api-key requires a Bearer token on /v1/*; /health stays open", asyn
 });
 
 Deno.test("the CLI rejects bad flags with its help and a non-zero exit", async () => {
-  for (
-    const args of [["--device", "tpu"], ["--port", "x"], ["--model", "/no/such/dir"], ["--bogus"]]
-  ) {
+  for (const args of [["--device", "tpu"], ["--port", "x"], ["--bogus"]]) {
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", new URL("./main.ts", import.meta.url).pathname, ...args],
       stdout: "piped",
@@ -92,4 +91,50 @@ Deno.test("the CLI rejects bad flags with its help and a non-zero exit", async (
   }).output();
   assert.equal(help.code, 0);
   assert.match(new TextDecoder().decode(help.stdout), /--max-image-pixels/);
+});
+
+Deno.test("--model ORG/NAME serves from a temporary HF cache with the registry's defaults", async () => {
+  const cache = await fixtureCache("stabilityai/sd-turbo");
+  const server = await startServer(["--model", "stabilityai/sd-turbo", "--device", "cpu"], {
+    env: { HF_HUB_CACHE: cache },
+  });
+  try {
+    const models = await (await fetch(`${server.url}/v1/models`)).json();
+    assert.equal(models.data[0].id, "stabilityai/sd-turbo");
+    const res = await fetch(`${server.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "a red cat", model: "stabilityai/sd-turbo" }),
+    });
+    const body = await res.json();
+    assert.equal(res.status, 200);
+    assert.equal(body.size, "512x512"); // registry default for stabilityai/sd-turbo
+    assert.match(server.output(), /Hugging Face cache/);
+  } finally {
+    await server.stop();
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("--model of an uncached id exits non-zero within seconds, saying where it looked", async () => {
+  const started = performance.now();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./main.ts", import.meta.url).pathname,
+      "--model",
+      "Qwen/Qwen-Image",
+    ],
+    env: { HF_HUB_CACHE: "/tmp/denoise-empty-cache" },
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 1);
+  assert.ok(performance.now() - started < 10_000);
+  const err = new TextDecoder().decode(out.stderr);
+  assert.match(
+    err,
+    /Model 'Qwen\/Qwen-Image' was not found\. Looked in: .*\/tmp\/denoise-empty-cache\/models--Qwen--Qwen-Image/,
+  );
+  assert.match(err, /--model DIR/);
 });

@@ -110,8 +110,15 @@ export class StableDiffusionPipeline implements Pipeline {
     this.#timestep = unet.get("timestep")!;
   }
 
-  /** Loads the tokenizer, configs and the three sessions of an SD model folder. */
-  static async load(dir: string, backend: Backend): Promise<StableDiffusionPipeline> {
+  /**
+   * Loads the tokenizer, configs and the three sessions of an SD model folder. `defaults`
+   * (e.g. from the model registry) override those derived from the configs.
+   */
+  static async load(
+    dir: string,
+    backend: Backend,
+    defaults: Partial<PipelineDefaults> = {},
+  ): Promise<StableDiffusionPipeline> {
     const tokenizer = await ClipTokenizer.load(`${dir}/tokenizer`);
     const schedulerConfig = await readJsonFile<SchedulerConfig>(
       `${dir}/scheduler/scheduler_config.json`,
@@ -141,6 +148,7 @@ export class StableDiffusionPipeline implements Pipeline {
         height: sampleSize,
         steps: distilled ? 1 : 50,
         guidanceScale: distilled ? 0 : 7.5,
+        ...defaults,
       },
     });
   }

@@ -1,0 +1,88 @@
+/**
+ * `--model` resolution: a local folder, or a Hugging Face repo id found in the local hub cache
+ * (`HF_HUB_CACHE`, `HF_HOME/hub`, `~/.cache/huggingface/hub`; layout
+ * `models--Org--Name/snapshots/<rev>/`, with `refs/main` naming the revision).
+ *
+ * @module
+ */
+import { ModelLoadError } from "../errors.ts";
+import { exists } from "./files.ts";
+
+/** Where a model's files were found. */
+export interface ResolvedModel {
+  dir: string;
+  source: "local" | "hf-cache";
+}
+
+/** The model could not be found locally. */
+export class ModelNotFoundError extends ModelLoadError {
+  override name = "ModelNotFoundError";
+}
+
+const REPO_ID = /^[\w.-]+\/[\w.-]+$/;
+
+/** Hub cache folders to search, in huggingface_hub's order of precedence, without duplicates. */
+export function hubCacheDirs(
+  env: (name: string) => string | undefined = (n) => Deno.env.get(n),
+): string[] {
+  const home = env("HOME");
+  const candidates = [
+    env("HF_HUB_CACHE"),
+    env("HUGGINGFACE_HUB_CACHE"),
+    env("HF_HOME") && `${env("HF_HOME")}/hub`,
+    env("XDG_CACHE_HOME") && `${env("XDG_CACHE_HOME")}/huggingface/hub`,
+    home && `${home}/.cache/huggingface/hub`,
+  ];
+  return [...new Set(candidates.filter((d): d is string => !!d))];
+}
+
+async function snapshotIn(cache: string, repoId: string): Promise<string | undefined> {
+  const repoDir = `${cache}/models--${repoId.replace("/", "--")}`;
+  if (!(await exists(`${repoDir}/snapshots`))) return undefined;
+  try {
+    const rev = (await Deno.readTextFile(`${repoDir}/refs/main`)).trim();
+    if (await exists(`${repoDir}/snapshots/${rev}/model_index.json`)) {
+      return `${repoDir}/snapshots/${rev}`;
+    }
+  } catch {
+    // No refs/main: fall back to the most recently modified snapshot.
+  }
+  const snapshots: { path: string; mtime: number }[] = [];
+  for await (const entry of Deno.readDir(`${repoDir}/snapshots`)) {
+    const path = `${repoDir}/snapshots/${entry.name}`;
+    if (entry.isDirectory && await exists(`${path}/model_index.json`)) {
+      snapshots.push({ path, mtime: (await Deno.stat(path)).mtime?.getTime() ?? 0 });
+    }
+  }
+  return snapshots.sort((a, b) => b.mtime - a.mtime)[0]?.path;
+}
+
+/** Resolves `--model` to a folder, or throws {@linkcode ModelNotFoundError} saying where it looked. */
+export async function resolveModel(
+  spec: string,
+  env: (name: string) => string | undefined = (n) => Deno.env.get(n),
+): Promise<ResolvedModel> {
+  if (await exists(spec)) {
+    if (!(await Deno.stat(spec)).isDirectory) {
+      throw new ModelNotFoundError(`--model ${spec} is a file, expected a model folder`);
+    }
+    return { dir: spec, source: "local" };
+  }
+  const caches = hubCacheDirs(env);
+  if (REPO_ID.test(spec)) {
+    for (const cache of caches) {
+      const dir = await snapshotIn(cache, spec);
+      if (dir) return { dir, source: "hf-cache" };
+    }
+  }
+  const looked = [
+    `local folder ./${spec}`,
+    ...caches.map((c) => `${c}/models--${spec.replace("/", "--")}`),
+  ];
+  throw new ModelNotFoundError(
+    `Model '${spec}' was not found. Looked in: ${looked.join(", ")}. ` +
+      `This server does not download models (the machine may be offline). Provide the files: ` +
+      `fetch an ONNX export elsewhere (e.g. \`huggingface-cli download ORG/NAME --local-dir DIR\`) and pass ` +
+      `--model DIR, or place it in the Hugging Face cache (set HF_HUB_CACHE).`,
+  );
+}

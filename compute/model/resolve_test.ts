@@ -1,0 +1,34 @@
+import assert from "node:assert/strict";
+import { fixtureCache } from "../../fixtures/hf_cache.ts";
+import { hubCacheDirs, ModelNotFoundError, resolveModel } from "./resolve.ts";
+
+const FIXTURE = new URL("../../fixtures/models/sd-turbo-tiny", import.meta.url).pathname;
+
+Deno.test("resolveModel finds a repo id in the HF cache layout via refs/main", async () => {
+  const cache = await fixtureCache("stabilityai/sd-turbo");
+  try {
+    const env = (n: string) =>
+      ({ HF_HUB_CACHE: cache, HOME: "/nonexistent" } as Record<string, string>)[n];
+    const r = await resolveModel("stabilityai/sd-turbo", env);
+    assert.equal(r.source, "hf-cache");
+    assert.equal(r.dir, `${cache}/models--stabilityai--sd-turbo/snapshots/0123abcd`);
+    // HF_HOME/hub works too.
+    const home = (n: string) =>
+      ({ HF_HOME: cache.replace(/\/[^/]+$/, "") } as Record<string, string>)[n];
+    assert.ok(hubCacheDirs(home)[0].endsWith("/hub"));
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("resolveModel takes local folders as they are and explains where it looked otherwise", async () => {
+  assert.deepEqual(await resolveModel(FIXTURE), { dir: FIXTURE, source: "local" });
+  const env = (n: string) => ({ HF_HUB_CACHE: "/tmp/empty-cache" } as Record<string, string>)[n];
+  await assert.rejects(
+    () => resolveModel("Qwen/Qwen-Image", env),
+    (e: Error) =>
+      e instanceof ModelNotFoundError &&
+      e.message.includes("/tmp/empty-cache/models--Qwen--Qwen-Image") &&
+      e.message.includes("--model DIR"),
+  );
+});

@@ -1,0 +1,63 @@
+/**
+ * Known model ids → family, per-model defaults (filling absent request parameters) and the size
+ * multiple. Unknown folders are recognised from `model_index.json` `_class_name`.
+ *
+ * @module
+ */
+import type { PipelineDefaults } from "./pipelines/pipeline.ts";
+
+/** What the server knows about a model id. */
+export interface ModelCard {
+  id: string;
+  /** diffusers pipeline class. */
+  family: string;
+  defaults: PipelineDefaults & { trueCfgScale?: number };
+  /** Width and height must be multiples of this. */
+  sizeMultiple: number;
+}
+
+/** Models whose recommended settings are known (vLLM-Omni docs, model cards). */
+export const MODEL_REGISTRY: readonly ModelCard[] = [
+  {
+    id: "Qwen/Qwen-Image",
+    family: "QwenImagePipeline",
+    defaults: { width: 1024, height: 1024, steps: 50, guidanceScale: 1, trueCfgScale: 4 },
+    sizeMultiple: 16,
+  },
+  {
+    id: "Tongyi-MAI/Z-Image-Turbo",
+    family: "ZImagePipeline",
+    defaults: { width: 1024, height: 1024, steps: 8, guidanceScale: 0 },
+    sizeMultiple: 16,
+  },
+  {
+    id: "stabilityai/sd-turbo",
+    family: "StableDiffusionPipeline",
+    defaults: { width: 512, height: 512, steps: 1, guidanceScale: 0 },
+    sizeMultiple: 8,
+  },
+  {
+    id: "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    family: "StableDiffusionPipeline",
+    defaults: { width: 512, height: 512, steps: 50, guidanceScale: 7.5 },
+    sizeMultiple: 8,
+  },
+  {
+    id: "runwayml/stable-diffusion-v1-5",
+    family: "StableDiffusionPipeline",
+    defaults: { width: 512, height: 512, steps: 50, guidanceScale: 7.5 },
+    sizeMultiple: 8,
+  },
+  {
+    id: "stabilityai/stable-diffusion-2-1",
+    family: "StableDiffusionPipeline",
+    defaults: { width: 768, height: 768, steps: 50, guidanceScale: 7.5 },
+    sizeMultiple: 8,
+  },
+];
+
+/** The card of a known id (case-insensitive), if any. */
+export function findModelCard(id: string): ModelCard | undefined {
+  const lower = id.toLowerCase();
+  return MODEL_REGISTRY.find((card) => card.id.toLowerCase() === lower);
+}
