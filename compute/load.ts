@@ -8,6 +8,7 @@ import { selectBackend } from "./backends/device.ts";
 import { ModelLoadError } from "./errors.ts";
 import { readModelIndex } from "./model/model_folder.ts";
 import type { Pipeline, PipelineDefaults } from "./pipelines/pipeline.ts";
+import { QwenImagePipeline } from "./pipelines/qwen_image.ts";
 import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
 
 /** Options of {@linkcode loadPipeline}. */
@@ -22,6 +23,12 @@ const FAMILIES: Record<string, (dir: string, options: LoadOptions) => Promise<Pi
   StableDiffusionPipeline: loadSd,
   ORTStableDiffusionPipeline: loadSd,
   OnnxStableDiffusionPipeline: loadSd,
+  QwenImagePipeline: async (dir, options) =>
+    await QwenImagePipeline.load(
+      dir,
+      await selectBackend(options.device ?? "auto"),
+      options.defaults,
+    ),
 };
 
 async function loadSd(dir: string, options: LoadOptions): Promise<Pipeline> {

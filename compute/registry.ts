@@ -11,7 +11,7 @@ export interface ModelCard {
   id: string;
   /** diffusers pipeline class. */
   family: string;
-  defaults: PipelineDefaults & { trueCfgScale?: number };
+  defaults: PipelineDefaults;
   /** Width and height must be multiples of this. */
   sizeMultiple: number;
 }

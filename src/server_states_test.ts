@@ -138,3 +138,41 @@ Deno.test("--model of an uncached id exits non-zero within seconds, saying where
   );
   assert.match(err, /--model DIR/);
 });
+
+Deno.test("deno task serve --model Qwen/Qwen-Image serves the cached tiny export; conformance passes", async () => {
+  const cache = await fixtureCache("Qwen/Qwen-Image", "qwen-image-tiny");
+  const server = await startServer(["--model", "Qwen/Qwen-Image", "--device", "cpu"], {
+    env: { HF_HUB_CACHE: cache },
+  });
+  try {
+    const res = await fetch(`${server.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "a red cat", size: "256x256", seed: 1 }),
+    });
+    const body = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(body));
+    assert.equal(body.size, "256x256");
+    const odd = await fetch(`${server.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "x", size: "264x256" }),
+    });
+    assert.equal(odd.status, 400);
+    assert.match((await odd.json()).detail, /multiples of 16/);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("../conformance/main.ts", import.meta.url).pathname,
+        "--base-url",
+        server.url,
+      ],
+      stdout: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stdout));
+  } finally {
+    await server.stop();
+    await Deno.remove(cache, { recursive: true });
+  }
+});

@@ -75,6 +75,8 @@ export interface PipelineDefaults {
   height: number;
   steps: number;
   guidanceScale: number;
+  /** Families with true CFG (Qwen-Image) only. */
+  trueCfgScale?: number;
 }
 
 /** A loaded pipeline: sessions are created once and serve many calls. */

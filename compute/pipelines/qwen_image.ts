@@ -1,0 +1,319 @@
+/**
+ * Qwen-Image text-to-image over ONNX graphs (contract: docs/onnx-interfaces.md), following
+ * diffusers' `QwenImagePipeline.__call__`:
+ *
+ * 1. check inputs (sizes multiple of 16); 2. wrap prompt and negative prompt in the template,
+ * encode them in one padded batch, drop the first 34 tokens, cap at 512; 3. draw
+ * `randn(B,1,16,h,w)` and pack it; 4. σ = linspace(1, 1/N, N) with μ from the token count;
+ * 5. per step run the transformer on `[cond…, neg…]` and apply true CFG with the norm rescale;
+ * 6. unpack, de-normalise with `latents_mean/std`, decode one frame, map to 8-bit RGB.
+ *
+ * @module
+ */
+import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
+import { CancelledError } from "../errors.ts";
+import { readJsonFile } from "../model/files.ts";
+import { matchInputs, matchOutput } from "../model/graph_interface.ts";
+import { openSession } from "../model/model_folder.ts";
+import { Mt19937, randnFrom } from "../random.ts";
+import {
+  calculateShift,
+  createScheduler,
+  type Scheduler,
+  type SchedulerConfig,
+} from "../schedulers/mod.ts";
+import { linspace } from "../schedulers/scheduler.ts";
+import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
+import { packLatents, unpackLatents } from "./latent_packing.ts";
+import type { GenerateOptions, GenerateResult, Pipeline, PipelineDefaults } from "./pipeline.ts";
+import { checkGenerateOptions, randomSeed, toRgbImages } from "./stable_diffusion.ts";
+
+const TEMPLATE =
+  "<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, text, spatial relationships of the objects and background:<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n";
+/** diffusers `prompt_template_encode_start_idx`. */
+const DROP_TOKENS = 34;
+const MAX_SEQUENCE_LENGTH = 512;
+const VAE_SCALE = 8;
+const Z_DIM = 16;
+
+/** Text features of a batch of prompts after dropping the template prefix, right-padded. */
+interface EncodedPrompts {
+  features: Float32Array;
+  mask: number[];
+  length: number;
+  width: number;
+}
+
+/**
+ * True CFG with diffusers' norm rescale: `comb = neg + s·(cond − neg)`, then each token's
+ * vector is scaled to the norm of `cond`'s (norms over the last axis of `features`).
+ */
+export function trueCfg(
+  cond: Float32Array,
+  neg: Float32Array,
+  scale: number,
+  features: number,
+): Float32Array {
+  const out = new Float32Array(cond.length);
+  for (let t = 0; t < cond.length; t += features) {
+    let condNorm = 0, combNorm = 0;
+    for (let k = t; k < t + features; k++) {
+      const comb = neg[k] + scale * (cond[k] - neg[k]);
+      out[k] = comb;
+      condNorm += cond[k] * cond[k];
+      combNorm += comb * comb;
+    }
+    const ratio = Math.sqrt(condNorm) / Math.sqrt(combNorm);
+    for (let k = t; k < t + features; k++) out[k] *= ratio;
+  }
+  return out;
+}
+
+/** Qwen-Image over ONNX Runtime. */
+export class QwenImagePipeline implements Pipeline {
+  readonly family = "QwenImagePipeline";
+  readonly sizeMultiple = 16;
+
+  private constructor(
+    private readonly backend: Backend,
+    private readonly tokenizer: QwenTokenizer,
+    private readonly textEncoder: Session,
+    private readonly transformer: Session,
+    private readonly vaeDecoder: Session,
+    private readonly scheduler: Scheduler,
+    private readonly latentsMean: number[],
+    private readonly latentsStd: number[],
+    readonly defaults: PipelineDefaults & { trueCfgScale: number },
+  ) {
+    matchInputs("text_encoder/model.onnx", textEncoder, [
+      { name: "input_ids", types: ["int64"], ranks: [2] },
+      { name: "attention_mask", types: ["int64"], ranks: [2] },
+    ]);
+    matchOutput("text_encoder/model.onnx", textEncoder, "last_hidden_state", ["float32"]);
+    const optional = new Set(["encoder_hidden_states_mask", "img_height", "img_width"]);
+    matchInputs("transformer/model.onnx", transformer, [
+      { name: "hidden_states", types: ["float32"], ranks: [3] },
+      { name: "timestep", types: ["float32"], ranks: [1] },
+      { name: "encoder_hidden_states", types: ["float32"], ranks: [3] },
+      ...transformer.inputs.filter((t) => optional.has(t.name)).map((t) =>
+        t.name === "encoder_hidden_states_mask"
+          ? { name: t.name, types: ["int64"], ranks: [2] }
+          : { name: t.name, types: ["int64"], ranks: [0] }
+      ),
+    ]);
+    matchOutput("transformer/model.onnx", transformer, "out_hidden_states", ["float32"]);
+    matchInputs("vae_decoder/model.onnx", vaeDecoder, [{
+      name: "latent_sample",
+      types: ["float32"],
+      ranks: [5],
+    }]);
+    matchOutput("vae_decoder/model.onnx", vaeDecoder, "sample", ["float32"]);
+  }
+
+  /** Loads a Qwen-Image model folder. */
+  static async load(
+    dir: string,
+    backend: Backend,
+    defaults: Partial<PipelineDefaults> = {},
+  ): Promise<QwenImagePipeline> {
+    const tokenizer = await QwenTokenizer.load(`${dir}/tokenizer`);
+    const schedulerConfig = await readJsonFile<SchedulerConfig>(
+      `${dir}/scheduler/scheduler_config.json`,
+    );
+    const vae = await readJsonFile<{ latents_mean?: number[]; latents_std?: number[] }>(
+      `${dir}/vae_decoder/config.json`,
+    );
+    if (vae.latents_mean?.length !== Z_DIM || vae.latents_std?.length !== Z_DIM) {
+      throw new TypeError(
+        `${dir}/vae_decoder/config.json: expected latents_mean and latents_std of ${Z_DIM} values`,
+      );
+    }
+    return new QwenImagePipeline(
+      backend,
+      tokenizer,
+      await openSession(backend, dir, "text_encoder"),
+      await openSession(backend, dir, "transformer"),
+      await openSession(backend, dir, "vae_decoder"),
+      createScheduler(schedulerConfig),
+      vae.latents_mean,
+      vae.latents_std,
+      { width: 1024, height: 1024, steps: 50, guidanceScale: 1, trueCfgScale: 4, ...defaults },
+    );
+  }
+
+  get device() {
+    return this.backend.device;
+  }
+
+  /** Encodes prompts with the template; drops the first 34 tokens of each, as diffusers does. */
+  async #encode(prompts: string[]): Promise<EncodedPrompts> {
+    const rows = prompts.map((p) =>
+      this.tokenizer.encode(TEMPLATE.replace("{}", p), MAX_SEQUENCE_LENGTH + DROP_TOKENS)
+    );
+    const { ids, mask, length } = this.tokenizer.padBatch(rows);
+    const shape = [prompts.length, length];
+    const out = await this.textEncoder.run({
+      input_ids: this.backend.tensor("int64", BigInt64Array.from(ids, BigInt), shape),
+      attention_mask: this.backend.tensor("int64", BigInt64Array.from(mask, BigInt), shape),
+    });
+    const hidden = await readFloat32(out.last_hidden_state);
+    const width = out.last_hidden_state.dims[2];
+    out.last_hidden_state.dispose();
+    const kept = rows.map((r) =>
+      Math.min(Math.max(r.length - DROP_TOKENS, 0), MAX_SEQUENCE_LENGTH)
+    );
+    const keptLength = Math.max(1, ...kept);
+    const features = new Float32Array(prompts.length * keptLength * width);
+    const keptMask: number[] = [];
+    rows.forEach((_, b) => {
+      for (let t = 0; t < keptLength; t++) {
+        const valid = t < kept[b];
+        keptMask.push(valid ? 1 : 0);
+        if (!valid) continue;
+        const src = (b * length + DROP_TOKENS + t) * width;
+        features.set(hidden.subarray(src, src + width), (b * keptLength + t) * width);
+      }
+    });
+    return { features, mask: keptMask, length: keptLength, width };
+  }
+
+  async generate(options: GenerateOptions): Promise<GenerateResult> {
+    const started = performance.now();
+    const width = options.width ?? this.defaults.width;
+    const height = options.height ?? this.defaults.height;
+    const steps = options.steps ?? this.defaults.steps;
+    const guidanceScale = options.guidanceScale ?? this.defaults.guidanceScale;
+    const trueCfgScale = options.trueCfgScale ?? this.defaults.trueCfgScale;
+    const n = options.n ?? 1;
+    checkGenerateOptions(
+      { width, height, steps, guidanceScale, n },
+      this.family,
+      this.sizeMultiple,
+    );
+    if (!Number.isFinite(trueCfgScale) || trueCfgScale < 0) {
+      throw new RangeError(`true_cfg_scale must be a finite number >= 0, got ${trueCfgScale}`);
+    }
+    const checkCancelled = () => {
+      if (options.signal?.aborted) throw new CancelledError("Generation cancelled");
+    };
+    const seed = options.seed === undefined ? randomSeed() : BigInt(options.seed);
+    const generator = new Mt19937(seed);
+    // diffusers: true CFG when true_cfg_scale > 1 and a negative prompt exists (default "").
+    const cfg = trueCfgScale > 1;
+
+    let t = performance.now();
+    const prompts = cfg ? [options.prompt, options.negativePrompt ?? ""] : [options.prompt];
+    const tokenizeMs = performance.now() - t;
+    t = performance.now();
+    checkCancelled();
+    const text = await this.#encode(prompts);
+    const textEncodeMs = performance.now() - t;
+
+    // Latents [n,1,16,h,w] (frame axis of size 1 keeps the memory order of [n,16,h,w]).
+    const lh = 2 * Math.floor(height / 16), lw = 2 * Math.floor(width / 16);
+    const tokens = (lh / 2) * (lw / 2), packed = Z_DIM * 4;
+    let latents = packLatents(randnFrom(generator, [n, 1, Z_DIM, lh, lw]), n, Z_DIM, lh, lw);
+    const mu = calculateShift(tokens, this.scheduler.config);
+    const run = this.scheduler.setTimesteps(steps, { sigmas: linspace(1, 1 / steps, steps), mu });
+
+    // Text features per batch row: [cond × n, neg × n].
+    const rows = prompts.length * n;
+    const ehs = new Float32Array(rows * text.length * text.width);
+    const ehsMask = new BigInt64Array(rows * text.length);
+    for (let p = 0; p < prompts.length; p++) {
+      for (let i = 0; i < n; i++) {
+        const row = p * n + i;
+        ehs.set(
+          text.features.subarray(p * text.length * text.width, (p + 1) * text.length * text.width),
+          row * text.length * text.width,
+        );
+        for (let k = 0; k < text.length; k++) {
+          ehsMask[row * text.length + k] = BigInt(text.mask[p * text.length + k]);
+        }
+      }
+    }
+    const declared = new Set(this.transformer.inputs.map((i) => i.name));
+    const fixedFeeds: Record<string, Tensor> = {
+      encoder_hidden_states: this.backend.tensor("float32", ehs, [rows, text.length, text.width]),
+    };
+    if (declared.has("encoder_hidden_states_mask")) {
+      fixedFeeds.encoder_hidden_states_mask = this.backend.tensor("int64", ehsMask, [
+        rows,
+        text.length,
+      ]);
+    }
+    if (declared.has("img_height")) {
+      fixedFeeds.img_height = this.backend.tensor("int64", BigInt64Array.of(BigInt(lh / 2)), []);
+    }
+    if (declared.has("img_width")) {
+      fixedFeeds.img_width = this.backend.tensor("int64", BigInt64Array.of(BigInt(lw / 2)), []);
+    }
+
+    const stepMs: number[] = [];
+    for (let i = 0; i < run.timesteps.length; i++) {
+      checkCancelled();
+      const stepStart = performance.now();
+      const input = cfg ? concat(latents, latents) : latents;
+      const sigma = run.timesteps[i] / 1000;
+      const out = await this.transformer.run({
+        ...fixedFeeds,
+        hidden_states: this.backend.tensor("float32", input, [rows, tokens, packed]),
+        timestep: this.backend.tensor("float32", new Float32Array(rows).fill(sigma), [rows]),
+      });
+      const v = await readFloat32(out.out_hidden_states);
+      out.out_hidden_states.dispose();
+      const half = n * tokens * packed;
+      const velocity = cfg
+        ? trueCfg(v.subarray(0, half), v.subarray(half), trueCfgScale, packed)
+        : v;
+      latents = run.step(velocity, i, latents, generator);
+      const ms = performance.now() - stepStart;
+      stepMs.push(ms);
+      options.onStep?.({ step: i, total: run.timesteps.length, timestep: run.timesteps[i], ms });
+    }
+
+    checkCancelled();
+    t = performance.now();
+    const z = unpackLatents(latents, n, Z_DIM, lh, lw);
+    const plane = lh * lw;
+    for (let b = 0; b < n; b++) {
+      for (let c = 0; c < Z_DIM; c++) {
+        const base = (b * Z_DIM + c) * plane;
+        for (let k = 0; k < plane; k++) {
+          z[base + k] = z[base + k] * this.latentsStd[c] + this.latentsMean[c];
+        }
+      }
+    }
+    const decoded = await this.vaeDecoder.run({
+      latent_sample: this.backend.tensor("float32", z, [n, Z_DIM, 1, lh, lw]),
+    });
+    const pixels = await readFloat32(decoded.sample);
+    decoded.sample.dispose();
+    const outH = lh * VAE_SCALE, outW = lw * VAE_SCALE;
+    const images = toRgbImages(pixels, n, outW, outH);
+    const decodeMs = performance.now() - t;
+    return {
+      images,
+      seed,
+      width: outW,
+      height: outH,
+      steps,
+      guidanceScale,
+      scheduler: this.scheduler.name,
+      timings: { tokenizeMs, textEncodeMs, stepMs, decodeMs, totalMs: performance.now() - started },
+    };
+  }
+
+  async release(): Promise<void> {
+    await this.textEncoder.release();
+    await this.transformer.release();
+    await this.vaeDecoder.release();
+  }
+}
+
+function concat(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
