@@ -176,3 +176,28 @@ Deno.test("deno task serve --model Qwen/Qwen-Image serves the cached tiny export
     await Deno.remove(cache, { recursive: true });
   }
 });
+
+Deno.test("deno task serve --model Tongyi-MAI/Z-Image-Turbo serves the cached tiny export; conformance passes", async () => {
+  const cache = await fixtureCache("Tongyi-MAI/Z-Image-Turbo", "z-image-turbo-tiny");
+  const server = await startServer(["--model", "Tongyi-MAI/Z-Image-Turbo", "--device", "cpu"], {
+    env: { HF_HUB_CACHE: cache },
+  });
+  try {
+    const models = await (await fetch(`${server.url}/v1/models`)).json();
+    assert.equal(models.data[0].id, "Tongyi-MAI/Z-Image-Turbo");
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("../conformance/main.ts", import.meta.url).pathname,
+        "--base-url",
+        server.url,
+      ],
+      stdout: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stdout));
+  } finally {
+    await server.stop();
+    await Deno.remove(cache, { recursive: true });
+  }
+});
