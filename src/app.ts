@@ -132,8 +132,23 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
   });
 
   const created = Math.floor(Date.now() / 1000);
-  app.get("/v1/models", (c) =>
-    c.json({
+  app.get("/v1/models", (c) => {
+    const state = deps.engine.state;
+    const loaded = state.status === "ready"
+      ? {
+        family: state.pipeline.family,
+        size_multiple: state.pipeline.sizeMultiple,
+        defaults: {
+          size: `${state.pipeline.defaults.width}x${state.pipeline.defaults.height}`,
+          num_inference_steps: state.pipeline.defaults.steps,
+          guidance_scale: state.pipeline.defaults.guidanceScale,
+          ...(state.pipeline.defaults.trueCfgScale === undefined
+            ? {}
+            : { true_cfg_scale: state.pipeline.defaults.trueCfgScale }),
+        },
+      }
+      : {};
+    return c.json({
       object: "list",
       data: [{
         id: deps.config.servedModelName,
@@ -141,8 +156,10 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
         created,
         owned_by: "denoise",
         root: deps.config.modelRoot,
+        ...loaded,
       }],
-    }));
+    });
+  });
 
   app.get("/health", (c) => {
     const state = deps.engine.state;

@@ -185,6 +185,12 @@ Deno.test("deno task serve --model Tongyi-MAI/Z-Image-Turbo serves the cached ti
   try {
     const models = await (await fetch(`${server.url}/v1/models`)).json();
     assert.equal(models.data[0].id, "Tongyi-MAI/Z-Image-Turbo");
+    assert.deepEqual(models.data[0].defaults, {
+      size: "1024x1024",
+      num_inference_steps: 8,
+      guidance_scale: 0,
+    });
+    assert.equal(models.data[0].size_multiple, 16);
     const out = await new Deno.Command(Deno.execPath(), {
       args: [
         "run",

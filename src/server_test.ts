@@ -237,11 +237,20 @@ Deno.test("GET /v1/models, /health, /openapi.json (= openapi.yaml), /docs", asyn
   assert.equal(models.object, "list");
   assert.deepEqual(Object.keys(models.data[0]).sort(), [
     "created",
+    "defaults",
+    "family",
     "id",
     "object",
     "owned_by",
     "root",
+    "size_multiple",
   ]);
+  assert.deepEqual(models.data[0].defaults, {
+    size: "512x512",
+    num_inference_steps: 1,
+    guidance_scale: 0,
+  });
+  assert.equal(models.data[0].family, "StableDiffusionPipeline");
   assert.deepEqual(await (await fetch(`${server.url}/health`)).json(), { status: "healthy" });
   const { parse } = await import("yaml");
   const yaml = parse(await Deno.readTextFile(new URL("../openapi.yaml", import.meta.url)));

@@ -29,7 +29,7 @@ export const ChatCompletionRequestSchema = z.looseObject({ "model": z.string().n
 export const ChatCompletionResponseSchema = z.object({ "id": z.string(), "object": z.literal("chat.completion"), "created": z.number().int(), "model": z.string(), "choices": z.array(z.object({ "index": z.number().int(), "message": z.object({ "role": z.literal("assistant"), "content": z.array(z.object({ "type": z.literal("image_url"), "image_url": z.object({ "url": z.string() }) })) }), "finish_reason": z.string() })), "usage": z.object({ "prompt_tokens": z.number().int(), "completion_tokens": z.number().int(), "total_tokens": z.number().int() }), "seed": z.number().int().optional() }).openapi("ChatCompletionResponse");
 
 /** `#/components/schemas/Model` */
-export const ModelSchema = z.object({ "id": z.string(), "object": z.literal("model"), "created": z.number().int(), "owned_by": z.string(), "root": z.string().optional() }).openapi("Model");
+export const ModelSchema = z.object({ "id": z.string(), "object": z.literal("model"), "created": z.number().int(), "owned_by": z.string(), "root": z.string().optional(), "family": z.string().optional(), "size_multiple": z.number().int().optional(), "defaults": z.object({ "size": z.string().optional(), "num_inference_steps": z.number().int().optional(), "guidance_scale": z.number().optional(), "true_cfg_scale": z.number().optional() }).optional() }).openapi("Model");
 
 /** `#/components/schemas/ModelList` */
 export const ModelListSchema = z.object({ "object": z.literal("list"), "data": z.array(ModelSchema) }).openapi("ModelList");

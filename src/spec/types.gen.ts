@@ -296,6 +296,17 @@ export interface components {
             created: number;
             owned_by: string;
             root?: string;
+            /** @description The diffusers pipeline class (present once the model is loaded). */
+            family?: string;
+            /** @description Width and height must be multiples of this. */
+            size_multiple?: number;
+            /** @description The values used for parameters a request leaves out. */
+            defaults?: {
+                size?: string;
+                num_inference_steps?: number;
+                guidance_scale?: number;
+                true_cfg_scale?: number;
+            };
         };
         Health: {
             /** @enum {unknown} */
