@@ -26,7 +26,7 @@ import { linspace } from "../schedulers/scheduler.ts";
 import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
 import { packLatents, unpackLatents } from "./latent_packing.ts";
 import type { GenerateOptions, GenerateResult, Pipeline, PipelineDefaults } from "./pipeline.ts";
-import { checkGenerateOptions, randomSeed, toRgbImages } from "./stable_diffusion.ts";
+import { checkGenerateOptions, concat, randomSeed, toRgbImages } from "./common.ts";
 
 const TEMPLATE =
   "<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, text, spatial relationships of the objects and background:<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n";
@@ -309,11 +309,4 @@ export class QwenImagePipeline implements Pipeline {
     await this.transformer.release();
     await this.vaeDecoder.release();
   }
-}
-
-function concat(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

@@ -24,13 +24,8 @@ import { openSession } from "../model/model_folder.ts";
 import { Mt19937, randnFrom } from "../random.ts";
 import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
 import { ClipTokenizer } from "../tokenizers/clip_tokenizer.ts";
-import type {
-  GenerateOptions,
-  GenerateResult,
-  Pipeline,
-  PipelineDefaults,
-  RgbImage,
-} from "./pipeline.ts";
+import { checkGenerateOptions, concat, randomSeed, toRgbImages } from "./common.ts";
+import type { GenerateOptions, GenerateResult, Pipeline, PipelineDefaults } from "./pipeline.ts";
 
 const FLOAT = ["float32", "float16"] as const;
 /** VAE downsampling factor of every SD-family autoencoder (`2 ** (len(block_out_channels) - 1)`). */
@@ -47,35 +42,6 @@ export interface StableDiffusionParts {
   vaeScalingFactor: number;
   latentChannels: number;
   defaults: PipelineDefaults;
-}
-
-/** Draws a random 32-bit seed, like vLLM-Omni's `random.randint(0, 2**32 - 1)`. */
-export function randomSeed(): bigint {
-  return BigInt(crypto.getRandomValues(new Uint32Array(1))[0]);
-}
-
-/** Throws `RangeError` when a generation parameter is out of range (diffusers `check_inputs`). */
-export function checkGenerateOptions(
-  o: Required<Pick<GenerateOptions, "width" | "height" | "steps" | "guidanceScale" | "n">>,
-  family: string,
-  sizeMultiple: number,
-): void {
-  for (const [name, v] of [["width", o.width], ["height", o.height]] as const) {
-    if (!Number.isInteger(v) || v < sizeMultiple || v % sizeMultiple !== 0) {
-      throw new RangeError(
-        `${name} must be a positive multiple of ${sizeMultiple} for ${family}, got ${v}`,
-      );
-    }
-  }
-  if (!Number.isInteger(o.steps) || o.steps < 1) {
-    throw new RangeError(`num_inference_steps must be an integer >= 1, got ${o.steps}`);
-  }
-  if (!Number.isInteger(o.n) || o.n < 1) {
-    throw new RangeError(`n must be an integer >= 1, got ${o.n}`);
-  }
-  if (!Number.isFinite(o.guidanceScale) || o.guidanceScale < 0) {
-    throw new RangeError(`guidance_scale must be a finite number >= 0, got ${o.guidanceScale}`);
-  }
 }
 
 /** Stable Diffusion text-to-image over ONNX Runtime. */
@@ -298,13 +264,6 @@ function disposeAllBut(outputs: Record<string, Tensor>, keep: string): void {
   for (const [name, t] of Object.entries(outputs)) if (name !== keep) t.dispose();
 }
 
-function concat(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
-
 /** Classifier-free guidance on a `[uncond…, cond…]` batch: `ε_u + g·(ε_c − ε_u)`. */
 export function guide(eps: Float32Array, half: number, scale: number): Float32Array {
   const out = new Float32Array(half);
@@ -313,26 +272,4 @@ export function guide(eps: Float32Array, half: number, scale: number): Float32Ar
     out[i] = u + scale * (eps[half + i] - u);
   }
   return out;
-}
-
-/** `[n,3,H,W]` floats in [-1,1] → n interleaved 8-bit RGB images (diffusers `postprocess`). */
-export function toRgbImages(
-  pixels: Float32Array,
-  n: number,
-  width: number,
-  height: number,
-): RgbImage[] {
-  const plane = width * height;
-  return Array.from({ length: n }, (_, b) => {
-    const data = new Uint8Array(plane * 3);
-    const base = b * 3 * plane;
-    for (let c = 0; c < 3; c++) {
-      const src = base + c * plane;
-      for (let i = 0; i < plane; i++) {
-        const v = pixels[src + i] * 0.5 + 0.5;
-        data[i * 3 + c] = Math.round((v < 0 ? 0 : v > 1 ? 1 : v) * 255);
-      }
-    }
-    return { width, height, data };
-  });
 }

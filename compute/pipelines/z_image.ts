@@ -20,7 +20,7 @@ import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedu
 import { linspace } from "../schedulers/scheduler.ts";
 import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
 import type { GenerateOptions, GenerateResult, Pipeline, PipelineDefaults } from "./pipeline.ts";
-import { checkGenerateOptions, randomSeed, toRgbImages } from "./stable_diffusion.ts";
+import { checkGenerateOptions, randomSeed, toRgbImages } from "./common.ts";
 
 const CHAT_TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n";
 const MAX_SEQUENCE_LENGTH = 512;
