@@ -5,6 +5,21 @@ import { ENGINE_NOT_READY } from "./errors.ts";
 import { fixtureCache } from "../fixtures/hf_cache.ts";
 import { startServer } from "./test_server.ts";
 
+/** Runs the conformance suite as a user would and asserts it passes. */
+async function assertConformance(baseUrl: string): Promise<void> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../conformance/main.ts", import.meta.url).pathname,
+      "--base-url",
+      baseUrl,
+    ],
+    stdout: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stdout));
+}
+
 Deno.test("503 with the documented detail while no engine is ready (model failed to load)", async () => {
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(
@@ -160,17 +175,7 @@ Deno.test("deno task serve --model Qwen/Qwen-Image serves the cached tiny export
     });
     assert.equal(odd.status, 400);
     assert.match((await odd.json()).detail, /multiples of 16/);
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL("../conformance/main.ts", import.meta.url).pathname,
-        "--base-url",
-        server.url,
-      ],
-      stdout: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stdout));
+    await assertConformance(server.url);
   } finally {
     await server.stop();
     await Deno.remove(cache, { recursive: true });
@@ -191,17 +196,7 @@ Deno.test("deno task serve --model Tongyi-MAI/Z-Image-Turbo serves the cached ti
       guidance_scale: 0,
     });
     assert.equal(models.data[0].size_multiple, 16);
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL("../conformance/main.ts", import.meta.url).pathname,
-        "--base-url",
-        server.url,
-      ],
-      stdout: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stdout));
+    await assertConformance(server.url);
   } finally {
     await server.stop();
     await Deno.remove(cache, { recursive: true });

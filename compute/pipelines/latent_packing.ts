@@ -5,6 +5,32 @@
  * @module
  */
 
+/** Calls `fn(unpackedIndex, packedIndex)` for every element of a `[batch, channels, height, width]` latent. */
+function forEachPatchIndex(
+  batch: number,
+  channels: number,
+  height: number,
+  width: number,
+  fn: (unpacked: number, packed: number) => void,
+): void {
+  if (height % 2 || width % 2) throw new RangeError(`latent size ${height}x${width} must be even`);
+  const tokens = (height / 2) * (width / 2), features = channels * 4;
+  for (let b = 0; b < batch; b++) {
+    for (let c = 0; c < channels; c++) {
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          const token = (y >> 1) * (width / 2) + (x >> 1);
+          const feature = c * 4 + (y & 1) * 2 + (x & 1);
+          fn(
+            ((b * channels + c) * height + y) * width + x,
+            (b * tokens + token) * features + feature,
+          );
+        }
+      }
+    }
+  }
+}
+
 /** Packs `[batch, channels, height, width]` latents into `[batch, (h/2)(w/2), channels·4]`. */
 export function packLatents(
   x: Float32Array,
@@ -13,21 +39,8 @@ export function packLatents(
   height: number,
   width: number,
 ): Float32Array {
-  if (height % 2 || width % 2) throw new RangeError(`latent size ${height}x${width} must be even`);
-  const h2 = height / 2, w2 = width / 2, features = channels * 4;
   const out = new Float32Array(x.length);
-  for (let b = 0; b < batch; b++) {
-    for (let c = 0; c < channels; c++) {
-      for (let y = 0; y < height; y++) {
-        for (let xx = 0; xx < width; xx++) {
-          const token = (y >> 1) * w2 + (xx >> 1);
-          const feature = c * 4 + (y & 1) * 2 + (xx & 1);
-          out[(b * h2 * w2 + token) * features + feature] =
-            x[((b * channels + c) * height + y) * width + xx];
-        }
-      }
-    }
-  }
+  forEachPatchIndex(batch, channels, height, width, (u, p) => (out[p] = x[u]));
   return out;
 }
 
@@ -39,19 +52,7 @@ export function unpackLatents(
   height: number,
   width: number,
 ): Float32Array {
-  const h2 = height / 2, w2 = width / 2, features = channels * 4;
   const out = new Float32Array(p.length);
-  for (let b = 0; b < batch; b++) {
-    for (let c = 0; c < channels; c++) {
-      for (let y = 0; y < height; y++) {
-        for (let xx = 0; xx < width; xx++) {
-          const token = (y >> 1) * w2 + (xx >> 1);
-          const feature = c * 4 + (y & 1) * 2 + (xx & 1);
-          out[((b * channels + c) * height + y) * width + xx] =
-            p[(b * h2 * w2 + token) * features + feature];
-        }
-      }
-    }
-  }
+  forEachPatchIndex(batch, channels, height, width, (u, q) => (out[u] = p[q]));
   return out;
 }
