@@ -22,6 +22,7 @@ export {
 } from "./errors.ts";
 export { torchRandn } from "./random.ts";
 export { findModelCard, MODEL_REGISTRY, type ModelCard } from "./registry.ts";
+export { type DownloadPlan, type DownloadProgress, HubError } from "./model/hub_download.ts";
 export {
   hubCacheDirs,
   ModelNotFoundError,

@@ -1,18 +1,34 @@
 /**
  * `--model` resolution: a local folder, or a Hugging Face repo id found in the local hub cache
  * (`HF_HUB_CACHE`, `HF_HOME/hub`, `~/.cache/huggingface/hub`; layout
- * `models--Org--Name/snapshots/<rev>/`, with `refs/main` naming the revision).
+ * `models--Org--Name/snapshots/<rev>/`, with `refs/main` naming the revision), or else downloaded
+ * from the hub into the first of those caches.
  *
  * @module
  */
 import { ModelLoadError } from "../errors.ts";
 import { exists } from "./files.ts";
+import {
+  type DownloadPlan,
+  type DownloadProgress,
+  downloadSnapshot,
+  HubError,
+  hubSettings,
+  planDownload,
+} from "./hub_download.ts";
 
-/** Where a model's files were found. */
-export interface ResolvedModel {
-  dir: string;
-  source: "local" | "hf-cache";
-}
+/** Where a model's files are: found on disk, or to be downloaded from the hub first. */
+export type ResolvedModel =
+  | { dir: string; source: "local" | "hf-cache" }
+  | {
+    /** The snapshot folder the download fills. */
+    dir: string;
+    source: "hub";
+    plan: DownloadPlan;
+    download(
+      options?: { onProgress?: (p: DownloadProgress) => void; signal?: AbortSignal },
+    ): Promise<string>;
+  };
 
 /** The model could not be found locally. */
 export class ModelNotFoundError extends ModelLoadError {
@@ -57,7 +73,12 @@ async function snapshotIn(cache: string, repoId: string): Promise<string | undef
   return snapshots.sort((a, b) => b.mtime - a.mtime)[0]?.path;
 }
 
-/** Resolves `--model` to a folder, or throws {@linkcode ModelNotFoundError} saying where it looked. */
+/**
+ * Resolves `--model`: a local folder, else a Hugging Face id in the hub cache, else (unless
+ * `HF_HUB_OFFLINE` is set) a download planned against the hub, which the caller runs with
+ * `download()`. Throws {@linkcode ModelNotFoundError} saying where it looked and how to provide
+ * the files when none of these works; that takes at most the hub's metadata timeout.
+ */
 export async function resolveModel(
   spec: string,
   env: (name: string) => string | undefined = (n) => Deno.env.get(n),
@@ -69,20 +90,40 @@ export async function resolveModel(
     return { dir: spec, source: "local" };
   }
   const caches = hubCacheDirs(env);
+  const looked = [
+    `local folder ./${spec}`,
+    ...caches.map((c) => `${c}/models--${spec.replace("/", "--")}`),
+  ];
+  let hubFailure = "";
   if (REPO_ID.test(spec)) {
     for (const cache of caches) {
       const dir = await snapshotIn(cache, spec);
       if (dir) return { dir, source: "hf-cache" };
     }
+    const settings = await hubSettings(env);
+    if (settings.offline) hubFailure = "HF_HUB_OFFLINE is set, so the hub was not asked";
+    else {
+      try {
+        const plan = await planDownload(spec, caches[0] ?? ".", settings);
+        return {
+          dir: plan.snapshotDir,
+          source: "hub",
+          plan,
+          download: (options) => downloadSnapshot(plan, settings, options),
+        };
+      } catch (e) {
+        if (!(e instanceof HubError)) throw e;
+        hubFailure = e.message;
+      }
+    }
   }
-  const looked = [
-    `local folder ./${spec}`,
-    ...caches.map((c) => `${c}/models--${spec.replace("/", "--")}`),
-  ];
   throw new ModelNotFoundError(
-    `Model '${spec}' was not found. Looked in: ${looked.join(", ")}. ` +
-      `This server does not download models (the machine may be offline). Provide the files: ` +
+    `Model '${spec}' was not found. Looked in: ${looked.join(", ")}` +
+      (hubFailure ? `; and ${hubFailure}` : "") + `. Provide the files: ` +
       `fetch an ONNX export elsewhere (e.g. \`huggingface-cli download ORG/NAME --local-dir DIR\`) and pass ` +
-      `--model DIR, or place it in the Hugging Face cache (set HF_HUB_CACHE).`,
+      `--model DIR, or place it in the Hugging Face cache (set HF_HUB_CACHE)` +
+      (REPO_ID.test(spec)
+        ? `, or let this server download it (set HF_ENDPOINT to a reachable hub or mirror, HF_TOKEN for gated models).`
+        : "."),
   );
 }

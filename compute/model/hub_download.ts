@@ -1,0 +1,362 @@
+/**
+ * Downloading an ONNX export from the Hugging Face hub into the hub cache, with
+ * `@huggingface/hub` for the API calls and the byte streams.
+ *
+ * The cache layout is huggingface_hub's (`models--Org--Name/{refs/main, blobs/<etag>,
+ * snapshots/<sha>/<path> -> ../../blobs/<etag>}`), so Python tools and this server share one
+ * cache. A file downloads into `blobs/<etag>.incomplete`; an interrupted download resumes from
+ * there with a range request, and every file is checked against its hub checksum (SHA-256 for
+ * LFS files, the git blob SHA-1 otherwise) before it is moved into place.
+ *
+ * @module
+ */
+import { downloadFile, HubApiError, listFiles, modelInfo } from "@huggingface/hub";
+import { createHash, type Hash } from "node:crypto";
+import { ModelLoadError } from "../errors.ts";
+import { exists } from "./files.ts";
+
+/** Where and how to reach the hub, as huggingface_hub reads it from the environment. */
+export interface HubSettings {
+  /** `HF_ENDPOINT`, default `https://huggingface.co`. */
+  endpoint: string;
+  /** `HF_TOKEN`, else `HUGGING_FACE_HUB_TOKEN`, else the token file (`HF_TOKEN_PATH`, `HF_HOME/token`). */
+  token?: string;
+  /** `HF_HUB_OFFLINE=1`: never touch the network. */
+  offline: boolean;
+  /** Seconds to wait for a metadata request (`HF_HUB_ETAG_TIMEOUT`, default 10). */
+  metadataTimeoutS: number;
+  /** Seconds without a byte before a file download is abandoned (`HF_HUB_DOWNLOAD_TIMEOUT`, default 60). */
+  stallTimeoutS: number;
+}
+
+/** Reads {@linkcode HubSettings} from the environment. */
+export async function hubSettings(
+  env: (name: string) => string | undefined = (n) => Deno.env.get(n),
+): Promise<HubSettings> {
+  const truthy = (v?: string) => ["1", "true", "yes", "on"].includes((v ?? "").toLowerCase());
+  const seconds = (v: string | undefined, fallback: number) => Number(v) > 0 ? Number(v) : fallback;
+  const home = env("HF_HOME") ?? `${env("HOME") ?? ""}/.cache/huggingface`;
+  let token = env("HF_TOKEN") || env("HUGGING_FACE_HUB_TOKEN");
+  if (!token) {
+    try {
+      token = (await Deno.readTextFile(env("HF_TOKEN_PATH") ?? `${home}/token`)).trim();
+    } catch {
+      // No token file: anonymous access.
+    }
+  }
+  return {
+    endpoint: (env("HF_ENDPOINT") || "https://huggingface.co").replace(/\/+$/, ""),
+    token: token || undefined,
+    offline: truthy(env("HF_HUB_OFFLINE")),
+    metadataTimeoutS: seconds(env("HF_HUB_ETAG_TIMEOUT"), 10),
+    stallTimeoutS: seconds(env("HF_HUB_DOWNLOAD_TIMEOUT"), 60),
+  };
+}
+
+/** A file to fetch, with the checksum the hub publishes for it. */
+export interface HubFile {
+  path: string;
+  size: number;
+  /** The blob name in the cache: the LFS SHA-256, or the git blob SHA-1. */
+  etag: string;
+  checksum: "sha256" | "git-sha1";
+}
+
+/** What a download will fetch: one commit of one repo, restricted to the files the loader reads. */
+export interface DownloadPlan {
+  repoId: string;
+  /** The commit `main` pointed at when planned. */
+  sha: string;
+  files: HubFile[];
+  totalBytes: number;
+  /** Repo files left out (PyTorch weights, READMEs, images…). */
+  skipped: string[];
+  /** `<cache>/models--Org--Name`. */
+  repoDir: string;
+  /** `<repoDir>/snapshots/<sha>`: the model folder once downloaded. */
+  snapshotDir: string;
+}
+
+/** Byte progress of a download. */
+export interface DownloadProgress {
+  /** The file being fetched. */
+  file: string;
+  /** Bytes in place so far over all files (resumed bytes included). */
+  bytes: number;
+  totalBytes: number;
+  /** Files finished so far. */
+  filesDone: number;
+  fileCount: number;
+}
+
+/** The hub could not be reached, refused access, or holds no usable export. */
+export class HubError extends ModelLoadError {
+  override name = "HubError";
+}
+
+/**
+ * The files an ONNX export's loader reads: `model_index.json`, and in each component folder its
+ * configs, tokenizer files and `model.onnx` with its external data. Everything else (PyTorch
+ * weights, other export variants, READMEs) is skipped.
+ */
+const LOADER_FILES = /^model_index\.json$|^[^/]+\/([^/]+\.(json|txt)|model\.onnx(_data)?)$/;
+
+/** A timeout that cannot keep the process alive (`AbortSignal.timeout`'s timer does). */
+function quietTimeout(ms: number): AbortSignal {
+  const controller = new AbortController();
+  Deno.unrefTimer(
+    setTimeout(() => controller.abort(new DOMException("timed out", "TimeoutError")), ms),
+  );
+  return controller.signal;
+}
+
+/** `fetch` with a time limit on each request, for the hub's metadata calls. */
+function timedFetch(timeoutS: number): typeof fetch {
+  return (input, init) => fetch(input, { ...init, signal: quietTimeout(timeoutS * 1000) });
+}
+
+function explain(e: unknown, repoId: string, settings: HubSettings): HubError {
+  if (e instanceof HubError) return e;
+  if (e instanceof HubApiError) {
+    const reason = e.message.replace(/\. URL: .*$/, "");
+    if (e.statusCode === 401 || e.statusCode === 403) {
+      return new HubError(
+        `the hub at ${settings.endpoint} refused access to '${repoId}' (${e.statusCode}: ${reason}). ` +
+          (settings.token
+            ? `The token in use (HF_TOKEN) lacks access: accept the model's terms on its hub page, or use another token.`
+            : `Set HF_TOKEN to an access token (https://huggingface.co/settings/tokens) for a gated or private model.`),
+      );
+    }
+    if (e.statusCode === 404) {
+      return new HubError(
+        `the hub at ${settings.endpoint} has no model '${repoId}' (404: ${reason})` +
+          (settings.token ? "" : "; if it is private, set HF_TOKEN"),
+      );
+    }
+    return new HubError(`the hub at ${settings.endpoint} answered ${e.statusCode}: ${reason}`);
+  }
+  const err = e as Error;
+  const why = err.name === "TimeoutError"
+    ? `no answer within ${settings.metadataTimeoutS} s (HF_HUB_ETAG_TIMEOUT)`
+    : err.message;
+  return new HubError(`the hub at ${settings.endpoint} could not be reached (${why})`);
+}
+
+/**
+ * Asks the hub what downloading `repoId` would fetch: the commit `main` points at and the loader's
+ * files in it. Fails fast, with a {@linkcode HubError} that says why, when the hub is unreachable,
+ * refuses access, or the repo holds no ONNX export.
+ */
+export async function planDownload(
+  repoId: string,
+  cacheDir: string,
+  settings: HubSettings,
+): Promise<DownloadPlan> {
+  if (settings.token && !settings.token.startsWith("hf_")) {
+    throw new HubError("HF_TOKEN is not a Hugging Face access token (they start with 'hf_')");
+  }
+  const credentials = {
+    hubUrl: settings.endpoint,
+    accessToken: settings.token,
+    fetch: timedFetch(settings.metadataTimeoutS),
+  };
+  try {
+    const { sha } = await modelInfo({ name: repoId, additionalFields: ["sha"], ...credentials });
+    const files: HubFile[] = [];
+    const skipped: string[] = [];
+    const tree = listFiles({ repo: repoId, revision: sha, recursive: true, ...credentials });
+    for await (const entry of tree) {
+      if (entry.type !== "file") continue;
+      if (!entry.lfs && !entry.oid) {
+        throw new HubError(`the hub listed ${entry.path} without a checksum`);
+      }
+      if (!LOADER_FILES.test(entry.path)) {
+        skipped.push(entry.path);
+        continue;
+      }
+      files.push(
+        entry.lfs
+          ? { path: entry.path, size: entry.lfs.size, etag: entry.lfs.oid, checksum: "sha256" }
+          : { path: entry.path, size: entry.size, etag: entry.oid!, checksum: "git-sha1" },
+      );
+    }
+    if (
+      !files.some((f) => f.path === "model_index.json") ||
+      !files.some((f) => /\/model\.onnx$/.test(f.path))
+    ) {
+      const sample = skipped.slice(0, 3).join(", ");
+      throw new HubError(
+        `'${repoId}' on the hub at ${settings.endpoint} holds no diffusers ONNX export ` +
+          `(model_index.json and <component>/model.onnx)${sample ? `; it has ${sample}…` : ""}. ` +
+          `denoise runs ONNX graphs: export the model to ONNX (see docs/onnx-interfaces.md) or pick a repo that has one`,
+      );
+    }
+    // model_index.json goes last: a snapshot holding it is complete, which is how the cache
+    // lookup tells a finished download from an interrupted one.
+    files.sort((a, b) =>
+      Number(a.path === "model_index.json") - Number(b.path === "model_index.json")
+    );
+    const repoDir = `${cacheDir}/models--${repoId.replace("/", "--")}`;
+    return {
+      repoId,
+      sha,
+      files,
+      totalBytes: files.reduce((sum, f) => sum + f.size, 0),
+      skipped,
+      repoDir,
+      snapshotDir: `${repoDir}/snapshots/${sha}`,
+    };
+  } catch (e) {
+    throw explain(e, repoId, settings);
+  }
+}
+
+/** Feeds a file's bytes to `hash` as a stream, so a resumed download is verified whole. */
+async function hashFile(path: string, hash: Hash): Promise<void> {
+  using file = await Deno.open(path);
+  for await (const chunk of file.readable) hash.update(chunk);
+}
+
+async function fileSize(path: string): Promise<number> {
+  try {
+    return (await Deno.stat(path)).size;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Fetches the plan's files into the cache (skipping blobs already there, resuming partial ones),
+ * links them into the snapshot and points `refs/main` at it. Returns the snapshot folder.
+ */
+export async function downloadSnapshot(
+  plan: DownloadPlan,
+  settings: HubSettings,
+  options: { onProgress?: (p: DownloadProgress) => void; signal?: AbortSignal } = {},
+): Promise<string> {
+  const progress: DownloadProgress = {
+    file: "",
+    bytes: 0,
+    totalBytes: plan.totalBytes,
+    filesDone: 0,
+    fileCount: plan.files.length,
+  };
+  await Deno.mkdir(`${plan.repoDir}/blobs`, { recursive: true });
+  await Deno.mkdir(`${plan.repoDir}/refs`, { recursive: true });
+  await Deno.writeTextFile(`${plan.repoDir}/refs/main`, plan.sha);
+  for (const file of plan.files) {
+    progress.file = file.path;
+    const blob = `${plan.repoDir}/blobs/${file.etag}`;
+    if (await exists(blob)) progress.bytes += file.size;
+    else {
+      try {
+        await fetchBlob(plan, file, blob, settings, (n) => {
+          progress.bytes += n;
+          options.onProgress?.(progress);
+        }, options.signal);
+      } catch (e) {
+        throw e instanceof HubError ? e : explain(e, plan.repoId, settings);
+      }
+    }
+    const pointer = `${plan.snapshotDir}/${file.path}`;
+    const depth = file.path.split("/").length + 1; // snapshots/<sha>/<dirs…>
+    await Deno.mkdir(pointer.slice(0, pointer.lastIndexOf("/")), { recursive: true });
+    // Link under a unique name, then rename over the pointer: atomic, so concurrent downloads agree.
+    const link = `${pointer}.${crypto.randomUUID()}.tmp`;
+    await Deno.symlink(`${"../".repeat(depth)}blobs/${file.etag}`, link);
+    await Deno.rename(link, pointer);
+    progress.filesDone++;
+    options.onProgress?.(progress);
+  }
+  return plan.snapshotDir;
+}
+
+async function fetchBlob(
+  plan: DownloadPlan,
+  file: HubFile,
+  blob: string,
+  settings: HubSettings,
+  onBytes: (n: number) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  // Servers sharing a cache take turns on a blob instead of appending to one partial file; the
+  // lock files sit where huggingface_hub keeps its own (`<cache>/.locks/models--Org--Name/`).
+  const cacheDir = plan.repoDir.slice(0, plan.repoDir.lastIndexOf("/"));
+  const locks = `${cacheDir}/.locks/${plan.repoDir.slice(cacheDir.length + 1)}`;
+  await Deno.mkdir(locks, { recursive: true });
+  using lock = await Deno.open(`${locks}/${file.etag}.lock`, { create: true, write: true });
+  await lock.lock(true);
+  if (await exists(blob)) return onBytes(file.size);
+  const partial = `${blob}.incomplete`;
+  let have = await fileSize(partial);
+  if (have > file.size) {
+    await Deno.remove(partial);
+    have = 0;
+  }
+  const hash = createHash(file.checksum === "sha256" ? "sha256" : "sha1");
+  if (file.checksum === "git-sha1") hash.update(`blob ${file.size}\0`);
+  if (have > 0) await hashFile(partial, hash);
+  onBytes(have);
+  if (have < file.size) {
+    // The data stream is abandoned after `stallTimeoutS` without a byte, not after a fixed time.
+    const stall = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(
+        () =>
+          stall.abort(new DOMException(`no data for ${settings.stallTimeoutS} s`, "TimeoutError")),
+        settings.stallTimeoutS * 1000,
+      );
+    };
+    const guarded: typeof fetch = (input, init) =>
+      fetch(input, {
+        ...init,
+        signal: signal ? AbortSignal.any([stall.signal, signal]) : stall.signal,
+      });
+    try {
+      arm();
+      const remote = await downloadFile({
+        repo: plan.repoId,
+        path: file.path,
+        revision: plan.sha,
+        hubUrl: settings.endpoint,
+        accessToken: settings.token,
+        fetch: guarded,
+      });
+      if (!remote) throw new HubError(`${file.path} vanished from '${plan.repoId}' at ${plan.sha}`);
+      const body = have > 0 ? remote.slice(have).stream() : remote.stream();
+      using out = await Deno.open(partial, { create: true, append: true });
+      // Each chunk is on disk before the next is read, so an interruption keeps what arrived.
+      for await (const chunk of body) {
+        arm();
+        for (let written = 0; written < chunk.length;) {
+          written += await out.write(chunk.subarray(written));
+        }
+        hash.update(chunk);
+        onBytes(chunk.length);
+      }
+    } catch (e) {
+      const got = await fileSize(partial);
+      const why = stall.signal.aborted
+        ? (stall.signal.reason as Error).message
+        : (e as Error).message;
+      throw new HubError(
+        `downloading ${file.path} of '${plan.repoId}' stopped at ${got} of ${file.size} bytes (${why}); ` +
+          `run again to resume from ${partial}`,
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  const size = await fileSize(partial);
+  const digest = hash.digest("hex");
+  if (size !== file.size || digest !== file.etag) {
+    await Deno.remove(partial);
+    throw new HubError(
+      `${file.path} of '${plan.repoId}' failed its checksum (${size} bytes, ${file.checksum} ${digest}; ` +
+        `expected ${file.size} bytes, ${file.etag}); the partial file was deleted, run again to refetch it`,
+    );
+  }
+  await Deno.rename(partial, blob);
+}
