@@ -167,7 +167,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
     return c.json({
       status: "unhealthy",
       reason: state.status === "loading"
-        ? "Model is loading"
+        ? `Model is loading${state.stage ? `: ${state.stage}` : ""}`
         : `Model failed to load: ${state.reason}`,
     }, 503);
   });

@@ -10,7 +10,7 @@ import { ApiError, ENGINE_NOT_READY } from "./errors.ts";
 
 /** Where the engine is in its life. */
 export type EngineState =
-  | { status: "loading" }
+  | { status: "loading"; stage?: string }
   | { status: "ready"; pipeline: Pipeline }
   | { status: "failed"; reason: string };
 
@@ -26,9 +26,15 @@ export class Engine {
     return this.#state;
   }
 
-  /** Starts loading in the background; the returned promise settles when loading ends. */
-  start(load: () => Promise<Pipeline>): Promise<void> {
-    return load().then(
+  /**
+   * Starts loading in the background; the returned promise settles when loading ends. `load` may
+   * report what it is doing (e.g. download progress), which `/health` and 503 answers show.
+   */
+  start(load: (report: (stage: string) => void) => Promise<Pipeline>): Promise<void> {
+    const report = (stage: string) => {
+      if (this.#state.status === "loading") this.#state = { status: "loading", stage };
+    };
+    return load(report).then(
       (pipeline) => {
         this.#state = { status: "ready", pipeline };
       },
@@ -42,7 +48,7 @@ export class Engine {
   pipeline(): Pipeline {
     if (this.#state.status === "ready") return this.#state.pipeline;
     const why = this.#state.status === "loading"
-      ? "the model is still loading"
+      ? `the model is still loading${this.#state.stage ? ` (${this.#state.stage})` : ""}`
       : `loading failed: ${this.#state.reason}`;
     throw new ApiError(503, ENGINE_NOT_READY, {
       type: "service_unavailable",

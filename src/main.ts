@@ -11,8 +11,10 @@ import {
   type DeviceChoice,
   findModelCard,
   loadPipeline,
+  type ResolvedModel,
   resolveModel,
 } from "../compute/mod.ts";
+import { DownloadProgressBar, formatBytes } from "./progress_bar.ts";
 import { buildApp } from "./app.ts";
 import { Engine } from "./engine.ts";
 import { ImageStore } from "./image_store.ts";
@@ -25,8 +27,9 @@ const HELP = `denoise: an OpenAI-compatible image generation server
 
 Usage: deno task serve [options]
 
-  --model ID|PATH           diffusers/Optimum ONNX model folder, or a Hugging Face id found in the local
-                            hub cache (HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)
+  --model ID|PATH           diffusers/Optimum ONNX model folder, or a Hugging Face id: found in the
+                            hub cache (HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub), else
+                            downloaded into it (HF_ENDPOINT, HF_TOKEN; HF_HUB_OFFLINE=1 forbids)
                             (default: the embedded tiny SD-Turbo fixture)
   --host HOST               address to listen on (default 127.0.0.1)
   --port PORT               port (default 8000; 0 picks a free one)
@@ -77,21 +80,30 @@ if (!Number.isInteger(maxImagePixels) || maxImagePixels < 64) {
 if (!DEVICE_CHOICES.includes(values.device as DeviceChoice)) {
   fail(`--device must be one of ${DEVICE_CHOICES.join(", ")}, got ${values.device}`);
 }
-let modelDir = EMBEDDED_MODEL;
+let resolved: ResolvedModel = { dir: EMBEDDED_MODEL, source: "local" };
 if (values.model) {
   try {
-    const resolved = await resolveModel(values.model);
-    modelDir = resolved.dir;
-    console.log(
-      `model ${values.model}: ${
-        resolved.source === "local" ? "local folder" : "Hugging Face cache"
-      } ${modelDir}`,
-    );
+    resolved = await resolveModel(values.model);
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
     Deno.exit(1);
   }
+  if (resolved.source === "hub") {
+    const { plan } = resolved;
+    console.log(
+      `model ${values.model}: downloading ${plan.files.length} files (${
+        formatBytes(plan.totalBytes)
+      }) of commit ${plan.sha.slice(0, 12)} into ${plan.snapshotDir}` +
+        (plan.skipped.length
+          ? `; skipping ${plan.skipped.length} files the ONNX export does not use`
+          : ""),
+    );
+  } else {
+    const where = resolved.source === "local" ? "local folder" : "Hugging Face cache";
+    console.log(`model ${values.model}: ${where} ${resolved.dir}`);
+  }
 }
+const modelDir = resolved.dir;
 const servedModelName = values["served-model-name"] ?? values.model ?? EMBEDDED_NAME;
 const card = values.model ? findModelCard(values.model) : undefined;
 
@@ -117,9 +129,25 @@ const server = Deno.serve({
 }, app.fetch);
 
 const loadStart = performance.now();
-engine.start(() =>
-  loadPipeline(modelDir, { device: values.device as DeviceChoice, defaults: card?.defaults })
-).then(() => {
+const shutdown = new AbortController();
+engine.start(async (report) => {
+  if (resolved.source === "hub") {
+    const bar = new DownloadProgressBar(values.model!);
+    await resolved.download({
+      signal: shutdown.signal,
+      onProgress: (p) => {
+        bar.update(p);
+        report(`downloading, ${formatBytes(p.bytes)} of ${formatBytes(p.totalBytes)}`);
+      },
+    });
+    bar.finish();
+    report("reading the ONNX graphs");
+  }
+  return loadPipeline(modelDir, {
+    device: values.device as DeviceChoice,
+    defaults: card?.defaults,
+  });
+}).then(() => {
   const s = engine.state;
   if (s.status === "ready") {
     console.log(
@@ -130,6 +158,7 @@ engine.start(() =>
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(signal, async () => {
+    shutdown.abort();
     await server.shutdown();
     await engine.release();
     Deno.exit(0);

@@ -3,6 +3,7 @@ import OpenAI from "openai";
 import { Engine } from "./engine.ts";
 import { ENGINE_NOT_READY } from "./errors.ts";
 import { fixtureCache } from "../fixtures/hf_cache.ts";
+import { startFakeHub } from "../fixtures/fake_hub.ts";
 import { startServer } from "./test_server.ts";
 
 /** Runs the conformance suite as a user would and asserts it passes. */
@@ -141,7 +142,8 @@ Deno.test("--model of an uncached id exits non-zero within seconds, saying where
       "--model",
       "Qwen/Qwen-Image",
     ],
-    env: { HF_HUB_CACHE: "/tmp/denoise-empty-cache" },
+    // A closed local port stands for an offline machine, whatever CI's network allows.
+    env: { HF_HUB_CACHE: "/tmp/denoise-empty-cache", HF_ENDPOINT: "http://127.0.0.1:9" },
     stderr: "piped",
   }).output();
   assert.equal(out.code, 1);
@@ -151,7 +153,62 @@ Deno.test("--model of an uncached id exits non-zero within seconds, saying where
     err,
     /Model 'Qwen\/Qwen-Image' was not found\. Looked in: .*\/tmp\/denoise-empty-cache\/models--Qwen--Qwen-Image/,
   );
+  assert.match(err, /the hub at http:\/\/127\.0\.0\.1:9 could not be reached/);
   assert.match(err, /--model DIR/);
+});
+
+Deno.test("--model Qwen/Qwen-Image downloads from the hub with progress, resumes after a stall, then serves", async () => {
+  const hub = await startFakeHub({
+    repoId: "Qwen/Qwen-Image",
+    fixture: "qwen-image-tiny",
+    interrupt: { path: "transformer/model.onnx_data", bytes: 10_000, how: "stall" },
+  });
+  const cache = await Deno.makeTempDir({ prefix: "hf-serve-download-" });
+  const env = { HF_HUB_CACHE: cache, HF_ENDPOINT: hub.url, HF_HUB_DOWNLOAD_TIMEOUT: "2" };
+  const args = ["--model", "Qwen/Qwen-Image", "--device", "cpu"];
+  try {
+    const stalled = await startServer(args, { waitReady: false, env });
+    try {
+      const health = await fetch(`${stalled.url}/health`);
+      assert.equal(health.status, 503);
+      assert.match(
+        (await health.json()).reason,
+        /^Model is loading: downloading, [\d.]+ k?B of [\d.]+ kB$/,
+      );
+      let reason = "";
+      for (let i = 0; i < 100 && !/failed/.test(reason); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        reason = (await (await fetch(`${stalled.url}/health`)).json()).reason;
+      }
+      assert.match(reason, /stopped at 10000 of .* \(no data for 2 s\); run again to resume/);
+      assert.match(
+        stalled.output(),
+        /Qwen\/Qwen-Image: downloading 11 files \(134\.0 kB\)/,
+      );
+    } finally {
+      await stalled.stop();
+    }
+    const resumed = await startServer(args, { env });
+    try {
+      const res = await fetch(`${resumed.url}/v1/images/generations`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ prompt: "a red cat", size: "256x256", seed: 1 }),
+      });
+      assert.equal(res.status, 200, await res.clone().text());
+      assert.equal((await res.json()).data.length, 1);
+      // Progress lines (stderr is not a terminal here) end at 100 %.
+      assert.match(resumed.output(), /Qwen\/Qwen-Image \[#{24}\] 100% /);
+      const ranges = hub.requests.filter((r) => r.path.endsWith("/transformer/model.onnx_data"))
+        .map((r) => r.range);
+      assert.ok(ranges.some((r) => r?.startsWith("bytes=10000-")), ranges.join());
+    } finally {
+      await resumed.stop();
+    }
+  } finally {
+    await hub.close();
+    await Deno.remove(cache, { recursive: true });
+  }
 });
 
 Deno.test("deno task serve --model Qwen/Qwen-Image serves the cached tiny export; conformance passes", async () => {
