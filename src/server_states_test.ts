@@ -253,6 +253,50 @@ Deno.test("deno task serve --model Tongyi-MAI/Z-Image-Turbo serves the cached ti
       guidance_scale: 0,
     });
     assert.equal(models.data[0].size_multiple, 16);
+    // diffusers' cfg_truncation / cfg_normalization, per request, on both endpoints.
+    const image = async (extra: Record<string, unknown>) => {
+      const res = await fetch(`${server.url}/v1/images/generations`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          prompt: "a red cat",
+          negative_prompt: "blurry",
+          size: "64x64",
+          seed: 5,
+          guidance_scale: 3,
+          ...extra,
+        }),
+      });
+      return { status: res.status, body: await res.json() };
+    };
+    const full = await image({});
+    const truncated = await image({ cfg_truncation: 0 });
+    const normalised = await image({ cfg_normalization: true });
+    assert.equal(truncated.status, 200);
+    assert.notEqual(truncated.body.data[0].b64_json, full.body.data[0].b64_json);
+    assert.notEqual(normalised.body.data[0].b64_json, full.body.data[0].b64_json);
+    assert.equal(
+      (await image({ cfg_normalization: 1 })).body.data[0].b64_json,
+      normalised.body.data[0].b64_json,
+    );
+    const outOfRange = await image({ cfg_truncation: 2 });
+    assert.equal(outOfRange.status, 422);
+    assert.deepEqual(outOfRange.body.detail[0].loc, ["body", "cfg_truncation"]);
+    const chat = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        messages: [{ role: "user", content: "a red cat" }],
+        extra_body: {
+          size: "64x64",
+          guidance_scale: 3,
+          cfg_truncation: 0.5,
+          cfg_normalization: 1.2,
+        },
+      }),
+    });
+    assert.equal(chat.status, 200);
+    await chat.body?.cancel();
     await assertConformance(server.url);
   } finally {
     await server.stop();

@@ -29,6 +29,16 @@ export interface GenerateOptions {
   guidanceScale?: number;
   /** Qwen-Image style true CFG scale (ignored by families without it). */
   trueCfgScale?: number;
+  /**
+   * Z-Image: guidance is dropped on steps whose normalised time `1 − σ` exceeds this (diffusers
+   * `cfg_truncation`, default 1: never). Ignored by other families.
+   */
+  cfgTruncation?: number;
+  /**
+   * Z-Image: when > 0, each guided prediction is clipped to `‖pos‖ · cfgNormalization` (diffusers
+   * `cfg_normalization`, default 0: off; its `True` is 1). Ignored by other families.
+   */
+  cfgNormalization?: number;
   /** torch-compatible seed; a random 32-bit one is drawn when absent. */
   seed?: number | bigint;
   /** Images per call (batched through the networks). */

@@ -27,14 +27,6 @@ const MAX_SEQUENCE_LENGTH = 512;
 const CHANNELS = 16;
 const VAE_SCALE = 8;
 
-/** diffusers' CFG controls, with its defaults. */
-export interface CfgOptions {
-  /** Guidance is dropped where `1 − σ` exceeds this (default 1.0: never). */
-  truncation: number;
-  /** If > 0, clip each sample's prediction to `‖pos‖ · normalization` (default 0: off). */
-  normalization: number;
-}
-
 /**
  * Z-Image CFG for one sample: `pred = pos + g·(pos − neg)`, then, with normalisation c > 0,
  * `pred *= ‖pos‖·c/‖pred‖` when `‖pred‖ > ‖pos‖·c` (norms over the whole sample).
@@ -68,7 +60,6 @@ export class ZImagePipeline implements Pipeline {
     private readonly scheduler: Scheduler,
     private readonly vae: { scaling: number; shift: number },
     readonly defaults: PipelineDefaults,
-    private readonly cfgOptions: CfgOptions = { truncation: 1, normalization: 0 },
   ) {
     matchInputs("text_encoder/model.onnx", textEncoder, [
       { name: "input_ids", types: ["int64"], ranks: [2] },
@@ -139,6 +130,13 @@ export class ZImagePipeline implements Pipeline {
     const steps = options.steps ?? this.defaults.steps;
     const guidanceScale = options.guidanceScale ?? this.defaults.guidanceScale;
     const n = options.n ?? 1;
+    const { cfgTruncation = 1, cfgNormalization = 0 } = options;
+    if (!(cfgTruncation >= 0 && cfgTruncation <= 1)) {
+      throw new RangeError(`cfgTruncation must be within [0, 1], got ${cfgTruncation}`);
+    }
+    if (!(cfgNormalization >= 0)) {
+      throw new RangeError(`cfgNormalization must be >= 0, got ${cfgNormalization}`);
+    }
     checkGenerateOptions(
       { width, height, steps, guidanceScale, n },
       this.family,
@@ -180,7 +178,7 @@ export class ZImagePipeline implements Pipeline {
           return r;
         };
         const posOut = await predict(pos);
-        const scale = cfg && modelT <= this.cfgOptions.truncation ? guidanceScale : 0;
+        const scale = cfg && modelT <= cfgTruncation ? guidanceScale : 0;
         let pred = posOut;
         if (neg && scale > 0) {
           const negOut = await predict(neg);
@@ -192,7 +190,7 @@ export class ZImagePipeline implements Pipeline {
                 posOut.subarray(...range),
                 negOut.subarray(...range),
                 scale,
-                this.cfgOptions.normalization,
+                cfgNormalization,
               ),
               range[0],
             );

@@ -12,7 +12,7 @@ Deno.test("Z-Image CFG is pos + g·(pos − neg), clipped to ‖pos‖·c with n
   assert.ok(Math.abs(clipped[0] / clipped[1] - 3 / -2) < 1e-6);
 });
 
-Deno.test("Z-Image fixture: Turbo defaults, deterministic per seed, CFG only when guidance > 0", async () => {
+Deno.test("Z-Image fixture: Turbo defaults, deterministic per seed, CFG only when guidance > 0, truncation and normalisation", async () => {
   const p = await loadPipeline(ZIMAGE, { device: "cpu" });
   try {
     assert.deepEqual(p.defaults, { width: 1024, height: 1024, steps: 8, guidanceScale: 0 });
@@ -33,6 +33,17 @@ Deno.test("Z-Image fixture: Turbo defaults, deterministic per seed, CFG only whe
     const gNeg = await p.generate({ ...base, guidanceScale: 3, negativePrompt: "blurry" });
     assert.notDeepEqual(g.images[0].data, a.images[0].data);
     assert.notDeepEqual(g.images[0].data, gNeg.images[0].data);
+    // cfg_truncation 0 keeps guidance on the first step only (1 − σ = 0 there); normalisation
+    // clips each guided prediction. Both change the picture; defaults (1, off) change nothing.
+    const guided = { ...base, guidanceScale: 3, negativePrompt: "blurry" };
+    const truncated = await p.generate({ ...guided, cfgTruncation: 0 });
+    assert.notDeepEqual(truncated.images[0].data, gNeg.images[0].data);
+    assert.notDeepEqual(truncated.images[0].data, a.images[0].data);
+    const explicitDefaults = await p.generate({ ...guided, cfgTruncation: 1, cfgNormalization: 0 });
+    assert.deepEqual(explicitDefaults.images[0].data, gNeg.images[0].data);
+    const normalised = await p.generate({ ...guided, cfgNormalization: 0.5 });
+    assert.notDeepEqual(normalised.images[0].data, gNeg.images[0].data);
+    await assert.rejects(() => p.generate({ ...guided, cfgTruncation: 2 }), RangeError);
     await assert.rejects(() => p.generate({ ...base, height: 40 }), /multiple of 16/);
   } finally {
     await p.release();

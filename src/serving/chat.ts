@@ -54,6 +54,8 @@ export async function createChatCompletion(
     steps: params.num_inference_steps,
     guidanceScale: params.guidance_scale,
     trueCfgScale: params.true_cfg_scale,
+    cfgTruncation: params.cfg_truncation,
+    cfgNormalization: params.cfg_normalization,
     seed: params.seed,
     scheduler: params.scheduler,
     lora: params.lora,

@@ -35,6 +35,9 @@ export interface WireGeneration {
   steps?: number | null;
   guidanceScale?: number | null;
   trueCfgScale?: number | null;
+  cfgTruncation?: number | null;
+  /** diffusers takes a boolean here and uses it as a number: `true` is 1. */
+  cfgNormalization?: number | boolean | null;
   seed?: number | null;
   scheduler?: SchedulerName | null;
   lora?: LoraRequest | null;
@@ -104,6 +107,8 @@ export async function generate(
     steps: wire.steps ?? undefined,
     guidanceScale: wire.guidanceScale ?? undefined,
     trueCfgScale: wire.trueCfgScale ?? undefined,
+    cfgTruncation: wire.cfgTruncation ?? undefined,
+    cfgNormalization: wire.cfgNormalization == null ? undefined : Number(wire.cfgNormalization),
     seed: wire.seed ?? undefined,
     scheduler: wire.scheduler ?? undefined,
     signal: output.signal,

@@ -50,6 +50,8 @@ export async function createImages(
     steps: req.num_inference_steps,
     guidanceScale: req.guidance_scale,
     trueCfgScale: req.true_cfg_scale,
+    cfgTruncation: req.cfg_truncation,
+    cfgNormalization: req.cfg_normalization,
     seed: req.seed,
     scheduler: req.scheduler,
     lora: req.lora,

@@ -153,6 +153,9 @@ export interface components {
             guidance_scale?: number | null;
             /** @description True CFG scale of Qwen-Image-style models; ignored by the Stable Diffusion family. */
             true_cfg_scale?: number | null;
+            /** @description Z-Image: guidance is dropped on steps whose normalised time (1 − σ) exceeds this (diffusers `cfg_truncation`; default 1, never). Ignored by other families. */
+            cfg_truncation?: number | null;
+            cfg_normalization?: components["schemas"]["CfgNormalization"];
             /** @description torch-compatible seed; a random one is drawn and returned in `seed` when absent. */
             seed?: number | null;
             /**
@@ -217,6 +220,8 @@ export interface components {
             url?: string | null;
             revised_prompt?: string | null;
         };
+        /** @description Z-Image: when > 0, each guided prediction is clipped to ‖pos‖ × this (diffusers `cfg_normalization`; `true` is 1, `false` or absent is off). Ignored by other families. */
+        CfgNormalization: number | boolean | null;
         ChatImageParams: {
             height?: number | null;
             width?: number | null;
@@ -224,6 +229,8 @@ export interface components {
             num_inference_steps?: number | null;
             guidance_scale?: number | null;
             true_cfg_scale?: number | null;
+            cfg_truncation?: number | null;
+            cfg_normalization?: components["schemas"]["CfgNormalization"];
             seed?: number | null;
             negative_prompt?: string | null;
             num_outputs_per_prompt?: number | null;
