@@ -161,7 +161,12 @@ export async function planDownload(
     fetch: timedFetch(settings.metadataTimeoutS),
   };
   try {
-    const { sha } = await modelInfo({ name: repoId, additionalFields: ["sha"], ...credentials });
+    const { sha } = await modelInfo({
+      name: repoId,
+      revision: "main",
+      additionalFields: ["sha"],
+      ...credentials,
+    });
     const files: HubFile[] = [];
     const skipped: string[] = [];
     const tree = listFiles({ repo: repoId, revision: sha, recursive: true, ...credentials });

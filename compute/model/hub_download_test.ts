@@ -6,7 +6,7 @@ import { ModelNotFoundError, resolveModel } from "./resolve.ts";
 const REPO = "Qwen/Qwen-Image";
 const TOKEN = "hf_fake_token_for_tests";
 
-/** An environment with an empty temporary cache and the fake hub as endpoint. */
+/** An environment with an empty temporary cache (removed on dispose) and `endpoint` as the hub. */
 async function sandbox(endpoint: string, extra: Record<string, string> = {}) {
   const cache = await Deno.makeTempDir({ prefix: "hf-download-" });
   const vars: Record<string, string> = {
@@ -15,11 +15,15 @@ async function sandbox(endpoint: string, extra: Record<string, string> = {}) {
     HOME: "/nonexistent",
     ...extra,
   };
-  return { cache, env: (n: string) => vars[n] };
+  return {
+    cache,
+    env: (n: string) => vars[n],
+    [Symbol.asyncDispose]: () => Deno.remove(cache, { recursive: true }),
+  };
 }
 
 Deno.test("resolveModel downloads the loader's files into huggingface_hub's cache layout", async () => {
-  const hub = await startFakeHub({
+  await using hub = await startFakeHub({
     repoId: REPO,
     fixture: "qwen-image-tiny",
     extraFiles: {
@@ -27,147 +31,122 @@ Deno.test("resolveModel downloads the loader's files into huggingface_hub's cach
       "transformer/diffusion_pytorch_model.safetensors": new Uint8Array(1000),
     },
   });
-  const { cache, env } = await sandbox(hub.url);
-  try {
-    const resolved = await resolveModel(REPO, env);
-    assert.equal(resolved.source, "hub");
-    if (resolved.source !== "hub") return;
-    assert.deepEqual(resolved.plan.skipped.sort(), [
-      "README.md",
-      "transformer/diffusion_pytorch_model.safetensors",
-    ]);
-    assert.equal(resolved.plan.files.at(-1)?.path, "model_index.json");
-    const seen: number[] = [];
-    const dir = await resolved.download({ onProgress: (p) => seen.push(p.bytes) });
-    const repoDir = `${cache}/models--Qwen--Qwen-Image`;
-    assert.equal(dir, `${repoDir}/snapshots/${hub.sha}`);
-    assert.equal(await Deno.readTextFile(`${repoDir}/refs/main`), hub.sha);
-    assert.equal(seen.at(-1), resolved.plan.totalBytes);
-    assert.ok(seen.every((b, i) => i === 0 || b >= seen[i - 1]), "progress only grows");
-    for (const file of resolved.plan.files) {
-      const link = await Deno.readLink(`${dir}/${file.path}`);
-      assert.ok(link.startsWith("../") && link.endsWith(`blobs/${file.etag}`), link);
-      assert.deepEqual(await Deno.readFile(`${dir}/${file.path}`), hub.files.get(file.path));
-    }
-    await assert.rejects(Deno.stat(`${dir}/README.md`), Deno.errors.NotFound);
-    // Once downloaded, the id resolves from the cache without asking the hub.
-    const asked = hub.requests.length;
-    assert.deepEqual(await resolveModel(REPO, env), { dir, source: "hf-cache" });
-    assert.equal(hub.requests.length, asked);
-  } finally {
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
+  await using box = await sandbox(hub.url);
+  const resolved = await resolveModel(REPO, box.env);
+  assert.equal(resolved.source, "hub");
+  if (resolved.source !== "hub") return;
+  assert.deepEqual(resolved.plan.skipped.sort(), [
+    "README.md",
+    "transformer/diffusion_pytorch_model.safetensors",
+  ]);
+  assert.equal(resolved.plan.files.at(-1)?.path, "model_index.json");
+  assert.equal(hub.requests[0].path, "/api/models/Qwen/Qwen-Image/revision/main");
+  const seen: number[] = [];
+  const dir = await resolved.download({ onProgress: (p) => seen.push(p.bytes) });
+  const repoDir = `${box.cache}/models--Qwen--Qwen-Image`;
+  assert.equal(dir, `${repoDir}/snapshots/${hub.sha}`);
+  assert.equal(await Deno.readTextFile(`${repoDir}/refs/main`), hub.sha);
+  assert.equal(seen.at(-1), resolved.plan.totalBytes);
+  assert.ok(seen.every((b, i) => i === 0 || b >= seen[i - 1]), "progress only grows");
+  for (const file of resolved.plan.files) {
+    const link = await Deno.readLink(`${dir}/${file.path}`);
+    assert.ok(link.startsWith("../") && link.endsWith(`blobs/${file.etag}`), link);
+    assert.deepEqual(await Deno.readFile(`${dir}/${file.path}`), hub.files.get(file.path));
   }
+  await assert.rejects(Deno.stat(`${dir}/README.md`), Deno.errors.NotFound);
+  // Once downloaded, the id resolves from the cache without asking the hub.
+  const asked = hub.requests.length;
+  assert.deepEqual(await resolveModel(REPO, box.env), { dir, source: "hf-cache" });
+  assert.equal(hub.requests.length, asked);
 });
 
 Deno.test("an interrupted download resumes from its .incomplete file with a range request", async () => {
-  const hub = await startFakeHub({
+  await using hub = await startFakeHub({
     repoId: REPO,
     fixture: "qwen-image-tiny",
     interrupt: { path: "transformer/model.onnx_data", bytes: 20_000, how: "drop" },
   });
-  const { cache, env } = await sandbox(hub.url);
-  try {
-    const settings = await hubSettings(env);
-    const plan = await planDownload(REPO, cache, settings);
-    await assert.rejects(
-      downloadSnapshot(plan, settings),
-      (e: Error) =>
-        e instanceof HubError &&
-        /transformer\/model\.onnx_data .* stopped at 20000 of/.test(e.message) &&
-        /run again to resume/.test(e.message),
-    );
-    // Interrupted: model_index.json is not in place, so the cache does not count it as a model.
-    await assert.rejects(Deno.stat(`${plan.snapshotDir}/model_index.json`));
-    const size = hub.files.get("transformer/model.onnx_data")!.length;
-    const blob = plan.files.find((f) => f.path === "transformer/model.onnx_data")!.etag;
-    const before = hub.requests.length;
-    await downloadSnapshot(plan, settings);
-    const ranges = hub.requests.slice(before).filter((r) =>
-      r.path.endsWith("/transformer/model.onnx_data") && r.range !== "bytes=0-0"
-    ).map((r) => r.range);
-    assert.deepEqual(ranges, [`bytes=20000-${size - 1}`]);
-    assert.deepEqual(
-      await Deno.readFile(`${plan.repoDir}/blobs/${blob}`),
-      hub.files.get("transformer/model.onnx_data"),
-    );
-    assert.equal((await resolveModel(REPO, env)).source, "hf-cache");
-  } finally {
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
-  }
+  await using box = await sandbox(hub.url);
+  const settings = await hubSettings(box.env);
+  const plan = await planDownload(REPO, box.cache, settings);
+  await assert.rejects(
+    downloadSnapshot(plan, settings),
+    (e: Error) =>
+      e instanceof HubError &&
+      /transformer\/model\.onnx_data .* stopped at 20000 of/.test(e.message) &&
+      /run again to resume/.test(e.message),
+  );
+  // Interrupted: model_index.json is not in place, so the cache does not count it as a model.
+  await assert.rejects(Deno.stat(`${plan.snapshotDir}/model_index.json`));
+  const size = hub.files.get("transformer/model.onnx_data")!.length;
+  const blob = plan.files.find((f) => f.path === "transformer/model.onnx_data")!.etag;
+  const before = hub.requests.length;
+  await downloadSnapshot(plan, settings);
+  const ranges = hub.requests.slice(before).filter((r) =>
+    r.path.endsWith("/transformer/model.onnx_data") && r.range !== "bytes=0-0"
+  ).map((r) => r.range);
+  assert.deepEqual(ranges, [`bytes=20000-${size - 1}`]);
+  assert.deepEqual(
+    await Deno.readFile(`${plan.repoDir}/blobs/${blob}`),
+    hub.files.get("transformer/model.onnx_data"),
+  );
+  assert.equal((await resolveModel(REPO, box.env)).source, "hf-cache");
 });
 
 Deno.test("a stalled transfer is abandoned after HF_HUB_DOWNLOAD_TIMEOUT and resumes later", async () => {
-  const hub = await startFakeHub({
+  await using hub = await startFakeHub({
     repoId: REPO,
     fixture: "qwen-image-tiny",
     interrupt: { path: "text_encoder/model.onnx", bytes: 5_000, how: "stall" },
   });
-  const { cache, env } = await sandbox(hub.url, { HF_HUB_DOWNLOAD_TIMEOUT: "0.5" });
-  try {
-    const settings = await hubSettings(env);
-    const plan = await planDownload(REPO, cache, settings);
-    await assert.rejects(
-      downloadSnapshot(plan, settings),
-      /text_encoder\/model\.onnx .* stopped at 5000 of \d+ bytes \(no data for 0\.5 s\)/,
-    );
-    assert.equal(await downloadSnapshot(plan, settings), plan.snapshotDir);
-  } finally {
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
-  }
+  await using box = await sandbox(hub.url, { HF_HUB_DOWNLOAD_TIMEOUT: "0.5" });
+  const settings = await hubSettings(box.env);
+  const plan = await planDownload(REPO, box.cache, settings);
+  await assert.rejects(
+    downloadSnapshot(plan, settings),
+    /text_encoder\/model\.onnx .* stopped at 5000 of \d+ bytes \(no data for 0\.5 s\)/,
+  );
+  assert.equal(await downloadSnapshot(plan, settings), plan.snapshotDir);
 });
 
 Deno.test("two downloads into one cache at once take turns and both succeed", async () => {
-  const hub = await startFakeHub({ repoId: REPO, fixture: "qwen-image-tiny" });
-  const { cache, env } = await sandbox(hub.url);
-  try {
-    const settings = await hubSettings(env);
-    const plan = await planDownload(REPO, cache, settings);
-    await Promise.all([downloadSnapshot(plan, settings), downloadSnapshot(plan, settings)]);
-    for (const file of plan.files) {
-      assert.deepEqual(
-        await Deno.readFile(`${plan.snapshotDir}/${file.path}`),
-        hub.files.get(file.path),
-      );
-    }
-    const fetched = hub.requests.filter((r) => r.path.includes("/resolve/") && r.range === null);
-    assert.equal(fetched.length, plan.files.length, "each file fetched once");
-  } finally {
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
+  await using hub = await startFakeHub({ repoId: REPO, fixture: "qwen-image-tiny" });
+  await using box = await sandbox(hub.url);
+  const settings = await hubSettings(box.env);
+  const plan = await planDownload(REPO, box.cache, settings);
+  await Promise.all([downloadSnapshot(plan, settings), downloadSnapshot(plan, settings)]);
+  for (const file of plan.files) {
+    assert.deepEqual(
+      await Deno.readFile(`${plan.snapshotDir}/${file.path}`),
+      hub.files.get(file.path),
+    );
   }
+  const fetched = hub.requests.filter((r) => r.path.includes("/resolve/") && r.range === null);
+  assert.equal(fetched.length, plan.files.length, "each file fetched once");
 });
 
 Deno.test("a gated repo needs HF_TOKEN, which is sent on every request", async () => {
-  const hub = await startFakeHub({ repoId: REPO, fixture: "qwen-image-tiny", token: TOKEN });
-  const anonymous = await sandbox(hub.url);
-  const authed = await sandbox(hub.url, { HF_TOKEN: TOKEN });
-  try {
-    await assert.rejects(
-      resolveModel(REPO, anonymous.env),
-      (e: Error) =>
-        e instanceof ModelNotFoundError &&
-        /refused access to 'Qwen\/Qwen-Image' \(401/.test(e.message) &&
-        /Set HF_TOKEN/.test(e.message),
-    );
-    const before = hub.requests.length;
-    const resolved = await resolveModel(REPO, authed.env);
-    assert.equal(resolved.source, "hub");
-    if (resolved.source === "hub") await resolved.download();
-    const authedRequests = hub.requests.slice(before);
-    assert.ok(authedRequests.some((r) => r.path.includes("/resolve/")), "files were fetched");
-    assert.ok(authedRequests.every((r) => r.authorization === `Bearer ${TOKEN}`));
-  } finally {
-    await hub.close();
-    await Deno.remove(anonymous.cache, { recursive: true });
-    await Deno.remove(authed.cache, { recursive: true });
-  }
+  await using hub = await startFakeHub({ repoId: REPO, fixture: "qwen-image-tiny", token: TOKEN });
+  await using anonymous = await sandbox(hub.url);
+  await using authed = await sandbox(hub.url, { HF_TOKEN: TOKEN });
+  await assert.rejects(
+    resolveModel(REPO, anonymous.env),
+    (e: Error) =>
+      e instanceof ModelNotFoundError &&
+      /refused access to 'Qwen\/Qwen-Image' \(401/.test(e.message) &&
+      /Set HF_TOKEN/.test(e.message),
+  );
+  const before = hub.requests.length;
+  const resolved = await resolveModel(REPO, authed.env);
+  assert.equal(resolved.source, "hub");
+  if (resolved.source === "hub") await resolved.download();
+  const authedRequests = hub.requests.slice(before);
+  assert.ok(authedRequests.some((r) => r.path.includes("/resolve/")), "files were fetched");
+  assert.ok(authedRequests.every((r) => r.authorization === `Bearer ${TOKEN}`));
 });
 
 Deno.test("a repo without an ONNX export is refused before anything downloads", async () => {
-  const hub = await startFakeHub({
+  await using hub = await startFakeHub({
     repoId: REPO,
     fixture: "qwen-image-tiny",
     withoutFixture: true,
@@ -176,70 +155,55 @@ Deno.test("a repo without an ONNX export is refused before anything downloads", 
       "transformer/diffusion_pytorch_model-00001-of-00009.safetensors": new Uint8Array(10),
     },
   });
-  const { cache, env } = await sandbox(hub.url);
-  try {
-    await assert.rejects(
-      resolveModel(REPO, env),
-      (e: Error) =>
-        /holds no diffusers ONNX export .*diffusion_pytorch_model-00001-of-00009\.safetensors/.test(
-          e.message,
-        ),
-    );
-    assert.ok(hub.requests.every((r) => r.path.startsWith("/api/")), "no file was fetched");
-  } finally {
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
-  }
+  await using box = await sandbox(hub.url);
+  await assert.rejects(
+    resolveModel(REPO, box.env),
+    (e: Error) =>
+      /holds no diffusers ONNX export .*diffusion_pytorch_model-00001-of-00009\.safetensors/.test(
+        e.message,
+      ),
+  );
+  assert.ok(hub.requests.every((r) => r.path.startsWith("/api/")), "no file was fetched");
 });
 
 Deno.test("a corrupted file fails its checksum and its partial file is deleted", async () => {
-  const hub = await startFakeHub({
+  await using hub = await startFakeHub({
     repoId: REPO,
     fixture: "qwen-image-tiny",
     corrupt: "text_encoder/model.onnx",
   });
-  const { cache, env } = await sandbox(hub.url);
-  try {
-    const settings = await hubSettings(env);
-    const plan = await planDownload(REPO, cache, settings);
-    await assert.rejects(
-      downloadSnapshot(plan, settings),
-      /text_encoder\/model\.onnx of 'Qwen\/Qwen-Image' failed its checksum/,
-    );
-    const leftovers = [...Deno.readDirSync(`${plan.repoDir}/blobs`)].map((e) => e.name);
-    assert.ok(!leftovers.some((n) => n.endsWith(".incomplete")), leftovers.join());
-  } finally {
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
-  }
+  await using box = await sandbox(hub.url);
+  const settings = await hubSettings(box.env);
+  const plan = await planDownload(REPO, box.cache, settings);
+  await assert.rejects(
+    downloadSnapshot(plan, settings),
+    /text_encoder\/model\.onnx of 'Qwen\/Qwen-Image' failed its checksum/,
+  );
+  const leftovers = [...Deno.readDirSync(`${plan.repoDir}/blobs`)].map((e) => e.name);
+  assert.ok(!leftovers.some((n) => n.endsWith(".incomplete")), leftovers.join());
 });
 
 Deno.test("an unreachable hub or HF_HUB_OFFLINE fails within seconds, saying where it looked", async () => {
-  const closed = await sandbox("http://127.0.0.1:9");
-  const offline = await sandbox("http://127.0.0.1:9", { HF_HUB_OFFLINE: "1" });
-  try {
-    const started = performance.now();
-    await assert.rejects(
-      resolveModel(REPO, closed.env),
-      (e: Error) =>
-        e instanceof ModelNotFoundError &&
-        e.message.includes(`${closed.cache}/models--Qwen--Qwen-Image`) &&
-        /the hub at http:\/\/127\.0\.0\.1:9 could not be reached/.test(e.message) &&
-        /--model DIR/.test(e.message),
-    );
-    await assert.rejects(
-      resolveModel(REPO, offline.env),
-      /HF_HUB_OFFLINE is set, so the hub was not asked/,
-    );
-    assert.ok(performance.now() - started < 10_000);
-    await assert.rejects(
-      resolveModel(REPO, (n) => n === "HF_TOKEN" ? "not-a-token" : closed.env(n)),
-      /HF_TOKEN is not a Hugging Face access token/,
-    );
-  } finally {
-    await Deno.remove(closed.cache, { recursive: true });
-    await Deno.remove(offline.cache, { recursive: true });
-  }
+  await using closed = await sandbox("http://127.0.0.1:9");
+  await using offline = await sandbox("http://127.0.0.1:9", { HF_HUB_OFFLINE: "1" });
+  const started = performance.now();
+  await assert.rejects(
+    resolveModel(REPO, closed.env),
+    (e: Error) =>
+      e instanceof ModelNotFoundError &&
+      e.message.includes(`${closed.cache}/models--Qwen--Qwen-Image`) &&
+      /the hub at http:\/\/127\.0\.0\.1:9 could not be reached/.test(e.message) &&
+      /--model DIR/.test(e.message),
+  );
+  await assert.rejects(
+    resolveModel(REPO, offline.env),
+    /HF_HUB_OFFLINE is set, so the hub was not asked/,
+  );
+  assert.ok(performance.now() - started < 10_000);
+  await assert.rejects(
+    resolveModel(REPO, (n) => n === "HF_TOKEN" ? "not-a-token" : closed.env(n)),
+    /HF_TOKEN is not a Hugging Face access token/,
+  );
 });
 
 Deno.test("hubSettings reads the endpoint, the token file and the timeouts like huggingface_hub", async () => {
