@@ -21,7 +21,12 @@ export {
   ModelLoadError,
 } from "./errors.ts";
 export { torchRandn } from "./random.ts";
-export { findModelCard, MODEL_REGISTRY, type ModelCard } from "./registry.ts";
+export {
+  DEFAULT_MAX_IMAGE_PIXELS,
+  findModelCard,
+  MODEL_REGISTRY,
+  type ModelCard,
+} from "./registry.ts";
 export { type DownloadPlan, type DownloadProgress, HubError } from "./model/hub_download.ts";
 export {
   hubCacheDirs,

@@ -1,6 +1,7 @@
 /**
- * Known model ids → family, per-model defaults (filling absent request parameters) and the size
- * multiple. Unknown folders are recognised from `model_index.json` `_class_name`.
+ * Known model ids → family, per-model defaults (filling absent request parameters), the size
+ * multiple and the pixel limit. Unknown folders are recognised from `model_index.json`
+ * `_class_name`.
  *
  * @module
  */
@@ -14,7 +15,15 @@ export interface ModelCard {
   defaults: PipelineDefaults;
   /** Width and height must be multiples of this. */
   sizeMultiple: number;
+  /**
+   * Largest width × height served by default (the server's `--max-image-pixels` overrides it):
+   * the model's largest documented resolution, rounded up to a square.
+   */
+  maxImagePixels: number;
 }
+
+/** The pixel limit of models without a card, and of the SD family (trained at ≤ 768²). */
+export const DEFAULT_MAX_IMAGE_PIXELS = 1024 * 1024;
 
 /** Models whose recommended settings are known (vLLM-Omni docs, model cards). */
 export const MODEL_REGISTRY: readonly ModelCard[] = [
@@ -23,36 +32,43 @@ export const MODEL_REGISTRY: readonly ModelCard[] = [
     family: "QwenImagePipeline",
     defaults: { width: 1024, height: 1024, steps: 50, guidanceScale: 1, trueCfgScale: 4 },
     sizeMultiple: 16,
+    // vLLM-Omni's Qwen-Image tests use 1664×928; its demo offers sides up to 2048.
+    maxImagePixels: 2048 * 2048,
   },
   {
     id: "Tongyi-MAI/Z-Image-Turbo",
     family: "ZImagePipeline",
     defaults: { width: 1024, height: 1024, steps: 8, guidanceScale: 0 },
     sizeMultiple: 16,
+    maxImagePixels: 2048 * 2048,
   },
   {
     id: "stabilityai/sd-turbo",
     family: "StableDiffusionPipeline",
     defaults: { width: 512, height: 512, steps: 1, guidanceScale: 0 },
     sizeMultiple: 8,
+    maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
   },
   {
     id: "stable-diffusion-v1-5/stable-diffusion-v1-5",
     family: "StableDiffusionPipeline",
     defaults: { width: 512, height: 512, steps: 50, guidanceScale: 7.5 },
     sizeMultiple: 8,
+    maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
   },
   {
     id: "runwayml/stable-diffusion-v1-5",
     family: "StableDiffusionPipeline",
     defaults: { width: 512, height: 512, steps: 50, guidanceScale: 7.5 },
     sizeMultiple: 8,
+    maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
   },
   {
     id: "stabilityai/stable-diffusion-2-1",
     family: "StableDiffusionPipeline",
     defaults: { width: 768, height: 768, steps: 50, guidanceScale: 7.5 },
     sizeMultiple: 8,
+    maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
   },
 ];
 

@@ -138,6 +138,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
       ? {
         family: state.pipeline.family,
         size_multiple: state.pipeline.sizeMultiple,
+        max_image_pixels: deps.config.maxImagePixels,
         defaults: {
           size: `${state.pipeline.defaults.width}x${state.pipeline.defaults.height}`,
           num_inference_steps: state.pipeline.defaults.steps,

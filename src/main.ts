@@ -7,6 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import {
+  DEFAULT_MAX_IMAGE_PIXELS,
   DEVICE_CHOICES,
   type DeviceChoice,
   findModelCard,
@@ -35,7 +36,8 @@ Usage: deno task serve [options]
   --port PORT               port (default 8000; 0 picks a free one)
   --device DEVICE           auto | webgpu | wasm | cpu (default auto: hardware WebGPU, else native CPU, else WASM)
   --served-model-name NAME  name clients send as "model" (default: the model path or id)
-  --max-image-pixels N      largest width*height a request may ask for (default 1048576)
+  --max-image-pixels N      largest width*height a request may ask for (default: the model's limit
+                            from the registry, 4194304 for Qwen-Image and Z-Image, else 1048576)
   --api-key KEY             require "Authorization: Bearer KEY" on /v1/* (or env DENOISE_API_KEY)
   -h, --help                show this help
 `;
@@ -55,7 +57,7 @@ const { values } = (() => {
         port: { type: "string", default: "8000" },
         device: { type: "string", default: "auto" },
         "served-model-name": { type: "string" },
-        "max-image-pixels": { type: "string", default: String(1024 * 1024) },
+        "max-image-pixels": { type: "string" },
         "api-key": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -73,7 +75,10 @@ const port = Number(values.port);
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
   fail(`--port must be 0-65535, got ${values.port}`);
 }
-const maxImagePixels = Number(values["max-image-pixels"]);
+const card = values.model ? findModelCard(values.model) : undefined;
+const maxImagePixels = values["max-image-pixels"] === undefined
+  ? card?.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS
+  : Number(values["max-image-pixels"]);
 if (!Number.isInteger(maxImagePixels) || maxImagePixels < 64) {
   fail(`--max-image-pixels must be an integer >= 64`);
 }
@@ -105,7 +110,6 @@ if (values.model) {
 }
 const modelDir = resolved.dir;
 const servedModelName = values["served-model-name"] ?? values.model ?? EMBEDDED_NAME;
-const card = values.model ? findModelCard(values.model) : undefined;
 
 const engine = new Engine();
 const app = buildApp({

@@ -232,6 +232,16 @@ Deno.test("deno task serve --model Qwen/Qwen-Image serves the cached tiny export
     });
     assert.equal(odd.status, 400);
     assert.match((await odd.json()).detail, /multiples of 16/);
+    // The registry's limit for Qwen-Image admits vLLM-Omni's 1664×928 test size.
+    const models = await (await fetch(`${server.url}/v1/models`)).json();
+    assert.equal(models.data[0].max_image_pixels, 2048 * 2048);
+    const wide = await fetch(`${server.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "x", size: "1664x928", num_inference_steps: 1 }),
+    });
+    assert.equal(wide.status, 200);
+    assert.equal((await wide.json()).size, "1664x928");
     await assertConformance(server.url);
   } finally {
     await server.stop();

@@ -240,11 +240,13 @@ Deno.test("GET /v1/models, /health, /openapi.json (= openapi.yaml), /docs", asyn
     "defaults",
     "family",
     "id",
+    "max_image_pixels",
     "object",
     "owned_by",
     "root",
     "size_multiple",
   ]);
+  assert.equal(models.data[0].max_image_pixels, 262144); // --max-image-pixels wins
   assert.deepEqual(models.data[0].defaults, {
     size: "512x512",
     num_inference_steps: 1,

@@ -307,6 +307,8 @@ export interface components {
             family?: string;
             /** @description Width and height must be multiples of this. */
             size_multiple?: number;
+            /** @description Largest width × height a request may ask for (per model, or `--max-image-pixels`). */
+            max_image_pixels?: number;
             /** @description The values used for parameters a request leaves out. */
             defaults?: {
                 size?: string;
