@@ -206,6 +206,26 @@ Deno.test("an unreachable hub or HF_HUB_OFFLINE fails within seconds, saying whe
   );
 });
 
+Deno.test("a hub that accepts connections but never answers times out after HF_HUB_ETAG_TIMEOUT", async () => {
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of silent) held.push(conn);
+  })().catch(() => {});
+  await using box = await sandbox(`http://127.0.0.1:${silent.addr.port}`, {
+    HF_HUB_ETAG_TIMEOUT: "0.3",
+  });
+  const started = performance.now();
+  await assert.rejects(
+    resolveModel(REPO, box.env),
+    /could not be reached \(no answer within 0\.3 s \(HF_HUB_ETAG_TIMEOUT\)\)/,
+  );
+  assert.ok(performance.now() - started < 5_000);
+  held.forEach((c) => c.close());
+  silent.close();
+  await accepting;
+});
+
 Deno.test("hubSettings reads the endpoint, the token file and the timeouts like huggingface_hub", async () => {
   const home = await Deno.makeTempDir();
   try {
