@@ -11,7 +11,7 @@
  * @module
  */
 import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
-import { CancelledError } from "../errors.ts";
+import { CancelledError, ModelLoadError } from "../errors.ts";
 import { readJsonFile } from "../model/files.ts";
 import { matchInputs, matchOutput } from "../model/graph_interface.ts";
 import { openSession } from "../model/model_folder.ts";
@@ -124,8 +124,8 @@ export class QwenImagePipeline implements Pipeline {
       `${dir}/vae_decoder/config.json`,
     );
     if (vae.latents_mean?.length !== Z_DIM || vae.latents_std?.length !== Z_DIM) {
-      throw new TypeError(
-        `${dir}/vae_decoder/config.json: expected latents_mean and latents_std of ${Z_DIM} values`,
+      throw new ModelLoadError(
+        `Cannot load ${dir}/vae_decoder/config.json: expected latents_mean and latents_std of ${Z_DIM} values`,
       );
     }
     return new QwenImagePipeline(

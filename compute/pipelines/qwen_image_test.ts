@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { ModelLoadError } from "../errors.ts";
 import { torchRandn } from "../random.ts";
 import { loadPipeline } from "../load.ts";
 import { packLatents, unpackLatents } from "./latent_packing.ts";
@@ -67,4 +68,22 @@ Deno.test("Qwen-Image fixture runs on WASM with the same image as native CPU (wi
   }
   const maxDiff = images[0].reduce((m, v, i) => Math.max(m, Math.abs(v - images[1][i])), 0);
   assert.ok(maxDiff <= 3, `max diff ${maxDiff}`);
+});
+
+Deno.test("a Qwen-Image VAE config without latents_mean/std is a ModelLoadError naming the file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await new Deno.Command("cp", { args: ["-r", `${QWEN}/.`, dir] }).output();
+    await Deno.writeTextFile(`${dir}/vae_decoder/config.json`, JSON.stringify({ z_dim: 16 }));
+    await assert.rejects(
+      () => loadPipeline(dir, { device: "cpu" }),
+      (e: Error) =>
+        e instanceof ModelLoadError &&
+        /vae_decoder\/config\.json: expected latents_mean and latents_std of 16 values/.test(
+          e.message,
+        ),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
