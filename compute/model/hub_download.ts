@@ -246,9 +246,16 @@ export async function downloadSnapshot(
     filesDone: 0,
     fileCount: plan.files.length,
   };
-  await Deno.mkdir(`${plan.repoDir}/blobs`, { recursive: true });
-  await Deno.mkdir(`${plan.repoDir}/refs`, { recursive: true });
-  await Deno.writeTextFile(`${plan.repoDir}/refs/main`, plan.sha);
+  try {
+    await Deno.mkdir(`${plan.repoDir}/blobs`, { recursive: true });
+    await Deno.mkdir(`${plan.repoDir}/refs`, { recursive: true });
+    await Deno.writeTextFile(`${plan.repoDir}/refs/main`, plan.sha);
+  } catch (e) {
+    throw new HubError(
+      `cannot write to the hub cache at ${plan.repoDir} (${(e as Error).message}); ` +
+        `set HF_HUB_CACHE to a writable folder`,
+    );
+  }
   for (const file of plan.files) {
     progress.file = file.path;
     const blob = `${plan.repoDir}/blobs/${file.etag}`;

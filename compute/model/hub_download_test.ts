@@ -125,6 +125,22 @@ Deno.test("two downloads into one cache at once take turns and both succeed", as
   assert.equal(fetched.length, plan.files.length, "each file fetched once");
 });
 
+Deno.test("an unwritable cache is a HubError that says to set HF_HUB_CACHE", async () => {
+  await using hub = await startFakeHub({ repoId: REPO, fixture: "qwen-image-tiny" });
+  await using box = await sandbox(hub.url);
+  const settings = await hubSettings(box.env);
+  // A file where the cache folder should be: unwritable for root too.
+  const blocked = `${box.cache}/not-a-folder`;
+  await Deno.writeTextFile(blocked, "");
+  const plan = await planDownload(REPO, blocked, settings);
+  await assert.rejects(
+    downloadSnapshot(plan, settings),
+    (e: Error) =>
+      e instanceof HubError && /cannot write to the hub cache/.test(e.message) &&
+      /set HF_HUB_CACHE to a writable folder/.test(e.message),
+  );
+});
+
 Deno.test("a gated repo needs HF_TOKEN, which is sent on every request", async () => {
   await using hub = await startFakeHub({ repoId: REPO, fixture: "qwen-image-tiny", token: TOKEN });
   await using anonymous = await sandbox(hub.url);
