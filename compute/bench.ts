@@ -2,7 +2,8 @@
  * `deno task bench [--devices cpu,wasm,webgpu] [--steps 8]`: for the embedded pipeline at 64²,
  * 256² and 512², the median time of each stage per backend, and the ratio of our denoising step to
  * a bare `session.run` of the same UNet graph on the same inputs (orchestration overhead). Then
- * PNG encoders on a 1024² image. Prints markdown.
+ * PNG encoders on a 1024² image, then a 256 MB hub download over loopback against a bare fetch.
+ * Prints markdown.
  *
  * @module
  */
@@ -14,6 +15,8 @@ import { encodeImage, encodeImages } from "./image/encode.ts";
 import { openSession } from "./model/model_folder.ts";
 import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
 import { torchRandn } from "./random.ts";
+import { downloadSnapshot, hubSettings, planDownload } from "./model/hub_download.ts";
+import { startFakeHub } from "../fixtures/fake_hub.ts";
 
 const MODEL = new URL("../fixtures/models/sd-turbo-tiny", import.meta.url).pathname;
 const SIZES = [64, 256, 512];
@@ -123,4 +126,36 @@ for (const [name, encode] of encoders) {
     if (i > 0) times.push(performance.now() - t);
   }
   console.log(`| ${name} | ${ms(median(times))} | ${bytes} |`);
+}
+
+// Hub download over loopback (the fake hub): our streaming, hashing and writing against a bare
+// fetch of the same bytes, so the ratio shows what verification and resumability cost.
+const big = new Uint8Array(256 * 1024 * 1024);
+for (let i = 0; i < big.length; i += 4096) big[i] = i & 255;
+{
+  await using hub = await startFakeHub({
+    repoId: "bench/model",
+    fixture: "qwen-image-tiny",
+    extraFiles: { "transformer/model.onnx_data": big },
+  });
+  const cache = await Deno.makeTempDir({ prefix: "bench-hub-" });
+  const settings = await hubSettings((n) => n === "HF_ENDPOINT" ? hub.url : undefined);
+  const plan = await planDownload("bench/model", cache, settings);
+  let t = performance.now();
+  const response = await fetch(`${hub.url}/bench/model/resolve/main/transformer/model.onnx_data`);
+  for await (const _ of response.body!) { /* drain */ }
+  const bareS = (performance.now() - t) / 1000;
+  t = performance.now();
+  await downloadSnapshot(plan, settings);
+  const oursS = (performance.now() - t) / 1000;
+  await Deno.remove(cache, { recursive: true });
+  const mbps = (bytes: number, s: number) => (bytes / 1e6 / s).toFixed(0);
+  console.log(`\n| hub download (loopback, ${(plan.totalBytes / 1e6).toFixed(0)} MB) | s | MB/s |`);
+  console.log(`|---|---|---|`);
+  console.log(`| bare fetch, body drained | ${bareS.toFixed(2)} | ${mbps(big.length, bareS)} |`);
+  console.log(
+    `| downloadSnapshot (SHA-256, to disk, linked) | ${oursS.toFixed(2)} | ${
+      mbps(plan.totalBytes, oursS)
+    } |`,
+  );
 }

@@ -339,14 +339,24 @@ async function fetchBlob(
       if (!remote) throw new HubError(`${file.path} vanished from '${plan.repoId}' at ${plan.sha}`);
       const body = have > 0 ? remote.slice(have).stream() : remote.stream();
       using out = await Deno.open(partial, { create: true, append: true });
-      // Each chunk is on disk before the next is read, so an interruption keeps what arrived.
-      for await (const chunk of body) {
-        arm();
+      const writeAll = async (chunk: Uint8Array) => {
         for (let written = 0; written < chunk.length;) {
           written += await out.write(chunk.subarray(written));
         }
-        hash.update(chunk);
-        onBytes(chunk.length);
+      };
+      // One write in flight while the next chunk is read and hashed; writes stay in order, and
+      // an interruption keeps every byte written (a resume re-hashes the file from disk).
+      let writing = Promise.resolve();
+      try {
+        for await (const chunk of body) {
+          arm();
+          await writing;
+          writing = writeAll(chunk);
+          hash.update(chunk);
+          onBytes(chunk.length);
+        }
+      } finally {
+        await writing;
       }
     } catch (e) {
       const got = await fileSize(partial);
