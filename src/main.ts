@@ -132,7 +132,7 @@ const server = Deno.serve({
     ),
 }, app.fetch);
 
-const loadStart = performance.now();
+let loadStart = performance.now();
 const shutdown = new AbortController();
 engine.start(async (report) => {
   if (resolved.source === "hub") {
@@ -145,7 +145,13 @@ engine.start(async (report) => {
       },
     });
     bar.finish();
+    console.log(
+      `model ${values.model}: downloaded in ${
+        ((performance.now() - loadStart) / 1000).toFixed(1)
+      } s`,
+    );
     report("reading the ONNX graphs");
+    loadStart = performance.now();
   }
   return loadPipeline(modelDir, {
     device: values.device as DeviceChoice,
