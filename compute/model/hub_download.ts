@@ -101,18 +101,9 @@ export class HubError extends ModelLoadError {
  */
 const LOADER_FILES = /^model_index\.json$|^[^/]+\/([^/]+\.(json|txt)|model\.onnx(_data)?)$/;
 
-/** A timeout that cannot keep the process alive (`AbortSignal.timeout`'s timer does). */
-function quietTimeout(ms: number): AbortSignal {
-  const controller = new AbortController();
-  Deno.unrefTimer(
-    setTimeout(() => controller.abort(new DOMException("timed out", "TimeoutError")), ms),
-  );
-  return controller.signal;
-}
-
 /** `fetch` with a time limit on each request, for the hub's metadata calls. */
 function timedFetch(timeoutS: number): typeof fetch {
-  return (input, init) => fetch(input, { ...init, signal: quietTimeout(timeoutS * 1000) });
+  return (input, init) => fetch(input, { ...init, signal: AbortSignal.timeout(timeoutS * 1000) });
 }
 
 function explain(e: unknown, repoId: string, settings: HubSettings): HubError {
