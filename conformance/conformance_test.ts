@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startServer } from "../src/test_server.ts";
+import { startServer, startUnloadableServer } from "../src/test_server.ts";
 import type { CaseResult } from "./runner.ts";
 import { probeTools } from "./runner.ts";
 import { startNonconformingServer } from "./testdata/nonconforming_server.ts";
@@ -70,19 +70,13 @@ Deno.test("the suite fails against a non-conforming server on exactly the faulty
 });
 
 Deno.test("--expect-unready runs the 503 case against a server without a ready engine", async () => {
-  const dir = await Deno.makeTempDir();
-  await Deno.writeTextFile(
-    `${dir}/model_index.json`,
-    JSON.stringify({ _class_name: "StableDiffusionPipeline" }),
-  );
-  const server = await startServer(["--model", dir, "--device", "cpu"], { waitReady: false });
+  const server = await startUnloadableServer();
   try {
     const { code, results } = await runSuite(["--base-url", server.url, "--expect-unready"]);
     assert.equal(code, 0);
     assert.deepEqual(ids(results, "pass"), ["error-503-engine-not-ready"]);
   } finally {
     await server.stop();
-    await Deno.remove(dir, { recursive: true });
   }
 });
 

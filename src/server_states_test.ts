@@ -4,7 +4,7 @@ import { Engine } from "./engine.ts";
 import { ENGINE_NOT_READY } from "./errors.ts";
 import { fixtureCache } from "../fixtures/hf_cache.ts";
 import { startFakeHub } from "../fixtures/fake_hub.ts";
-import { startServer } from "./test_server.ts";
+import { startServer, startUnloadableServer } from "./test_server.ts";
 
 /** Runs the conformance suite as a user would and asserts it passes. */
 async function assertConformance(baseUrl: string): Promise<void> {
@@ -22,12 +22,7 @@ async function assertConformance(baseUrl: string): Promise<void> {
 }
 
 Deno.test("503 with the documented detail while no engine is ready (model failed to load)", async () => {
-  const dir = await Deno.makeTempDir();
-  await Deno.writeTextFile(
-    `${dir}/model_index.json`,
-    JSON.stringify({ _class_name: "StableDiffusionPipeline" }),
-  );
-  const server = await startServer(["--model", dir, "--device", "cpu"], { waitReady: false });
+  const server = await startUnloadableServer();
   try {
     let health: Response;
     do {
@@ -62,7 +57,6 @@ Deno.test("503 with the documented detail while no engine is ready (model failed
     await chat.body?.cancel();
   } finally {
     await server.stop();
-    await Deno.remove(dir, { recursive: true });
   }
 });
 

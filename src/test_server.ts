@@ -65,3 +65,23 @@ export async function startServer(
     },
   };
 }
+
+/**
+ * A server whose model cannot load (a folder holding only `model_index.json`), for the 503 paths.
+ * `stop()` also removes the folder.
+ */
+export async function startUnloadableServer(): Promise<TestServer> {
+  const dir = await Deno.makeTempDir({ prefix: "unloadable-model-" });
+  await Deno.writeTextFile(
+    `${dir}/model_index.json`,
+    JSON.stringify({ _class_name: "StableDiffusionPipeline" }),
+  );
+  const server = await startServer(["--model", dir, "--device", "cpu"], { waitReady: false });
+  return {
+    ...server,
+    async stop() {
+      await server.stop();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
