@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { Backend, Tensor } from "../backends/backend.ts";
 import type { GenerateOptions, RgbImage } from "./pipeline.ts";
 
 /** Draws a random 32-bit seed, like vLLM-Omni's `random.randint(0, 2**32 - 1)`. */
@@ -34,14 +35,6 @@ export function checkGenerateOptions(
   }
 }
 
-/** `a` followed by `b`. */
-export function concat(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
-
 /** `[n,3,H,W]` floats in [-1,1] → n interleaved 8-bit RGB images (diffusers `postprocess`). */
 export function toRgbImages(
   pixels: Float32Array,
@@ -62,4 +55,56 @@ export function toRgbImages(
     }
     return { width, height, data };
   });
+}
+
+/** The arrays one after another. */
+export function concatAll(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((sum, p) => sum + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+/** Encoded prompts of one request: `rows` prompts of `length` tokens × `width` features. */
+export interface EncodedText {
+  data: Float32Array;
+  rows: number;
+  length: number;
+  width: number;
+}
+
+/**
+ * The text-feature batch of the members denoised together: each member's encoded prompts with
+ * every row repeated `n` times, in member order. The tensor is rebuilt only when the set of
+ * members changes (a request finished or was cancelled).
+ */
+export class TextRows {
+  #members: readonly object[] = [];
+  #tensor?: Tensor;
+
+  tensor<M extends { params: { n: number } }>(
+    members: readonly M[],
+    text: (member: M) => EncodedText,
+    backend: Backend,
+    type: "float32" | "float16",
+  ): Tensor {
+    const same = members.length === this.#members.length &&
+      members.every((m, i) => m === this.#members[i]);
+    if (this.#tensor && same) return this.#tensor;
+    this.#tensor?.dispose();
+    const { length, width } = text(members[0]);
+    const rows = members.flatMap((m) => {
+      const { data, rows } = text(m);
+      return Array.from({ length: rows }, (_, r) => {
+        const row = data.subarray(r * length * width, (r + 1) * length * width);
+        return Array<Float32Array>(m.params.n).fill(row);
+      }).flat();
+    });
+    this.#members = members;
+    this.#tensor = backend.tensor(type, concatAll(rows), [rows.length, length, width]);
+    return this.#tensor;
+  }
 }

@@ -47,7 +47,31 @@ export interface GenerateOptions {
   scheduler?: SchedulerName;
   signal?: AbortSignal;
   onStep?: (info: StepInfo) => void;
+  /**
+   * Previews wanted (0–3): the predicted clean image x̂₀ at steps spread evenly over the run,
+   * reported through `onPreview`. Fewer arrive when there are too few steps (never on the last).
+   */
+  previews?: number;
+  onPreview?: (preview: Preview) => void;
 }
+
+/** A preview of every image of a request at one step, from its x̂₀ estimate. */
+export interface Preview {
+  /** 0-based preview number (OpenAI's `partial_image_index`). */
+  index: number;
+  /** The step it was taken after. */
+  step: number;
+  /**
+   * One image per requested image. It may be smaller than the output (a latent-space
+   * approximation at 1/8 size); the caller scales it.
+   */
+  images: RgbImage[];
+}
+
+/** A member of a batch either finishes or fails on its own; the others go on. */
+export type BatchOutcome =
+  | { ok: true; result: GenerateResult }
+  | { ok: false; error: Error };
 
 /** An 8-bit RGB image, rows top to bottom, pixels interleaved `RGBRGB…`. */
 export interface RgbImage {
@@ -97,6 +121,18 @@ export interface Pipeline {
   readonly defaults: PipelineDefaults;
   /** Width and height must be multiples of this. */
   readonly sizeMultiple: number;
+  /** Runs one request; throws what the request failed with. */
   generate(options: GenerateOptions): Promise<GenerateResult>;
+  /**
+   * Requests with equal keys can share every denoiser call: same size, steps, scheduler and
+   * guidance mode (and whatever else changes the graph's input shapes). Throws `RangeError` for
+   * options no run could accept.
+   */
+  batchKey(options: GenerateOptions): string;
+  /**
+   * Runs requests of one {@linkcode batchKey} together. Each keeps its own seed, generator and
+   * cancel signal, and gets the same bytes it would get alone.
+   */
+  generateBatch(batch: readonly GenerateOptions[]): Promise<BatchOutcome[]>;
   release(): Promise<void>;
 }

@@ -11,11 +11,11 @@
  * @module
  */
 import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
-import { CancelledError, ModelLoadError } from "../errors.ts";
+import { ModelLoadError } from "../errors.ts";
 import { readJsonFile } from "../model/files.ts";
 import { matchInputs, matchOutput } from "../model/graph_interface.ts";
 import { openSession } from "../model/model_folder.ts";
-import { Mt19937, randnFrom } from "../random.ts";
+import { randnFrom } from "../random.ts";
 import {
   calculateShift,
   createScheduler,
@@ -25,8 +25,31 @@ import {
 import { linspace } from "../schedulers/scheduler.ts";
 import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
 import { packLatents, unpackLatents } from "./latent_packing.ts";
-import type { GenerateOptions, GenerateResult, Pipeline, PipelineDefaults } from "./pipeline.ts";
-import { checkGenerateOptions, concat, randomSeed, toRgbImages } from "./common.ts";
+import type {
+  BatchOutcome,
+  GenerateOptions,
+  GenerateResult,
+  Pipeline,
+  PipelineDefaults,
+  RgbImage,
+} from "./pipeline.ts";
+import {
+  checkGenerateOptions,
+  concatAll,
+  type EncodedText,
+  TextRows,
+  toRgbImages,
+} from "./common.ts";
+import {
+  createMembers,
+  denoise,
+  eachLive,
+  type MemberSetup,
+  only,
+  outcomes,
+  type RunParams,
+} from "./denoising_loop.ts";
+import { latentsToRgb, WAN21_LATENT_RGB, WAN21_LATENTS_MEAN } from "./preview.ts";
 
 const TEMPLATE =
   "<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, text, spatial relationships of the objects and background:<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n";
@@ -36,12 +59,20 @@ const MAX_SEQUENCE_LENGTH = 512;
 const VAE_SCALE = 8;
 const Z_DIM = 16;
 
-/** Text features of a batch of prompts after dropping the template prefix, right-padded. */
-interface EncodedPrompts {
-  features: Float32Array;
+/** Text features of a request's prompts after dropping the template prefix, right-padded. */
+interface EncodedPrompts extends EncodedText {
+  /** 1 for a real token, 0 for padding; `rows × length`. */
   mask: number[];
-  length: number;
-  width: number;
+}
+
+/** Tokens a templated prompt keeps after the drop and the cap. */
+function keptTokens(ids: readonly number[]): number {
+  return Math.min(Math.max(ids.length - DROP_TOKENS, 0), MAX_SEQUENCE_LENGTH);
+}
+
+/** Latent height and width: two latent cells per 16-pixel patch. */
+function latentSize(width: number, height: number): [number, number] {
+  return [2 * Math.floor(height / 16), 2 * Math.floor(width / 16)];
 }
 
 /**
@@ -159,9 +190,7 @@ export class QwenImagePipeline implements Pipeline {
     const hidden = await readFloat32(out.last_hidden_state);
     const width = out.last_hidden_state.dims[2];
     out.last_hidden_state.dispose();
-    const kept = rows.map((r) =>
-      Math.min(Math.max(r.length - DROP_TOKENS, 0), MAX_SEQUENCE_LENGTH)
-    );
+    const kept = rows.map(keptTokens);
     const keptLength = Math.max(1, ...kept);
     const features = new Float32Array(prompts.length * keptLength * width);
     const keptMask: number[] = [];
@@ -174,11 +203,36 @@ export class QwenImagePipeline implements Pipeline {
         features.set(hidden.subarray(src, src + width), (b * keptLength + t) * width);
       }
     });
-    return { features, mask: keptMask, length: keptLength, width };
+    return { data: features, rows: prompts.length, mask: keptMask, length: keptLength, width };
   }
 
-  async generate(options: GenerateOptions): Promise<GenerateResult> {
-    const started = performance.now();
+  generate(options: GenerateOptions): Promise<GenerateResult> {
+    return this.generateBatch([options]).then(only);
+  }
+
+  /** The padded caption length changes the transformer's input, so it is part of the key. */
+  batchKey(options: GenerateOptions): string {
+    const { params } = this.#setup(options);
+    const cfg = this.#cfg(options);
+    const kept = this.#prompts(options, cfg).map((p) =>
+      keptTokens(
+        this.tokenizer.encode(TEMPLATE.replace("{}", p), MAX_SEQUENCE_LENGTH + DROP_TOKENS),
+      )
+    );
+    return JSON.stringify([params.width, params.height, params.steps, cfg, Math.max(1, ...kept)]);
+  }
+
+  #cfg(options: GenerateOptions): boolean {
+    // diffusers: true CFG when true_cfg_scale > 1 and a negative prompt exists (default "").
+    return (options.trueCfgScale ?? this.defaults.trueCfgScale) > 1;
+  }
+
+  #prompts(options: GenerateOptions, cfg: boolean): string[] {
+    return cfg ? [options.prompt, options.negativePrompt ?? ""] : [options.prompt];
+  }
+
+  /** 1. Check inputs; 3. packed latents; 4. σ = linspace(1, 1/N, N) shifted by μ(tokens). */
+  #setup(options: GenerateOptions): MemberSetup {
     const width = options.width ?? this.defaults.width;
     const height = options.height ?? this.defaults.height;
     const steps = options.steps ?? this.defaults.steps;
@@ -193,87 +247,105 @@ export class QwenImagePipeline implements Pipeline {
     if (!Number.isFinite(trueCfgScale) || trueCfgScale < 0) {
       throw new RangeError(`true_cfg_scale must be a finite number >= 0, got ${trueCfgScale}`);
     }
-    const checkCancelled = () => {
-      if (options.signal?.aborted) throw new CancelledError("Generation cancelled");
+    const [lh, lw] = latentSize(width, height);
+    const mu = calculateShift((lh / 2) * (lw / 2), this.scheduler.config);
+    return {
+      params: {
+        width: lw * VAE_SCALE,
+        height: lh * VAE_SCALE,
+        steps,
+        guidanceScale,
+        n,
+        scheduler: this.scheduler.name,
+      },
+      run: this.scheduler.setTimesteps(steps, { sigmas: linspace(1, 1 / steps, steps), mu }),
+      // Latents [n,1,16,h,w] (the frame axis of size 1 keeps the memory order of [n,16,h,w]).
+      initialLatents: (generator) =>
+        packLatents(randnFrom(generator, [n, 1, Z_DIM, lh, lw]), n, Z_DIM, lh, lw),
     };
-    const seed = options.seed === undefined ? randomSeed() : BigInt(options.seed);
-    const generator = new Mt19937(seed);
-    // diffusers: true CFG when true_cfg_scale > 1 and a negative prompt exists (default "").
-    const cfg = trueCfgScale > 1;
+  }
 
-    let t = performance.now();
-    const prompts = cfg ? [options.prompt, options.negativePrompt ?? ""] : [options.prompt];
-    const tokenizeMs = performance.now() - t;
-    t = performance.now();
-    checkCancelled();
-    const text = await this.#encode(prompts);
-    const textEncodeMs = performance.now() - t;
-
-    // Latents [n,1,16,h,w] (frame axis of size 1 keeps the memory order of [n,16,h,w]).
-    const lh = 2 * Math.floor(height / 16), lw = 2 * Math.floor(width / 16);
-    const tokens = (lh / 2) * (lw / 2), packed = Z_DIM * 4;
-    let latents = packLatents(randnFrom(generator, [n, 1, Z_DIM, lh, lw]), n, Z_DIM, lh, lw);
-    const mu = calculateShift(tokens, this.scheduler.config);
-    const run = this.scheduler.setTimesteps(steps, { sigmas: linspace(1, 1 / steps, steps), mu });
-
-    // Text features per batch row: [cond × n, neg × n].
-    const rows = prompts.length * n;
-    const ehs = new Float32Array(rows * text.length * text.width);
-    const ehsMask = new BigInt64Array(rows * text.length);
-    for (let p = 0; p < prompts.length; p++) {
-      for (let i = 0; i < n; i++) {
-        const row = p * n + i;
-        ehs.set(
-          text.features.subarray(p * text.length * text.width, (p + 1) * text.length * text.width),
-          row * text.length * text.width,
-        );
-        for (let k = 0; k < text.length; k++) {
-          ehsMask[row * text.length + k] = BigInt(text.mask[p * text.length + k]);
-        }
-      }
-    }
+  async generateBatch(batch: readonly GenerateOptions[]): Promise<BatchOutcome[]> {
+    // 1. Check inputs; 3.–4. latents and schedule per request.
+    const members = createMembers<EncodedPrompts>(batch, (o) => this.#setup(o));
+    // 2. Prompt (and negative prompt, for true CFG) in one padded batch per request.
+    await eachLive(members, "textEncodeMs", async (m) => {
+      m.text = await this.#encode(this.#prompts(m.options, this.#cfg(m.options)));
+    });
+    // 5. Per step: the transformer on `[cond × n, neg × n]` of every request, true CFG per request.
+    const textRows = new TextRows();
     const declared = new Set(this.transformer.inputs.map((i) => i.name));
-    const fixedFeeds: Record<string, Tensor> = {
-      encoder_hidden_states: this.backend.tensor("float32", ehs, [rows, text.length, text.width]),
-    };
-    if (declared.has("encoder_hidden_states_mask")) {
-      fixedFeeds.encoder_hidden_states_mask = this.backend.tensor("int64", ehsMask, [
-        rows,
-        text.length,
-      ]);
-    }
-    if (declared.has("img_height")) {
-      fixedFeeds.img_height = this.backend.tensor("int64", BigInt64Array.of(BigInt(lh / 2)), []);
-    }
-    if (declared.has("img_width")) {
-      fixedFeeds.img_width = this.backend.tensor("int64", BigInt64Array.of(BigInt(lw / 2)), []);
-    }
+    await denoise(members, {
+      predict: async (active, i) => {
+        const [lh, lw] = latentSize(active[0].params.width, active[0].params.height);
+        const tokens = (lh / 2) * (lw / 2), packed = Z_DIM * 4;
+        const cfg = this.#cfg(active[0].options);
+        const input = concatAll(active.flatMap((m) => cfg ? [m.latents, m.latents] : [m.latents]));
+        const rows = active.reduce((sum, m) => sum + m.text!.rows * m.params.n, 0);
+        const { length } = active[0].text!;
+        const sigma = active[0].run.timesteps[i] / 1000;
+        const feeds: Record<string, Tensor> = {
+          encoder_hidden_states: textRows.tensor(active, (m) => m.text!, this.backend, "float32"),
+          hidden_states: this.backend.tensor("float32", input, [rows, tokens, packed]),
+          timestep: this.backend.tensor("float32", new Float32Array(rows).fill(sigma), [rows]),
+        };
+        if (declared.has("encoder_hidden_states_mask")) {
+          const mask = active.flatMap((m) =>
+            Array.from({ length: m.text!.rows }, (_, r) => {
+              const row = m.text!.mask.slice(r * length, (r + 1) * length);
+              return Array.from({ length: m.params.n }, () => row).flat();
+            }).flat()
+          );
+          feeds.encoder_hidden_states_mask = this.backend.tensor(
+            "int64",
+            BigInt64Array.from(mask, BigInt),
+            [rows, length],
+          );
+        }
+        if (declared.has("img_height")) {
+          feeds.img_height = this.backend.tensor("int64", BigInt64Array.of(BigInt(lh / 2)), []);
+        }
+        if (declared.has("img_width")) {
+          feeds.img_width = this.backend.tensor("int64", BigInt64Array.of(BigInt(lw / 2)), []);
+        }
+        const out = await this.transformer.run(feeds);
+        const v = await readFloat32(out.out_hidden_states);
+        out.out_hidden_states.dispose();
+        let offset = 0;
+        return active.map((m) => {
+          const size = m.latents.length;
+          const own = v.subarray(offset, offset + size * (cfg ? 2 : 1));
+          offset += own.length;
+          const scale = m.options.trueCfgScale ?? this.defaults.trueCfgScale;
+          return cfg
+            ? trueCfg(own.subarray(0, size), own.subarray(size), scale, packed)
+            : own.slice();
+        });
+      },
+      preview: async (m, x0) => {
+        if (this.latentsMean.every((v, c) => v === WAN21_LATENTS_MEAN[c])) {
+          const [lh, lw] = latentSize(m.params.width, m.params.height);
+          return latentsToRgb(
+            unpackLatents(x0, m.params.n, Z_DIM, lh, lw),
+            m.params.n,
+            lh,
+            lw,
+            WAN21_LATENT_RGB,
+          );
+        }
+        return await this.#decode(x0, m.params);
+      },
+    });
+    // 6. Unpack, de-normalise, decode one frame.
+    await eachLive(members, "decodeMs", async (m) => {
+      m.images = await this.#decode(m.latents, m.params);
+    });
+    return outcomes(members);
+  }
 
-    const stepMs: number[] = [];
-    for (let i = 0; i < run.timesteps.length; i++) {
-      checkCancelled();
-      const stepStart = performance.now();
-      const input = cfg ? concat(latents, latents) : latents;
-      const sigma = run.timesteps[i] / 1000;
-      const out = await this.transformer.run({
-        ...fixedFeeds,
-        hidden_states: this.backend.tensor("float32", input, [rows, tokens, packed]),
-        timestep: this.backend.tensor("float32", new Float32Array(rows).fill(sigma), [rows]),
-      });
-      const v = await readFloat32(out.out_hidden_states);
-      out.out_hidden_states.dispose();
-      const half = n * tokens * packed;
-      const velocity = cfg
-        ? trueCfg(v.subarray(0, half), v.subarray(half), trueCfgScale, packed)
-        : v;
-      latents = run.step(velocity, i, latents, generator);
-      const ms = performance.now() - stepStart;
-      stepMs.push(ms);
-      options.onStep?.({ step: i, total: run.timesteps.length, timestep: run.timesteps[i], ms });
-    }
-
-    checkCancelled();
-    t = performance.now();
+  async #decode(latents: Float32Array, params: RunParams): Promise<RgbImage[]> {
+    const { n } = params;
+    const [lh, lw] = latentSize(params.width, params.height);
     const z = unpackLatents(latents, n, Z_DIM, lh, lw);
     const plane = lh * lw;
     for (let b = 0; b < n; b++) {
@@ -289,19 +361,7 @@ export class QwenImagePipeline implements Pipeline {
     });
     const pixels = await readFloat32(decoded.sample);
     decoded.sample.dispose();
-    const outH = lh * VAE_SCALE, outW = lw * VAE_SCALE;
-    const images = toRgbImages(pixels, n, outW, outH);
-    const decodeMs = performance.now() - t;
-    return {
-      images,
-      seed,
-      width: outW,
-      height: outH,
-      steps,
-      guidanceScale,
-      scheduler: this.scheduler.name,
-      timings: { tokenizeMs, textEncodeMs, stepMs, decodeMs, totalMs: performance.now() - started },
-    };
+    return toRgbImages(pixels, n, lw * VAE_SCALE, lh * VAE_SCALE);
   }
 
   async release(): Promise<void> {

@@ -17,19 +17,43 @@ import {
   type Tensor,
   type TensorInfo,
 } from "../backends/backend.ts";
-import { CancelledError } from "../errors.ts";
 import { readJsonFile } from "../model/files.ts";
 import { matchInputs, matchOutput } from "../model/graph_interface.ts";
 import { openSession } from "../model/model_folder.ts";
-import { Mt19937, randnFrom } from "../random.ts";
+import { randnFrom } from "../random.ts";
 import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
 import { ClipTokenizer } from "../tokenizers/clip_tokenizer.ts";
-import { checkGenerateOptions, concat, randomSeed, toRgbImages } from "./common.ts";
-import type { GenerateOptions, GenerateResult, Pipeline, PipelineDefaults } from "./pipeline.ts";
+import {
+  checkGenerateOptions,
+  concatAll,
+  type EncodedText,
+  TextRows,
+  toRgbImages,
+} from "./common.ts";
+import {
+  createMembers,
+  denoise,
+  eachLive,
+  type Member,
+  type MemberSetup,
+  only,
+  outcomes,
+  type RunParams,
+} from "./denoising_loop.ts";
+import type {
+  BatchOutcome,
+  GenerateOptions,
+  GenerateResult,
+  Pipeline,
+  PipelineDefaults,
+} from "./pipeline.ts";
+import { latentsToRgb, SD_LATENT_RGB } from "./preview.ts";
 
 const FLOAT = ["float32", "float16"] as const;
 /** VAE downsampling factor of every SD-family autoencoder (`2 ** (len(block_out_channels) - 1)`). */
 const VAE_SCALE = 8;
+/** The SD 1.x/2.x autoencoder's scaling factor, which identifies its latent space. */
+const SD_VAE_SCALING = 0.18215;
 
 /** The model files and sessions one SD pipeline holds. */
 export interface StableDiffusionParts {
@@ -93,7 +117,7 @@ export class StableDiffusionPipeline implements Pipeline {
       .catch(() => ({} as Record<string, unknown>));
     const unetConfig = await readJsonFile<Record<string, unknown>>(`${dir}/unet/config.json`)
       .catch(() => ({} as Record<string, unknown>));
-    const textEncoder = await openSession(backend, dir, "text_encoder", ["last_hidden_state"]);
+    const textEncoder = await openSession(backend, dir, "text_encoder");
     const unet = await openSession(backend, dir, "unet");
     const vaeDecoder = await openSession(backend, dir, "vae_decoder");
     const sampleSize = Number(unetConfig.sample_size ?? 64) * VAE_SCALE;
@@ -127,8 +151,23 @@ export class StableDiffusionPipeline implements Pipeline {
     return this.#parts.defaults;
   }
 
-  async generate(options: GenerateOptions): Promise<GenerateResult> {
-    const started = performance.now();
+  generate(options: GenerateOptions): Promise<GenerateResult> {
+    return this.generateBatch([options]).then(only);
+  }
+
+  batchKey(options: GenerateOptions): string {
+    const { params } = this.#setup(options);
+    return JSON.stringify([
+      params.width,
+      params.height,
+      params.steps,
+      params.scheduler,
+      params.guidanceScale > 1,
+    ]);
+  }
+
+  /** 1. Check inputs and choose the schedule; 4. latents from the request's own generator. */
+  #setup(options: GenerateOptions): MemberSetup {
     const p = this.#parts;
     const width = options.width ?? p.defaults.width;
     const height = options.height ?? p.defaults.height;
@@ -144,88 +183,106 @@ export class StableDiffusionPipeline implements Pipeline {
       ? createScheduler(p.schedulerConfig, options.scheduler)
       : this.#scheduler;
     const run = scheduler.setTimesteps(steps);
-    const seed = options.seed === undefined ? randomSeed() : BigInt(options.seed);
-    const generator = new Mt19937(seed);
-    const cfg = guidanceScale > 1;
-    const checkCancelled = () => {
-      if (options.signal?.aborted) throw new CancelledError("Generation cancelled");
+    const shape = [n, p.latentChannels, height / VAE_SCALE, width / VAE_SCALE];
+    return {
+      params: { width, height, steps, guidanceScale, n, scheduler: scheduler.name },
+      run,
+      initialLatents: (generator) => randnFrom(generator, shape).map((x) => x * run.initNoiseSigma),
     };
+  }
 
-    // 2. Tokenize (negative first: diffusers concatenates [uncond, cond]).
-    let t = performance.now();
-    const prompts = cfg ? [options.negativePrompt ?? "", options.prompt] : [options.prompt];
-    const idsPerPrompt = prompts.map((text) => p.tokenizer.encode(text));
-    const ids = idsPerPrompt.flatMap((row) => Array<number[]>(n).fill(row)).flat();
-    const tokenizeMs = performance.now() - t;
-
-    // 3. Text encoder, one batch; on WebGPU its output stays on the GPU for every UNet call.
-    t = performance.now();
-    checkCancelled();
-    const batch = prompts.length * n;
-    const idsTensor = p.backend.tensor(
-      this.#idsType,
-      this.#idsType === "int64" ? BigInt64Array.from(ids, BigInt) : Int32Array.from(ids),
-      [batch, p.tokenizer.maxLength],
-    );
-    const encoded = await p.textEncoder.run({ input_ids: idsTensor });
-    const hidden = encoded.last_hidden_state;
-    disposeAllBut(encoded, "last_hidden_state");
-    const textEncodeMs = performance.now() - t;
-
-    // 4. Initial latents from the request's generator, as `randn_tensor` draws them.
-    const latentShape = [n, p.latentChannels, height / VAE_SCALE, width / VAE_SCALE];
-    const perImage = latentShape[1] * latentShape[2] * latentShape[3];
-    let latents: Float32Array = randnFrom(generator, latentShape).map((x) =>
-      x * run.initNoiseSigma
-    );
-
-    // 5. Denoising loop.
-    const stepMs: number[] = [];
-    try {
-      for (let i = 0; i < run.timesteps.length; i++) {
-        checkCancelled();
-        const stepStart = performance.now();
-        const modelInput = run.scaleModelInput(latents, i);
-        const sample = cfg ? concat(modelInput, modelInput) : modelInput;
+  async generateBatch(batch: readonly GenerateOptions[]): Promise<BatchOutcome[]> {
+    const p = this.#parts;
+    // 1. Check inputs; 4. initial latents (drawn first: they only depend on the seed).
+    const members = createMembers<EncodedText>(batch, (o) => this.#setup(o));
+    // 2.–3. Tokenize and encode each request's prompts, negative first as diffusers does.
+    await eachLive(members, "textEncodeMs", async (m) => {
+      const t = performance.now();
+      const cfg = m.params.guidanceScale > 1;
+      const prompts = cfg ? [m.options.negativePrompt ?? "", m.options.prompt] : [m.options.prompt];
+      const ids = prompts.flatMap((text) => p.tokenizer.encode(text));
+      m.timings.tokenizeMs = performance.now() - t;
+      const out = await p.textEncoder.run({
+        input_ids: p.backend.tensor(
+          this.#idsType,
+          this.#idsType === "int64" ? BigInt64Array.from(ids, BigInt) : Int32Array.from(ids),
+          [prompts.length, p.tokenizer.maxLength],
+        ),
+      });
+      const [rows, length, width] = out.last_hidden_state.dims;
+      m.text = { data: await readFloat32(out.last_hidden_state), rows, length, width };
+      for (const tensor of Object.values(out)) tensor.dispose();
+    });
+    // 5. Denoise: one UNet call per step for every live request, `[uncond × n, cond × n]` each.
+    const textRows = new TextRows();
+    await denoise(members, {
+      predict: async (active, i) => {
+        const rows = active.map((m) => ({ m, cfg: m.params.guidanceScale > 1 }));
+        const [h, w] = [active[0].params.height / VAE_SCALE, active[0].params.width / VAE_SCALE];
+        const input = rows.flatMap(({ m, cfg }) => {
+          const x = m.run.scaleModelInput(m.latents, i);
+          return cfg ? [x, x] : [x];
+        });
+        const batchRows = rows.reduce((sum, { m, cfg }) => sum + m.params.n * (cfg ? 2 : 1), 0);
         const out = await p.unet.run({
-          sample: p.backend.tensor(this.#sampleType, sample, [batch, ...latentShape.slice(1)]),
-          timestep: this.#timestepTensor(run.timesteps[i]),
-          encoder_hidden_states: hidden,
+          sample: p.backend.tensor(this.#sampleType, concatAll(input), [
+            batchRows,
+            p.latentChannels,
+            h,
+            w,
+          ]),
+          timestep: this.#timestepTensor(active[0].run.timesteps[i]),
+          encoder_hidden_states: textRows.tensor(
+            active,
+            (m) => m.text!,
+            p.backend,
+            this.#sampleType,
+          ),
         });
         const eps = await readFloat32(out.out_sample);
         out.out_sample.dispose();
-        const noisePred = cfg ? guide(eps, n * perImage, guidanceScale) : eps;
-        latents = run.step(noisePred, i, latents, generator);
-        const ms = performance.now() - stepStart;
-        stepMs.push(ms);
-        options.onStep?.({ step: i, total: run.timesteps.length, timestep: run.timesteps[i], ms });
-      }
-    } finally {
-      hidden.dispose();
-    }
+        let offset = 0;
+        return rows.map(({ m, cfg }) => {
+          const size = m.latents.length;
+          const own = eps.subarray(offset, offset + size * (cfg ? 2 : 1));
+          offset += own.length;
+          return cfg ? guide(own, size, m.params.guidanceScale) : own.slice();
+        });
+      },
+      preview: (m, x0) => this.#preview(m, x0),
+    });
+    // 6. Decode each request on its own (so its pixels never depend on its batch-mates).
+    await eachLive(members, "decodeMs", async (m) => {
+      m.images = await this.#decode(m.latents, m.params);
+    });
+    return outcomes(members);
+  }
 
-    // 6. Decode.
-    checkCancelled();
-    t = performance.now();
-    const scaled = latents.map((x) => x / p.vaeScalingFactor);
+  async #decode(latents: Float32Array, params: RunParams) {
+    const p = this.#parts;
+    const shape = [params.n, p.latentChannels, params.height / VAE_SCALE, params.width / VAE_SCALE];
     const decoded = await p.vaeDecoder.run({
-      latent_sample: p.backend.tensor(this.#sampleType, scaled, latentShape),
+      latent_sample: p.backend.tensor(
+        this.#sampleType,
+        latents.map((x) => x / p.vaeScalingFactor),
+        shape,
+      ),
     });
     const pixels = await readFloat32(decoded.sample);
     decoded.sample.dispose();
-    const images = toRgbImages(pixels, n, width, height);
-    const decodeMs = performance.now() - t;
+    return toRgbImages(pixels, params.n, params.width, params.height);
+  }
 
-    return {
-      images,
-      seed,
-      width,
-      height,
-      steps,
-      guidanceScale,
-      scheduler: scheduler.name,
-      timings: { tokenizeMs, textEncodeMs, stepMs, decodeMs, totalMs: performance.now() - started },
-    };
+  /** SD's own VAE: the cheap latent→RGB map; any other autoencoder: the decoder itself. */
+  #preview(m: Member, x0: Float32Array) {
+    const p = this.#parts;
+    if (p.vaeScalingFactor === SD_VAE_SCALING && p.latentChannels === 4) {
+      const { n, height, width } = m.params;
+      return Promise.resolve(
+        latentsToRgb(x0, n, height / VAE_SCALE, width / VAE_SCALE, SD_LATENT_RGB),
+      );
+    }
+    return this.#decode(x0, m.params);
   }
 
   /** The timestep in the form the graph declares: int64 `[1]`, or a float scalar / `[1]`. */
@@ -258,10 +315,6 @@ function schedulerOrEuler(config: SchedulerConfig): Scheduler {
   } catch {
     return createScheduler(config, "euler");
   }
-}
-
-function disposeAllBut(outputs: Record<string, Tensor>, keep: string): void {
-  for (const [name, t] of Object.entries(outputs)) if (name !== keep) t.dispose();
 }
 
 /** Classifier-free guidance on a `[uncond…, cond…]` batch: `ε_u + g·(ε_c − ε_u)`. */

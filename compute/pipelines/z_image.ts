@@ -11,21 +11,50 @@
  * @module
  */
 import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
-import { CancelledError } from "../errors.ts";
 import { readJsonFile } from "../model/files.ts";
 import { matchInputs, matchOutput } from "../model/graph_interface.ts";
 import { openSession } from "../model/model_folder.ts";
-import { Mt19937, randnFrom } from "../random.ts";
+import { randnFrom } from "../random.ts";
 import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
 import { linspace } from "../schedulers/scheduler.ts";
 import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
-import type { GenerateOptions, GenerateResult, Pipeline, PipelineDefaults } from "./pipeline.ts";
-import { checkGenerateOptions, randomSeed, toRgbImages } from "./common.ts";
+import type {
+  BatchOutcome,
+  GenerateOptions,
+  GenerateResult,
+  Pipeline,
+  PipelineDefaults,
+  RgbImage,
+} from "./pipeline.ts";
+import {
+  checkGenerateOptions,
+  concatAll,
+  type EncodedText,
+  TextRows,
+  toRgbImages,
+} from "./common.ts";
+import {
+  createMembers,
+  denoise,
+  eachLive,
+  type MemberSetup,
+  only,
+  outcomes,
+  type RunParams,
+} from "./denoising_loop.ts";
+import { FLUX_LATENT_RGB, latentsToRgb } from "./preview.ts";
 
 const CHAT_TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n";
 const MAX_SEQUENCE_LENGTH = 512;
 const CHANNELS = 16;
 const VAE_SCALE = 8;
+/** The Flux autoencoder's latent normalisation, which identifies its latent space. */
+const FLUX_SCALING = 0.3611, FLUX_SHIFT = 0.1159;
+
+/** Latent height and width: two latent cells per 16-pixel patch. */
+function latentSize(width: number, height: number): [number, number] {
+  return [2 * Math.floor(height / 16), 2 * Math.floor(width / 16)];
+}
 
 /**
  * Z-Image CFG for one sample: `pred = pos + g·(pos − neg)`, then, with normalisation c > 0,
@@ -109,22 +138,44 @@ export class ZImagePipeline implements Pipeline {
     return this.backend.device;
   }
 
-  /** Caption features of one prompt, repeated for `n` samples: `[n, S, D]`. */
-  async #encode(prompt: string, n: number): Promise<Tensor> {
+  /** Caption features of one prompt, unpadded: `[1, S, D]` (the export takes no mask). */
+  async #encode(prompt: string): Promise<EncodedText> {
     const ids = this.tokenizer.encode(CHAT_TEMPLATE.replace("{}", prompt), MAX_SEQUENCE_LENGTH);
-    const rows = Array.from({ length: n }, () => ids).flat();
     const out = await this.textEncoder.run({
-      input_ids: this.backend.tensor("int64", BigInt64Array.from(rows, BigInt), [n, ids.length]),
-      attention_mask: this.backend.tensor("int64", new BigInt64Array(n * ids.length).fill(1n), [
-        n,
+      input_ids: this.backend.tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]),
+      attention_mask: this.backend.tensor("int64", new BigInt64Array(ids.length).fill(1n), [
+        1,
         ids.length,
       ]),
     });
-    return out.encoder_hidden_state;
+    const [, length, width] = out.encoder_hidden_state.dims;
+    const data = await readFloat32(out.encoder_hidden_state);
+    for (const tensor of Object.values(out)) tensor.dispose();
+    return { data, rows: 1, length, width };
   }
 
-  async generate(options: GenerateOptions): Promise<GenerateResult> {
-    const started = performance.now();
+  generate(options: GenerateOptions): Promise<GenerateResult> {
+    return this.generateBatch([options]).then(only);
+  }
+
+  /** Captions are unpadded, so their token counts are part of the key. */
+  batchKey(options: GenerateOptions): string {
+    const { params } = this.#setup(options);
+    const tokens = (text: string) =>
+      this.tokenizer.encode(CHAT_TEMPLATE.replace("{}", text), MAX_SEQUENCE_LENGTH).length;
+    const cfg = params.guidanceScale > 0;
+    return JSON.stringify([
+      params.width,
+      params.height,
+      params.steps,
+      cfg && (options.cfgTruncation ?? 1),
+      tokens(options.prompt),
+      cfg && tokens(options.negativePrompt ?? ""),
+    ]);
+  }
+
+  /** 1. Check inputs; 3. latents `randn(n,16,h,w)`; 4. σ = linspace(1, 1/N, N), shifted. */
+  #setup(options: GenerateOptions): MemberSetup {
     const width = options.width ?? this.defaults.width;
     const height = options.height ?? this.defaults.height;
     const steps = options.steps ?? this.defaults.steps;
@@ -142,98 +193,111 @@ export class ZImagePipeline implements Pipeline {
       this.family,
       this.sizeMultiple,
     );
-    const checkCancelled = () => {
-      if (options.signal?.aborted) throw new CancelledError("Generation cancelled");
+    const [lh, lw] = latentSize(width, height);
+    return {
+      params: {
+        width: lw * VAE_SCALE,
+        height: lh * VAE_SCALE,
+        steps,
+        guidanceScale,
+        n,
+        scheduler: this.scheduler.name,
+      },
+      run: this.scheduler.setTimesteps(steps, { sigmas: linspace(1, 1 / steps, steps) }),
+      initialLatents: (generator) => randnFrom(generator, [n, CHANNELS, lh, lw]),
     };
-    const seed = options.seed === undefined ? randomSeed() : BigInt(options.seed);
-    const generator = new Mt19937(seed);
-    const cfg = guidanceScale > 0; // diffusers ≥ 97c2c6e3 (Feb 2026)
+  }
 
-    let t = performance.now();
-    checkCancelled();
-    const pos = await this.#encode(options.prompt, n);
-    const neg = cfg ? await this.#encode(options.negativePrompt ?? "", n) : undefined;
-    const textEncodeMs = performance.now() - t;
-
-    const lh = 2 * Math.floor(height / 16), lw = 2 * Math.floor(width / 16);
-    const shape5 = [n, CHANNELS, 1, lh, lw];
-    let latents = randnFrom(generator, [n, CHANNELS, lh, lw]);
-    const run = this.scheduler.setTimesteps(steps, { sigmas: linspace(1, 1 / steps, steps) });
-    const perSample = CHANNELS * lh * lw;
-
-    const stepMs: number[] = [];
-    try {
-      for (let i = 0; i < run.timesteps.length; i++) {
-        checkCancelled();
-        const stepStart = performance.now();
+  async generateBatch(batch: readonly GenerateOptions[]): Promise<BatchOutcome[]> {
+    // 1. Check inputs; 3. initial latents from each request's generator.
+    const members = createMembers<{ pos: EncodedText; neg?: EncodedText }>(
+      batch,
+      (o) => this.#setup(o),
+    );
+    // 2. Captions in the chat template; the negative one only when guidance is on.
+    await eachLive(members, "textEncodeMs", async (m) => {
+      m.text = {
+        pos: await this.#encode(m.options.prompt),
+        neg: m.params.guidanceScale > 0
+          ? await this.#encode(m.options.negativePrompt ?? "")
+          : undefined,
+      };
+    });
+    // 5. Per step: the transformer at 1 − σ on every request's latents (and on the negative
+    // captions while guidance applies), CFG per sample, noise = −output.
+    const posRows = new TextRows(), negRows = new TextRows();
+    await denoise(members, {
+      predict: async (active, i) => {
+        const { params, run } = active[0];
+        const [lh, lw] = latentSize(params.width, params.height);
         const modelT = 1 - run.sigmas[i]; // (1000 − t)/1000
+        const rows = active.reduce((sum, m) => sum + m.params.n, 0);
+        const latents = concatAll(active.map((m) => m.latents));
         const predict = async (captions: Tensor) => {
           const out = await this.transformer.run({
-            hidden_states: this.backend.tensor("float32", latents, shape5),
-            timestep: this.backend.tensor("float32", new Float32Array(n).fill(modelT), [n]),
+            hidden_states: this.backend.tensor("float32", latents, [rows, CHANNELS, 1, lh, lw]),
+            timestep: this.backend.tensor("float32", new Float32Array(rows).fill(modelT), [rows]),
             encoder_hidden_states: captions,
           });
           const r = await readFloat32(out.unified_results);
           out.unified_results.dispose();
           return r;
         };
-        const posOut = await predict(pos);
-        const scale = cfg && modelT <= cfgTruncation ? guidanceScale : 0;
-        let pred = posOut;
-        if (neg && scale > 0) {
-          const negOut = await predict(neg);
-          pred = new Float32Array(posOut.length);
-          for (let b = 0; b < n; b++) {
-            const range = [b * perSample, (b + 1) * perSample] as const;
+        const pos = await predict(
+          posRows.tensor(active, (m) => m.text!.pos, this.backend, "float32"),
+        );
+        const guided = active[0].params.guidanceScale > 0 &&
+          modelT <= (active[0].options.cfgTruncation ?? 1);
+        const neg = guided
+          ? await predict(
+            negRows.tensor(active, (m) => m.text!.neg!, this.backend, "float32"),
+          )
+          : undefined;
+        const perSample = CHANNELS * lh * lw;
+        let offset = 0;
+        return active.map((m) => {
+          const pred = new Float32Array(m.latents.length);
+          for (let b = 0; b < m.params.n; b++, offset += perSample) {
+            const sample = pos.subarray(offset, offset + perSample);
             pred.set(
-              zImageGuidance(
-                posOut.subarray(...range),
-                negOut.subarray(...range),
-                scale,
-                cfgNormalization,
-              ),
-              range[0],
+              neg
+                ? zImageGuidance(
+                  sample,
+                  neg.subarray(offset, offset + perSample),
+                  m.params.guidanceScale,
+                  m.options.cfgNormalization ?? 0,
+                )
+                : sample,
+              b * perSample,
             );
           }
+          return pred.map((v) => -v);
+        });
+      },
+      preview: async (m, x0) => {
+        const [lh, lw] = latentSize(m.params.width, m.params.height);
+        if (this.vae.scaling === FLUX_SCALING && this.vae.shift === FLUX_SHIFT) {
+          return latentsToRgb(x0, m.params.n, lh, lw, FLUX_LATENT_RGB);
         }
-        const noise = pred.map((v) => -v);
-        latents = run.step(noise, i, latents, generator);
-        const ms = performance.now() - stepStart;
-        stepMs.push(ms);
-        options.onStep?.({ step: i, total: run.timesteps.length, timestep: run.timesteps[i], ms });
-      }
-    } finally {
-      pos.dispose();
-      neg?.dispose();
-    }
+        return await this.#decode(x0, m.params);
+      },
+    });
+    // 6. Decode `latents / scaling_factor + shift_factor`.
+    await eachLive(members, "decodeMs", async (m) => {
+      m.images = await this.#decode(m.latents, m.params);
+    });
+    return outcomes(members);
+  }
 
-    checkCancelled();
-    t = performance.now();
+  async #decode(latents: Float32Array, params: RunParams): Promise<RgbImage[]> {
+    const [lh, lw] = latentSize(params.width, params.height);
     const z = latents.map((v) => v / this.vae.scaling + this.vae.shift);
     const decoded = await this.vaeDecoder.run({
-      latent_sample: this.backend.tensor("float32", z, [n, CHANNELS, lh, lw]),
+      latent_sample: this.backend.tensor("float32", z, [params.n, CHANNELS, lh, lw]),
     });
     const pixels = await readFloat32(decoded.sample);
     decoded.sample.dispose();
-    const outH = lh * VAE_SCALE, outW = lw * VAE_SCALE;
-    const images = toRgbImages(pixels, n, outW, outH);
-    const decodeMs = performance.now() - t;
-    return {
-      images,
-      seed,
-      width: outW,
-      height: outH,
-      steps,
-      guidanceScale,
-      scheduler: this.scheduler.name,
-      timings: {
-        tokenizeMs: 0,
-        textEncodeMs,
-        stepMs,
-        decodeMs,
-        totalMs: performance.now() - started,
-      },
-    };
+    return toRgbImages(pixels, params.n, lw * VAE_SCALE, lh * VAE_SCALE);
   }
 
   async release(): Promise<void> {

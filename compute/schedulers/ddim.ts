@@ -41,6 +41,13 @@ export class DDIMScheduler implements Scheduler {
       sigmas: [],
       initNoiseSigma: 1,
       scaleModelInput: identityScale,
+      predictOriginal: (modelOutput, i, sample) =>
+        sample.map((x, k) =>
+          Math.min(
+            Math.max(predictOriginal(prediction, modelOutput[k], x, ac[timesteps[i]]), -clip),
+            clip,
+          )
+        ),
       step(modelOutput, i, sample, generator) {
         const t = timesteps[i], prevT = t - stride;
         const alpha = ac[t], alphaPrev = prevT >= 0 ? ac[prevT] : finalAlpha;

@@ -89,12 +89,15 @@ export function eulerSchedule(config: SchedulerConfig, numInferenceSteps: number
   checkSteps(numInferenceSteps);
   const timesteps = spacedTimesteps(config, numInferenceSteps);
   const sigmas = eulerSigmas(config, timesteps);
+  const prediction = config.prediction_type ?? "epsilon";
   return {
     timesteps,
     sigmas,
     initNoiseSigma: eulerInitNoiseSigma(config, sigmas),
-    prediction: config.prediction_type ?? "epsilon",
+    prediction,
     scaleModelInput: (sample: Float32Array, i: number) => scaleBySigma(sample, sigmas[i]),
+    predictOriginal: (modelOutput: Float32Array, i: number, sample: Float32Array) =>
+      sample.map((x, k) => eulerPredictOriginal(prediction, modelOutput[k], x, sigmas[i])),
   };
 }
 

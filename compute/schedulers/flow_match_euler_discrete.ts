@@ -79,6 +79,8 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
       sigmas: all,
       initNoiseSigma: 1,
       scaleModelInput: identityScale,
+      predictOriginal: (modelOutput, i, sample) =>
+        sample.map((x, k) => x - all[i] * modelOutput[k]),
       step(modelOutput, i, sample) {
         const dt = all[i + 1] - all[i];
         return sample.map((x, k) => x + dt * modelOutput[k]);

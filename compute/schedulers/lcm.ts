@@ -46,6 +46,8 @@ export class LCMScheduler implements Scheduler {
       sigmas: [],
       initNoiseSigma: 1,
       scaleModelInput: identityScale,
+      predictOriginal: (modelOutput, i, sample) =>
+        sample.map((x, k) => predictOriginal(prediction, modelOutput[k], x, ac[timesteps[i]])),
       step(modelOutput, i, sample, generator) {
         const t = timesteps[i];
         const last = i === timesteps.length - 1;

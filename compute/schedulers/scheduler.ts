@@ -53,6 +53,11 @@ export interface SchedulerRun {
   readonly initNoiseSigma: number;
   /** `scale_model_input`: what the model sees at step `i`. */
   scaleModelInput(sample: Float32Array, i: number): Float32Array;
+  /**
+   * The clean-sample estimate x̂₀ at step `i` (what a preview shows): `x − σ·ε̂` for Euler with
+   * ε-prediction, `x − σ·v` for flow matching, `(x − √(1−ᾱ)·ε̂)/√ᾱ` for DDPM-parameterised ones.
+   */
+  predictOriginal(modelOutput: Float32Array, i: number, sample: Float32Array): Float32Array;
   /** One update `x_i → x_{i+1}`; stochastic algorithms draw their noise from `generator`. */
   step(
     modelOutput: Float32Array,

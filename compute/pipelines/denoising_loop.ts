@@ -1,0 +1,218 @@
+/**
+ * The part every pipeline shares: a batch of requests, each with its own seed, generator,
+ * schedule, latents and cancel signal, denoised together step by step. Pipelines supply what
+ * differs (how the model is called, how latents become pixels); this module owns cancellation,
+ * per-step timing, `onStep` and previews.
+ *
+ * @module
+ */
+import { CancelledError } from "../errors.ts";
+import { Mt19937 } from "../random.ts";
+import type { SchedulerRun } from "../schedulers/scheduler.ts";
+import { randomSeed } from "./common.ts";
+import type { BatchOutcome, GenerateOptions, GenerateResult, RgbImage } from "./pipeline.ts";
+
+/** The per-request values a run uses, after defaults. */
+export interface RunParams {
+  width: number;
+  height: number;
+  steps: number;
+  guidanceScale: number;
+  n: number;
+  seed: bigint;
+  scheduler: string;
+}
+
+/** One request inside a batch. `Text` is the pipeline's encoded prompt. */
+export interface Member<Text = unknown> {
+  readonly options: GenerateOptions;
+  readonly params: RunParams;
+  readonly generator: Mt19937;
+  readonly run: SchedulerRun;
+  /** `n` images' latents, image-major. */
+  latents: Float32Array;
+  text?: Text;
+  images?: RgbImage[];
+  /** Set when the request failed or was cancelled; it then leaves the batch. */
+  error?: Error;
+  readonly started: number;
+  readonly timings: {
+    tokenizeMs: number;
+    textEncodeMs: number;
+    stepMs: number[];
+    decodeMs: number;
+  };
+  /** Step index → preview index. */
+  readonly previewAt: ReadonlyMap<number, number>;
+}
+
+/** What a pipeline decides for one request before anything runs. */
+export interface MemberSetup {
+  params: Omit<RunParams, "seed">;
+  run: SchedulerRun;
+  /** Draws the initial latents from the request's generator (diffusers `prepare_latents`). */
+  initialLatents(generator: Mt19937): Float32Array;
+}
+
+/**
+ * Makes the batch's members. A request whose setup throws (out-of-range values) fails alone.
+ */
+export function createMembers<Text>(
+  batch: readonly GenerateOptions[],
+  setup: (options: GenerateOptions) => MemberSetup,
+): Member<Text>[] {
+  return batch.map((options) => {
+    const started = performance.now();
+    const timings = { tokenizeMs: 0, textEncodeMs: 0, stepMs: [], decodeMs: 0 };
+    const seed = options.seed === undefined ? randomSeed() : BigInt(options.seed);
+    const generator = new Mt19937(seed);
+    try {
+      const s = setup(options);
+      return {
+        options,
+        params: { ...s.params, seed },
+        generator,
+        run: s.run,
+        latents: s.initialLatents(generator),
+        started,
+        timings,
+        previewAt: previewSteps(s.run.timesteps.length, options.previews ?? 0),
+      };
+    } catch (error) {
+      const params = {
+        width: 0,
+        height: 0,
+        steps: 0,
+        guidanceScale: 0,
+        n: 0,
+        seed,
+        scheduler: "",
+      };
+      return {
+        options,
+        params,
+        generator,
+        run: undefined as unknown as SchedulerRun,
+        latents: new Float32Array(),
+        started,
+        timings,
+        previewAt: new Map(),
+        error: error as Error,
+      };
+    }
+  });
+}
+
+/**
+ * The members still running: each one's signal is checked here, so cancelling takes effect at
+ * the next stage or step.
+ */
+export function live<M extends Member>(members: readonly M[]): M[] {
+  for (const m of members) {
+    if (!m.error && m.options.signal?.aborted) m.error = new CancelledError("Generation cancelled");
+  }
+  return members.filter((m) => !m.error);
+}
+
+/** Runs `stage` for each live member, timing it into `timings[key]`; a throw fails that member. */
+export async function eachLive<M extends Member>(
+  members: readonly M[],
+  key: "textEncodeMs" | "decodeMs",
+  stage: (member: M) => Promise<void>,
+): Promise<void> {
+  for (const m of live(members)) {
+    const t = performance.now();
+    try {
+      await stage(m);
+    } catch (error) {
+      m.error = error as Error;
+    }
+    m.timings[key] += performance.now() - t;
+  }
+}
+
+/** Hooks of {@linkcode denoise}. */
+export interface DenoiseHooks<M extends Member> {
+  /**
+   * The scheduler-ready model output (guidance applied) of every active member at step `i`,
+   * in the members' order, from as few network calls as the pipeline can manage.
+   */
+  predict(active: M[], i: number): Promise<Float32Array[]>;
+  /** x̂₀ of a member's `n` images → preview pixels. */
+  preview(member: M, x0: Float32Array): Promise<RgbImage[]>;
+}
+
+/**
+ * The denoising loop: per step, drop cancelled members, predict for the rest in one go, take a
+ * scheduler step per member with its own generator, report the step and any due preview.
+ */
+export async function denoise<M extends Member>(
+  members: readonly M[],
+  hooks: DenoiseHooks<M>,
+): Promise<void> {
+  const steps = Math.max(0, ...live(members).map((m) => m.run.timesteps.length));
+  for (let i = 0; i < steps; i++) {
+    const active = live(members);
+    if (active.length === 0) return;
+    const started = performance.now();
+    let outputs: Float32Array[];
+    try {
+      outputs = await hooks.predict(active, i);
+    } catch (error) {
+      for (const m of active) m.error = error as Error;
+      return;
+    }
+    const due: [M, Float32Array][] = [];
+    active.forEach((m, k) => {
+      if (m.previewAt.has(i)) due.push([m, m.run.predictOriginal(outputs[k], i, m.latents)]);
+      m.latents = m.run.step(outputs[k], i, m.latents, m.generator);
+    });
+    const ms = performance.now() - started;
+    for (const m of active) {
+      m.timings.stepMs.push(ms);
+      m.options.onStep?.({ step: i, total: steps, timestep: m.run.timesteps[i], ms });
+    }
+    for (const [m, x0] of due) {
+      const images = await hooks.preview(m, x0);
+      m.options.onPreview?.({ index: m.previewAt.get(i)!, step: i, images });
+    }
+  }
+}
+
+/** Each member's result or error, in batch order. */
+export function outcomes(members: readonly Member[]): BatchOutcome[] {
+  return members.map((m): BatchOutcome => {
+    if (m.error) return { ok: false, error: m.error };
+    const result: GenerateResult = {
+      images: m.images!,
+      seed: m.params.seed,
+      width: m.params.width,
+      height: m.params.height,
+      steps: m.params.steps,
+      guidanceScale: m.params.guidanceScale,
+      scheduler: m.params.scheduler,
+      timings: { ...m.timings, totalMs: performance.now() - m.started },
+    };
+    return { ok: true, result };
+  });
+}
+
+/** The single outcome of a batch of one, as a result or a throw. */
+export function only(outcomes: BatchOutcome[]): GenerateResult {
+  const [o] = outcomes;
+  if (!o.ok) throw o.error;
+  return o.result;
+}
+
+/**
+ * Steps at which previews are taken: `count` of them spread evenly, never on the last step (the
+ * final image follows it) and never twice on one step.
+ */
+export function previewSteps(total: number, count: number): Map<number, number> {
+  const at = new Map<number, number>();
+  for (let j = 0; j < count; j++) {
+    const step = Math.round(((j + 1) * total) / (count + 1)) - 1;
+    if (step >= 0 && step < total - 1 && !at.has(step)) at.set(step, at.size);
+  }
+  return at;
+}
