@@ -36,10 +36,12 @@ export {
 } from "./model/resolve.ts";
 export { SCHEDULER_NAMES, type SchedulerName } from "./schedulers/mod.ts";
 export type {
+  BatchOutcome,
   GenerateOptions,
   GenerateResult,
   Pipeline,
   PipelineDefaults,
+  Preview,
   RgbImage,
   StageTimings,
   StepInfo,

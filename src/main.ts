@@ -1,7 +1,7 @@
 /**
- * `deno task serve [--model ID|PATH] [--host] [--port 8000] [--device auto|webgpu|wasm|cpu]
- * [--served-model-name] [--max-image-pixels] [--api-key]`: listens at once, loads the model in
- * the background, serves until SIGINT/SIGTERM.
+ * `deno task serve [--model ID|PATH] [--host] [--port 8000] [--device auto|webgpu|wasm|cpu] …`:
+ * listens at once, loads the model in the background (in the engine's worker), serves until
+ * SIGINT/SIGTERM, then drains: finishes what it accepted, answers new requests 503, exits 0.
  *
  * @module
  */
@@ -11,14 +11,15 @@ import {
   DEVICE_CHOICES,
   type DeviceChoice,
   findModelCard,
-  loadPipeline,
   type ResolvedModel,
   resolveModel,
 } from "../compute/mod.ts";
 import { DownloadProgressBar, formatBytes } from "./progress_bar.ts";
 import { buildApp } from "./app.ts";
-import { Engine } from "./engine.ts";
+import { Engine } from "./engine/engine.ts";
+import { ApiError } from "./errors.ts";
 import { ImageStore } from "./image_store.ts";
+import { Metrics } from "./metrics.ts";
 
 /** The model served when `--model` is absent: the embedded SD-Turbo-style fixture. */
 export const EMBEDDED_MODEL = new URL("../fixtures/models/sd-turbo-tiny", import.meta.url).pathname;
@@ -39,6 +40,13 @@ Usage: deno task serve [options]
   --max-image-pixels N      largest width*height a request may ask for (default: the model's limit
                             from the registry, 4194304 for Qwen-Image and Z-Image, else 1048576)
   --api-key KEY             require "Authorization: Bearer KEY" on /v1/* (or env DENOISE_API_KEY)
+  --max-batch-size N        most images denoised together per network call (default 8)
+  --batch-wait-ms MS        how long an idle engine waits for batch-mates of a first request
+                            (default 5)
+  --max-queue N             most requests waiting to start; more get 429 (default 16)
+  --request-timeout S       per-request time limit in seconds, answered 504 (default: none)
+  --shutdown-timeout S      on SIGTERM/SIGINT, how long to finish accepted requests before
+                            answering the rest 503 and exiting (default 30)
   -h, --help                show this help
 `;
 
@@ -59,6 +67,11 @@ const { values } = (() => {
         "served-model-name": { type: "string" },
         "max-image-pixels": { type: "string" },
         "api-key": { type: "string" },
+        "max-batch-size": { type: "string", default: "8" },
+        "batch-wait-ms": { type: "string", default: "5" },
+        "max-queue": { type: "string", default: "16" },
+        "request-timeout": { type: "string" },
+        "shutdown-timeout": { type: "string", default: "30" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -82,6 +95,36 @@ const maxImagePixels = values["max-image-pixels"] === undefined
 if (!Number.isInteger(maxImagePixels) || maxImagePixels < 64) {
   fail(`--max-image-pixels must be an integer >= 64`);
 }
+/** A flag's value as a number within [min, max], or exit 2 naming the flag. */
+function numberFlag(
+  name: string,
+  value: string,
+  min: number,
+  max = Infinity,
+  integer = true,
+): number {
+  const n = Number(value);
+  if (
+    value.trim() === "" || !Number.isFinite(n) || n < min || n > max ||
+    (integer && !Number.isInteger(n))
+  ) {
+    fail(`--${name} must be ${integer ? "an integer" : "a number"} >= ${min}, got ${value}`);
+  }
+  return n;
+}
+const maxBatchSize = numberFlag("max-batch-size", values["max-batch-size"], 1, 256);
+const batchWaitMs = numberFlag("batch-wait-ms", values["batch-wait-ms"], 0, 10_000, false);
+const maxQueue = numberFlag("max-queue", values["max-queue"], 0, 100_000);
+const requestTimeoutS = values["request-timeout"] === undefined
+  ? undefined
+  : numberFlag("request-timeout", values["request-timeout"], 0.001, Infinity, false);
+const shutdownTimeoutS = numberFlag(
+  "shutdown-timeout",
+  values["shutdown-timeout"],
+  0,
+  Infinity,
+  false,
+);
 if (!DEVICE_CHOICES.includes(values.device as DeviceChoice)) {
   fail(`--device must be one of ${DEVICE_CHOICES.join(", ")}, got ${values.device}`);
 }
@@ -111,13 +154,21 @@ if (values.model) {
 const modelDir = resolved.dir;
 const servedModelName = values["served-model-name"] ?? values.model ?? EMBEDDED_NAME;
 
-const engine = new Engine();
+const metrics: Metrics = new Metrics(
+  servedModelName,
+  () => ({ running: engine.running, waiting: engine.waiting }),
+);
+const engine: Engine = new Engine({ maxQueue, maxBatchSize, batchWaitMs }, metrics.observer);
+const lifecycle = { draining: false };
 const app = buildApp({
   engine,
   store: new ImageStore(),
+  metrics,
+  lifecycle,
   config: {
     servedModelName,
     maxImagePixels,
+    requestTimeoutS,
     apiKey: values["api-key"] ?? Deno.env.get("DENOISE_API_KEY"),
     modelRoot: modelDir,
   },
@@ -133,8 +184,9 @@ const server = Deno.serve({
 }, app.fetch);
 
 let loadStart = performance.now();
+const started = performance.now();
 const shutdown = new AbortController();
-engine.start(async (report) => {
+void engine.start(async (report) => {
   if (resolved.source === "hub") {
     const bar = new DownloadProgressBar(values.model!);
     await resolved.download({
@@ -150,27 +202,55 @@ engine.start(async (report) => {
         ((performance.now() - loadStart) / 1000).toFixed(1)
       } s`,
     );
-    report("reading the ONNX graphs");
     loadStart = performance.now();
   }
-  return loadPipeline(modelDir, {
-    device: values.device as DeviceChoice,
-    defaults: card?.defaults,
-  });
-}).then(() => {
+  return modelDir;
+}, { device: values.device as DeviceChoice, defaults: card?.defaults }).then(() => {
   const s = engine.state;
   if (s.status === "ready") {
+    metrics.modelLoaded((performance.now() - started) / 1000);
     console.log(
-      `model ready on ${s.pipeline.device} in ${(performance.now() - loadStart).toFixed(0)} ms`,
+      `model ready on ${s.model.device} in ${(performance.now() - loadStart).toFixed(0)} ms`,
     );
   } else if (s.status === "failed") console.error(`model failed to load: ${s.reason}`);
 });
 
+/**
+ * Graceful shutdown: stop admitting (new requests get 503 with retry-after), let every accepted
+ * request finish within the grace period, answer the rest 503, close the server and exit 0.
+ */
+async function drain(signal: string): Promise<void> {
+  if (lifecycle.draining) return;
+  lifecycle.draining = true;
+  shutdown.abort();
+  const inFlight = engine.running + engine.waiting;
+  console.log(
+    `${signal}: draining ${inFlight} request(s), at most ${shutdownTimeoutS} s (new requests get 503)`,
+  );
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = await Promise.race([
+    engine.idle().then(() => false),
+    new Promise<boolean>((
+      resolve,
+    ) => (timer = setTimeout(() => resolve(true), shutdownTimeoutS * 1000))),
+  ]);
+  clearTimeout(timer);
+  if (timedOut) {
+    console.log(`shutdown timeout: answering ${engine.running + engine.waiting} request(s) 503`);
+    engine.abortAll(
+      new ApiError(503, "The server shut down before this request finished; retry.", {
+        type: "service_unavailable",
+        code: "shutting_down",
+        headers: { "retry-after": "5" },
+      }),
+    );
+  }
+  // Responses already being written (streams, encodes) finish; no new connections are taken.
+  await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 5000))]);
+  await engine.close();
+  Deno.exit(0);
+}
+
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  Deno.addSignalListener(signal, async () => {
-    shutdown.abort();
-    await server.shutdown();
-    await engine.release();
-    Deno.exit(0);
-  });
+  Deno.addSignalListener(signal, () => void drain(signal));
 }

@@ -145,7 +145,27 @@ const ERROR_CASES: [string, unknown, number, RegExp | string, string | null][] =
     "Invalid lora object: both name and path are required.",
     "lora",
   ],
-  ["stream", { prompt: "x", stream: true }, 400, /stream=true is not supported/, "stream"],
+  [
+    "stream with response_format url",
+    { prompt: "x", stream: true, response_format: "url" },
+    400,
+    /cannot be streamed/,
+    "response_format",
+  ],
+  [
+    "stream_options without stream",
+    { prompt: "x", stream_options: { include_progress: true } },
+    400,
+    /only allowed with stream=true/,
+    "stream_options",
+  ],
+  [
+    "partial_images over 3",
+    { prompt: "x", stream: true, partial_images: 4 },
+    422,
+    "less than or equal to 3",
+    "partial_images",
+  ],
   [
     "transparent background",
     { prompt: "x", background: "transparent" },

@@ -20,14 +20,19 @@ export const MIME_TYPES: Record<ImageFormat, string> = {
 /**
  * Encodes an image. `compression` is OpenAI's `output_compression` (0–100): the quality for
  * JPEG/WebP; for PNG, vLLM-Omni's mapping to zlib level `9 − compression // 11`, with a default
- * of level 6 when absent (libpng's usual trade-off).
+ * of level 6 when absent (libpng's usual trade-off). `size` scales the image first (previews
+ * made at latent resolution are shown at the output size).
  */
 export async function encodeImage(
   image: RgbImage,
   format: ImageFormat,
   compression?: number,
+  size?: { width: number; height: number },
 ): Promise<Uint8Array> {
-  const img = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
+  let img = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
+  if (size && (size.width !== image.width || size.height !== image.height)) {
+    img = img.resize(size.width, size.height, { fit: "fill" });
+  }
   const quality = compression ?? 100;
   const out = format === "png"
     ? img.png({

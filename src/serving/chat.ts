@@ -1,17 +1,34 @@
 /**
- * `POST /v1/chat/completions` answering with images (vLLM-Omni text-to-image example).
+ * `POST /v1/chat/completions` answering with images (vLLM-Omni text-to-image example), whole or
+ * as `chat.completion.chunk` events the way vLLM-Omni streams them.
  *
  * @module
  */
-import type { Engine } from "../engine.ts";
+import type { GenerateOptions } from "../../compute/mod.ts";
+import type { Engine } from "../engine/engine.ts";
 import { badRequest, validationError } from "../errors.ts";
 import { ChatImageParamsSchema } from "../spec/schemas.gen.ts";
 import type { components } from "../spec/types.gen.ts";
-import { generate, type Generated, type ServingConfig } from "./generation.ts";
+import { EventChannel, type SseEvent } from "./event_channel.ts";
+import { generate, type Generated, type ServingConfig, toGenerateOptions } from "./generation.ts";
 
 type ChatCompletionRequest = components["schemas"]["ChatCompletionRequest"];
 type ChatCompletionResponse = components["schemas"]["ChatCompletionResponse"];
 type ChatImageParams = components["schemas"]["ChatImageParams"];
+
+/** What the endpoint needs from the server. */
+export interface ChatDeps {
+  engine: Engine;
+  config: ServingConfig;
+}
+
+/** A checked chat request, ready to run. */
+export interface ChatPlan {
+  options: GenerateOptions;
+  stream: boolean;
+  includeUsage: boolean;
+  includeProgress: boolean;
+}
 
 /** The prompt: text of the user messages joined with spaces (string or `{type:"text"}` parts). */
 export function promptFromMessages(messages: ChatCompletionRequest["messages"]): string {
@@ -27,66 +44,125 @@ export function promptFromMessages(messages: ChatCompletionRequest["messages"]):
   return texts.join(" ").trim();
 }
 
-/** Runs a chat-completion image request. */
-export async function createChatCompletion(
-  req: ChatCompletionRequest,
-  deps: { engine: Engine; config: ServingConfig },
-  context: { signal?: AbortSignal },
-): Promise<{ body: ChatCompletionResponse; generated: Generated }> {
-  deps.engine.pipeline();
-  if (req.stream) {
-    throw badRequest("stream=true is not supported for image generation by this server.", "stream");
+/** Validates a chat request against the loaded model and the server's limits. */
+export function planChat(req: ChatCompletionRequest, deps: ChatDeps): ChatPlan {
+  const model = deps.engine.model();
+  if (!req.stream && req.stream_options) {
+    throw badRequest("stream_options is only allowed with stream=true.", "stream_options");
   }
   // The openai SDK flattens extra_body into the top level; curl sends it nested. Nested wins.
   const topLevel = ChatImageParamsSchema.safeParse(req);
   if (!topLevel.success) throw validationError(topLevel.error);
-  const nested = req.extra_body ?? {};
-  const params: ChatImageParams = { ...topLevel.data, ...stripNulls(nested) };
+  const params: ChatImageParams = { ...topLevel.data, ...stripNulls(req.extra_body ?? {}) };
   const prompt = promptFromMessages(req.messages);
   if (!prompt) throw badRequest("No text prompt found in messages", "messages");
-  const generated = await generate(deps.engine, deps.config, {
-    prompt,
-    negativePrompt: params.negative_prompt,
-    size: params.size,
-    width: params.width,
-    height: params.height,
-    n: params.num_outputs_per_prompt,
-    steps: params.num_inference_steps,
-    guidanceScale: params.guidance_scale,
-    trueCfgScale: params.true_cfg_scale,
-    cfgTruncation: params.cfg_truncation,
-    cfgNormalization: params.cfg_normalization,
-    seed: params.seed,
-    scheduler: params.scheduler,
-    lora: params.lora,
-  }, { format: "png", signal: context.signal });
+  return {
+    options: toGenerateOptions(
+      prompt,
+      { ...params, n: params.num_outputs_per_prompt },
+      model,
+      deps.config,
+    ),
+    stream: req.stream === true,
+    includeUsage: req.stream_options?.include_usage === true,
+    includeProgress: req.stream_options?.include_progress === true,
+  };
+}
+
+const completionId = () => `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
+
+function usage(prompt: string, images: number) {
   const promptTokens = prompt.split(/\s+/).length;
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: images,
+    total_tokens: promptTokens + images,
+  };
+}
+
+const imageParts = (images: Uint8Array[]) =>
+  images.map((bytes) => ({
+    type: "image_url" as const,
+    image_url: { url: `data:image/png;base64,${bytes.toBase64()}` },
+  }));
+
+/** Runs a planned chat request and answers with the whole completion. */
+export async function createChatCompletion(
+  plan: ChatPlan,
+  deps: ChatDeps,
+  context: { signal?: AbortSignal },
+): Promise<{ body: ChatCompletionResponse; generated: Generated }> {
+  const generated = await generate(deps.engine, deps.config, plan.options, {
+    format: "png",
+    signal: context.signal,
+  });
   return {
     generated,
     body: {
-      id: `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`,
+      id: completionId(),
       object: "chat.completion",
       created: Math.floor(Date.now() / 1000),
       model: deps.config.servedModelName,
       choices: [{
         index: 0,
-        message: {
-          role: "assistant",
-          content: generated.images.map((bytes) => ({
-            type: "image_url",
-            image_url: { url: `data:image/png;base64,${bytes.toBase64()}` },
-          })),
-        },
+        message: { role: "assistant", content: imageParts(generated.images) },
         finish_reason: "stop",
       }],
-      usage: {
-        prompt_tokens: promptTokens,
-        completion_tokens: generated.images.length,
-        total_tokens: promptTokens + generated.images.length,
-      },
+      usage: usage(plan.options.prompt, generated.images.length),
       seed: Number(generated.result.seed),
     },
   };
+}
+
+/**
+ * Runs a planned chat request as `chat.completion.chunk` events: per step a progress chunk with
+ * no choices (our extension, with `stream_options.include_progress`), then one chunk holding
+ * the role, every image and `finish_reason: "stop"`, then a usage chunk when
+ * `stream_options.include_usage` is set. The caller ends the stream with `data: [DONE]`.
+ */
+export function streamChatCompletion(
+  plan: ChatPlan,
+  deps: ChatDeps,
+  signal: AbortSignal | undefined,
+  onDone: (generated: Generated) => void,
+): AsyncIterable<SseEvent> {
+  const channel = new EventChannel<SseEvent>();
+  const started = performance.now();
+  const base = {
+    id: completionId(),
+    object: "chat.completion.chunk",
+    created: Math.floor(Date.now() / 1000),
+    model: deps.config.servedModelName,
+  };
+  const send = (fields: Record<string, unknown>) =>
+    channel.push({ data: JSON.stringify({ ...base, ...fields }) });
+  const options: GenerateOptions = {
+    ...plan.options,
+    onStep: plan.includeProgress
+      ? ({ step, total }) =>
+        send({
+          choices: [],
+          progress: { step: step + 1, total, elapsed_ms: Math.round(performance.now() - started) },
+        })
+      : undefined,
+  };
+  generate(deps.engine, deps.config, options, { format: "png", signal }).then((generated) => {
+    send({
+      choices: [{
+        index: 0,
+        delta: { role: "assistant", content: imageParts(generated.images) },
+        finish_reason: "stop",
+      }],
+      modality: "image",
+      seed: Number(generated.result.seed),
+    });
+    if (plan.includeUsage) {
+      send({ choices: [], usage: usage(plan.options.prompt, generated.images.length) });
+    }
+    onDone(generated);
+    channel.close();
+  }).catch((e) => channel.fail(e));
+  return channel;
 }
 
 function stripNulls<T extends object>(o: T): Partial<T> {

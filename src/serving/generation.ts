@@ -1,47 +1,53 @@
 /**
- * Wire parameters → a checked generation, shared by the Images and Chat endpoints: the served
- * model's defaults fill what is absent, and semantic limits (size format, pixel limit, size
- * multiple, LoRA) become 400s before anything runs.
+ * The one translation from a request's generation fields (the same snake_case names on both
+ * endpoints) to the engine's options: the served model's defaults fill what is absent, and
+ * semantic limits (size format, pixel limit, size multiple, LoRA) become 400s before anything is
+ * queued. Also the one place a cancelled or timed-out generation becomes its HTTP error.
  *
  * @module
  */
 import {
+  CancelledError,
   encodeImages,
+  type GenerateOptions,
   type GenerateResult,
   type ImageFormat,
-  type SchedulerName,
 } from "../../compute/mod.ts";
-import type { Engine } from "../engine.ts";
-import { badRequest } from "../errors.ts";
+import type { Engine } from "../engine/engine.ts";
+import type { ModelInfo } from "../engine/protocol.ts";
+import { ApiError, badRequest } from "../errors.ts";
 import { parseSize } from "../size.ts";
 import type { components } from "../spec/types.gen.ts";
 
+type ChatImageParams = components["schemas"]["ChatImageParams"];
 type LoraRequest = components["schemas"]["LoraRequest"];
 
 /** Server-wide settings the serving logic needs. */
 export interface ServingConfig {
   servedModelName: string;
   maxImagePixels: number;
+  /** Per-request time limit in seconds (`--request-timeout`); absent: none. */
+  requestTimeoutS?: number;
 }
 
-/** What both endpoints ask for, in wire terms, after schema validation. */
-export interface WireGeneration {
-  prompt: string;
-  negativePrompt?: string | null;
-  size?: string | null;
-  width?: number | null;
-  height?: number | null;
-  n?: number | null;
-  steps?: number | null;
-  guidanceScale?: number | null;
-  trueCfgScale?: number | null;
-  cfgTruncation?: number | null;
-  /** diffusers takes a boolean here and uses it as a number: `true` is 1. */
-  cfgNormalization?: number | boolean | null;
-  seed?: number | null;
-  scheduler?: SchedulerName | null;
-  lora?: LoraRequest | null;
-}
+/** The generation fields both endpoints accept, by their wire names. */
+export type GenerationFields =
+  & Pick<
+    ChatImageParams,
+    | "negative_prompt"
+    | "size"
+    | "width"
+    | "height"
+    | "num_inference_steps"
+    | "guidance_scale"
+    | "true_cfg_scale"
+    | "cfg_truncation"
+    | "cfg_normalization"
+    | "seed"
+    | "scheduler"
+    | "lora"
+  >
+  & { n?: number | null };
 
 /** Encoded images plus what the response reports. */
 export interface Generated {
@@ -68,51 +74,91 @@ function rejectLora(lora: LoraRequest): never {
   );
 }
 
-/** Resolves, checks and runs one generation; encodes the images. */
-export async function generate(
-  engine: Engine,
+/** Request fields → engine options, checked against the model and the server's limits. */
+export function toGenerateOptions(
+  prompt: string,
+  fields: GenerationFields,
+  model: ModelInfo,
   config: ServingConfig,
-  wire: WireGeneration,
-  output: { format: ImageFormat; compression?: number; signal?: AbortSignal },
-): Promise<Generated> {
-  const pipeline = engine.pipeline();
-  if (wire.lora) rejectLora(wire.lora);
-  let { width, height } = { width: wire.width ?? undefined, height: wire.height ?? undefined };
-  if (wire.size && wire.size !== "auto" && (width === undefined || height === undefined)) {
-    const parsed = parseSize(wire.size);
+): GenerateOptions {
+  if (fields.lora) rejectLora(fields.lora);
+  let { width, height } = { width: fields.width ?? undefined, height: fields.height ?? undefined };
+  if (fields.size && fields.size !== "auto" && (width === undefined || height === undefined)) {
+    const parsed = parseSize(fields.size);
     width ??= parsed.width;
     height ??= parsed.height;
   }
-  width ??= height ?? pipeline.defaults.width;
-  height ??= width ?? pipeline.defaults.height;
+  width ??= height ?? model.defaults.width;
+  height ??= width ?? model.defaults.height;
   if (width * height > config.maxImagePixels) {
     throw badRequest(
       `Requested image size ${width}x${height} exceeds the maximum allowed size of ${config.maxImagePixels} pixels. You can reduce the requested size or increase the server's --max-image-pixels limit.`,
       "size",
     );
   }
-  const m = pipeline.sizeMultiple;
+  const m = model.sizeMultiple;
   if (width % m !== 0 || height % m !== 0) {
     throw badRequest(
       `Requested image size ${width}x${height} is not supported by ${config.servedModelName}: width and height must be multiples of ${m}.`,
       "size",
     );
   }
-  const result = await engine.generate({
-    prompt: wire.prompt,
-    negativePrompt: wire.negativePrompt ?? undefined,
+  return {
+    prompt,
+    negativePrompt: fields.negative_prompt ?? undefined,
     width,
     height,
-    n: wire.n ?? 1,
-    steps: wire.steps ?? undefined,
-    guidanceScale: wire.guidanceScale ?? undefined,
-    trueCfgScale: wire.trueCfgScale ?? undefined,
-    cfgTruncation: wire.cfgTruncation ?? undefined,
-    cfgNormalization: wire.cfgNormalization == null ? undefined : Number(wire.cfgNormalization),
-    seed: wire.seed ?? undefined,
-    scheduler: wire.scheduler ?? undefined,
-    signal: output.signal,
-  });
+    n: fields.n ?? 1,
+    steps: fields.num_inference_steps ?? undefined,
+    guidanceScale: fields.guidance_scale ?? undefined,
+    trueCfgScale: fields.true_cfg_scale ?? undefined,
+    cfgTruncation: fields.cfg_truncation ?? undefined,
+    cfgNormalization: fields.cfg_normalization == null
+      ? undefined
+      : Number(fields.cfg_normalization),
+    seed: fields.seed ?? undefined,
+    scheduler: fields.scheduler ?? undefined,
+  };
+}
+
+/**
+ * Runs one generation on the engine, cancelled when `signal` aborts (the client left) or when
+ * the server's request timeout passes. A cancellation becomes 499 (logged; nobody reads it) or
+ * 504 in the documented error shape.
+ */
+export async function runGeneration(
+  engine: Engine,
+  config: ServingConfig,
+  options: GenerateOptions,
+  signal?: AbortSignal,
+): Promise<GenerateResult> {
+  const timeout = config.requestTimeoutS
+    ? AbortSignal.timeout(config.requestTimeoutS * 1000)
+    : undefined;
+  const signals = [signal, timeout].filter((s): s is AbortSignal => s !== undefined);
+  try {
+    return await engine.generate({ ...options, signal: AbortSignal.any(signals) });
+  } catch (e) {
+    if (!(e instanceof CancelledError)) throw e;
+    if (timeout?.aborted && !signal?.aborted) {
+      throw new ApiError(
+        504,
+        `The generation did not finish within the server's request timeout of ${config.requestTimeoutS} s.`,
+        { type: "timeout_error", code: "request_timeout", headers: { "x-should-retry": "false" } },
+      );
+    }
+    throw new ApiError(499, "Client closed request.", { code: "client_closed_request" });
+  }
+}
+
+/** Runs a generation and encodes its images. */
+export async function generate(
+  engine: Engine,
+  config: ServingConfig,
+  options: GenerateOptions,
+  output: { format: ImageFormat; compression?: number; signal?: AbortSignal },
+): Promise<Generated> {
+  const result = await runGeneration(engine, config, options, output.signal);
   const images = await encodeImages(result, output.format, output.compression);
   return { result, images, format: output.format };
 }

@@ -4,11 +4,29 @@ import { z } from "@hono/zod-openapi";
 /** `#/components/schemas/CfgNormalization` */
 export const CfgNormalizationSchema = z.union([z.number().min(0).max(100), z.boolean()]).nullable().openapi("CfgNormalization");
 
+/** `#/components/schemas/ImageStreamOptions` */
+export const ImageStreamOptionsSchema = z.looseObject({ "include_progress": z.boolean().optional() }).openapi("ImageStreamOptions");
+
 /** `#/components/schemas/LoraRequest` */
 export const LoraRequestSchema = z.looseObject({ "name": z.string().optional(), "local_path": z.string().optional(), "scale": z.number().optional(), "int_id": z.number().int().optional() }).openapi("LoraRequest");
 
 /** `#/components/schemas/ImageGenerationRequest` */
-export const ImageGenerationRequestSchema = z.looseObject({ "prompt": z.string().min(1).max(32000), "model": z.string().nullable().optional(), "n": z.number().int().min(1).max(10).nullable().optional(), "size": z.string().nullable().optional(), "response_format": z.enum(["b64_json","url"]).nullable().optional(), "user": z.string().nullable().optional(), "negative_prompt": z.string().max(32000).nullable().optional(), "num_inference_steps": z.number().int().min(1).max(200).nullable().optional(), "guidance_scale": z.number().min(0).max(20).nullable().optional(), "true_cfg_scale": z.number().min(0).max(20).nullable().optional(), "cfg_truncation": z.number().min(0).max(1).nullable().optional(), "cfg_normalization": CfgNormalizationSchema.optional(), "seed": z.number().int().min(0).max(9007199254740991).nullable().optional(), "scheduler": z.enum(["euler","euler_a","ddim","lcm","flow_match_euler"]).nullable().optional(), "output_format": z.enum(["png","jpeg","jpg","webp"]).nullable().optional(), "output_compression": z.number().int().min(0).max(100).nullable().optional(), "quality": z.enum(["standard","hd","low","medium","high","auto"]).nullable().optional(), "style": z.enum(["vivid","natural"]).nullable().optional(), "background": z.enum(["transparent","opaque","auto"]).nullable().optional(), "moderation": z.enum(["low","auto"]).nullable().optional(), "stream": z.boolean().nullable().optional(), "lora": LoraRequestSchema.nullable().optional() }).openapi("ImageGenerationRequest");
+export const ImageGenerationRequestSchema = z.looseObject({ "prompt": z.string().min(1).max(32000), "model": z.string().nullable().optional(), "n": z.number().int().min(1).max(10).nullable().optional(), "size": z.string().nullable().optional(), "response_format": z.enum(["b64_json","url"]).nullable().optional(), "user": z.string().nullable().optional(), "negative_prompt": z.string().max(32000).nullable().optional(), "num_inference_steps": z.number().int().min(1).max(200).nullable().optional(), "guidance_scale": z.number().min(0).max(20).nullable().optional(), "true_cfg_scale": z.number().min(0).max(20).nullable().optional(), "cfg_truncation": z.number().min(0).max(1).nullable().optional(), "cfg_normalization": CfgNormalizationSchema.optional(), "seed": z.number().int().min(0).max(9007199254740991).nullable().optional(), "scheduler": z.enum(["euler","euler_a","ddim","lcm","flow_match_euler"]).nullable().optional(), "output_format": z.enum(["png","jpeg","jpg","webp"]).nullable().optional(), "output_compression": z.number().int().min(0).max(100).nullable().optional(), "quality": z.enum(["standard","hd","low","medium","high","auto"]).nullable().optional(), "style": z.enum(["vivid","natural"]).nullable().optional(), "background": z.enum(["transparent","opaque","auto"]).nullable().optional(), "moderation": z.enum(["low","auto"]).nullable().optional(), "stream": z.boolean().nullable().optional(), "partial_images": z.number().int().min(0).max(3).nullable().optional(), "stream_options": ImageStreamOptionsSchema.nullable().optional(), "lora": LoraRequestSchema.nullable().optional() }).openapi("ImageGenerationRequest");
+
+/** `#/components/schemas/ImagePartialEvent` */
+export const ImagePartialEventSchema = z.object({ "type": z.literal("image_generation.partial_image"), "b64_json": z.string(), "created_at": z.number().int(), "size": z.string(), "quality": z.string(), "background": z.string(), "output_format": z.enum(["png","jpeg","webp"]), "partial_image_index": z.number().int(), "image_index": z.number().int().optional() }).openapi("ImagePartialEvent");
+
+/** `#/components/schemas/ImageCompletedEvent` */
+export const ImageCompletedEventSchema = z.object({ "type": z.literal("image_generation.completed"), "b64_json": z.string(), "created_at": z.number().int(), "size": z.string(), "quality": z.string(), "background": z.string(), "output_format": z.enum(["png","jpeg","webp"]), "image_index": z.number().int().optional(), "seed": z.number().int().optional(), "usage": z.object({ "total_tokens": z.number().int().optional(), "input_tokens": z.number().int().optional(), "output_tokens": z.number().int().optional() }) }).openapi("ImageCompletedEvent");
+
+/** `#/components/schemas/ImageProgressEvent` */
+export const ImageProgressEventSchema = z.object({ "type": z.literal("image_generation.progress"), "step": z.number().int(), "total": z.number().int(), "elapsed_ms": z.number().int() }).openapi("ImageProgressEvent");
+
+/** `#/components/schemas/ImageStreamEvent` */
+export const ImageStreamEventSchema = z.union([ImagePartialEventSchema, ImageCompletedEventSchema, ImageProgressEventSchema]).openapi("ImageStreamEvent");
+
+/** `#/components/schemas/StreamError` */
+export const StreamErrorSchema = z.object({ "type": z.literal("error"), "error": z.object({ "message": z.string(), "type": z.string(), "param": z.string().nullable(), "code": z.string().nullable() }) }).openapi("StreamError");
 
 /** `#/components/schemas/Image` */
 export const ImageSchema = z.object({ "b64_json": z.string().nullable().optional(), "url": z.string().nullable().optional(), "revised_prompt": z.string().nullable().optional() }).openapi("Image");
@@ -25,8 +43,14 @@ export const ContentPartSchema = z.looseObject({ "type": z.string(), "text": z.s
 /** `#/components/schemas/ChatMessage` */
 export const ChatMessageSchema = z.looseObject({ "role": z.string(), "content": z.union([z.string().max(32000), z.array(ContentPartSchema)]).nullable().optional() }).openapi("ChatMessage");
 
+/** `#/components/schemas/ChatStreamOptions` */
+export const ChatStreamOptionsSchema = z.looseObject({ "include_usage": z.boolean().optional(), "include_progress": z.boolean().optional() }).openapi("ChatStreamOptions");
+
 /** `#/components/schemas/ChatCompletionRequest` */
-export const ChatCompletionRequestSchema = z.looseObject({ "model": z.string().nullable().optional(), "messages": z.array(ChatMessageSchema).min(1), "extra_body": ChatImageParamsSchema.nullable().optional(), "stream": z.boolean().nullable().optional(), "user": z.string().nullable().optional() }).openapi("ChatCompletionRequest");
+export const ChatCompletionRequestSchema = z.looseObject({ "model": z.string().nullable().optional(), "messages": z.array(ChatMessageSchema).min(1), "extra_body": ChatImageParamsSchema.nullable().optional(), "stream": z.boolean().nullable().optional(), "stream_options": ChatStreamOptionsSchema.nullable().optional(), "user": z.string().nullable().optional() }).openapi("ChatCompletionRequest");
+
+/** `#/components/schemas/ChatCompletionChunk` */
+export const ChatCompletionChunkSchema = z.object({ "id": z.string(), "object": z.literal("chat.completion.chunk"), "created": z.number().int(), "model": z.string(), "choices": z.array(z.object({ "index": z.number().int().optional(), "delta": z.object({ "role": z.literal("assistant").optional(), "content": z.array(z.object({ "type": z.literal("image_url").optional(), "image_url": z.object({ "url": z.string().optional() }).optional() })).optional() }).optional(), "finish_reason": z.string().nullable().optional() })), "modality": z.string().optional(), "seed": z.number().int().optional(), "progress": z.object({ "step": z.number().int().optional(), "total": z.number().int().optional(), "elapsed_ms": z.number().int().optional() }).optional(), "usage": z.object({ "prompt_tokens": z.number().int().optional(), "completion_tokens": z.number().int().optional(), "total_tokens": z.number().int().optional() }).optional() }).openapi("ChatCompletionChunk");
 
 /** `#/components/schemas/ChatCompletionResponse` */
 export const ChatCompletionResponseSchema = z.object({ "id": z.string(), "object": z.literal("chat.completion"), "created": z.number().int(), "model": z.string(), "choices": z.array(z.object({ "index": z.number().int(), "message": z.object({ "role": z.literal("assistant"), "content": z.array(z.object({ "type": z.literal("image_url"), "image_url": z.object({ "url": z.string() }) })) }), "finish_reason": z.string() })), "usage": z.object({ "prompt_tokens": z.number().int(), "completion_tokens": z.number().int(), "total_tokens": z.number().int() }), "seed": z.number().int().optional() }).openapi("ChatCompletionResponse");

@@ -80,8 +80,59 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** 200 when the engine is ready; 503 with a reason while it loads or after it failed. */
+        /** Readiness: 200 when the engine is ready; 503 with a reason while it loads, after it failed or while the server drains. Liveness probes should use `/ping`. */
         get: operations["health"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Prometheus metrics (vLLM's names where they exist, `denoise_*` for images). */
+        get: operations["metrics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ping": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Liveness, as vLLM has it; 200 while the process serves HTTP, even while the model loads. */
+        get: operations["ping"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/version": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The server's version. */
+        get: operations["version"];
         put?: never;
         post?: never;
         delete?: never;
@@ -190,11 +241,72 @@ export interface components {
              * @enum {unknown}
              */
             moderation?: "low" | "auto" | null;
-            /** @description Streaming is not supported; `true` is rejected with 400. */
+            /** @description `true` answers `text/event-stream` with OpenAI's image stream events (`ImageStreamEvent`); it cannot be combined with `response_format: url`. */
             stream?: boolean | null;
+            /** @description With `stream`, previews per image (default 0): the predicted clean image at steps spread evenly over the denoising. Fewer arrive when there are too few steps. */
+            partial_images?: number | null;
+            stream_options?: components["schemas"]["ImageStreamOptions"] | null;
             lora?: components["schemas"]["LoraRequest"] | null;
         } & {
             [key: string]: unknown;
+        };
+        /** @description Only with `stream`. */
+        ImageStreamOptions: {
+            /** @description Our extension: an `image_generation.progress` event after every denoising step. */
+            include_progress?: boolean;
+        } & {
+            [key: string]: unknown;
+        };
+        /** @description One event of the image stream (`event:` line = `type`). `image_index` (ours) tells which of the `n` images it belongs to; the stream ends after the last `completed` event. An error after the stream started arrives as `event: error` with `StreamError` data. */
+        ImageStreamEvent: components["schemas"]["ImagePartialEvent"] | components["schemas"]["ImageCompletedEvent"] | components["schemas"]["ImageProgressEvent"];
+        ImagePartialEvent: {
+            /** @constant */
+            type: "image_generation.partial_image";
+            b64_json: string;
+            created_at: number;
+            size: string;
+            quality: string;
+            background: string;
+            /** @enum {unknown} */
+            output_format: "png" | "jpeg" | "webp";
+            partial_image_index: number;
+            image_index?: number;
+        };
+        ImageCompletedEvent: {
+            /** @constant */
+            type: "image_generation.completed";
+            b64_json: string;
+            created_at: number;
+            size: string;
+            quality: string;
+            background: string;
+            /** @enum {unknown} */
+            output_format: "png" | "jpeg" | "webp";
+            image_index?: number;
+            seed?: number;
+            usage: {
+                total_tokens?: number;
+                input_tokens?: number;
+                output_tokens?: number;
+            };
+        };
+        /** @description Our extension, sent with `stream_options.include_progress`: denoising step `step` of `total` is done. */
+        ImageProgressEvent: {
+            /** @constant */
+            type: "image_generation.progress";
+            step: number;
+            total: number;
+            elapsed_ms: number;
+        };
+        StreamError: {
+            /** @constant */
+            type: "error";
+            error: {
+                message: string;
+                type: string;
+                param: string | null;
+                code: string | null;
+            };
         };
         /** @description A PEFT LoRA adapter (vLLM-Omni). Validated; applying adapters is not implemented yet (400). */
         LoraRequest: {
@@ -245,11 +357,56 @@ export interface components {
             model?: string | null;
             messages: components["schemas"]["ChatMessage"][];
             extra_body?: components["schemas"]["ChatImageParams"] | null;
-            /** @description Streaming is not supported; `true` is rejected with 400. */
+            /** @description `true` answers `text/event-stream` with `ChatCompletionChunk` data events, then `data: [DONE]`. */
             stream?: boolean | null;
+            stream_options?: components["schemas"]["ChatStreamOptions"] | null;
             user?: string | null;
         } & {
             [key: string]: unknown;
+        };
+        /** @description Only with `stream`. */
+        ChatStreamOptions: {
+            /** @description A last chunk with no choices and the `usage` (as OpenAI). */
+            include_usage?: boolean;
+            /** @description Our extension: after every denoising step a chunk with no choices and `progress`. */
+            include_progress?: boolean;
+        } & {
+            [key: string]: unknown;
+        };
+        /** @description As vLLM-Omni streams images: one chunk whose delta holds the role and every image (`finish_reason: stop`, `modality: image`); before it, progress chunks when asked for; after it, a usage chunk when asked for. An error after the stream started arrives as a chunk of `StreamError` data, then `[DONE]`. */
+        ChatCompletionChunk: {
+            id: string;
+            /** @constant */
+            object: "chat.completion.chunk";
+            created: number;
+            model: string;
+            choices: {
+                index?: number;
+                delta?: {
+                    /** @constant */
+                    role?: "assistant";
+                    content?: {
+                        /** @constant */
+                        type?: "image_url";
+                        image_url?: {
+                            url?: string;
+                        };
+                    }[];
+                };
+                finish_reason?: string | null;
+            }[];
+            modality?: string;
+            seed?: number;
+            progress?: {
+                step?: number;
+                total?: number;
+                elapsed_ms?: number;
+            };
+            usage?: {
+                prompt_tokens?: number;
+                completion_tokens?: number;
+                total_tokens?: number;
+            };
         };
         ChatMessage: {
             role: string;
@@ -432,7 +589,16 @@ export interface components {
                 "application/json": components["schemas"]["ErrorResponse"];
             };
         };
-        /** @description The diffusion engine is still loading, or failed to load. */
+        /** @description The generation did not finish within the server's `--request-timeout`. */
+        RequestTimeout: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description The diffusion engine is still loading, failed to load, or the server is shutting down (`retry-after` set: another replica or a restart will answer). */
         EngineUnavailable: {
             headers: {
                 [name: string]: unknown;
@@ -473,13 +639,14 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The generated images. */
+            /** @description The generated images; with `stream`, their events. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["ImagesResponse"];
+                    "text/event-stream": components["schemas"]["ImageStreamEvent"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -489,6 +656,7 @@ export interface operations {
             429: components["responses"]["QueueFull"];
             500: components["responses"]["ServerError"];
             503: components["responses"]["EngineUnavailable"];
+            504: components["responses"]["RequestTimeout"];
         };
     };
     getImageFile: {
@@ -529,13 +697,14 @@ export interface operations {
             };
         };
         responses: {
-            /** @description One choice whose content lists the images as data URLs. */
+            /** @description One choice whose content lists the images as data URLs; with `stream`, chunks. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["ChatCompletionResponse"];
+                    "text/event-stream": components["schemas"]["ChatCompletionChunk"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -545,6 +714,7 @@ export interface operations {
             429: components["responses"]["QueueFull"];
             500: components["responses"]["ServerError"];
             503: components["responses"]["EngineUnavailable"];
+            504: components["responses"]["RequestTimeout"];
         };
     };
     listModels: {
@@ -593,6 +763,66 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Health"];
+                };
+            };
+        };
+    };
+    metrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Prometheus text format. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": unknown;
+                };
+            };
+        };
+    };
+    ping: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Alive. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    version: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The version. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        version?: string;
+                    };
                 };
             };
         };

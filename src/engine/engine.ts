@@ -1,0 +1,282 @@
+/**
+ * The diffusion engine as the HTTP thread sees it. The model loads and runs in a worker
+ * (`worker.ts`), so the event loop stays free for health checks, streaming and disconnects while
+ * images are made. The engine admits requests into a bounded queue (429 beyond it), forwards
+ * cancellation, and reports what happens to an {@linkcode EngineObserver} (metrics).
+ *
+ * @module
+ */
+import {
+  CancelledError,
+  type DeviceChoice,
+  type GenerateOptions,
+  type GenerateResult,
+  type PipelineDefaults,
+} from "../../compute/mod.ts";
+import { ApiError, ENGINE_NOT_READY } from "../errors.ts";
+import type {
+  BatchSettings,
+  ErrorMessage,
+  FromWorker,
+  GenerationRequest,
+  ModelInfo,
+  ToWorker,
+} from "./protocol.ts";
+
+/** Where the engine is in its life. */
+export type EngineState =
+  | { status: "loading"; stage?: string }
+  | { status: "ready"; model: ModelInfo }
+  | { status: "failed"; reason: string };
+
+/** Engine settings (the server's flags). */
+export interface EngineConfig extends BatchSettings {
+  /** Most requests waiting to start; more get 429. */
+  maxQueue: number;
+}
+
+/** How a request ended, for metrics (vLLM's `finished_reason` plus ours). */
+export type FinishReason = "stop" | "abort" | "error";
+
+/** Callbacks for metrics; every one is optional. */
+export interface EngineObserver {
+  batchStarted?(requests: number, images: number): void;
+  requestFinished?(
+    reason: FinishReason,
+    seconds: { queue: number; e2e: number },
+    result?: GenerateResult,
+  ): void;
+}
+
+interface Pending {
+  options: Pick<GenerateOptions, "signal" | "onStep" | "onPreview">;
+  resolve(result: GenerateResult): void;
+  reject(error: Error): void;
+  submitted: number;
+  started?: number;
+  cleanup(): void;
+}
+
+/** Rebuilds an error that crossed from the worker, keeping the classes callers map by. */
+function revive({ name, message }: ErrorMessage): Error {
+  if (name === "CancelledError") return new CancelledError(message);
+  if (name === "RangeError") return new RangeError(message);
+  if (name === "TypeError") return new TypeError(message);
+  const error = new Error(message);
+  error.name = name;
+  return error;
+}
+
+/** Owns the inference worker and the requests in flight. */
+export class Engine {
+  #state: EngineState = { status: "loading" };
+  #worker?: Worker;
+  #nextId = 1;
+  readonly #pending = new Map<number, Pending>();
+  #idle?: { promise: Promise<void>; resolve(): void };
+  #released?: () => void;
+
+  constructor(readonly config: EngineConfig, readonly observer: EngineObserver = {}) {}
+
+  get state(): EngineState {
+    return this.#state;
+  }
+
+  /** Requests admitted and not yet started. */
+  get waiting(): number {
+    let n = 0;
+    for (const p of this.#pending.values()) if (p.started === undefined) n++;
+    return n;
+  }
+
+  /** Requests in a running batch. */
+  get running(): number {
+    return this.#pending.size - this.waiting;
+  }
+
+  /**
+   * Loads the model in the background: `prepare` (e.g. a download, on this thread: it is I/O)
+   * yields the model folder, then the worker loads it. The promise settles when loading ends.
+   */
+  async start(
+    prepare: (report: (stage: string) => void) => Promise<string>,
+    load: { device: DeviceChoice; defaults?: Partial<PipelineDefaults> },
+  ): Promise<void> {
+    const report = (stage: string) => {
+      if (this.#state.status === "loading") this.#state = { status: "loading", stage };
+    };
+    try {
+      const dir = await prepare(report);
+      report("loading the ONNX graphs");
+      const model = await this.#load(dir, load);
+      this.#state = { status: "ready", model };
+    } catch (e) {
+      this.#state = { status: "failed", reason: (e as Error).message };
+    }
+  }
+
+  #load(
+    dir: string,
+    load: { device: DeviceChoice; defaults?: Partial<PipelineDefaults> },
+  ): Promise<ModelInfo> {
+    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    this.#worker = worker;
+    return new Promise((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent<FromWorker>) => {
+        const m = event.data;
+        if (m.type === "loaded") resolve(m.info);
+        else if (m.type === "load-failed") reject(revive(m.error));
+        else this.#onMessage(m);
+      };
+      worker.onerror = (event) => {
+        event.preventDefault();
+        const reason = `the inference worker stopped: ${event.message}`;
+        reject(new Error(reason));
+        this.#state = { status: "failed", reason };
+        for (const [id, p] of this.#pending) this.#settle(id, p, new Error(reason));
+      };
+      const message: ToWorker = {
+        type: "load",
+        dir,
+        device: load.device,
+        defaults: load.defaults,
+        batching: { maxBatchSize: this.config.maxBatchSize, batchWaitMs: this.config.batchWaitMs },
+      };
+      worker.postMessage(message);
+    });
+  }
+
+  /** The loaded model, or a 503 explaining why there is none. */
+  model(): ModelInfo {
+    if (this.#state.status === "ready") return this.#state.model;
+    const why = this.#state.status === "loading"
+      ? `the model is still loading${this.#state.stage ? ` (${this.#state.stage})` : ""}`
+      : `loading failed: ${this.#state.reason}`;
+    throw new ApiError(503, ENGINE_NOT_READY, {
+      type: "service_unavailable",
+      code: "engine_not_ready",
+      headers: { "retry-after": "5" },
+    }).withReason(why);
+  }
+
+  /**
+   * Queues one generation. It runs with the next compatible batch; `signal` cancels it (queued:
+   * removed; running: stopped within one step); `onStep`/`onPreview` report its progress.
+   */
+  generate(options: GenerateOptions): Promise<GenerateResult> {
+    this.model();
+    if (this.waiting >= this.config.maxQueue) {
+      throw new ApiError(
+        429,
+        `Too many requests waiting (queue of ${this.config.maxQueue}); retry shortly.`,
+        { type: "rate_limit_error", code: "queue_full", headers: { "retry-after": "2" } },
+      );
+    }
+    const { signal, onStep, onPreview, ...request } = options;
+    if (signal?.aborted) return Promise.reject(new CancelledError("Generation cancelled"));
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      const cancel = () => this.#post({ type: "cancel", id });
+      signal?.addEventListener("abort", cancel, { once: true });
+      this.#pending.set(id, {
+        options: { signal, onStep, onPreview },
+        resolve,
+        reject,
+        submitted: performance.now(),
+        cleanup: () => signal?.removeEventListener("abort", cancel),
+      });
+      this.#post({
+        type: "generate",
+        id,
+        request: request satisfies GenerationRequest,
+        reportSteps: onStep !== undefined,
+      });
+    });
+  }
+
+  #post(message: ToWorker): void {
+    this.#worker?.postMessage(message);
+  }
+
+  #onMessage(m: FromWorker): void {
+    switch (m.type) {
+      case "started": {
+        const now = performance.now();
+        for (const id of m.ids) {
+          const p = this.#pending.get(id);
+          if (p) p.started = now;
+        }
+        this.observer.batchStarted?.(m.ids.length, m.images);
+        return;
+      }
+      case "step":
+        this.#pending.get(m.id)?.options.onStep?.(m.info);
+        return;
+      case "preview":
+        this.#pending.get(m.id)?.options.onPreview?.(m.preview);
+        return;
+      case "done":
+      case "failed": {
+        const p = this.#pending.get(m.id);
+        if (p) this.#settle(m.id, p, m.type === "done" ? m.result : revive(m.error));
+        return;
+      }
+      case "released":
+        this.#released?.();
+        return;
+    }
+  }
+
+  #settle(id: number, p: Pending, outcome: GenerateResult | Error): void {
+    this.#pending.delete(id);
+    p.cleanup();
+    const now = performance.now();
+    const seconds = {
+      queue: ((p.started ?? now) - p.submitted) / 1000,
+      e2e: (now - p.submitted) / 1000,
+    };
+    if (outcome instanceof Error) {
+      const reason = outcome instanceof CancelledError ? "abort" : "error";
+      this.observer.requestFinished?.(reason, seconds);
+      p.reject(outcome);
+    } else {
+      this.observer.requestFinished?.("stop", seconds, outcome);
+      p.resolve(outcome);
+    }
+    if (this.#pending.size === 0) this.#idle?.resolve();
+  }
+
+  /** Resolves once no request is queued or running. */
+  idle(): Promise<void> {
+    if (this.#pending.size === 0) return Promise.resolve();
+    if (!this.#idle) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r)).finally(() => {
+        this.#idle = undefined;
+      });
+      this.#idle = { promise, resolve };
+    }
+    return this.#idle.promise;
+  }
+
+  /** Fails every request in flight with `error` and cancels their work. */
+  abortAll(error: Error): void {
+    for (const [id, p] of this.#pending) {
+      this.#post({ type: "cancel", id });
+      this.#settle(id, p, error);
+    }
+  }
+
+  /** Releases the model's sessions and stops the worker. */
+  async close(): Promise<void> {
+    const worker = this.#worker;
+    if (!worker) return;
+    if (this.#state.status === "ready") {
+      const released = new Promise<void>((resolve) => (this.#released = resolve));
+      this.#post({ type: "release" });
+      await Promise.race([released, new Promise((r) => setTimeout(r, 2000))]);
+    }
+    worker.terminate();
+    this.#worker = undefined;
+  }
+}

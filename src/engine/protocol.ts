@@ -1,0 +1,71 @@
+/**
+ * Messages between the engine (HTTP thread) and its inference worker. Everything here survives
+ * structured cloning; pixel buffers are transferred, not copied.
+ *
+ * @module
+ */
+import type {
+  DeviceChoice,
+  DeviceName,
+  GenerateOptions,
+  GenerateResult,
+  PipelineDefaults,
+  Preview,
+  StepInfo,
+} from "../../compute/mod.ts";
+
+/** What the HTTP side knows of the loaded model. */
+export interface ModelInfo {
+  family: string;
+  device: DeviceName;
+  defaults: PipelineDefaults;
+  sizeMultiple: number;
+}
+
+/** A request's options without what cannot cross threads (signal, callbacks). */
+export type GenerationRequest = Omit<GenerateOptions, "signal" | "onStep" | "onPreview">;
+
+/** An error as it crosses threads: its class name and message. */
+export interface ErrorMessage {
+  name: string;
+  message: string;
+}
+
+/** Batching settings of the worker. */
+export interface BatchSettings {
+  /** Most images (rows before CFG doubling) per denoiser call. */
+  maxBatchSize: number;
+  /** How long an idle engine waits for batch-mates of a first request. */
+  batchWaitMs: number;
+}
+
+/** HTTP thread → worker. */
+export type ToWorker =
+  | {
+    type: "load";
+    dir: string;
+    device: DeviceChoice;
+    defaults?: Partial<PipelineDefaults>;
+    batching: BatchSettings;
+  }
+  | { type: "generate"; id: number; request: GenerationRequest; reportSteps: boolean }
+  | { type: "cancel"; id: number }
+  | { type: "release" };
+
+/** Worker → HTTP thread. */
+export type FromWorker =
+  | { type: "loaded"; info: ModelInfo }
+  | { type: "load-failed"; error: ErrorMessage }
+  | { type: "started"; ids: number[]; images: number }
+  | { type: "step"; id: number; info: StepInfo }
+  | { type: "preview"; id: number; preview: Preview }
+  | { type: "done"; id: number; result: GenerateResult }
+  | { type: "failed"; id: number; error: ErrorMessage }
+  | { type: "released" };
+
+/** `error` as a message. */
+export function errorMessage(error: unknown): ErrorMessage {
+  return error instanceof Error
+    ? { name: error.name, message: error.message }
+    : { name: "Error", message: String(error) };
+}

@@ -1,0 +1,149 @@
+/**
+ * The inference worker: owns the pipeline, its queue and the batching, so that model loading and
+ * every network call run off the HTTP thread. Driven by {@linkcode ToWorker} messages.
+ *
+ * @module
+ */
+/// <reference lib="deno.worker" />
+import process from "node:process";
+import type { BatchOutcome, Pipeline } from "../../compute/mod.ts";
+import { headBatchIsFull, type Queued, takeBatch } from "./batcher.ts";
+import {
+  type BatchSettings,
+  errorMessage,
+  type FromWorker,
+  type GenerationRequest,
+  type ToWorker,
+} from "./protocol.ts";
+
+// onnxruntime-web resolves its files against `location.origin`, which is the string "null" in a
+// file-URL worker (an invalid base); without `location` it falls back to module URLs as on the
+// main thread. Its Node check needs `process`, which workers lack.
+Object.defineProperty(globalThis, "location", { value: undefined, configurable: true });
+(globalThis as { process?: unknown }).process ??= process;
+const { loadPipeline } = await import("../../compute/mod.ts");
+
+interface Job extends Queued {
+  request: GenerationRequest;
+  controller: AbortController;
+  reportSteps: boolean;
+}
+
+let pipeline: Pipeline | undefined;
+let batching: BatchSettings = { maxBatchSize: 1, batchWaitMs: 0 };
+const queue: Job[] = [];
+const running = new Map<number, Job>();
+let waitTimer: ReturnType<typeof setTimeout> | undefined;
+
+const post = (message: FromWorker, transfer: Transferable[] = []) =>
+  self.postMessage(message, transfer);
+
+/** Starts the next batch now, or after the batch window when the engine was idle. */
+function schedule(wasIdle: boolean): void {
+  if (running.size > 0 || queue.length === 0 || waitTimer !== undefined) return;
+  if (!wasIdle || batching.batchWaitMs <= 0 || headBatchIsFull(queue, batching.maxBatchSize)) {
+    void runBatch();
+    return;
+  }
+  waitTimer = setTimeout(() => {
+    waitTimer = undefined;
+    void runBatch();
+  }, batching.batchWaitMs);
+}
+
+async function runBatch(): Promise<void> {
+  if (waitTimer !== undefined) {
+    clearTimeout(waitTimer);
+    waitTimer = undefined;
+  }
+  const batch = takeBatch(queue, batching.maxBatchSize);
+  if (batch.length === 0) return;
+  for (const job of batch) running.set(job.id, job);
+  post({
+    type: "started",
+    ids: batch.map((j) => j.id),
+    images: batch.reduce((s, j) => s + j.images, 0),
+  });
+  let outcomes: BatchOutcome[];
+  try {
+    outcomes = await pipeline!.generateBatch(batch.map((job) => ({
+      ...job.request,
+      signal: job.controller.signal,
+      onStep: job.reportSteps ? (info) => post({ type: "step", id: job.id, info }) : undefined,
+      onPreview: (preview) =>
+        post(
+          { type: "preview", id: job.id, preview },
+          preview.images.map((image) => image.data.buffer as ArrayBuffer),
+        ),
+    })));
+  } catch (error) {
+    outcomes = batch.map(() => ({ ok: false, error: error as Error }));
+  }
+  batch.forEach((job, k) => {
+    running.delete(job.id);
+    const outcome = outcomes[k];
+    if (outcome.ok) {
+      post(
+        { type: "done", id: job.id, result: outcome.result },
+        outcome.result.images.map((image) => image.data.buffer as ArrayBuffer),
+      );
+    } else post({ type: "failed", id: job.id, error: errorMessage(outcome.error) });
+  });
+  schedule(false);
+}
+
+self.onmessage = async (event: MessageEvent<ToWorker>) => {
+  const message = event.data;
+  switch (message.type) {
+    case "load":
+      batching = message.batching;
+      try {
+        pipeline = await loadPipeline(message.dir, {
+          device: message.device,
+          defaults: message.defaults,
+        });
+        const { family, device, defaults, sizeMultiple } = pipeline;
+        post({ type: "loaded", info: { family, device, defaults, sizeMultiple } });
+      } catch (error) {
+        post({ type: "load-failed", error: errorMessage(error) });
+      }
+      return;
+    case "generate": {
+      const { id, request, reportSteps } = message;
+      let key: string;
+      try {
+        key = pipeline!.batchKey(request);
+      } catch (error) {
+        post({ type: "failed", id, error: errorMessage(error) });
+        return;
+      }
+      const wasIdle = running.size === 0 && queue.length === 0;
+      queue.push({
+        id,
+        key,
+        images: request.n ?? 1,
+        request,
+        reportSteps,
+        controller: new AbortController(),
+      });
+      schedule(wasIdle);
+      return;
+    }
+    case "cancel": {
+      const waiting = queue.findIndex((job) => job.id === message.id);
+      if (waiting >= 0) {
+        queue.splice(waiting, 1);
+        post({
+          type: "failed",
+          id: message.id,
+          error: { name: "CancelledError", message: "Generation cancelled" },
+        });
+      } else running.get(message.id)?.controller.abort();
+      return;
+    }
+    case "release":
+      await pipeline?.release();
+      post({ type: "released" });
+      return;
+  }
+};
