@@ -10,6 +10,10 @@ export interface TestServer {
   url: string;
   stop(): Promise<void>;
   output(): string;
+  /** Sends a signal without waiting (`stop()` still reaps the process). */
+  kill(signal: Deno.Signal): void;
+  /** Settles when the process exits. */
+  exited: Promise<Deno.CommandStatus>;
 }
 
 /** Spawns the server with `args`; resolves once it listens (and, unless `waitReady` is false, is healthy). */
@@ -58,8 +62,12 @@ export async function startServer(
   return {
     url,
     output: () => log,
+    kill: (signal) => child.kill(signal),
+    exited: child.status,
     async stop() {
-      child.kill("SIGTERM");
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already exited */ }
       await child.status;
       await Promise.all(pumps);
     },

@@ -10,3 +10,12 @@ Deno.test("src/spec is what openapi.yaml generates (run `deno task gen` after ed
     );
   }
 });
+
+Deno.test("openapi.yaml info.version is the server's VERSION", async () => {
+  const { parse } = await import("yaml");
+  const { VERSION } = await import("../version.ts");
+  const spec = parse(await Deno.readTextFile(new URL("../../openapi.yaml", import.meta.url)));
+  if (spec.info.version !== VERSION) {
+    throw new Error(`openapi.yaml says ${spec.info.version}, src/version.ts ${VERSION}`);
+  }
+});
