@@ -272,9 +272,11 @@ export class Engine {
     const worker = this.#worker;
     if (!worker) return;
     if (this.#state.status === "ready") {
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const released = new Promise<void>((resolve) => (this.#released = resolve));
       this.#post({ type: "release" });
-      await Promise.race([released, new Promise((r) => setTimeout(r, 2000))]);
+      await Promise.race([released, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+      clearTimeout(timer);
     }
     worker.terminate();
     this.#worker = undefined;
