@@ -1,12 +1,13 @@
 /**
  * `buildApp(deps)`: the Hono application, composed from middleware (request id and access log →
- * draining → auth → body limit) and one module per group of routes; `onError` is the single
+ * CORS → draining → auth → body limit) and one module per group of routes; `onError` is the single
  * place errors become the documented body.
  *
  * @module
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { AppEnv } from "./app_env.ts";
 import type { Engine } from "./engine/engine.ts";
@@ -19,6 +20,7 @@ import { docsRoutes } from "./routes/docs.ts";
 import { generationRoutes } from "./routes/generation.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { opsRoutes } from "./routes/ops.ts";
+import { playgroundRoutes } from "./routes/playground.ts";
 import type { ServingConfig } from "./serving/generation.ts";
 
 /** Maximum request body size (documented in openapi.yaml). */
@@ -35,8 +37,16 @@ export interface AppDeps {
   store: ImageStore;
   metrics: Metrics;
   lifecycle: Lifecycle;
-  config: ServingConfig & { apiKey?: string; modelRoot: string };
+  config: ServingConfig & { apiKey?: string; modelRoot: string; cors?: CorsConfig };
   log?: (line: string) => void;
+}
+
+/** Cross-origin access (vLLM's `--allowed-origins`, …); off when absent. */
+export interface CorsConfig {
+  origins: string[];
+  methods: string[];
+  headers: string[];
+  credentials: boolean;
 }
 
 /** Builds the application. */
@@ -54,6 +64,19 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
       deps.metrics.encoded(generated.result.timings.encodeMs);
     }
   }));
+  const corsConfig = deps.config.cors;
+  if (corsConfig) {
+    // Before auth: a browser's preflight carries no credentials.
+    app.use(cors({
+      origin: corsConfig.origins.includes("*") ? "*" : corsConfig.origins,
+      allowMethods: corsConfig.methods.includes("*")
+        ? ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+        : corsConfig.methods,
+      allowHeaders: corsConfig.headers.includes("*") ? [] : corsConfig.headers,
+      credentials: corsConfig.credentials,
+      exposeHeaders: ["x-request-id", "retry-after"],
+    }));
+  }
   app.use("/v1/*", async (_c, next) => {
     if (deps.lifecycle.draining) {
       throw new ApiError(503, "The server is shutting down; retry on another replica.", {
@@ -89,6 +112,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   modelRoutes(app, deps);
   opsRoutes(app, deps);
   docsRoutes(app);
+  playgroundRoutes(app);
 
   app.notFound(() => {
     throw new ApiError(404, "Not found.", { code: "not_found" });

@@ -45,6 +45,11 @@ Usage: deno task serve [options]
                             (default 5)
   --max-queue N             most requests waiting to start; more get 429 (default 16)
   --request-timeout S       per-request time limit in seconds, answered 504 (default: none)
+  --allowed-origins LIST    CORS: origins allowed to call the API, as a JSON list or comma-separated
+                            ("*" for any); CORS is off unless this is given
+  --allowed-methods LIST    CORS: methods (default "*")
+  --allowed-headers LIST    CORS: request headers (default "*": whatever the browser asks for)
+  --allow-credentials       CORS: allow cookies/credentials (not with origin "*")
   --shutdown-timeout S      on SIGTERM/SIGINT, how long to finish accepted requests before
                             answering the rest 503 and exiting (default 30)
   -h, --help                show this help
@@ -72,6 +77,10 @@ const { values } = (() => {
         "max-queue": { type: "string", default: "16" },
         "request-timeout": { type: "string" },
         "shutdown-timeout": { type: "string", default: "30" },
+        "allowed-origins": { type: "string" },
+        "allowed-methods": { type: "string", default: "*" },
+        "allowed-headers": { type: "string", default: "*" },
+        "allow-credentials": { type: "boolean", default: false },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -125,6 +134,26 @@ const shutdownTimeoutS = numberFlag(
   Infinity,
   false,
 );
+/** A list flag: a JSON list of strings (vLLM's form) or comma-separated values. */
+function listFlag(name: string, value: string): string[] {
+  if (value.trim().startsWith("[")) {
+    try {
+      const list = JSON.parse(value);
+      if (Array.isArray(list) && list.every((v) => typeof v === "string")) return list;
+    } catch { /* reported below */ }
+    fail(`--${name} must be a JSON list of strings or comma-separated values, got ${value}`);
+  }
+  return value.split(",").map((v) => v.trim()).filter(Boolean);
+}
+const cors = values["allowed-origins"] === undefined ? undefined : {
+  origins: listFlag("allowed-origins", values["allowed-origins"]),
+  methods: listFlag("allowed-methods", values["allowed-methods"]),
+  headers: listFlag("allowed-headers", values["allowed-headers"]),
+  credentials: values["allow-credentials"],
+};
+if (cors?.credentials && cors.origins.includes("*")) {
+  fail("--allow-credentials cannot be combined with --allowed-origins '*'; list the origins");
+}
 if (!DEVICE_CHOICES.includes(values.device as DeviceChoice)) {
   fail(`--device must be one of ${DEVICE_CHOICES.join(", ")}, got ${values.device}`);
 }
@@ -169,6 +198,7 @@ const app = buildApp({
     servedModelName,
     maxImagePixels,
     requestTimeoutS,
+    cors,
     apiKey: values["api-key"] ?? Deno.env.get("DENOISE_API_KEY"),
     modelRoot: modelDir,
   },

@@ -204,6 +204,12 @@ export function streamImages(
         ...common(),
         image_index: index,
         seed: Number(result.seed),
+        timings: {
+          text_encode_ms: Math.round(result.timings.textEncodeMs),
+          denoise_ms: Math.round(result.timings.stepMs.reduce((a, b) => a + b, 0)),
+          decode_ms: Math.round(result.timings.decodeMs),
+          encode_ms: Math.round(result.timings.encodeMs ?? 0),
+        },
         usage: {
           total_tokens: inputTokens + 1,
           input_tokens: inputTokens,

@@ -284,6 +284,13 @@ export interface components {
             output_format: "png" | "jpeg" | "webp";
             image_index?: number;
             seed?: number;
+            /** @description Ours: milliseconds per stage. */
+            timings?: {
+                text_encode_ms?: number;
+                denoise_ms?: number;
+                decode_ms?: number;
+                encode_ms?: number;
+            };
             usage: {
                 total_tokens?: number;
                 input_tokens?: number;

@@ -1,0 +1,486 @@
+// @ts-check
+/// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
+/// <reference lib="dom.asynciterable" />
+/**
+ * The playground: a form for one generation request, streamed with previews and per-step
+ * progress, cancellable, with a gallery of this visit's results and the exact request as curl,
+ * Python or openai SDK code. Plain browser APIs only; served by the denoise server itself.
+ */
+
+const KEY_STORAGE = "denoise-api-key";
+const SQUARE_SIDES = [256, 384, 512, 768, 1024, 1536, 2048];
+
+/** @param {string} id */
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+/** @param {string} id */
+const input = (id) => /** @type {HTMLInputElement} */ ($(id));
+
+/**
+ * @typedef {{ id: string, family?: string, size_multiple?: number, max_image_pixels?: number,
+ *   defaults?: { size: string, num_inference_steps: number, guidance_scale: number,
+ *   true_cfg_scale?: number } }} Model
+ */
+
+/** @type {{ model?: Model, apiKey: string | null, controller?: AbortController }} */
+const state = { apiKey: sessionStorage.getItem(KEY_STORAGE) };
+
+/** Asks for an API key (the server answered 401); true when one was given. */
+function askForKey() {
+  const dialog = /** @type {HTMLDialogElement} */ ($("key-dialog"));
+  input("api-key").value = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      const key = input("api-key").value.trim();
+      if (dialog.returnValue === "ok" && key) {
+        state.apiKey = key;
+        sessionStorage.setItem(KEY_STORAGE, key);
+        resolve(true);
+      } else resolve(false);
+    }, { once: true });
+  });
+}
+
+/**
+ * `fetch` with the API key, asking for one when the server requires it.
+ * @param {string} path
+ * @param {RequestInit} init
+ */
+async function api(path, init = {}) {
+  for (;;) {
+    const headers = new Headers(init.headers);
+    if (state.apiKey) headers.set("authorization", `Bearer ${state.apiKey}`);
+    const res = await fetch(path, { ...init, headers });
+    if (res.status === 401) {
+      await res.body?.cancel();
+      if (await askForKey()) continue;
+    }
+    return res;
+  }
+}
+
+/**
+ * The server's message from an error response.
+ * @param {Response} res
+ */
+async function errorText(res) {
+  try {
+    const body = await res.json();
+    if (body?.error?.message) return body.error.message;
+    if (typeof body?.detail === "string") return body.detail;
+    return JSON.stringify(body);
+  } catch {
+    return `${res.status} ${res.statusText}`;
+  }
+}
+
+/** @param {string} message */
+function showError(message) {
+  const el = $("error");
+  el.textContent = message;
+  el.hidden = !message;
+}
+
+/** Polls /health until the model is ready, showing why it is not. */
+async function waitUntilReady() {
+  const banner = $("status");
+  for (;;) {
+    try {
+      const res = await fetch("/health");
+      const body = await res.json();
+      if (res.ok) break;
+      banner.textContent = body.reason ?? "The server is not ready.";
+    } catch {
+      banner.textContent = "Cannot reach the server; retrying…";
+    }
+    banner.hidden = false;
+    input("generate").disabled = true;
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  banner.hidden = true;
+  input("generate").disabled = false;
+}
+
+/** Reads the served model and fills the form with its defaults and limits. */
+async function loadModel() {
+  const res = await api("/v1/models");
+  if (!res.ok) throw new Error(await errorText(res));
+  /** @type {Model} */
+  const model = (await res.json()).data[0];
+  state.model = model;
+  $("model").textContent = `${model.id}${model.family ? ` · ${model.family}` : ""}`;
+  const defaults = model.defaults;
+  const multiple = model.size_multiple ?? 8;
+  const maxPixels = model.max_image_pixels ?? 1024 * 1024;
+  const [dw, dh] = (defaults?.size ?? "512x512").split("x").map(Number);
+  const sizes = new Set([`${dw}x${dh}`]);
+  for (const side of SQUARE_SIDES) {
+    if (side % multiple === 0 && side * side <= maxPixels) sizes.add(`${side}x${side}`);
+  }
+  const round = (/** @type {number} */ v) =>
+    Math.max(multiple, Math.round(v / multiple) * multiple);
+  const wide = `${round(dw * 4 / 3)}x${round(dh * 3 / 4)}`;
+  const tall = `${round(dw * 3 / 4)}x${round(dh * 4 / 3)}`;
+  for (const s of [wide, tall]) {
+    const [w, h] = s.split("x").map(Number);
+    if (w * h <= maxPixels) sizes.add(s);
+  }
+  const select = /** @type {HTMLSelectElement} */ ($("size"));
+  select.replaceChildren(
+    ...[...sizes].map((s) => new Option(s === `${dw}x${dh}` ? `${s} (default)` : s, s)),
+    new Option("custom…", "custom"),
+  );
+  input("width").step = input("height").step = String(multiple);
+  input("width").value = String(dw);
+  input("height").value = String(dh);
+  if (defaults) {
+    input("steps").value = String(defaults.num_inference_steps);
+    input("guidance").value = String(defaults.guidance_scale);
+    if (defaults.true_cfg_scale !== undefined) {
+      $("true-cfg-field").hidden = false;
+      input("true-cfg").value = String(defaults.true_cfg_scale);
+    }
+  }
+}
+
+/**
+ * The request as the API takes it (without the streaming fields), or a message saying what is
+ * wrong with the form.
+ * @returns {{ body: Record<string, unknown> } | { problem: string }}
+ */
+function requestBody() {
+  const prompt = input("prompt").value.trim();
+  if (!prompt) return { problem: "Enter a prompt." };
+  const multiple = state.model?.size_multiple ?? 8;
+  let size = input("size").value;
+  if (size === "custom") {
+    const w = Number(input("width").value), h = Number(input("height").value);
+    if (!(w > 0 && h > 0 && w % multiple === 0 && h % multiple === 0)) {
+      return { problem: `Width and height must be positive multiples of ${multiple}.` };
+    }
+    size = `${w}x${h}`;
+  }
+  /** @type {Record<string, unknown>} */
+  const body = { prompt, size, n: Number(input("n").value) || 1 };
+  const negative = input("negative").value.trim();
+  if (negative) body.negative_prompt = negative;
+  const number = (/** @type {string} */ id) =>
+    input(id).value === "" ? undefined : Number(input(id).value);
+  const steps = number("steps"), guidance = number("guidance");
+  if (steps !== undefined) body.num_inference_steps = steps;
+  if (guidance !== undefined) body.guidance_scale = guidance;
+  if (!$("true-cfg-field").hidden && number("true-cfg") !== undefined) {
+    body.true_cfg_scale = number("true-cfg");
+  }
+  if (!input("random-seed").checked) {
+    const seed = number("seed");
+    if (seed === undefined || !Number.isInteger(seed) || seed < 0) {
+      return { problem: "The seed must be a whole number ≥ 0 (or tick random)." };
+    }
+    body.seed = seed;
+  }
+  const format = input("format").value;
+  if (format !== "png") body.output_format = format;
+  const n = Number(body.n);
+  if (!(Number.isInteger(n) && n >= 1 && n <= 10)) return { problem: "Images: 1 to 10." };
+  return { body };
+}
+
+/**
+ * Server-sent events of a response body.
+ * @param {ReadableStream<Uint8Array>} stream
+ * @returns {AsyncGenerator<{ event: string, data: string }>}
+ */
+async function* readEvents(stream) {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true }).replaceAll("\r\n", "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = "message", data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data += line.slice(5).trimStart();
+      }
+      if (data) yield { event, data };
+    }
+  }
+}
+
+/** @param {boolean} running */
+function setRunning(running) {
+  input("generate").disabled = running;
+  input("cancel").disabled = !running;
+  $("progress").hidden = !running;
+}
+
+/**
+ * @param {number} done
+ * @param {number} total
+ * @param {string} text
+ */
+function setProgress(done, total, text) {
+  $("progress-fill").style.width = `${total ? (100 * done) / total : 0}%`;
+  $("progress-text").textContent = text;
+}
+
+/** Runs the form's request as a stream, showing previews and progress, then adds the results. */
+async function generate() {
+  showError("");
+  const built = requestBody();
+  if ("problem" in built) return showError(built.problem);
+  const { body } = built;
+  const controller = new AbortController();
+  state.controller = controller;
+  setRunning(true);
+  setProgress(0, 1, "queued…");
+  const live = $("live");
+  live.replaceChildren();
+  const started = performance.now();
+  /** @type {{ b64: string, index: number, seed: number, timings?: Record<string, number> }[]} */
+  const completed = [];
+  try {
+    const res = await api("/v1/images/generations", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        ...body,
+        stream: true,
+        partial_images: Number(input("previews").value) || 0,
+        stream_options: { include_progress: true },
+      }),
+      signal: controller.signal,
+    });
+    if (!res.ok || !res.body) throw new Error(await errorText(res));
+    const mime = `image/${body.output_format ?? "png"}`;
+    for await (const { event, data } of readEvents(res.body)) {
+      const e = JSON.parse(data);
+      if (event === "error") throw new Error(e.error?.message ?? "The generation failed.");
+      if (e.type === "image_generation.progress") {
+        setProgress(
+          e.step,
+          e.total,
+          `step ${e.step} of ${e.total} · ${(e.elapsed_ms / 1000).toFixed(1)} s`,
+        );
+      } else if (e.type === "image_generation.partial_image") {
+        showLive(
+          live,
+          e.image_index ?? 0,
+          `data:${mime};base64,${e.b64_json}`,
+          `preview ${e.partial_image_index + 1}`,
+        );
+      } else if (e.type === "image_generation.completed") {
+        showLive(live, e.image_index ?? 0, `data:${mime};base64,${e.b64_json}`, "final");
+        completed.push({
+          b64: e.b64_json,
+          index: e.image_index ?? 0,
+          seed: e.seed,
+          timings: e.timings,
+        });
+      }
+    }
+    if (completed.length === 0) throw new Error("The stream ended without an image.");
+    const seconds = (performance.now() - started) / 1000;
+    if (input("random-seed").checked) input("seed").value = String(completed[0].seed);
+    for (const image of completed) {
+      addToGallery({ ...body, seed: image.seed }, image, mime, seconds);
+    }
+    live.replaceChildren();
+  } catch (e) {
+    if (controller.signal.aborted) showError("Cancelled.");
+    else showError(/** @type {Error} */ (e).message);
+  } finally {
+    state.controller = undefined;
+    setRunning(false);
+  }
+}
+
+/**
+ * @param {HTMLElement} live
+ * @param {number} index
+ * @param {string} src
+ * @param {string} label
+ */
+function showLive(live, index, src, label) {
+  let img =
+    /** @type {HTMLImageElement | null} */ (live.querySelector(`img[data-index="${index}"]`));
+  if (!img) {
+    img = document.createElement("img");
+    img.dataset.index = String(index);
+    live.append(img);
+  }
+  img.src = src;
+  img.alt = `Image ${index + 1}, ${label}`;
+  img.dataset.stage = label;
+}
+
+/**
+ * @param {Record<string, unknown>} request
+ * @param {{ b64: string, index: number, seed: number, timings?: Record<string, number> }} image
+ * @param {string} mime
+ * @param {number} seconds
+ */
+function addToGallery(request, image, mime, seconds) {
+  $("empty").hidden = true;
+  const bytes = Uint8Array.from(atob(image.b64), (c) => c.charCodeAt(0));
+  const url = URL.createObjectURL(new Blob([bytes], { type: mime }));
+  const figure = document.createElement("figure");
+  const img = document.createElement("img");
+  img.src = url;
+  img.alt = String(request.prompt);
+  const caption = document.createElement("figcaption");
+  const prompt = document.createElement("p");
+  prompt.className = "prompt";
+  prompt.textContent = String(request.prompt);
+  const meta = document.createElement("p");
+  meta.className = "meta";
+  const t = image.timings;
+  meta.textContent = `${request.size} · seed ${image.seed} · ${seconds.toFixed(1)} s` +
+    (t ? ` (denoise ${Math.round(t.denoise_ms)} ms, decode ${Math.round(t.decode_ms)} ms)` : "");
+  const buttons = document.createElement("div");
+  buttons.className = "buttons";
+  const extension = mime.split("/")[1] === "jpeg" ? "jpg" : mime.split("/")[1];
+  const file = `denoise-${image.seed}-${image.index + 1}.${extension}`;
+  const download = document.createElement("a");
+  download.href = url;
+  download.download = file;
+  download.textContent = "Download";
+  buttons.append(download);
+  for (
+    const [label, make] of /** @type {const} */ ([
+      ["Copy as curl", curlCommand],
+      ["Copy as Python", pythonRequests],
+      ["Copy as openai SDK", pythonOpenAI],
+    ])
+  ) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "small secondary";
+    button.textContent = label;
+    button.addEventListener("click", () => copy(make(request, image.index, file)));
+    buttons.append(button);
+  }
+  caption.append(prompt, meta, buttons);
+  figure.append(img, caption);
+  $("gallery").prepend(figure);
+}
+
+/** @param {string} text */
+async function copy(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // No clipboard access (e.g. plain http on another host): show the text to copy by hand.
+    const dialog = /** @type {HTMLDialogElement} */ ($("copy-dialog"));
+    /** @type {HTMLTextAreaElement} */ ($("copy-text")).value = text;
+    dialog.showModal();
+  }
+}
+
+const endpoint = () => `${location.origin}/v1/images/generations`;
+
+/**
+ * @param {Record<string, unknown>} request
+ * @param {number} index
+ * @param {string} file
+ */
+function curlCommand(request, index, file) {
+  const json = JSON.stringify(request).replaceAll("'", "'\\''");
+  const auth = state.apiKey ? `  -H "Authorization: Bearer $DENOISE_API_KEY" \\\n` : "";
+  return `curl -s ${endpoint()} \\\n  -H "Content-Type: application/json" \\\n${auth}` +
+    `  -d '${json}' \\\n  | jq -r '.data[${index}].b64_json' | base64 -d > ${file}`;
+}
+
+/**
+ * A JSON value as a Python literal.
+ * @param {unknown} v
+ * @returns {string}
+ */
+function py(v) {
+  if (v === null || v === undefined) return "None";
+  if (v === true) return "True";
+  if (v === false) return "False";
+  if (Array.isArray(v)) return `[${v.map(py).join(", ")}]`;
+  if (typeof v === "object") {
+    return `{${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${py(x)}`).join(", ")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/**
+ * @param {Record<string, unknown>} request
+ * @param {number} index
+ * @param {string} file
+ */
+function pythonRequests(request, index, file) {
+  const headers = state.apiKey
+    ? `, headers={"Authorization": "Bearer " + os.environ["DENOISE_API_KEY"]}`
+    : "";
+  return [
+    `import base64${state.apiKey ? ", os" : ""}`,
+    "",
+    "import requests",
+    "",
+    `response = requests.post(${JSON.stringify(endpoint())}, json=${py(request)}${headers})`,
+    "response.raise_for_status()",
+    `with open(${JSON.stringify(file)}, "wb") as f:`,
+    `    f.write(base64.b64decode(response.json()["data"][${index}]["b64_json"]))`,
+  ].join("\n");
+}
+
+/**
+ * @param {Record<string, unknown>} request
+ * @param {number} index
+ * @param {string} file
+ */
+function pythonOpenAI(request, index, file) {
+  const { prompt, n, size, output_format, ...extra } = request;
+  const args = [`prompt=${py(prompt)}`, `n=${py(n)}`, `size=${py(size)}`];
+  if (output_format) args.push(`output_format=${py(output_format)}`);
+  args.push(`extra_body=${py(extra)}`);
+  const key = state.apiKey ? `os.environ["DENOISE_API_KEY"]` : `"none"`;
+  return [
+    `import base64${state.apiKey ? ", os" : ""}`,
+    "",
+    "from openai import OpenAI",
+    "",
+    `client = OpenAI(base_url=${JSON.stringify(`${location.origin}/v1`)}, api_key=${key})`,
+    `result = client.images.generate(${args.join(", ")})`,
+    `with open(${JSON.stringify(file)}, "wb") as f:`,
+    `    f.write(base64.b64decode(result.data[${index}].b64_json))`,
+  ].join("\n");
+}
+
+function wireForm() {
+  $("form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    void generate();
+  });
+  $("cancel").addEventListener("click", () => state.controller?.abort());
+  $("size").addEventListener("change", () => {
+    $("custom-size").hidden = input("size").value !== "custom";
+  });
+  $("random-seed").addEventListener("change", () => {
+    input("seed").disabled = input("random-seed").checked;
+  });
+  input("prompt").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      /** @type {HTMLFormElement} */ ($("form")).requestSubmit();
+    }
+  });
+}
+
+wireForm();
+await waitUntilReady();
+try {
+  await loadModel();
+} catch (e) {
+  showError(/** @type {Error} */ (e).message);
+}

@@ -1,0 +1,261 @@
+/**
+ * The playground and /docs in headless Chromium (Debian's `chromium`, driven by playwright-core)
+ * against the real server, with every request that would leave loopback refused and counted.
+ * Skipped, saying why, where no Chromium is installed. `UPDATE_SCREENSHOTS=1` writes the
+ * screenshots shown in the README to docs/.
+ */
+import assert from "node:assert/strict";
+import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { startServer, startUnloadableServer, type TestServer } from "../src/test_server.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const hasChromium = (() => {
+  try {
+    return Deno.statSync(CHROMIUM).isFile;
+  } catch {
+    return false;
+  }
+})();
+const SD15 = new URL("../fixtures/models/sd15-tiny", import.meta.url).pathname;
+const SCREENSHOTS = Deno.env.get("UPDATE_SCREENSHOTS") === "1";
+const hasCurlTools = ["curl", "jq", "base64"].every((tool) =>
+  new Deno.Command("sh", { args: ["-c", `command -v ${tool}`], stdout: "null" }).outputSync()
+    .success
+);
+
+/** A browser context whose requests may only reach loopback; `outside` lists any that tried. */
+async function withBrowser(
+  fn: (context: BrowserContext, outside: string[]) => Promise<void>,
+): Promise<void> {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const outside: string[] = [];
+  await context.route("**/*", (route) => {
+    const url = new URL(route.request().url());
+    const loopback = ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
+    if (loopback || url.protocol === "data:" || url.protocol === "blob:") return route.continue();
+    outside.push(url.href);
+    return route.abort();
+  });
+  try {
+    await fn(context, outside);
+  } finally {
+    await browser.close();
+  }
+}
+
+async function openPlayground(context: BrowserContext, server: TestServer): Promise<Page> {
+  const page = await context.newPage();
+  await page.goto(`${server.url}/`);
+  await page.getByRole("button", { name: "Generate" }).and(page.locator(":enabled")).waitFor();
+  await page.locator('#size option[value="256x256"]').waitFor({ state: "attached" });
+  return page;
+}
+
+/** The bytes of the newest gallery image, read back from its download link. */
+async function galleryBytes(page: Page): Promise<Uint8Array> {
+  // A string, so that this Deno-checked file needs no DOM types.
+  const bytes = await page.evaluate<number[]>(`(async () => {
+    const link = document.querySelector("#gallery figure a[download]");
+    return Array.from(new Uint8Array(await (await fetch(link.href)).arrayBuffer()));
+  })()`);
+  return Uint8Array.from(bytes);
+}
+
+const clipboardText = (page: Page) => page.evaluate<string>("navigator.clipboard.readText()");
+
+const test = (name: string, fn: () => Promise<void>) =>
+  Deno.test({
+    name,
+    ignore: !hasChromium,
+    fn,
+    sanitizeOps: false,
+    sanitizeResources: false,
+  });
+
+if (!hasChromium) {
+  console.log(`playground tests skipped: no Chromium at ${CHROMIUM} (apt-get install chromium)`);
+}
+
+test("playground: prompt → Generate → previews, progress, then the final image; copy as curl reproduces it", async () => {
+  const server = await startServer(["--model", SD15, "--device", "cpu"]);
+  try {
+    await withBrowser(async (context, outside) => {
+      await context.grantPermissions(["clipboard-read", "clipboard-write"]);
+      const page = await openPlayground(context, server);
+      await page.getByLabel("Prompt", { exact: true }).fill("a red circle on a blue background");
+      await page.getByLabel("Size").selectOption("512x512");
+      await page.getByLabel("Steps").fill("40");
+      await page.getByLabel("random").uncheck();
+      await page.getByLabel("Seed").fill("42");
+      await page.getByRole("button", { name: "Generate" }).click();
+      await page.locator('#live img[data-stage^="preview"]').first().waitFor();
+      await page.locator("#progress-text", { hasText: /step \d+ of 40/ }).waitFor();
+      await page.locator("#gallery figure").waitFor();
+      assert.match(
+        await page.locator("#gallery figcaption .meta").innerText(),
+        /512x512 · seed 42/,
+      );
+      const bytes = await galleryBytes(page);
+      const view = new DataView(bytes.buffer);
+      assert.deepEqual([view.getUint32(16), view.getUint32(20)], [512, 512]);
+      if (SCREENSHOTS) await page.screenshot({ path: "docs/playground.png" });
+
+      await page.getByRole("button", { name: "Copy as curl" }).click();
+      const command = await clipboardText(page);
+      assert.match(command, /^curl -s http:\/\/127\.0\.0\.1:\d+\/v1\/images\/generations/);
+      assert.match(command, /"seed":42/);
+      if (hasCurlTools) {
+        const dir = await Deno.makeTempDir();
+        try {
+          const run = await new Deno.Command("bash", { args: ["-c", command], cwd: dir }).output();
+          assert.ok(run.success, new TextDecoder().decode(run.stderr));
+          assert.deepEqual(await Deno.readFile(`${dir}/denoise-42-1.png`), bytes);
+        } finally {
+          await Deno.remove(dir, { recursive: true });
+        }
+      }
+      await page.getByRole("button", { name: "Copy as openai SDK" }).click();
+      assert.match(
+        await clipboardText(page),
+        /client\.images\.generate\(prompt="a red circle on a blue background", n=1, size="512x512", extra_body=\{.*"seed": 42/,
+      );
+      assert.deepEqual(outside, []);
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
+test("playground: Cancel stops the running generation (the server logs 499)", async () => {
+  const server = await startServer(["--model", SD15, "--device", "cpu"]);
+  try {
+    await withBrowser(async (context, outside) => {
+      const page = await openPlayground(context, server);
+      await page.getByLabel("Prompt", { exact: true }).fill("a very slow picture");
+      await page.getByLabel("Size").selectOption("1024x1024");
+      await page.getByLabel("Steps").fill("200");
+      await page.getByRole("button", { name: "Generate" }).click();
+      await page.locator("#progress-text", { hasText: /step \d+ of 200/ }).waitFor();
+      await page.getByRole("button", { name: "Cancel" }).click();
+      await page.getByRole("alert").filter({ hasText: "Cancelled." }).waitFor();
+      await page.getByRole("button", { name: "Generate" }).and(page.locator(":enabled")).waitFor();
+      const deadline = Date.now() + 5000;
+      while (!/POST \/v1\/images\/generations 499/.test(server.output())) {
+        assert.ok(Date.now() < deadline, server.output());
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(await page.locator("#gallery figure").count(), 0);
+      assert.deepEqual(outside, []);
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
+test("playground: the server's error is shown; a server without a model shows its state", async () => {
+  const server = await startServer(["--model", SD15, "--device", "cpu"]);
+  const broken = await startUnloadableServer();
+  try {
+    await withBrowser(async (context, outside) => {
+      const page = await openPlayground(context, server);
+      await page.getByLabel("Prompt", { exact: true }).fill("too big");
+      await page.getByLabel("Size").selectOption("custom");
+      await page.getByLabel("Width").fill("2048");
+      await page.getByLabel("Height").fill("2048");
+      await page.getByRole("button", { name: "Generate" }).click();
+      await page.getByRole("alert").filter({ hasText: /exceeds the maximum allowed size/ })
+        .waitFor();
+      await page.getByLabel("Prompt", { exact: true }).fill("");
+      await page.getByRole("button", { name: "Generate" }).click();
+      await page.getByRole("alert").filter({ hasText: "Enter a prompt." }).waitFor();
+
+      const down = await context.newPage();
+      await down.goto(`${broken.url}/`);
+      await down.getByRole("status").filter({ hasText: /Model failed to load/ }).waitFor();
+      assert.ok(await down.getByRole("button", { name: "Generate" }).isDisabled());
+      assert.deepEqual(outside, []);
+    });
+  } finally {
+    await server.stop();
+    await broken.stop();
+  }
+});
+
+test("/docs renders offline and Try it out on POST /v1/images/generations gets a 200", async () => {
+  const server = await startServer(["--model", SD15, "--device", "cpu"]);
+  try {
+    await withBrowser(async (context, outside) => {
+      const page = await context.newPage();
+      await page.goto(`${server.url}/docs`);
+      const operation = page.locator("#operations-default-createImage");
+      await operation.waitFor();
+      assert.ok(await page.getByText("/v1/chat/completions").first().isVisible());
+      if (SCREENSHOTS) await page.screenshot({ path: "docs/api-docs.png" });
+      await operation.locator(".opblock-summary").click();
+      await operation.getByRole("button", { name: "Try it out" }).click();
+      await operation.locator("textarea.body-param__text").fill(
+        JSON.stringify({ prompt: "a dragon", size: "256x256", seed: 42, num_inference_steps: 4 }),
+      );
+      const sent = page.waitForRequest((r) => r.method() === "POST");
+      await operation.getByRole("button", { name: "Execute" }).click();
+      await operation.locator(".live-responses-table .response-col_status", { hasText: "200" })
+        .waitFor();
+      assert.equal((await sent).url(), `${server.url}/v1/images/generations`);
+      assert.deepEqual(outside, []);
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("CORS is off by default; with --allowed-origins a preflight is answered before auth", async () => {
+  const plain = await startServer(["--model", SD15, "--device", "cpu", "--api-key", "k"]);
+  const open = await startServer([
+    "--model",
+    SD15,
+    "--device",
+    "cpu",
+    "--api-key",
+    "k",
+    "--allowed-origins",
+    '["http://app.example"]',
+  ]);
+  try {
+    const preflight = (server: TestServer) =>
+      fetch(`${server.url}/v1/images/generations`, {
+        method: "OPTIONS",
+        headers: {
+          origin: "http://app.example",
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "authorization, content-type",
+        },
+      });
+    const off = await preflight(plain);
+    await off.body?.cancel();
+    assert.equal(off.headers.get("access-control-allow-origin"), null);
+    const on = await preflight(open);
+    await on.body?.cancel();
+    assert.equal(on.status, 204);
+    assert.equal(on.headers.get("access-control-allow-origin"), "http://app.example");
+    assert.match(on.headers.get("access-control-allow-headers") ?? "", /authorization/i);
+    const other = await fetch(`${open.url}/v1/models`, {
+      headers: { origin: "http://evil.example", authorization: "Bearer k" },
+    });
+    await other.body?.cancel();
+    assert.equal(other.headers.get("access-control-allow-origin"), null);
+  } finally {
+    await plain.stop();
+    await open.stop();
+  }
+});
