@@ -192,6 +192,31 @@ test("playground: the server's error is shown; a server without a model shows it
   }
 });
 
+test("playground: a server with --api-key asks for the key once and then generates", async () => {
+  const server = await startServer(["--model", SD15, "--device", "cpu", "--api-key", "sekret"]);
+  try {
+    await withBrowser(async (context, outside) => {
+      const page = await context.newPage();
+      await page.goto(`${server.url}/`);
+      await page.getByLabel("API key").fill("sekret");
+      await page.getByRole("button", { name: "Use key" }).click();
+      await page.locator('#size option[value="256x256"]').waitFor({ state: "attached" });
+      await page.getByLabel("Prompt", { exact: true }).fill("a key");
+      await page.getByLabel("Size").selectOption("256x256");
+      await page.getByLabel("Steps").fill("2");
+      await page.getByRole("button", { name: "Generate" }).click();
+      await page.locator("#gallery figure").waitFor();
+      assert.equal(
+        await page.evaluate<string>("sessionStorage.getItem('denoise-api-key')"),
+        "sekret",
+      );
+      assert.deepEqual(outside, []);
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
 test("/docs renders offline and Try it out on POST /v1/images/generations gets a 200", async () => {
   const server = await startServer(["--model", SD15, "--device", "cpu"]);
   try {

@@ -274,3 +274,63 @@ Deno.test("/ping and /version answer; --request-timeout answers 504", async () =
     await server.stop();
   }
 });
+
+Deno.test("--max-queue N admits N waiting requests and answers the next 429", async () => {
+  const server = await startServer([
+    "--model",
+    SD15,
+    "--device",
+    "cpu",
+    "--max-batch-size",
+    "1",
+    "--max-queue",
+    "2",
+  ]);
+  try {
+    const slow = { prompt: "slow", size: "1024x1024", num_inference_steps: 200 };
+    const controllers = Array.from({ length: 3 }, () => new AbortController());
+    const send = (c: AbortController) =>
+      postJson(server, "/v1/images/generations", slow, c.signal).catch(() => {});
+    const until = async (name: string, value: number) => {
+      while ((await metric(server, name)) !== value) await new Promise((r) => setTimeout(r, 20));
+    };
+    const inFlight = [send(controllers[0])];
+    await until("vllm:num_requests_running", 1);
+    inFlight.push(send(controllers[1]), send(controllers[2]));
+    await until("vllm:num_requests_waiting", 2);
+    const refused = await postJson(server, "/v1/images/generations", slow);
+    assert.equal(refused.status, 429);
+    assert.equal(refused.headers.get("retry-after"), "2");
+    assert.equal((await refused.json()).error.code, "queue_full");
+    for (const c of controllers) c.abort();
+    await Promise.all(inFlight);
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("SIGTERM past --shutdown-timeout: what is left is answered 503 and the server exits 0", async () => {
+  const server = await startServer([
+    "--model",
+    SD15,
+    "--device",
+    "cpu",
+    "--shutdown-timeout",
+    "0.3",
+  ]);
+  const slow = postJson(server, "/v1/images/generations", {
+    prompt: "slow",
+    size: "1024x1024",
+    num_inference_steps: 200,
+  });
+  while ((await metric(server, "vllm:num_requests_running")) < 1) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  server.kill("SIGTERM");
+  const res = await slow;
+  assert.equal(res.status, 503);
+  assert.equal(res.headers.get("retry-after"), "5");
+  assert.equal((await res.json()).error.code, "shutting_down");
+  assert.equal((await server.exited).code, 0);
+  await server.stop();
+});
