@@ -6,14 +6,17 @@
  * @module
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
+import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { AppEnv } from "./app_env.ts";
 import type { Engine } from "./engine/engine.ts";
 import { toApiError } from "./error_handler.ts";
 import { ApiError, validationError } from "./errors.ts";
 import type { ImageStore } from "./image_store.ts";
+import { createLogger, type Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import { requestLog } from "./middleware/request_log.ts";
 import { docsRoutes } from "./routes/docs.ts";
@@ -37,8 +40,17 @@ export interface AppDeps {
   store: ImageStore;
   metrics: Metrics;
   lifecycle: Lifecycle;
-  config: ServingConfig & { apiKey?: string; modelRoot: string; cors?: CorsConfig };
-  log?: (line: string) => void;
+  config: ServingConfig & {
+    apiKey?: string;
+    /** Serve /metrics without the key. */
+    publicMetrics?: boolean;
+    /** Base of image URLs (`--public-url`, else the listening address). */
+    publicUrl: string;
+    /** The model's hub id or folder name (no path), shown as `root` in /v1/models. */
+    modelRoot: string;
+    cors?: CorsConfig;
+  };
+  log?: Logger;
 }
 
 /** Cross-origin access (vLLM's `--allowed-origins`, …); off when absent. */
@@ -51,7 +63,7 @@ export interface CorsConfig {
 
 /** Builds the application. */
 export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
-  const log = deps.log ?? console.log;
+  const log = deps.log ?? createLogger();
   const app = new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
       if (!result.success) throw validationError(result.error);
@@ -87,15 +99,25 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     }
     await next();
   });
-  app.use("/v1/*", async (c, next) => {
-    if (deps.config.apiKey && c.req.header("authorization") !== `Bearer ${deps.config.apiKey}`) {
-      throw new ApiError(401, "Incorrect API key provided.", {
-        type: "invalid_request_error",
-        code: "invalid_api_key",
-      });
-    }
-    await next();
-  });
+  const apiKey = deps.config.apiKey;
+  if (apiKey) {
+    // Hono's bearerAuth: constant-time comparison, case-insensitive scheme, WWW-Authenticate.
+    const unauthorized = () =>
+      new Response(
+        JSON.stringify(
+          new ApiError(401, "Incorrect API key provided.", { code: "invalid_api_key" }).body(),
+        ),
+        { status: 401, headers: { "content-type": "application/json" } },
+      );
+    const auth = bearerAuth({
+      token: apiKey,
+      noAuthenticationHeader: { message: unauthorized },
+      invalidAuthenticationHeader: { message: unauthorized },
+      invalidToken: { message: unauthorized },
+    });
+    app.use("/v1/*", auth);
+    if (!deps.config.publicMetrics) app.use("/metrics", auth);
+  }
   app.use(
     "/v1/*",
     bodyLimit({
@@ -108,7 +130,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     }),
   );
 
-  generationRoutes(app, deps);
+  generationRoutes(app, { ...deps, log });
   modelRoutes(app, deps);
   opsRoutes(app, deps);
   docsRoutes(app);
@@ -119,9 +141,11 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   });
 
   app.onError((err, c) => {
+    // A middleware's own answer (bearerAuth's 401 with WWW-Authenticate).
+    if (err instanceof HTTPException && err.res) return err.getResponse();
     const error = toApiError(err);
     if (error.status >= 500 && !(err instanceof ApiError)) {
-      console.error(`request ${c.get("requestId") ?? ""} failed:`, err);
+      log.error(`request failed: ${(err as Error)?.stack ?? err}`, { id: c.get("requestId") });
     }
     for (const [k, v] of Object.entries(error.options.headers ?? {})) c.header(k, v);
     return c.json(error.body(), error.status as ContentfulStatusCode);

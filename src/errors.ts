@@ -54,6 +54,14 @@ export class ApiError extends Error {
   }
 }
 
+/** Absolute paths in a message, shortened to their last part (clients see no filesystem). */
+export function withoutPaths(message: string): string {
+  return message.replace(/(?:\/[\w.@+~-]+){2,}\/?/g, (path) => {
+    const parts = path.split("/").filter(Boolean);
+    return parts.at(-1) ?? path;
+  });
+}
+
 /** 400 with OpenAI's `invalid_value` code. */
 export const badRequest = (message: string, param: string | null = null) =>
   new ApiError(400, message, { param, code: "invalid_value" });

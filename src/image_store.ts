@@ -1,5 +1,6 @@
 /**
- * Images kept for `response_format: "url"`: bounded in count and age, served from this server.
+ * Images kept for `response_format: "url"`: bounded in bytes (`--max-image-store-mb`) and age
+ * (1 hour), oldest dropped first, served from this server.
  *
  * @module
  */
@@ -10,20 +11,32 @@ interface StoredImage {
   expires: number;
 }
 
-/** A bounded, expiring in-memory image store (oldest evicted first). */
+/** A bounded, expiring in-memory image store. */
 export class ImageStore {
   readonly #images = new Map<string, StoredImage>();
+  #bytes = 0;
 
-  constructor(readonly maxImages = 256, readonly ttlMs = 60 * 60 * 1000) {}
+  constructor(readonly maxBytes = 512 * 1024 * 1024, readonly ttlMs = 60 * 60 * 1000) {}
 
-  /** Stores an image and returns its id. */
+  /** Bytes held now. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Whether an image of `size` bytes can be kept at all. */
+  fits(size: number): boolean {
+    return size <= this.maxBytes;
+  }
+
+  /** Stores an image (dropping the oldest to make room) and returns its id. */
   put(bytes: Uint8Array, mime: string): string {
     this.#evict();
-    while (this.#images.size >= this.maxImages) {
-      this.#images.delete(this.#images.keys().next().value!);
+    while (this.#bytes + bytes.length > this.maxBytes && this.#images.size > 0) {
+      this.#delete(this.#images.keys().next().value!);
     }
     const id = crypto.randomUUID().replaceAll("-", "");
     this.#images.set(id, { bytes, mime, expires: Date.now() + this.ttlMs });
+    this.#bytes += bytes.length;
     return id;
   }
 
@@ -33,8 +46,13 @@ export class ImageStore {
     return this.#images.get(id);
   }
 
+  #delete(id: string): void {
+    this.#bytes -= this.#images.get(id)?.bytes.length ?? 0;
+    this.#images.delete(id);
+  }
+
   #evict(): void {
     const now = Date.now();
-    for (const [id, image] of this.#images) if (image.expires <= now) this.#images.delete(id);
+    for (const [id, image] of this.#images) if (image.expires <= now) this.#delete(id);
   }
 }

@@ -85,15 +85,23 @@ Deno.test("--api-key requires a Bearer token on /v1/*; /health stays open", asyn
   }
 });
 
-Deno.test("the CLI rejects bad flags with its help and a non-zero exit", async () => {
-  for (const args of [["--device", "tpu"], ["--port", "x"], ["--bogus"]]) {
+Deno.test("the CLI rejects bad flags in one line and a non-zero exit", async () => {
+  for (
+    const [args, message] of [
+      [["--device", "tpu"], /--device must be one of auto, webgpu, wasm, cpu, got "tpu"/],
+      [["--port", "x"], /--port must be an integer 0–65535, got "x"/],
+      [["--bogus"], /Unknown option '--bogus'/],
+    ] as const
+  ) {
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", new URL("./main.ts", import.meta.url).pathname, ...args],
       stdout: "piped",
       stderr: "piped",
     }).output();
     assert.equal(out.code, 2, args.join(" "));
-    assert.match(new TextDecoder().decode(out.stderr), /Usage: deno task serve/);
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.match(stderr, message);
+    assert.match(stderr, /^error: .*\nRun with --help for the options\.\n$/);
   }
   const help = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL("./main.ts", import.meta.url).pathname, "--help"],

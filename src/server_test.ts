@@ -320,6 +320,6 @@ Deno.test("the openai npm client: images.generate, chat.completions.create, mode
 Deno.test("the request log has one line per request with its timings", () => {
   assert.match(
     server.output(),
-    /POST \/v1\/images\/generations 200 \d+ms id=\S+ images=1 size=256x128 steps=1 seed=42 text=\d+ms denoise=\d+ms decode=\d+ms encode=\d+ms/,
+    /^\d{4}-\d\d-\d\dT[\d:.]+Z INFO +POST \/v1\/images\/generations 200 id=\S+ ms=\d+ images=1 size=256x128 steps=1 seed=42 text_ms=\d+ denoise_ms=\d+ decode_ms=\d+ encode_ms=\d+$/m,
   );
 });

@@ -43,7 +43,7 @@ export async function startServer(
   const deadline = Date.now() + 60_000;
   let url = "";
   while (!url) {
-    const m = log.match(/listening on (http:\/\/[^\s]+)/);
+    const m = log.match(/listening on (http:\/\/[\w.:[\]-]+)/);
     if (m) url = m[1];
     else if (Date.now() > deadline) throw new Error(`server did not start:\n${log}`);
     else await new Promise((r) => setTimeout(r, 50));

@@ -37,6 +37,12 @@ export class ModelNotFoundError extends ModelLoadError {
 
 const REPO_ID = /^[\w.-]+\/[\w.-]+$/;
 
+/** Whether `--model` names a folder rather than a hub id: `./x`, `../x`, `/x`, `~/x`, `a/b/c`. */
+export function looksLikePath(spec: string): boolean {
+  return /^(\.{1,2}|~)?[\/\\]/.test(spec) || spec === "." || spec === ".." ||
+    spec.split("/").length > 2 || spec.includes("\\") || spec.endsWith("/");
+}
+
 /** Hub cache folders to search, in huggingface_hub's order of precedence, without duplicates. */
 export function hubCacheDirs(
   env: (name: string) => string | undefined = (n) => Deno.env.get(n),
@@ -87,7 +93,17 @@ export async function resolveModel(
     if (!(await Deno.stat(spec)).isDirectory) {
       throw new ModelNotFoundError(`--model ${spec} is a file, expected a model folder`);
     }
+    try {
+      for await (const _ of Deno.readDir(spec)) break;
+    } catch (e) {
+      throw new ModelNotFoundError(`cannot read the model folder ${spec}: ${(e as Error).message}`);
+    }
     return { dir: spec, source: "local" };
+  }
+  if (looksLikePath(spec)) {
+    throw new ModelNotFoundError(
+      `the model folder ${spec} does not exist (a hub id looks like ORG/NAME)`,
+    );
   }
   const caches = hubCacheDirs(env);
   const looked = [

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fixtureCache } from "../../fixtures/hf_cache.ts";
-import { hubCacheDirs, ModelNotFoundError, resolveModel } from "./resolve.ts";
+import { hubCacheDirs, looksLikePath, ModelNotFoundError, resolveModel } from "./resolve.ts";
 
 const FIXTURE = new URL("../../fixtures/models/sd-turbo-tiny", import.meta.url).pathname;
 
@@ -31,4 +31,17 @@ Deno.test("resolveModel takes local folders as they are and explains where it lo
       e.message.includes("/tmp/empty-cache/models--Qwen--Qwen-Image") &&
       e.message.includes("--model DIR"),
   );
+});
+
+Deno.test("a --model that looks like a path and does not exist is not taken for a hub id", async () => {
+  for (const spec of ["./missing_dir", "../x", "/abs/missing", "~/models/x", "a/b/c", "Org/Name/"]) {
+    assert.ok(looksLikePath(spec), spec);
+    await assert.rejects(
+      () => resolveModel(spec, () => undefined),
+      (e: Error) => e instanceof ModelNotFoundError && e.message.includes("does not exist"),
+    );
+  }
+  for (const spec of ["Qwen/Qwen-Image", "stabilityai/sd-turbo", "model"]) {
+    assert.ok(!looksLikePath(spec), spec);
+  }
 });

@@ -146,17 +146,27 @@ export class Engine {
     });
   }
 
-  /** The loaded model, or a 503 explaining why there is none. */
+  /**
+   * The loaded model, or a 503 explaining why there is none: while loading, with `retry-after`;
+   * after a failed load (permanent until restarted), with `x-should-retry: false` and no
+   * `retry-after`, so clients do not retry in vain.
+   */
   model(): ModelInfo {
     if (this.#state.status === "ready") return this.#state.model;
-    const why = this.#state.status === "loading"
-      ? `the model is still loading${this.#state.stage ? ` (${this.#state.stage})` : ""}`
-      : `loading failed: ${this.#state.reason}`;
+    if (this.#state.status === "loading") {
+      throw new ApiError(503, ENGINE_NOT_READY, {
+        type: "service_unavailable",
+        code: "engine_not_ready",
+        headers: { "retry-after": "5" },
+      }).withReason(
+        `the model is still loading${this.#state.stage ? ` (${this.#state.stage})` : ""}`,
+      );
+    }
     throw new ApiError(503, ENGINE_NOT_READY, {
       type: "service_unavailable",
-      code: "engine_not_ready",
-      headers: { "retry-after": "5" },
-    }).withReason(why);
+      code: "model_load_failed",
+      headers: { "x-should-retry": "false" },
+    }).withReason(`loading failed: ${this.#state.reason}`);
   }
 
   /**

@@ -114,10 +114,10 @@ Deno.test("a disconnect cancels a running and a queued request (logged 499); the
       await new Promise((r) => setTimeout(r, 20));
     }
     queued.abort();
-    await untilLog(server, /POST \/v1\/images\/generations 499 \d+ms id=queued-one/);
+    await untilLog(server, /POST \/v1\/images\/generations 499 id=queued-one/);
     const t = performance.now();
     running.abort();
-    await untilLog(server, /POST \/v1\/images\/generations 499 \d+ms id=[0-9a-f-]{36}/);
+    await untilLog(server, /POST \/v1\/images\/generations 499 id=[0-9a-f-]{36}/);
     await Promise.all([a, b]);
     const next = await postJson(server, "/v1/images/generations", {
       prompt: "quick",

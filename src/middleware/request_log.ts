@@ -8,36 +8,48 @@
  */
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../app_env.ts";
+import type { LogFields, Logger } from "../log.ts";
 import type { Generated } from "../serving/generation.ts";
 
-function stages(g: Generated | undefined): string {
+/** Longest client-sent `x-request-id` echoed; a longer one is replaced by a fresh id. */
+export const MAX_REQUEST_ID_LENGTH = 128;
+
+function stages(g: Generated | undefined): LogFields {
   const t = g?.result.timings;
-  if (!g || !t) return "";
-  return ` images=${g.images.length} size=${g.result.width}x${g.result.height} steps=${g.result.steps} seed=${g.result.seed} text=${
-    t.textEncodeMs.toFixed(0)
-  }ms denoise=${t.stepMs.reduce((a, b) => a + b, 0).toFixed(0)}ms decode=${
-    t.decodeMs.toFixed(0)
-  }ms encode=${(t.encodeMs ?? 0).toFixed(0)}ms`;
+  if (!g || !t) return {};
+  return {
+    images: g.images.length,
+    size: `${g.result.width}x${g.result.height}`,
+    steps: g.result.steps,
+    seed: String(g.result.seed),
+    text_ms: Math.round(t.textEncodeMs),
+    denoise_ms: Math.round(t.stepMs.reduce((a, b) => a + b, 0)),
+    decode_ms: Math.round(t.decodeMs),
+    encode_ms: Math.round(t.encodeMs ?? 0),
+  };
 }
 
 /** The request id and access log middleware. */
 export function requestLog(
-  log: (line: string) => void,
+  log: Logger,
   onFinished: (method: string, route: string, status: number, generated?: Generated) => void,
 ): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const started = performance.now();
-    const id = c.req.header("x-request-id") ?? crypto.randomUUID();
+    const given = c.req.header("x-request-id");
+    const id = given && given.length <= MAX_REQUEST_ID_LENGTH && /^[\x21-\x7e]+$/.test(given)
+      ? given
+      : crypto.randomUUID();
     c.set("requestId", id);
     await next();
     c.header("x-request-id", id);
     const line = (status: number) => {
       onFinished(c.req.method, c.req.routePath, status, c.get("generated"));
-      log(
-        `${c.req.method} ${c.req.path} ${status} ${
-          (performance.now() - started).toFixed(0)
-        }ms id=${id}${stages(c.get("generated"))}`,
-      );
+      log.info(`${c.req.method} ${c.req.path} ${status}`, {
+        id,
+        ms: Math.round(performance.now() - started),
+        ...stages(c.get("generated")),
+      });
     };
     const stream = c.get("streamEnded");
     if (stream) void stream.then(line);

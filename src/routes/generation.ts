@@ -8,6 +8,8 @@ import { createRoute, type OpenAPIHono, type z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { AppEnv } from "../app_env.ts";
+import type { Logger } from "../log.ts";
+import type { GenerateOptions } from "../../compute/mod.ts";
 import { toApiError } from "../error_handler.ts";
 import {
   type ChatDeps,
@@ -32,8 +34,8 @@ function sse(
   c: Context<AppEnv>,
   events: (onDone: (g: Generated) => void) => AsyncIterable<SseEvent>,
   errorEvent: (body: Record<string, unknown>) => SseEvent,
+  log: Logger,
   end?: SseEvent,
-  log: (line: string) => void = console.error,
 ) {
   let ended!: (status: number) => void;
   c.set("streamEnded", new Promise<number>((resolve) => (ended = resolve)));
@@ -45,7 +47,7 @@ function sse(
       const error = toApiError(err);
       status = error.status;
       if (status >= 500) {
-        log(`request ${c.get("requestId")} failed: ${(err as Error)?.stack ?? err}`);
+        log.error(`request failed: ${(err as Error)?.stack ?? err}`, { id: c.get("requestId") });
       }
       if (status !== 499) await stream.writeSSE(errorEvent(error.body()));
     }
@@ -57,8 +59,21 @@ function sse(
 /** Adds both generation routes to `app`. */
 export function generationRoutes(
   app: OpenAPIHono<AppEnv>,
-  deps: ImagesDeps & ChatDeps,
+  deps: ImagesDeps & ChatDeps & { log: Logger; config: { publicUrl: string } },
 ): void {
+  /** vLLM-Omni logs the prompt at debug level; so do we. */
+  const logRequest = (c: Context<AppEnv>, options: GenerateOptions, stream: boolean) =>
+    deps.log.debug("generation request", {
+      id: c.get("requestId"),
+      prompt: options.prompt,
+      negative_prompt: options.negativePrompt,
+      size: `${options.width}x${options.height}`,
+      n: options.n,
+      steps: options.steps,
+      guidance_scale: options.guidanceScale,
+      seed: options.seed === undefined ? undefined : String(options.seed),
+      stream,
+    });
   app.openapi(
     createRoute({
       method: "post",
@@ -68,6 +83,7 @@ export function generationRoutes(
     }),
     async (c) => {
       const plan = planImages(c.req.valid("json"), deps);
+      logRequest(c, plan.options, plan.stream);
       const signal = c.req.raw.signal;
       if (plan.stream) {
         return sse(
@@ -77,10 +93,11 @@ export function generationRoutes(
             event: "error",
             data: JSON.stringify({ type: "error", error: body.error }),
           }),
+          deps.log,
         );
       }
       const { body, generated } = await createImages(plan, deps, {
-        baseUrl: new URL(c.req.url).origin,
+        baseUrl: deps.config.publicUrl,
         signal,
       });
       c.set("generated", generated);
@@ -97,12 +114,14 @@ export function generationRoutes(
     }),
     async (c) => {
       const plan = planChat(c.req.valid("json"), deps);
+      logRequest(c, plan.options, plan.stream);
       const signal = c.req.raw.signal;
       if (plan.stream) {
         return sse(
           c,
           (onDone) => streamChatCompletion(plan, deps, signal, onDone),
           (body) => ({ data: JSON.stringify({ object: "error", ...body }) }),
+          deps.log,
           { data: "[DONE]" },
         );
       }

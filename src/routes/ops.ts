@@ -6,6 +6,7 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../app_env.ts";
 import type { AppDeps } from "../app.ts";
+import { withoutPaths } from "../errors.ts";
 import { VERSION } from "../version.ts";
 
 /** Adds the operations routes. */
@@ -20,7 +21,7 @@ export function opsRoutes(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
       status: "unhealthy",
       reason: state.status === "loading"
         ? `Model is loading${state.stage ? `: ${state.stage}` : ""}`
-        : `Model failed to load: ${state.reason}`,
+        : `Model failed to load: ${withoutPaths(state.reason)}`,
     }, 503);
   });
   // vLLM answers /ping like /health; ours stays 200 while the model loads or downloads, so a

@@ -1,0 +1,382 @@
+/**
+ * The server's command line as one declarative table: it parses arguments and `DENOISE_*`
+ * environment variables (flag > environment > default), renders `--help`, and renders the
+ * README's flag table (`deno task gen` writes it; a test fails on drift).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { DEVICE_CHOICES, type DeviceChoice } from "../compute/backends/backend.ts";
+
+/** How a flag's text becomes a value. */
+type Kind =
+  | { type: "string" }
+  | { type: "boolean" }
+  | { type: "int"; min: number; max?: number }
+  | { type: "number"; min: number; max?: number }
+  | { type: "enum"; choices: readonly string[] }
+  | { type: "list" };
+
+/** One command-line flag. */
+export interface Flag {
+  name: string;
+  kind: Kind;
+  /** The default as text (parsed like a given value), shown in help. */
+  default?: string;
+  /** What help shows as the default when there is no fixed one. */
+  defaultText?: string;
+  metavar?: string;
+  help: string;
+  /** Other names (vLLM-Omni's). */
+  aliases?: string[];
+  /** Accepted for compatibility; has no effect. */
+  ignored?: boolean;
+}
+
+/** Every flag of `deno task serve`. */
+export const FLAGS: readonly Flag[] = [
+  {
+    name: "model",
+    kind: { type: "string" },
+    metavar: "ID|PATH",
+    defaultText: "embedded model",
+    help:
+      "diffusers/Optimum ONNX model folder, or a Hugging Face id (cache, then download); also positional",
+  },
+  {
+    name: "host",
+    kind: { type: "string" },
+    default: "127.0.0.1",
+    metavar: "HOST",
+    help: "address to listen on (0.0.0.0 in a container)",
+  },
+  {
+    name: "port",
+    kind: { type: "int", min: 0, max: 65535 },
+    default: "8000",
+    metavar: "PORT",
+    help: "port to listen on (0 picks a free one)",
+  },
+  {
+    name: "device",
+    kind: { type: "enum", choices: DEVICE_CHOICES },
+    default: "auto",
+    help: "auto (hardware WebGPU, else native CPU, else WASM), webgpu, cpu, wasm",
+  },
+  {
+    name: "served-model-name",
+    kind: { type: "string" },
+    metavar: "NAME",
+    defaultText: "the model id or path",
+    help: 'the name clients send as "model"',
+  },
+  {
+    name: "max-image-pixels",
+    kind: { type: "int", min: 64 },
+    metavar: "N",
+    defaultText: "the model's limit",
+    aliases: ["max-generated-image-size"],
+    help:
+      "largest width × height a request may ask for (registry: 2048² Qwen-Image/Z-Image, else 1024²)",
+  },
+  {
+    name: "api-key",
+    kind: { type: "string" },
+    metavar: "KEY",
+    help: "require `Authorization: Bearer KEY` on /v1/* and /metrics",
+  },
+  {
+    name: "public-metrics",
+    kind: { type: "boolean" },
+    help: "serve /metrics without the API key (for a scraper inside a trusted network)",
+  },
+  {
+    name: "public-url",
+    kind: { type: "string" },
+    metavar: "URL",
+    defaultText: "the listening address",
+    help: "base of the image URLs answered for `response_format: url` (a proxy's address)",
+  },
+  {
+    name: "max-batch-size",
+    kind: { type: "int", min: 1, max: 256 },
+    default: "8",
+    metavar: "N",
+    help: "most images denoised together in one network call",
+  },
+  {
+    name: "batch-wait-ms",
+    kind: { type: "number", min: 0, max: 10_000 },
+    default: "5",
+    metavar: "MS",
+    help: "how long an idle engine waits for batch-mates of a first request",
+  },
+  {
+    name: "max-queue",
+    kind: { type: "int", min: 0, max: 100_000 },
+    default: "16",
+    metavar: "N",
+    help: "most requests waiting to start; more get 429 with retry-after",
+  },
+  {
+    name: "request-timeout",
+    kind: { type: "number", min: 0.001 },
+    metavar: "S",
+    defaultText: "none",
+    help: "per-request limit in seconds; past it the request is cancelled and answered 504",
+  },
+  {
+    name: "shutdown-timeout",
+    kind: { type: "number", min: 0 },
+    default: "30",
+    metavar: "S",
+    help: "on SIGTERM/SIGINT, seconds to finish accepted requests before answering the rest 503",
+  },
+  {
+    name: "exit-on-load-failure",
+    kind: { type: "boolean" },
+    help: "exit 1 when the model cannot load, instead of serving 503 (what a container wants)",
+  },
+  {
+    name: "max-image-store-mb",
+    kind: { type: "number", min: 0 },
+    default: "512",
+    metavar: "MB",
+    help: "memory for images kept for `response_format: url` (oldest dropped; each kept 1 hour)",
+  },
+  {
+    name: "allowed-origins",
+    kind: { type: "list" },
+    metavar: "LIST",
+    defaultText: "none (CORS off)",
+    help: "CORS: origins allowed to call the API, a JSON list or comma-separated; * for any",
+  },
+  {
+    name: "allowed-methods",
+    kind: { type: "list" },
+    default: "*",
+    metavar: "LIST",
+    help: "CORS: allowed methods",
+  },
+  {
+    name: "allowed-headers",
+    kind: { type: "list" },
+    default: "*",
+    metavar: "LIST",
+    help: "CORS: allowed request headers (* = whatever the browser asks for)",
+  },
+  {
+    name: "allow-credentials",
+    kind: { type: "boolean" },
+    help: "CORS: allow credentials (needs explicit origins)",
+  },
+  {
+    name: "log-level",
+    kind: { type: "enum", choices: ["debug", "info", "warning", "error"] },
+    default: "info",
+    aliases: ["uvicorn-log-level"],
+    help: "debug also logs each request's prompt and parameters",
+  },
+  {
+    name: "log-format",
+    kind: { type: "enum", choices: ["text", "json"] },
+    default: "text",
+    help: "text lines or JSON objects, each with a timestamp, level and request id",
+  },
+  {
+    name: "omni",
+    kind: { type: "boolean" },
+    ignored: true,
+    help: "accepted for vLLM-Omni's command line; no effect",
+  },
+  { name: "version", kind: { type: "boolean" }, help: "print the version and exit" },
+  { name: "help", kind: { type: "boolean" }, help: "show this help and exit" },
+];
+
+/** A flag given a bad value, or an unknown flag: one line for the user, exit status 2. */
+export class CliError extends Error {
+  override name = "CliError";
+}
+
+/** The parsed command line. */
+export interface ServerOptions {
+  model?: string;
+  host: string;
+  port: number;
+  device: DeviceChoice;
+  servedModelName?: string;
+  maxImagePixels?: number;
+  apiKey?: string;
+  publicMetrics: boolean;
+  publicUrl?: string;
+  maxBatchSize: number;
+  batchWaitMs: number;
+  maxQueue: number;
+  requestTimeout?: number;
+  shutdownTimeout: number;
+  exitOnLoadFailure: boolean;
+  maxImageStoreMb: number;
+  allowedOrigins?: string[];
+  allowedMethods: string[];
+  allowedHeaders: string[];
+  allowCredentials: boolean;
+  logLevel: "debug" | "info" | "warning" | "error";
+  logFormat: "text" | "json";
+  version: boolean;
+  help: boolean;
+}
+
+const camel = (name: string) => name.replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
+/** The environment variable of a flag: `DENOISE_` + its name in upper snake case. */
+export const envName = (flag: Flag) => `DENOISE_${flag.name.toUpperCase().replaceAll("-", "_")}`;
+
+function convert(flag: Flag, text: string, source: string): unknown {
+  const bad = (expected: string) =>
+    new CliError(`${source} must be ${expected}, got ${JSON.stringify(text)}`);
+  const { kind } = flag;
+  switch (kind.type) {
+    case "string":
+      return text;
+    case "boolean": {
+      const t = text.toLowerCase();
+      if (["1", "true", "yes", "on"].includes(t)) return true;
+      if (["0", "false", "no", "off", ""].includes(t)) return false;
+      throw bad("true or false");
+    }
+    case "int":
+    case "number": {
+      const n = Number(text);
+      const range = `${kind.min}${kind.max === undefined ? " or more" : `–${kind.max}`}`;
+      if (
+        text.trim() === "" || !Number.isFinite(n) || n < kind.min ||
+        (kind.max !== undefined && n > kind.max) || (kind.type === "int" && !Number.isInteger(n))
+      ) throw bad(`${kind.type === "int" ? "an integer" : "a number"} ${range}`);
+      return n;
+    }
+    case "enum":
+      if (!kind.choices.includes(text)) throw bad(`one of ${kind.choices.join(", ")}`);
+      return text;
+    case "list": {
+      if (text.trim().startsWith("[")) {
+        try {
+          const list = JSON.parse(text);
+          if (Array.isArray(list) && list.every((v) => typeof v === "string")) return list;
+        } catch { /* reported below */ }
+        throw bad("a JSON list of strings or comma-separated values");
+      }
+      return text.split(",").map((v) => v.trim()).filter(Boolean);
+    }
+  }
+}
+
+/**
+ * Parses `args` over `env` (flag > `DENOISE_*` variable > default). Throws {@linkcode CliError}
+ * with a one-line message for anything wrong.
+ */
+export function parseCli(
+  args: readonly string[],
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): ServerOptions {
+  const aliases = new Map(
+    FLAGS.flatMap((f) => (f.aliases ?? []).map((a) => [`--${a}`, `--${f.name}`] as const)),
+  );
+  const normalized = args.map((arg) => {
+    const [name, ...rest] = arg.split("=");
+    const target = aliases.get(name as `--${string}`);
+    return target ? [target, ...rest].join("=") : arg;
+  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: normalized,
+      allowPositionals: true,
+      options: Object.fromEntries(
+        FLAGS.map((f) => [f.name, {
+          type: f.kind.type === "boolean" ? "boolean" as const : "string" as const,
+          ...(f.name === "help" ? { short: "h" } : {}),
+        }]),
+      ),
+    });
+  } catch (e) {
+    throw new CliError((e as Error).message.split("\n")[0]);
+  }
+  if (parsed.positionals.length > 1) {
+    throw new CliError(`expected at most one model, got ${parsed.positionals.join(" ")}`);
+  }
+  const given = parsed.values as Record<string, string | boolean | undefined>;
+  if (parsed.positionals.length === 1) {
+    if (given.model !== undefined) {
+      throw new CliError("give the model either as --model or positionally, not both");
+    }
+    given.model = parsed.positionals[0];
+  }
+  const options: Record<string, unknown> = {};
+  for (const flag of FLAGS) {
+    const value = given[flag.name];
+    const fromEnv = env(envName(flag));
+    let result: unknown;
+    if (typeof value === "boolean") result = value;
+    else if (value !== undefined) result = convert(flag, value, `--${flag.name}`);
+    else if (fromEnv !== undefined && !["help", "version"].includes(flag.name)) {
+      result = convert(flag, fromEnv, envName(flag));
+    } else if (flag.default !== undefined) result = convert(flag, flag.default, `--${flag.name}`);
+    else if (flag.kind.type === "boolean") result = false;
+    options[camel(flag.name)] = result;
+  }
+  // The key's long-standing variable name.
+  options.apiKey ??= env("DENOISE_API_KEY");
+  const o = options as unknown as ServerOptions;
+  if (o.allowCredentials && o.allowedOrigins?.includes("*")) {
+    throw new CliError("--allow-credentials needs explicit --allowed-origins, not *");
+  }
+  if (o.publicUrl !== undefined) {
+    try {
+      const url = new URL(o.publicUrl);
+      if (!["http:", "https:"].includes(url.protocol)) throw new Error();
+    } catch {
+      throw new CliError(`--public-url must be an http(s) URL, got ${JSON.stringify(o.publicUrl)}`);
+    }
+  }
+  return o;
+}
+
+function usage(flag: Flag): string {
+  const metavar = flag.kind.type === "boolean"
+    ? ""
+    : ` ${flag.metavar ?? (flag.kind.type === "enum" ? flag.kind.choices.join("|") : "VALUE")}`;
+  return `--${flag.name}${metavar}`;
+}
+
+function defaultOf(flag: Flag): string {
+  return flag.defaultText ?? flag.default ?? (flag.kind.type === "boolean" ? "off" : "none");
+}
+
+/** `--help`. */
+export function helpText(): string {
+  const lines = FLAGS.map((f) => {
+    const names = [usage(f), ...(f.aliases ?? []).map((a) => `--${a}`)].join(", ");
+    const details = f.name === "help" || f.name === "version"
+      ? f.help
+      : `${f.help} (default: ${defaultOf(f)}; env ${envName(f)})`;
+    return `  ${names}\n      ${details}`;
+  });
+  return `denoise: an OpenAI-compatible image generation server
+
+Usage: deno task serve [MODEL] [options]
+
+Every option can also come from its environment variable; a flag wins over the variable.
+
+${lines.join("\n")}
+`;
+}
+
+/** The README's flag table (markdown). */
+export function flagTable(): string {
+  const escape = (s: string) => s.replaceAll("|", "\\|");
+  const rows = FLAGS.filter((f) => !["help", "version"].includes(f.name)).map((f) => {
+    const names = [`\`${usage(f)}\``, ...(f.aliases ?? []).map((a) => `\`--${a}\``)].join(", ");
+    return `| ${escape(names)} | \`${envName(f)}\` | ${escape(defaultOf(f))} | ${escape(f.help)} |`;
+  });
+  return ["| flag | environment | default | meaning |", "| --- | --- | --- | --- |", ...rows]
+    .join("\n");
+}

@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { withFlagTable } from "../scripts/gen_readme.ts";
+import { CliError, FLAGS, helpText, parseCli } from "./cli.ts";
+
+const env = (vars: Record<string, string>) => (name: string) => vars[name];
+
+Deno.test("parseCli: defaults, flags over DENOISE_* variables, aliases, positional model", () => {
+  const d = parseCli([], env({}));
+  assert.equal(d.port, 8000);
+  assert.equal(d.host, "127.0.0.1");
+  assert.equal(d.device, "auto");
+  assert.equal(d.maxQueue, 16);
+  assert.equal(d.exitOnLoadFailure, false);
+  assert.deepEqual(d.allowedMethods, ["*"]);
+  assert.equal(d.allowedOrigins, undefined);
+
+  const o = parseCli(
+    ["Qwen/Qwen-Image", "--omni", "--port=9000", "--max-generated-image-size", "4096"],
+    env({ DENOISE_PORT: "7000", DENOISE_HOST: "0.0.0.0", DENOISE_EXIT_ON_LOAD_FAILURE: "1" }),
+  );
+  assert.equal(o.model, "Qwen/Qwen-Image");
+  assert.equal(o.port, 9000); // the flag wins
+  assert.equal(o.host, "0.0.0.0"); // from the environment
+  assert.equal(o.exitOnLoadFailure, true);
+  assert.equal(o.maxImagePixels, 4096);
+  assert.equal(parseCli(["--uvicorn-log-level", "debug"], env({})).logLevel, "debug");
+  assert.deepEqual(
+    parseCli(["--allowed-origins", '["http://a", "http://b"]'], env({})).allowedOrigins,
+    ["http://a", "http://b"],
+  );
+  assert.deepEqual(parseCli(["--allowed-origins", "http://a, http://b"], env({})).allowedOrigins, [
+    "http://a",
+    "http://b",
+  ]);
+  assert.equal(parseCli([], env({ DENOISE_API_KEY: "k" })).apiKey, "k");
+});
+
+Deno.test("parseCli: every bad value is a one-line CliError naming the flag or variable", () => {
+  for (
+    const [args, vars, message] of [
+      [["--port", "70000"], {}, /^--port must be an integer 0–65535, got "70000"$/],
+      [[], { DENOISE_PORT: "x" }, /^DENOISE_PORT must be an integer/],
+      [
+        [],
+        { DENOISE_EXIT_ON_LOAD_FAILURE: "maybe" },
+        /^DENOISE_EXIT_ON_LOAD_FAILURE must be true or false/,
+      ],
+      [["--log-format", "xml"], {}, /one of text, json/],
+      [["--bogus"], {}, /Unknown option '--bogus'/],
+      [["a/b", "c/d"], {}, /at most one model/],
+      [["a/b", "--model", "c/d"], {}, /either as --model or positionally/],
+      [["--allowed-origins", "*", "--allow-credentials"], {}, /explicit --allowed-origins/],
+      [["--public-url", "ftp://x"], {}, /http\(s\) URL/],
+      [["--allowed-origins", "[1]"], {}, /JSON list of strings/],
+    ] as const
+  ) {
+    assert.throws(
+      () => parseCli(args, env(vars as Record<string, string>)),
+      (e: Error) => e instanceof CliError && message.test(e.message) && !e.message.includes("\n"),
+      `${args.join(" ")} ${JSON.stringify(vars)}`,
+    );
+  }
+});
+
+Deno.test("--help lists every flag with its variable; the README's table is generated from the same table", async () => {
+  const help = helpText();
+  for (const flag of FLAGS) assert.ok(help.includes(`--${flag.name}`), flag.name);
+  assert.ok(help.includes("DENOISE_MAX_BATCH_SIZE"));
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const fmt = new Deno.Command(Deno.execPath(), {
+    args: ["fmt", "--ext=md", "-"],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const writer = fmt.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(withFlagTable(readme)));
+  await writer.close();
+  const formatted = new TextDecoder().decode((await fmt.output()).stdout);
+  assert.ok(
+    formatted === readme,
+    "README.md's flag table drifted from src/cli.ts: run deno task gen",
+  );
+});

@@ -1,0 +1,191 @@
+/**
+ * Operator-facing behaviour of the real server: one-line CLI errors, logs, auth details, truthful
+ * load failures, and nothing from the client (Host, long ids) or the filesystem leaking out.
+ */
+import assert from "node:assert/strict";
+import { startServer, startUnloadableServer } from "./test_server.ts";
+
+const MAIN = new URL("./main.ts", import.meta.url).pathname;
+const SD15 = new URL("../fixtures/models/sd15-tiny", import.meta.url).pathname;
+
+async function run(args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env,
+  }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
+
+Deno.test("--version; a busy port and a missing model folder are one-line errors with exit 1", async () => {
+  const version = await run(["--version"]);
+  assert.equal(version.code, 0);
+  assert.match(version.stdout, /^denoise \d+\.\d+\.\d+\n$/);
+
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const busy = await run(["--port", String(port), "--device", "cpu"]);
+  assert.equal(busy.code, 1);
+  assert.match(
+    busy.stderr,
+    new RegExp(`ERROR +port ${port} on 127.0.0.1 is already in use by pid ${Deno.pid} \\(deno\\)`),
+  );
+  assert.doesNotMatch(busy.stderr + busy.stdout, /\n\s+at /);
+
+  const missing = await run(["--model", "./missing_dir", "--port", "0"]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /the model folder \.\/missing_dir does not exist/);
+  assert.doesNotMatch(missing.stderr, /models--|\n\s+at /);
+});
+
+Deno.test("--log-format json: every line is a JSON object with ts, level and msg; debug logs the prompt", async () => {
+  const server = await startServer([
+    "--model",
+    SD15,
+    "--device",
+    "cpu",
+    "--log-format",
+    "json",
+    "--log-level",
+    "debug",
+  ]);
+  try {
+    const res = await fetch(`${server.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-request-id": "trace-1" },
+      body: JSON.stringify({ prompt: "a secret garden", size: "64x64", num_inference_steps: 1 }),
+    });
+    await res.body?.cancel();
+  } finally {
+    await server.stop();
+  }
+  const lines = server.output().trim().split("\n").map((l) => JSON.parse(l));
+  for (const line of lines) {
+    assert.match(line.ts, /^\d{4}-\d\d-\d\dT/);
+    assert.ok(["debug", "info", "warning", "error"].includes(line.level));
+    assert.equal(typeof line.msg, "string");
+  }
+  assert.ok(
+    lines.some((l) => l.level === "debug" && l.prompt === "a secret garden" && l.id === "trace-1"),
+  );
+  assert.ok(lines.some((l) => l.msg === "POST /v1/images/generations 200" && l.id === "trace-1"));
+});
+
+Deno.test("auth: any-case Bearer scheme, WWW-Authenticate on 401, /metrics behind the key unless --public-metrics", async () => {
+  const server = await startServer(["--model", SD15, "--device", "cpu", "--api-key", "k3y"]);
+  const open = await startServer([
+    "--model",
+    SD15,
+    "--device",
+    "cpu",
+    "--api-key",
+    "k3y",
+    "--public-metrics",
+  ]);
+  try {
+    const get = async (url: string, authorization?: string) => {
+      const res = await fetch(url, { headers: authorization ? { authorization } : {} });
+      await res.body?.cancel();
+      return res;
+    };
+    assert.equal((await get(`${server.url}/v1/models`, "bearer k3y")).status, 200);
+    for (const header of [undefined, "Bearer nope", "Basic azN5"]) {
+      const denied = await get(`${server.url}/v1/models`, header);
+      assert.equal(denied.status, 401, String(header));
+      assert.match(denied.headers.get("www-authenticate") ?? "", /^Bearer/);
+    }
+    const body = await (await fetch(`${server.url}/v1/models`)).json();
+    assert.equal(body.error.code, "invalid_api_key");
+    assert.equal((await get(`${server.url}/metrics`)).status, 401);
+    assert.equal((await get(`${server.url}/metrics`, "Bearer k3y")).status, 200);
+    assert.equal((await get(`${open.url}/metrics`)).status, 200);
+    assert.equal((await get(`${server.url}/health`)).status, 200);
+    assert.equal((await get(`${server.url}/ping`)).status, 200);
+  } finally {
+    await server.stop();
+    await open.stop();
+  }
+});
+
+Deno.test("a model that cannot load is a permanent 503 (no retry-after, no paths); --exit-on-load-failure exits 1", async () => {
+  const server = await startUnloadableServer();
+  try {
+    const deadline = Date.now() + 10_000;
+    let health;
+    do {
+      health = await (await fetch(`${server.url}/health`)).json();
+    } while (!/failed/.test(health.reason) && Date.now() < deadline);
+    assert.match(health.reason, /^Model failed to load: /);
+    assert.doesNotMatch(health.reason, /\/tmp\/|\/work\/|onnxruntime/);
+    const res = await fetch(`${server.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "x" }),
+    });
+    assert.equal(res.status, 503);
+    assert.equal(res.headers.get("retry-after"), null);
+    assert.equal(res.headers.get("x-should-retry"), "false");
+    assert.equal((await res.json()).error.code, "model_load_failed");
+    const models = await (await fetch(`${server.url}/v1/models`)).json();
+    assert.match(models.data[0].root, /^unloadable-model-\w+$/);
+  } finally {
+    await server.stop();
+  }
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${dir}/model_index.json`,
+      '{"_class_name":"StableDiffusionPipeline"}',
+    );
+    const exit = await run([
+      "--model",
+      dir,
+      "--port",
+      "0",
+      "--device",
+      "cpu",
+      "--exit-on-load-failure",
+    ]);
+    assert.equal(exit.code, 1);
+    assert.match(exit.stderr, /model failed to load/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("image URLs come from --public-url or the listening address, never the Host header; long request ids are replaced", async () => {
+  const plain = await startServer(["--model", SD15, "--device", "cpu"]);
+  const proxied = await startServer([
+    "--model",
+    SD15,
+    "--device",
+    "cpu",
+    "--public-url",
+    "https://images.example.com/",
+  ]);
+  try {
+    const url = async (base: string) => {
+      const res = await fetch(`${base}/v1/images/generations`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          host: "evil.example",
+          "x-request-id": "x".repeat(1000),
+        },
+        body: JSON.stringify({ prompt: "x", size: "64x64", response_format: "url" }),
+      });
+      assert.match(res.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
+      return (await res.json()).data[0].url as string;
+    };
+    assert.ok((await url(plain.url)).startsWith(`${plain.url}/v1/images/files/`));
+    assert.match(
+      await url(proxied.url),
+      /^https:\/\/images\.example\.com\/v1\/images\/files\/\w+$/,
+    );
+  } finally {
+    await plain.stop();
+    await proxied.stop();
+  }
+});
