@@ -34,7 +34,9 @@ Deno.test("resolveModel takes local folders as they are and explains where it lo
 });
 
 Deno.test("a --model that looks like a path and does not exist is not taken for a hub id", async () => {
-  for (const spec of ["./missing_dir", "../x", "/abs/missing", "~/models/x", "a/b/c", "Org/Name/"]) {
+  for (
+    const spec of ["./missing_dir", "../x", "/abs/missing", "~/models/x", "a/b/c", "Org/Name/"]
+  ) {
     assert.ok(looksLikePath(spec), spec);
     await assert.rejects(
       () => resolveModel(spec, () => undefined),
