@@ -1,6 +1,6 @@
 /**
- * The few error classes callers of `compute/` catch by type. Everything else is a built-in
- * `TypeError` (wrong shapes or dtypes) or `RangeError` (values out of range).
+ * The few error classes callers of `compute/` catch by type. Anything else is a fault of the
+ * model or of this code, not of the caller's input.
  *
  * @module
  */
@@ -23,4 +23,12 @@ export class BackendUnavailableError extends Error {
 /** A generation was cancelled through its `AbortSignal`. */
 export class CancelledError extends Error {
   override name = "CancelledError";
+}
+
+/**
+ * A generation parameter the caller gave is out of range or unusable with this model (an HTTP
+ * server answers 400). A `RangeError`, as it was before it had a name of its own.
+ */
+export class InvalidInputError extends RangeError {
+  override name = "InvalidInputError";
 }

@@ -13,11 +13,18 @@
  */
 export { type LoadOptions, loadPipeline, SUPPORTED_PIPELINES } from "./load.ts";
 export { DEVICE_CHOICES, type DeviceChoice, type DeviceName } from "./backends/backend.ts";
-export { encodeImage, encodeImages, type ImageFormat, MIME_TYPES } from "./image/encode.ts";
+export {
+  encodeImage,
+  encodeImages,
+  type ImageFormat,
+  MAX_SIDE,
+  MIME_TYPES,
+} from "./image/encode.ts";
 export {
   BackendUnavailableError,
   CancelledError,
   InterfaceMismatchError,
+  InvalidInputError,
   ModelLoadError,
 } from "./errors.ts";
 export { torchRandn } from "./random.ts";

@@ -1,6 +1,6 @@
 /**
  * `buildApp(deps)`: the Hono application, composed from middleware (request id and access log →
- * CORS → draining → auth → body limit) and one module per group of routes; `onError` is the single
+ * CORS → draining → auth → body size → concurrency and body deadline) and one module per group of routes; `onError` is the single
  * place errors become the documented body.
  *
  * @module
@@ -18,6 +18,7 @@ import { ApiError, validationError } from "./errors.ts";
 import type { ImageStore } from "./image_store.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
+import { requestLimits } from "./middleware/request_limits.ts";
 import { requestLog } from "./middleware/request_log.ts";
 import { docsRoutes } from "./routes/docs.ts";
 import { generationRoutes } from "./routes/generation.ts";
@@ -48,6 +49,10 @@ export interface AppDeps {
     publicUrl: string;
     /** The model's hub id or folder name (no path), shown as `root` in /v1/models. */
     modelRoot: string;
+    /** Most generation requests received and handled at once. */
+    maxConcurrentRequests?: number;
+    /** How long a request body may take to arrive, in seconds. */
+    bodyTimeoutS?: number;
     cors?: CorsConfig;
   };
   log?: Logger;
@@ -127,6 +132,13 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
           code: "request_too_large",
         });
       },
+    }),
+  );
+  app.use(
+    "/v1/*",
+    requestLimits({
+      maxConcurrent: deps.config.maxConcurrentRequests ?? 256,
+      bodyTimeoutMs: (deps.config.bodyTimeoutS ?? 30) * 1000,
     }),
   );
 

@@ -133,6 +133,20 @@ export const FLAGS: readonly Flag[] = [
     help: "on SIGTERM/SIGINT, seconds to finish accepted requests before answering the rest 503",
   },
   {
+    name: "max-concurrent-requests",
+    kind: { type: "int", min: 1 },
+    default: "256",
+    metavar: "N",
+    help: "most generation requests received and handled at once; more get 429 (server_busy)",
+  },
+  {
+    name: "body-timeout",
+    kind: { type: "number", min: 0.001 },
+    default: "30",
+    metavar: "S",
+    help: "seconds a request body may take to arrive; slower ones get 408",
+  },
+  {
     name: "exit-on-load-failure",
     kind: { type: "boolean" },
     help: "exit 1 when the model cannot load, instead of serving 503 (what a container wants)",
@@ -214,6 +228,8 @@ export interface ServerOptions {
   maxQueue: number;
   requestTimeout?: number;
   shutdownTimeout: number;
+  maxConcurrentRequests: number;
+  bodyTimeout: number;
   exitOnLoadFailure: boolean;
   maxImageStoreMb: number;
   allowedOrigins?: string[];

@@ -1,12 +1,13 @@
 /**
- * The one mapping from anything thrown while serving to an {@linkcode ApiError}: errors the API
- * raises keep their status, compute-side input errors are 400s, malformed JSON is the
- * documented 422, and everything else is a 500 without internals.
+ * The one mapping from anything thrown while serving to an {@linkcode ApiError}, by class: errors
+ * the API raises keep their status, compute's `InvalidInputError` is a 400, a cancellation a 499,
+ * malformed JSON the documented 422, a non-JSON body 415, and everything else a 500 without
+ * internals.
  *
  * @module
  */
 import { HTTPException } from "hono/http-exception";
-import { CancelledError } from "../compute/mod.ts";
+import { CancelledError, InvalidInputError } from "../compute/mod.ts";
 import { ApiError } from "./errors.ts";
 
 /** `err` as the error the client is told about. */
@@ -15,16 +16,24 @@ export function toApiError(err: unknown): ApiError {
   if (err instanceof CancelledError) {
     return new ApiError(499, "Client closed request.", { code: "client_closed_request" });
   }
-  if (err instanceof HTTPException && err.status === 400 && /JSON/i.test(err.message)) {
-    return new ApiError(422, "Request body is not valid JSON.", {
-      detail: [{ loc: ["body"], msg: "Invalid JSON body", type: "value_error.jsondecode" }],
-    });
-  }
-  if (err instanceof HTTPException) return new ApiError(err.status, err.message);
-  if (
-    err instanceof RangeError || err instanceof TypeError && /must be|Invalid/.test(err.message)
-  ) {
+  if (err instanceof InvalidInputError) {
     return new ApiError(400, err.message, { code: "invalid_value" });
+  }
+  if (err instanceof HTTPException) {
+    switch (err.status) {
+      case 400: // Hono's body parser: the body is not JSON
+        return new ApiError(422, "Request body is not valid JSON.", {
+          detail: [{ loc: ["body"], msg: "Invalid JSON body", type: "value_error.jsondecode" }],
+        });
+      case 415:
+        return new ApiError(
+          415,
+          "The request body must be JSON, sent with Content-Type: application/json.",
+          { code: "unsupported_media_type" },
+        );
+      default:
+        return new ApiError(err.status, err.message);
+    }
   }
   return new ApiError(500, "Image generation failed due to an internal error.", {
     headers: { "x-should-retry": "false" },

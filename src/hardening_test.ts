@@ -189,3 +189,95 @@ Deno.test("image URLs come from --public-url or the listening address, never the
     await proxied.stop();
   }
 });
+
+Deno.test("the contract holds: 415, empty size, encoder limits up front, the whole chat prompt", async () => {
+  const server = await startServer(["--model", SD15, "--device", "cpu"]);
+  try {
+    const send = async (path: string, body: string, contentType?: string) => {
+      const t = performance.now();
+      const res = await fetch(`${server.url}${path}`, {
+        method: "POST",
+        headers: contentType ? { "content-type": contentType } : {},
+        body,
+      });
+      const json = await res.json();
+      assert.deepEqual(Object.keys(json.error).sort(), ["code", "message", "param", "type"]);
+      return { status: res.status, json, ms: performance.now() - t };
+    };
+    const images = "/v1/images/generations";
+    for (const type of [undefined, "text/plain"]) {
+      const r = await send(images, '{"prompt":"x"}', type);
+      assert.equal(r.status, 415);
+      assert.equal(r.json.error.code, "unsupported_media_type");
+    }
+    const empty = await send(images, '{"prompt":"x","size":""}', "application/json");
+    assert.equal(empty.status, 422);
+    assert.deepEqual(empty.json.detail[0].loc, ["body", "size"]);
+    for (
+      const [size, format] of [["64x16384", "webp"], ["16384x64", "webp"], ["8x65544", "jpeg"]]
+    ) {
+      const r = await send(
+        images,
+        JSON.stringify({ prompt: "x", size, output_format: format, num_inference_steps: 50 }),
+        "application/json",
+      );
+      assert.equal(r.status, 400, `${size} ${format}`);
+      assert.match(r.json.error.message, /allows at most \d+ pixels per side/);
+      assert.ok(r.ms < 1000, "refused before any work");
+    }
+    const long = { role: "user", content: "a".repeat(20_000) };
+    const chat = await send(
+      "/v1/chat/completions",
+      JSON.stringify({ messages: [long, long] }),
+      "application/json",
+    );
+    assert.equal(chat.status, 400);
+    assert.equal(chat.json.error.param, "messages");
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("a half-sent body gets 408 after --body-timeout; --max-concurrent-requests answers 429 beyond it", async () => {
+  const server = await startServer([
+    "--model",
+    SD15,
+    "--device",
+    "cpu",
+    "--body-timeout",
+    "0.5",
+    "--max-concurrent-requests",
+    "1",
+  ]);
+  try {
+    const { hostname, port } = new URL(server.url);
+    using conn = await Deno.connect({ hostname, port: Number(port) });
+    await conn.write(
+      new TextEncoder().encode(
+        `POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"prompt":`,
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    const busy = await fetch(`${server.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "x", size: "64x64" }),
+    });
+    assert.equal(busy.status, 429);
+    assert.equal((await busy.json()).error.code, "server_busy");
+    const buffer = new Uint8Array(4096);
+    const n = await conn.read(buffer);
+    const answer = new TextDecoder().decode(buffer.subarray(0, n ?? 0));
+    assert.match(answer, /^HTTP\/1\.1 408/);
+    assert.match(answer, /"code":"body_timeout"/);
+    const after = await fetch(`${server.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "x", size: "64x64" }),
+    });
+    assert.equal(after.status, 200);
+    await after.body?.cancel();
+  } finally {
+    await server.stop();
+  }
+});

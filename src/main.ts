@@ -102,6 +102,8 @@ export async function main(args: readonly string[]): Promise<void> {
     },
     apiKey: options.apiKey,
     publicMetrics: options.publicMetrics,
+    maxConcurrentRequests: options.maxConcurrentRequests,
+    bodyTimeoutS: options.bodyTimeout,
     // What /v1/models shows as `root`: the hub id, or the folder's name (never its path).
     modelRoot: resolved.source === "local"
       ? resolved.dir.replace(/\/+$/, "").split("/").at(-1)!

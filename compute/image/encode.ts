@@ -10,6 +10,13 @@ import type { GenerateResult, RgbImage } from "../pipelines/pipeline.ts";
 /** Output formats offered by the API (`output_format`). */
 export type ImageFormat = "png" | "jpeg" | "webp";
 
+/** The largest width or height each encoder can write (libwebp, libjpeg; PNG's is 2³¹ − 1). */
+export const MAX_SIDE: Record<ImageFormat, number> = {
+  png: 2 ** 31 - 1,
+  jpeg: 65535,
+  webp: 16383,
+};
+
 /** MIME type of each format. */
 export const MIME_TYPES: Record<ImageFormat, string> = {
   png: "image/png",

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { InvalidInputError } from "../errors.ts";
 import type { Backend, Tensor } from "../backends/backend.ts";
 import type { GenerateOptions, RgbImage } from "./pipeline.ts";
 
@@ -19,19 +20,21 @@ export function checkGenerateOptions(
 ): void {
   for (const [name, v] of [["width", o.width], ["height", o.height]] as const) {
     if (!Number.isInteger(v) || v < sizeMultiple || v % sizeMultiple !== 0) {
-      throw new RangeError(
+      throw new InvalidInputError(
         `${name} must be a positive multiple of ${sizeMultiple} for ${family}, got ${v}`,
       );
     }
   }
   if (!Number.isInteger(o.steps) || o.steps < 1) {
-    throw new RangeError(`num_inference_steps must be an integer >= 1, got ${o.steps}`);
+    throw new InvalidInputError(`num_inference_steps must be an integer >= 1, got ${o.steps}`);
   }
   if (!Number.isInteger(o.n) || o.n < 1) {
-    throw new RangeError(`n must be an integer >= 1, got ${o.n}`);
+    throw new InvalidInputError(`n must be an integer >= 1, got ${o.n}`);
   }
   if (!Number.isFinite(o.guidanceScale) || o.guidanceScale < 0) {
-    throw new RangeError(`guidance_scale must be a finite number >= 0, got ${o.guidanceScale}`);
+    throw new InvalidInputError(
+      `guidance_scale must be a finite number >= 0, got ${o.guidanceScale}`,
+    );
   }
 }
 

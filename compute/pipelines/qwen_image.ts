@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { InvalidInputError } from "../errors.ts";
 import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
 import { ModelLoadError } from "../errors.ts";
 import { readJsonFile } from "../model/files.ts";
@@ -245,7 +246,9 @@ export class QwenImagePipeline implements Pipeline {
       this.sizeMultiple,
     );
     if (!Number.isFinite(trueCfgScale) || trueCfgScale < 0) {
-      throw new RangeError(`true_cfg_scale must be a finite number >= 0, got ${trueCfgScale}`);
+      throw new InvalidInputError(
+        `true_cfg_scale must be a finite number >= 0, got ${trueCfgScale}`,
+      );
     }
     const [lh, lw] = latentSize(width, height);
     const mu = calculateShift((lh / 2) * (lw / 2), this.scheduler.config);

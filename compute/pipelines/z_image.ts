@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { InvalidInputError } from "../errors.ts";
 import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
 import { readJsonFile } from "../model/files.ts";
 import { matchInputs, matchOutput } from "../model/graph_interface.ts";
@@ -183,10 +184,10 @@ export class ZImagePipeline implements Pipeline {
     const n = options.n ?? 1;
     const { cfgTruncation = 1, cfgNormalization = 0 } = options;
     if (!(cfgTruncation >= 0 && cfgTruncation <= 1)) {
-      throw new RangeError(`cfgTruncation must be within [0, 1], got ${cfgTruncation}`);
+      throw new InvalidInputError(`cfgTruncation must be within [0, 1], got ${cfgTruncation}`);
     }
     if (!(cfgNormalization >= 0)) {
-      throw new RangeError(`cfgNormalization must be >= 0, got ${cfgNormalization}`);
+      throw new InvalidInputError(`cfgNormalization must be >= 0, got ${cfgNormalization}`);
     }
     checkGenerateOptions(
       { width, height, steps, guidanceScale, n },

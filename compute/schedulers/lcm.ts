@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { InvalidInputError } from "../errors.ts";
 import { randnFrom } from "../random.ts";
 import {
   alphasCumprod,
@@ -27,7 +28,7 @@ export class LCMScheduler implements Scheduler {
     const T = this.config.num_train_timesteps ?? 1000;
     const originalSteps = this.config.original_inference_steps ?? 50;
     if (numInferenceSteps > originalSteps) {
-      throw new RangeError(
+      throw new InvalidInputError(
         `LCMScheduler supports at most original_inference_steps=${originalSteps} steps, got ${numInferenceSteps}`,
       );
     }

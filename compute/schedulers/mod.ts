@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { InvalidInputError } from "../errors.ts";
 import { DDIMScheduler } from "./ddim.ts";
 import { EulerAncestralDiscreteScheduler } from "./euler_ancestral_discrete.ts";
 import { EulerDiscreteScheduler } from "./euler_discrete.ts";
@@ -54,7 +55,7 @@ export function createScheduler(config: SchedulerConfig, override?: SchedulerNam
   const className = override ? SCHEDULER_NAMES[override] : config._class_name;
   const Class = className ? CLASSES[className] : undefined;
   if (!Class) {
-    throw new RangeError(
+    throw new InvalidInputError(
       `Unsupported scheduler '${className ?? override}' (supported: ${
         Object.keys(CLASSES).join(", ")
       })`,

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { InvalidInputError } from "../errors.ts";
 import type { Mt19937 } from "../random.ts";
 
 /** Keys of diffusers' `scheduler_config.json` that these schedulers read (snake_case as on disk). */
@@ -159,7 +160,7 @@ export function predictOriginal(
 /** Throws unless `n` is a whole number of steps ≥ 1. */
 export function checkSteps(n: number): void {
   if (!Number.isInteger(n) || n < 1) {
-    throw new RangeError(`num_inference_steps must be an integer >= 1, got ${n}`);
+    throw new InvalidInputError(`num_inference_steps must be an integer >= 1, got ${n}`);
   }
 }
 

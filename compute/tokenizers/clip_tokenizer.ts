@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { ModelLoadError } from "../errors.ts";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { readJsonFile, readTextFile } from "../model/files.ts";
 
@@ -105,7 +106,7 @@ export class ClipTokenizer {
     const padToken = tokenText(config.pad_token as TokenSpec) ?? "<|endoftext|>";
     const padId = tokenizer.token_to_id(padToken);
     if (padId === undefined) {
-      throw new TypeError(
+      throw new ModelLoadError(
         `${dir}/tokenizer_config.json: pad_token '${padToken}' is not in the vocabulary`,
       );
     }

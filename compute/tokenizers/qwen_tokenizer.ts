@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { ModelLoadError } from "../errors.ts";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { readJsonFile } from "../model/files.ts";
 
@@ -20,7 +21,7 @@ export class QwenTokenizer {
     const pad = typeof config.pad_token === "string" ? config.pad_token : "<|endoftext|>";
     const padId = tokenizer.token_to_id(pad);
     if (padId === undefined) {
-      throw new TypeError(
+      throw new ModelLoadError(
         `${dir}/tokenizer_config.json: pad_token '${pad}' is not in the vocabulary`,
       );
     }

@@ -11,6 +11,7 @@ import {
   type DeviceChoice,
   type GenerateOptions,
   type GenerateResult,
+  InvalidInputError,
   type PipelineDefaults,
 } from "../../compute/mod.ts";
 import { ApiError, ENGINE_NOT_READY } from "../errors.ts";
@@ -60,8 +61,7 @@ interface Pending {
 /** Rebuilds an error that crossed from the worker, keeping the classes callers map by. */
 function revive({ name, message }: ErrorMessage): Error {
   if (name === "CancelledError") return new CancelledError(message);
-  if (name === "RangeError") return new RangeError(message);
-  if (name === "TypeError") return new TypeError(message);
+  if (name === "InvalidInputError") return new InvalidInputError(message);
   const error = new Error(message);
   error.name = name;
   return error;

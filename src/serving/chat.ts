@@ -16,6 +16,9 @@ type ChatCompletionRequest = components["schemas"]["ChatCompletionRequest"];
 type ChatCompletionResponse = components["schemas"]["ChatCompletionResponse"];
 type ChatImageParams = components["schemas"]["ChatImageParams"];
 
+/** The longest prompt, as for `prompt` on the images endpoint (openapi.yaml). */
+export const MAX_PROMPT_CHARS = 32000;
+
 /** What the endpoint needs from the server. */
 export interface ChatDeps {
   engine: Engine;
@@ -56,6 +59,12 @@ export function planChat(req: ChatCompletionRequest, deps: ChatDeps): ChatPlan {
   const params: ChatImageParams = { ...topLevel.data, ...stripNulls(req.extra_body ?? {}) };
   const prompt = promptFromMessages(req.messages);
   if (!prompt) throw badRequest("No text prompt found in messages", "messages");
+  if (prompt.length > MAX_PROMPT_CHARS) {
+    throw badRequest(
+      `The prompt (the user messages joined) has ${prompt.length} characters; at most ${MAX_PROMPT_CHARS} are allowed.`,
+      "messages",
+    );
+  }
   return {
     options: toGenerateOptions(
       prompt,

@@ -9,6 +9,7 @@ import {
   encodeImage,
   type GenerateOptions,
   type ImageFormat,
+  MAX_SIDE,
   MIME_TYPES,
 } from "../../compute/mod.ts";
 import type { Engine } from "../engine/engine.ts";
@@ -77,25 +78,35 @@ export function planImages(req: ImageGenerationRequest, deps: ImagesDeps): Image
     throw badRequest("stream_options is only allowed with stream=true.", "stream_options");
   }
   const format: ImageFormat = req.output_format === "jpg" ? "jpeg" : req.output_format ?? "png";
+  const options = toGenerateOptions(
+    req.prompt,
+    {
+      negative_prompt: req.negative_prompt,
+      size: req.size,
+      n: req.n,
+      num_inference_steps: req.num_inference_steps,
+      guidance_scale: req.guidance_scale,
+      true_cfg_scale: req.true_cfg_scale,
+      cfg_truncation: req.cfg_truncation,
+      cfg_normalization: req.cfg_normalization,
+      seed: req.seed,
+      scheduler: req.scheduler,
+      lora: req.lora,
+    },
+    model,
+    deps.config,
+  );
+  // The encoder's own limit, checked before any work (it would fail only after the generation).
+  const side = Math.max(options.width!, options.height!);
+  if (side > MAX_SIDE[format]) {
+    throw badRequest(
+      `output_format '${format}' allows at most ${MAX_SIDE[format]} pixels per side; ` +
+        `${options.width}x${options.height} needs ${side}. Use png or a smaller size.`,
+      "size",
+    );
+  }
   return {
-    options: toGenerateOptions(
-      req.prompt,
-      {
-        negative_prompt: req.negative_prompt,
-        size: req.size,
-        n: req.n,
-        num_inference_steps: req.num_inference_steps,
-        guidance_scale: req.guidance_scale,
-        true_cfg_scale: req.true_cfg_scale,
-        cfg_truncation: req.cfg_truncation,
-        cfg_normalization: req.cfg_normalization,
-        seed: req.seed,
-        scheduler: req.scheduler,
-        lora: req.lora,
-      },
-      model,
-      deps.config,
-    ),
+    options,
     format,
     compression: req.output_compression ?? undefined,
     useUrl: req.response_format === "url",

@@ -187,7 +187,7 @@ export interface components {
             model?: string | null;
             /** @description Number of images (default 1), generated as one batch. */
             n?: number | null;
-            /** @description `WIDTHxHEIGHT` (e.g. `512x512`) or `auto` (the model's default size). */
+            /** @description `WIDTHxHEIGHT` (e.g. `512x512`) or `auto` (the model's default size). WebP allows at most 16383 pixels per side and JPEG 65535 (a 400 before any work). */
             size?: string | null;
             /**
              * @description `b64_json` (default) or `url` (served by this server for 1 hour).
@@ -549,6 +549,24 @@ export interface components {
                 "application/json": components["schemas"]["ErrorResponse"];
             };
         };
+        /** @description The request body did not arrive within the server's `--body-timeout`. */
+        BodyTimeout: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description The body is not sent with `Content-Type: application/json`. */
+        UnsupportedMediaType: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
         /** @description The body does not match the schema (missing field, wrong type, value out of range). */
         ValidationError: {
             headers: {
@@ -578,7 +596,7 @@ export interface components {
                 "application/json": components["schemas"]["ErrorResponse"];
             };
         };
-        /** @description Too many requests are waiting; retry after the `retry-after` seconds. */
+        /** @description Too many requests are waiting (`queue_full`), or too many are being received at once (`server_busy`); retry after the `retry-after` seconds. */
         QueueFull: {
             headers: {
                 [name: string]: unknown;
@@ -658,7 +676,9 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            408: components["responses"]["BodyTimeout"];
             413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationError"];
             429: components["responses"]["QueueFull"];
             500: components["responses"]["ServerError"];
@@ -716,7 +736,9 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            408: components["responses"]["BodyTimeout"];
             413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationError"];
             429: components["responses"]["QueueFull"];
             500: components["responses"]["ServerError"];
