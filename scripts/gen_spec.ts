@@ -10,7 +10,7 @@
 import openapiTS, { astToString } from "openapi-typescript";
 import { parse } from "yaml";
 
-/** A JSON Schema node as written in openapi.yaml (the subset this generator understands). */
+/** A JSON Schema node as written in openapi.yaml (the keywords this generator translates). */
 interface JsonSchema {
   $ref?: string;
   type?: string | string[];
@@ -18,15 +18,55 @@ interface JsonSchema {
   const?: string;
   minimum?: number;
   maximum?: number;
+  exclusiveMinimum?: number;
+  exclusiveMaximum?: number;
+  multipleOf?: number;
   minLength?: number;
   maxLength?: number;
+  pattern?: string;
   minItems?: number;
+  maxItems?: number;
   items?: JsonSchema;
   properties?: Record<string, JsonSchema>;
   required?: string[];
   additionalProperties?: boolean;
   oneOf?: JsonSchema[];
   anyOf?: JsonSchema[];
+  allOf?: JsonSchema[];
+  default?: unknown;
+}
+
+/** Keywords that only document (nothing to validate). */
+const DOCUMENTATION = new Set(["description", "title", "example", "examples", "deprecated"]);
+/** Keywords {@linkcode zodFor} translates. */
+const TRANSLATED = new Set([
+  "$ref",
+  "type",
+  "enum",
+  "const",
+  "minimum",
+  "maximum",
+  "exclusiveMinimum",
+  "exclusiveMaximum",
+  "multipleOf",
+  "minLength",
+  "maxLength",
+  "pattern",
+  "minItems",
+  "maxItems",
+  "items",
+  "properties",
+  "required",
+  "additionalProperties",
+  "oneOf",
+  "anyOf",
+  "allOf",
+  "default",
+]);
+
+/** A keyword the generator cannot translate: generation fails, naming where. */
+export class UnsupportedSchemaError extends Error {
+  override name = "UnsupportedSchemaError";
 }
 
 /** Where the spec and the generated files live. */
@@ -41,21 +81,57 @@ function refName(ref: string): string {
   return ref.slice(prefix.length);
 }
 
-function zodFor(s: JsonSchema): string {
-  if (s.$ref) return `${refName(s.$ref)}Schema`;
+/** Number/string/array bounds of `s` as zod method calls. */
+function bounds(s: JsonSchema, kind: "string" | "number" | "array"): string {
+  const calls: string[] = [];
+  if (kind === "string") {
+    if (s.minLength !== undefined) calls.push(`.min(${s.minLength})`);
+    if (s.maxLength !== undefined) calls.push(`.max(${s.maxLength})`);
+    if (s.pattern !== undefined) calls.push(`.regex(new RegExp(${JSON.stringify(s.pattern)}))`);
+  } else if (kind === "number") {
+    if (s.minimum !== undefined) calls.push(`.min(${s.minimum})`);
+    if (s.maximum !== undefined) calls.push(`.max(${s.maximum})`);
+    if (s.exclusiveMinimum !== undefined) calls.push(`.gt(${s.exclusiveMinimum})`);
+    if (s.exclusiveMaximum !== undefined) calls.push(`.lt(${s.exclusiveMaximum})`);
+    if (s.multipleOf !== undefined) calls.push(`.multipleOf(${s.multipleOf})`);
+  } else {
+    if (s.minItems !== undefined) calls.push(`.min(${s.minItems})`);
+    if (s.maxItems !== undefined) calls.push(`.max(${s.maxItems})`);
+  }
+  return calls.join("");
+}
+
+/** zod source for schema `s` at `path` (for errors); fails on any keyword it cannot translate. */
+function zodFor(s: JsonSchema, path: string): string {
+  for (const key of Object.keys(s)) {
+    if (!TRANSLATED.has(key) && !DOCUMENTATION.has(key)) {
+      throw new UnsupportedSchemaError(
+        `openapi.yaml ${path}: JSON Schema keyword '${key}' is not translated to zod; ` +
+          `teach scripts/gen_spec.ts or express it otherwise`,
+      );
+    }
+  }
+  const withDefault = (out: string) =>
+    s.default === undefined ? out : `${out}.default(${JSON.stringify(s.default)})`;
+  if (s.$ref) return withDefault(`${refName(s.$ref)}Schema`);
+  if (s.allOf) {
+    const parts = s.allOf.map((a, i) => zodFor(a, `${path}/allOf/${i}`));
+    return withDefault(parts.reduce((acc, p) => `z.intersection(${acc}, ${p})`));
+  }
   const alternatives = s.oneOf ?? s.anyOf;
   if (alternatives) {
+    const key = s.oneOf ? "oneOf" : "anyOf";
     const nonNull = alternatives.filter((a) => a.type !== "null");
     const inner = nonNull.length === 1
-      ? zodFor(nonNull[0])
-      : `z.union([${nonNull.map(zodFor).join(", ")}])`;
-    return nonNull.length < alternatives.length ? `${inner}.nullable()` : inner;
+      ? zodFor(nonNull[0], `${path}/${key}/0`)
+      : `z.union([${nonNull.map((a, i) => zodFor(a, `${path}/${key}/${i}`)).join(", ")}])`;
+    return withDefault(nonNull.length < alternatives.length ? `${inner}.nullable()` : inner);
   }
-  if (s.const !== undefined) return `z.literal(${JSON.stringify(s.const)})`;
+  if (s.const !== undefined) return withDefault(`z.literal(${JSON.stringify(s.const)})`);
   if (s.enum) {
     const values = s.enum.filter((v) => v !== null);
     const base = `z.enum(${JSON.stringify(values)})`;
-    return s.enum.includes(null) ? `${base}.nullable()` : base;
+    return withDefault(s.enum.includes(null) ? `${base}.nullable()` : base);
   }
   const types = Array.isArray(s.type) ? s.type : [s.type];
   const nullable = types.includes("null");
@@ -63,27 +139,24 @@ function zodFor(s: JsonSchema): string {
   let out: string;
   switch (type) {
     case "string":
-      out = "z.string()";
-      if (s.minLength !== undefined) out += `.min(${s.minLength})`;
-      if (s.maxLength !== undefined) out += `.max(${s.maxLength})`;
+      out = `z.string()${bounds(s, "string")}`;
       break;
     case "integer":
     case "number":
-      out = type === "integer" ? "z.number().int()" : "z.number()";
-      if (s.minimum !== undefined) out += `.min(${s.minimum})`;
-      if (s.maximum !== undefined) out += `.max(${s.maximum})`;
+      out = `${type === "integer" ? "z.number().int()" : "z.number()"}${bounds(s, "number")}`;
       break;
     case "boolean":
       out = "z.boolean()";
       break;
     case "array":
-      out = `z.array(${zodFor(s.items ?? {})})`;
-      if (s.minItems !== undefined) out += `.min(${s.minItems})`;
+      out = `z.array(${zodFor(s.items ?? {}, `${path}/items`)})${bounds(s, "array")}`;
       break;
     case "object": {
       const required = new Set(s.required ?? []);
       const fields = Object.entries(s.properties ?? {}).map(([k, v]) =>
-        `${JSON.stringify(k)}: ${zodFor(v)}${required.has(k) ? "" : ".optional()"}`
+        `${JSON.stringify(k)}: ${zodFor(v, `${path}/properties/${k}`)}${
+          required.has(k) || v.default !== undefined ? "" : ".optional()"
+        }`
       );
       const ctor = s.additionalProperties === false
         ? "z.strictObject"
@@ -97,9 +170,9 @@ function zodFor(s: JsonSchema): string {
       out = "z.unknown()";
       break;
     default:
-      throw new TypeError(`Unsupported schema type ${type}`);
+      throw new UnsupportedSchemaError(`openapi.yaml ${path}: unsupported type '${type}'`);
   }
-  return nullable ? `${out}.nullable()` : out;
+  return withDefault(nullable ? `${out}.nullable()` : out);
 }
 
 function dependencies(s: JsonSchema): string[] {
@@ -109,6 +182,7 @@ function dependencies(s: JsonSchema): string[] {
     ...(s.items ? [s.items] : []),
     ...(s.oneOf ?? []),
     ...(s.anyOf ?? []),
+    ...(s.allOf ?? []),
   ].flatMap(dependencies);
 }
 
@@ -123,7 +197,7 @@ export function zodModule(schemas: Record<string, JsonSchema>): string {
   Object.keys(schemas).forEach(visit);
   const body = order.map((name) =>
     `/** \`#/components/schemas/${name}\` */\nexport const ${name}Schema = ${
-      zodFor(schemas[name])
+      zodFor(schemas[name], `#/components/schemas/${name}`)
     }.openapi(${JSON.stringify(name)});\n`
   );
   return `${HEADER}import { z } from "@hono/zod-openapi";\n\n${body.join("\n")}`;

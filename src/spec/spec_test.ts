@@ -19,3 +19,42 @@ Deno.test("openapi.yaml info.version is the server's VERSION", async () => {
     throw new Error(`openapi.yaml says ${spec.info.version}, src/version.ts ${VERSION}`);
   }
 });
+
+Deno.test("the spec generator translates the bounds it knows and fails, naming the path, on the rest", async () => {
+  const { zodModule, UnsupportedSchemaError } = await import("../../scripts/gen_spec.ts");
+  const out = zodModule({
+    Thing: {
+      type: "object",
+      properties: {
+        id: { type: "string", pattern: "^[a-z]+$", default: "abc" },
+        ratio: { type: "number", exclusiveMinimum: 0, multipleOf: 0.5 },
+        tags: { type: "array", items: { type: "string" }, maxItems: 3 },
+        both: { allOf: [{ type: "object" }, { type: "object" }] },
+      },
+    },
+  });
+  for (
+    const part of [
+      '.regex(new RegExp("^[a-z]+$")).default("abc")',
+      ".gt(0).multipleOf(0.5)",
+      "z.array(z.string()).max(3)",
+      "z.intersection(",
+    ]
+  ) {
+    if (!out.includes(part)) throw new Error(`missing ${part} in\n${out}`);
+  }
+  let error: Error | undefined;
+  try {
+    zodModule({
+      // As read from YAML: any keyword may appear.
+      Bad: JSON.parse('{"type":"object","properties":{"when":{"type":"string","format":"date"}}}'),
+    });
+  } catch (e) {
+    error = e as Error;
+  }
+  if (
+    !(error instanceof UnsupportedSchemaError) ||
+    !error.message.includes("#/components/schemas/Bad/properties/when") ||
+    !error.message.includes("'format'")
+  ) throw new Error(`expected an UnsupportedSchemaError naming the path, got ${error}`);
+});
