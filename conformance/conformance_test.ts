@@ -131,3 +131,61 @@ Deno.test("with --lora-path the LoRA example runs, and fails against a server wi
     await server.stop();
   }
 });
+
+Deno.test("deno task fuzz: 1,000 spec-derived and mutated requests, no 5xx, every error in the documented shape", async () => {
+  const { fuzz } = await import("./fuzz.ts");
+  const { startServer } = await import("../src/test_server.ts");
+  const server = await startServer(["--device", "cpu"]);
+  try {
+    const report = await fuzz(server.url, { requests: 1000, concurrency: 4, seed: 7 });
+    assert.equal(report.requests, 1000);
+    assert.deepEqual(report.violations, []);
+    assert.ok((report.statuses[200] ?? 0) > 50, JSON.stringify(report.statuses));
+    assert.ok((report.statuses[422] ?? 0) > 50, JSON.stringify(report.statuses));
+    const bad = server.output().split("\n").filter((l) =>
+      / 5\d\d id=|^\S+ ERROR/.test(l) && !l.includes("GET /health")
+    );
+    assert.deepEqual(bad, []);
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("deno task load: status counts, latency quantiles and the server's memory", async () => {
+  const { load } = await import("./load.ts");
+  const { startServer } = await import("../src/test_server.ts");
+  const server = await startServer(["--device", "cpu", "--max-queue", "4"]);
+  try {
+    const report = await load(server.url, {
+      clients: 8,
+      seconds: 2,
+      body: { prompt: "x", size: "64x64" },
+      settleS: 1,
+    });
+    assert.ok(report.requests > 8);
+    assert.deepEqual(
+      Object.keys(report.statuses).filter((s) => s !== "200" && s !== "429"),
+      [],
+      JSON.stringify(report.statuses),
+    );
+    assert.ok(report.p99Ms >= report.p50Ms);
+    assert.ok(
+      report.rss.some((s) => s.phase === "before") && report.rss.some((s) => s.phase === "after"),
+    );
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("deno task conformance refuses bad flags in one line with exit 2, like serve", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "--bogus"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 2);
+  assert.equal(
+    new TextDecoder().decode(out.stderr),
+    "error: Unknown option '--bogus'\nRun with --help for the options.\n",
+  );
+});

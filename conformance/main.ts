@@ -21,19 +21,30 @@ const HELP =
   --lora-path PATH   PEFT LoRA adapter folder on the server; runs the documented LoRA example
 `;
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    "base-url": { type: "string" },
-    model: { type: "string" },
-    only: { type: "string" },
-    report: { type: "string" },
-    "expect-unready": { type: "boolean", default: false },
-    "lora-path": { type: "string" },
-    help: { type: "boolean", short: "h" },
-  },
-});
+const { values } = (() => {
+  try {
+    return parseArgs({
+      args: Deno.args,
+      options: {
+        "base-url": { type: "string" },
+        model: { type: "string" },
+        only: { type: "string" },
+        report: { type: "string" },
+        "expect-unready": { type: "boolean", default: false },
+        "lora-path": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    // Like `serve`: one line, then how to get help; exit 2.
+    console.error(
+      `error: ${(e as Error).message.split("\n")[0]}\nRun with --help for the options.`,
+    );
+    Deno.exit(2);
+  }
+})();
 if (values.help || !values["base-url"]) {
+  if (!values.help) console.error("error: --base-url is required");
   console.log(HELP);
   Deno.exit(values.help ? 0 : 2);
 }

@@ -105,6 +105,15 @@ export class Metrics {
       labelNames: model,
       registers,
     });
+    // The Prometheus convention's name, from Deno (the inference worker shares the process).
+    new Gauge({
+      name: "process_resident_memory_bytes",
+      help: "Resident memory of the server process (all threads).",
+      registers,
+      collect() {
+        this.set(Deno.memoryUsage().rss);
+      },
+    });
     this.#http = new Counter({
       name: "denoise_http_requests_total",
       help: "HTTP requests by method, route and status.",
