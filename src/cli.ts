@@ -31,6 +31,8 @@ export interface Flag {
   aliases?: string[];
   /** Accepted for compatibility; has no effect. */
   ignored?: boolean;
+  /** Environment variables read after `DENOISE_…` (PORT, as platforms set it). */
+  alsoEnv?: string[];
 }
 
 /** Every flag of `deno task serve`. */
@@ -55,6 +57,7 @@ export const FLAGS: readonly Flag[] = [
     kind: { type: "int", min: 0, max: 65535 },
     default: "8000",
     metavar: "PORT",
+    alsoEnv: ["PORT"],
     help: "port to listen on (0 picks a free one)",
   },
   {
@@ -329,12 +332,13 @@ export function parseCli(
   const options: Record<string, unknown> = {};
   for (const flag of FLAGS) {
     const value = given[flag.name];
-    const fromEnv = env(envName(flag));
+    const variable = [envName(flag), ...(flag.alsoEnv ?? [])].find((n) => env(n) !== undefined);
+    const fromEnv = variable === undefined ? undefined : env(variable);
     let result: unknown;
     if (typeof value === "boolean") result = value;
     else if (value !== undefined) result = convert(flag, value, `--${flag.name}`);
     else if (fromEnv !== undefined && !["help", "version"].includes(flag.name)) {
-      result = convert(flag, fromEnv, envName(flag));
+      result = convert(flag, fromEnv, variable!);
     } else if (flag.default !== undefined) result = convert(flag, flag.default, `--${flag.name}`);
     else if (flag.kind.type === "boolean") result = false;
     options[camel(flag.name)] = result;
@@ -373,7 +377,9 @@ export function helpText(): string {
     const names = [usage(f), ...(f.aliases ?? []).map((a) => `--${a}`)].join(", ");
     const details = f.name === "help" || f.name === "version"
       ? f.help
-      : `${f.help} (default: ${defaultOf(f)}; env ${envName(f)})`;
+      : `${f.help} (default: ${defaultOf(f)}; env ${
+        [envName(f), ...(f.alsoEnv ?? [])].join(", ")
+      })`;
     return `  ${names}\n      ${details}`;
   });
   return `denoise: an OpenAI-compatible image generation server
@@ -391,7 +397,8 @@ export function flagTable(): string {
   const escape = (s: string) => s.replaceAll("|", "\\|");
   const rows = FLAGS.filter((f) => !["help", "version"].includes(f.name)).map((f) => {
     const names = [`\`${usage(f)}\``, ...(f.aliases ?? []).map((a) => `\`--${a}\``)].join(", ");
-    return `| ${escape(names)} | \`${envName(f)}\` | ${escape(defaultOf(f))} | ${escape(f.help)} |`;
+    const vars = [envName(f), ...(f.alsoEnv ?? [])].map((v) => `\`${v}\``).join(", ");
+    return `| ${escape(names)} | ${vars} | ${escape(defaultOf(f))} | ${escape(f.help)} |`;
   });
   return ["| flag | environment | default | meaning |", "| --- | --- | --- | --- |", ...rows]
     .join("\n");

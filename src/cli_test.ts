@@ -33,6 +33,8 @@ Deno.test("parseCli: defaults, flags over DENOISE_* variables, aliases, position
     "http://b",
   ]);
   assert.equal(parseCli([], env({ DENOISE_API_KEY: "k" })).apiKey, "k");
+  assert.equal(parseCli([], env({ PORT: "9100" })).port, 9100);
+  assert.equal(parseCli([], env({ PORT: "9100", DENOISE_PORT: "9200" })).port, 9200);
 });
 
 Deno.test("parseCli: every bad value is a one-line CliError naming the flag or variable", () => {

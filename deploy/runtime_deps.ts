@@ -1,0 +1,20 @@
+/**
+ * The npm packages the server needs at run time, and only those: the container's dependency
+ * layer is `deno install --frozen --entrypoint deploy/runtime_deps.ts`, so it holds no test or
+ * build tools (openai, typescript, playwright-core, fast-check, onnx-proto, …). It is never run;
+ * `deploy/deploy_test.ts` fails when the server's module graph needs a package missing here.
+ *
+ * @module
+ */
+import "@hono/zod-openapi";
+import "@huggingface/hub";
+import "@huggingface/tokenizers";
+import "hono";
+import "onnxruntime-common";
+import "onnxruntime-node";
+import "onnxruntime-web/webgpu";
+import "prom-client";
+import "sharp";
+import "swagger-ui-dist";
+import "yaml";
+import "zod";
