@@ -162,6 +162,13 @@ export const FLAGS: readonly Flag[] = [
     help: "memory for images kept for `response_format: url` (oldest dropped; each kept 1 hour)",
   },
   {
+    name: "image-store-dir",
+    kind: { type: "string" },
+    metavar: "DIR",
+    defaultText: "none (in memory)",
+    help: "keep `response_format: url` images in this directory (a volume replicas share)",
+  },
+  {
     name: "allowed-origins",
     kind: { type: "list" },
     metavar: "LIST",
@@ -235,6 +242,7 @@ export interface ServerOptions {
   bodyTimeout: number;
   exitOnLoadFailure: boolean;
   maxImageStoreMb: number;
+  imageStoreDir?: string;
   allowedOrigins?: string[];
   allowedMethods: string[];
   allowedHeaders: string[];

@@ -15,7 +15,7 @@ import { buildApp } from "./app.ts";
 import { CliError, helpText, parseCli, type ServerOptions } from "./cli.ts";
 import { Engine } from "./engine/engine.ts";
 import { ApiError } from "./errors.ts";
-import { ImageStore } from "./image_store.ts";
+import { DirectoryImageStore, MemoryImageStore } from "./image_store.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { portHolder } from "./port_holder.ts";
@@ -111,7 +111,9 @@ export async function main(args: readonly string[]): Promise<void> {
   };
   const app = buildApp({
     engine,
-    store: new ImageStore(options.maxImageStoreMb * 1024 * 1024),
+    store: options.imageStoreDir
+      ? new DirectoryImageStore(options.imageStoreDir, options.maxImageStoreMb * 1024 * 1024)
+      : new MemoryImageStore(options.maxImageStoreMb * 1024 * 1024),
     metrics,
     lifecycle,
     config,

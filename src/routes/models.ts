@@ -11,8 +11,8 @@ import { ApiError } from "../errors.ts";
 
 /** Adds the model list and stored-image routes. */
 export function modelRoutes(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
-  app.get("/v1/images/files/:id", (c) => {
-    const image = deps.store.get(c.req.param("id"));
+  app.get("/v1/images/files/:id", async (c) => {
+    const image = await deps.store.get(c.req.param("id"));
     if (!image) throw new ApiError(404, "Image not found or expired.", { code: "not_found" });
     return c.body(image.bytes.slice().buffer, 200, {
       "content-type": image.mime,

@@ -132,17 +132,18 @@ export async function createImages(
     generated,
     body: {
       created: Math.floor(Date.now() / 1000),
-      data: generated.images.map((bytes) =>
+      data: await Promise.all(generated.images.map(async (bytes) =>
         plan.useUrl
           ? {
             b64_json: null,
-            url: `${context.baseUrl}/v1/images/files/${
-              deps.store.put(bytes, MIME_TYPES[plan.format])
-            }`,
+            url: `${context.baseUrl}/v1/images/files/${await deps.store.put(
+              bytes,
+              MIME_TYPES[plan.format],
+            )}`,
             revised_prompt: null,
           }
           : { b64_json: bytes.toBase64(), url: null, revised_prompt: null }
-      ),
+      )),
       size: `${result.width}x${result.height}`,
       output_format: plan.format,
       seed: Number(result.seed),
