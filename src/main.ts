@@ -154,6 +154,7 @@ export async function main(args: readonly string[]): Promise<void> {
   const shutdown = new AbortController();
   void engine.start(async (report) => {
     if (resolved.source === "hub") {
+      report(`downloading, ${formatBytes(0)} of ${formatBytes(resolved.plan.totalBytes)}`);
       const bar = new DownloadProgressBar(options.model!);
       await resolved.download({
         signal: shutdown.signal,
