@@ -191,37 +191,55 @@ def read_csv(path):
 
 
 def plot_losses(work, path):
-    """A small PNG: autoencoder reconstruction loss and diffusion loss (EMA-smoothed), log y."""
+    """A small PNG, log y: autoencoder loss (then the decoder fine-tune's), and the diffusion
+    model's unweighted eps-MSE (phase 2, then the offset-noise fine-tune), EMA-smoothed."""
     import math
     from PIL import Image, ImageDraw
 
-    panels = []
-    for name, col, title in [("ae_loss.csv", 1, "autoencoder reconstruction loss"),
-                             ("loss.csv", 2, "diffusion eps MSE (unweighted)")]:
+    def series(name, col, offset=0, alpha=0.03):
         f = os.path.join(work, name)
-        if os.path.exists(f):
-            rows = read_csv(f)
-            s, sm = [], None
-            for row in rows:
-                sm = row[col] if sm is None else 0.97 * sm + 0.03 * row[col]
-                s.append((row[0], sm))
-            panels.append((title, s))
-    W, H, pad = 360, 220, 40
+        if not os.path.exists(f):
+            return []
+        out, sm = [], None
+        for row in read_csv(f):
+            sm = row[col] if sm is None else (1 - alpha) * sm + alpha * row[col]
+            out.append((row[0] + offset, sm))
+        return out
+
+    ae = series("ae_loss.csv", 1)
+    dec = series("decoder_loss.csv", 1, offset=(ae[-1][0] + 1) if ae else 0)
+    main = series("loss.csv", 2)
+    # loss.csv may hold every step, or (a run that was resumed) one row per 25 steps.
+    dense = len(main) > 1 and main[1][0] - main[0][0] == 1
+    main = series("loss.csv", 2, alpha=0.03 if dense else 0.5)
+    ft = series("ft_loss.csv", 2, offset=(main[-1][0] + 1) if main else 0)
+    panels = [("autoencoder: L1+edge loss | decoder fine-tune: MSE+L1", [ae, dec]),
+              ("diffusion eps-MSE | offset-noise fine-tune", [main, ft])]
+    W, H, pad = 400, 220, 44
     img = Image.new("RGB", (W * len(panels), H), "white")
     d = ImageDraw.Draw(img)
-    for i, (title, pts) in enumerate(panels):
+    colours = [(30, 60, 200), (220, 60, 30)]
+    for i, (title, parts) in enumerate(panels):
+        pts = [p for part in parts for p in part]
+        if not pts:
+            continue
         ox = i * W
         xs = [p[0] for p in pts]
         ys = [math.log10(max(p[1], 1e-6)) for p in pts]
         lo, hi = min(ys), max(ys)
         hi = hi if hi > lo else lo + 1
+        x0, x1 = min(xs), max(xs)
         d.rectangle([ox + pad, 20, ox + W - 10, H - pad], outline="black")
         d.text((ox + pad, 5), title, fill="black")
-        line = [(ox + pad + (x - xs[0]) / max(1, xs[-1] - xs[0]) * (W - pad - 10),
-                 20 + (hi - y) / (hi - lo) * (H - pad - 20)) for x, y in zip(xs, ys)]
-        d.line(line, fill=(30, 60, 200), width=2)
+        for part, colour in zip(parts, colours):
+            if len(part) < 2:
+                continue
+            line = [(ox + pad + (x - x0) / max(1, x1 - x0) * (W - pad - 10),
+                     20 + (hi - math.log10(max(y, 1e-6))) / (hi - lo) * (H - pad - 20))
+                    for x, y in part]
+            d.line(line, fill=colour, width=2)
         d.text((ox + 2, 20), f"{10 ** hi:.3g}", fill="black")
         d.text((ox + 2, H - pad - 10), f"{10 ** lo:.3g}", fill="black")
         d.text((ox + pad, H - pad + 5), "0", fill="black")
-        d.text((ox + W - 60, H - pad + 5), f"{int(xs[-1]) + 1} steps", fill="black")
+        d.text((ox + W - 80, H - pad + 5), f"{int(x1) + 1} steps", fill="black")
     img.save(path)

@@ -33,6 +33,8 @@ def main(ckpt, out, steps=20, guidance=5.0, seeds=4):
     st = torch.load(os.path.join(work, "ae.pt"))
     ae.load_state_dict(st["model"])
     sf = st["scaling_factor"]
+    if os.path.exists(os.path.join(work, "decoder.pt")):
+        ae.decoder.load_state_dict(torch.load(os.path.join(work, "decoder.pt")))
     unet, te = M.UNet2DConditionModel(), M.TextEncoder(t.vocab_size)
     state = torch.load(ckpt)
     unet.load_state_dict(state["unet"])

@@ -11,6 +11,9 @@ Phases (each checkpointed under --work, so an interrupted run resumes with --res
    (1000 steps), min-SNR-5 loss weighting, 15 % of captions dropped to "" (classifier-free
    guidance), EMA of the weights. Scenes are rendered and encoded on the fly; captions that name a
    held-out attribute tuple (training/scenes.py `held_out`) are never used.
+1b. decoder fine-tune: encoder frozen, decoder trained on 128x128 crops with MSE + L1.
+2b. offset-noise fine-tune (see below), so the prompt, not the starting noise, sets the
+   background colour.
 3. export: ONNX graphs + configs + tokenizer files into --out (export.py), loss curves.
 
 Deterministic given --seed (single process, fixed thread count, seeded Python/torch RNGs).
@@ -40,13 +43,20 @@ p.add_argument("--seed", type=int, default=1234)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--ae-steps", type=int, default=1500)
 p.add_argument("--ae-batch", type=int, default=16)
-p.add_argument("--steps", type=int, default=2800)
+p.add_argument("--steps", type=int, default=1800)
 p.add_argument("--batch", type=int, default=32)
 p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--warmup", type=int, default=100)
 p.add_argument("--ema", type=float, default=0.995)
 p.add_argument("--cond-drop", type=float, default=0.15)
+p.add_argument("--decoder-steps", type=int, default=1000)
+p.add_argument("--stop-at", type=int, default=1000,
+               help="end phase 2 after this many of its --steps (its LR schedule still spans --steps)")
+p.add_argument("--ft-steps", type=int, default=600)
+p.add_argument("--ft-lr", type=float, default=5e-4)
+p.add_argument("--offset-noise", type=float, default=0.1)
 p.add_argument("--resume", action="store_true")
+p.add_argument("--stop-after", choices=["ae", "decoder", "diffusion"], default=None)
 p.add_argument("--skip-export", action="store_true")
 args = p.parse_args()
 
@@ -149,9 +159,51 @@ else:
     log(f"ae: done in {time.time() - t0:.0f}s; latent mean {zs.mean():.4f} std {zs.std():.4f} "
         f"-> scaling_factor {scaling_factor:.5f}")
     torch.save({"model": ae.state_dict(), "scaling_factor": scaling_factor}, ae_path)
+# 1b. Decoder fine-tune: the encoder (and so the latent space the diffusion model learns) stays
+# fixed; the decoder is trained further on 128x128 crops with MSE + L1, which gives flatter
+# colours and sharper edges than phase 1 alone.
+dec_path = os.path.join(args.work, "decoder.pt")
+if args.resume and os.path.exists(dec_path):
+    ae.decoder.load_state_dict(torch.load(dec_path))
+    log("decoder: resumed")
+elif args.decoder_steps > 0:
+    torch.manual_seed(args.seed + 2)
+    rng = random.Random(args.seed + 2)
+    for q in ae.encoder.parameters():
+        q.requires_grad_(False)
+    ae.decoder.train()
+    opt = torch.optim.Adam(ae.decoder.parameters(), lr=1e-3)
+    rows = []
+    t0 = time.time()
+    for step in range(args.decoder_steps):
+        for g in opt.param_groups:
+            g["lr"] = 1e-3 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.decoder_steps)))
+        _, imgs = render_batch(rng, 8)
+        crops = []
+        for im in imgs:
+            for _ in range(2):
+                y, x = rng.randrange(0, 129, 8), rng.randrange(0, 129, 8)
+                crops.append(im[:, y:y + 128, x:x + 128])
+        x = torch.stack(crops)
+        with torch.no_grad():
+            z = ae.encoder(x)
+        rec = ae.decoder(z + 0.05 * z.std() * torch.randn_like(z))
+        loss = F.mse_loss(rec, x) + 0.5 * (rec - x).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        rows.append((step, loss.item()))
+        if step % 50 == 0 or step == args.decoder_steps - 1:
+            log(f"decoder step {step} loss {loss.item():.5f} {time.time() - t0:.0f}s")
+    with open(os.path.join(args.work, "decoder_loss.csv"), "w") as f:
+        csv.writer(f).writerows([("step", "loss"), *rows])
+    torch.save(ae.decoder.state_dict(), dec_path)
+    log(f"decoder: done in {time.time() - t0:.0f}s")
 ae.eval()
 for q in ae.parameters():
     q.requires_grad_(False)
+if args.stop_after in ("ae", "decoder"):
+    sys.exit(0)
 
 # ---------------------------------------------------------------------------------------------
 # 2. Diffusion
@@ -186,7 +238,7 @@ else:
     rows = []
     t0 = time.time()
     smooth = None
-    for step in range(args.steps):
+    for step in range(min(args.steps, args.stop_at)):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr)
         attrs, imgs = render_batch(rng, args.batch)
@@ -213,7 +265,7 @@ else:
         mse = per.mean().item()
         smooth = mse if smooth is None else 0.98 * smooth + 0.02 * mse
         rows.append((step, loss.item(), mse))
-        if step % 25 == 0 or step == args.steps - 1:
+        if step % 25 == 0 or step == args.stop_at - 1:
             el = time.time() - t0
             log(f"step {step} loss {loss.item():.4f} mse {mse:.4f} (smoothed {smooth:.4f}) "
                 f"lr {opt.param_groups[0]['lr']:.2e} {el:.0f}s ({el / (step + 1):.2f} s/step)")
@@ -226,6 +278,64 @@ else:
     torch.save({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
                 "ema": ema}, diff_path)
 
+# 2b. Offset-noise fine-tune. With SD's schedule the noisiest training input still carries the
+# image mean (sqrt(alpha_bar_999) = 0.068), so a model trained on plain noise takes the background
+# colour from the random mean of its starting noise rather than from the prompt. Training on noise
+# with a random per-channel offset (Guttenberg's "offset noise") removes that shortcut.
+ft_path = os.path.join(args.work, "finetune.pt")
+if args.resume and os.path.exists(ft_path):
+    state = torch.load(ft_path)
+    unet.load_state_dict(state["unet"])
+    text_encoder.load_state_dict(state["text_encoder"])
+    ema = state["ema"]
+    log("offset-noise fine-tune: resumed from checkpoint")
+elif args.ft_steps > 0:
+    torch.manual_seed(args.seed + 3)
+    rng = random.Random(args.seed + 3)
+    unet.train()
+    text_encoder.train()
+    opt = torch.optim.AdamW(params, lr=args.ft_lr, weight_decay=0.01)
+    rows = []
+    t0 = time.time()
+    smooth = None
+    for step in range(args.ft_steps):
+        warm = min(1.0, (step + 1) / 20)
+        q = step / args.ft_steps
+        for g in opt.param_groups:
+            g["lr"] = args.ft_lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * q)))
+        attrs, imgs = render_batch(rng, args.batch)
+        with torch.no_grad():
+            x0 = ae.encoder(imgs) * scaling_factor
+        ids = torch.tensor([tokenizer.encode(caption_for(a, rng))[:L] for a in attrs])
+        t = torch.randint(0, T, (args.batch,))
+        noise = torch.randn_like(x0) + args.offset_noise * torch.randn(args.batch, 4, 1, 1)
+        ac = alphas_cumprod[t].view(-1, 1, 1, 1)
+        xt = ac.sqrt() * x0 + (1 - ac).sqrt() * noise
+        pred = unet(xt, t.float(), text_encoder(ids))
+        snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
+        weight = torch.clamp(snr, max=5.0) / snr
+        per = (pred - noise).pow(2).mean(dim=(1, 2, 3))
+        loss = (weight * per).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            for e, p_ in zip(ema, params):
+                e.mul_(args.ema).add_(p_.detach(), alpha=1 - args.ema)
+        mse = per.mean().item()
+        smooth = mse if smooth is None else 0.98 * smooth + 0.02 * mse
+        rows.append((step, loss.item(), mse))
+        if step % 25 == 0 or step == args.ft_steps - 1:
+            el = time.time() - t0
+            log(f"ft step {step} loss {loss.item():.4f} mse {mse:.4f} (smoothed {smooth:.4f}) "
+                f"lr {opt.param_groups[0]['lr']:.2e} {el:.0f}s ({el / (step + 1):.2f} s/step)")
+    with open(os.path.join(args.work, "ft_loss.csv"), "w") as f:
+        csv.writer(f).writerows([("step", "weighted_loss", "eps_mse"), *rows])
+    log(f"offset-noise fine-tune: done in {time.time() - t0:.0f}s")
+    torch.save({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
+                "ema": ema}, ft_path)
+
 # EMA weights are what gets exported.
 with torch.no_grad():
     for e, q in zip(ema, params):
@@ -233,6 +343,8 @@ with torch.no_grad():
 unet.eval()
 text_encoder.eval()
 log(f"training finished after {time.time() - started:.0f}s")
+if args.stop_after == "diffusion":
+    sys.exit(0)
 
 if not args.skip_export:
     import export
