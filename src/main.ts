@@ -20,9 +20,9 @@ import { buildApp } from "./app.ts";
 import { Engine } from "./engine.ts";
 import { ImageStore } from "./image_store.ts";
 
-/** The model served when `--model` is absent: the embedded SD-Turbo-style fixture. */
-export const EMBEDDED_MODEL = new URL("../fixtures/models/sd-turbo-tiny", import.meta.url).pathname;
-const EMBEDDED_NAME = "denoise/sd-turbo-tiny";
+/** The model served when `--model` is absent: shapes-tiny, trained here (models/shapes-tiny). */
+export const EMBEDDED_MODEL = new URL("../models/shapes-tiny", import.meta.url).pathname;
+const EMBEDDED_NAME = "denoise/shapes-tiny";
 
 const HELP = `denoise: an OpenAI-compatible image generation server
 
@@ -31,7 +31,7 @@ Usage: deno task serve [options]
   --model ID|PATH           diffusers/Optimum ONNX model folder, or a Hugging Face id: found in the
                             hub cache (HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub), else
                             downloaded into it (HF_ENDPOINT, HF_TOKEN; HF_HUB_OFFLINE=1 forbids)
-                            (default: the embedded tiny SD-Turbo fixture)
+                            (default: the embedded shapes-tiny model, models/shapes-tiny)
   --host HOST               address to listen on (default 127.0.0.1)
   --port PORT               port (default 8000; 0 picks a free one)
   --device DEVICE           auto | webgpu | wasm | cpu (default auto: hardware WebGPU, else native CPU, else WASM)
@@ -75,7 +75,7 @@ const port = Number(values.port);
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
   fail(`--port must be 0-65535, got ${values.port}`);
 }
-const card = values.model ? findModelCard(values.model) : undefined;
+const card = findModelCard(values.model ?? EMBEDDED_NAME);
 const maxImagePixels = values["max-image-pixels"] === undefined
   ? card?.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS
   : Number(values["max-image-pixels"]);
