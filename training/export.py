@@ -212,13 +212,14 @@ def plot_losses(work, path):
     # loss.csv may hold every step, or (a run that was resumed) one row per 25 steps.
     dense = len(main) > 1 and main[1][0] - main[0][0] == 1
     main = series("loss.csv", 2, alpha=0.03 if dense else 0.5)
-    ft = series("ft_loss.csv", 2, offset=(main[-1][0] + 1) if main else 0)
+    ft = series("finetune_loss.csv", 2, offset=(main[-1][0] + 1) if main else 0)
+    ft2 = series("finetune2_loss.csv", 2, offset=(ft[-1][0] + 1) if ft else 0)
     panels = [("autoencoder: L1+edge loss | decoder fine-tune: MSE+L1", [ae, dec]),
-              ("diffusion eps-MSE | offset-noise fine-tune", [main, ft])]
+              ("diffusion eps-MSE | offset-noise fine-tune(s)", [main, ft, ft2])]
     W, H, pad = 400, 220, 44
     img = Image.new("RGB", (W * len(panels), H), "white")
     d = ImageDraw.Draw(img)
-    colours = [(30, 60, 200), (220, 60, 30)]
+    colours = [(30, 60, 200), (220, 60, 30), (30, 160, 60)]
     for i, (title, parts) in enumerate(panels):
         pts = [p for part in parts for p in part]
         if not pts:

@@ -53,6 +53,7 @@ p.add_argument("--decoder-steps", type=int, default=1000)
 p.add_argument("--stop-at", type=int, default=1000,
                help="end phase 2 after this many of its --steps (its LR schedule still spans --steps)")
 p.add_argument("--ft-steps", type=int, default=600)
+p.add_argument("--ft2-steps", type=int, default=0)
 p.add_argument("--ft-lr", type=float, default=5e-4)
 p.add_argument("--offset-noise", type=float, default=0.1)
 p.add_argument("--resume", action="store_true")
@@ -282,27 +283,32 @@ else:
 # image mean (sqrt(alpha_bar_999) = 0.068), so a model trained on plain noise takes the background
 # colour from the random mean of its starting noise rather than from the prompt. Training on noise
 # with a random per-channel offset (Guttenberg's "offset noise") removes that shortcut.
-ft_path = os.path.join(args.work, "finetune.pt")
-if args.resume and os.path.exists(ft_path):
-    state = torch.load(ft_path)
-    unet.load_state_dict(state["unet"])
-    text_encoder.load_state_dict(state["text_encoder"])
-    ema = state["ema"]
-    log("offset-noise fine-tune: resumed from checkpoint")
-elif args.ft_steps > 0:
-    torch.manual_seed(args.seed + 3)
-    rng = random.Random(args.seed + 3)
+def offset_finetune(steps, lr, seed, name):
+    """One offset-noise fine-tune round (fresh AdamW, 20 warm-up steps, cosine to lr/10)."""
+    global ema
+    path = os.path.join(args.work, f"{name}.pt")
+    if args.resume and os.path.exists(path):
+        state = torch.load(path)
+        unet.load_state_dict(state["unet"])
+        text_encoder.load_state_dict(state["text_encoder"])
+        ema = state["ema"]
+        log(f"{name}: resumed from checkpoint")
+        return
+    if steps <= 0:
+        return
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
     unet.train()
     text_encoder.train()
-    opt = torch.optim.AdamW(params, lr=args.ft_lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     rows = []
     t0 = time.time()
     smooth = None
-    for step in range(args.ft_steps):
+    for step in range(steps):
         warm = min(1.0, (step + 1) / 20)
-        q = step / args.ft_steps
+        q = step / steps
         for g in opt.param_groups:
-            g["lr"] = args.ft_lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * q)))
+            g["lr"] = lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * q)))
         attrs, imgs = render_batch(rng, args.batch)
         with torch.no_grad():
             x0 = ae.encoder(imgs) * scaling_factor
@@ -326,15 +332,20 @@ elif args.ft_steps > 0:
         mse = per.mean().item()
         smooth = mse if smooth is None else 0.98 * smooth + 0.02 * mse
         rows.append((step, loss.item(), mse))
-        if step % 25 == 0 or step == args.ft_steps - 1:
+        if step % 25 == 0 or step == steps - 1:
             el = time.time() - t0
-            log(f"ft step {step} loss {loss.item():.4f} mse {mse:.4f} (smoothed {smooth:.4f}) "
+            log(f"{name} step {step} loss {loss.item():.4f} mse {mse:.4f} (smoothed {smooth:.4f}) "
                 f"lr {opt.param_groups[0]['lr']:.2e} {el:.0f}s ({el / (step + 1):.2f} s/step)")
-    with open(os.path.join(args.work, "ft_loss.csv"), "w") as f:
+    with open(os.path.join(args.work, f"{name}_loss.csv"), "w") as f:
         csv.writer(f).writerows([("step", "weighted_loss", "eps_mse"), *rows])
-    log(f"offset-noise fine-tune: done in {time.time() - t0:.0f}s")
+    log(f"{name}: done in {time.time() - t0:.0f}s")
     torch.save({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
-                "ema": ema}, ft_path)
+                "ema": ema}, path)
+
+
+offset_finetune(args.ft_steps, args.ft_lr, args.seed + 3, "finetune")
+# A second round (a fresh schedule) continues from the first.
+offset_finetune(args.ft2_steps, args.ft_lr, args.seed + 4, "finetune2")
 
 # EMA weights are what gets exported.
 with torch.no_grad():
