@@ -28,6 +28,14 @@ export const DEFAULT_MAX_IMAGE_PIXELS = 1024 * 1024;
 /** Models whose recommended settings are known (vLLM-Omni docs, model cards). */
 export const MODEL_REGISTRY: readonly ModelCard[] = [
   {
+    // The embedded default (models/shapes-tiny): trained here on flat-coloured shapes at 256².
+    id: "denoise/shapes-tiny",
+    family: "StableDiffusionPipeline",
+    defaults: { width: 256, height: 256, steps: 20, guidanceScale: 5 },
+    sizeMultiple: 8,
+    maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
+  },
+  {
     id: "Qwen/Qwen-Image",
     family: "QwenImagePipeline",
     defaults: { width: 1024, height: 1024, steps: 50, guidanceScale: 1, trueCfgScale: 4 },

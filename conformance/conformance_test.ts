@@ -5,6 +5,11 @@ import { probeTools } from "./runner.ts";
 import { startNonconformingServer } from "./testdata/nonconforming_server.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
+// The suite's many large images run against the fast random-weight fixture, not the default model.
+const FIXTURE_ARGS = [
+  ...["--model", new URL("../fixtures/models/sd-turbo-tiny", import.meta.url).pathname],
+  ...["--served-model-name", "denoise/sd-turbo-tiny"],
+];
 const tools = await probeTools();
 
 /** Runs the suite as a user would: `deno run conformance/main.ts …`. */
@@ -26,7 +31,7 @@ const ids = (results: CaseResult[], status: CaseResult["status"]) =>
   results.filter((r) => r.status === status).map((r) => r.id).sort();
 
 Deno.test("the suite passes against our own server, started as a user starts it", async () => {
-  const server = await startServer(["--device", "cpu"]);
+  const server = await startServer([...FIXTURE_ARGS, "--device", "cpu"]);
   try {
     const { code, stdout, results } = await runSuite(["--base-url", server.url]);
     assert.equal(code, 0, stdout);
@@ -115,7 +120,7 @@ Deno.test("--only filters cases and --report FILE.xml writes JUnit", async () =>
 });
 
 Deno.test("with --lora-path the LoRA example runs, and fails against a server without LoRA support", async () => {
-  const server = await startServer(["--device", "cpu"]);
+  const server = await startServer([...FIXTURE_ARGS, "--device", "cpu"]);
   try {
     const { code, results } = await runSuite([
       "--base-url",

@@ -2,8 +2,10 @@
  * `deno task bench:serving [--seconds 8] [--model PATH]` (also the last part of `deno task
  * bench`): the serving engine measured through the real server over HTTP.
  *
- * 1. `/health` latency while one long generation runs (sd15-tiny, 1024², 200 steps).
- * 2. Throughput and latency of 1 vs 8 concurrent clients on the embedded model, with dynamic
+ * 1. Time from start to healthy with the embedded model (`deno task serve`, process spawn to the
+ *    first 200 from `/health`), the median of 3.
+ * 2. `/health` latency while one long generation runs (sd15-tiny, 1024², 200 steps).
+ * 3. Throughput and latency of 1 vs 8 concurrent clients on the embedded model, with dynamic
  *    batching and with it off (`--max-batch-size 1`), all in one run.
  *
  * Prints markdown.
@@ -119,6 +121,24 @@ async function batching(): Promise<void> {
   );
 }
 
+async function timeToHealthy(): Promise<void> {
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const started = performance.now();
+    const server = await startServer(["--device", "cpu"]);
+    times.push(performance.now() - started);
+    await server.stop();
+  }
+  console.log(`\n### Start to healthy, embedded model, cpu (spawn → first 200 from /health)\n`);
+  console.log(`| runs | median | min | max |\n| --- | --- | --- | --- |`);
+  console.log(
+    `| 3 | ${quantile(times, 0.5).toFixed(0)} ms | ${Math.min(...times).toFixed(0)} ms | ${
+      Math.max(...times).toFixed(0)
+    } ms |`,
+  );
+}
+
 console.log(`## Serving engine (\`deno task bench:serving --seconds ${SECONDS}\`)`);
+await timeToHealthy();
 await healthDuringLongGeneration();
 await batching();

@@ -41,7 +41,7 @@ export const FLAGS: readonly Flag[] = [
     name: "model",
     kind: { type: "string" },
     metavar: "ID|PATH",
-    defaultText: "embedded model",
+    defaultText: "the embedded shapes-tiny model",
     help:
       "diffusers/Optimum ONNX model folder, or a Hugging Face id (cache, then download); also positional",
   },

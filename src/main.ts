@@ -22,9 +22,9 @@ import { portHolder } from "./port_holder.ts";
 import { DownloadProgressBar, formatBytes } from "./progress_bar.ts";
 import { VERSION } from "./version.ts";
 
-/** The model served when none is given: the embedded SD-Turbo-style fixture. */
-export const EMBEDDED_MODEL = new URL("../fixtures/models/sd-turbo-tiny", import.meta.url).pathname;
-const EMBEDDED_NAME = "denoise/sd-turbo-tiny";
+/** The model served when none is given: shapes-tiny, trained here (models/shapes-tiny). */
+export const EMBEDDED_MODEL = new URL("../models/shapes-tiny", import.meta.url).pathname;
+const EMBEDDED_NAME = "denoise/shapes-tiny";
 
 /** Where the model comes from, or a one-line error and exit 1. */
 async function resolve(options: ServerOptions, log: Logger): Promise<ResolvedModel> {
@@ -77,7 +77,7 @@ export async function main(args: readonly string[]): Promise<void> {
   } catch (e) {
     return fatal((e as Error).message);
   }
-  const card = options.model ? findModelCard(options.model) : undefined;
+  const card = findModelCard(options.model ?? EMBEDDED_NAME);
   const servedModelName = options.servedModelName ?? options.model ?? EMBEDDED_NAME;
   const metrics: Metrics = new Metrics(
     servedModelName,

@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { startServer } from "./test_server.ts";
 
-const server = await startServer(["--device", "cpu", "--max-image-pixels", "262144"]);
+// The random-weight fixture (fast, and the assertions below rely on its name and sizes).
+const FIXTURE = new URL("../fixtures/models/sd-turbo-tiny", import.meta.url).pathname;
+const server = await startServer([
+  ...["--model", FIXTURE, "--served-model-name", "denoise/sd-turbo-tiny"],
+  ...["--device", "cpu", "--max-image-pixels", "262144"],
+]);
 const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
   fetch(`${server.url}${path}`, {
     method: "POST",

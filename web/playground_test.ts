@@ -88,13 +88,13 @@ if (!hasChromium) {
 }
 
 test("playground: prompt → Generate → previews, progress, then the final image; copy as curl reproduces it", async () => {
-  const server = await startServer(["--model", SD15, "--device", "cpu"]);
+  const server = await startServer(["--device", "cpu"]); // the embedded model
   try {
     await withBrowser(async (context, outside) => {
       await context.grantPermissions(["clipboard-read", "clipboard-write"]);
       const page = await openPlayground(context, server);
       await page.getByLabel("Prompt", { exact: true }).fill("a red circle on a blue background");
-      await page.getByLabel("Size").selectOption("512x512");
+      await page.getByLabel("Size").selectOption("256x256");
       await page.getByLabel("Steps").fill("40");
       await page.getByLabel("random").uncheck();
       await page.getByLabel("Seed").fill("42");
@@ -104,11 +104,11 @@ test("playground: prompt → Generate → previews, progress, then the final ima
       await page.locator("#gallery figure").waitFor();
       assert.match(
         await page.locator("#gallery figcaption .meta").innerText(),
-        /512x512 · seed 42/,
+        /256x256 · seed 42/,
       );
       const bytes = await galleryBytes(page);
       const view = new DataView(bytes.buffer);
-      assert.deepEqual([view.getUint32(16), view.getUint32(20)], [512, 512]);
+      assert.deepEqual([view.getUint32(16), view.getUint32(20)], [256, 256]);
       if (SCREENSHOTS) await page.screenshot({ path: "docs/playground.png" });
 
       await page.getByRole("button", { name: "Copy as curl" }).click();
@@ -128,7 +128,7 @@ test("playground: prompt → Generate → previews, progress, then the final ima
       await page.getByRole("button", { name: "Copy as openai SDK" }).click();
       assert.match(
         await clipboardText(page),
-        /client\.images\.generate\(prompt="a red circle on a blue background", n=1, size="512x512", extra_body=\{.*"seed": 42/,
+        /client\.images\.generate\(prompt="a red circle on a blue background", n=1, size="256x256", extra_body=\{.*"seed": 42/,
       );
       assert.deepEqual(outside, []);
     });

@@ -65,13 +65,20 @@ export interface StableDiffusionParts {
   schedulerConfig: SchedulerConfig;
   vaeScalingFactor: number;
   latentChannels: number;
+  /** UNet resolution levels (`len(block_out_channels)`); 1 when the config does not say. */
+  unetLevels: number;
   defaults: PipelineDefaults;
 }
 
 /** Stable Diffusion text-to-image over ONNX Runtime. */
 export class StableDiffusionPipeline implements Pipeline {
   readonly family = "StableDiffusionPipeline";
-  readonly sizeMultiple = VAE_SCALE;
+  /**
+   * 8 (the VAE), times 2 per UNet downsampling: an exported UNet concatenates skip connections of
+   * fixed shapes, so latents must halve evenly at every level (diffusers pads this at run time;
+   * an ONNX graph cannot).
+   */
+  readonly sizeMultiple: number;
   readonly #parts: StableDiffusionParts;
   readonly #scheduler: Scheduler;
   readonly #timestep: TensorInfo;
@@ -80,6 +87,7 @@ export class StableDiffusionPipeline implements Pipeline {
 
   private constructor(parts: StableDiffusionParts) {
     this.#parts = parts;
+    this.sizeMultiple = VAE_SCALE * 2 ** (parts.unetLevels - 1);
     this.#scheduler = schedulerOrEuler(parts.schedulerConfig);
     const te = matchInputs("text_encoder/model.onnx", parts.textEncoder, [
       { name: "input_ids", types: ["int32", "int64"], ranks: [2] },
@@ -133,6 +141,9 @@ export class StableDiffusionPipeline implements Pipeline {
       schedulerConfig,
       vaeScalingFactor: Number(vaeConfig.scaling_factor ?? 0.18215),
       latentChannels: Number(unetConfig.in_channels ?? 4),
+      unetLevels: Array.isArray(unetConfig.block_out_channels)
+        ? Math.max(1, unetConfig.block_out_channels.length)
+        : 1,
       defaults: {
         width: sampleSize,
         height: sampleSize,

@@ -1,0 +1,103 @@
+/**
+ * `deno task score [--device cpu] [--limit N] [--guidance default,1] [--steps N] [--model DIR]
+ * [--json FILE]`: runs the held-out prompt × seed pairs of training/heldout.json (captions that
+ * training never used) through the real pipeline (compute/ `loadPipeline`, with the registry
+ * defaults of `denoise/shapes-tiny`) and prints what the scene checker (scripts/scene_check.ts)
+ * finds: accuracy per attribute, and the share of images right on every attribute the prompt
+ * names, once per guidance scale.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { type DeviceChoice, findModelCard, loadPipeline } from "../compute/mod.ts";
+import { type Expectation, formatScore, judge, readScene, score } from "./scene_check.ts";
+
+const MODEL = new URL("../models/shapes-tiny", import.meta.url).pathname;
+const HELD_OUT = new URL("../training/heldout.json", import.meta.url).pathname;
+
+/** One held-out item. */
+export interface HeldOutItem {
+  prompt: string;
+  seed: number;
+  expect: Expectation;
+}
+
+/** The committed held-out set. */
+export async function heldOut(): Promise<HeldOutItem[]> {
+  return JSON.parse(await Deno.readTextFile(HELD_OUT)).items;
+}
+
+/**
+ * Whether seeds matter: for prompts that name no position, how far apart the largest objects of
+ * the same prompt's two seeds are (fractions of the image side).
+ */
+export function seedSpread(
+  rows: { prompt: string; seen: { centre?: [number, number] } }[],
+): string {
+  const byPrompt = new Map<string, [number, number][]>();
+  for (const r of rows) {
+    if (/ (left|right|top|bottom|centre|center|middle) /.test(r.prompt) || !r.seen.centre) continue;
+    byPrompt.set(r.prompt, [...byPrompt.get(r.prompt) ?? [], r.seen.centre]);
+  }
+  const d: number[] = [];
+  for (const cs of byPrompt.values()) {
+    if (cs.length >= 2) d.push(Math.hypot(cs[0][0] - cs[1][0], cs[0][1] - cs[1][1]));
+  }
+  const far = d.filter((x) => x > 0.1).length;
+  return `  seeds: ${far}/${d.length} prompts without a position put the object > 0.1 apart ` +
+    `for their two seeds (mean ${
+      (d.reduce((a, b) => a + b, 0) / Math.max(1, d.length)).toFixed(2)
+    })`;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      device: { type: "string", default: "cpu" },
+      limit: { type: "string" },
+      guidance: { type: "string", default: "default,1" },
+      steps: { type: "string" },
+      model: { type: "string", default: MODEL },
+      json: { type: "string" },
+    },
+  });
+  const defaults = findModelCard("denoise/shapes-tiny")!.defaults;
+  const pipeline = await loadPipeline(values.model, {
+    device: values.device as DeviceChoice,
+    defaults,
+  });
+  const items = (await heldOut()).slice(0, values.limit ? Number(values.limit) : undefined);
+  const steps = values.steps ? Number(values.steps) : pipeline.defaults.steps;
+  const report: Record<string, unknown> = {};
+  console.log(
+    `shapes-tiny on ${pipeline.device}: ${items.length} held-out prompt × seed pairs, ` +
+      `${pipeline.defaults.width}×${pipeline.defaults.height}, ${steps} steps`,
+  );
+  for (const g of values.guidance.split(",")) {
+    const guidanceScale = g === "default" ? pipeline.defaults.guidanceScale : Number(g);
+    const started = performance.now();
+    const rows = [];
+    for (const item of items) {
+      const r = await pipeline.generate({
+        prompt: item.prompt,
+        seed: item.seed,
+        steps,
+        guidanceScale,
+      });
+      const seen = readScene(r.images[0]);
+      const verdict = judge(item.expect, seen);
+      rows.push({ ...item, seen: { ...seen, features: undefined }, verdict });
+    }
+    const s = score(rows.map((r) => r.verdict));
+    console.log(
+      `\nguidance ${guidanceScale}${g === "default" ? " (default)" : ""}: ` +
+        `${((performance.now() - started) / 1000).toFixed(0)} s`,
+    );
+    console.log(formatScore(s));
+    console.log(seedSpread(rows));
+    report[String(guidanceScale)] = { score: s, rows };
+  }
+  if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(report, null, 1));
+  await pipeline.release();
+}

@@ -1,0 +1,412 @@
+"""The three networks of shapes-tiny, with diffusers' module names so that exported ONNX node
+names read like real Stable Diffusion exports (`/down_blocks.1/attentions.0/transformer_blocks.0/
+attn2/to_k/MatMul`).
+
+- `TextEncoder`: CLIP-like (token + position embeddings, pre-LN transformer layers, final LN).
+- `UNet2DConditionModel`: ResNet blocks, cross-attention transformer blocks at 1/2 and 1/4 of the
+  latent resolution, skip connections, sinusoidal timestep embedding. One deviation from SD: two
+  coordinate channels (x and y in [-1, 1], computed from the sample's shape inside the graph) are
+  concatenated to the latents before `conv_in`, so that "left" and "top" are easy to learn at any
+  size.
+- `AutoencoderKL`: a small convolutional autoencoder, downsampling 8x to 4 latent channels.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+CONTEXT_TOKENS = 32
+
+
+def groups(ch):
+    return 8 if ch % 8 == 0 else 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Text encoder
+
+
+class CLIPAttention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, x, mask):
+        return self.out_proj(
+            attention(self.q_proj(x), self.k_proj(x), self.v_proj(x), self.heads, mask))
+
+
+class CLIPEncoderLayer(nn.Module):
+    def __init__(self, dim, heads, mlp):
+        super().__init__()
+        self.layer_norm1 = nn.LayerNorm(dim)
+        self.self_attn = CLIPAttention(dim, heads)
+        self.layer_norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential()
+        self.mlp.fc1 = nn.Linear(dim, mlp)
+        self.mlp.act = nn.GELU()
+        self.mlp.fc2 = nn.Linear(mlp, dim)
+
+    def forward(self, x, mask):
+        x = x + self.self_attn(self.layer_norm1(x), mask)
+        return x + self.mlp(self.layer_norm2(x))
+
+
+class TextEncoder(nn.Module):
+    """input_ids [B, 77] -> last_hidden_state [B, 77, dim]; causal attention, as in CLIP, so a
+    token's state does not depend on what follows it (training can use the first tokens only)."""
+
+    def __init__(self, vocab_size, dim=128, layers=2, heads=4, mlp=256, max_positions=77):
+        super().__init__()
+        self.embeddings = nn.Module()
+        self.embeddings.token_embedding = nn.Embedding(vocab_size, dim)
+        self.embeddings.position_embedding = nn.Embedding(max_positions, dim)
+        self.encoder = nn.Module()
+        self.encoder.layers = nn.ModuleList(
+            [CLIPEncoderLayer(dim, heads, mlp) for _ in range(layers)])
+        self.final_layer_norm = nn.LayerNorm(dim)
+        nn.init.normal_(self.embeddings.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.embeddings.position_embedding.weight, std=0.01)
+
+    def forward(self, input_ids):
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = self.embeddings.token_embedding(input_ids) + \
+            self.embeddings.position_embedding(positions)[None]
+        n = input_ids.shape[1]
+        idx = torch.arange(n, device=input_ids.device)
+        mask = (idx[None, :] > idx[:, None]).to(torch.float32) * -1e9
+        for layer in self.encoder.layers:
+            x = layer(x, mask)
+        return self.final_layer_norm(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# UNet
+
+
+def attention(q, k, v, heads, mask=None):
+    b, n, d = q.shape
+    m = k.shape[1]
+    h = d // heads
+    q = q.reshape(b, n, heads, h).transpose(1, 2)
+    k = k.reshape(b, m, heads, h).transpose(1, 2)
+    v = v.reshape(b, m, heads, h).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2) * (1.0 / math.sqrt(h))
+    if mask is not None:
+        scores = scores + mask
+    w = torch.softmax(scores, dim=-1)
+    return (w @ v).transpose(1, 2).reshape(b, n, d)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, context_dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(context_dim, dim, bias=False)
+        self.to_v = nn.Linear(context_dim, dim, bias=False)
+        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
+
+    def forward(self, x, context=None):
+        c = x if context is None else context
+        return self.to_out[0](attention(self.to_q(x), self.to_k(c), self.to_v(c), self.heads))
+
+
+class GEGLU(nn.Module):
+    def __init__(self, dim, inner):
+        super().__init__()
+        self.proj = nn.Linear(dim, inner * 2)
+
+    def forward(self, x):
+        a, gate = self.proj(x).chunk(2, dim=-1)
+        return a * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim, mult=2):
+        super().__init__()
+        self.net = nn.ModuleList([GEGLU(dim, dim * mult), nn.Identity(), nn.Linear(dim * mult, dim)])
+
+    def forward(self, x):
+        for m in self.net:
+            x = m(x)
+        return x
+
+
+class BasicTransformerBlock(nn.Module):
+    """Self-attention (optional: left out at the larger resolution to save compute),
+    cross-attention to the text, feed-forward."""
+
+    def __init__(self, dim, context_dim, heads, self_attention=True):
+        super().__init__()
+        self.self_attention = self_attention
+        if self_attention:
+            self.norm1 = nn.LayerNorm(dim)
+            self.attn1 = Attention(dim, dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.attn2 = Attention(dim, context_dim, heads)
+        self.norm3 = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim)
+
+    def forward(self, x, context):
+        if self.self_attention:
+            x = x + self.attn1(self.norm1(x))
+        x = x + self.attn2(self.norm2(x), context)
+        return x + self.ff(self.norm3(x))
+
+
+class Transformer2DModel(nn.Module):
+    def __init__(self, ch, context_dim, heads, self_attention=True):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups(ch), ch, eps=1e-6)
+        self.proj_in = nn.Linear(ch, ch)
+        self.transformer_blocks = nn.ModuleList(
+            [BasicTransformerBlock(ch, context_dim, heads, self_attention)])
+        self.proj_out = nn.Linear(ch, ch)
+
+    def forward(self, x, context):
+        b, c, h, w = x.shape
+        y = self.norm(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
+        y = self.proj_in(y)
+        for blk in self.transformer_blocks:
+            y = blk(y, context)
+        y = self.proj_out(y).reshape(b, h, w, c).permute(0, 3, 1, 2)
+        return x + y
+
+
+class ResnetBlock2D(nn.Module):
+    def __init__(self, cin, cout, temb):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups(cin), cin, eps=1e-5)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.time_emb_proj = nn.Linear(temb, cout) if temb else None
+        self.norm2 = nn.GroupNorm(groups(cout), cout, eps=1e-5)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x, temb=None):
+        h = self.conv1(F.silu(self.norm1(x)))
+        if self.time_emb_proj is not None:
+            h = h + self.time_emb_proj(F.silu(temb))[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return (x if self.conv_shortcut is None else self.conv_shortcut(x)) + h
+
+
+class Downsample2D(nn.Module):
+    def __init__(self, ch):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class Upsample2D(nn.Module):
+    def __init__(self, ch):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class DownBlock(nn.Module):
+    def __init__(self, cin, cout, temb, context_dim, heads, attn, down, self_attention=True):
+        super().__init__()
+        self.resnets = nn.ModuleList([ResnetBlock2D(cin, cout, temb)])
+        if attn:
+            self.attentions = nn.ModuleList(
+                [Transformer2DModel(cout, context_dim, heads, self_attention)])
+        self.has_attn = attn
+        if down:
+            self.downsamplers = nn.ModuleList([Downsample2D(cout)])
+        self.has_down = down
+
+    def forward(self, x, temb, context):
+        skips = []
+        for i, res in enumerate(self.resnets):
+            x = res(x, temb)
+            if self.has_attn:
+                x = self.attentions[i](x, context)
+            skips.append(x)
+        if self.has_down:
+            x = self.downsamplers[0](x)
+            skips.append(x)
+        return x, skips
+
+
+class UpBlock(nn.Module):
+    def __init__(self, cin, cout, skip_chs, temb, context_dim, heads, attn, up,
+                 self_attention=True):
+        super().__init__()
+        res, c = [], cin
+        for s in skip_chs:
+            res.append(ResnetBlock2D(c + s, cout, temb))
+            c = cout
+        self.resnets = nn.ModuleList(res)
+        if attn:
+            self.attentions = nn.ModuleList(
+                [Transformer2DModel(cout, context_dim, heads, self_attention) for _ in skip_chs])
+        self.has_attn = attn
+        if up:
+            self.upsamplers = nn.ModuleList([Upsample2D(cout)])
+        self.has_up = up
+
+    def forward(self, x, skips, temb, context):
+        for i, res in enumerate(self.resnets):
+            x = res(torch.cat([x, skips.pop()], dim=1), temb)
+            if self.has_attn:
+                x = self.attentions[i](x, context)
+        if self.has_up:
+            x = self.upsamplers[0](x)
+        return x
+
+
+class MidBlock(nn.Module):
+    def __init__(self, ch, temb, context_dim, heads):
+        super().__init__()
+        self.resnets = nn.ModuleList([ResnetBlock2D(ch, ch, temb), ResnetBlock2D(ch, ch, temb)])
+        self.attentions = nn.ModuleList([Transformer2DModel(ch, context_dim, heads)])
+
+    def forward(self, x, temb, context):
+        x = self.resnets[0](x, temb)
+        x = self.attentions[0](x, context)
+        return self.resnets[1](x, temb)
+
+
+class TimestepEmbedding(nn.Module):
+    def __init__(self, cin, dim):
+        super().__init__()
+        self.linear_1 = nn.Linear(cin, dim)
+        self.linear_2 = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        return self.linear_2(F.silu(self.linear_1(x)))
+
+
+def timestep_features(t, dim):
+    """diffusers `Timesteps(dim, flip_sin_to_cos=True, downscale_freq_shift=0)`."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    args = t.float().reshape(-1, 1) * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def coord_channels(x):
+    """[B, 2, H, W]: x and y pixel-centre coordinates in [-1, 1]."""
+    b, _, h, w = x.shape
+    ys = (torch.arange(h, dtype=x.dtype) + 0.5) * (2.0 / h) - 1.0
+    xs = (torch.arange(w, dtype=x.dtype) + 0.5) * (2.0 / w) - 1.0
+    gy = ys.reshape(1, 1, h, 1).expand(b, 1, h, w)
+    gx = xs.reshape(1, 1, 1, w).expand(b, 1, h, w)
+    return torch.cat([gx, gy], dim=1)
+
+
+class UNet2DConditionModel(nn.Module):
+    """sample [B, 4, h, w], timestep (scalar or [B]), encoder_hidden_states [B, 77, C] -> eps."""
+
+    def __init__(self, in_channels=4, channels=(32, 64, 128), context_dim=128, heads=4,
+                 temb_in=64, self_attention_16=False):
+        super().__init__()
+        c0, c1, c2 = channels
+        temb = c0 * 4
+        self.temb_in = temb_in
+        self.time_embedding = TimestepEmbedding(temb_in, temb)
+        self.conv_in = nn.Conv2d(in_channels + 2, c0, 3, padding=1)
+        self.down_blocks = nn.ModuleList([
+            DownBlock(c0, c0, temb, context_dim, heads, attn=False, down=True),
+            DownBlock(c0, c1, temb, context_dim, heads, attn=True, down=True,
+                      self_attention=self_attention_16),
+            DownBlock(c1, c2, temb, context_dim, heads, attn=True, down=False),
+        ])
+        self.mid_block = MidBlock(c2, temb, context_dim, heads)
+        # Skips, in push order: conv_in c0, d0.res c0, d0.down c0, d1.res c1, d1.down c1, d2.res c2
+        self.up_blocks = nn.ModuleList([
+            UpBlock(c2, c2, [c2, c1], temb, context_dim, heads, attn=True, up=True),
+            UpBlock(c2, c1, [c1, c0], temb, context_dim, heads, attn=True, up=True,
+                    self_attention=self_attention_16),
+            UpBlock(c1, c0, [c0, c0], temb, context_dim, heads, attn=False, up=False),
+        ])
+        self.conv_norm_out = nn.GroupNorm(groups(c0), c0, eps=1e-5)
+        self.conv_out = nn.Conv2d(c0, in_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        b = sample.shape[0]
+        # Only the first CONTEXT_TOKENS token states are read (grammar captions are <= 16 tokens).
+        encoder_hidden_states = encoder_hidden_states[:, :CONTEXT_TOKENS]
+        t = timestep.reshape(-1).expand(b) if timestep.dim() > 0 else timestep.reshape(1).expand(b)
+        temb = self.time_embedding(timestep_features(t, self.temb_in))
+        x = self.conv_in(torch.cat([sample, coord_channels(sample)], dim=1))
+        skips = [x]
+        for blk in self.down_blocks:
+            x, s = blk(x, temb, encoder_hidden_states)
+            skips.extend(s)
+        x = self.mid_block(x, temb, encoder_hidden_states)
+        for blk in self.up_blocks:
+            x = blk(x, skips, temb, encoder_hidden_states)
+        return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Autoencoder
+
+
+class Encoder(nn.Module):
+    def __init__(self, latent=4, chs=(16, 32, 64)):
+        super().__init__()
+        c0, c1, c2 = chs
+        self.conv_in = nn.Conv2d(3, c0, 2, stride=2)
+        self.down = nn.ModuleList([nn.Conv2d(c0, c1, 2, stride=2), nn.Conv2d(c1, c2, 2, stride=2)])
+        self.mid = ResnetBlock2D(c2, c2, 0)
+        self.conv_norm_out = nn.GroupNorm(groups(c2), c2)
+        self.conv_out = nn.Conv2d(c2, latent, 3, padding=1)
+
+    def forward(self, x):
+        x = F.silu(self.conv_in(x))
+        for d in self.down:
+            x = F.silu(d(x))
+        x = self.mid(x)
+        return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+
+class Decoder(nn.Module):
+    def __init__(self, latent=4):
+        super().__init__()
+        self.conv_in = nn.Conv2d(latent, 96, 3, padding=1)
+        self.mid = ResnetBlock2D(96, 96, 0)
+        self.up = nn.ModuleList([
+            nn.Conv2d(96, 64, 3, padding=1),   # 2x
+            nn.Conv2d(64, 32, 3, padding=1),   # 4x
+            nn.Conv2d(32, 32, 3, padding=1),   # 8x
+        ])
+        self.res = ResnetBlock2D(64, 64, 0)    # at 2x, after the first upsampling
+        self.conv_out = nn.Conv2d(32, 3, 3, padding=1)
+
+    def forward(self, z):
+        x = self.mid(self.conv_in(z))
+        for i, conv in enumerate(self.up):
+            x = F.silu(conv(F.interpolate(x, scale_factor=2.0, mode="nearest")))
+            if i == 0:
+                x = self.res(x)
+        return self.conv_out(x)
+
+
+class AutoencoderKL(nn.Module):
+    """Deterministic autoencoder: images in [-1, 1] <-> 4-channel latents at 1/8 resolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = Encoder()
+        self.decoder = Decoder()
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
