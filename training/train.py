@@ -13,7 +13,7 @@ Phases (each checkpointed under --work, so an interrupted run resumes with --res
    held-out attribute tuple (training/scenes.py `held_out`) are never used.
 1b. decoder fine-tune: encoder frozen, decoder trained on 128x128 crops with MSE + L1.
 2b. offset-noise fine-tune (see below), so the prompt, not the starting noise, sets the
-   background colour.
+   background colour; 2c. a second round of it (--ft2-steps).
 3. export: ONNX graphs + configs + tokenizer files into --out (export.py), loss curves.
 
 Deterministic given --seed (single process, fixed thread count, seeded Python/torch RNGs).
@@ -53,7 +53,7 @@ p.add_argument("--decoder-steps", type=int, default=1000)
 p.add_argument("--stop-at", type=int, default=1000,
                help="end phase 2 after this many of its --steps (its LR schedule still spans --steps)")
 p.add_argument("--ft-steps", type=int, default=600)
-p.add_argument("--ft2-steps", type=int, default=0)
+p.add_argument("--ft2-steps", type=int, default=900)
 p.add_argument("--ft-lr", type=float, default=5e-4)
 p.add_argument("--offset-noise", type=float, default=0.1)
 p.add_argument("--resume", action="store_true")
