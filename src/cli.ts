@@ -110,9 +110,10 @@ export const FLAGS: readonly Flag[] = [
   {
     name: "batch-wait-ms",
     kind: { type: "number", min: 0, max: 10_000 },
-    default: "5",
+    default: "30",
     metavar: "MS",
-    help: "how long an idle engine waits for batch-mates of a first request",
+    help:
+      "how long an idle engine waits for batch-mates of a first request, under concurrent load only (a lone client never waits)",
   },
   {
     name: "max-queue",

@@ -34,14 +34,24 @@ let batching: BatchSettings = { maxBatchSize: 1, batchWaitMs: 0 };
 const queue: Job[] = [];
 const running = new Map<number, Job>();
 let waitTimer: ReturnType<typeof setTimeout> | undefined;
+/** Requests in the last batch: more than one means clients are arriving together. */
+let lastBatchRequests = 0;
 
 const post = (message: FromWorker, transfer: Transferable[] = []) =>
   self.postMessage(message, transfer);
 
-/** Starts the next batch now, or after the batch window when the engine was idle. */
+/**
+ * Starts the next batch now, or after the batch window when the engine was idle and the last
+ * batch had batch-mates: under concurrent load, clients whose answers went out together come back
+ * a few milliseconds apart, and waiting gathers them into one full batch; a lone client, whose
+ * last batch was itself alone, never waits.
+ */
 function schedule(wasIdle: boolean): void {
   if (running.size > 0 || queue.length === 0 || waitTimer !== undefined) return;
-  if (!wasIdle || batching.batchWaitMs <= 0 || headBatchIsFull(queue, batching.maxBatchSize)) {
+  if (
+    !wasIdle || lastBatchRequests < 2 || batching.batchWaitMs <= 0 ||
+    headBatchIsFull(queue, batching.maxBatchSize)
+  ) {
     void runBatch();
     return;
   }
@@ -58,6 +68,7 @@ async function runBatch(): Promise<void> {
   }
   const batch = takeBatch(queue, batching.maxBatchSize);
   if (batch.length === 0) return;
+  lastBatchRequests = batch.length;
   for (const job of batch) running.set(job.id, job);
   post({
     type: "started",
