@@ -64,7 +64,7 @@ Deno.test("/health stays fast while a long generation runs in the worker", async
 });
 
 Deno.test("batched requests get the bytes they get alone; metrics see the batch", async () => {
-  const server = await startServer(["--model", SD15, "--device", "cpu", "--batch-wait-ms", "300"]);
+  const server = await startServer(["--model", SD15, "--device", "cpu"]);
   try {
     const request = (prompt: string, seed: number) =>
       postJson(server, "/v1/images/generations", {
@@ -74,20 +74,33 @@ Deno.test("batched requests get the bytes they get alone; metrics see the batch"
         num_inference_steps: 4,
       }).then((r) => r.json());
     const alone = await request("a lighthouse", 7);
+    // A longer request of another size holds the engine while three compatible ones queue up
+    // behind it; they then run as one batch.
+    const blocker = postJson(server, "/v1/images/generations", {
+      prompt: "a blocker",
+      size: "512x512",
+      num_inference_steps: 40,
+    }).then((r) => r.json());
+    while ((await metric(server, "vllm:num_requests_running")) !== 1) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
     const batched = await Promise.all([
       request("a harbour", 1),
       request("a lighthouse", 7),
       request("a storm", 3),
     ]);
+    await blocker;
     assert.equal(batched[1].data[0].b64_json, alone.data[0].b64_json);
     assert.notEqual(batched[0].data[0].b64_json, alone.data[0].b64_json);
     const text = await (await fetch(`${server.url}/metrics`)).text();
-    assert.match(text, /denoise_batch_size_images_bucket\{le="3",model_name="[^"]+"\} 2/);
-    assert.match(text, /vllm:request_success_total\{model_name="[^"]+",finished_reason="stop"\} 4/);
-    assert.match(text, /denoise_images_generated_total\{model_name="[^"]+"\} 4/);
+    // Batches: the lone request (1), the blocker (1), the three together (3).
+    assert.match(text, /denoise_batch_size_images_bucket\{le="2",model_name="[^"]+"\} 2/);
+    assert.match(text, /denoise_batch_size_images_bucket\{le="3",model_name="[^"]+"\} 3/);
+    assert.match(text, /vllm:request_success_total\{model_name="[^"]+",finished_reason="stop"\} 5/);
+    assert.match(text, /denoise_images_generated_total\{model_name="[^"]+"\} 5/);
     assert.match(
       text,
-      /denoise_http_requests_total\{method="POST",route="\/v1\/images\/generations",status="200"\} 4/,
+      /denoise_http_requests_total\{method="POST",route="\/v1\/images\/generations",status="200"\} 5/,
     );
   } finally {
     await server.stop();
