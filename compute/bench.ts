@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--devices cpu,wasm,webgpu] [--steps 8]`: for the embedded pipeline at 64²,
+ * `deno task bench [--devices cpu,wasm,webgpu] [--steps 8]`: for the sd-turbo-tiny fixture at 64²,
  * 256² and 512², the median time of each stage per backend, and the ratio of our denoising step to
  * a bare `session.run` of the same UNet graph on the same inputs (orchestration overhead). Then
  * PNG encoders on a 1024² image, then a 256 MB hub download over loopback against a bare fetch.
@@ -62,7 +62,7 @@ const devices = (args.values.devices?.split(",") ??
   ["cpu", "wasm", ...(gpu?.shaderF16 ? ["webgpu"] : [])]) as DeviceName[];
 
 console.log(`# denoise compute benchmark\n`);
-console.log(`Model: embedded sd-turbo-tiny (fixtures), ${steps} Euler steps, batch 1, no CFG.`);
+console.log(`Model: the sd-turbo-tiny fixture, ${steps} Euler steps, batch 1, no CFG.`);
 console.log(
   `WebGPU adapter: ${gpu ? gpu.description : "none"}. Medians; step medians exclude step 0.\n`,
 );
