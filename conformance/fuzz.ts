@@ -12,7 +12,7 @@
  * @module
  */
 import fc from "fast-check";
-import { parseArgs } from "node:util";
+import { parseFlags } from "./args.ts";
 import { parse } from "yaml";
 
 type Schema = Record<string, unknown>;
@@ -281,22 +281,16 @@ export async function fuzz(
 }
 
 if (import.meta.main) {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: Deno.args,
-      options: {
-        "base-url": { type: "string", default: "http://127.0.0.1:8000" },
-        requests: { type: "string", default: "10000" },
-        concurrency: { type: "string", default: "4" },
-        seed: { type: "string", default: "1" },
-        seconds: { type: "string", default: "600" },
-      },
-    }));
-  } catch (e) {
-    console.error(`error: ${(e as Error).message.split("\n")[0]}`);
-    Deno.exit(2);
-  }
+  const values = parseFlags(
+    {
+      "base-url": { type: "string", default: "http://127.0.0.1:8000" },
+      requests: { type: "string", default: "10000" },
+      concurrency: { type: "string", default: "4" },
+      seed: { type: "string", default: "1" },
+      seconds: { type: "string", default: "600" },
+    },
+    "Usage: deno task fuzz --base-url URL [--requests N] [--concurrency N] [--seed N] [--seconds S]",
+  );
   const report = await fuzz(values["base-url"].replace(/\/+$/, ""), {
     requests: Number(values.requests),
     concurrency: Number(values.concurrency),

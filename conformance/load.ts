@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseFlags } from "./args.ts";
 
 /** What a load run measured. */
 export interface LoadReport {
@@ -92,22 +92,16 @@ export async function load(
 }
 
 if (import.meta.main) {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: Deno.args,
-      options: {
-        "base-url": { type: "string", default: "http://127.0.0.1:8000" },
-        clients: { type: "string", default: "16" },
-        seconds: { type: "string", default: "30" },
-        body: { type: "string", default: '{"prompt":"a red circle on a blue background"}' },
-        "api-key": { type: "string" },
-      },
-    }));
-  } catch (e) {
-    console.error(`error: ${(e as Error).message.split("\n")[0]}`);
-    Deno.exit(2);
-  }
+  const values = parseFlags(
+    {
+      "base-url": { type: "string", default: "http://127.0.0.1:8000" },
+      clients: { type: "string", default: "16" },
+      seconds: { type: "string", default: "30" },
+      body: { type: "string", default: '{"prompt":"a red circle on a blue background"}' },
+      "api-key": { type: "string" },
+    },
+    "Usage: deno task load --base-url URL [--clients N] [--seconds S] [--body JSON] [--api-key KEY]",
+  );
   const r = await load(values["base-url"].replace(/\/+$/, ""), {
     clients: Number(values.clients),
     seconds: Number(values.seconds),

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseFlags } from "./args.ts";
 import { CASES, MODEL_PLACEHOLDER } from "./cases.ts";
 import { type CaseResult, probeTools, runCase } from "./runner.ts";
 
@@ -21,28 +21,15 @@ const HELP =
   --lora-path PATH   PEFT LoRA adapter folder on the server; runs the documented LoRA example
 `;
 
-const { values } = (() => {
-  try {
-    return parseArgs({
-      args: Deno.args,
-      options: {
-        "base-url": { type: "string" },
-        model: { type: "string" },
-        only: { type: "string" },
-        report: { type: "string" },
-        "expect-unready": { type: "boolean", default: false },
-        "lora-path": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    // Like `serve`: one line, then how to get help; exit 2.
-    console.error(
-      `error: ${(e as Error).message.split("\n")[0]}\nRun with --help for the options.`,
-    );
-    Deno.exit(2);
-  }
-})();
+const values = parseFlags({
+  "base-url": { type: "string" },
+  model: { type: "string" },
+  only: { type: "string" },
+  report: { type: "string" },
+  "expect-unready": { type: "boolean", default: false },
+  "lora-path": { type: "string" },
+  help: { type: "boolean", short: "h" },
+});
 if (values.help || !values["base-url"]) {
   if (!values.help) console.error("error: --base-url is required");
   console.log(HELP);

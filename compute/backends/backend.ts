@@ -31,8 +31,6 @@ export interface TensorInfo {
 export interface SessionOptions {
   /** The `model.onnx_data` next to the model, if it has one. */
   externalDataPath?: string;
-  /** Outputs that should stay in device memory (WebGPU: `gpu-buffer`) for the next graph. */
-  keepOutputsOnDevice?: readonly string[];
 }
 
 /** A loaded graph. */

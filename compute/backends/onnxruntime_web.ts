@@ -37,12 +37,10 @@ export function createWebBackend(
           data: await Deno.readFile(options.externalDataPath),
         }]
         : undefined;
-      const keep = device === "webgpu" ? options.keepOutputsOnDevice ?? [] : [];
       const session = await ort.InferenceSession.create(await Deno.readFile(modelPath), {
         executionProviders: [device],
         graphOptimizationLevel: "all",
         externalData,
-        preferredOutputLocation: Object.fromEntries(keep.map((name) => [name, "gpu-buffer"])),
         logSeverityLevel: 3,
       });
       const io = [...session.inputMetadata, ...session.outputMetadata];

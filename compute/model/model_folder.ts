@@ -40,7 +40,6 @@ export async function openSession(
   backend: Backend,
   dir: string,
   component: string,
-  keepOutputsOnDevice: readonly string[] = [],
 ): Promise<Session> {
   const modelPath = `${dir}/${component}/model.onnx`;
   const label = `${component}/model.onnx`;
@@ -53,7 +52,6 @@ export async function openSession(
   try {
     return await backend.createSession(modelPath, {
       externalDataPath: (await exists(dataPath)) ? dataPath : undefined,
-      keepOutputsOnDevice,
     });
   } catch (e) {
     if (e instanceof BackendUnavailableError) throw e;
