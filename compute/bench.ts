@@ -12,7 +12,7 @@ import { encode as fastPngEncode } from "fast-png";
 import type { DeviceName, Session } from "./backends/backend.ts";
 import { probeWebGpu, selectBackend } from "./backends/device.ts";
 import { encodeImage, encodeImages } from "./image/encode.ts";
-import { openSession } from "./model/model_folder.ts";
+import { folderGraphs } from "./model/model_folder.ts";
 import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
 import { torchRandn } from "./random.ts";
 import { downloadSnapshot, hubSettings, planDownload } from "./model/hub_download.ts";
@@ -72,8 +72,8 @@ console.log(
 console.log("|---|---|---|---|---|---|---|---|---|---|");
 for (const device of devices) {
   const backend = await selectBackend(device);
-  const pipeline = await StableDiffusionPipeline.load(MODEL, backend);
-  const bareUnet = await openSession(backend, MODEL, "unet");
+  const pipeline = await StableDiffusionPipeline.load(folderGraphs(MODEL, backend));
+  const bareUnet = await folderGraphs(MODEL, backend).open("unet");
   for (const size of SIZES) {
     await pipeline.generate({ prompt: "warm up", width: size, height: size, steps: 1, seed: 0 });
     const r = await pipeline.generate({

@@ -3,10 +3,11 @@
  *
  * @module
  */
-import type { Backend, DeviceChoice } from "./backends/backend.ts";
+import type { DeviceChoice } from "./backends/backend.ts";
 import { selectBackend } from "./backends/device.ts";
 import { ModelLoadError } from "./errors.ts";
-import { readModelIndex } from "./model/model_folder.ts";
+import { DEFAULT_LORA_LIMITS, type LoraLimits, LoraPipeline } from "./lora/lora_pipeline.ts";
+import { folderGraphs, type GraphSource, readModelIndex } from "./model/model_folder.ts";
 import type { Pipeline, PipelineDefaults } from "./pipelines/pipeline.ts";
 import { QwenImagePipeline } from "./pipelines/qwen_image.ts";
 import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
@@ -17,11 +18,13 @@ export interface LoadOptions {
   device?: DeviceChoice;
   /** Per-model defaults (e.g. from the registry) over those derived from the configs. */
   defaults?: Partial<PipelineDefaults>;
+  /** Bounds on per-request LoRA adapters and their cache. */
+  lora?: Partial<LoraLimits>;
 }
 
-/** A pipeline class: loads a model folder onto a backend. */
+/** A pipeline class: loads a model folder's graphs. */
 interface PipelineClass {
-  load(dir: string, backend: Backend, defaults?: Partial<PipelineDefaults>): Promise<Pipeline>;
+  load(graphs: GraphSource, defaults?: Partial<PipelineDefaults>): Promise<Pipeline>;
 }
 
 /** `model_index.json` class names → pipeline. Optimum and legacy diffusers ONNX names included. */
@@ -36,8 +39,11 @@ const FAMILIES: Record<string, PipelineClass> = {
 /** The pipeline classes {@linkcode loadPipeline} can run. */
 export const SUPPORTED_PIPELINES: readonly string[] = Object.keys(FAMILIES);
 
-/** Loads the model folder `dir` on the chosen device. */
-export async function loadPipeline(dir: string, options: LoadOptions = {}): Promise<Pipeline> {
+/**
+ * Loads the model folder `dir` on the chosen device, ready to apply each request's LoRA adapters
+ * (see {@linkcode LoraPipeline}).
+ */
+export async function loadPipeline(dir: string, options: LoadOptions = {}): Promise<LoraPipeline> {
   const index = await readModelIndex(dir);
   const family = FAMILIES[index._class_name];
   if (!family) {
@@ -47,5 +53,12 @@ export async function loadPipeline(dir: string, options: LoadOptions = {}): Prom
       })`,
     );
   }
-  return await family.load(dir, await selectBackend(options.device ?? "auto"), options.defaults);
+  const graphs = folderGraphs(dir, await selectBackend(options.device ?? "auto"));
+  const base = await family.load(graphs, options.defaults);
+  return new LoraPipeline(
+    base,
+    graphs,
+    (variant) => family.load(variant, options.defaults),
+    { ...DEFAULT_LORA_LIMITS, ...options.lora },
+  );
 }

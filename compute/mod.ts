@@ -46,6 +46,7 @@ export type {
   BatchOutcome,
   GenerateOptions,
   GenerateResult,
+  LoraSpec,
   Pipeline,
   PipelineDefaults,
   Preview,
@@ -53,3 +54,11 @@ export type {
   StageTimings,
   StepInfo,
 } from "./pipelines/pipeline.ts";
+export {
+  DEFAULT_LORA_LIMITS,
+  type LoraLimits,
+  LoraPipeline,
+  MAX_LORA_SCALE,
+} from "./lora/lora_pipeline.ts";
+export { type AdapterFiles, adapterFiles } from "./lora/files.ts";
+export { LoraError } from "./lora/adapter.ts";

@@ -27,11 +27,16 @@ export interface TensorInfo {
   shape: readonly (number | string)[];
 }
 
-/** Options for creating one session. */
-export interface SessionOptions {
-  /** The `model.onnx_data` next to the model, if it has one. */
-  externalDataPath?: string;
-}
+/** A graph to open: its file, or its serialized bytes with any external-data files in memory. */
+export type GraphInput =
+  | {
+    path: string; /** The `model.onnx_data` next to the model, if it has one. */
+    externalDataPath?: string;
+  }
+  | {
+    bytes: Uint8Array; /** External-data files by the name the graph gives them. */
+    externalData?: ReadonlyMap<string, Uint8Array>;
+  };
 
 /** A loaded graph. */
 export interface Session {
@@ -46,7 +51,7 @@ export interface Backend {
   readonly device: DeviceName;
   /** Human-readable description (adapter, threads). */
   readonly description: string;
-  createSession(modelPath: string, options?: SessionOptions): Promise<Session>;
+  createSession(graph: GraphInput): Promise<Session>;
   /** Makes a CPU tensor; float16 data is given as float32 and converted. */
   tensor(
     type: TensorType,

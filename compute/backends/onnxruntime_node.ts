@@ -6,8 +6,8 @@
 import * as ort from "onnxruntime-node";
 import {
   type Backend,
+  type GraphInput,
   type Session,
-  type SessionOptions,
   tensorInfo,
   type TensorType,
 } from "./backend.ts";
@@ -29,9 +29,8 @@ export function createNodeBackend(threads = navigator.hardwareConcurrency): Back
   return {
     device: "cpu",
     description: `onnxruntime-node ${ort.env.versions?.common ?? ""} CPU, ${threads} threads`,
-    async createSession(modelPath: string, _options: SessionOptions = {}): Promise<Session> {
-      // onnxruntime-node resolves model.onnx_data itself, relative to the model path.
-      const session = await ort.InferenceSession.create(modelPath, {
+    async createSession(graph: GraphInput): Promise<Session> {
+      const options: ort.InferenceSession.SessionOptions = {
         executionProviders: ["cpu"],
         graphOptimizationLevel: "all",
         intraOpNumThreads: threads,
@@ -39,7 +38,14 @@ export function createNodeBackend(threads = navigator.hardwareConcurrency): Back
         // Spinning intra-op threads compete with Deno's own thread for the cores between runs;
         // with spinning on, step times were bimodal (1.7 or 5–11 ms at 512², docs/benchmarks.md).
         extra: { session: { "intra_op.allow_spinning": "0" } },
-      });
+      };
+      // From a path, onnxruntime-node finds model.onnx_data itself, next to the model.
+      const session = "path" in graph
+        ? await ort.InferenceSession.create(graph.path, options)
+        : await ort.InferenceSession.create(graph.bytes, {
+          ...options,
+          externalData: [...(graph.externalData ?? [])].map(([path, data]) => ({ path, data })),
+        });
       return {
         inputs: session.inputMetadata.map(tensorInfo),
         outputs: session.outputMetadata.map(tensorInfo),

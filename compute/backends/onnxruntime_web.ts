@@ -9,8 +9,8 @@ import * as ort from "onnxruntime-web/webgpu";
 import { dirname, join } from "node:path";
 import {
   type Backend,
+  type GraphInput,
   type Session,
-  type SessionOptions,
   tensorInfo,
   type TensorType,
 } from "./backend.ts";
@@ -30,14 +30,18 @@ export function createWebBackend(
     description: device === "webgpu"
       ? `onnxruntime-web ${ort.env.versions.web} WebGPU (${adapter.description})`
       : `onnxruntime-web ${ort.env.versions.web} WASM, 1 thread`,
-    async createSession(modelPath: string, options: SessionOptions = {}): Promise<Session> {
-      const externalData = options.externalDataPath
-        ? [{
-          path: join(".", options.externalDataPath.slice(dirname(modelPath).length + 1)),
-          data: await Deno.readFile(options.externalDataPath),
-        }]
-        : undefined;
-      const session = await ort.InferenceSession.create(await Deno.readFile(modelPath), {
+    async createSession(graph: GraphInput): Promise<Session> {
+      const label = "path" in graph ? graph.path : "the graph";
+      const externalData = "path" in graph
+        ? graph.externalDataPath
+          ? [{
+            path: join(".", graph.externalDataPath.slice(dirname(graph.path).length + 1)),
+            data: await Deno.readFile(graph.externalDataPath),
+          }]
+          : undefined
+        : [...(graph.externalData ?? [])].map(([path, data]) => ({ path, data }));
+      const bytes = "path" in graph ? await Deno.readFile(graph.path) : graph.bytes;
+      const session = await ort.InferenceSession.create(bytes, {
         executionProviders: [device],
         graphOptimizationLevel: "all",
         externalData,
@@ -50,7 +54,7 @@ export function createWebBackend(
       ) {
         await session.release();
         throw new BackendUnavailableError(
-          `${modelPath} has float16 inputs/outputs, but this WebGPU adapter lacks the 'shader-f16' feature; use --device cpu or wasm`,
+          `${label} has float16 inputs/outputs, but this WebGPU adapter lacks the 'shader-f16' feature; use --device cpu or wasm`,
         );
       }
       return {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Backend, Session } from "../backends/backend.ts";
+import type { Backend, GraphInput, Session } from "../backends/backend.ts";
 import { BackendUnavailableError, ModelLoadError } from "../errors.ts";
 import { exists, readJsonFile } from "./files.ts";
 
@@ -32,16 +32,77 @@ export async function readModelIndex(dir: string): Promise<ModelIndex> {
   return index;
 }
 
+/** Where a pipeline gets its graphs: a model folder on one backend. */
+export interface GraphSource {
+  readonly dir: string;
+  readonly backend: Backend;
+  /** Opens `<dir>/<component>/model.onnx`, or whatever stands in for it. */
+  open(component: string): Promise<Session>;
+}
+
+/** A folder's graphs, remembering the sessions it opened so variants can borrow them. */
+export interface FolderGraphs extends GraphSource {
+  readonly opened: ReadonlyMap<string, Session>;
+}
+
+/** The graphs of model folder `dir`, opened from its files. */
+export function folderGraphs(dir: string, backend: Backend): FolderGraphs {
+  const opened = new Map<string, Session>();
+  return {
+    dir,
+    backend,
+    opened,
+    async open(component) {
+      const session = await openSession(backend, dir, component);
+      opened.set(component, session);
+      return session;
+    },
+  };
+}
+
+/**
+ * `base`'s folder with the graphs in `patched` opened from their bytes instead (LoRA variants);
+ * every other graph is `base`'s own session, lent: releasing it here does nothing.
+ */
+export function patchedGraphs(
+  base: FolderGraphs,
+  patched: ReadonlyMap<
+    string,
+    { bytes: Uint8Array; externalData: ReadonlyMap<string, Uint8Array> }
+  >,
+): GraphSource {
+  return {
+    dir: base.dir,
+    backend: base.backend,
+    async open(component) {
+      const graph = patched.get(component);
+      if (graph) {
+        return await createSession(base.backend, graph, `${component}/model.onnx`, base.dir);
+      }
+      const lent = base.opened.get(component);
+      if (!lent) {
+        throw new ModelLoadError(`${component}/model.onnx was not opened by the base model`);
+      }
+      return { ...lent, release: () => Promise.resolve() };
+    },
+  };
+}
+
+/** `<dir>/<component>/model.onnx`. */
+export function graphPath(dir: string, component: string): string {
+  return `${dir}/${component}/model.onnx`;
+}
+
 /**
  * Opens `<dir>/<component>/model.onnx` (with its `model.onnx_data` when present) on `backend`.
  * A missing or unreadable graph becomes a {@linkcode ModelLoadError} naming the file.
  */
-export async function openSession(
+async function openSession(
   backend: Backend,
   dir: string,
   component: string,
 ): Promise<Session> {
-  const modelPath = `${dir}/${component}/model.onnx`;
+  const modelPath = graphPath(dir, component);
   const label = `${component}/model.onnx`;
   if (!(await exists(modelPath))) {
     throw new ModelLoadError(
@@ -49,10 +110,22 @@ export async function openSession(
     );
   }
   const dataPath = `${modelPath}_data`;
+  return await createSession(
+    backend,
+    { path: modelPath, externalDataPath: (await exists(dataPath)) ? dataPath : undefined },
+    label,
+    dir,
+  );
+}
+
+async function createSession(
+  backend: Backend,
+  graph: GraphInput,
+  label: string,
+  dir: string,
+): Promise<Session> {
   try {
-    return await backend.createSession(modelPath, {
-      externalDataPath: (await exists(dataPath)) ? dataPath : undefined,
-    });
+    return await backend.createSession(graph);
   } catch (e) {
     if (e instanceof BackendUnavailableError) throw e;
     const reason = (e as Error).message.replace(/\s+/g, " ").trim();

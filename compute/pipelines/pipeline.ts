@@ -53,6 +53,20 @@ export interface GenerateOptions {
    */
   previews?: number;
   onPreview?: (preview: Preview) => void;
+  /**
+   * LoRA adapters merged into the graphs for this call, each with its own scale. Adapters are
+   * applied together (their sum) and in no particular order; a scale of 0 leaves one out.
+   */
+  lora?: readonly LoraSpec[];
+}
+
+/** One adapter of a request: its files, a stable identity for caching, and its scale. */
+export interface LoraSpec {
+  /** Identifies the adapter's content for caching (vLLM-Omni's `int_id`). */
+  id: string;
+  /** Real paths of its files: a `.safetensors` file, plus `adapter_config.json` for PEFT. */
+  files: { weights: string; config?: string };
+  scale: number;
 }
 
 /** A preview of every image of a request at one step, from its x̂₀ estimate. */
@@ -86,6 +100,8 @@ export interface StageTimings {
   textEncodeMs: number;
   stepMs: number[];
   decodeMs: number;
+  /** Merging this call's LoRA adapters into the graphs; 0 when they were cached or absent. */
+  loraMs?: number;
   /** Set by {@linkcode encodeImages} once the images are encoded. */
   encodeMs?: number;
   totalMs: number;

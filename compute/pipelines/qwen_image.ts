@@ -15,7 +15,7 @@ import { type Backend, readFloat32, type Session, type Tensor } from "../backend
 import { ModelLoadError } from "../errors.ts";
 import { readJsonFile } from "../model/files.ts";
 import { matchInputs, matchOutput } from "../model/graph_interface.ts";
-import { openSession } from "../model/model_folder.ts";
+import type { GraphSource } from "../model/model_folder.ts";
 import { randnFrom } from "../random.ts";
 import {
   calculateShift,
@@ -144,10 +144,10 @@ export class QwenImagePipeline implements Pipeline {
 
   /** Loads a Qwen-Image model folder. */
   static async load(
-    dir: string,
-    backend: Backend,
+    graphs: GraphSource,
     defaults: Partial<PipelineDefaults> = {},
   ): Promise<QwenImagePipeline> {
+    const { dir, backend } = graphs;
     const tokenizer = await QwenTokenizer.load(`${dir}/tokenizer`);
     const schedulerConfig = await readJsonFile<SchedulerConfig>(
       `${dir}/scheduler/scheduler_config.json`,
@@ -163,9 +163,9 @@ export class QwenImagePipeline implements Pipeline {
     return new QwenImagePipeline(
       backend,
       tokenizer,
-      await openSession(backend, dir, "text_encoder"),
-      await openSession(backend, dir, "transformer"),
-      await openSession(backend, dir, "vae_decoder"),
+      await graphs.open("text_encoder"),
+      await graphs.open("transformer"),
+      await graphs.open("vae_decoder"),
       createScheduler(schedulerConfig),
       vae.latents_mean,
       vae.latents_std,

@@ -19,7 +19,7 @@ import {
 } from "../backends/backend.ts";
 import { readJsonFile } from "../model/files.ts";
 import { matchInputs, matchOutput } from "../model/graph_interface.ts";
-import { openSession } from "../model/model_folder.ts";
+import type { GraphSource } from "../model/model_folder.ts";
 import { randnFrom } from "../random.ts";
 import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
 import { ClipTokenizer } from "../tokenizers/clip_tokenizer.ts";
@@ -113,10 +113,10 @@ export class StableDiffusionPipeline implements Pipeline {
    * (e.g. from the model registry) override those derived from the configs.
    */
   static async load(
-    dir: string,
-    backend: Backend,
+    graphs: GraphSource,
     defaults: Partial<PipelineDefaults> = {},
   ): Promise<StableDiffusionPipeline> {
+    const { dir, backend } = graphs;
     const tokenizer = await ClipTokenizer.load(`${dir}/tokenizer`);
     const schedulerConfig = await readJsonFile<SchedulerConfig>(
       `${dir}/scheduler/scheduler_config.json`,
@@ -125,9 +125,9 @@ export class StableDiffusionPipeline implements Pipeline {
       .catch(() => ({} as Record<string, unknown>));
     const unetConfig = await readJsonFile<Record<string, unknown>>(`${dir}/unet/config.json`)
       .catch(() => ({} as Record<string, unknown>));
-    const textEncoder = await openSession(backend, dir, "text_encoder");
-    const unet = await openSession(backend, dir, "unet");
-    const vaeDecoder = await openSession(backend, dir, "vae_decoder");
+    const textEncoder = await graphs.open("text_encoder");
+    const unet = await graphs.open("unet");
+    const vaeDecoder = await graphs.open("vae_decoder");
     const sampleSize = Number(unetConfig.sample_size ?? 64) * VAE_SCALE;
     // Distilled one-step models (SD-Turbo) ship Euler with trailing spacing and run without CFG.
     const distilled = schedulerConfig._class_name === "EulerDiscreteScheduler" &&

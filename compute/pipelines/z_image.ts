@@ -14,7 +14,7 @@ import { InvalidInputError } from "../errors.ts";
 import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
 import { readJsonFile } from "../model/files.ts";
 import { matchInputs, matchOutput } from "../model/graph_interface.ts";
-import { openSession } from "../model/model_folder.ts";
+import type { GraphSource } from "../model/model_folder.ts";
 import { randnFrom } from "../random.ts";
 import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
 import { linspace } from "../schedulers/scheduler.ts";
@@ -112,10 +112,10 @@ export class ZImagePipeline implements Pipeline {
 
   /** Loads a Z-Image model folder. */
   static async load(
-    dir: string,
-    backend: Backend,
+    graphs: GraphSource,
     defaults: Partial<PipelineDefaults> = {},
   ): Promise<ZImagePipeline> {
+    const { dir, backend } = graphs;
     const tokenizer = await QwenTokenizer.load(`${dir}/tokenizer`);
     const schedulerConfig = await readJsonFile<SchedulerConfig>(
       `${dir}/scheduler/scheduler_config.json`,
@@ -126,9 +126,9 @@ export class ZImagePipeline implements Pipeline {
     return new ZImagePipeline(
       backend,
       tokenizer,
-      await openSession(backend, dir, "text_encoder"),
-      await openSession(backend, dir, "transformer"),
-      await openSession(backend, dir, "vae_decoder"),
+      await graphs.open("text_encoder"),
+      await graphs.open("transformer"),
+      await graphs.open("vae_decoder"),
       createScheduler(schedulerConfig),
       { scaling: vae.scaling_factor ?? 0.3611, shift: vae.shift_factor ?? 0.1159 },
       { width: 1024, height: 1024, steps: 8, guidanceScale: 0, ...defaults },

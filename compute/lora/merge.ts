@@ -1,0 +1,144 @@
+/**
+ * Merging adapters into a graph's weights: `W' = W + Σᵢ scaleᵢ · (alphaᵢ/rᵢ) · BᵢAᵢ`, written into
+ * a copy of the graph's bytes at each target initializer's own offset (the bytes keep their
+ * length, so nothing else in the file moves). The sum is taken in float64 in the caller's order
+ * and rounded once, so adapters given in a canonical order give the same bytes however a request
+ * listed them.
+ *
+ * @module
+ */
+import { fromFloat16, toFloat16 } from "../backends/float16.ts";
+import { type LoraAdapter, type LoraComponent, LoraError, type LoraLayer } from "./adapter.ts";
+import type { GraphWeights, WeightTarget } from "./graph_weights.ts";
+
+/** An adapter and the scale a request gave it. */
+export interface ScaledAdapter {
+  adapter: LoraAdapter;
+  scale: number;
+}
+
+/** What to add to one weight: layers with their effective factor `scale · alpha/r`. */
+export type MergePlan = Map<WeightTarget, { layer: LoraLayer; factor: number }[]>;
+
+/** A graph's bytes: `model.onnx` and its external-data files by the name the graph gives them. */
+export interface GraphBytes {
+  model: Uint8Array;
+  external: Map<string, Uint8Array>;
+}
+
+/**
+ * Finds every layer's weight in the graphs it targets. Throws {@linkcode LoraError} naming the
+ * first few keys that match nothing (and how many), or a shape that does not fit its weight.
+ */
+export function planMerge(
+  adapters: readonly ScaledAdapter[],
+  graphs: ReadonlyMap<LoraComponent, GraphWeights>,
+): Map<LoraComponent, MergePlan> {
+  const plans = new Map<LoraComponent, MergePlan>();
+  const unmatched: string[] = [];
+  for (const { adapter, scale } of adapters) {
+    for (const layer of adapter.layers) {
+      const graph = graphs.get(layer.component);
+      const target = layer.flat
+        ? graph?.byFlatName.get(layer.module)
+        : graph?.byModule.get(layer.module);
+      if (!target) {
+        unmatched.push(
+          `${layer.component === "denoiser" ? "" : `${layer.component}.`}${layer.module}`,
+        );
+        continue;
+      }
+      checkShapes(layer, target, adapter.source);
+      const plan = plans.get(layer.component) ?? new Map();
+      plans.set(layer.component, plan);
+      const list = plan.get(target) ?? [];
+      list.push({ layer, factor: scale * layer.multiplier });
+      plan.set(target, list);
+    }
+  }
+  if (unmatched.length > 0) {
+    const total = adapters.reduce((s, a) => s + a.adapter.layers.length, 0);
+    throw new LoraError(
+      `${unmatched.length} of ${total} LoRA layers match no weight of this model, e.g. ${
+        unmatched.slice(0, 3).map((k) => `'${k}'`).join(", ")
+      } (is the adapter for another model?)`,
+    );
+  }
+  return plans;
+}
+
+/** The weight's torch shape `[out, in·kh·kw]` and, for convolutions, its kernel. */
+function logicalShape(t: WeightTarget): { out: number; inFlat: number; kernel: number[] } {
+  if (t.op === "Conv") {
+    return { out: t.dims[0], inFlat: t.dims[1] * t.dims[2] * t.dims[3], kernel: t.dims.slice(2) };
+  }
+  const [out, inFlat] = t.transposed ? [t.dims[1], t.dims[0]] : [t.dims[0], t.dims[1]];
+  return { out, inFlat, kernel: [1, 1] };
+}
+
+function checkShapes(layer: LoraLayer, target: WeightTarget, source: string): void {
+  const { out, inFlat, kernel } = logicalShape(target);
+  const downIn = layer.down.dims.slice(1).reduce((a, b) => a * b, 1);
+  const downKernel = layer.down.dims.length === 4 ? layer.down.dims.slice(2) : [1, 1];
+  if (
+    layer.up.dims[0] !== out || downIn !== inFlat || downKernel.join() !== kernel.join()
+  ) {
+    throw new LoraError(
+      `${source}: ${layer.module}: the factors A [${layer.down.dims}] and B [${layer.up.dims}] do not fit the model's weight [${out}, ${
+        inFlat / (kernel[0] * kernel[1])
+      }${target.op === "Conv" ? `, ${kernel}` : ""}]`,
+    );
+  }
+}
+
+/** Adds each planned delta to its weight in `bytes` (in place). */
+export function applyPlan(plan: MergePlan, bytes: GraphBytes): void {
+  for (const [target, layers] of plan) {
+    const { out, inFlat } = logicalShape(target);
+    const delta = new Float64Array(out * inFlat);
+    for (const { layer, factor } of layers) addProduct(delta, layer, factor, out, inFlat);
+    const file = target.location.file === undefined
+      ? bytes.model
+      : bytes.external.get(target.location.file);
+    if (!file) throw new LoraError(`external data '${target.location.file}' was not loaded`);
+    const { offset, length } = target.location;
+    const region = file.subarray(offset, offset + length);
+    const weights = target.dtype === "float32"
+      ? new Float32Array(region.slice().buffer)
+      : fromFloat16(new Float16Array(region.slice().buffer));
+    // Stored [in, out] (torch's MatMul export) takes Δᵀ.
+    for (let o = 0; o < out; o++) {
+      for (let k = 0; k < inFlat; k++) {
+        const at = target.transposed ? k * out + o : o * inFlat + k;
+        weights[at] = weights[at] + delta[o * inFlat + k];
+      }
+    }
+    const stored = target.dtype === "float32" ? weights : toFloat16(weights);
+    region.set(new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength));
+  }
+}
+
+/** `delta += factor · B·A` with B `[out, r]` and A `[r, inFlat]`. */
+function addProduct(
+  delta: Float64Array,
+  layer: LoraLayer,
+  factor: number,
+  out: number,
+  inFlat: number,
+): void {
+  const rank = layer.down.dims[0];
+  const a = layer.down.data;
+  const b = layer.up.data;
+  const row = new Float64Array(inFlat);
+  for (let o = 0; o < out; o++) {
+    row.fill(0);
+    for (let r = 0; r < rank; r++) {
+      const s = b[o * rank + r];
+      if (s === 0) continue;
+      const base = r * inFlat;
+      for (let k = 0; k < inFlat; k++) row[k] += s * a[base + k];
+    }
+    const at = o * inFlat;
+    for (let k = 0; k < inFlat; k++) delta[at + k] += factor * row[k];
+  }
+}
