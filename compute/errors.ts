@@ -31,4 +31,6 @@ export class CancelledError extends Error {
  */
 export class InvalidInputError extends RangeError {
   override name = "InvalidInputError";
+  /** The request parameter at fault, when one is (an HTTP error's `param`). */
+  param?: string;
 }

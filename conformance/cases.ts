@@ -212,6 +212,28 @@ print(json.dumps(response.json()))`,
     needsLora: true,
   },
   {
+    id: "chat-curl-lora",
+    source: "003 LoRA › Using Python Client with LoRA (the same request with curl)",
+    action: {
+      kind: "shell",
+      script: `curl -s http://localhost:8091/v1/chat/completions \\
+  -H "Content-Type: application/json" \\
+  -d '{
+    "messages": [
+      {"role": "user", "content": "A piece of cheesecake"}
+    ],
+    "extra_body": {
+      "height": 512,
+      "width": 512,
+      "seed": 42,
+      "lora": {"name": "my_lora", "local_path": "/path/to/lora_adapter", "scale": 1.0}
+    }
+  }' | jq -r '.choices[0].message.content[0].image_url.url' | cut -d',' -f2- | base64 -d > output.png`,
+    },
+    expect: { kind: "png", file: "output.png", width: 512, height: 512 },
+    needsLora: true,
+  },
+  {
     id: "chat-simple",
     source: "003 Request Format › Simple Text Generation",
     action: {

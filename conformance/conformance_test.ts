@@ -36,7 +36,7 @@ Deno.test("the suite passes against our own server, started as a user starts it"
     const { code, stdout, results } = await runSuite(["--base-url", server.url]);
     assert.equal(code, 0, stdout);
     assert.deepEqual(ids(results, "fail"), []);
-    const skipped = ["error-503-engine-not-ready", "images-curl-lora"];
+    const skipped = ["error-503-engine-not-ready", "images-curl-lora", "chat-curl-lora"];
     if (!tools.python) skipped.push("images-python-cat", "images-python-negative-prompt");
     if (!tools.shell) {
       skipped.push("chat-curl", "images-curl-dragon", "images-multiple", "images-troubleshooting");
@@ -119,21 +119,24 @@ Deno.test("--only filters cases and --report FILE.xml writes JUnit", async () =>
   }
 });
 
-Deno.test("with --lora-path the LoRA example runs, and fails against a server without LoRA support", async () => {
-  const server = await startServer([...FIXTURE_ARGS, "--device", "cpu"]);
+Deno.test("with --lora-path the LoRA examples pass against a server with --lora-root, and fail without it", async () => {
+  const loras = new URL("../fixtures/loras", import.meta.url).pathname;
+  const args = ["--only", "lora", "--lora-path", `${loras}/sd-turbo-tiny/peft`];
+  const server = await startServer([...FIXTURE_ARGS, "--device", "cpu", "--lora-root", loras]);
   try {
-    const { code, results } = await runSuite([
-      "--base-url",
-      server.url,
-      "--only",
-      "lora",
-      "--lora-path",
-      "/srv/lora",
-    ]);
-    assert.equal(code, tools.shell ? 1 : 0);
-    if (tools.shell) assert.deepEqual(ids(results, "fail"), ["images-curl-lora"]);
+    const { code, results } = await runSuite(["--base-url", server.url, ...args]);
+    assert.equal(code, 0, JSON.stringify(results));
+    if (tools.shell) assert.deepEqual(ids(results, "pass"), ["chat-curl-lora", "images-curl-lora"]);
   } finally {
     await server.stop();
+  }
+  const closed = await startServer([...FIXTURE_ARGS, "--device", "cpu"]);
+  try {
+    const { code, results } = await runSuite(["--base-url", closed.url, ...args]);
+    assert.equal(code, tools.shell ? 1 : 0);
+    if (tools.shell) assert.deepEqual(ids(results, "fail"), ["chat-curl-lora", "images-curl-lora"]);
+  } finally {
+    await closed.stop();
   }
 });
 

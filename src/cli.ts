@@ -170,6 +170,44 @@ export const FLAGS: readonly Flag[] = [
     help: "keep `response_format: url` images in this directory (a volume replicas share)",
   },
   {
+    name: "lora-root",
+    kind: { type: "list" },
+    metavar: "DIR",
+    defaultText: "none (requests may not name paths)",
+    help:
+      "folder a request's `lora.local_path` may be read from (repeatable, or comma-separated); paths resolving outside every root are refused",
+  },
+  {
+    name: "lora-modules",
+    kind: { type: "list" },
+    metavar: "NAME=PATH",
+    defaultText: "none",
+    help:
+      "LoRA adapters by name (repeatable, or comma-separated); a request may then give just `lora.name`",
+  },
+  {
+    name: "max-cpu-loras",
+    kind: { type: "int", min: 0, max: 1000 },
+    default: "4",
+    metavar: "N",
+    help:
+      "adapter sets kept merged in memory (least recently used dropped first); 0 merges per batch",
+  },
+  {
+    name: "max-lora-cache-mb",
+    kind: { type: "number", min: 0 },
+    default: "4096",
+    metavar: "MB",
+    help: "memory for merged adapter sets (each holds a copy of the graphs its adapters change)",
+  },
+  {
+    name: "max-lora-file-mb",
+    kind: { type: "number", min: 0 },
+    default: "1024",
+    metavar: "MB",
+    help: "largest adapter file read",
+  },
+  {
     name: "allowed-origins",
     kind: { type: "list" },
     metavar: "LIST",
@@ -244,6 +282,11 @@ export interface ServerOptions {
   exitOnLoadFailure: boolean;
   maxImageStoreMb: number;
   imageStoreDir?: string;
+  loraRoot?: string[];
+  loraModules?: string[];
+  maxCpuLoras: number;
+  maxLoraCacheMb: number;
+  maxLoraFileMb: number;
   allowedOrigins?: string[];
   allowedMethods: string[];
   allowedHeaders: string[];
@@ -321,6 +364,8 @@ export function parseCli(
       options: Object.fromEntries(
         FLAGS.map((f) => [f.name, {
           type: f.kind.type === "boolean" ? "boolean" as const : "string" as const,
+          // A list flag may be given several times; the values add up.
+          multiple: f.kind.type === "list",
           ...(f.name === "help" ? { short: "h" } : {}),
         }]),
       ),
@@ -331,7 +376,7 @@ export function parseCli(
   if (parsed.positionals.length > 1) {
     throw new CliError(`expected at most one model, got ${parsed.positionals.join(" ")}`);
   }
-  const given = parsed.values as Record<string, string | boolean | undefined>;
+  const given = parsed.values as Record<string, string | string[] | boolean | undefined>;
   if (parsed.positionals.length === 1) {
     if (given.model !== undefined) {
       throw new CliError("give the model either as --model or positionally, not both");
@@ -345,7 +390,9 @@ export function parseCli(
     const fromEnv = variable === undefined ? undefined : env(variable);
     let result: unknown;
     if (typeof value === "boolean") result = value;
-    else if (value !== undefined) result = convert(flag, value, `--${flag.name}`);
+    else if (Array.isArray(value)) {
+      result = value.flatMap((v) => convert(flag, v, `--${flag.name}`) as string[]);
+    } else if (value !== undefined) result = convert(flag, value, `--${flag.name}`);
     else if (fromEnv !== undefined && !["help", "version"].includes(flag.name)) {
       result = convert(flag, fromEnv, variable!);
     } else if (flag.default !== undefined) result = convert(flag, flag.default, `--${flag.name}`);

@@ -17,7 +17,7 @@ export function toApiError(err: unknown): ApiError {
     return new ApiError(499, "Client closed request.", { code: "client_closed_request" });
   }
   if (err instanceof InvalidInputError) {
-    return new ApiError(400, err.message, { code: "invalid_value" });
+    return new ApiError(400, err.message, { code: "invalid_value", param: err.param });
   }
   if (err instanceof HTTPException) {
     switch (err.status) {

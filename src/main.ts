@@ -20,6 +20,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { portHolder } from "./port_holder.ts";
 import { DownloadProgressBar, formatBytes } from "./progress_bar.ts";
+import { LoraResolver } from "./serving/lora.ts";
 import { VERSION } from "./version.ts";
 
 /** The model served when none is given: shapes-tiny, trained here (models/shapes-tiny). */
@@ -77,6 +78,12 @@ export async function main(args: readonly string[]): Promise<void> {
   } catch (e) {
     return fatal((e as Error).message);
   }
+  let lora: LoraResolver;
+  try {
+    lora = await LoraResolver.create(options.loraRoot, options.loraModules);
+  } catch (e) {
+    return fatal((e as Error).message);
+  }
   const card = findModelCard(options.model ?? EMBEDDED_NAME);
   const servedModelName = options.servedModelName ?? options.model ?? EMBEDDED_NAME;
   const metrics: Metrics = new Metrics(
@@ -93,6 +100,7 @@ export async function main(args: readonly string[]): Promise<void> {
     servedModelName,
     maxImagePixels: options.maxImagePixels ?? card?.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS,
     requestTimeoutS: options.requestTimeout,
+    lora,
     publicUrl: options.publicUrl?.replace(/\/+$/, "") ?? "",
     cors: options.allowedOrigins && {
       origins: options.allowedOrigins,
@@ -170,7 +178,15 @@ export async function main(args: readonly string[]): Promise<void> {
       loadStart = performance.now();
     }
     return resolved.dir;
-  }, { device: options.device, defaults: card?.defaults }).then(() => {
+  }, {
+    device: options.device,
+    defaults: card?.defaults,
+    lora: {
+      maxVariants: options.maxCpuLoras,
+      cacheBytes: options.maxLoraCacheMb * 2 ** 20,
+      maxFileBytes: options.maxLoraFileMb * 2 ** 20,
+    },
+  }).then(() => {
     const s = engine.state;
     if (s.status === "ready") {
       metrics.modelLoaded((performance.now() - started) / 1000);

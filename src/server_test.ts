@@ -137,10 +137,10 @@ const ERROR_CASES: [string, unknown, number, RegExp | string, string | null][] =
     "model",
   ],
   [
-    "lora requested",
+    "lora path on a server without --lora-root",
     { prompt: "x", lora: { name: "my_lora", local_path: "/tmp/lora", scale: 1 } },
     400,
-    /LoRA adapters are not supported/,
+    /LoRA local_path is not allowed: .*--lora-root DIR/,
     "lora",
   ],
   [

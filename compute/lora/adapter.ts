@@ -55,6 +55,7 @@ export interface LoraAdapter {
 /** An adapter that cannot be used (the caller's input: HTTP 400). */
 export class LoraError extends InvalidInputError {
   override name = "LoraError";
+  override param = "lora";
 }
 
 /** The subset of PEFT's `LoraConfig` that changes the weights. */

@@ -13,6 +13,7 @@ import { InvalidInputError } from "../errors.ts";
 /** A file that is not a well-formed safetensors file (a caller's input: HTTP 400). */
 export class SafetensorsError extends InvalidInputError {
   override name = "SafetensorsError";
+  override param = "lora";
 }
 
 /** Element types read here and their sizes in bytes. */

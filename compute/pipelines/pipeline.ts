@@ -64,6 +64,8 @@ export interface GenerateOptions {
 export interface LoraSpec {
   /** Identifies the adapter's content for caching (vLLM-Omni's `int_id`). */
   id: string;
+  /** What the request called it, for logs. */
+  name?: string;
   /** Real paths of its files: a `.safetensors` file, plus `adapter_config.json` for PEFT. */
   files: { weights: string; config?: string };
   scale: number;

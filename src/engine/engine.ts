@@ -8,11 +8,9 @@
  */
 import {
   CancelledError,
-  type DeviceChoice,
   type GenerateOptions,
   type GenerateResult,
   InvalidInputError,
-  type PipelineDefaults,
 } from "../../compute/mod.ts";
 import { ApiError, ENGINE_NOT_READY } from "../errors.ts";
 import type {
@@ -20,6 +18,7 @@ import type {
   ErrorMessage,
   FromWorker,
   GenerationRequest,
+  LoadSettings,
   ModelInfo,
   ToWorker,
 } from "./protocol.ts";
@@ -59,9 +58,9 @@ interface Pending {
 }
 
 /** Rebuilds an error that crossed from the worker, keeping the classes callers map by. */
-function revive({ name, message }: ErrorMessage): Error {
+function revive({ name, message, param }: ErrorMessage): Error {
   if (name === "CancelledError") return new CancelledError(message);
-  if (name === "InvalidInputError") return new InvalidInputError(message);
+  if (name === "InvalidInputError") return Object.assign(new InvalidInputError(message), { param });
   const error = new Error(message);
   error.name = name;
   return error;
@@ -100,7 +99,7 @@ export class Engine {
    */
   async start(
     prepare: (report: (stage: string) => void) => Promise<string>,
-    load: { device: DeviceChoice; defaults?: Partial<PipelineDefaults> },
+    load: LoadSettings,
   ): Promise<void> {
     const report = (stage: string) => {
       if (this.#state.status === "loading") this.#state = { status: "loading", stage };
@@ -115,10 +114,7 @@ export class Engine {
     }
   }
 
-  #load(
-    dir: string,
-    load: { device: DeviceChoice; defaults?: Partial<PipelineDefaults> },
-  ): Promise<ModelInfo> {
+  #load(dir: string, load: LoadSettings): Promise<ModelInfo> {
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     this.#worker = worker;
     return new Promise((resolve, reject) => {
@@ -140,6 +136,7 @@ export class Engine {
         dir,
         device: load.device,
         defaults: load.defaults,
+        lora: load.lora,
         batching: { maxBatchSize: this.config.maxBatchSize, batchWaitMs: this.config.batchWaitMs },
       };
       worker.postMessage(message);

@@ -9,10 +9,13 @@ import type {
   DeviceName,
   GenerateOptions,
   GenerateResult,
+  LoraLimits,
   PipelineDefaults,
   Preview,
   StepInfo,
 } from "../../compute/mod.ts";
+// Not through compute/mod.ts: the worker must not load onnxruntime before its shims.
+import { InvalidInputError } from "../../compute/errors.ts";
 
 /** What the HTTP side knows of the loaded model. */
 export interface ModelInfo {
@@ -29,6 +32,8 @@ export type GenerationRequest = Omit<GenerateOptions, "signal" | "onStep" | "onP
 export interface ErrorMessage {
   name: string;
   message: string;
+  /** An InvalidInputError's request parameter. */
+  param?: string;
 }
 
 /** Batching settings of the worker. */
@@ -39,15 +44,17 @@ export interface BatchSettings {
   batchWaitMs: number;
 }
 
+/** How the worker loads the model. */
+export interface LoadSettings {
+  device: DeviceChoice;
+  defaults?: Partial<PipelineDefaults>;
+  /** Bounds on request adapters and their cache. */
+  lora?: Partial<LoraLimits>;
+}
+
 /** HTTP thread → worker. */
 export type ToWorker =
-  | {
-    type: "load";
-    dir: string;
-    device: DeviceChoice;
-    defaults?: Partial<PipelineDefaults>;
-    batching: BatchSettings;
-  }
+  | { type: "load"; dir: string; batching: BatchSettings } & LoadSettings
   | { type: "generate"; id: number; request: GenerationRequest; reportSteps: boolean }
   | { type: "cancel"; id: number }
   | { type: "release" };
@@ -65,6 +72,10 @@ export type FromWorker =
 
 /** `error` as a message. */
 export function errorMessage(error: unknown): ErrorMessage {
+  // Subclasses (LoraError, SafetensorsError) cross as what the HTTP side maps to a 400.
+  if (error instanceof InvalidInputError) {
+    return { name: "InvalidInputError", message: error.message, param: error.param };
+  }
   return error instanceof Error
     ? { name: error.name, message: error.message }
     : { name: "Error", message: String(error) };

@@ -112,6 +112,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         pipeline = await loadPipeline(message.dir, {
           device: message.device,
           defaults: message.defaults,
+          lora: message.lora,
         });
         const { family, device, defaults, sizeMultiple } = pipeline;
         post({ type: "loaded", info: { family, device, defaults, sizeMultiple } });

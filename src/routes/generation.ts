@@ -82,7 +82,7 @@ export function generationRoutes(
       responses: { 200: { description: "Images" } },
     }),
     async (c) => {
-      const plan = planImages(c.req.valid("json"), deps);
+      const plan = await planImages(c.req.valid("json"), deps);
       logRequest(c, plan.options, plan.stream);
       const signal = c.req.raw.signal;
       if (plan.stream) {
@@ -113,7 +113,7 @@ export function generationRoutes(
       responses: { 200: { description: "Chat completion with images" } },
     }),
     async (c) => {
-      const plan = planChat(c.req.valid("json"), deps);
+      const plan = await planChat(c.req.valid("json"), deps);
       logRequest(c, plan.options, plan.stream);
       const signal = c.req.raw.signal;
       if (plan.stream) {

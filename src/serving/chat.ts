@@ -48,7 +48,7 @@ export function promptFromMessages(messages: ChatCompletionRequest["messages"]):
 }
 
 /** Validates a chat request against the loaded model and the server's limits. */
-export function planChat(req: ChatCompletionRequest, deps: ChatDeps): ChatPlan {
+export async function planChat(req: ChatCompletionRequest, deps: ChatDeps): Promise<ChatPlan> {
   const model = deps.engine.model();
   if (!req.stream && req.stream_options) {
     throw badRequest("stream_options is only allowed with stream=true.", "stream_options");
@@ -66,7 +66,7 @@ export function planChat(req: ChatCompletionRequest, deps: ChatDeps): ChatPlan {
     );
   }
   return {
-    options: toGenerateOptions(
+    options: await toGenerateOptions(
       prompt,
       { ...params, n: params.num_outputs_per_prompt },
       model,

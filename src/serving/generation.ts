@@ -1,8 +1,8 @@
 /**
  * The one translation from a request's generation fields (the same snake_case names on both
  * endpoints) to the engine's options: the served model's defaults fill what is absent, and
- * semantic limits (size format, pixel limit, size multiple, LoRA) become 400s before anything is
- * queued. Also the one place a cancelled or timed-out generation becomes its HTTP error.
+ * semantic limits (size format, pixel limit, size multiple) and LoRA sources become 400s before
+ * anything is queued. Also the one place a cancelled or timed-out generation becomes its HTTP error.
  *
  * @module
  */
@@ -17,10 +17,10 @@ import type { Engine } from "../engine/engine.ts";
 import type { ModelInfo } from "../engine/protocol.ts";
 import { ApiError, badRequest } from "../errors.ts";
 import { parseSize } from "../size.ts";
+import { LoraResolver } from "./lora.ts";
 import type { components } from "../spec/types.gen.ts";
 
 type ChatImageParams = components["schemas"]["ChatImageParams"];
-type LoraRequest = components["schemas"]["LoraRequest"];
 
 /** Server-wide settings the serving logic needs. */
 export interface ServingConfig {
@@ -28,6 +28,8 @@ export interface ServingConfig {
   maxImagePixels: number;
   /** Per-request time limit in seconds (`--request-timeout`); absent: none. */
   requestTimeoutS?: number;
+  /** Where request adapters may come from (`--lora-root`, `--lora-modules`); absent: nowhere. */
+  lora?: LoraResolver;
 }
 
 /** The generation fields both endpoints accept, by their wire names. */
@@ -56,32 +58,13 @@ export interface Generated {
   format: ImageFormat;
 }
 
-/** Validates a LoRA object as vLLM-Omni does, then refuses it: adapters are not applied yet. */
-function rejectLora(lora: LoraRequest): never {
-  // vLLM-Omni accepts these aliases; the first non-empty string wins.
-  const first = (...keys: string[]) =>
-    keys.map((k) => lora[k]).find((v): v is string => typeof v === "string" && v !== "");
-  const name = first("name", "lora_name", "adapter");
-  const path = first("local_path", "path", "lora_path", "lora_local_path");
-  if (!name && !path) {
-    throw badRequest("Invalid lora object: both name and path are required.", "lora");
-  }
-  throw badRequest(
-    `LoRA adapters are not supported by this server yet (requested '${
-      name ?? path
-    }'). Remove the 'lora' field.`,
-    "lora",
-  );
-}
-
 /** Request fields → engine options, checked against the model and the server's limits. */
-export function toGenerateOptions(
+export async function toGenerateOptions(
   prompt: string,
   fields: GenerationFields,
   model: ModelInfo,
   config: ServingConfig,
-): GenerateOptions {
-  if (fields.lora) rejectLora(fields.lora);
+): Promise<GenerateOptions> {
   let { width, height } = { width: fields.width ?? undefined, height: fields.height ?? undefined };
   if (fields.size && fields.size !== "auto" && (width === undefined || height === undefined)) {
     const parsed = parseSize(fields.size);
@@ -118,6 +101,8 @@ export function toGenerateOptions(
       : Number(fields.cfg_normalization),
     seed: fields.seed ?? undefined,
     scheduler: fields.scheduler ?? undefined,
+    // Last: the only check that touches the file system.
+    lora: await (config.lora ?? LoraResolver.none).resolve(fields.lora),
   };
 }
 

@@ -58,7 +58,10 @@ export function checkModel(model: string | null | undefined, config: ServingConf
 }
 
 /** Validates a request against the loaded model and the server's limits; throws ApiErrors. */
-export function planImages(req: ImageGenerationRequest, deps: ImagesDeps): ImagesPlan {
+export async function planImages(
+  req: ImageGenerationRequest,
+  deps: ImagesDeps,
+): Promise<ImagesPlan> {
   const model = deps.engine.model(); // 503 before anything else, as vLLM-Omni
   checkModel(req.model, deps.config);
   if (req.background === "transparent") {
@@ -78,7 +81,7 @@ export function planImages(req: ImageGenerationRequest, deps: ImagesDeps): Image
     throw badRequest("stream_options is only allowed with stream=true.", "stream_options");
   }
   const format: ImageFormat = req.output_format === "jpg" ? "jpeg" : req.output_format ?? "png";
-  const options = toGenerateOptions(
+  const options = await toGenerateOptions(
     req.prompt,
     {
       negative_prompt: req.negative_prompt,

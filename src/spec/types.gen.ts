@@ -246,7 +246,8 @@ export interface components {
             /** @description With `stream`, previews per image (default 0): the predicted clean image at steps spread evenly over the denoising. Fewer arrive when there are too few steps. */
             partial_images?: number | null;
             stream_options?: components["schemas"]["ImageStreamOptions"] | null;
-            lora?: components["schemas"]["LoraRequest"] | null;
+            /** @description LoRA adapters to apply: one object (vLLM-Omni), or a list of up to 8 applied together, each with its own scale. */
+            lora?: components["schemas"]["LoraRequest"] | components["schemas"]["LoraRequest"][] | null;
         } & {
             [key: string]: unknown;
         };
@@ -315,12 +316,30 @@ export interface components {
                 code: string | null;
             };
         };
-        /** @description A PEFT LoRA adapter (vLLM-Omni). Validated; applying adapters is not implemented yet (400). */
+        /** @description A LoRA adapter, merged into the model's weights for this request (vLLM-Omni's shape, with its aliases). Give a `name` registered with `--lora-modules`, or a `local_path` on the server: a PEFT folder (`adapter_config.json` + `adapter_model.safetensors`), or a single diffusers or Kohya `.safetensors` file. Request paths are read only below a `--lora-root` (relative paths are relative to it); anything else is a 400 and nothing is read. Adapters must match the served model's layers (a 400 names the ones that do not). */
         LoraRequest: {
+            /** @description Adapter name; a registered one needs no path. Default the path's last part. */
             name?: string;
+            /** @description Alias of `name`. */
+            lora_name?: string;
+            /** @description Alias of `name`. */
+            adapter?: string;
+            /** @description Server-side path of the adapter (folder or `.safetensors` file). */
             local_path?: string;
+            /** @description Alias of `local_path`. */
+            path?: string;
+            /** @description Alias of `local_path`. */
+            lora_path?: string;
+            /** @description Alias of `local_path`. */
+            lora_local_path?: string;
+            /** @description Strength, -10 to 10 (default 1; 0 leaves the adapter out). */
             scale?: number;
+            /** @description Alias of `scale`. */
+            lora_scale?: number;
+            /** @description Cache id (vLLM-Omni); default derived from the path as vLLM-Omni does. The cache is also keyed by the files' size and modification time. */
             int_id?: number;
+            /** @description Alias of `int_id`. */
+            lora_int_id?: number;
         } & {
             [key: string]: unknown;
         };
@@ -355,7 +374,8 @@ export interface components {
             num_outputs_per_prompt?: number | null;
             /** @enum {unknown} */
             scheduler?: "euler" | "euler_a" | "ddim" | "lcm" | "flow_match_euler" | null;
-            lora?: components["schemas"]["LoraRequest"] | null;
+            /** @description LoRA adapters to apply: one object (vLLM-Omni), or a list of up to 8 applied together, each with its own scale. */
+            lora?: components["schemas"]["LoraRequest"] | components["schemas"]["LoraRequest"][] | null;
         } & {
             [key: string]: unknown;
         };
