@@ -74,7 +74,7 @@ Deno.test("the container's dependency layer holds every npm package the server l
   assert.ok(needed.has("onnxruntime-node") && needed.has("hono"), [...needed].join(" "));
   const installed = await packages("./runtime_deps.ts");
   assert.deepEqual([...needed].filter((p) => !installed.has(p)), []);
-  for (const dev of ["openai", "typescript", "playwright-core", "fast-check", "onnx-proto"]) {
+  for (const dev of ["openai", "typescript", "playwright-core", "fast-check"]) {
     assert.ok(!installed.has(dev), `${dev} is not for the runtime layer`);
   }
 });

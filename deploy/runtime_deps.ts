@@ -1,7 +1,7 @@
 /**
  * The npm packages the server needs at run time, and only those: the container's dependency
  * layer is `deno install --frozen --entrypoint deploy/runtime_deps.ts`, so it holds no test or
- * build tools (openai, typescript, playwright-core, fast-check, onnx-proto, …). It is never run;
+ * build tools (openai, typescript, playwright-core, fast-check, …). It is never run;
  * `deploy/deploy_test.ts` fails when the server's module graph needs a package missing here.
  *
  * @module
@@ -10,6 +10,7 @@ import "@hono/zod-openapi";
 import "@huggingface/hub";
 import "@huggingface/tokenizers";
 import "hono";
+import "onnx-proto"; // reading graphs to merge LoRA adapters
 import "onnxruntime-common";
 import "onnxruntime-node";
 import "onnxruntime-web/webgpu";
