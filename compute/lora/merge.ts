@@ -95,8 +95,6 @@ function checkShapes(layer: LoraLayer, target: WeightTarget, source: string): vo
 export function applyPlan(plan: MergePlan, bytes: GraphBytes): void {
   for (const [target, layers] of plan) {
     const { out, inFlat } = logicalShape(target);
-    const delta = new Float64Array(out * inFlat);
-    for (const { layer, factor } of layers) addProduct(delta, layer, factor, out, inFlat);
     const file = target.location.file === undefined
       ? bytes.model
       : bytes.external.get(target.location.file);
@@ -106,11 +104,17 @@ export function applyPlan(plan: MergePlan, bytes: GraphBytes): void {
     const weights = target.dtype === "float32"
       ? new Float32Array(region.slice().buffer)
       : fromFloat16(new Float16Array(region.slice().buffer));
-    // Stored [in, out] (torch's MatMul export) takes Δᵀ.
+    // One output row of Δ at a time: Σ over layers and ranks of (factor · B[o, r]) · A[r, :], in
+    // float64, added to the weight once. Stored [in, out] (torch's MatMul export) takes Δᵀ.
+    const row = new Float64Array(inFlat);
     for (let o = 0; o < out; o++) {
-      for (let k = 0; k < inFlat; k++) {
-        const at = target.transposed ? k * out + o : o * inFlat + k;
-        weights[at] = weights[at] + delta[o * inFlat + k];
+      row.fill(0);
+      for (const { layer, factor } of layers) addRow(row, layer, factor, o, inFlat);
+      if (target.transposed) {
+        for (let k = 0; k < inFlat; k++) weights[k * out + o] += row[k];
+      } else {
+        const at = o * inFlat;
+        for (let k = 0; k < inFlat; k++) weights[at + k] += row[k];
       }
     }
     const stored = target.dtype === "float32" ? weights : toFloat16(weights);
@@ -118,27 +122,15 @@ export function applyPlan(plan: MergePlan, bytes: GraphBytes): void {
   }
 }
 
-/** `delta += factor · B·A` with B `[out, r]` and A `[r, inFlat]`. */
-function addProduct(
-  delta: Float64Array,
-  layer: LoraLayer,
-  factor: number,
-  out: number,
-  inFlat: number,
-): void {
+/** `row += factor · B[o, :]·A` with B `[out, r]` and A `[r, inFlat]`. */
+function addRow(row: Float64Array, layer: LoraLayer, factor: number, o: number, inFlat: number) {
   const rank = layer.down.dims[0];
   const a = layer.down.data;
   const b = layer.up.data;
-  const row = new Float64Array(inFlat);
-  for (let o = 0; o < out; o++) {
-    row.fill(0);
-    for (let r = 0; r < rank; r++) {
-      const s = b[o * rank + r];
-      if (s === 0) continue;
-      const base = r * inFlat;
-      for (let k = 0; k < inFlat; k++) row[k] += s * a[base + k];
-    }
-    const at = o * inFlat;
-    for (let k = 0; k < inFlat; k++) delta[at + k] += factor * row[k];
+  for (let r = 0; r < rank; r++) {
+    const s = factor * b[o * rank + r];
+    if (s === 0) continue;
+    const base = r * inFlat;
+    for (let k = 0; k < inFlat; k++) row[k] += s * a[base + k];
   }
 }
