@@ -30,6 +30,7 @@ import type {
 import type { LoraComponent } from "./adapter.ts";
 import { readAdapter } from "./files.ts";
 import { type GraphWeights, indexGraphWeights } from "./graph_weights.ts";
+import { LowRankProduct } from "./low_rank_product.ts";
 import { applyPlan, planMerge, type ScaledAdapter } from "./merge.ts";
 
 /** Bounds on adapters and their cache. */
@@ -94,6 +95,7 @@ export class LoraPipeline implements Pipeline {
   readonly #pending = new Map<string, Promise<Variant>>();
   readonly #indexes = new Map<string, GraphWeights>();
   #denoiser?: string;
+  #product?: LowRankProduct;
 
   /**
    * `reopen` loads the same pipeline class from other graphs; `graphs` is the source the base
@@ -167,6 +169,7 @@ export class LoraPipeline implements Pipeline {
   async release(): Promise<void> {
     for (const v of this.#variants.values()) await v.pipeline.release();
     this.#variants.clear();
+    await this.#product?.release();
     await this.#base.release();
   }
 
@@ -208,13 +211,10 @@ export class LoraPipeline implements Pipeline {
 
   /** Reads the adapters, merges them into copies of the graphs they adapt, opens the variant. */
   async #merge(key: string, set: readonly LoraSpec[]): Promise<Variant> {
-    const adapters: ScaledAdapter[] = [];
-    for (const spec of set) {
-      adapters.push({
-        adapter: await readAdapter(spec.files, this.#limits.maxFileBytes),
-        scale: spec.scale,
-      });
-    }
+    const adapters: ScaledAdapter[] = await Promise.all(set.map(async (spec) => ({
+      adapter: await readAdapter(spec.files, this.#limits.maxFileBytes),
+      scale: spec.scale,
+    })));
     const components = new Set(adapters.flatMap((a) => a.adapter.layers.map((l) => l.component)));
     const graphs = new Map<LoraComponent, { name: string; bytes: Uint8Array }>();
     const indexes = new Map<LoraComponent, GraphWeights>();
@@ -243,7 +243,8 @@ export class LoraPipeline implements Pipeline {
         }
         externalData.set(file, await Deno.readFile(`${this.#graphs.dir}/${name}/${file}`));
       }
-      applyPlan(plan, { model: bytes, external: externalData });
+      this.#product ??= await LowRankProduct.open(this.#graphs.backend);
+      await applyPlan(plan, { model: bytes, external: externalData }, this.#product);
       patched.set(name, { bytes, externalData });
       size += bytes.length + [...externalData.values()].reduce((s, d) => s + d.length, 0);
     }

@@ -1,15 +1,15 @@
 /**
  * Merging adapters into a graph's weights: `W' = W + Σᵢ scaleᵢ · (alphaᵢ/rᵢ) · BᵢAᵢ`, written into
  * a copy of the graph's bytes at each target initializer's own offset (the bytes keep their
- * length, so nothing else in the file moves). The sum is taken in float64 in the caller's order
- * and rounded once, so adapters given in a canonical order give the same bytes however a request
- * listed them.
+ * length, so nothing else in the file moves). Adapters are summed in the caller's order, so a
+ * canonical order gives the same bytes however a request listed them.
  *
  * @module
  */
 import { fromFloat16, toFloat16 } from "../backends/float16.ts";
 import { type LoraAdapter, type LoraComponent, LoraError, type LoraLayer } from "./adapter.ts";
 import type { GraphWeights, WeightTarget } from "./graph_weights.ts";
+import type { LowRankProduct } from "./low_rank_product.ts";
 
 /** An adapter and the scale a request gave it. */
 export interface ScaledAdapter {
@@ -91,46 +91,54 @@ function checkShapes(layer: LoraLayer, target: WeightTarget, source: string): vo
   }
 }
 
-/** Adds each planned delta to its weight in `bytes` (in place). */
-export function applyPlan(plan: MergePlan, bytes: GraphBytes): void {
+/**
+ * Adds each planned delta to its weight in `bytes` (in place). The layers of one weight are
+ * stacked along the rank, factors folded into B, so that one product `[B₁·f₁ | B₂·f₂ …]·[A₁; A₂ …]`
+ * gives their sum.
+ */
+export async function applyPlan(
+  plan: MergePlan,
+  bytes: GraphBytes,
+  product: LowRankProduct,
+): Promise<void> {
   for (const [target, layers] of plan) {
     const { out, inFlat } = logicalShape(target);
     const file = target.location.file === undefined
       ? bytes.model
       : bytes.external.get(target.location.file);
     if (!file) throw new LoraError(`external data '${target.location.file}' was not loaded`);
+    const rank = layers.reduce((s, { layer }) => s + layer.down.dims[0], 0);
+    const b = new Float32Array(out * rank);
+    const a = new Float32Array(rank * inFlat);
+    let r0 = 0;
+    for (const { layer, factor } of layers) {
+      const r = layer.down.dims[0];
+      for (let o = 0; o < out; o++) {
+        for (let j = 0; j < r; j++) b[o * rank + r0 + j] = factor * layer.up.data[o * r + j];
+      }
+      a.set(layer.down.data, r0 * inFlat);
+      r0 += r;
+    }
+    const delta = await product.multiply(b, a, out, rank, inFlat);
     const { offset, length } = target.location;
     const region = file.subarray(offset, offset + length);
-    const weights = target.dtype === "float32"
+    // float32 weights at an aligned offset are changed where they lie; others through a copy.
+    const inPlace = target.dtype === "float32" && region.byteOffset % 4 === 0;
+    const weights = inPlace
+      ? new Float32Array(region.buffer, region.byteOffset, length / 4)
+      : target.dtype === "float32"
       ? new Float32Array(region.slice().buffer)
       : fromFloat16(new Float16Array(region.slice().buffer));
-    // One output row of Δ at a time: Σ over layers and ranks of (factor · B[o, r]) · A[r, :], in
-    // float64, added to the weight once. Stored [in, out] (torch's MatMul export) takes Δᵀ.
-    const row = new Float64Array(inFlat);
-    for (let o = 0; o < out; o++) {
-      row.fill(0);
-      for (const { layer, factor } of layers) addRow(row, layer, factor, o, inFlat);
-      if (target.transposed) {
-        for (let k = 0; k < inFlat; k++) weights[k * out + o] += row[k];
-      } else {
-        const at = o * inFlat;
-        for (let k = 0; k < inFlat; k++) weights[at + k] += row[k];
+    // Stored [in, out] (torch's MatMul export) takes Δᵀ.
+    if (target.transposed) {
+      for (let o = 0; o < out; o++) {
+        for (let k = 0; k < inFlat; k++) weights[k * out + o] += delta[o * inFlat + k];
       }
+    } else {
+      for (let i = 0; i < weights.length; i++) weights[i] += delta[i];
     }
+    if (inPlace) continue;
     const stored = target.dtype === "float32" ? weights : toFloat16(weights);
     region.set(new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength));
-  }
-}
-
-/** `row += factor · B[o, :]·A` with B `[out, r]` and A `[r, inFlat]`. */
-function addRow(row: Float64Array, layer: LoraLayer, factor: number, o: number, inFlat: number) {
-  const rank = layer.down.dims[0];
-  const a = layer.down.data;
-  const b = layer.up.data;
-  for (let r = 0; r < rank; r++) {
-    const s = factor * b[o * rank + r];
-    if (s === 0) continue;
-    const base = r * inFlat;
-    for (let k = 0; k < inFlat; k++) row[k] += s * a[base + k];
   }
 }
