@@ -118,3 +118,39 @@ Deno.test("factors that do not fit the model's weight are refused before anythin
     /A \[4,8\] and B \[16,4\] do not fit the model's weight \[32, 16\]/,
   );
 });
+
+Deno.test("Z-Image's fused qkv and out layers map onto diffusers' to_q, to_k, to_v and to_out.0", () => {
+  const P = "layers.0.attention";
+  const linear = (module: string, out: number, inF: number, offset: number): WeightTarget => ({
+    module,
+    op: "MatMul",
+    initializer: module,
+    dims: [inF, out],
+    transposed: true,
+    dtype: "float32",
+    location: { offset, length: inF * out * 4 },
+  });
+  const targets = ["to_q", "to_k", "to_v", "to_out.0"].map((p, i) =>
+    linear(`${P}.${p}`, 4, 4, i * 64)
+  );
+  const graph: GraphWeights = {
+    byModule: new Map(targets.map((t) => [t.module, t])),
+    byFlatName: new Map(),
+    externalFiles: [],
+  };
+  const up = Float32Array.from({ length: 12 * 2 }, (_, i) => i);
+  const adapter = parseAdapter(
+    serializeSafetensors({
+      [`diffusion_model.${P}.qkv.lora_A.weight`]: t([2, 4]),
+      [`diffusion_model.${P}.qkv.lora_B.weight`]: { shape: [12, 2], data: up },
+      [`diffusion_model.${P}.out.lora_A.weight`]: t([2, 4]),
+      [`diffusion_model.${P}.out.lora_B.weight`]: t([4, 2]),
+    }),
+    "z",
+  );
+  const plan = planMerge([{ adapter, scale: 1 }], new Map([["denoiser", graph]])).get("denoiser")!;
+  assert.equal(plan.size, 4);
+  // to_k gets B's rows 4–7.
+  assert.deepEqual([...plan.get(targets[1])![0].layer.up.data], [...up.subarray(8, 16)]);
+  assert.equal(plan.get(targets[3])![0].layer.module, `${P}.out`);
+});

@@ -39,21 +39,21 @@ export function planMerge(
   for (const { adapter, scale } of adapters) {
     for (const layer of adapter.layers) {
       const graph = graphs.get(layer.component);
-      const target = layer.flat
-        ? graph?.byFlatName.get(layer.module)
-        : graph?.byModule.get(layer.module);
-      if (!target) {
+      const parts = graph && resolveLayer(layer, graph);
+      if (!parts) {
         unmatched.push(
           `${layer.component === "denoiser" ? "" : `${layer.component}.`}${layer.module}`,
         );
         continue;
       }
-      checkShapes(layer, target, adapter.source);
       const plan = plans.get(layer.component) ?? new Map();
       plans.set(layer.component, plan);
-      const list = plan.get(target) ?? [];
-      list.push({ layer, factor: scale * layer.multiplier });
-      plan.set(target, list);
+      for (const [part, target] of parts) {
+        checkShapes(part, target, adapter.source);
+        const list = plan.get(target) ?? [];
+        list.push({ layer: part, factor: scale * layer.multiplier });
+        plan.set(target, list);
+      }
     }
   }
   if (unmatched.length > 0) {
@@ -65,6 +65,44 @@ export function planMerge(
     );
   }
   return plans;
+}
+
+/**
+ * The weights a layer adapts: its own module, or, for checkpoints with fused projections (Z-Image's
+ * original `attention.qkv` and `attention.out`), diffusers' split ones: B's rows are divided among
+ * `to_q`, `to_k`, `to_v` in order, and `out` is `to_out.0`.
+ */
+function resolveLayer(
+  layer: LoraLayer,
+  graph: GraphWeights,
+): [LoraLayer, WeightTarget][] | undefined {
+  const sep = layer.flat ? "_" : ".";
+  const find = (module: string) =>
+    (layer.flat ? graph.byFlatName.get(module) : graph.byModule.get(module)) ?? undefined;
+  const own = find(layer.module);
+  if (own) return [[layer, own]];
+  const [base, last] = [
+    layer.module.slice(0, layer.module.lastIndexOf(sep)),
+    layer.module.slice(layer.module.lastIndexOf(sep) + 1),
+  ];
+  if (last === "out") {
+    const target = find(`${base}${sep}to_out${sep}0`);
+    return target && [[layer, target]];
+  }
+  if (last !== "qkv") return undefined;
+  const targets = ["to_q", "to_k", "to_v"].map((p) => find(`${base}${sep}${p}`));
+  if (targets.some((t) => !t)) return undefined;
+  const rank = layer.up.dims[1];
+  let row = 0;
+  return targets.map((target) => {
+    const out = logicalShape(target!).out;
+    const up = {
+      data: layer.up.data.subarray(row * rank, (row + out) * rank),
+      dims: [out, ...layer.up.dims.slice(1)],
+    };
+    row += out;
+    return [{ ...layer, module: target!.module, up }, target!];
+  });
 }
 
 /** The weight's torch shape `[out, in·kh·kw]` and, for convolutions, its kernel. */
