@@ -9,6 +9,8 @@ import {
   sdFixtureLora,
 } from "../../fixtures/builder/stable_diffusion.ts";
 import { zImageFixtureFiles, zImageFixtureLora } from "../../fixtures/builder/z_image.ts";
+import type { DeviceName } from "../backends/backend.ts";
+import { probeWebGpu } from "../backends/device.ts";
 import { loadPipeline } from "../load.ts";
 import type { GenerateOptions, LoraSpec, RgbImage } from "../pipelines/pipeline.ts";
 import { adapterFiles } from "./files.ts";
@@ -193,3 +195,32 @@ Deno.test("an adapter for another model is a LoraError naming its keys, and the 
     await pipeline.release();
   }
 });
+
+const webgpu = await probeWebGpu();
+
+Deno.test(
+  `onnxruntime-web opens merged variants from memory, external data included (wasm${
+    webgpu ? ", webgpu" : "; webgpu ignored: no adapter"
+  })`,
+  async () => {
+    const options = { prompt: "a red cube", seed: 5, width: 64, height: 64, steps: 2 };
+    const lora = [await spec("loras/sd15-tiny/diffusers.safetensors", 1)];
+    const results: RgbImage[][] = [];
+    const devices: DeviceName[] = ["cpu", "wasm", ...(webgpu ? ["webgpu" as const] : [])];
+    for (const device of devices) {
+      const pipeline = await loadPipeline(join(FIXTURES, "models/sd15-tiny"), { device });
+      try {
+        const base = await pipeline.generate(options);
+        const adapted = await pipeline.generate({ ...options, lora });
+        assert.ok(!same(base.images, adapted.images), device);
+        results.push(adapted.images);
+      } finally {
+        await pipeline.release();
+      }
+    }
+    assert.ok(
+      maxDiff(results[0], results[1]) <= 3,
+      `wasm vs cpu: ${maxDiff(results[0], results[1])}`,
+    );
+  },
+);
