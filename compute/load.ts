@@ -11,6 +11,7 @@ import { folderGraphs, type GraphSource, readModelIndex } from "./model/model_fo
 import type { Pipeline, PipelineDefaults } from "./pipelines/pipeline.ts";
 import { QwenImagePipeline } from "./pipelines/qwen_image.ts";
 import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
+import type { VaeDecodeSettings } from "./pipelines/vae_decode.ts";
 import { ZImagePipeline } from "./pipelines/z_image.ts";
 
 /** Options of {@linkcode loadPipeline}. */
@@ -20,11 +21,17 @@ export interface LoadOptions {
   defaults?: Partial<PipelineDefaults>;
   /** Bounds on per-request LoRA adapters and their cache. */
   lora?: Partial<LoraLimits>;
+  /** Decode one image at a time and/or in tiles (seed 003's `--vae-use-slicing/-tiling`). */
+  vae?: VaeDecodeSettings;
 }
 
 /** A pipeline class: loads a model folder's graphs. */
 interface PipelineClass {
-  load(graphs: GraphSource, defaults?: Partial<PipelineDefaults>): Promise<Pipeline>;
+  load(
+    graphs: GraphSource,
+    defaults?: Partial<PipelineDefaults>,
+    vae?: VaeDecodeSettings,
+  ): Promise<Pipeline>;
 }
 
 /** `model_index.json` class names → pipeline. Optimum and legacy diffusers ONNX names included. */
@@ -54,11 +61,11 @@ export async function loadPipeline(dir: string, options: LoadOptions = {}): Prom
     );
   }
   const graphs = folderGraphs(dir, await selectBackend(options.device ?? "auto"));
-  const base = await family.load(graphs, options.defaults);
+  const base = await family.load(graphs, options.defaults, options.vae);
   return new LoraPipeline(
     base,
     graphs,
-    (variant) => family.load(variant, options.defaults),
+    (variant) => family.load(variant, options.defaults, options.vae),
     { ...DEFAULT_LORA_LIMITS, ...options.lora },
   );
 }

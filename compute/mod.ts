@@ -62,3 +62,4 @@ export {
 } from "./lora/lora_pipeline.ts";
 export { type AdapterFiles, adapterFiles } from "./lora/files.ts";
 export { LoraError } from "./lora/adapter.ts";
+export type { VaeDecodeSettings } from "./pipelines/vae_decode.ts";

@@ -170,6 +170,17 @@ export const FLAGS: readonly Flag[] = [
     help: "keep `response_format: url` images in this directory (a volume replicas share)",
   },
   {
+    name: "vae-use-slicing",
+    kind: { type: "boolean" },
+    help: "decode a batch one image at a time (less memory for n > 1)",
+  },
+  {
+    name: "vae-use-tiling",
+    kind: { type: "boolean" },
+    help:
+      "decode large images in overlapping tiles with blended seams (much less memory; faint seams possible)",
+  },
+  {
     name: "lora-root",
     kind: { type: "list" },
     metavar: "DIR",
@@ -282,6 +293,8 @@ export interface ServerOptions {
   exitOnLoadFailure: boolean;
   maxImageStoreMb: number;
   imageStoreDir?: string;
+  vaeUseSlicing: boolean;
+  vaeUseTiling: boolean;
   loraRoot?: string[];
   loraModules?: string[];
   maxCpuLoras: number;

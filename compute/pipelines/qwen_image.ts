@@ -16,6 +16,7 @@ import { ModelLoadError } from "../errors.ts";
 import { readJsonFile } from "../model/files.ts";
 import { matchInputs, matchOutput } from "../model/graph_interface.ts";
 import type { GraphSource } from "../model/model_folder.ts";
+import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
 import { randnFrom } from "../random.ts";
 import {
   calculateShift,
@@ -59,6 +60,8 @@ const DROP_TOKENS = 34;
 const MAX_SEQUENCE_LENGTH = 512;
 const VAE_SCALE = 8;
 const Z_DIM = 16;
+/** AutoencoderKLQwenImage's tile in latents (`tile_sample_min_height` 256 / 8). */
+const QWEN_VAE_TILE_LATENT = 32;
 
 /** Text features of a request's prompts after dropping the template prefix, right-padded. */
 interface EncodedPrompts extends EncodedText {
@@ -116,6 +119,7 @@ export class QwenImagePipeline implements Pipeline {
     private readonly latentsMean: number[],
     private readonly latentsStd: number[],
     readonly defaults: PipelineDefaults & { trueCfgScale: number },
+    private readonly decode: VaeDecodeSettings,
   ) {
     matchInputs("text_encoder/model.onnx", textEncoder, [
       { name: "input_ids", types: ["int64"], ranks: [2] },
@@ -146,6 +150,7 @@ export class QwenImagePipeline implements Pipeline {
   static async load(
     graphs: GraphSource,
     defaults: Partial<PipelineDefaults> = {},
+    decode: VaeDecodeSettings = {},
   ): Promise<QwenImagePipeline> {
     const { dir, backend } = graphs;
     const tokenizer = await QwenTokenizer.load(`${dir}/tokenizer`);
@@ -170,6 +175,7 @@ export class QwenImagePipeline implements Pipeline {
       vae.latents_mean,
       vae.latents_std,
       { width: 1024, height: 1024, steps: 50, guidanceScale: 1, trueCfgScale: 4, ...defaults },
+      decode,
     );
   }
 
@@ -359,11 +365,21 @@ export class QwenImagePipeline implements Pipeline {
         }
       }
     }
-    const decoded = await this.vaeDecoder.run({
-      latent_sample: this.backend.tensor("float32", z, [n, Z_DIM, 1, lh, lw]),
-    });
-    const pixels = await readFloat32(decoded.sample);
-    decoded.sample.dispose();
+    // One frame: [n, C, 1, h, w] in, [n, 3, 1, H, W] out, laid out as [n, C, h, w] and [n, 3, H, W].
+    const pixels = await decodeLatents(
+      z,
+      { n, channels: Z_DIM, h: lh, w: lw, scale: VAE_SCALE },
+      async (tile, count, h, w) => {
+        const decoded = await this.vaeDecoder.run({
+          latent_sample: this.backend.tensor("float32", tile, [count, Z_DIM, 1, h, w]),
+        });
+        const out = await readFloat32(decoded.sample);
+        decoded.sample.dispose();
+        return out;
+      },
+      this.decode,
+      QWEN_VAE_TILE_LATENT,
+    );
     return toRgbImages(pixels, n, lw * VAE_SCALE, lh * VAE_SCALE);
   }
 

@@ -48,6 +48,7 @@ import type {
   PipelineDefaults,
 } from "./pipeline.ts";
 import { latentsToRgb, SD_LATENT_RGB } from "./preview.ts";
+import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
 
 const FLOAT = ["float32", "float16"] as const;
 /** VAE downsampling factor of every SD-family autoencoder (`2 ** (len(block_out_channels) - 1)`). */
@@ -68,6 +69,8 @@ export interface StableDiffusionParts {
   /** UNet resolution levels (`len(block_out_channels)`); 1 when the config does not say. */
   unetLevels: number;
   defaults: PipelineDefaults;
+  /** Slicing and tiling of the decode, and the VAE's tile in latents (`sample_size / 8`). */
+  decode: VaeDecodeSettings & { tileLatent: number };
 }
 
 /** Stable Diffusion text-to-image over ONNX Runtime. */
@@ -115,6 +118,7 @@ export class StableDiffusionPipeline implements Pipeline {
   static async load(
     graphs: GraphSource,
     defaults: Partial<PipelineDefaults> = {},
+    decode: VaeDecodeSettings = {},
   ): Promise<StableDiffusionPipeline> {
     const { dir, backend } = graphs;
     const tokenizer = await ClipTokenizer.load(`${dir}/tokenizer`);
@@ -144,6 +148,7 @@ export class StableDiffusionPipeline implements Pipeline {
       unetLevels: Array.isArray(unetConfig.block_out_channels)
         ? Math.max(1, unetConfig.block_out_channels.length)
         : 1,
+      decode: { ...decode, tileLatent: Number(vaeConfig.sample_size ?? 512) / VAE_SCALE },
       defaults: {
         width: sampleSize,
         height: sampleSize,
@@ -272,15 +277,21 @@ export class StableDiffusionPipeline implements Pipeline {
   async #decode(latents: Float32Array, params: RunParams) {
     const p = this.#parts;
     const shape = [params.n, p.latentChannels, params.height / VAE_SCALE, params.width / VAE_SCALE];
-    const decoded = await p.vaeDecoder.run({
-      latent_sample: p.backend.tensor(
-        this.#sampleType,
-        latents.map((x) => x / p.vaeScalingFactor),
-        shape,
-      ),
-    });
-    const pixels = await readFloat32(decoded.sample);
-    decoded.sample.dispose();
+    const [, channels, h, w] = shape;
+    const pixels = await decodeLatents(
+      latents.map((x) => x / p.vaeScalingFactor),
+      { n: params.n, channels, h, w, scale: VAE_SCALE },
+      async (tile, n, th, tw) => {
+        const decoded = await p.vaeDecoder.run({
+          latent_sample: p.backend.tensor(this.#sampleType, tile, [n, channels, th, tw]),
+        });
+        const out = await readFloat32(decoded.sample);
+        decoded.sample.dispose();
+        return out;
+      },
+      p.decode,
+      p.decode.tileLatent,
+    );
     return toRgbImages(pixels, params.n, params.width, params.height);
   }
 

@@ -15,6 +15,7 @@ import { type Backend, readFloat32, type Session, type Tensor } from "../backend
 import { readJsonFile } from "../model/files.ts";
 import { matchInputs, matchOutput } from "../model/graph_interface.ts";
 import type { GraphSource } from "../model/model_folder.ts";
+import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
 import { randnFrom } from "../random.ts";
 import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
 import { linspace } from "../schedulers/scheduler.ts";
@@ -47,6 +48,8 @@ import { FLUX_LATENT_RGB, latentsToRgb } from "./preview.ts";
 
 const CHAT_TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n";
 const MAX_SEQUENCE_LENGTH = 512;
+/** The Flux autoencoder's tile in latents (its `sample_size` 1024 / 8), diffusers' default. */
+const FLUX_VAE_TILE_LATENT = 128;
 const CHANNELS = 16;
 const VAE_SCALE = 8;
 /** The Flux autoencoder's latent normalisation, which identifies its latent space. */
@@ -88,7 +91,7 @@ export class ZImagePipeline implements Pipeline {
     private readonly transformer: Session,
     private readonly vaeDecoder: Session,
     private readonly scheduler: Scheduler,
-    private readonly vae: { scaling: number; shift: number },
+    private readonly vae: { scaling: number; shift: number; decode: VaeDecodeSettings },
     readonly defaults: PipelineDefaults,
   ) {
     matchInputs("text_encoder/model.onnx", textEncoder, [
@@ -114,6 +117,7 @@ export class ZImagePipeline implements Pipeline {
   static async load(
     graphs: GraphSource,
     defaults: Partial<PipelineDefaults> = {},
+    decode: VaeDecodeSettings = {},
   ): Promise<ZImagePipeline> {
     const { dir, backend } = graphs;
     const tokenizer = await QwenTokenizer.load(`${dir}/tokenizer`);
@@ -130,7 +134,7 @@ export class ZImagePipeline implements Pipeline {
       await graphs.open("transformer"),
       await graphs.open("vae_decoder"),
       createScheduler(schedulerConfig),
-      { scaling: vae.scaling_factor ?? 0.3611, shift: vae.shift_factor ?? 0.1159 },
+      { scaling: vae.scaling_factor ?? 0.3611, shift: vae.shift_factor ?? 0.1159, decode },
       { width: 1024, height: 1024, steps: 8, guidanceScale: 0, ...defaults },
     );
   }
@@ -293,11 +297,20 @@ export class ZImagePipeline implements Pipeline {
   async #decode(latents: Float32Array, params: RunParams): Promise<RgbImage[]> {
     const [lh, lw] = latentSize(params.width, params.height);
     const z = latents.map((v) => v / this.vae.scaling + this.vae.shift);
-    const decoded = await this.vaeDecoder.run({
-      latent_sample: this.backend.tensor("float32", z, [params.n, CHANNELS, lh, lw]),
-    });
-    const pixels = await readFloat32(decoded.sample);
-    decoded.sample.dispose();
+    const pixels = await decodeLatents(
+      z,
+      { n: params.n, channels: CHANNELS, h: lh, w: lw, scale: VAE_SCALE },
+      async (tile, n, h, w) => {
+        const decoded = await this.vaeDecoder.run({
+          latent_sample: this.backend.tensor("float32", tile, [n, CHANNELS, h, w]),
+        });
+        const out = await readFloat32(decoded.sample);
+        decoded.sample.dispose();
+        return out;
+      },
+      this.vae.decode,
+      FLUX_VAE_TILE_LATENT,
+    );
     return toRgbImages(pixels, params.n, lw * VAE_SCALE, lh * VAE_SCALE);
   }
 

@@ -137,6 +137,7 @@ export class Engine {
         device: load.device,
         defaults: load.defaults,
         lora: load.lora,
+        vae: load.vae,
         batching: { maxBatchSize: this.config.maxBatchSize, batchWaitMs: this.config.batchWaitMs },
       };
       worker.postMessage(message);

@@ -13,6 +13,7 @@ import type {
   PipelineDefaults,
   Preview,
   StepInfo,
+  VaeDecodeSettings,
 } from "../../compute/mod.ts";
 // Not through compute/mod.ts: the worker must not load onnxruntime before its shims.
 import { InvalidInputError } from "../../compute/errors.ts";
@@ -50,6 +51,8 @@ export interface LoadSettings {
   defaults?: Partial<PipelineDefaults>;
   /** Bounds on request adapters and their cache. */
   lora?: Partial<LoraLimits>;
+  /** How the VAE decodes (`--vae-use-slicing`, `--vae-use-tiling`). */
+  vae?: VaeDecodeSettings;
 }
 
 /** HTTP thread → worker. */

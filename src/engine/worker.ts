@@ -113,6 +113,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           device: message.device,
           defaults: message.defaults,
           lora: message.lora,
+          vae: message.vae,
         });
         const { family, device, defaults, sizeMultiple } = pipeline;
         post({ type: "loaded", info: { family, device, defaults, sizeMultiple } });
