@@ -33,6 +33,10 @@ export function createNodeBackend(threads = navigator.hardwareConcurrency): Back
       const options: ort.InferenceSession.SessionOptions = {
         executionProviders: ["cpu"],
         graphOptimizationLevel: "all",
+        // ONNX Runtime's CPU arena keeps every buffer it ever grew to: three 1024² n = 4 requests
+        // left the process at 4 GB for good. Without it, buffers go back to malloc (and, trimmed
+        // after each batch, to the system) for no measurable step cost (docs/benchmarks.md).
+        enableCpuMemArena: false,
         intraOpNumThreads: threads,
         logSeverityLevel: 3,
         // Spinning intra-op threads compete with Deno's own thread for the cores between runs;

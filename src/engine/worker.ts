@@ -8,6 +8,7 @@
 import process from "node:process";
 import type { BatchOutcome, Pipeline } from "../../compute/mod.ts";
 import { headBatchIsFull, type Queued, takeBatch } from "./batcher.ts";
+import { trimHeap } from "./heap.ts";
 import {
   type BatchSettings,
   errorMessage,
@@ -100,6 +101,8 @@ async function runBatch(): Promise<void> {
       );
     } else post({ type: "failed", id: job.id, error: errorMessage(outcome.error) });
   });
+  // Idle: give the batch's buffers back to the system (they are ONNX Runtime's, freed).
+  if (queue.length === 0) trimHeap();
   schedule(false);
 }
 
