@@ -1,15 +1,17 @@
 /**
  * `deno task score [--device cpu] [--limit N] [--guidance default,1] [--steps N] [--model DIR]
- * [--json FILE]`: runs the held-out prompt × seed pairs of training/heldout.json (captions that
+ * [--lora PATH [--lora-scale X] [--colour-map FILE]] [--json FILE]`: runs the held-out prompt × seed pairs of training/heldout.json (captions that
  * training never used) through the real pipeline (compute/ `loadPipeline`, with the registry
  * defaults of `denoise/shapes-tiny`) and prints what the scene checker (scripts/scene_check.ts)
  * finds: accuracy per attribute, and the share of images right on every attribute the prompt
- * names, once per guidance scale.
+ * names, once per guidance scale. With `--lora`, every image is made with that adapter, and a
+ * colour map (`{"captioned": "expected"}`, e.g. the palette-swap adapter's `palette.json`) says
+ * which shape colour to expect instead of the captioned one.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { type DeviceChoice, findModelCard, loadPipeline } from "../compute/mod.ts";
+import { adapterFiles, type DeviceChoice, findModelCard, loadPipeline } from "../compute/mod.ts";
 import { type Expectation, formatScore, judge, readScene, score } from "./scene_check.ts";
 
 const MODEL = new URL("../models/shapes-tiny", import.meta.url).pathname;
@@ -60,8 +62,19 @@ if (import.meta.main) {
       steps: { type: "string" },
       model: { type: "string", default: MODEL },
       json: { type: "string" },
+      lora: { type: "string" },
+      "lora-scale": { type: "string", default: "1" },
+      "colour-map": { type: "string" },
     },
   });
+  const lora = values.lora === undefined ? undefined : [{
+    id: values.lora,
+    files: await adapterFiles(values.lora),
+    scale: Number(values["lora-scale"]),
+  }];
+  const colourMap: Record<string, string> = values["colour-map"]
+    ? JSON.parse(await Deno.readTextFile(values["colour-map"]))
+    : {};
   const defaults = findModelCard("denoise/shapes-tiny")!.defaults;
   const pipeline = await loadPipeline(values.model, {
     device: values.device as DeviceChoice,
@@ -72,7 +85,8 @@ if (import.meta.main) {
   const report: Record<string, unknown> = {};
   console.log(
     `shapes-tiny on ${pipeline.device}: ${items.length} held-out prompt × seed pairs, ` +
-      `${pipeline.defaults.width}×${pipeline.defaults.height}, ${steps} steps`,
+      `${pipeline.defaults.width}×${pipeline.defaults.height}, ${steps} steps` +
+      (values.lora ? `, LoRA ${values.lora} at ${values["lora-scale"]}` : ""),
   );
   for (const g of values.guidance.split(",")) {
     const guidanceScale = g === "default" ? pipeline.defaults.guidanceScale : Number(g);
@@ -84,9 +98,14 @@ if (import.meta.main) {
         seed: item.seed,
         steps,
         guidanceScale,
+        lora,
       });
       const seen = readScene(r.images[0]);
-      const verdict = judge(item.expect, seen);
+      const expect = {
+        ...item.expect,
+        colour: colourMap[item.expect.colour] ?? item.expect.colour,
+      };
+      const verdict = judge(expect, seen);
       rows.push({ ...item, seen: { ...seen, features: undefined }, verdict });
     }
     const s = score(rows.map((r) => r.verdict));
