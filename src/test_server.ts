@@ -25,6 +25,7 @@ export async function startServer(
     args: [
       "run",
       "--allow-all",
+      "--v8-flags=--expose-gc",
       new URL("./main.ts", import.meta.url).pathname,
       "--port",
       "0",

@@ -24,8 +24,20 @@ function nativeView(tensor: ort.Tensor): ort.Tensor {
   return Object.create(tensor, { data: { value: bits } });
 }
 
+/** Options of {@linkcode createNodeBackend}. */
+export interface NodeBackendOptions {
+  /**
+   * ONNX Runtime's CPU memory arena (default off): it keeps every buffer it ever grew to, so after
+   * a burst of large requests the process stays at its peak (docs/benchmarks.md, "Memory").
+   */
+  cpuArena?: boolean;
+}
+
 /** Creates the native CPU backend. */
-export function createNodeBackend(threads = navigator.hardwareConcurrency): Backend {
+export function createNodeBackend(
+  threads = navigator.hardwareConcurrency,
+  { cpuArena = false }: NodeBackendOptions = {},
+): Backend {
   return {
     device: "cpu",
     description: `onnxruntime-node ${ort.env.versions?.common ?? ""} CPU, ${threads} threads`,
@@ -33,10 +45,9 @@ export function createNodeBackend(threads = navigator.hardwareConcurrency): Back
       const options: ort.InferenceSession.SessionOptions = {
         executionProviders: ["cpu"],
         graphOptimizationLevel: "all",
-        // ONNX Runtime's CPU arena keeps every buffer it ever grew to: three 1024² n = 4 requests
-        // left the process at 4 GB for good. Without it, buffers go back to malloc (and, trimmed
-        // after each batch, to the system) for no measurable step cost (docs/benchmarks.md).
-        enableCpuMemArena: false,
+        // Without the arena, buffers go back to malloc (and, trimmed when the engine is idle, to
+        // the system).
+        enableCpuMemArena: cpuArena,
         intraOpNumThreads: threads,
         logSeverityLevel: 3,
         // Spinning intra-op threads compete with Deno's own thread for the cores between runs;

@@ -8,7 +8,7 @@
 import process from "node:process";
 import type { BatchOutcome, Pipeline } from "../../compute/mod.ts";
 import { headBatchIsFull, type Queued, takeBatch } from "./batcher.ts";
-import { trimHeap } from "./heap.ts";
+import { trimHeap } from "../../compute/backends/heap.ts";
 import {
   type BatchSettings,
   errorMessage,
@@ -101,8 +101,13 @@ async function runBatch(): Promise<void> {
       );
     } else post({ type: "failed", id: job.id, error: errorMessage(outcome.error) });
   });
-  // Idle: give the batch's buffers back to the system (they are ONNX Runtime's, freed).
-  if (queue.length === 0) trimHeap();
+  // Idle: give the batch's buffers back to the system: its JavaScript arrays (collected now when
+  // the server runs with --v8-flags=--expose-gc, as `deno task serve` does) and ONNX Runtime's
+  // freed buffers (malloc_trim).
+  if (queue.length === 0) {
+    (globalThis as { gc?: () => void }).gc?.();
+    trimHeap();
+  }
   schedule(false);
 }
 
