@@ -7,6 +7,8 @@
  * 2. `/health` latency while one long generation runs (sd15-tiny, 1024², 200 steps).
  * 3. Throughput and latency of 1 vs 8 concurrent clients on the embedded model, with dynamic
  *    batching and with it off (`--max-batch-size 1`), all in one run.
+ * 4. The server's RSS (`/metrics`) after warm-up, after a burst of three 1024² n = 4 requests,
+ *    17 s later, and after one more small request.
  *
  * Prints markdown.
  *
@@ -138,7 +140,45 @@ async function timeToHealthy(): Promise<void> {
   );
 }
 
+async function memoryAfterBurst(): Promise<void> {
+  const server = await startServer(["--device", "cpu"]);
+  try {
+    const rss = async () => {
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      const bytes = Number(metrics.match(/^process_resident_memory_bytes (\S+)/m)![1]);
+      return bytes / 2 ** 20;
+    };
+    const generate = (body: Record<string, unknown>) =>
+      post(server, { prompt: "a red circle", ...body }).then((r) => r.arrayBuffer());
+    const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    for (let i = 0; i < 3; i++) await generate({ seed: i });
+    await pause(1000);
+    const baseline = await rss();
+    for (let i = 0; i < 3; i++) {
+      await generate({ size: "1024x1024", n: 4, num_inference_steps: 2 });
+    }
+    const after = await rss();
+    await pause(17_000);
+    const later = await rss();
+    await generate({ seed: 9 });
+    await pause(1000);
+    const next = await rss();
+    console.log(
+      `\n### Server RSS after a burst (three 1024² n = 4 requests), embedded model, cpu\n`,
+    );
+    console.log(
+      "| after warm-up | right after the burst | 17 s later | after one more small request |",
+    );
+    console.log("| --- | --- | --- | --- |");
+    const cell = (v: number) => `${v.toFixed(0)} MiB (${(v / baseline).toFixed(2)}×)`;
+    console.log(`| ${baseline.toFixed(0)} MiB | ${cell(after)} | ${cell(later)} | ${cell(next)} |`);
+  } finally {
+    await server.stop();
+  }
+}
+
 console.log(`## Serving engine (\`deno task bench:serving --seconds ${SECONDS}\`)`);
 await timeToHealthy();
 await healthDuringLongGeneration();
 await batching();
+await memoryAfterBurst();
