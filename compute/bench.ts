@@ -2,16 +2,15 @@
  * `deno task bench [--devices cpu,wasm,webgpu] [--steps 8]`: for the sd-turbo-tiny fixture at 64²,
  * 256² and 512², the median time of each stage per backend, and the ratio of our denoising step to
  * a bare `session.run` of the same UNet graph on the same inputs (orchestration overhead). Then
- * PNG encoders on a 1024² image, then a 256 MB hub download over loopback against a bare fetch.
+ * a 256 MB hub download over loopback against a bare fetch.
  * Prints markdown.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { encode as fastPngEncode } from "fast-png";
 import type { DeviceName, Session } from "./backends/backend.ts";
 import { probeWebGpu, selectBackend } from "./backends/device.ts";
-import { encodeImage, encodeImages } from "./image/encode.ts";
+import { encodeImages } from "./image/encode.ts";
 import { folderGraphs } from "./model/model_folder.ts";
 import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
 import { torchRandn } from "./random.ts";
@@ -97,35 +96,6 @@ for (const device of devices) {
   }
   await bareUnet.release();
   await pipeline.release();
-}
-
-// Image encoders on one 1024² RGB image (smooth gradient plus noise, like a decoded sample).
-const side = 1024;
-const rgb = new Uint8Array(side * side * 3);
-const noise = torchRandn([side * side], 7);
-for (let i = 0; i < side * side; i++) {
-  const x = i % side, y = Math.floor(i / side);
-  rgb[i * 3] = (x / 4 + noise[i] * 8) & 255;
-  rgb[i * 3 + 1] = (y / 4) & 255;
-  rgb[i * 3 + 2] = ((x + y) / 8 + noise[i] * 4) & 255;
-}
-const image = { width: side, height: side, data: rgb };
-const encoders: [string, () => Promise<Uint8Array> | Uint8Array][] = [
-  ["sharp PNG (level 6)", () => encodeImage(image, "png")],
-  ["fast-png PNG", () => fastPngEncode({ width: side, height: side, data: rgb, channels: 3 })],
-  ["sharp JPEG q90", () => encodeImage(image, "jpeg", 90)],
-  ["sharp WebP q90", () => encodeImage(image, "webp", 90)],
-];
-console.log(`\n| encoder (1024² RGB) | median ms (5 runs) | bytes |\n|---|---|---|`);
-for (const [name, encode] of encoders) {
-  const times: number[] = [];
-  let bytes = 0;
-  for (let i = 0; i < 6; i++) {
-    const t = performance.now();
-    bytes = (await encode()).length;
-    if (i > 0) times.push(performance.now() - t);
-  }
-  console.log(`| ${name} | ${ms(median(times))} | ${bytes} |`);
 }
 
 // Hub download over loopback (the fake hub): our streaming, hashing and writing against a bare

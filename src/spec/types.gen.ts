@@ -219,7 +219,7 @@ export interface components {
              * @enum {unknown}
              */
             output_format?: "png" | "jpeg" | "jpg" | "webp" | null;
-            /** @description JPEG/WebP quality (default 100); for PNG the zlib level `9 - compression // 11`. */
+            /** @description JPEG/WebP quality (default 90); for PNG the zlib level `9 - compression // 11` (default level 1: fast, larger files). */
             output_compression?: number | null;
             /**
              * @description Accepted for OpenAI compatibility and ignored; use num_inference_steps.
