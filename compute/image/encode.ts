@@ -26,7 +26,7 @@ export const MIME_TYPES: Record<ImageFormat, string> = {
 
 /**
  * zlib level of PNGs when the request gives no `output_compression`: 1, with no row filters. At
- * 1024² it encodes in ~20–25 ms against ~70 ms at libpng's usual level 6, for files ~1.7× larger
+ * 1024² it encodes in ~30 ms against ~62 ms at libpng's usual level 6, for files 1.25–1.5× larger
  * (docs/benchmarks.md, "Encoding"); `output_compression` asks for smaller files.
  */
 export const DEFAULT_PNG_LEVEL = 1;
