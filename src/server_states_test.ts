@@ -315,3 +315,30 @@ Deno.test("deno task serve --model Tongyi-MAI/Z-Image-Turbo serves the cached ti
     await Deno.remove(cache, { recursive: true });
   }
 });
+
+Deno.test("no XDG_RUNTIME_DIR noise at start when the environment has none (--device auto)", async () => {
+  const env = Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([k]) => k !== "XDG_RUNTIME_DIR"),
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./main.ts", import.meta.url).pathname, "--port", "0"],
+    clearEnv: true,
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let log = "";
+  const decoder = new TextDecoder();
+  const pumps = [child.stdout, child.stderr].map(async (stream) => {
+    for await (const chunk of stream) log += decoder.decode(chunk);
+  });
+  const deadline = Date.now() + 60_000;
+  while (!/model ready|failed to load/.test(log) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill("SIGTERM");
+  await child.status;
+  await Promise.all(pumps);
+  assert.match(log, /model ready/);
+  assert.doesNotMatch(log, /XDG_RUNTIME_DIR/);
+});

@@ -7,10 +7,25 @@
 import { type Backend, type DeviceChoice } from "./backend.ts";
 import { BackendUnavailableError } from "../errors.ts";
 
+/**
+ * The Vulkan loader prints "XDG_RUNTIME_DIR is invalid or not set" (twice) when WebGPU starts in a
+ * process without one (containers, CI, services). A private temporary folder silences it; the
+ * loader only looks there for display sockets, which a server has none of.
+ */
+function ensureRuntimeDir(): void {
+  try {
+    if (Deno.build.os !== "linux" || Deno.env.get("XDG_RUNTIME_DIR")) return;
+    Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "denoise-xdg-" }));
+  } catch {
+    // Without env or write permission the message stays; nothing else depends on it.
+  }
+}
+
 /** Describes the WebGPU adapter, or `undefined` when there is none. */
 export async function probeWebGpu(): Promise<
   { description: string; isFallback: boolean; shaderF16: boolean } | undefined
 > {
+  ensureRuntimeDir();
   const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
   if (!gpu) return undefined;
   try {
