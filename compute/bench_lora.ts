@@ -53,7 +53,7 @@ try {
   const files = await adapterFiles(adapter.path);
   const spec = (scale: number): LoraSpec[] => [{ id: "every-weight", files, scale }];
 
-  let t = performance.now();
+  const t = performance.now();
   const pipeline = await loadPipeline(MODEL, { device: "cpu", lora: { maxVariants: 8 } });
   const loadMs = performance.now() - t;
   const options = { prompt: "a red circle on a white background", seed: 1, steps: 4 };
