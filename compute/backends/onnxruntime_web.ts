@@ -20,10 +20,20 @@ import { BackendUnavailableError } from "../errors.ts";
 ort.env.wasm.numThreads = 1;
 ort.env.logLevel = "error";
 
+/**
+ * The most weight bytes one WASM session may hold. The WASM heap is 4 GiB, and a forward needs
+ * room beside its weights: SD-1.5's float32 UNet (3.2 GiB of weights) fails mid-run with
+ * `std::bad_alloc` (docs/benchmarks.md, "Realistic width"). Refusing at load is the honest answer.
+ */
+export const WASM_MAX_WEIGHT_BYTES = 2.5 * 2 ** 30;
+
+const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+
 /** Creates an onnxruntime-web backend on WebGPU or WASM. */
 export function createWebBackend(
   device: "webgpu" | "wasm",
   adapter: { description: string; shaderF16: boolean } = { description: "", shaderF16: true },
+  { maxWasmWeightBytes = WASM_MAX_WEIGHT_BYTES }: { maxWasmWeightBytes?: number } = {},
 ): Backend {
   return {
     device,
@@ -32,6 +42,20 @@ export function createWebBackend(
       : `onnxruntime-web ${ort.env.versions.web} WASM, 1 thread`,
     async createSession(graph: GraphInput): Promise<Session> {
       const label = "path" in graph ? graph.path : "the graph";
+      if (device === "wasm") {
+        const size = "path" in graph
+          ? (await Deno.stat(graph.path)).size +
+            (graph.externalDataPath ? (await Deno.stat(graph.externalDataPath)).size : 0)
+          : graph.bytes.length +
+            [...(graph.externalData?.values() ?? [])].reduce((s, d) => s + d.length, 0);
+        if (size > maxWasmWeightBytes) {
+          throw new BackendUnavailableError(
+            `${label} holds ${gib(size)} of weights; WASM's 4 GiB memory runs at most ${
+              gib(maxWasmWeightBytes)
+            } with room for a forward pass. Use --device cpu (native) or webgpu, or a float16 export.`,
+          );
+        }
+      }
       const externalData = "path" in graph
         ? graph.externalDataPath
           ? [{
