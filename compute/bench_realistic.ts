@@ -19,12 +19,15 @@ const { values } = parseArgs({
   args: Deno.args,
   options: {
     size: { type: "string", default: "64" },
+    widths: { type: "string", default: SD15_UNET.blockOutChannels.join(",") },
     devices: { type: "string", default: "cpu,wasm" },
     child: { type: "string" },
     dir: { type: "string" },
   },
 });
 const SIZE = Number(values.size);
+/** `--widths` scales the network (e.g. 160,320,640,640: a quarter of the weights, fits WASM). */
+const CONFIG = { ...SD15_UNET, blockOutChannels: values.widths!.split(",").map(Number) };
 const BATCH = 2, SEQUENCE = 77, GEMM = 2048;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const peakMib = async () =>
@@ -94,14 +97,16 @@ if (values.child) {
   const dir = await Deno.makeTempDir({ prefix: "denoise-sd15-unet-" });
   try {
     let t = performance.now();
-    const { graph, cost } = sdUnet(SD15_UNET, 1515, SIZE, BATCH, SEQUENCE);
+    const { graph, cost } = sdUnet(CONFIG, 1515, SIZE, BATCH, SEQUENCE);
     const { model, externalData } = graph.serialize({ externalData: "model.onnx_data" });
     await Deno.writeFile(`${dir}/model.onnx`, model);
     await Deno.writeFile(`${dir}/model.onnx_data`, externalData!);
     const buildS = (performance.now() - t) / 1000;
     const weightMib = externalData!.length / 2 ** 20;
     const gflop = 2 * (cost.convMacs + cost.linearMacs + cost.attentionMacs) / 1e9;
-    console.log("# Realistic-width benchmark: SD-1.5's UNet architecture\n");
+    console.log(
+      `# Realistic-width benchmark: SD-1.5's UNet architecture, widths ${values.widths}\n`,
+    );
     console.log(
       `${(cost.parameters / 1e6).toFixed(1)} M parameters, ${weightMib.toFixed(0)} MiB float32 ` +
         `(built in ${buildS.toFixed(0)} s), random weights. Forward: batch ${BATCH} (CFG), ` +
@@ -127,6 +132,8 @@ if (values.child) {
           dir,
           "--size",
           String(SIZE),
+          "--widths",
+          values.widths!,
         ],
         stdout: "piped",
         stderr: "piped",
@@ -160,7 +167,7 @@ if (values.child) {
       );
     }
     console.log(
-      `\nCommand: \`deno task bench:realistic --size ${SIZE} --devices ${values.devices}\`.`,
+      `\nCommand: \`deno task bench:realistic --size ${SIZE} --widths ${values.widths} --devices ${values.devices}\`.`,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });

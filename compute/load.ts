@@ -21,6 +21,8 @@ export interface LoadOptions {
   defaults?: Partial<PipelineDefaults>;
   /** Bounds on per-request LoRA adapters and their cache. */
   lora?: Partial<LoraLimits>;
+  /** Threads of the native CPU and WASM backends (default: every core). */
+  threads?: number;
   /** Decode one image at a time and/or in tiles (seed 003's `--vae-use-slicing/-tiling`). */
   vae?: VaeDecodeSettings;
 }
@@ -60,7 +62,7 @@ export async function loadPipeline(dir: string, options: LoadOptions = {}): Prom
       })`,
     );
   }
-  const graphs = folderGraphs(dir, await selectBackend(options.device ?? "auto"));
+  const graphs = folderGraphs(dir, await selectBackend(options.device ?? "auto", options.threads));
   const base = await family.load(graphs, options.defaults, options.vae);
   return new LoraPipeline(
     base,

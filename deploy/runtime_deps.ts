@@ -13,6 +13,7 @@ import "hono";
 import "onnx-proto"; // reading graphs to merge LoRA adapters
 import "onnxruntime-common";
 import "onnxruntime-node";
+import "onnxruntime-web"; // the WASM backend (its Node build: threads)
 import "onnxruntime-web/webgpu";
 import "prom-client";
 import "sharp";

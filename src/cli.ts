@@ -170,6 +170,13 @@ export const FLAGS: readonly Flag[] = [
     help: "keep `response_format: url` images in this directory (a volume replicas share)",
   },
   {
+    name: "threads",
+    kind: { type: "int", min: 1, max: 1024 },
+    defaultText: "every core",
+    metavar: "N",
+    help: "threads of the native CPU and WASM backends",
+  },
+  {
     name: "vae-use-slicing",
     kind: { type: "boolean" },
     help: "decode a batch one image at a time (less memory for n > 1)",
@@ -293,6 +300,7 @@ export interface ServerOptions {
   exitOnLoadFailure: boolean;
   maxImageStoreMb: number;
   imageStoreDir?: string;
+  threads?: number;
   vaeUseSlicing: boolean;
   vaeUseTiling: boolean;
   loraRoot?: string[];

@@ -181,6 +181,7 @@ export async function main(args: readonly string[]): Promise<void> {
   }, {
     device: options.device,
     defaults: card?.defaults,
+    threads: options.threads,
     vae: { slicing: options.vaeUseSlicing, tiling: options.vaeUseTiling },
     lora: {
       maxVariants: options.maxCpuLoras,

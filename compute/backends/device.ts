@@ -44,13 +44,19 @@ export async function probeWebGpu(): Promise<
   }
 }
 
-/** Resolves a device choice to a ready backend, or throws {@linkcode BackendUnavailableError}. */
-export async function selectBackend(choice: DeviceChoice): Promise<Backend> {
+/**
+ * Resolves a device choice to a ready backend, or throws {@linkcode BackendUnavailableError}.
+ * `threads` (default: every core) applies to the native CPU and WASM backends.
+ */
+export async function selectBackend(
+  choice: DeviceChoice,
+  threads = navigator.hardwareConcurrency,
+): Promise<Backend> {
   if (choice === "webgpu" || choice === "auto") {
     const adapter = await probeWebGpu();
     if (adapter && (choice === "webgpu" || !adapter.isFallback)) {
       const { createWebBackend } = await import("./onnxruntime_web.ts");
-      return createWebBackend("webgpu", adapter);
+      return await createWebBackend("webgpu", adapter);
     }
     if (choice === "webgpu") {
       throw new BackendUnavailableError(
@@ -61,7 +67,7 @@ export async function selectBackend(choice: DeviceChoice): Promise<Backend> {
   if (choice === "cpu" || choice === "auto") {
     try {
       const { createNodeBackend } = await import("./onnxruntime_node.ts");
-      return createNodeBackend();
+      return createNodeBackend(threads);
     } catch (e) {
       if (choice === "cpu") {
         throw new BackendUnavailableError(
@@ -71,5 +77,5 @@ export async function selectBackend(choice: DeviceChoice): Promise<Backend> {
     }
   }
   const { createWebBackend } = await import("./onnxruntime_web.ts");
-  return createWebBackend("wasm");
+  return await createWebBackend("wasm", undefined, { threads });
 }

@@ -4,7 +4,7 @@ import { createWebBackend } from "./onnxruntime_web.ts";
 
 Deno.test("WASM refuses, at load and saying why, a graph whose weights do not fit its memory", async () => {
   const unet = new URL("../../fixtures/models/sd15-tiny/unet/model.onnx", import.meta.url).pathname;
-  const small = createWebBackend("wasm", undefined, { maxWasmWeightBytes: 10_000 });
+  const small = await createWebBackend("wasm", undefined, { maxWasmWeightBytes: 10_000 });
   await assert.rejects(
     small.createSession({ path: unet, externalDataPath: `${unet}_data` }),
     (e: Error) =>
@@ -13,7 +13,7 @@ Deno.test("WASM refuses, at load and saying why, a graph whose weights do not fi
         e.message,
       ),
   );
-  const session = await createWebBackend("wasm").createSession({
+  const session = await (await createWebBackend("wasm")).createSession({
     path: unet,
     externalDataPath: `${unet}_data`,
   });

@@ -51,6 +51,8 @@ export interface LoadSettings {
   defaults?: Partial<PipelineDefaults>;
   /** Bounds on request adapters and their cache. */
   lora?: Partial<LoraLimits>;
+  /** Threads of the native CPU and WASM backends (`--threads`). */
+  threads?: number;
   /** How the VAE decodes (`--vae-use-slicing`, `--vae-use-tiling`). */
   vae?: VaeDecodeSettings;
 }
