@@ -16,14 +16,11 @@ import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
 import { torchRandn } from "./random.ts";
 import { downloadSnapshot, hubSettings, planDownload } from "./model/hub_download.ts";
 import { startFakeHub } from "../fixtures/fake_hub.ts";
+import { median } from "./bench_stats.ts";
 
 const MODEL = new URL("../fixtures/models/sd-turbo-tiny", import.meta.url).pathname;
 const SIZES = [64, 256, 512];
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const ms = (x: number) => x < 10 ? x.toFixed(2) : x.toFixed(1);
 
 async function timeBareRun(

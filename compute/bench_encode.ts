@@ -11,9 +11,9 @@ import { encodeImage, type ImageFormat } from "./image/encode.ts";
 import { loadPipeline } from "./load.ts";
 import type { RgbImage } from "./pipelines/pipeline.ts";
 import { torchRandn } from "./random.ts";
+import { median } from "./bench_stats.ts";
 
 const side = 1024;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const pipeline = await loadPipeline(new URL("../models/shapes-tiny", import.meta.url).pathname, {
   device: "cpu",

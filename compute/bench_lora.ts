@@ -14,14 +14,11 @@ import { flatName, indexGraphWeights } from "./lora/graph_weights.ts";
 import { serializeSafetensors } from "./lora/safetensors.ts";
 import type { LoraSpec } from "./pipelines/pipeline.ts";
 import { Mt19937 } from "./random.ts";
+import { median } from "./bench_stats.ts";
 
 const MODEL = new URL("../models/shapes-tiny", import.meta.url).pathname;
 const RANK = 8;
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
 
 /** A random rank-8 Kohya adapter on every weight of the model's UNet; returns its path. */

@@ -11,6 +11,7 @@ import { trimHeap } from "./backends/heap.ts";
 import { createNodeBackend } from "./backends/onnxruntime_node.ts";
 import { folderGraphs } from "./model/model_folder.ts";
 import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
+import { median } from "./bench_stats.ts";
 
 const MODEL = new URL("../models/shapes-tiny", import.meta.url).pathname;
 const SETTINGS: Record<string, { cpuArena: boolean; trim: boolean }> = {
@@ -19,7 +20,6 @@ const SETTINGS: Record<string, { cpuArena: boolean; trim: boolean }> = {
   "arena off + malloc_trim when idle (ours)": { cpuArena: false, trim: true },
 };
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rssMib = () => Deno.memoryUsage().rss / 2 ** 20;
 
 if (Deno.args[0] === "--child") {

@@ -14,6 +14,7 @@ import { SD15_UNET, sdUnet } from "../fixtures/builder/sd_unet.ts";
 import { GraphBuilder } from "../fixtures/builder/onnx_builder.ts";
 import type { DeviceName } from "./backends/backend.ts";
 import { selectBackend } from "./backends/device.ts";
+import { median, peakRssMib } from "./bench_stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -29,9 +30,6 @@ const SIZE = Number(values.size);
 /** `--widths` scales the network (e.g. 160,320,640,640: a quarter of the weights, fits WASM). */
 const CONFIG = { ...SD15_UNET, blockOutChannels: values.widths!.split(",").map(Number) };
 const BATCH = 2, SEQUENCE = 77, GEMM = 2048;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const peakMib = async () =>
-  Number((await Deno.readTextFile("/proc/self/status")).match(/VmHWM:\s+(\d+) kB/)![1]) / 1024;
 
 async function timeRuns(run: () => Promise<void>, runs: number): Promise<number> {
   await run(); // warm-up
@@ -91,7 +89,7 @@ if (values.child) {
   } catch (e) {
     result.error = (e as Error).message.replace(/\s+/g, " ").slice(0, 200);
   }
-  result.peakMib = await peakMib();
+  result.peakMib = await peakRssMib();
   console.log(JSON.stringify(result));
 } else {
   const dir = await Deno.makeTempDir({ prefix: "denoise-sd15-unet-" });

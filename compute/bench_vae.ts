@@ -8,6 +8,7 @@
  */
 import { loadPipeline } from "./load.ts";
 import type { VaeDecodeSettings } from "./pipelines/vae_decode.ts";
+import { peakRssMib } from "./bench_stats.ts";
 
 const MODEL = new URL("../models/shapes-tiny", import.meta.url).pathname;
 const SETTINGS: Record<string, VaeDecodeSettings> = {
@@ -24,12 +25,6 @@ const OPTIONS = {
   n: 4,
   steps: 1,
 };
-
-/** VmHWM (peak resident set) of this process, in MiB. */
-async function peakRssMib(): Promise<number> {
-  const status = await Deno.readTextFile("/proc/self/status");
-  return Number(status.match(/VmHWM:\s+(\d+) kB/)![1]) / 1024;
-}
 
 if (Deno.args[0] === "--child") {
   // One setting: load, then decode; report the decode time, peak RSS and the pixels' digest.

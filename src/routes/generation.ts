@@ -72,6 +72,7 @@ export function generationRoutes(
       steps: options.steps,
       guidance_scale: options.guidanceScale,
       seed: options.seed === undefined ? undefined : String(options.seed),
+      lora: options.lora?.map((l) => `${l.name ?? l.id}@${l.scale}`).join(","),
       stream,
     });
   app.openapi(

@@ -1,0 +1,17 @@
+/**
+ * The statistics the `deno task bench` scripts share.
+ *
+ * @module
+ */
+
+/** The median (the mean of the middle two for an even count). */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** This process's peak resident set (`VmHWM`, Linux), in MiB. */
+export async function peakRssMib(): Promise<number> {
+  const status = await Deno.readTextFile("/proc/self/status");
+  return Number(status.match(/VmHWM:\s+(\d+) kB/)![1]) / 1024;
+}
