@@ -62,6 +62,26 @@ function schedule(wasIdle: boolean): void {
   }, batching.batchWaitMs);
 }
 
+/** How long the engine stays idle before it gives memory back. */
+const CLEANUP_AFTER_MS = 250;
+let cleanupTimer: ReturnType<typeof setTimeout> | undefined;
+
+/**
+ * Once idle for a moment, gives the last batches' buffers back to the system: their JavaScript
+ * arrays (collected here when the server runs with `--v8-flags=--expose-gc`, as `deno task serve`
+ * does) and ONNX Runtime's freed buffers (`malloc_trim`). That takes 6–18 ms, so a request that
+ * arrives first cancels it rather than waiting behind it.
+ */
+function scheduleCleanup(): void {
+  clearTimeout(cleanupTimer);
+  cleanupTimer = setTimeout(() => {
+    cleanupTimer = undefined;
+    if (running.size > 0 || queue.length > 0) return;
+    (globalThis as { gc?: () => void }).gc?.();
+    trimHeap();
+  }, CLEANUP_AFTER_MS);
+}
+
 async function runBatch(): Promise<void> {
   if (waitTimer !== undefined) {
     clearTimeout(waitTimer);
@@ -101,13 +121,7 @@ async function runBatch(): Promise<void> {
       );
     } else post({ type: "failed", id: job.id, error: errorMessage(outcome.error) });
   });
-  // Idle: give the batch's buffers back to the system: its JavaScript arrays (collected now when
-  // the server runs with --v8-flags=--expose-gc, as `deno task serve` does) and ONNX Runtime's
-  // freed buffers (malloc_trim).
-  if (queue.length === 0) {
-    (globalThis as { gc?: () => void }).gc?.();
-    trimHeap();
-  }
+  if (queue.length === 0) scheduleCleanup();
   schedule(false);
 }
 
@@ -131,6 +145,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       }
       return;
     case "generate": {
+      clearTimeout(cleanupTimer);
       const { id, request, reportSteps } = message;
       let key: string;
       try {
