@@ -12,6 +12,8 @@ import {
   type TensorType,
 } from "./backend.ts";
 import { toFloat16 } from "./float16.ts";
+import { fuseAttentionBytes } from "../graph/attention_fusion.ts";
+import { dirname } from "node:path";
 
 /**
  * onnxruntime-common keeps float16 data in Deno's `Float16Array`, which the N-API binding does not
@@ -31,17 +33,23 @@ export interface NodeBackendOptions {
    * a burst of large requests the process stays at its peak (docs/benchmarks.md, "Memory").
    */
   cpuArena?: boolean;
+  /**
+   * Rewrite exported attention into ONNX Runtime's fused `MultiHeadAttention` at load (default
+   * on; `graph/attention_fusion.ts`).
+   */
+  fuseAttention?: boolean;
 }
 
 /** Creates the native CPU backend. */
 export function createNodeBackend(
   threads = navigator.hardwareConcurrency,
-  { cpuArena = false }: NodeBackendOptions = {},
+  { cpuArena = false, fuseAttention = true }: NodeBackendOptions = {},
 ): Backend {
   return {
     device: "cpu",
     description: `onnxruntime-node ${ort.env.versions?.common ?? ""} CPU, ${threads} threads`,
     async createSession(graph: GraphInput): Promise<Session> {
+      const sessionConfig: Record<string, string> = { "intra_op.allow_spinning": "0" };
       const options: ort.InferenceSession.SessionOptions = {
         executionProviders: ["cpu"],
         graphOptimizationLevel: "all",
@@ -52,15 +60,33 @@ export function createNodeBackend(
         logSeverityLevel: 3,
         // Spinning intra-op threads compete with Deno's own thread for the cores between runs;
         // with spinning on, step times were bimodal (1.7 or 5–11 ms at 512², docs/benchmarks.md).
-        extra: { session: { "intra_op.allow_spinning": "0" } },
+        extra: { session: sessionConfig },
       };
-      // From a path, onnxruntime-node finds model.onnx_data itself, next to the model.
-      const session = "path" in graph
-        ? await ort.InferenceSession.create(graph.path, options)
-        : await ort.InferenceSession.create(graph.bytes, {
-          ...options,
-          externalData: [...(graph.externalData ?? [])].map(([path, data]) => ({ path, data })),
-        });
+      const open = (g: GraphInput, externalDataFolder?: string) =>
+        "path" in g
+          // From a path, onnxruntime-node finds model.onnx_data itself, next to the model.
+          ? ort.InferenceSession.create(g.path, options)
+          : ort.InferenceSession.create(g.bytes, {
+            ...options,
+            externalData: [...(g.externalData ?? [])].map(([path, data]) => ({ path, data })),
+            extra: {
+              session: {
+                ...sessionConfig,
+                ...externalDataFolder &&
+                  { model_external_initializers_file_folder_path: externalDataFolder },
+              },
+            },
+          });
+      const fused = fuseAttention
+        ? fuseAttentionBytes("path" in graph ? await Deno.readFile(graph.path) : graph.bytes)
+        : undefined;
+      // Should this build refuse the fused graph, the exported one still runs, only slower.
+      const session = fused
+        ? await open(
+          { bytes: fused, externalData: "bytes" in graph ? graph.externalData : undefined },
+          "path" in graph ? dirname(graph.path) : undefined,
+        ).catch(() => open(graph))
+        : await open(graph);
       return {
         inputs: session.inputMetadata.map(tensorInfo),
         outputs: session.outputMetadata.map(tensorInfo),

@@ -15,6 +15,7 @@ import {
   type TensorType,
 } from "./backend.ts";
 import { toFloat16 } from "./float16.ts";
+import { fuseAttentionBytes } from "../graph/attention_fusion.ts";
 import { BackendUnavailableError } from "../errors.ts";
 
 type Ort = typeof import("onnxruntime-web/webgpu");
@@ -34,6 +35,11 @@ export interface WebBackendOptions {
   threads?: number;
   /** Largest graph (weights included) a WASM session may open. */
   maxWasmWeightBytes?: number;
+  /**
+   * Rewrite exported attention into ONNX Runtime's fused `MultiHeadAttention` at load (default
+   * on; `graph/attention_fusion.ts`).
+   */
+  fuseAttention?: boolean;
 }
 
 /** Creates an onnxruntime-web backend on WebGPU or WASM. */
@@ -43,6 +49,7 @@ export async function createWebBackend(
   {
     threads = navigator.hardwareConcurrency,
     maxWasmWeightBytes = WASM_MAX_WEIGHT_BYTES,
+    fuseAttention = true,
   }: WebBackendOptions = {},
 ): Promise<Backend> {
   const ort: Ort = device === "webgpu"
@@ -79,13 +86,17 @@ export async function createWebBackend(
           }]
           : undefined
         : [...(graph.externalData ?? [])].map(([path, data]) => ({ path, data }));
-      const bytes = "path" in graph ? await Deno.readFile(graph.path) : graph.bytes;
-      const session = await ort.InferenceSession.create(bytes, {
-        executionProviders: [device],
-        graphOptimizationLevel: "all",
-        externalData,
-        logSeverityLevel: 3,
-      });
+      const exported = "path" in graph ? await Deno.readFile(graph.path) : graph.bytes;
+      const fused = fuseAttention ? fuseAttentionBytes(exported) : undefined;
+      const open = (bytes: Uint8Array) =>
+        ort.InferenceSession.create(bytes, {
+          executionProviders: [device],
+          graphOptimizationLevel: "all",
+          externalData,
+          logSeverityLevel: 3,
+        });
+      // Should this build refuse the fused graph, the exported one still runs, only slower.
+      const session = fused ? await open(fused).catch(() => open(exported)) : await open(exported);
       const io = [...session.inputMetadata, ...session.outputMetadata];
       if (
         device === "webgpu" && !adapter.shaderF16 &&
