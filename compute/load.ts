@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { DeviceChoice } from "./backends/backend.ts";
+import type { BackendSettings, DeviceChoice } from "./backends/backend.ts";
 import { selectBackend } from "./backends/device.ts";
 import { ModelLoadError } from "./errors.ts";
 import { DEFAULT_LORA_LIMITS, type LoraLimits, LoraPipeline } from "./lora/lora_pipeline.ts";
@@ -21,8 +21,8 @@ export interface LoadOptions {
   defaults?: Partial<PipelineDefaults>;
   /** Bounds on per-request LoRA adapters and their cache. */
   lora?: Partial<LoraLimits>;
-  /** Threads of the native CPU and WASM backends (default: every core). */
-  threads?: number;
+  /** Threads and graph rewrites of the backend. */
+  backend?: BackendSettings;
   /** Decode one image at a time and/or in tiles (seed 003's `--vae-use-slicing/-tiling`). */
   vae?: VaeDecodeSettings;
 }
@@ -62,7 +62,7 @@ export async function loadPipeline(dir: string, options: LoadOptions = {}): Prom
       })`,
     );
   }
-  const graphs = folderGraphs(dir, await selectBackend(options.device ?? "auto", options.threads));
+  const graphs = folderGraphs(dir, await selectBackend(options.device ?? "auto", options.backend));
   const base = await family.load(graphs, options.defaults, options.vae);
   return new LoraPipeline(
     base,

@@ -12,7 +12,12 @@
  * @module
  */
 export { type LoadOptions, loadPipeline, SUPPORTED_PIPELINES } from "./load.ts";
-export { DEVICE_CHOICES, type DeviceChoice, type DeviceName } from "./backends/backend.ts";
+export {
+  type BackendSettings,
+  DEVICE_CHOICES,
+  type DeviceChoice,
+  type DeviceName,
+} from "./backends/backend.ts";
 export {
   encodeImage,
   encodeImages,

@@ -177,6 +177,12 @@ export const FLAGS: readonly Flag[] = [
     help: "threads of the native CPU and WASM backends",
   },
   {
+    name: "disable-attention-fusion",
+    kind: { type: "boolean" },
+    help:
+      "run attention as exported instead of fused into ONNX Runtime's MultiHeadAttention (slower, far more memory at large sizes)",
+  },
+  {
     name: "vae-use-slicing",
     kind: { type: "boolean" },
     help: "decode a batch one image at a time (less memory for n > 1)",
@@ -301,6 +307,7 @@ export interface ServerOptions {
   maxImageStoreMb: number;
   imageStoreDir?: string;
   threads?: number;
+  disableAttentionFusion: boolean;
   vaeUseSlicing: boolean;
   vaeUseTiling: boolean;
   loraRoot?: string[];

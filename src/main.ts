@@ -181,7 +181,7 @@ export async function main(args: readonly string[]): Promise<void> {
   }, {
     device: options.device,
     defaults: card?.defaults,
-    threads: options.threads,
+    backend: { threads: options.threads, fuseAttention: !options.disableAttentionFusion },
     vae: { slicing: options.vaeUseSlicing, tiling: options.vaeUseTiling },
     lora: {
       maxVariants: options.maxCpuLoras,

@@ -38,6 +38,17 @@ export type GraphInput =
     externalData?: ReadonlyMap<string, Uint8Array>;
   };
 
+/** How a backend runs graphs (`--threads`, `--disable-attention-fusion`). */
+export interface BackendSettings {
+  /** Threads of the native CPU and WASM backends (default: every core). */
+  threads?: number;
+  /**
+   * Rewrite exported attention into ONNX Runtime's fused `MultiHeadAttention` at load (default
+   * on; `graph/attention_fusion.ts`).
+   */
+  fuseAttention?: boolean;
+}
+
 /** A loaded graph. */
 export interface Session {
   readonly inputs: readonly TensorInfo[];

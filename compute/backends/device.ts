@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { type Backend, type DeviceChoice } from "./backend.ts";
+import type { Backend, BackendSettings, DeviceChoice } from "./backend.ts";
 import { BackendUnavailableError } from "../errors.ts";
 
 /**
@@ -44,19 +44,16 @@ export async function probeWebGpu(): Promise<
   }
 }
 
-/**
- * Resolves a device choice to a ready backend, or throws {@linkcode BackendUnavailableError}.
- * `threads` (default: every core) applies to the native CPU and WASM backends.
- */
+/** Resolves a device choice to a ready backend, or throws {@linkcode BackendUnavailableError}. */
 export async function selectBackend(
   choice: DeviceChoice,
-  threads = navigator.hardwareConcurrency,
+  { threads = navigator.hardwareConcurrency, fuseAttention = true }: BackendSettings = {},
 ): Promise<Backend> {
   if (choice === "webgpu" || choice === "auto") {
     const adapter = await probeWebGpu();
     if (adapter && (choice === "webgpu" || !adapter.isFallback)) {
       const { createWebBackend } = await import("./onnxruntime_web.ts");
-      return await createWebBackend("webgpu", adapter);
+      return await createWebBackend("webgpu", adapter, { fuseAttention });
     }
     if (choice === "webgpu") {
       throw new BackendUnavailableError(
@@ -67,7 +64,7 @@ export async function selectBackend(
   if (choice === "cpu" || choice === "auto") {
     try {
       const { createNodeBackend } = await import("./onnxruntime_node.ts");
-      return createNodeBackend(threads);
+      return createNodeBackend(threads, { fuseAttention });
     } catch (e) {
       if (choice === "cpu") {
         throw new BackendUnavailableError(
@@ -77,5 +74,5 @@ export async function selectBackend(
     }
   }
   const { createWebBackend } = await import("./onnxruntime_web.ts");
-  return await createWebBackend("wasm", undefined, { threads });
+  return await createWebBackend("wasm", undefined, { threads, fuseAttention });
 }

@@ -138,7 +138,7 @@ export class Engine {
         defaults: load.defaults,
         lora: load.lora,
         vae: load.vae,
-        threads: load.threads,
+        backend: load.backend,
         batching: { maxBatchSize: this.config.maxBatchSize, batchWaitMs: this.config.batchWaitMs },
       };
       worker.postMessage(message);

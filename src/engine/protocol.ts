@@ -5,6 +5,7 @@
  * @module
  */
 import type {
+  BackendSettings,
   DeviceChoice,
   DeviceName,
   GenerateOptions,
@@ -51,8 +52,8 @@ export interface LoadSettings {
   defaults?: Partial<PipelineDefaults>;
   /** Bounds on request adapters and their cache. */
   lora?: Partial<LoraLimits>;
-  /** Threads of the native CPU and WASM backends (`--threads`). */
-  threads?: number;
+  /** Threads and graph rewrites of the backend (`--threads`, `--disable-attention-fusion`). */
+  backend?: BackendSettings;
   /** How the VAE decodes (`--vae-use-slicing`, `--vae-use-tiling`). */
   vae?: VaeDecodeSettings;
 }

@@ -136,7 +136,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           defaults: message.defaults,
           lora: message.lora,
           vae: message.vae,
-          threads: message.threads,
+          backend: message.backend,
         });
         const { family, device, defaults, sizeMultiple } = pipeline;
         post({ type: "loaded", info: { family, device, defaults, sizeMultiple } });
