@@ -1,18 +1,24 @@
 /**
- * `deno task bench:realistic [--size 64] [--devices cpu,wasm]`: a network with SD-1.5's UNet
- * architecture and widths (859.5 M parameters, random weights, built by
- * `fixtures/builder/sd_unet.ts` at bench time into a temporary folder, never committed), run as
- * the Optimum interface's batch-2 (CFG) forward at 64² latents (512² images), 77 text tokens. Prints
- * per backend: time per forward, GFLOP/s, the fraction of a GEMM peak measured in the same run
- * (one 2048³ MatMul on the same backend), and the peak RSS against the weights' bytes. Each backend
- * runs in its own process. Takes minutes.
+ * `deno task bench:realistic [--size 64] [--devices cpu,wasm] [--stages unet,vae]
+ * [--attention exported,fused] [--widths …]`: networks with SD-1.5's architecture and widths
+ * (UNet: 859.5 M parameters; VAE decoder: 49.5 M), random weights, built by
+ * `fixtures/builder/sd_unet.ts` and `sd_vae.ts` at bench time into a temporary folder, never
+ * committed. The UNet runs the Optimum interface's batch-2 (CFG) forward at 64² latents (512²
+ * images) with 77 text tokens, the decoder one image. Prints per stage, backend and attention
+ * (fused into `MultiHeadAttention` at load, or as exported): time per forward, GFLOP/s, the
+ * fraction of a GEMM peak measured in the same process (the best of five 2048³ MatMuls on the same
+ * backend),
+ * the peak RSS against the weights' bytes, and how far the fused output is from the exported one.
+ * Each measurement runs in its own process. Takes minutes.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { SD15_UNET, sdUnet } from "../fixtures/builder/sd_unet.ts";
+import { SD15_VAE, sdVaeDecoder } from "../fixtures/builder/sd_vae.ts";
 import { GraphBuilder } from "../fixtures/builder/onnx_builder.ts";
-import type { DeviceName } from "./backends/backend.ts";
+import type { LayerCost } from "../fixtures/builder/torch_layers.ts";
+import type { Backend, DeviceName, Tensor } from "./backends/backend.ts";
 import { selectBackend } from "./backends/device.ts";
 import { median, peakRssMib } from "./bench_stats.ts";
 
@@ -22,30 +28,60 @@ const { values } = parseArgs({
     size: { type: "string", default: "64" },
     widths: { type: "string", default: SD15_UNET.blockOutChannels.join(",") },
     devices: { type: "string", default: "cpu,wasm" },
+    stages: { type: "string", default: "unet,vae" },
+    attention: { type: "string", default: "exported,fused" },
     child: { type: "string" },
+    stage: { type: "string" },
+    fused: { type: "boolean" },
     dir: { type: "string" },
   },
 });
 const SIZE = Number(values.size);
-/** `--widths` scales the network (e.g. 160,320,640,640: a quarter of the weights, fits WASM). */
-const CONFIG = { ...SD15_UNET, blockOutChannels: values.widths!.split(",").map(Number) };
+/** `--widths` scales the UNet (e.g. 160,320,640,640: a quarter of the weights, fits WASM). */
+const UNET = { ...SD15_UNET, blockOutChannels: values.widths!.split(",").map(Number) };
 const BATCH = 2, SEQUENCE = 77, GEMM = 2048;
+type Stage = "unet" | "vae";
 
-async function timeRuns(run: () => Promise<void>, runs: number): Promise<number> {
-  await run(); // warm-up
+/** What a stage feeds its graph, and what it is called. */
+const STAGES: Record<Stage, { label: string; feeds: (b: Backend) => Record<string, Tensor> }> = {
+  unet: {
+    label: `UNet, batch ${BATCH}`,
+    feeds: (b) => ({
+      sample: b.tensor("float32", wave(BATCH * 4 * SIZE * SIZE, 0.3), [BATCH, 4, SIZE, SIZE]),
+      timestep: b.tensor("float32", Float32Array.of(500, 500), [BATCH]),
+      encoder_hidden_states: b.tensor(
+        "float32",
+        wave(BATCH * SEQUENCE * UNET.crossAttentionDim, 0.5),
+        [BATCH, SEQUENCE, UNET.crossAttentionDim],
+      ),
+    }),
+  },
+  vae: {
+    label: "VAE decoder, 1 image",
+    feeds: (b) => ({
+      latent_sample: b.tensor("float32", wave(4 * SIZE * SIZE, 1), [1, 4, SIZE, SIZE]),
+    }),
+  },
+};
+
+/** Deterministic, varied inputs (a constant input would hide a wrong attention). */
+function wave(n: number, amplitude: number): Float32Array {
+  return Float32Array.from({ length: n }, (_, i) => amplitude * Math.sin(i * 0.37));
+}
+
+/** Times of `runs` runs after a warm-up. */
+async function timeRuns(run: () => Promise<void>, runs: number): Promise<number[]> {
+  await run();
   const times = [];
   for (let i = 0; i < runs; i++) {
     const t = performance.now();
     await run();
     times.push(performance.now() - t);
   }
-  return median(times);
+  return times;
 }
 
-if (values.child) {
-  // One backend: the GEMM peak, then the UNet forward.
-  const device = values.child as DeviceName;
-  const backend = await selectBackend(device);
+async function gemmPeak(backend: Backend): Promise<number> {
   const mm = new GraphBuilder("gemm", 1);
   mm.input("A", "float32", [GEMM, GEMM]);
   mm.input("B", "float32", [GEMM, GEMM]);
@@ -53,121 +89,186 @@ if (values.child) {
   mm.output("C", "float32", [GEMM, GEMM]);
   const gemm = await backend.createSession({ bytes: mm.serialize().model });
   const ones = new Float32Array(GEMM * GEMM).fill(0.5);
-  const gemmMs = await timeRuns(async () => {
-    const out = await gemm.run({
-      A: backend.tensor("float32", ones, [GEMM, GEMM]),
-      B: backend.tensor("float32", ones, [GEMM, GEMM]),
-    });
-    out.C.dispose();
-  }, 3);
+  // The peak is the best run: noise only ever slows a run down.
+  const gemmMs = Math.min(
+    ...await timeRuns(async () => {
+      const out = await gemm.run({
+        A: backend.tensor("float32", ones, [GEMM, GEMM]),
+        B: backend.tensor("float32", ones, [GEMM, GEMM]),
+      });
+      out.C.dispose();
+    }, 5),
+  );
   await gemm.release();
-  const gemmGflops = 2 * GEMM ** 3 / gemmMs / 1e6;
-  const result: Record<string, unknown> = { device, description: backend.description, gemmGflops };
+  return 2 * GEMM ** 3 / gemmMs / 1e6;
+}
+
+if (values.child) {
+  // One backend, one stage, one attention: the GEMM peak, then the stage's forward.
+  const device = values.child as DeviceName;
+  const stage = values.stage as Stage;
+  const backend = await selectBackend(device, { fuseAttention: values.fused === true });
+  const result: Record<string, unknown> = {
+    device,
+    description: backend.description,
+    gemmGflops: await gemmPeak(backend),
+  };
   try {
-    const dir = values.dir!;
+    const dir = `${values.dir}/${stage}`;
     const session = await backend.createSession({
       path: `${dir}/model.onnx`,
       externalDataPath: `${dir}/model.onnx_data`,
     });
-    const h = SIZE;
-    const sample = new Float32Array(BATCH * 4 * h * h).fill(0.3);
-    const context = new Float32Array(BATCH * SEQUENCE * SD15_UNET.crossAttentionDim).fill(0.01);
-    result.forwardMs = await timeRuns(async () => {
-      const out = await session.run({
-        sample: backend.tensor("float32", sample, [BATCH, 4, h, h]),
-        timestep: backend.tensor("float32", Float32Array.of(500, 500), [BATCH]),
-        encoder_hidden_states: backend.tensor("float32", context, [
-          BATCH,
-          SEQUENCE,
-          SD15_UNET.crossAttentionDim,
-        ]),
-      });
-      await out.out_sample.getData();
-      out.out_sample.dispose();
-    }, 2);
+    let output: Float32Array | undefined;
+    result.forwardMs = median(
+      await timeRuns(async () => {
+        const out = Object.values(await session.run(STAGES[stage].feeds(backend)))[0];
+        output = await out.getData() as Float32Array;
+        out.dispose();
+      }, 2),
+    );
     await session.release();
+    await Deno.writeFile(
+      `${values.dir}/${stage}-${device}-${values.fused ? "fused" : "exported"}.f32`,
+      new Uint8Array(output!.buffer, output!.byteOffset, output!.byteLength),
+    );
   } catch (e) {
-    result.error = (e as Error).message.replace(/\s+/g, " ").slice(0, 200);
+    result.error = (e as Error).message.replaceAll(values.dir!, "…").replace(/\s+/g, " ")
+      .slice(0, 200);
   }
   result.peakMib = await peakRssMib();
   console.log(JSON.stringify(result));
 } else {
-  const dir = await Deno.makeTempDir({ prefix: "denoise-sd15-unet-" });
+  const dir = await Deno.makeTempDir({ prefix: "denoise-sd15-" });
   try {
-    let t = performance.now();
-    const { graph, cost } = sdUnet(CONFIG, 1515, SIZE, BATCH, SEQUENCE);
-    const { model, externalData } = graph.serialize({ externalData: "model.onnx_data" });
-    await Deno.writeFile(`${dir}/model.onnx`, model);
-    await Deno.writeFile(`${dir}/model.onnx_data`, externalData!);
-    const buildS = (performance.now() - t) / 1000;
-    const weightMib = externalData!.length / 2 ** 20;
-    const gflop = 2 * (cost.convMacs + cost.linearMacs + cost.attentionMacs) / 1e9;
     console.log(
-      `# Realistic-width benchmark: SD-1.5's UNet architecture, widths ${values.widths}\n`,
+      `# Realistic-width benchmark: SD-1.5's architectures, UNet widths ${values.widths}\n`,
     );
-    console.log(
-      `${(cost.parameters / 1e6).toFixed(1)} M parameters, ${weightMib.toFixed(0)} MiB float32 ` +
-        `(built in ${buildS.toFixed(0)} s), random weights. Forward: batch ${BATCH} (CFG), ` +
-        `${SIZE}² latents (${SIZE * 8}² images), ${SEQUENCE} tokens: ${gflop.toFixed(0)} GFLOP ` +
-        `(convolutions ${(2 * cost.convMacs / 1e9).toFixed(0)}, Linear ${
-          (2 * cost.linearMacs / 1e9).toFixed(0)
-        }, attention QKᵀ/AV ${(2 * cost.attentionMacs / 1e9).toFixed(0)}).\n`,
-    );
-    console.log(
-      "| backend | GEMM peak GFLOP/s (2048³) | forward s | GFLOP/s | of GEMM peak | peak RSS MiB | peak RSS / weights |",
-    );
-    console.log("|---|---|---|---|---|---|---|");
-    for (const device of values.devices!.split(",")) {
-      t = performance.now();
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          new URL(import.meta.url).pathname,
-          "--child",
-          device,
-          "--dir",
-          dir,
-          "--size",
-          String(SIZE),
-          "--widths",
-          values.widths!,
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const text = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1) ?? "";
-      let r: Record<string, number | string>;
-      try {
-        r = JSON.parse(text);
-      } catch {
-        const err = new TextDecoder().decode(out.stderr).trim().split("\n").at(-1);
-        console.log(`| ${device} | – | failed: ${err?.slice(0, 120)} | | | | |`);
-        continue;
-      }
-      const peak = Number(r.peakMib);
-      if (r.error) {
-        console.log(
-          `| ${r.description} | ${Number(r.gemmGflops).toFixed(1)} | failed: ${r.error} | | | ${
-            peak.toFixed(0)
-          } | |`,
-        );
-        continue;
-      }
-      const seconds = Number(r.forwardMs) / 1000;
-      const rate = gflop / seconds;
+    const stages = values.stages!.split(",") as Stage[];
+    const built = new Map<Stage, { cost: LayerCost; weightMib: number }>();
+    for (const stage of stages) {
+      const t = performance.now();
+      const { graph, cost } = stage === "unet"
+        ? sdUnet(UNET, 1515, SIZE, BATCH, SEQUENCE)
+        : sdVaeDecoder(SD15_VAE, 1516, SIZE, 1);
+      const { model, externalData } = graph.serialize({ externalData: "model.onnx_data" });
+      await Deno.mkdir(`${dir}/${stage}`);
+      await Deno.writeFile(`${dir}/${stage}/model.onnx`, model);
+      await Deno.writeFile(`${dir}/${stage}/model.onnx_data`, externalData!);
+      const weightMib = externalData!.length / 2 ** 20;
+      built.set(stage, { cost, weightMib });
+      const gflop = (macs: number) => (2 * macs / 1e9).toFixed(0);
       console.log(
-        `| ${r.description} | ${Number(r.gemmGflops).toFixed(1)} | ${seconds.toFixed(2)} | ${
-          rate.toFixed(1)
-        } | ${(rate / Number(r.gemmGflops)).toFixed(2)} | ${peak.toFixed(0)} | ${
-          (peak / weightMib).toFixed(2)
-        } |`,
+        `- ${STAGES[stage].label}: ${(cost.parameters / 1e6).toFixed(1)} M parameters, ${
+          weightMib.toFixed(0)
+        } MiB float32 (built in ${
+          ((performance.now() - t) / 1000).toFixed(0)
+        } s); ${SIZE}² latents (${SIZE * 8}² images)${
+          stage === "unet" ? `, ${SEQUENCE} tokens` : ""
+        }: ${gflop(cost.convMacs + cost.linearMacs + cost.attentionMacs)} GFLOP (convolutions ${
+          gflop(cost.convMacs)
+        }, Linear ${gflop(cost.linearMacs)}, ` +
+          `attention QKᵀ/AV ${gflop(cost.attentionMacs)}).`,
       );
     }
+    // Every run first, then the table: each fraction is taken against the best GEMM peak its
+    // backend reached anywhere in this run (noise only slows a measurement down).
+    const runs = [];
+    for (const stage of stages) {
+      for (const device of values.devices!.split(",")) {
+        for (const attention of values.attention!.split(",")) {
+          // WASM never fuses (its kernel overflows at large sizes: backends/onnxruntime_web.ts).
+          if (device === "wasm" && attention === "fused") continue;
+          const r = await runChild(dir, stage, device, attention === "fused");
+          const diff = attention === "fused" && "forwardMs" in r
+            ? await difference(dir, stage, device)
+            : "";
+          runs.push({ stage, device, attention, r, diff });
+        }
+      }
+    }
+    const peaks = new Map<string, number>();
+    for (const { device, r } of runs) {
+      peaks.set(device, Math.max(peaks.get(device) ?? 0, Number(r.gemmGflops ?? 0)));
+    }
     console.log(
-      `\nCommand: \`deno task bench:realistic --size ${SIZE} --widths ${values.widths} --devices ${values.devices}\`.`,
+      "\n| stage | backend | attention | GEMM peak GFLOP/s (2048³, this process) | forward s | GFLOP/s | of the run's GEMM peak | peak RSS MiB | peak RSS / weights | fused vs exported: max abs diff (of max abs) |",
+    );
+    console.log("|---|---|---|---|---|---|---|---|---|---|");
+    for (const { stage, device, attention, r, diff } of runs) {
+      const { cost, weightMib } = built.get(stage)!;
+      const gflop = 2 * (cost.convMacs + cost.linearMacs + cost.attentionMacs) / 1e9;
+      const peak = r.peakMib === undefined ? undefined : Number(r.peakMib);
+      const head = [STAGES[stage].label, String(r.description ?? device), attention];
+      if (!("forwardMs" in r)) {
+        const cells = [num(r.gemmGflops), `failed: ${r.error}`, "", "", peak?.toFixed(0) ?? ""];
+        console.log(`| ${[...head, ...cells, "", ""].join(" | ")} |`);
+        continue;
+      }
+      const seconds = Number(r.forwardMs) / 1000, rate = gflop / seconds;
+      const cells = [
+        num(r.gemmGflops),
+        seconds.toFixed(2),
+        rate.toFixed(1),
+        (rate / peaks.get(device)!).toFixed(2),
+        peak!.toFixed(0),
+        (peak! / weightMib).toFixed(2),
+        diff,
+      ];
+      console.log(`| ${[...head, ...cells].join(" | ")} |`);
+    }
+    console.log(
+      `\nCommand: \`deno task bench:realistic --size ${SIZE} --widths ${values.widths} --devices ${values.devices} --stages ${values.stages} --attention ${values.attention}\`.`,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function num(x: unknown): string {
+  return x === undefined ? "–" : Number(x).toFixed(1);
+}
+
+async function runChild(
+  dir: string,
+  stage: Stage,
+  device: string,
+  fused: boolean,
+): Promise<Record<string, unknown>> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL(import.meta.url).pathname,
+      ...["--child", device, "--stage", stage, "--dir", dir],
+      ...["--size", String(SIZE), "--widths", values.widths!],
+      ...fused ? ["--fused"] : [],
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1) ?? "";
+  try {
+    return JSON.parse(text);
+  } catch {
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n").at(-1) ?? "";
+    return { error: err.slice(0, 120) };
+  }
+}
+
+/** The fused output's largest difference from the exported one's, and the exported's largest. */
+async function difference(dir: string, stage: Stage, device: string): Promise<string> {
+  try {
+    const read = async (kind: string) =>
+      new Float32Array((await Deno.readFile(`${dir}/${stage}-${device}-${kind}.f32`)).buffer);
+    const [fused, exported] = [await read("fused"), await read("exported")];
+    let diff = 0, scale = 0;
+    exported.forEach((x, i) => {
+      diff = Math.max(diff, Math.abs(x - fused[i]));
+      scale = Math.max(scale, Math.abs(x));
+    });
+    return `${diff.toExponential(1)} (of ${scale.toFixed(2)})`;
+  } catch {
+    return "(run the exported graph first)";
   }
 }

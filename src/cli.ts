@@ -180,7 +180,7 @@ export const FLAGS: readonly Flag[] = [
     name: "disable-attention-fusion",
     kind: { type: "boolean" },
     help:
-      "run attention as exported instead of fused into ONNX Runtime's MultiHeadAttention (slower, far more memory at large sizes)",
+      "on cpu and webgpu, run attention as exported instead of fused into ONNX Runtime's MultiHeadAttention (more memory, slower); wasm never fuses",
   },
   {
     name: "vae-use-slicing",

@@ -43,8 +43,9 @@ export interface BackendSettings {
   /** Threads of the native CPU and WASM backends (default: every core). */
   threads?: number;
   /**
-   * Rewrite exported attention into ONNX Runtime's fused `MultiHeadAttention` at load (default
-   * on; `graph/attention_fusion.ts`).
+   * Rewrite exported attention into ONNX Runtime's fused `MultiHeadAttention` at load
+   * (`graph/attention_fusion.ts`): default on for native CPU and WebGPU; never on WASM, whose
+   * kernel overflows at large sizes (`onnxruntime_web.ts`).
    */
   fuseAttention?: boolean;
 }

@@ -74,5 +74,5 @@ export async function selectBackend(
     }
   }
   const { createWebBackend } = await import("./onnxruntime_web.ts");
-  return await createWebBackend("wasm", undefined, { threads, fuseAttention });
+  return await createWebBackend("wasm", undefined, { threads });
 }

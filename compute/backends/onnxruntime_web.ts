@@ -36,8 +36,10 @@ export interface WebBackendOptions {
   /** Largest graph (weights included) a WASM session may open. */
   maxWasmWeightBytes?: number;
   /**
-   * Rewrite exported attention into ONNX Runtime's fused `MultiHeadAttention` at load (default
-   * on; `graph/attention_fusion.ts`).
+   * Rewrite exported attention into ONNX Runtime's fused `MultiHeadAttention` at load
+   * (`graph/attention_fusion.ts`); default on for WebGPU, off for WASM, whose kernel fails at run
+   * time with "Integer overflow" once queries² × head size reaches 2³⁰ (its sizes are 32-bit: an
+   * SD VAE decoding 512², an SD UNet at 1024²), which a load-time rewrite cannot rule out.
    */
   fuseAttention?: boolean;
 }
@@ -49,7 +51,7 @@ export async function createWebBackend(
   {
     threads = navigator.hardwareConcurrency,
     maxWasmWeightBytes = WASM_MAX_WEIGHT_BYTES,
-    fuseAttention = true,
+    fuseAttention = device === "webgpu",
   }: WebBackendOptions = {},
 ): Promise<Backend> {
   const ort: Ort = device === "webgpu"

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import pkg from "onnx-proto";
 import { createNodeBackend } from "../backends/onnxruntime_node.ts";
 import { createWebBackend } from "../backends/onnxruntime_web.ts";
+import { probeWebGpu } from "../backends/device.ts";
 import { type Backend, readFloat32 } from "../backends/backend.ts";
 import { fuseAttention, fuseAttentionBytes, MS_DOMAIN } from "./attention_fusion.ts";
 
@@ -51,15 +52,26 @@ Deno.test("torch's exported attention becomes MultiHeadAttention, except where a
   assert.ok(model.opsetImport!.some((o) => o.domain === MS_DOMAIN));
 });
 
-for (const device of ["cpu", "wasm"] as const) {
-  Deno.test(`the fused graph computes what the exported one does (${device})`, async () => {
-    const backend = device === "cpu"
-      ? createNodeBackend(2, { fuseAttention: false })
-      : await createWebBackend("wasm", undefined, { fuseAttention: false });
-    const fusedBytes = fuseAttentionBytes(TORCH)!;
-    const [plain, fused] = [await run(backend, TORCH), await run(backend, fusedBytes)];
-    const worst = plain.reduce((m, x, i) => Math.max(m, Math.abs(x - fused[i])), 0);
-    assert.ok(worst < 1e-5, `largest difference ${worst}`);
+const adapter = await probeWebGpu();
+const BACKENDS: Record<string, () => Promise<Backend>> = {
+  cpu: () => Promise.resolve(createNodeBackend(2, { fuseAttention: false })),
+  wasm: () => createWebBackend("wasm", undefined, { fuseAttention: false }),
+  webgpu: () => createWebBackend("webgpu", adapter, { fuseAttention: false }),
+};
+
+for (const [device, create] of Object.entries(BACKENDS)) {
+  Deno.test({
+    name: `the fused graph computes what the exported one does (${device})`,
+    ignore: device === "webgpu" && !adapter,
+    async fn() {
+      const backend = await create();
+      const [plain, fused] = [
+        await run(backend, TORCH),
+        await run(backend, fuseAttentionBytes(TORCH)!),
+      ];
+      const worst = plain.reduce((m, x, i) => Math.max(m, Math.abs(x - fused[i])), 0);
+      assert.ok(worst < 1e-5, `largest difference ${worst}`);
+    },
   });
 }
 
