@@ -8,6 +8,7 @@
  */
 import { encode as fastPngEncode } from "fast-png";
 import { encodeImage, type ImageFormat } from "./image/encode.ts";
+import { PngWorkers } from "./image/png_workers.ts";
 import { loadPipeline } from "./load.ts";
 import type { RgbImage } from "./pipelines/pipeline.ts";
 import { torchRandn } from "./random.ts";
@@ -37,10 +38,16 @@ for (let i = 0; i < side * side; i++) {
 }
 const photo: RgbImage = { width: side, height: side, data: rgb };
 
-const cases: [string, ImageFormat | "fast-png", number | undefined][] = [
-  ["PNG, default (zlib level 1, no filters)", "png", undefined],
-  ["PNG, output_compression 66 (level 3)", "png", 66],
-  ["PNG, output_compression 33 (level 6, the old default)", "png", 33],
+const workers = new PngWorkers();
+const striped = `striped on ${
+  navigator.hardwareConcurrency > 4 ? 4 : navigator.hardwareConcurrency
+} workers`;
+const cases: [string, ImageFormat | "fast-png", number | undefined, PngWorkers?][] = [
+  [`PNG, default (zlib level 1, no filters), ${striped} (the server's)`, "png", undefined, workers],
+  ["PNG, default, one stream (sharp)", "png", undefined],
+  [`PNG, output_compression 66 (level 3), ${striped}`, "png", 66, workers],
+  ["PNG, output_compression 66 (level 3), one stream", "png", 66],
+  ["PNG, output_compression 33 (level 6, the old default), one stream", "png", 33],
   ["PNG, fast-png", "fast-png", undefined],
   ["JPEG, default (quality 90)", "jpeg", undefined],
   ["JPEG, output_compression 100", "jpeg", 100],
@@ -51,7 +58,7 @@ const cases: [string, ImageFormat | "fast-png", number | undefined][] = [
 console.log("# Encoding (1024², native sharp/libvips unless named)\n");
 console.log("| encoding | drawn: ms | drawn: KiB | photo-like: ms | photo-like: KiB |");
 console.log("|---|---|---|---|---|");
-for (const [name, format, compression] of cases) {
+for (const [name, format, compression, pngWorkers] of cases) {
   const cells = [];
   for (const image of [drawn, photo]) {
     const encode = () =>
@@ -59,7 +66,7 @@ for (const [name, format, compression] of cases) {
         ? Promise.resolve(
           fastPngEncode({ width: side, height: side, data: image.data, channels: 3 }),
         )
-        : encodeImage(image, format, compression);
+        : encodeImage(image, format, compression, undefined, pngWorkers);
     const times: number[] = [];
     let bytes = 0;
     for (let i = 0; i < 6; i++) {
@@ -71,4 +78,5 @@ for (const [name, format, compression] of cases) {
   }
   console.log(`| ${name} | ${cells.join(" | ")} |`);
 }
+workers.close();
 console.log("\nCommand: `deno run -A compute/bench_encode.ts` (part of `deno task bench`).");

@@ -25,6 +25,7 @@ export {
   MAX_SIDE,
   MIME_TYPES,
 } from "./image/encode.ts";
+export { PngWorkers } from "./image/png_workers.ts";
 export {
   BackendUnavailableError,
   CancelledError,

@@ -8,6 +8,7 @@
 import {
   DEFAULT_MAX_IMAGE_PIXELS,
   findModelCard,
+  PngWorkers,
   type ResolvedModel,
   resolveModel,
 } from "../compute/mod.ts";
@@ -101,6 +102,7 @@ export async function main(args: readonly string[]): Promise<void> {
     maxImagePixels: options.maxImagePixels ?? card?.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS,
     requestTimeoutS: options.requestTimeout,
     lora,
+    pngWorkers: navigator.hardwareConcurrency > 1 ? new PngWorkers() : undefined,
     publicUrl: options.publicUrl?.replace(/\/+$/, "") ?? "",
     cors: options.allowedOrigins && {
       origins: options.allowedOrigins,

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
+import sharp from "sharp";
 import { startServer } from "./test_server.ts";
 
 // The random-weight fixture (fast, and the assertions below rely on its name and sizes).
@@ -39,6 +40,22 @@ Deno.test("POST /v1/images/generations returns a PNG of the requested size with 
   const png = Uint8Array.fromBase64(body.data[0].b64_json);
   assert.ok(isPng(png));
   assert.deepEqual(pngSize(png), [256, 128]);
+});
+
+Deno.test("a large PNG is deflated in stripes on the PNG workers and decodes whole", async () => {
+  const req = { prompt: "a dragon", size: "512x512", seed: 3 };
+  const [a, b] = await Promise.all([1, 2].map(() => post("/v1/images/generations", req)));
+  const [pa, pb] = [await a.json(), await b.json()].map((j) =>
+    Uint8Array.fromBase64(j.data[0].b64_json)
+  );
+  assert.deepEqual(pa, pb);
+  // The striped encoder's signature: IHDR, then an IDAT holding only the 2-byte zlib header.
+  const v = new DataView(pa.buffer, pa.byteOffset);
+  assert.equal(v.getUint32(33), 2);
+  assert.equal(new TextDecoder().decode(pa.subarray(37, 41)), "IDAT");
+  const { data, info } = await sharp(pa).raw().toBuffer({ resolveWithObject: true });
+  assert.deepEqual([info.width, info.height, info.channels], [512, 512, 3]);
+  assert.ok(new Set(data).size > 8);
 });
 
 Deno.test("same seed gives identical bytes over HTTP; an absent seed is drawn and returned", async () => {

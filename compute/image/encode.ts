@@ -1,11 +1,13 @@
 /**
  * Encoding RGB pixels to PNG, JPEG or WebP with sharp (libvips), the fastest sound encoder
- * measured here (docs/benchmarks.md: 1024² PNG in sharp vs fast-png).
+ * measured here (docs/benchmarks.md: 1024² PNG in sharp vs fast-png), or, for large PNGs when
+ * given {@linkcode PngWorkers}, in stripes on several cores.
  *
  * @module
  */
 import sharp from "sharp";
 import type { GenerateResult, RgbImage } from "../pipelines/pipeline.ts";
+import { MIN_STRIPED_PIXELS, type PngWorkers } from "./png_workers.ts";
 
 /** Output formats offered by the API (`output_format`). */
 export type ImageFormat = "png" | "jpeg" | "webp";
@@ -42,26 +44,31 @@ const WEBP_EFFORT = 2;
  * Encodes an image. `compression` is OpenAI's `output_compression` (0–100): the quality for
  * JPEG/WebP ({@linkcode DEFAULT_QUALITY} when absent); for PNG, vLLM-Omni's mapping to zlib level
  * `9 − compression // 11` ({@linkcode DEFAULT_PNG_LEVEL} when absent). `size` scales the image
- * first (previews made at latent resolution are shown at the output size).
+ * first (previews made at latent resolution are shown at the output size). PNGs of at least
+ * {@linkcode MIN_STRIPED_PIXELS} are deflated on `pngWorkers` when given.
  */
 export async function encodeImage(
   image: RgbImage,
   format: ImageFormat,
   compression?: number,
   size?: { width: number; height: number },
+  pngWorkers?: PngWorkers,
 ): Promise<Uint8Array> {
-  let img = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
-  if (size && (size.width !== image.width || size.height !== image.height)) {
-    img = img.resize(size.width, size.height, { fit: "fill" });
+  const resized = size && (size.width !== image.width || size.height !== image.height);
+  const pngLevel = compression === undefined
+    ? DEFAULT_PNG_LEVEL
+    : Math.max(0, Math.min(9, 9 - Math.floor(compression / 11)));
+  if (
+    format === "png" && pngWorkers && !resized &&
+    image.width * image.height >= MIN_STRIPED_PIXELS
+  ) {
+    return await pngWorkers.encode(image, pngLevel);
   }
+  let img = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
+  if (resized) img = img.resize(size.width, size.height, { fit: "fill" });
   const quality = Math.max(1, compression ?? DEFAULT_QUALITY);
   const out = format === "png"
-    ? img.png({
-      compressionLevel: compression === undefined
-        ? DEFAULT_PNG_LEVEL
-        : Math.max(0, Math.min(9, 9 - Math.floor(compression / 11))),
-      adaptiveFiltering: false,
-    })
+    ? img.png({ compressionLevel: pngLevel, adaptiveFiltering: false })
     : format === "jpeg"
     ? img.jpeg({ quality })
     : img.webp({ quality, effort: WEBP_EFFORT });
@@ -73,9 +80,12 @@ export async function encodeImages(
   result: GenerateResult,
   format: ImageFormat,
   compression?: number,
+  pngWorkers?: PngWorkers,
 ): Promise<Uint8Array[]> {
   const started = performance.now();
-  const images = await Promise.all(result.images.map((im) => encodeImage(im, format, compression)));
+  const images = await Promise.all(
+    result.images.map((im) => encodeImage(im, format, compression, undefined, pngWorkers)),
+  );
   result.timings.encodeMs = performance.now() - started;
   return images;
 }

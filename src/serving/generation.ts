@@ -12,6 +12,7 @@ import {
   type GenerateOptions,
   type GenerateResult,
   type ImageFormat,
+  type PngWorkers,
 } from "../../compute/mod.ts";
 import type { Engine } from "../engine/engine.ts";
 import type { ModelInfo } from "../engine/protocol.ts";
@@ -30,6 +31,8 @@ export interface ServingConfig {
   requestTimeoutS?: number;
   /** Where request adapters may come from (`--lora-root`, `--lora-modules`); absent: nowhere. */
   lora?: LoraResolver;
+  /** Workers that deflate large PNGs in stripes on several cores; absent: one stream (sharp). */
+  pngWorkers?: PngWorkers;
 }
 
 /** The generation fields both endpoints accept, by their wire names. */
@@ -144,6 +147,11 @@ export async function generate(
   output: { format: ImageFormat; compression?: number; signal?: AbortSignal },
 ): Promise<Generated> {
   const result = await runGeneration(engine, config, options, output.signal);
-  const images = await encodeImages(result, output.format, output.compression);
+  const images = await encodeImages(
+    result,
+    output.format,
+    output.compression,
+    config.pngWorkers,
+  );
   return { result, images, format: output.format };
 }

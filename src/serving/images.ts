@@ -7,6 +7,7 @@
  */
 import {
   encodeImage,
+  encodeImages,
   type GenerateOptions,
   type ImageFormat,
   MAX_SIDE,
@@ -207,11 +208,12 @@ export function streamImages(
   };
   runGeneration(deps.engine, deps.config, options, signal).then(async (result) => {
     await previews;
-    const t = performance.now();
-    const images = await Promise.all(
-      result.images.map((image) => encodeImage(image, plan.format, plan.compression)),
+    const images = await encodeImages(
+      result,
+      plan.format,
+      plan.compression,
+      deps.config.pngWorkers,
     );
-    result.timings.encodeMs = performance.now() - t;
     const inputTokens = plan.options.prompt.split(/\s+/).length;
     for (const [index, bytes] of images.entries()) {
       send("image_generation.completed", {
