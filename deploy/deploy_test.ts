@@ -70,6 +70,7 @@ Deno.test("the container's dependency layer holds every npm package the server l
   const needed = new Set([
     ...await packages("../src/main.ts"),
     ...await packages("../src/engine/worker.ts"),
+    ...await packages("../compute/image/png_stripe_worker.ts"),
   ]);
   assert.ok(needed.has("onnxruntime-node") && needed.has("hono"), [...needed].join(" "));
   const installed = await packages("./runtime_deps.ts");

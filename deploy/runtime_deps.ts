@@ -10,7 +10,7 @@ import "@hono/zod-openapi";
 import "@huggingface/hub";
 import "@huggingface/tokenizers";
 import "hono";
-import "onnx-proto"; // reading graphs to merge LoRA adapters
+import "onnx-proto"; // reading graphs: LoRA merges, attention fusion
 import "onnxruntime-common";
 import "onnxruntime-node";
 import "onnxruntime-web"; // the WASM backend (its Node build: threads)
