@@ -151,6 +151,14 @@ export const FLAGS: readonly Flag[] = [
     help: "seconds a request body may take to arrive; slower ones get 408",
   },
   {
+    name: "header-timeout",
+    kind: { type: "number", min: 0 },
+    default: "10",
+    metavar: "S",
+    help:
+      "seconds a client may take to send a request's head (slower ones get 408; one request per connection); 0: off",
+  },
+  {
     name: "exit-on-load-failure",
     kind: { type: "boolean" },
     help: "exit 1 when the model cannot load, instead of serving 503 (what a container wants)",
@@ -303,6 +311,7 @@ export interface ServerOptions {
   shutdownTimeout: number;
   maxConcurrentRequests: number;
   bodyTimeout: number;
+  headerTimeout: number;
   exitOnLoadFailure: boolean;
   maxImageStoreMb: number;
   imageStoreDir?: string;

@@ -281,3 +281,41 @@ Deno.test("a half-sent body gets 408 after --body-timeout; --max-concurrent-requ
     await server.stop();
   }
 });
+
+Deno.test("a request head that does not arrive within --header-timeout gets 408, an oversized one 431; whole ones are served", async () => {
+  const server = await startServer(["--model", SD15, "--device", "cpu", "--header-timeout", "0.5"]);
+  try {
+    const { hostname, port } = new URL(server.url);
+    const answer = async (bytes: string) => {
+      using conn = await Deno.connect({ hostname, port: Number(port) });
+      await conn.write(new TextEncoder().encode(bytes));
+      const started = performance.now();
+      const buffer = new Uint8Array(8192);
+      const n = await conn.read(buffer);
+      return {
+        text: new TextDecoder().decode(buffer.subarray(0, n ?? 0)),
+        ms: performance.now() - started,
+      };
+    };
+    // Slowloris: the head never ends. Without the guard the connection stays open for good.
+    const slow = await answer("GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n");
+    assert.match(slow.text, /^HTTP\/1\.1 408/);
+    assert.match(slow.text, /"code":"header_timeout"/);
+    assert.ok(slow.ms >= 400 && slow.ms < 5000, `${slow.ms} ms`);
+    const big = await answer(`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(70_000)}`);
+    assert.match(big.text, /^HTTP\/1\.1 431/);
+    // A whole request is served, with the connection closed after it.
+    const ok = await answer("GET /health HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n");
+    assert.match(ok.text, /^HTTP\/1\.1 200/);
+    assert.match(ok.text, /connection: close/i);
+    const res = await fetch(`${server.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "x", size: "64x64" }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).data.length, 1);
+  } finally {
+    await server.stop();
+  }
+});

@@ -13,6 +13,7 @@ import {
   resolveModel,
 } from "../compute/mod.ts";
 import { buildApp } from "./app.ts";
+import { type GuardedServer, serveGuarded } from "./header_guard.ts";
 import { CliError, helpText, parseCli, type ServerOptions } from "./cli.ts";
 import { Engine } from "./engine/engine.ts";
 import { ApiError } from "./errors.ts";
@@ -130,11 +131,12 @@ export async function main(args: readonly string[]): Promise<void> {
     log,
   });
 
-  let server: Deno.HttpServer;
+  let server: GuardedServer;
   try {
-    server = Deno.serve({
+    server = serveGuarded(app.fetch, {
       hostname: options.host,
       port: options.port,
+      headerTimeoutS: options.headerTimeout,
       onListen: ({ hostname, port }) => {
         const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
         config.publicUrl ||= `http://${shown}:${port}`;
@@ -143,7 +145,7 @@ export async function main(args: readonly string[]): Promise<void> {
           version: VERSION,
         });
       },
-    }, app.fetch);
+    });
   } catch (e) {
     if (e instanceof Deno.errors.AddrInUse) {
       const holder = portHolder(options.port);

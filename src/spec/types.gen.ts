@@ -569,7 +569,7 @@ export interface components {
                 "application/json": components["schemas"]["ErrorResponse"];
             };
         };
-        /** @description The request body did not arrive within the server's `--body-timeout`. */
+        /** @description The request body did not arrive within the server's `--body-timeout` (code `body_timeout`), or, on any route, its head (request line and headers) within `--header-timeout` (code `header_timeout`). */
         BodyTimeout: {
             headers: {
                 [name: string]: unknown;
