@@ -27,3 +27,37 @@ function openTrim(): Trim {
     return () => {};
   }
 }
+
+/** {@linkcode idleCleanup}'s handle. */
+export interface IdleCleanup {
+  /** (Re)starts the idle countdown: call after each piece of work. */
+  schedule(): void;
+  /** Stops a pending cleanup: call when work arrives. */
+  cancel(): void;
+}
+
+/**
+ * Gives a thread's freed memory back once it has been idle for `afterMs`: its JavaScript garbage
+ * (collected when the process runs with `--v8-flags=--expose-gc`, as `deno task serve` does), then
+ * glibc's freed pages ({@linkcode trimHeap}, process-wide). It takes milliseconds, so work that
+ * arrives first cancels it rather than waiting behind it; `busy` can veto it as well.
+ */
+export function idleCleanup(afterMs: number, busy: () => boolean = () => false): IdleCleanup {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const cancel = () => {
+    clearTimeout(timer);
+    timer = undefined;
+  };
+  return {
+    cancel,
+    schedule() {
+      cancel();
+      timer = setTimeout(() => {
+        timer = undefined;
+        if (busy()) return;
+        (globalThis as { gc?: () => void }).gc?.();
+        trimHeap();
+      }, afterMs);
+    },
+  };
+}

@@ -10,10 +10,18 @@
 import zlib from "node:zlib";
 import type { StripeJob, StripeResult } from "./png_workers.ts";
 import { adler32 } from "./png_workers.ts";
+import { idleCleanup } from "../backends/heap.ts";
 
 const IDAT = zlib.crc32(new TextEncoder().encode("IDAT"));
 
+/**
+ * A burst of large images leaves their buffers here as garbage, which V8 may keep for long without
+ * pressure: collected (and the heap trimmed) once this worker has been idle for 250 ms.
+ */
+const cleanup = idleCleanup(250);
+
 self.onmessage = ({ data: job }: MessageEvent<StripeJob>) => {
+  cleanup.cancel();
   const rowBytes = job.width * 3;
   const rows = job.rgb.length / rowBytes;
   const scanlines = new Uint8Array(rows * (rowBytes + 1));
@@ -36,4 +44,5 @@ self.onmessage = ({ data: job }: MessageEvent<StripeJob>) => {
     length: scanlines.length,
   };
   self.postMessage(result, [deflated.buffer]);
+  cleanup.schedule();
 };

@@ -68,25 +68,21 @@ export function adler32Combine(first: number, second: number, secondLength: numb
 }
 
 /**
- * A pool of workers that encode large PNGs in stripes, one stripe per worker. The workers start at
- * the first encode, so a server that never writes a large PNG never pays for them.
+ * A pool of workers that encode large PNGs in stripes, one stripe per worker. They start with the
+ * pool, so that their fixed cost (~20 MiB each) is part of a server's baseline rather than growth
+ * after its first large image.
  */
 export class PngWorkers {
-  readonly #count: number;
-  #started?: Worker[];
+  readonly #workers: Worker[];
   readonly #pending = new Map<
     number,
     { resolve: (r: StripeResult) => void; reject: (e: Error) => void }
   >();
   #nextId = 0;
 
-  /** A pool of `count` workers (default: every core, at most 4). */
+  /** Starts `count` workers (default: every core, at most 4). */
   constructor(count = Math.min(4, navigator.hardwareConcurrency)) {
-    this.#count = count;
-  }
-
-  get #workers(): Worker[] {
-    return this.#started ??= Array.from({ length: this.#count }, () => {
+    this.#workers = Array.from({ length: count }, () => {
       const worker = new Worker(new URL("./png_stripe_worker.ts", import.meta.url), {
         type: "module",
       });
@@ -105,7 +101,7 @@ export class PngWorkers {
   /** The PNG of `image` at zlib `level` (no row filters, as the single-stream encoder). */
   async encode(image: RgbImage, level: number): Promise<Uint8Array> {
     const { width, height, data } = image;
-    const stripes = Math.min(this.#count, height);
+    const stripes = Math.min(this.#workers.length, height);
     const results = await Promise.all(
       Array.from({ length: stripes }, (_, k) => {
         const [from, to] = [k, k + 1].map((i) => Math.round(i * height / stripes) * width * 3);
@@ -142,8 +138,7 @@ export class PngWorkers {
 
   /** Stops the workers; encodes in flight fail. */
   close(): void {
-    for (const worker of this.#started ?? []) worker.terminate();
-    this.#started = undefined;
+    for (const worker of this.#workers) worker.terminate();
     this.#failAll(new Error("PNG workers closed"));
   }
 

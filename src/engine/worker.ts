@@ -8,7 +8,7 @@
 import process from "node:process";
 import type { BatchOutcome, Pipeline } from "../../compute/mod.ts";
 import { headBatchIsFull, type Queued, takeBatch } from "./batcher.ts";
-import { trimHeap } from "../../compute/backends/heap.ts";
+import { idleCleanup } from "../../compute/backends/heap.ts";
 import {
   type BatchSettings,
   errorMessage,
@@ -62,25 +62,12 @@ function schedule(wasIdle: boolean): void {
   }, batching.batchWaitMs);
 }
 
-/** How long the engine stays idle before it gives memory back. */
-const CLEANUP_AFTER_MS = 250;
-let cleanupTimer: ReturnType<typeof setTimeout> | undefined;
-
 /**
- * Once idle for a moment, gives the last batches' buffers back to the system: their JavaScript
- * arrays (collected here when the server runs with `--v8-flags=--expose-gc`, as `deno task serve`
- * does) and ONNX Runtime's freed buffers (`malloc_trim`). That takes 6–18 ms, so a request that
- * arrives first cancels it rather than waiting behind it.
+ * Once idle for 250 ms, gives the last batches' buffers back to the system: their JavaScript
+ * arrays and ONNX Runtime's freed buffers. That takes 6–18 ms, so a request that arrives first
+ * cancels it rather than waiting behind it.
  */
-function scheduleCleanup(): void {
-  clearTimeout(cleanupTimer);
-  cleanupTimer = setTimeout(() => {
-    cleanupTimer = undefined;
-    if (running.size > 0 || queue.length > 0) return;
-    (globalThis as { gc?: () => void }).gc?.();
-    trimHeap();
-  }, CLEANUP_AFTER_MS);
-}
+const cleanup = idleCleanup(250, () => running.size > 0 || queue.length > 0);
 
 async function runBatch(): Promise<void> {
   if (waitTimer !== undefined) {
@@ -121,7 +108,7 @@ async function runBatch(): Promise<void> {
       );
     } else post({ type: "failed", id: job.id, error: errorMessage(outcome.error) });
   });
-  if (queue.length === 0) scheduleCleanup();
+  if (queue.length === 0) cleanup.schedule();
   schedule(false);
 }
 
@@ -145,7 +132,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       }
       return;
     case "generate": {
-      clearTimeout(cleanupTimer);
+      cleanup.cancel();
       const { id, request, reportSteps } = message;
       let key: string;
       try {
