@@ -287,15 +287,18 @@ Deno.test("a request head that does not arrive within --header-timeout gets 408,
   try {
     const { hostname, port } = new URL(server.url);
     const answer = async (bytes: string) => {
-      using conn = await Deno.connect({ hostname, port: Number(port) });
+      const conn = await Deno.connect({ hostname, port: Number(port) });
       await conn.write(new TextEncoder().encode(bytes));
       const started = performance.now();
-      const buffer = new Uint8Array(8192);
-      const n = await conn.read(buffer);
-      return {
-        text: new TextDecoder().decode(buffer.subarray(0, n ?? 0)),
-        ms: performance.now() - started,
-      };
+      // The whole answer: the guard closes the connection after it.
+      const text = await new Response(conn.readable).text();
+      const ms = performance.now() - started;
+      try {
+        conn.close();
+      } catch {
+        // Closed with its readable side.
+      }
+      return { text, ms };
     };
     // Slowloris: the head never ends. Without the guard the connection stays open for good.
     const slow = await answer("GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n");

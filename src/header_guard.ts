@@ -179,9 +179,22 @@ async function refuse(
     error: { message, type: "invalid_request_error", param: null, code },
   });
   const reason = status === 408 ? "Request Timeout" : "Request Header Fields Too Large";
-  const bytes = new TextEncoder().encode(body);
-  const head = `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\n` +
-    `content-length: ${bytes.length}\r\nconnection: close\r\n\r\n`;
-  await writeAll(conn, new TextEncoder().encode(head));
-  await writeAll(conn, bytes);
+  const length = new TextEncoder().encode(body).length;
+  const response = `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\n` +
+    `content-length: ${length}\r\nconnection: close\r\n\r\n${body}`;
+  await writeAll(conn, new TextEncoder().encode(response));
+  // Closing with unread bytes would reset the connection, and the client could lose the answer
+  // before reading it: finish our side, then discard what the client still sends, for at most 1 s.
+  await conn.closeWrite();
+  const discard = new Uint8Array(64 * 1024);
+  const until = performance.now() + 1000;
+  while (performance.now() < until) {
+    const reading = conn.read(discard);
+    reading.catch(() => {});
+    const n = await Promise.race([
+      reading,
+      new Promise<null>((r) => setTimeout(() => r(null), 100)),
+    ]);
+    if (n === null) break;
+  }
 }
