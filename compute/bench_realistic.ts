@@ -1,10 +1,11 @@
 /**
- * `deno task bench:realistic [--size 64] [--devices cpu,wasm] [--stages unet,vae]
+ * `deno task bench:realistic [--size 64] [--devices cpu,wasm] [--stages unet,vae,dit]
  * [--attention exported,fused] [--widths …]`: networks with SD-1.5's architecture and widths
- * (UNet: 859.5 M parameters; VAE decoder: 49.5 M), random weights, built by
- * `fixtures/builder/sd_unet.ts` and `sd_vae.ts` at bench time into a temporary folder, never
- * committed. The UNet runs the Optimum interface's batch-2 (CFG) forward at 64² latents (512²
- * images) with 77 text tokens, the decoder one image. Prints per stage, backend and attention
+ * (UNet: 859.5 M parameters; VAE decoder: 49.5 M), and two of Z-Image's DiT blocks (362 M),
+ * random weights, built by `fixtures/builder/sd_unet.ts`, `sd_vae.ts` and `z_image_dit.ts` at bench
+ * time into a temporary folder, never committed. The UNet runs the Optimum interface's batch-2
+ * (CFG) forward at 64² latents (512² images) with 77 text tokens, the decoder one image, the DiT a
+ * 512² image's 1024 patches and 128 caption tokens (Z-Image-Turbo runs without CFG). Prints per stage, backend and attention
  * (fused into `MultiHeadAttention` at load, or as exported): time per forward, GFLOP/s, the
  * fraction of a GEMM peak measured in the same process (the best of five 2048³ MatMuls on the same
  * backend),
@@ -16,6 +17,7 @@
 import { parseArgs } from "node:util";
 import { SD15_UNET, sdUnet } from "../fixtures/builder/sd_unet.ts";
 import { SD15_VAE, sdVaeDecoder } from "../fixtures/builder/sd_vae.ts";
+import { Z_IMAGE_DIT, zImageDit } from "../fixtures/builder/z_image_dit.ts";
 import { GraphBuilder } from "../fixtures/builder/onnx_builder.ts";
 import type { LayerCost } from "../fixtures/builder/torch_layers.ts";
 import type { Backend, DeviceName, Tensor } from "./backends/backend.ts";
@@ -28,7 +30,7 @@ const { values } = parseArgs({
     size: { type: "string", default: "64" },
     widths: { type: "string", default: SD15_UNET.blockOutChannels.join(",") },
     devices: { type: "string", default: "cpu,wasm" },
-    stages: { type: "string", default: "unet,vae" },
+    stages: { type: "string", default: "unet,vae,dit" },
     attention: { type: "string", default: "exported,fused" },
     child: { type: "string" },
     stage: { type: "string" },
@@ -40,7 +42,10 @@ const SIZE = Number(values.size);
 /** `--widths` scales the UNet (e.g. 160,320,640,640: a quarter of the weights, fits WASM). */
 const UNET = { ...SD15_UNET, blockOutChannels: values.widths!.split(",").map(Number) };
 const BATCH = 2, SEQUENCE = 77, GEMM = 2048;
-type Stage = "unet" | "vae";
+/** The DiT's tokens: the image's 2×2 patches of the latents, then a 128-token caption. */
+const DIT_TOKENS = (SIZE / 2) ** 2 + 128;
+const DIT_HEAD = Z_IMAGE_DIT.dim / Z_IMAGE_DIT.heads;
+type Stage = "unet" | "vae" | "dit";
 
 /** What a stage feeds its graph, and what it is called. */
 const STAGES: Record<Stage, { label: string; feeds: (b: Backend) => Record<string, Tensor> }> = {
@@ -60,6 +65,30 @@ const STAGES: Record<Stage, { label: string; feeds: (b: Backend) => Record<strin
     label: "VAE decoder, 1 image",
     feeds: (b) => ({
       latent_sample: b.tensor("float32", wave(4 * SIZE * SIZE, 1), [1, 4, SIZE, SIZE]),
+    }),
+  },
+  dit: {
+    label: `Z-Image DiT, ${Z_IMAGE_DIT.blocks} blocks, batch 1`,
+    feeds: (b) => ({
+      hidden_states: b.tensor("float32", wave(DIT_TOKENS * Z_IMAGE_DIT.dim, 1), [
+        1,
+        DIT_TOKENS,
+        Z_IMAGE_DIT.dim,
+      ]),
+      adaln_input: b.tensor("float32", wave(Z_IMAGE_DIT.adalnWidth, 0.5), [
+        1,
+        Z_IMAGE_DIT.adalnWidth,
+      ]),
+      rope_cos: b.tensor("float32", wave(DIT_TOKENS * DIT_HEAD, 1).map(Math.cos), [
+        DIT_TOKENS,
+        1,
+        DIT_HEAD,
+      ]),
+      rope_sin: b.tensor("float32", wave(DIT_TOKENS * DIT_HEAD, 1).map(Math.sin), [
+        DIT_TOKENS,
+        1,
+        DIT_HEAD,
+      ]),
     }),
   },
 };
@@ -150,7 +179,9 @@ if (values.child) {
       const t = performance.now();
       const { graph, cost } = stage === "unet"
         ? sdUnet(UNET, 1515, SIZE, BATCH, SEQUENCE)
-        : sdVaeDecoder(SD15_VAE, 1516, SIZE, 1);
+        : stage === "vae"
+        ? sdVaeDecoder(SD15_VAE, 1516, SIZE, 1)
+        : zImageDit(Z_IMAGE_DIT, 1517, DIT_TOKENS, 1);
       const { model, externalData } = graph.serialize({ externalData: "model.onnx_data" });
       await Deno.mkdir(`${dir}/${stage}`);
       await Deno.writeFile(`${dir}/${stage}/model.onnx`, model);
@@ -161,13 +192,15 @@ if (values.child) {
       console.log(
         `- ${STAGES[stage].label}: ${(cost.parameters / 1e6).toFixed(1)} M parameters, ${
           weightMib.toFixed(0)
-        } MiB float32 (built in ${
-          ((performance.now() - t) / 1000).toFixed(0)
-        } s); ${SIZE}² latents (${SIZE * 8}² images)${
-          stage === "unet" ? `, ${SEQUENCE} tokens` : ""
-        }: ${gflop(cost.convMacs + cost.linearMacs + cost.attentionMacs)} GFLOP (convolutions ${
-          gflop(cost.convMacs)
-        }, Linear ${gflop(cost.linearMacs)}, ` +
+        } MiB float32 (built in ${((performance.now() - t) / 1000).toFixed(0)} s); ${
+          stage === "dit"
+            ? `${DIT_TOKENS} tokens (a ${
+              SIZE * 8
+            }² image's 2×2 latent patches and 128 caption tokens)`
+            : `${SIZE}² latents (${SIZE * 8}² images)`
+        }${stage === "unet" ? `, ${SEQUENCE} tokens` : ""}: ${
+          gflop(cost.convMacs + cost.linearMacs + cost.attentionMacs)
+        } GFLOP (convolutions ${gflop(cost.convMacs)}, Linear ${gflop(cost.linearMacs)}, ` +
           `attention QKᵀ/AV ${gflop(cost.attentionMacs)}).`,
       );
     }
@@ -177,8 +210,9 @@ if (values.child) {
     for (const stage of stages) {
       for (const device of values.devices!.split(",")) {
         for (const attention of values.attention!.split(",")) {
-          // WASM never fuses (its kernel overflows at large sizes: backends/onnxruntime_web.ts).
-          if (device === "wasm" && attention === "fused") continue;
+          // WASM never fuses (its kernel overflows at large sizes: backends/onnxruntime_web.ts);
+          // the DiT is exported fused already, so it has one row per backend.
+          if ((device === "wasm" || stage === "dit") && attention === "fused") continue;
           const r = await runChild(dir, stage, device, attention === "fused");
           const diff = attention === "fused" && "forwardMs" in r
             ? await difference(dir, stage, device)
@@ -199,7 +233,8 @@ if (values.child) {
       const { cost, weightMib } = built.get(stage)!;
       const gflop = 2 * (cost.convMacs + cost.linearMacs + cost.attentionMacs) / 1e9;
       const peak = r.peakMib === undefined ? undefined : Number(r.peakMib);
-      const head = [STAGES[stage].label, String(r.description ?? device), attention];
+      const shown = stage === "dit" ? "fused in the export" : attention;
+      const head = [STAGES[stage].label, String(r.description ?? device), shown];
       if (!("forwardMs" in r)) {
         const cells = [num(r.gemmGflops), `failed: ${r.error}`, "", "", peak?.toFixed(0) ?? ""];
         console.log(`| ${[...head, ...cells, "", ""].join(" | ")} |`);
