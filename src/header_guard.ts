@@ -30,6 +30,8 @@ export interface GuardOptions {
   /** Seconds a client may take to send its request head; 0: no guard (plain `Deno.serve`). */
   headerTimeoutS: number;
   onListen(addr: { hostname: string; port: number }): void;
+  /** Told why the guard is off when its private socket cannot be made (no writable temp dir). */
+  onUnguarded?(reason: string): void;
 }
 
 /**
@@ -38,11 +40,16 @@ export interface GuardOptions {
  */
 export function serveGuarded(
   handler: Deno.ServeHandler,
-  { hostname, port, headerTimeoutS, onListen }: GuardOptions,
+  { hostname, port, headerTimeoutS, onListen, onUnguarded }: GuardOptions,
 ): GuardedServer {
-  if (!(headerTimeoutS > 0)) return Deno.serve({ hostname, port, onListen }, handler);
+  let dir: string | undefined;
+  try {
+    if (headerTimeoutS > 0) dir = Deno.makeTempDirSync({ prefix: "denoise-http-" });
+  } catch (e) {
+    onUnguarded?.(`no folder for its socket: ${(e as Error).message}`);
+  }
+  if (!dir) return Deno.serve({ hostname, port, onListen }, handler);
   const listener = Deno.listen({ hostname, port });
-  const dir = Deno.makeTempDirSync({ prefix: "denoise-http-" });
   const path = `${dir}/http.sock`;
   const server = Deno.serve({ path, onListen: () => {} }, handler);
   onListen(listener.addr);
@@ -58,7 +65,7 @@ export function serveGuarded(
       listener.close();
       await accepting;
       await server.shutdown();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await Deno.remove(dir!, { recursive: true }).catch(() => {});
     },
   };
 }

@@ -137,6 +137,8 @@ export async function main(args: readonly string[]): Promise<void> {
       hostname: options.host,
       port: options.port,
       headerTimeoutS: options.headerTimeout,
+      onUnguarded: (reason) =>
+        log.warning(`request heads are not timed (--header-timeout): ${reason}`),
       onListen: ({ hostname, port }) => {
         const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
         config.publicUrl ||= `http://${shown}:${port}`;
