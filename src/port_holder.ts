@@ -29,7 +29,12 @@ export function portHolder(port: number): string | undefined {
       if (!/^\d+$/.test(proc.name)) continue;
       try {
         for (const fd of Deno.readDirSync(`/proc/${proc.name}/fd`)) {
-          const target = Deno.readLinkSync(`/proc/${proc.name}/fd/${fd.name}`);
+          let target = "";
+          try {
+            target = Deno.readLinkSync(`/proc/${proc.name}/fd/${fd.name}`);
+          } catch {
+            continue; // closed since the listing: a busy process opens and closes fds all along
+          }
           const inode = target.match(/^socket:\[(\d+)\]$/)?.[1];
           if (inode && inodes.has(inode)) {
             const command = Deno.readTextFileSync(`/proc/${proc.name}/comm`).trim();
