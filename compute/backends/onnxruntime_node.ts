@@ -13,7 +13,7 @@ import {
 } from "./backend.ts";
 import { toFloat16 } from "./float16.ts";
 import { fuseAttentionBytes } from "../graph/attention_fusion.ts";
-import { dirname } from "node:path";
+import { basename, dirname } from "node:path";
 
 /**
  * onnxruntime-common keeps float16 data in Deno's `Float16Array`, which the N-API binding does not
@@ -38,12 +38,39 @@ export interface NodeBackendOptions {
    * on; `graph/attention_fusion.ts`).
    */
   fuseAttention?: boolean;
+  /** Told when ONNX Runtime refuses a fused graph; the exported one is opened instead. */
+  onFusionRefused?: (error: Error) => void;
+}
+
+/**
+ * `graph` with its attention fused, to open from memory, and the folder its external data is then
+ * read from; undefined when nothing fuses. Opened from memory, ONNX Runtime refuses external data
+ * that resolves outside that folder, and the Hugging Face cache's files are symlinks into its
+ * `blobs/`: so the folder is the data file's real one, and the graph names the file by its real
+ * name.
+ */
+async function fusedGraph(
+  graph: GraphInput,
+): Promise<{ bytes: Uint8Array; folder?: string } | undefined> {
+  if (!("path" in graph)) {
+    const bytes = fuseAttentionBytes(graph.bytes);
+    return bytes && { bytes };
+  }
+  let folder = dirname(graph.path);
+  const renamed = new Map<string, string>();
+  if (graph.externalDataPath) {
+    const real = await Deno.realPath(graph.externalDataPath);
+    folder = dirname(real);
+    renamed.set(basename(graph.externalDataPath), basename(real));
+  }
+  const bytes = fuseAttentionBytes(await Deno.readFile(graph.path), renamed);
+  return bytes && { bytes, folder };
 }
 
 /** Creates the native CPU backend. */
 export function createNodeBackend(
   threads = navigator.hardwareConcurrency,
-  { cpuArena = false, fuseAttention = true }: NodeBackendOptions = {},
+  { cpuArena = false, fuseAttention = true, onFusionRefused }: NodeBackendOptions = {},
 ): Backend {
   return {
     device: "cpu",
@@ -62,31 +89,33 @@ export function createNodeBackend(
         // with spinning on, step times were bimodal (1.7 or 5–11 ms at 512², docs/benchmarks.md).
         extra: { session: sessionConfig },
       };
-      const open = (g: GraphInput, externalDataFolder?: string) =>
-        "path" in g
-          // From a path, onnxruntime-node finds model.onnx_data itself, next to the model.
-          ? ort.InferenceSession.create(g.path, options)
-          : ort.InferenceSession.create(g.bytes, {
-            ...options,
-            externalData: [...(g.externalData ?? [])].map(([path, data]) => ({ path, data })),
-            extra: {
-              session: {
-                ...sessionConfig,
-                ...externalDataFolder &&
-                  { model_external_initializers_file_folder_path: externalDataFolder },
-              },
+      const fromMemory = (bytes: Uint8Array, folder?: string) =>
+        ort.InferenceSession.create(bytes, {
+          ...options,
+          externalData: "bytes" in graph
+            ? [...(graph.externalData ?? [])].map(([path, data]) => ({ path, data }))
+            : undefined,
+          extra: {
+            session: {
+              ...sessionConfig,
+              ...folder && { model_external_initializers_file_folder_path: folder },
             },
-          });
-      const fused = fuseAttention
-        ? fuseAttentionBytes("path" in graph ? await Deno.readFile(graph.path) : graph.bytes)
-        : undefined;
-      // Should this build refuse the fused graph, the exported one still runs, only slower.
-      const session = fused
-        ? await open(
-          { bytes: fused, externalData: "bytes" in graph ? graph.externalData : undefined },
-          "path" in graph ? dirname(graph.path) : undefined,
-        ).catch(() => open(graph))
-        : await open(graph);
+          },
+        });
+      let session: ort.InferenceSession | undefined;
+      const fused = fuseAttention ? await fusedGraph(graph) : undefined;
+      if (fused) {
+        try {
+          session = await fromMemory(fused.bytes, fused.folder);
+        } catch (e) {
+          // Should this build refuse the fused graph, the exported one still runs, only slower.
+          onFusionRefused?.(e as Error);
+        }
+      }
+      // From a path, onnxruntime-node finds model.onnx_data itself, next to the model.
+      session ??= "path" in graph
+        ? await ort.InferenceSession.create(graph.path, options)
+        : await fromMemory(graph.bytes);
       return {
         inputs: session.inputMetadata.map(tensorInfo),
         outputs: session.outputMetadata.map(tensorInfo),

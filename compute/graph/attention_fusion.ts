@@ -79,13 +79,27 @@ export function fuseAttention(model: Model): FusedAttention[] {
 const SOFTMAX = new TextEncoder().encode("Softmax");
 
 /**
- * A serialized model with its attention fused, or undefined when none fuses (then the caller
- * opens the original; a graph without `Softmax` is not even decoded).
+ * A serialized model with its attention fused, or undefined when none fuses or the bytes are no
+ * model (then the caller opens the original; a graph without `Softmax` is not even decoded).
+ * `externalFiles` renames the external-data files its initializers point to (old → new name).
  */
-export function fuseAttentionBytes(bytes: Uint8Array): Uint8Array | undefined {
+export function fuseAttentionBytes(
+  bytes: Uint8Array,
+  externalFiles: ReadonlyMap<string, string> = new Map(),
+): Uint8Array | undefined {
   if (!contains(bytes, SOFTMAX)) return undefined;
-  const model = onnx.ModelProto.decode(bytes);
+  let model: pkg.onnx.ModelProto;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch {
+    return undefined; // not a model: ONNX Runtime, opening it as it is, says why
+  }
   if (fuseAttention(model).length === 0) return undefined;
+  for (const init of model.graph?.initializer ?? []) {
+    const location = init.externalData?.find((e) => e.key === "location");
+    const renamed = location && externalFiles.get(location.value ?? "");
+    if (renamed) location.value = renamed;
+  }
   return onnx.ModelProto.encode(model).finish();
 }
 
