@@ -114,7 +114,7 @@ function indexOfBlankLine(bytes: Uint8Array, from: number): number {
 }
 
 /** `head` with its `Connection` headers replaced by `Connection: close`. */
-export function closingHead(head: Uint8Array): Uint8Array {
+function closingHead(head: Uint8Array): Uint8Array {
   // Bytes as a binary string (one char per byte), so that header values pass through unchanged.
   const text = Array.from(head, (b) => String.fromCharCode(b)).join("");
   const lines = text.split("\r\n").filter((line) => !/^connection\s*:/i.test(line));

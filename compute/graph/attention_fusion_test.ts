@@ -85,4 +85,7 @@ Deno.test("a graph without fusable attention is not rewritten", () => {
   assert.equal(names.length, 2);
   const noSoftmax = onnx.ModelProto.encode({ graph: { node: [{ opType: "Relu" }] } }).finish();
   assert.equal(fuseAttentionBytes(noSoftmax), undefined);
+  // Bytes that are no model are left to ONNX Runtime to refuse, with its own message.
+  const notAModel = new TextEncoder().encode("not a model, though it says Softmax");
+  assert.equal(fuseAttentionBytes(notAModel), undefined);
 });
