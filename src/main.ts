@@ -96,7 +96,7 @@ export async function main(args: readonly string[]): Promise<void> {
     maxQueue: options.maxQueue,
     maxBatchSize: options.maxBatchSize,
     batchWaitMs: options.batchWaitMs,
-  }, metrics.observer);
+  }, { ...metrics.observer, warning: (message) => log.warning(message) });
   const lifecycle = { draining: false };
   const config = {
     servedModelName,

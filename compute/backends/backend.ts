@@ -48,6 +48,8 @@ export interface BackendSettings {
    * kernel overflows at large sizes (`onnxruntime_web.ts`).
    */
   fuseAttention?: boolean;
+  /** Told when ONNX Runtime refuses a fused graph; the exported one is opened instead. */
+  onFusionRefused?: (error: Error) => void;
 }
 
 /** A loaded graph. */

@@ -47,13 +47,14 @@ export async function probeWebGpu(): Promise<
 /** Resolves a device choice to a ready backend, or throws {@linkcode BackendUnavailableError}. */
 export async function selectBackend(
   choice: DeviceChoice,
-  { threads = navigator.hardwareConcurrency, fuseAttention = true }: BackendSettings = {},
+  { threads = navigator.hardwareConcurrency, fuseAttention = true, onFusionRefused }:
+    BackendSettings = {},
 ): Promise<Backend> {
   if (choice === "webgpu" || choice === "auto") {
     const adapter = await probeWebGpu();
     if (adapter && (choice === "webgpu" || !adapter.isFallback)) {
       const { createWebBackend } = await import("./onnxruntime_web.ts");
-      return await createWebBackend("webgpu", adapter, { fuseAttention });
+      return await createWebBackend("webgpu", adapter, { fuseAttention, onFusionRefused });
     }
     if (choice === "webgpu") {
       throw new BackendUnavailableError(
@@ -64,7 +65,7 @@ export async function selectBackend(
   if (choice === "cpu" || choice === "auto") {
     try {
       const { createNodeBackend } = await import("./onnxruntime_node.ts");
-      return createNodeBackend(threads, { fuseAttention });
+      return createNodeBackend(threads, { fuseAttention, onFusionRefused });
     } catch (e) {
       if (choice === "cpu") {
         throw new BackendUnavailableError(

@@ -42,6 +42,8 @@ export interface WebBackendOptions {
    * SD VAE decoding 512², an SD UNet at 1024²), which a load-time rewrite cannot rule out.
    */
   fuseAttention?: boolean;
+  /** Told when ONNX Runtime refuses a fused graph; the exported one is opened instead. */
+  onFusionRefused?: (error: Error) => void;
 }
 
 /** Creates an onnxruntime-web backend on WebGPU or WASM. */
@@ -52,6 +54,7 @@ export async function createWebBackend(
     threads = navigator.hardwareConcurrency,
     maxWasmWeightBytes = WASM_MAX_WEIGHT_BYTES,
     fuseAttention = device === "webgpu",
+    onFusionRefused,
   }: WebBackendOptions = {},
 ): Promise<Backend> {
   const ort: Ort = device === "webgpu"
@@ -98,7 +101,12 @@ export async function createWebBackend(
           logSeverityLevel: 3,
         });
       // Should this build refuse the fused graph, the exported one still runs, only slower.
-      const session = fused ? await open(fused).catch(() => open(exported)) : await open(exported);
+      const session = fused
+        ? await open(fused).catch((e) => {
+          onFusionRefused?.(e as Error);
+          return open(exported);
+        })
+        : await open(exported);
       const io = [...session.inputMetadata, ...session.outputMetadata];
       if (
         device === "webgpu" && !adapter.shaderF16 &&

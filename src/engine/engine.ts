@@ -41,6 +41,8 @@ export type FinishReason = "stop" | "abort" | "error";
 /** Callbacks for metrics; every one is optional. */
 export interface EngineObserver {
   batchStarted?(requests: number, images: number): void;
+  /** The worker reports something the operator should know that fails nothing. */
+  warning?(message: string): void;
   requestFinished?(
     reason: FinishReason,
     seconds: { queue: number; e2e: number },
@@ -209,6 +211,9 @@ export class Engine {
 
   #onMessage(m: FromWorker): void {
     switch (m.type) {
+      case "warning":
+        this.observer.warning?.(m.message);
+        return;
       case "started": {
         const now = performance.now();
         for (const id of m.ids) {

@@ -74,7 +74,9 @@ export type FromWorker =
   | { type: "preview"; id: number; preview: Preview }
   | { type: "done"; id: number; result: GenerateResult }
   | { type: "failed"; id: number; error: ErrorMessage }
-  | { type: "released" };
+  | { type: "released" }
+  /** Something the operator should know that fails nothing (e.g. a graph left unfused). */
+  | { type: "warning"; message: string };
 
 /** `error` as a message. */
 export function errorMessage(error: unknown): ErrorMessage {

@@ -123,7 +123,16 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           defaults: message.defaults,
           lora: message.lora,
           vae: message.vae,
-          backend: message.backend,
+          backend: {
+            ...message.backend,
+            onFusionRefused: (error) =>
+              post({
+                type: "warning",
+                message: `a graph's fused attention did not load; it runs as exported (${
+                  error.message.split("\n")[0]
+                })`,
+              }),
+          },
         });
         const { family, device, defaults, sizeMultiple } = pipeline;
         post({ type: "loaded", info: { family, device, defaults, sizeMultiple } });
