@@ -227,8 +227,37 @@ def held_out_keys(items: list) -> set:
     return keys
 
 
+def expectation(attrs: dict) -> dict:
+    """What the scene checker (scripts/scene_check.ts) should read in a render of `attrs`."""
+    return {
+        "colour": attrs["colour"],
+        "shape": attrs["shape"],
+        "background": attrs["background"],
+        "count": attrs["count"],
+        **({"size": attrs["size"]} if attrs["size"] in ("small", "large") else {}),
+        **({"position": attrs["position"]} if attrs["position"] else {}),
+    }
+
+
+def write_renders(folder: str, n: int, seed: int = 777) -> None:
+    """`n` random scenes as 256x256 PNGs plus truth.json ([{file, expect}]), for measuring what
+    the checker and the autoencoder make of perfect pictures (`deno task score --autoencoder`)."""
+    import os
+    os.makedirs(folder, exist_ok=True)
+    rng = random.Random(seed)
+    truth = []
+    for i in range(n):
+        attrs = sample_scene(rng)
+        render(attrs, rng=rng).save(os.path.join(folder, f"{i}.png"))
+        truth.append({"file": f"{i}.png", "expect": expectation(attrs)})
+    json.dump(truth, open(os.path.join(folder, "truth.json"), "w"), indent=1)
+
+
 if __name__ == "__main__":
     import sys
+    if sys.argv[1] == "--renders":
+        write_renders(sys.argv[2], int(sys.argv[3]))
+        sys.exit(0)
     items = held_out()
     json.dump({"description": "Held-out prompt x seed pairs; training never captions these "
                "attribute tuples (training/scenes.py held_out).", "items": items},
