@@ -44,9 +44,13 @@ export function roundHalfEven(x: number): number {
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/** Karras-free Euler sigmas: `interp(t, arange(T), √((1−ᾱ)/ᾱ))` then a terminal 0. */
+/**
+ * Karras-free Euler sigmas: `interp(t, arange(T), √((1−ᾱ)/ᾱ))` then a terminal 0. At zero
+ * terminal SNR the last ᾱ is 0 (σ infinite) and, as in diffusers, is replaced by 2⁻²⁴ (σ ≈ 4096).
+ */
 export function eulerSigmas(config: SchedulerConfig, timesteps: readonly number[]): number[] {
   const ac = alphasCumprod(config);
+  if (config.rescale_betas_zero_snr) ac[ac.length - 1] = 2 ** -24;
   const table = Array.from(ac, (a) => f32(Math.sqrt(f32(f32(1 - a) / a))));
   return [...timesteps.map((t) => f32(interpIndex(t, table))), 0];
 }

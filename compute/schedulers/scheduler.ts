@@ -17,6 +17,8 @@ export interface SchedulerConfig {
   beta_start?: number;
   beta_end?: number;
   beta_schedule?: "linear" | "scaled_linear" | "squaredcos_cap_v2" | string;
+  /** Rescale the betas to zero terminal SNR (Lin et al.); needs v-prediction. */
+  rescale_betas_zero_snr?: boolean;
   prediction_type?: "epsilon" | "v_prediction" | "sample" | string;
   timestep_spacing?: "linspace" | "leading" | "trailing" | string;
   steps_offset?: number;
@@ -126,14 +128,32 @@ export function alphasCumprod(config: SchedulerConfig): Float32Array {
       `Unsupported beta_schedule '${schedule}' (expected linear, scaled_linear or squaredcos_cap_v2)`,
     );
   }
-  // torch.cumprod on CPU accumulates float32 in double and stores float32.
-  const out = new Float32Array(T);
+  if (config.rescale_betas_zero_snr) betas = rescaleZeroTerminalSnr(betas);
+  return cumprod(betas.map((b) => f32(1 - b)));
+}
+
+/** torch.cumprod on CPU: accumulates float32 in double and stores float32. */
+function cumprod(xs: readonly number[]): Float32Array {
+  const out = new Float32Array(xs.length);
   let acc = 1;
-  for (let i = 0; i < T; i++) {
-    acc *= f32(1 - betas[i]);
+  for (let i = 0; i < xs.length; i++) {
+    acc *= xs[i];
     out[i] = acc;
   }
   return out;
+}
+
+/**
+ * diffusers `rescale_zero_terminal_snr` (Lin et al. 2024, "Common Diffusion Noise Schedules and
+ * Sample Steps are Flawed", algorithm 1), in float32 as torch runs it: √ᾱ is shifted so that its
+ * last value is 0 and scaled so that its first is unchanged, and the betas are recovered from it.
+ */
+export function rescaleZeroTerminalSnr(betas: readonly number[]): number[] {
+  const sqrtAc = Array.from(cumprod(betas.map((b) => f32(1 - b))), (a) => f32(Math.sqrt(a)));
+  const first = sqrtAc[0], last = sqrtAc[sqrtAc.length - 1];
+  const scale = f32(first / f32(first - last));
+  const ac = sqrtAc.map((s) => f32(f32(f32(s - last) * scale) ** 2));
+  return ac.map((a, i) => f32(1 - (i === 0 ? a : f32(a / ac[i - 1]))));
 }
 
 /** The clean-sample estimate x̂₀ of a DDPM-parameterised model output. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Mt19937 } from "../random.ts";
 import { calculateShift, createScheduler, type SchedulerConfig } from "./mod.ts";
-import { linspace } from "./scheduler.ts";
+import { alphasCumprod, linspace } from "./scheduler.ts";
 
 // Stable Diffusion's noise schedule (scheduler_config.json of SD 1.x / 2.x / SD-Turbo).
 const SD: SchedulerConfig = {
@@ -49,6 +49,29 @@ Deno.test("EulerDiscrete linspace spacing spans 999 → 0", () => {
   const run = createScheduler({ ...SD, _class_name: "EulerDiscreteScheduler" }).setTimesteps(3);
   assertClose(run.timesteps, [999, 499.5, 0], 1e-4);
   assertClose([run.sigmas[0]], [14.6146], 1e-4);
+});
+
+Deno.test("rescale_betas_zero_snr: ᾱ ends at 0, Euler starts at σ ≈ 4096 (diffusers' 2⁻²⁴ clamp)", () => {
+  const config = { ...SD, rescale_betas_zero_snr: true };
+  const ac = alphasCumprod(config);
+  // Float64 reference: training/schedule.py (algorithm 1 of Lin et al.) on SD's betas.
+  assertClose([ac[0], ac[1], ac[500], ac[998]], [
+    0.99915,
+    0.9982334461,
+    0.2410187828,
+    1.967888e-7,
+  ], 1e-6);
+  assert.equal(ac[999], 0);
+  const run = createScheduler({
+    ...config,
+    _class_name: "EulerDiscreteScheduler",
+    prediction_type: "v_prediction",
+  }).setTimesteps(20);
+  assertClose(run.sigmas.slice(0, 4), [4096, 38.19751, 17.05467, 10.20733], 2e-3);
+  assert.equal(run.initNoiseSigma, run.sigmas[0]);
+  // v-prediction at σ_max: x̂₀ is −v (the input carries no image).
+  const x0 = run.predictOriginal(new Float32Array([0.5]), 0, new Float32Array([4096 * 0.3]));
+  assertClose(Array.from(x0), [-0.5], 1e-3);
 });
 
 Deno.test("Euler step with ε-prediction moves x to x + ε·(σ_next − σ)", () => {
