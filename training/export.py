@@ -117,8 +117,7 @@ def export_all(out, ae, scaling_factor, unet, text_encoder, tokenizer):
         "beta_start": 0.00085,
         "interpolation_type": "linear",
         "num_train_timesteps": 1000,
-        "prediction_type": "v_prediction",
-        "rescale_betas_zero_snr": True,
+        "prediction_type": "epsilon",
         "steps_offset": 0,
         "timestep_spacing": "linspace",
         "trained_betas": None,
@@ -193,7 +192,7 @@ def read_csv(path):
 
 def plot_losses(work, path):
     """A small PNG, log y: autoencoder loss (then the decoder fine-tune's), and the diffusion
-    model's unweighted v-MSE, EMA-smoothed."""
+    model's unweighted eps-MSE (phase 2, then the offset-noise fine-tune), EMA-smoothed."""
     import math
     from PIL import Image, ImageDraw
 
@@ -209,8 +208,14 @@ def plot_losses(work, path):
 
     ae = series("ae_loss.csv", 1)
     dec = series("decoder_loss.csv", 1, offset=(ae[-1][0] + 1) if ae else 0)
+    main = series("loss.csv", 2)
+    # loss.csv may hold every step, or (a run that was resumed) one row per 25 steps.
+    dense = len(main) > 1 and main[1][0] - main[0][0] == 1
+    main = series("loss.csv", 2, alpha=0.03 if dense else 0.5)
+    ft = series("finetune_loss.csv", 2, offset=(main[-1][0] + 1) if main else 0)
+    ft2 = series("finetune2_loss.csv", 2, offset=(ft[-1][0] + 1) if ft else 0)
     panels = [("autoencoder: L1+edge loss | decoder fine-tune: MSE+L1", [ae, dec]),
-              ("diffusion: v-MSE", [series("loss.csv", 1)])]
+              ("diffusion eps-MSE | offset-noise fine-tune(s)", [main, ft, ft2])]
     W, H, pad = 400, 220, 44
     img = Image.new("RGB", (W * len(panels), H), "white")
     d = ImageDraw.Draw(img)

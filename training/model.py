@@ -163,16 +163,10 @@ class BasicTransformerBlock(nn.Module):
 
 
 class Transformer2DModel(nn.Module):
-    """Spatial transformer. Unlike SD's, the tokens get a 2-D position embedding (Fourier features
-    of the coordinates, projected), so that cross-attention can route a position word of the
-    prompt to that region of the image: without it the attention weights hardly vary over the
-    image and the text acts as one global vector (colours learnt, positions and shapes not)."""
-
     def __init__(self, ch, context_dim, heads, self_attention=True):
         super().__init__()
         self.norm = nn.GroupNorm(groups(ch), ch, eps=1e-6)
         self.proj_in = nn.Linear(ch, ch)
-        self.pos_embed = nn.Linear(POSITION_FEATURES, ch)
         self.transformer_blocks = nn.ModuleList(
             [BasicTransformerBlock(ch, context_dim, heads, self_attention)])
         self.proj_out = nn.Linear(ch, ch)
@@ -180,25 +174,11 @@ class Transformer2DModel(nn.Module):
     def forward(self, x, context):
         b, c, h, w = x.shape
         y = self.norm(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
-        y = self.proj_in(y) + self.pos_embed(position_features(x))
+        y = self.proj_in(y)
         for blk in self.transformer_blocks:
             y = blk(y, context)
         y = self.proj_out(y).reshape(b, h, w, c).permute(0, 3, 1, 2)
         return x + y
-
-
-POSITION_FREQUENCIES = (1, 2, 4)
-POSITION_FEATURES = 2 + 4 * len(POSITION_FREQUENCIES)
-
-
-def position_features(x):
-    """[1, H*W, POSITION_FEATURES]: x, y in [-1, 1] and sin/cos of pi*f*x, pi*f*y."""
-    _, _, h, w = x.shape
-    c = coord_channels(x[:1]).permute(0, 2, 3, 1).reshape(1, h * w, 2)
-    feats = [c]
-    for f in POSITION_FREQUENCIES:
-        feats += [torch.sin(math.pi * f * c), torch.cos(math.pi * f * c)]
-    return torch.cat(feats, dim=-1)
 
 
 class ResnetBlock2D(nn.Module):

@@ -1,5 +1,4 @@
-"""Samples a training checkpoint in PyTorch (the served Euler schedule, v-prediction, CFG), for
-watching a run:
+"""Samples a training checkpoint in PyTorch (Euler, epsilon, CFG), for watching a run:
 
     /usr/bin/python3 training/sample.py training/runs/shapes-tiny/diffusion.pt.partial out.png
 
@@ -9,16 +8,14 @@ Rows are prompts, columns seeds. Uses the EMA weights.
 import os
 import sys
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model as M  # noqa: E402
-import schedule  # noqa: E402
 import tokenizer as tok  # noqa: E402
 
 PROMPTS = [
-    "a large red circle in the top left on a blue background",
-    "a large red square in the bottom right on a blue background",
     "a red circle on a blue background",
     "a large yellow star in the top left on a black background",
     "two green triangles on a white background",
@@ -46,7 +43,12 @@ def main(ckpt, out, steps=20, guidance=5.0, seeds=4):
     with torch.no_grad():
         for e, q in zip(state["ema"], params):
             q.copy_(e)
-    ts, sigmas = schedule.euler_sigmas(steps)
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    ac = torch.cumprod(1 - betas, 0)
+    sig_table = ((1 - ac) / ac).sqrt()
+    ts = torch.linspace(999, 0, steps, dtype=torch.float64)
+    sigmas = np.interp(ts.numpy(), np.arange(1000), sig_table.numpy())
+    sigmas = torch.tensor(np.append(sigmas, 0.0))
     rows = []
     with torch.no_grad():
         uncond = te(torch.tensor([t.encode("")]))
@@ -59,11 +61,10 @@ def main(ckpt, out, steps=20, guidance=5.0, seeds=4):
                 for i in range(steps):
                     sig = sigmas[i]
                     inp = (x / (sig ** 2 + 1).sqrt()).float()
-                    v = unet(torch.cat([inp, inp]), torch.tensor(float(ts[i])),
+                    e = unet(torch.cat([inp, inp]), torch.tensor(float(ts[i])),
                              torch.cat([uncond, cond]))
-                    v = (v[0:1] + guidance * (v[1:2] - v[0:1])).double()
-                    # diffusers' Euler, v_prediction: x0 = x / (sig^2 + 1) - v sig / sqrt(sig^2 + 1)
-                    x0 = x / (sig ** 2 + 1) - v * sig / (sig ** 2 + 1).sqrt()
+                    eps = (e[0:1] + guidance * (e[1:2] - e[0:1])).double()
+                    x0 = x - sig * eps
                     x = x + (x - x0) / sig * (sigmas[i + 1] - sig)
                 img = ae.decoder((x / sf).float())
                 imgs.append(img)

@@ -7,11 +7,13 @@ Phases (each checkpointed under --work, so an interrupted run resumes with --res
    scene) of rendered 256x256 scenes, L1 loss on pixels and on pixel differences (sharp edges);
    small noise on the latents during training keeps the decoder tolerant of imperfect latents;
    then the latent std over fresh scenes fixes `scaling_factor`.
+2. diffusion: text encoder + UNet jointly, epsilon objective on SD's scaled-linear DDPM schedule
+   (1000 steps), min-SNR-5 loss weighting, 15 % of captions dropped to "" (classifier-free
+   guidance), EMA of the weights. Scenes are rendered and encoded on the fly; captions that name a
+   held-out attribute tuple (training/scenes.py `held_out`) are never used.
 1b. decoder fine-tune: encoder frozen, decoder trained on 128x128 crops with MSE + L1.
-2. diffusion: text encoder + UNet jointly in one run, v-prediction on SD's scaled-linear DDPM
-   schedule (1000 steps) rescaled to zero terminal SNR (schedule.py), plain (unweighted) v-MSE, 10 % of captions dropped to
-   "" (classifier-free guidance), EMA of the weights. Scenes are rendered and encoded on the fly;
-   captions that name a held-out attribute tuple (training/scenes.py `held_out`) are never used.
+2b. offset-noise fine-tune (see below), so the prompt, not the starting noise, sets the
+   background colour; 2c. a second round of it (--ft2-steps).
 3. export: ONNX graphs + configs + tokenizer files into --out (export.py), loss curves.
 
 Deterministic given --seed (single process, fixed thread count, seeded Python/torch RNGs).
@@ -32,7 +34,6 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model as M  # noqa: E402
 import scenes  # noqa: E402
-import schedule  # noqa: E402
 import tokenizer as tok  # noqa: E402
 
 p = argparse.ArgumentParser()
@@ -42,24 +43,29 @@ p.add_argument("--seed", type=int, default=1234)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--ae-steps", type=int, default=1500)
 p.add_argument("--ae-batch", type=int, default=16)
-p.add_argument("--steps", type=int, default=2400)
+p.add_argument("--steps", type=int, default=1800)
 p.add_argument("--batch", type=int, default=32)
 p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--warmup", type=int, default=100)
-p.add_argument("--ema", type=float, default=0.998)
-p.add_argument("--cond-drop", type=float, default=0.1)
+p.add_argument("--ema", type=float, default=0.995)
+p.add_argument("--cond-drop", type=float, default=0.15)
 p.add_argument("--decoder-steps", type=int, default=1000)
+p.add_argument("--stop-at", type=int, default=1000,
+               help="end phase 2 after this many of its --steps (its LR schedule still spans --steps)")
+p.add_argument("--ft-steps", type=int, default=600)
+p.add_argument("--ft2-steps", type=int, default=900)
+p.add_argument("--ft-lr", type=float, default=5e-4)
+p.add_argument("--offset-noise", type=float, default=0.1)
 p.add_argument("--resume", action="store_true")
 p.add_argument("--stop-after", choices=["ae", "decoder", "diffusion"], default=None)
 p.add_argument("--skip-export", action="store_true")
 args = p.parse_args()
 
 torch.set_num_threads(args.threads)
-# Denormal floats (tiny gradients late in training) are many times slower on x86 CPUs.
-torch.set_flush_denormal(True)
 os.makedirs(args.work, exist_ok=True)
-T = schedule.T
-alphas_cumprod = schedule.alphas_cumprod().float()
+T = 1000
+betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, T, dtype=torch.float64) ** 2
+alphas_cumprod = torch.cumprod(1 - betas, 0).float()
 held = scenes.held_out()
 held_keys = scenes.held_out_keys(held)
 tokenizer = tok.Tokenizer()
@@ -221,11 +227,6 @@ def caption_for(attrs, rng):
     return ""
 
 
-def save_diffusion(path, step):
-    torch.save({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
-                "ema": ema, "step": step}, path)
-
-
 if args.resume and os.path.exists(diff_path):
     state = torch.load(diff_path)
     unet.load_state_dict(state["unet"])
@@ -238,7 +239,7 @@ else:
     rows = []
     t0 = time.time()
     smooth = None
-    for step in range(args.steps):
+    for step in range(min(args.steps, args.stop_at)):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr)
         attrs, imgs = render_batch(rng, args.batch)
@@ -249,13 +250,11 @@ else:
         noise = torch.randn_like(x0)
         ac = alphas_cumprod[t].view(-1, 1, 1, 1)
         xt = ac.sqrt() * x0 + (1 - ac).sqrt() * noise
-        # v-prediction (Salimans & Ho): well conditioned at high noise, where layout is decided.
-        target = ac.sqrt() * noise - (1 - ac).sqrt() * x0
         pred = unet(xt, t.float(), text_encoder(ids))
-        # Plain v-MSE (as SD 2's v-models): in x0 terms each step weighs snr + 1, so the noisiest
-        # steps, where the prompt alone decides the layout, keep a weight of about 1 (min-SNR
-        # weighting would give them ~0.005).
-        loss = (pred - target).pow(2).mean()
+        snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
+        weight = torch.clamp(snr, max=5.0) / snr
+        per = (pred - noise).pow(2).mean(dim=(1, 2, 3))
+        loss = (weight * per).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -264,19 +263,89 @@ else:
         with torch.no_grad():
             for e, q in zip(ema, params):
                 e.mul_(decay).add_(q.detach(), alpha=1 - decay)
-        mse = loss.item()
+        mse = per.mean().item()
         smooth = mse if smooth is None else 0.98 * smooth + 0.02 * mse
-        rows.append((step, mse))
-        if step % 25 == 0 or step == args.steps - 1:
+        rows.append((step, loss.item(), mse))
+        if step % 25 == 0 or step == args.stop_at - 1:
             el = time.time() - t0
-            log(f"step {step} v-mse {mse:.4f} (smoothed {smooth:.4f}) "
+            log(f"step {step} loss {loss.item():.4f} mse {mse:.4f} (smoothed {smooth:.4f}) "
                 f"lr {opt.param_groups[0]['lr']:.2e} {el:.0f}s ({el / (step + 1):.2f} s/step)")
-        if step % 250 == 249:
-            save_diffusion(diff_path + ".partial", step)
+        if step % 500 == 499:
+            torch.save({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
+                        "ema": ema, "step": step}, diff_path + ".partial")
     with open(os.path.join(args.work, "loss.csv"), "w") as f:
-        csv.writer(f).writerows([("step", "v_mse"), *rows])
+        csv.writer(f).writerows([("step", "weighted_loss", "eps_mse"), *rows])
     log(f"diffusion: done in {time.time() - t0:.0f}s")
-    save_diffusion(diff_path, args.steps)
+    torch.save({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
+                "ema": ema}, diff_path)
+
+# 2b. Offset-noise fine-tune. With SD's schedule the noisiest training input still carries the
+# image mean (sqrt(alpha_bar_999) = 0.068), so a model trained on plain noise takes the background
+# colour from the random mean of its starting noise rather than from the prompt. Training on noise
+# with a random per-channel offset (Guttenberg's "offset noise") removes that shortcut.
+def offset_finetune(steps, lr, seed, name):
+    """One offset-noise fine-tune round (fresh AdamW, 20 warm-up steps, cosine to lr/10)."""
+    global ema
+    path = os.path.join(args.work, f"{name}.pt")
+    if args.resume and os.path.exists(path):
+        state = torch.load(path)
+        unet.load_state_dict(state["unet"])
+        text_encoder.load_state_dict(state["text_encoder"])
+        ema = state["ema"]
+        log(f"{name}: resumed from checkpoint")
+        return
+    if steps <= 0:
+        return
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    unet.train()
+    text_encoder.train()
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    rows = []
+    t0 = time.time()
+    smooth = None
+    for step in range(steps):
+        warm = min(1.0, (step + 1) / 20)
+        q = step / steps
+        for g in opt.param_groups:
+            g["lr"] = lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * q)))
+        attrs, imgs = render_batch(rng, args.batch)
+        with torch.no_grad():
+            x0 = ae.encoder(imgs) * scaling_factor
+        ids = torch.tensor([tokenizer.encode(caption_for(a, rng))[:L] for a in attrs])
+        t = torch.randint(0, T, (args.batch,))
+        noise = torch.randn_like(x0) + args.offset_noise * torch.randn(args.batch, 4, 1, 1)
+        ac = alphas_cumprod[t].view(-1, 1, 1, 1)
+        xt = ac.sqrt() * x0 + (1 - ac).sqrt() * noise
+        pred = unet(xt, t.float(), text_encoder(ids))
+        snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
+        weight = torch.clamp(snr, max=5.0) / snr
+        per = (pred - noise).pow(2).mean(dim=(1, 2, 3))
+        loss = (weight * per).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            for e, p_ in zip(ema, params):
+                e.mul_(args.ema).add_(p_.detach(), alpha=1 - args.ema)
+        mse = per.mean().item()
+        smooth = mse if smooth is None else 0.98 * smooth + 0.02 * mse
+        rows.append((step, loss.item(), mse))
+        if step % 25 == 0 or step == steps - 1:
+            el = time.time() - t0
+            log(f"{name} step {step} loss {loss.item():.4f} mse {mse:.4f} (smoothed {smooth:.4f}) "
+                f"lr {opt.param_groups[0]['lr']:.2e} {el:.0f}s ({el / (step + 1):.2f} s/step)")
+    with open(os.path.join(args.work, f"{name}_loss.csv"), "w") as f:
+        csv.writer(f).writerows([("step", "weighted_loss", "eps_mse"), *rows])
+    log(f"{name}: done in {time.time() - t0:.0f}s")
+    torch.save({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
+                "ema": ema}, path)
+
+
+offset_finetune(args.ft_steps, args.ft_lr, args.seed + 3, "finetune")
+# A second round (a fresh schedule) continues from the first.
+offset_finetune(args.ft2_steps, args.ft_lr, args.seed + 4, "finetune2")
 
 # EMA weights are what gets exported.
 with torch.no_grad():
