@@ -148,7 +148,7 @@ function cumprod(xs: readonly number[]): Float32Array {
  * Sample Steps are Flawed", algorithm 1), in float32 as torch runs it: √ᾱ is shifted so that its
  * last value is 0 and scaled so that its first is unchanged, and the betas are recovered from it.
  */
-export function rescaleZeroTerminalSnr(betas: readonly number[]): number[] {
+function rescaleZeroTerminalSnr(betas: readonly number[]): number[] {
   const sqrtAc = Array.from(cumprod(betas.map((b) => f32(1 - b))), (a) => f32(Math.sqrt(a)));
   const first = sqrtAc[0], last = sqrtAc[sqrtAc.length - 1];
   const scale = f32(first / f32(first - last));

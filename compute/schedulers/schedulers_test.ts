@@ -54,7 +54,7 @@ Deno.test("EulerDiscrete linspace spacing spans 999 → 0", () => {
 Deno.test("rescale_betas_zero_snr: ᾱ ends at 0, Euler starts at σ ≈ 4096 (diffusers' 2⁻²⁴ clamp)", () => {
   const config = { ...SD, rescale_betas_zero_snr: true };
   const ac = alphasCumprod(config);
-  // Float64 reference: training/schedule.py (algorithm 1 of Lin et al.) on SD's betas.
+  // Float64 reference: algorithm 1 of Lin et al. on SD's betas, computed with torch in float64.
   assertClose([ac[0], ac[1], ac[500], ac[998]], [
     0.99915,
     0.9982334461,
