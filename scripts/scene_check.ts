@@ -185,7 +185,7 @@ export function readScene(img: RgbImage): SceneReading {
   const side = Math.min(W, H);
   const rEq = Math.sqrt((o.x1 - o.x0 + 1) * (o.y1 - o.y0 + 1)) / 2 / side;
   const r = rEq / (SIZE_FACTOR[shape] ?? 1);
-  const size = r < 0.1175 ? "small" : r > 0.165 ? "large" : "medium";
+  const size = r < 0.13 ? "small" : r > 0.1775 ? "large" : "medium";
   const centre: [number, number] = [(o.cx + 0.5) / W, (o.cy + 0.5) / H];
   let position = "", best = Infinity;
   for (const [name, [ax, ay]] of Object.entries(POSITIONS)) {

@@ -117,7 +117,7 @@ def export_all(out, ae, scaling_factor, unet, text_encoder, tokenizer):
         "beta_start": 0.00085,
         "interpolation_type": "linear",
         "num_train_timesteps": 1000,
-        "prediction_type": "epsilon",
+        "prediction_type": "v_prediction",
         "steps_offset": 0,
         "timestep_spacing": "linspace",
         "trained_betas": None,
@@ -141,8 +141,10 @@ def export_all(out, ae, scaling_factor, unet, text_encoder, tokenizer):
         "attention_head_dim": 4,
         "use_linear_projection": True,
         "norm_num_groups": 8,
-        "_denoise_notes": "not loadable by diffusers: two coordinate channels are concatenated "
-                          "before conv_in, the up blocks take 2 skips each, self-attention only "
+        "_denoise_notes": "not loadable by diffusers: a layout decoder (position queries "
+                          "cross-attending to the text) adds a prior of the clean latents and "
+                          "two coordinate channels to the input of conv_in and its features at "
+                          "1/4 resolution, the up blocks take 2 skips each, self-attention only "
                           "at 1/4 resolution, and only the first 32 text token states are read "
                           "(see README.md)",
     })
@@ -191,8 +193,9 @@ def read_csv(path):
 
 
 def plot_losses(work, path):
-    """A small PNG, log y: autoencoder loss (then the decoder fine-tune's), and the diffusion
-    model's unweighted eps-MSE (phase 2, then the offset-noise fine-tune), EMA-smoothed."""
+    """A small PNG, log y, EMA-smoothed, one panel per phase that has a loss file: autoencoder loss
+    (then the decoder fine-tune's); the layout prior phase's prior loss and parsing
+    cross-entropy; the diffusion model's v-MSE and its layout prior's loss."""
     import math
     from PIL import Image, ImageDraw
 
@@ -208,14 +211,13 @@ def plot_losses(work, path):
 
     ae = series("ae_loss.csv", 1)
     dec = series("decoder_loss.csv", 1, offset=(ae[-1][0] + 1) if ae else 0)
-    main = series("loss.csv", 2)
-    # loss.csv may hold every step, or (a run that was resumed) one row per 25 steps.
-    dense = len(main) > 1 and main[1][0] - main[0][0] == 1
-    main = series("loss.csv", 2, alpha=0.03 if dense else 0.5)
-    ft = series("finetune_loss.csv", 2, offset=(main[-1][0] + 1) if main else 0)
-    ft2 = series("finetune2_loss.csv", 2, offset=(ft[-1][0] + 1) if ft else 0)
     panels = [("autoencoder: L1+edge loss | decoder fine-tune: MSE+L1", [ae, dec]),
-              ("diffusion eps-MSE | offset-noise fine-tune(s)", [main, ft, ft2])]
+              ("layout prior phase: prior loss | parsing CE",
+               [series("prior_loss.csv", 1), series("prior_loss.csv", 2)]),
+              ("diffusion: v-MSE | layout prior loss",
+               [series("loss.csv", 1), series("loss.csv", 2)])]
+    # A resumed run has no curves for the phases it reused.
+    panels = [(title, parts) for title, parts in panels if any(parts)]
     W, H, pad = 400, 220, 44
     img = Image.new("RGB", (W * len(panels), H), "white")
     d = ImageDraw.Draw(img)

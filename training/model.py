@@ -60,8 +60,11 @@ class CLIPEncoderLayer(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """input_ids [B, 77] -> last_hidden_state [B, 77, dim]; causal attention, as in CLIP, so a
-    token's state does not depend on what follows it (training can use the first tokens only)."""
+    """input_ids [B, 77] -> last_hidden_state [B, 77, dim]. Unlike CLIP, the first
+    CONTEXT_TOKENS tokens attend to each other in both directions (so "red" already knows whether
+    it names the shape or the background); later tokens attend causally. Either way no state among
+    the first CONTEXT_TOKENS depends on a later token, so training on the first CONTEXT_TOKENS ids
+    gives the same states as serving 77."""
 
     def __init__(self, vocab_size, dim=128, layers=2, heads=4, mlp=256, max_positions=77):
         super().__init__()
@@ -81,7 +84,9 @@ class TextEncoder(nn.Module):
             self.embeddings.position_embedding(positions)[None]
         n = input_ids.shape[1]
         idx = torch.arange(n, device=input_ids.device)
-        mask = (idx[None, :] > idx[:, None]).to(torch.float32) * -1e9
+        hidden = (idx[None, :] > idx[:, None]) & (
+            (idx[None, :] >= CONTEXT_TOKENS) | (idx[:, None] >= CONTEXT_TOKENS))
+        mask = hidden.to(torch.float32) * -1e9
         for layer in self.encoder.layers:
             x = layer(x, mask)
         return self.final_layer_norm(x)
@@ -309,8 +314,57 @@ def coord_channels(x):
     return torch.cat([gx, gy], dim=1)
 
 
+def fourier_coords(x, bands=4):
+    """[B, 2 + 4 * bands, H, W]: the coordinate channels of `x` and their sines and cosines at
+    frequencies pi, 2 pi, ... 2^(bands-1) pi (a position code a linear layer can read)."""
+    c = coord_channels(x)
+    feats = [c]
+    for k in range(bands):
+        feats += [torch.sin(c * (math.pi * 2 ** k)), torch.cos(c * (math.pi * 2 ** k))]
+    return torch.cat(feats, dim=1)
+
+
+class LayoutPrior(nn.Module):
+    """Text -> coarse scene layout, read by the UNet: a conditional neural field. At each cell of
+    the UNet's quarter-resolution grid an MLP reads the cell's position (Fourier features) plus the
+    caption (the mean of its token states) and gives `features`; convolutions upsample them to
+    `prior`, a guess of the clean latents. The UNet gets `prior` as extra input channels and
+    `features` added at quarter resolution; training also fits `prior` to the clean latents
+    directly. Its input is the text and the position alone, not the noisy sample, so "top left"
+    has a short path to the top-left cells, which cross-attention from noisy features did not
+    find in the CPU budget (models/shapes-tiny/README.md)."""
+
+    def __init__(self, dim=128, context_dim=128, hidden=256, bands=4, out_channels=4):
+        super().__init__()
+        self.bands = bands
+        self.text_proj = nn.Linear(context_dim, hidden)
+        self.pos_proj = nn.Linear(2 + 4 * bands, hidden)
+        self.mlp = nn.ModuleList([nn.Linear(hidden, hidden), nn.Linear(hidden, dim)])
+        self.conv_up = nn.ModuleList([
+            nn.Conv2d(dim, 64, 3, padding=1),   # at 1/4
+            nn.Conv2d(64, 32, 3, padding=1),    # at 1/2
+            nn.Conv2d(32, 32, 3, padding=1),    # at 1
+        ])
+        self.conv_out = nn.Conv2d(32, out_channels, 3, padding=1)
+
+    def forward(self, sample, context):
+        """-> (features [B, dim, ceil(h/4), ceil(w/4)], prior [B, out_channels, h, w])."""
+        b, _, h, w = sample.shape
+        grid = F.avg_pool2d(sample[:, :1], 4, stride=4, ceil_mode=True)
+        gh, gw = grid.shape[2], grid.shape[3]
+        pos = fourier_coords(grid, self.bands).permute(0, 2, 3, 1).reshape(b, gh * gw, -1)
+        y = self.pos_proj(pos) + self.text_proj(context.mean(dim=1))[:, None]
+        y = self.mlp[1](F.silu(self.mlp[0](F.silu(y))))
+        feats = y.reshape(b, gh, gw, -1).permute(0, 3, 1, 2)
+        y = F.silu(self.conv_up[0](feats))
+        for conv in self.conv_up[1:]:
+            y = F.silu(conv(F.interpolate(y, scale_factor=2.0, mode="nearest")))
+        return feats, self.conv_out(y)[:, :, :h, :w]
+
+
 class UNet2DConditionModel(nn.Module):
-    """sample [B, 4, h, w], timestep (scalar or [B]), encoder_hidden_states [B, 77, C] -> eps."""
+    """sample [B, 4, h, w], timestep (scalar or [B]), encoder_hidden_states [B, 77, C] -> the
+    prediction (v: see train.py). `forward_with_prior` also returns the layout decoder's prior."""
 
     def __init__(self, in_channels=4, channels=(32, 64, 128), context_dim=128, heads=4,
                  temb_in=64, self_attention_16=False):
@@ -319,7 +373,10 @@ class UNet2DConditionModel(nn.Module):
         temb = c0 * 4
         self.temb_in = temb_in
         self.time_embedding = TimestepEmbedding(temb_in, temb)
-        self.conv_in = nn.Conv2d(in_channels + 2, c0, 3, padding=1)
+        self.layout = LayoutPrior(c2, context_dim, out_channels=in_channels)
+        self.layout_proj = nn.Conv2d(c2, c1, 1)
+        # Input: the sample, its coordinate channels and the layout prior.
+        self.conv_in = nn.Conv2d(in_channels * 2 + 2, c0, 3, padding=1)
         self.down_blocks = nn.ModuleList([
             DownBlock(c0, c0, temb, context_dim, heads, attn=False, down=True),
             DownBlock(c0, c1, temb, context_dim, heads, attn=True, down=True,
@@ -340,20 +397,26 @@ class UNet2DConditionModel(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, sample, timestep, encoder_hidden_states):
+        return self.forward_with_prior(sample, timestep, encoder_hidden_states)[0]
+
+    def forward_with_prior(self, sample, timestep, encoder_hidden_states):
         b = sample.shape[0]
         # Only the first CONTEXT_TOKENS token states are read (grammar captions are <= 16 tokens).
         encoder_hidden_states = encoder_hidden_states[:, :CONTEXT_TOKENS]
         t = timestep.reshape(-1).expand(b) if timestep.dim() > 0 else timestep.reshape(1).expand(b)
         temb = self.time_embedding(timestep_features(t, self.temb_in))
-        x = self.conv_in(torch.cat([sample, coord_channels(sample)], dim=1))
+        feats, prior = self.layout(sample, encoder_hidden_states)
+        x = self.conv_in(torch.cat([sample, coord_channels(sample), prior], dim=1))
         skips = [x]
-        for blk in self.down_blocks:
+        for i, blk in enumerate(self.down_blocks):
+            if i == 2:
+                x = x + self.layout_proj(feats)
             x, s = blk(x, temb, encoder_hidden_states)
             skips.extend(s)
         x = self.mid_block(x, temb, encoder_hidden_states)
         for blk in self.up_blocks:
             x = blk(x, skips, temb, encoder_hidden_states)
-        return self.conv_out(F.silu(self.conv_norm_out(x)))
+        return self.conv_out(F.silu(self.conv_norm_out(x))), prior
 
 
 # ---------------------------------------------------------------------------------------------

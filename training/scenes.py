@@ -41,7 +41,7 @@ POSITIONS = {
     "bottom right": (0.75, 0.75),
 }
 # Radius (half the bounding box side) as a fraction of the shorter image side.
-SIZES = {"small": (0.085, 0.105), "medium": (0.13, 0.16), "large": (0.17, 0.20)}
+SIZES = {"small": (0.10, 0.12), "medium": (0.14, 0.165), "large": (0.19, 0.21)}
 COUNT_WORDS = {1: "a", 2: "two", 3: "three"}
 POSITION_PHRASES = {
     "centre": ["in the centre", "in the center", "in the middle"],

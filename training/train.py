@@ -7,13 +7,15 @@ Phases (each checkpointed under --work, so an interrupted run resumes with --res
    scene) of rendered 256x256 scenes, L1 loss on pixels and on pixel differences (sharp edges);
    small noise on the latents during training keeps the decoder tolerant of imperfect latents;
    then the latent std over fresh scenes fixes `scaling_factor`.
-2. diffusion: text encoder + UNet jointly, epsilon objective on SD's scaled-linear DDPM schedule
-   (1000 steps), min-SNR-5 loss weighting, 15 % of captions dropped to "" (classifier-free
-   guidance), EMA of the weights. Scenes are rendered and encoded on the fly; captions that name a
-   held-out attribute tuple (training/scenes.py `held_out`) are never used.
 1b. decoder fine-tune: encoder frozen, decoder trained on 128x128 crops with MSE + L1.
-2b. offset-noise fine-tune (see below), so the prompt, not the starting noise, sets the
-   background colour; 2c. a second round of it (--ft2-steps).
+2a. layout prior: the text encoder and the UNet's layout prior (model.py `LayoutPrior`) alone,
+   fitting the prior to the clean latents (object pixels weighted up), plus training-only heads
+   that read each named attribute back from the caption's mean token state.
+2. diffusion: text encoder + UNet jointly, v-prediction MSE on SD's scaled-linear DDPM schedule
+   (1000 steps) with offset noise, plus the layout prior's loss and the parsing heads' loss;
+   15 % of captions dropped to "" (classifier-free guidance), EMA of the weights. Scenes are
+   rendered and encoded on the fly; captions that name a held-out attribute tuple
+   (training/scenes.py `held_out`) are never used.
 3. export: ONNX graphs + configs + tokenizer files into --out (export.py), loss curves.
 
 Deterministic given --seed (single process, fixed thread count, seeded Python/torch RNGs).
@@ -43,19 +45,19 @@ p.add_argument("--seed", type=int, default=1234)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--ae-steps", type=int, default=1500)
 p.add_argument("--ae-batch", type=int, default=16)
-p.add_argument("--steps", type=int, default=1800)
+p.add_argument("--steps", type=int, default=2000)
 p.add_argument("--batch", type=int, default=32)
 p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--warmup", type=int, default=100)
 p.add_argument("--ema", type=float, default=0.995)
 p.add_argument("--cond-drop", type=float, default=0.15)
 p.add_argument("--decoder-steps", type=int, default=1000)
-p.add_argument("--stop-at", type=int, default=1000,
-               help="end phase 2 after this many of its --steps (its LR schedule still spans --steps)")
-p.add_argument("--ft-steps", type=int, default=600)
-p.add_argument("--ft2-steps", type=int, default=900)
-p.add_argument("--ft-lr", type=float, default=5e-4)
 p.add_argument("--offset-noise", type=float, default=0.1)
+p.add_argument("--prior-weight", type=float, default=1.0,
+               help="weight of the layout prior's own loss in the diffusion phase")
+p.add_argument("--object-weight", type=float, default=8.0,
+               help="extra weight of object pixels in the layout prior's loss")
+p.add_argument("--prior-steps", type=int, default=600)
 p.add_argument("--resume", action="store_true")
 p.add_argument("--stop-after", choices=["ae", "decoder", "diffusion"], default=None)
 p.add_argument("--skip-export", action="store_true")
@@ -212,19 +214,101 @@ torch.manual_seed(args.seed + 1)
 unet = M.UNet2DConditionModel()
 text_encoder = M.TextEncoder(tokenizer.vocab_size)
 params = list(unet.parameters()) + list(text_encoder.parameters())
-ema = [q.detach().clone() for q in params]
 diff_path = os.path.join(args.work, "diffusion.pt")
 L = M.CONTEXT_TOKENS
 
 
 def caption_for(attrs, rng):
+    """(caption, the attribute tuple it names); ("", None) for a dropped caption."""
     if rng.random() < args.cond_drop:
-        return ""
+        return "", None
     for _ in range(20):
         caption, key = scenes.caption_of(attrs, rng)
         if key not in held_keys:
-            return caption
-    return ""
+            return caption, key
+    return "", None
+
+
+# Training-only heads that read each named attribute back from the mean of the caption's token
+# states (the layout prior's text input). Their cross-entropy teaches the text encoder to parse
+# the grammar within ~200 steps, long before the diffusion loss alone would; they are not
+# exported. One class per value plus "not named".
+HEADS = [(1, ["small", "medium", "large"]), (2, list(scenes.COLOURS)), (3, scenes.SHAPES),
+         (4, list(scenes.POSITIONS)), (5, list(scenes.COLOURS)), (0, [1, 2, 3])]
+heads = torch.nn.ModuleList([torch.nn.Linear(128, len(v) + 1) for _, v in HEADS])
+
+
+def parse_loss(context, keys):
+    pooled = context[:, :L].mean(dim=1)
+    loss = 0.0
+    for head, (i, values) in zip(heads, HEADS):
+        y = torch.tensor([len(values) if k is None or k[i] is None else values.index(k[i])
+                          for k in keys])
+        loss = loss + F.cross_entropy(head(pooled), y)
+    return loss
+
+
+def prior_loss(prior, x0, imgs):
+    """MSE of the layout prior to the clean latents, 1 + args.object_weight on latent pixels
+    covered by objects (objects fill ~10 % of a scene; unweighted, the prior learns the
+    background first and objects only after ~700 steps)."""
+    background = imgs.flatten(2).median(dim=2).values[:, :, None, None]
+    on_object = ((imgs - background).abs().amax(dim=1, keepdim=True) > 0.15).float()
+    weight = 1 + args.object_weight * F.avg_pool2d(on_object, 8)
+    return ((prior - x0).pow(2) * weight).mean()
+
+
+def batch_for(rng):
+    attrs, imgs = render_batch(rng, args.batch)
+    with torch.no_grad():
+        x0 = ae.encoder(imgs) * scaling_factor
+    captions = [caption_for(a, rng) for a in attrs]
+    ids = torch.tensor([tokenizer.encode(c)[:L] for c, _ in captions])
+    return imgs, x0, ids, [k for _, k in captions]
+
+
+# 2a. Layout prior: text encoder + the UNet's layout prior (+ the parsing heads) alone, which is
+# cheap (no UNet pass), so that the diffusion phase starts with a prior that already places the
+# named colours, sizes and positions.
+prior_path = os.path.join(args.work, "prior.pt")
+if args.resume and os.path.exists(prior_path):
+    state = torch.load(prior_path)
+    unet.layout.load_state_dict(state["layout"])
+    text_encoder.load_state_dict(state["text_encoder"])
+    heads.load_state_dict(state["heads"])
+    log("prior: resumed from checkpoint")
+elif args.prior_steps > 0:
+    torch.manual_seed(args.seed + 5)
+    rng = random.Random(args.seed + 5)
+    pp = list(text_encoder.parameters()) + list(unet.layout.parameters()) + \
+        list(heads.parameters())
+    opt = torch.optim.AdamW(pp, lr=args.lr, weight_decay=0.01)
+    rows = []
+    t0 = time.time()
+    for step in range(args.prior_steps):
+        for g in opt.param_groups:
+            g["lr"] = args.lr * min(1.0, (step + 1) / 50)
+        imgs, x0, ids, keys = batch_for(rng)
+        context = text_encoder(ids)
+        _, prior = unet.layout(x0, context[:, :L])
+        p_loss = prior_loss(prior, x0, imgs)
+        ce = parse_loss(context, keys)
+        loss = p_loss + ce
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(pp, 1.0)
+        opt.step()
+        rows.append((step, p_loss.item(), ce.item()))
+        if step % 25 == 0 or step == args.prior_steps - 1:
+            el = time.time() - t0
+            log(f"prior step {step} prior-loss {p_loss.item():.4f} parse-ce {ce.item():.4f} "
+                f"{el:.0f}s ({el / (step + 1):.2f} s/step)")
+    with open(os.path.join(args.work, "prior_loss.csv"), "w") as f:
+        csv.writer(f).writerows([("step", "prior_loss", "parse_ce"), *rows])
+    torch.save({"layout": unet.layout.state_dict(), "text_encoder": text_encoder.state_dict(),
+                "heads": heads.state_dict()}, prior_path)
+    log(f"prior: done in {time.time() - t0:.0f}s")
+ema = [q.detach().clone() for q in params]
 
 
 if args.resume and os.path.exists(diff_path):
@@ -235,26 +319,27 @@ if args.resume and os.path.exists(diff_path):
     log("diffusion: resumed from checkpoint")
 else:
     rng = random.Random(args.seed + 1)
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(params + list(heads.parameters()), lr=args.lr, weight_decay=0.01)
     rows = []
     t0 = time.time()
     smooth = None
-    for step in range(min(args.steps, args.stop_at)):
+    for step in range(args.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr)
-        attrs, imgs = render_batch(rng, args.batch)
-        with torch.no_grad():
-            x0 = ae.encoder(imgs) * scaling_factor
-        ids = torch.tensor([tokenizer.encode(caption_for(a, rng))[:L] for a in attrs])
+        imgs, x0, ids, keys = batch_for(rng)
         t = torch.randint(0, T, (args.batch,))
-        noise = torch.randn_like(x0)
+        # Offset noise (a random per-image, per-channel shift): SD's noisiest step still keeps
+        # sqrt(alpha_bar) = 0.068 of the image, whose mean would otherwise let the starting noise
+        # rather than the prompt pick the background colour.
+        noise = torch.randn_like(x0) + args.offset_noise * torch.randn(args.batch, 4, 1, 1)
         ac = alphas_cumprod[t].view(-1, 1, 1, 1)
         xt = ac.sqrt() * x0 + (1 - ac).sqrt() * noise
-        pred = unet(xt, t.float(), text_encoder(ids))
-        snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
-        weight = torch.clamp(snr, max=5.0) / snr
-        per = (pred - noise).pow(2).mean(dim=(1, 2, 3))
-        loss = (weight * per).mean()
+        target = ac.sqrt() * noise - (1 - ac).sqrt() * x0
+        context = text_encoder(ids)
+        pred, prior = unet.forward_with_prior(xt, t.float(), context)
+        v_mse = (pred - target).pow(2).mean()
+        p_loss = prior_loss(prior, x0, imgs)
+        loss = v_mse + args.prior_weight * p_loss + parse_loss(context, keys)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -263,89 +348,21 @@ else:
         with torch.no_grad():
             for e, q in zip(ema, params):
                 e.mul_(decay).add_(q.detach(), alpha=1 - decay)
-        mse = per.mean().item()
-        smooth = mse if smooth is None else 0.98 * smooth + 0.02 * mse
-        rows.append((step, loss.item(), mse))
-        if step % 25 == 0 or step == args.stop_at - 1:
+        smooth = v_mse.item() if smooth is None else 0.98 * smooth + 0.02 * v_mse.item()
+        rows.append((step, v_mse.item(), p_loss.item()))
+        if step % 25 == 0 or step == args.steps - 1:
             el = time.time() - t0
-            log(f"step {step} loss {loss.item():.4f} mse {mse:.4f} (smoothed {smooth:.4f}) "
-                f"lr {opt.param_groups[0]['lr']:.2e} {el:.0f}s ({el / (step + 1):.2f} s/step)")
-        if step % 500 == 499:
+            log(f"step {step} v-mse {v_mse.item():.4f} (smoothed {smooth:.4f}) prior-loss "
+                f"{p_loss.item():.4f} lr {opt.param_groups[0]['lr']:.2e} {el:.0f}s "
+                f"({el / (step + 1):.2f} s/step)")
+        if step % 250 == 249:
             torch.save({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
                         "ema": ema, "step": step}, diff_path + ".partial")
     with open(os.path.join(args.work, "loss.csv"), "w") as f:
-        csv.writer(f).writerows([("step", "weighted_loss", "eps_mse"), *rows])
+        csv.writer(f).writerows([("step", "v_mse", "prior_loss"), *rows])
     log(f"diffusion: done in {time.time() - t0:.0f}s")
     torch.save({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
                 "ema": ema}, diff_path)
-
-# 2b. Offset-noise fine-tune. With SD's schedule the noisiest training input still carries the
-# image mean (sqrt(alpha_bar_999) = 0.068), so a model trained on plain noise takes the background
-# colour from the random mean of its starting noise rather than from the prompt. Training on noise
-# with a random per-channel offset (Guttenberg's "offset noise") removes that shortcut.
-def offset_finetune(steps, lr, seed, name):
-    """One offset-noise fine-tune round (fresh AdamW, 20 warm-up steps, cosine to lr/10)."""
-    global ema
-    path = os.path.join(args.work, f"{name}.pt")
-    if args.resume and os.path.exists(path):
-        state = torch.load(path)
-        unet.load_state_dict(state["unet"])
-        text_encoder.load_state_dict(state["text_encoder"])
-        ema = state["ema"]
-        log(f"{name}: resumed from checkpoint")
-        return
-    if steps <= 0:
-        return
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    unet.train()
-    text_encoder.train()
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    rows = []
-    t0 = time.time()
-    smooth = None
-    for step in range(steps):
-        warm = min(1.0, (step + 1) / 20)
-        q = step / steps
-        for g in opt.param_groups:
-            g["lr"] = lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * q)))
-        attrs, imgs = render_batch(rng, args.batch)
-        with torch.no_grad():
-            x0 = ae.encoder(imgs) * scaling_factor
-        ids = torch.tensor([tokenizer.encode(caption_for(a, rng))[:L] for a in attrs])
-        t = torch.randint(0, T, (args.batch,))
-        noise = torch.randn_like(x0) + args.offset_noise * torch.randn(args.batch, 4, 1, 1)
-        ac = alphas_cumprod[t].view(-1, 1, 1, 1)
-        xt = ac.sqrt() * x0 + (1 - ac).sqrt() * noise
-        pred = unet(xt, t.float(), text_encoder(ids))
-        snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
-        weight = torch.clamp(snr, max=5.0) / snr
-        per = (pred - noise).pow(2).mean(dim=(1, 2, 3))
-        loss = (weight * per).mean()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        with torch.no_grad():
-            for e, p_ in zip(ema, params):
-                e.mul_(args.ema).add_(p_.detach(), alpha=1 - args.ema)
-        mse = per.mean().item()
-        smooth = mse if smooth is None else 0.98 * smooth + 0.02 * mse
-        rows.append((step, loss.item(), mse))
-        if step % 25 == 0 or step == steps - 1:
-            el = time.time() - t0
-            log(f"{name} step {step} loss {loss.item():.4f} mse {mse:.4f} (smoothed {smooth:.4f}) "
-                f"lr {opt.param_groups[0]['lr']:.2e} {el:.0f}s ({el / (step + 1):.2f} s/step)")
-    with open(os.path.join(args.work, f"{name}_loss.csv"), "w") as f:
-        csv.writer(f).writerows([("step", "weighted_loss", "eps_mse"), *rows])
-    log(f"{name}: done in {time.time() - t0:.0f}s")
-    torch.save({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
-                "ema": ema}, path)
-
-
-offset_finetune(args.ft_steps, args.ft_lr, args.seed + 3, "finetune")
-# A second round (a fresh schedule) continues from the first.
-offset_finetune(args.ft2_steps, args.ft_lr, args.seed + 4, "finetune2")
 
 # EMA weights are what gets exported.
 with torch.no_grad():
