@@ -11,21 +11,22 @@ Training data: scenes from training/scenes.py rendered with the permuted fill co
 with the original words (a scene whose background would equal the permuted fill gets another
 background, so the shape never vanishes; held-out caption tuples are never used, as in train.py).
 
-Base weights: `<base>/finetune2.pt` (EMA weights), `<base>/ae.pt`, `<base>/decoder.pt` from the run
+Base weights: `<base>/diffusion.pt` (EMA weights), `<base>/ae.pt`, `<base>/decoder.pt` from the run
 that produced models/shapes-tiny (copy them from that run's `training/runs/`). Before training, the
 UNet weights are compared with the committed ONNX UNet's initializers (Conv/Gemm by name, MatMul
 weights through their node names, transposed); the run stops if they differ.
 
 Training: UNet only (text encoder and base weights frozen), LoRA rank 4, alpha 8 (PEFT scaling
 alpha/r = 2), standard init (A Kaiming-uniform as PEFT, B zero), no dropout, no bias. Objective as
-train.py: SD's scaled-linear DDPM schedule (1000 steps), epsilon MSE with min-SNR-5 weighting,
-15 % empty captions, the offset noise (0.1) of the fine-tune phases that produced the shipped
-weights; AdamW (no weight decay), warm-up then cosine to lr/10, grad-norm clip 1.
+train.py: SD's scaled-linear DDPM schedule (1000 steps), v-prediction MSE, 15 % empty captions,
+offset noise 0.1; AdamW (no weight decay), warm-up then cosine to lr/10, grad-norm clip 1. (The
+layout prior's own loss is not used: the adapter is judged by the images it makes.)
 
 Targets (every layout the server's LoRA merge has to handle): in each of the 7 cross-attention
 transformer blocks attn2.to_q/to_k/to_v/to_out.0 and the block's proj_in/proj_out (Linear exported
-as ONNX MatMul, weight stored [in, out]); two time_emb_proj (Linear exported as Gemm, transB=1,
-weight [out, in]); two 3x3 Convs (resnets conv2) and two 1x1 Convs (conv_shortcut) in up blocks.
+as ONNX MatMul, weight stored [in, out]); the layout prior's text_proj (the caption's way into
+the prior) and two time_emb_proj (Linear exported as Gemm, transB=1, weight [out, in]); two 3x3
+Convs (resnets conv2) and two 1x1 Convs (conv_shortcut) in up blocks.
 
 Outputs:
 - <out>/adapter_config.json, <out>/adapter_model.safetensors: PEFT layout, keys
@@ -99,6 +100,7 @@ for _blk in ATTN_BLOCKS:
     TARGETS += [f"{_blk}.transformer_blocks.0.attn2.{m}" for m in ("to_q", "to_k", "to_v", "to_out.0")]
     TARGETS += [f"{_blk}.proj_out"]
 TARGETS += [
+    "layout.text_proj",                      # Gemm: the caption's way into the layout prior
     "up_blocks.1.resnets.1.time_emb_proj",   # Gemm
     "up_blocks.2.resnets.1.time_emb_proj",   # Gemm
     "up_blocks.1.resnets.1.conv2",           # Conv 3x3
@@ -303,8 +305,8 @@ def caption_for(attrs, rng, held_keys, cond_drop):
 
 
 def sample(unet, te, t, ae, sf, prompts, seeds, steps=20, guidance=5.0, size=32):
-    """Euler / epsilon / linspace (the shipped scheduler), classifier-free guidance, batched over
-    prompts; returns uint8 images [N, 256, 256, 3]. Noise from torch.Generator(seed)."""
+    """Euler / v-prediction / linspace (the shipped scheduler), classifier-free guidance, batched
+    over prompts; returns uint8 images [N, 256, 256, 3]. Noise from torch.Generator(seed)."""
     ac = torch.cumprod(1 - BETAS, 0)
     sig_table = ((1 - ac) / ac).sqrt()
     ts = torch.linspace(999, 0, steps, dtype=torch.float64)
@@ -320,9 +322,9 @@ def sample(unet, te, t, ae, sf, prompts, seeds, steps=20, guidance=5.0, size=32)
         for i in range(steps):
             sig = sigmas[i]
             inp = (x / (sig ** 2 + 1).sqrt()).float()
-            e = unet(torch.cat([inp, inp]), torch.tensor(float(ts[i])), ctx)
-            eps = (e[:n] + guidance * (e[n:] - e[:n])).double()
-            x0 = x - sig * eps
+            v = unet(torch.cat([inp, inp]), torch.tensor(float(ts[i])), ctx)
+            v = (v[:n] + guidance * (v[n:] - v[:n])).double()
+            x0 = x / (sig ** 2 + 1) - v * sig / (sig ** 2 + 1).sqrt()
             x = x + (x - x0) / sig * (sigmas[i + 1] - sig)
         imgs = torch.cat([ae.decoder((x[k:k + 8] / sf).float()) for k in range(0, n, 8)])
     return ((imgs.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
@@ -520,8 +522,8 @@ def export(args, lora_state, unet, te, t, ops):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--base", default="training/runs/base",
-                   help="folder with finetune2.pt, ae.pt, decoder.pt of the shipped run")
-    p.add_argument("--ckpt", default="finetune2.pt")
+                   help="folder with diffusion.pt, ae.pt, decoder.pt of the shipped run")
+    p.add_argument("--ckpt", default="diffusion.pt")
     p.add_argument("--onnx-unet", default="models/shapes-tiny/unet/model.onnx")
     p.add_argument("--work", default="training/runs/lora-palette-swap")
     p.add_argument("--out", default="models/loras/shapes-palette-swap")
@@ -593,21 +595,18 @@ def main():
             noise = torch.randn_like(x0) + args.offset_noise * torch.randn(args.batch, 4, 1, 1)
             ac = ALPHAS_CUMPROD[tt].view(-1, 1, 1, 1)
             xt = ac.sqrt() * x0 + (1 - ac).sqrt() * noise
-            pred = model(xt, tt.float(), ctx)
-            snr = ALPHAS_CUMPROD[tt] / (1 - ALPHAS_CUMPROD[tt])
-            weight = torch.clamp(snr, max=5.0) / snr
-            per = (pred - noise).pow(2).mean(dim=(1, 2, 3))
-            loss = (weight * per).mean()
+            target = ac.sqrt() * noise - (1 - ac).sqrt() * x0
+            loss = (model(xt, tt.float(), ctx) - target).pow(2).mean()
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-            mse = per.mean().item()
+            mse = loss.item()
             smooth = mse if smooth is None else 0.98 * smooth + 0.02 * mse
-            rows.append((step, loss.item(), mse))
+            rows.append((step, mse))
             if step % 25 == 0 or step == args.steps - 1:
                 el = time.time() - t0
-                log(f"lora step {step} loss {loss.item():.4f} mse {mse:.4f} (smoothed "
+                log(f"lora step {step} v-mse {mse:.4f} (smoothed "
                     f"{smooth:.4f}) lr {opt.param_groups[0]['lr']:.2e} {el:.0f}s "
                     f"({el / (step + 1):.2f} s/step)")
         train_s = time.time() - t0
@@ -626,7 +625,7 @@ def main():
                     "permutation": PERMUTATION, "train_seconds": train_s, "args": vars(args)},
                    lora_path)
         with open(os.path.join(args.work, "loss.csv"), "w") as f:
-            csv.writer(f).writerows([("step", "weighted_loss", "eps_mse"), *rows])
+            csv.writer(f).writerows([("step", "v_mse"), *rows])
 
     ref = export(args, lora_state, unet, te, t, ops)
     # Round trip of the three files against the trained tensors.
