@@ -141,12 +141,12 @@ def export_all(out, ae, scaling_factor, unet, text_encoder, tokenizer):
         "attention_head_dim": 4,
         "use_linear_projection": True,
         "norm_num_groups": 8,
-        "_denoise_notes": "not loadable by diffusers: a layout decoder (position queries "
-                          "cross-attending to the text) adds a prior of the clean latents and "
-                          "two coordinate channels to the input of conv_in and its features at "
-                          "1/4 resolution, the up blocks take 2 skips each, self-attention only "
-                          "at 1/4 resolution, and only the first 32 text token states are read "
-                          "(see README.md)",
+        "_denoise_notes": "not loadable by diffusers: a layout prior (an MLP over each 1/4-"
+                          "resolution cell's position and the mean token state) adds a guess of "
+                          "the clean latents and two coordinate channels to the input of conv_in "
+                          "and its features at 1/4 resolution, the up blocks take 2 skips each, "
+                          "self-attention only at 1/4 resolution, and only the first 32 text "
+                          "token states are read (see README.md)",
     })
     write_json(f"{out}/vae_decoder/config.json", {
         "_class_name": "AutoencoderKL",

@@ -2,12 +2,13 @@
 names read like real Stable Diffusion exports (`/down_blocks.1/attentions.0/transformer_blocks.0/
 attn2/to_k/MatMul`).
 
-- `TextEncoder`: CLIP-like (token + position embeddings, pre-LN transformer layers, final LN).
+- `TextEncoder`: CLIP-like (token + position embeddings, pre-LN transformer layers, final LN),
+  except that the first CONTEXT_TOKENS tokens attend in both directions.
 - `UNet2DConditionModel`: ResNet blocks, cross-attention transformer blocks at 1/2 and 1/4 of the
-  latent resolution, skip connections, sinusoidal timestep embedding. One deviation from SD: two
-  coordinate channels (x and y in [-1, 1], computed from the sample's shape inside the graph) are
-  concatenated to the latents before `conv_in`, so that "left" and "top" are easy to learn at any
-  size.
+  latent resolution, skip connections, sinusoidal timestep embedding. Deviations from SD: a
+  `LayoutPrior` (text + cell position -> a coarse guess of the clean latents) whose guess joins the
+  input and whose features join the 1/4-resolution path; two coordinate channels (x and y in
+  [-1, 1], computed from the sample's shape inside the graph) concatenated before `conv_in`.
 - `AutoencoderKL`: a small convolutional autoencoder, downsampling 8x to 4 latent channels.
 """
 
@@ -364,7 +365,7 @@ class LayoutPrior(nn.Module):
 
 class UNet2DConditionModel(nn.Module):
     """sample [B, 4, h, w], timestep (scalar or [B]), encoder_hidden_states [B, 77, C] -> the
-    prediction (v: see train.py). `forward_with_prior` also returns the layout decoder's prior."""
+    prediction (v: see train.py). `forward_with_prior` also returns the layout prior's guess."""
 
     def __init__(self, in_channels=4, channels=(32, 64, 128), context_dim=128, heads=4,
                  temb_in=64, self_attention_16=False):
