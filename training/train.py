@@ -234,8 +234,8 @@ def caption_for(attrs, rng):
 # exported. One class per value plus "not named".
 HEADS = [(1, ["small", "medium", "large"]), (2, list(scenes.COLOURS)), (3, scenes.SHAPES),
          (4, list(scenes.POSITIONS)), (5, list(scenes.COLOURS)), (0, [1, 2, 3])]
-heads = torch.nn.ModuleList([torch.nn.Linear(text_encoder.final_layer_norm.normalized_shape[0], len(v) + 1)
-                             for _, v in HEADS])
+text_width = text_encoder.final_layer_norm.normalized_shape[0]
+heads = torch.nn.ModuleList([torch.nn.Linear(text_width, len(v) + 1) for _, v in HEADS])
 
 
 def parse_loss(context, keys):
