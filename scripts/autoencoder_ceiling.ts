@@ -8,20 +8,13 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import sharp from "sharp";
 import { readFloat32 } from "../compute/backends/backend.ts";
 import { createNodeBackend } from "../compute/backends/onnxruntime_node.ts";
 import type { RgbImage } from "../compute/mod.ts";
+import { readImage } from "./judge.ts";
 import { type Expectation, formatScore, judge, readScene, score } from "./scene_check.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-
-async function readPng(path: string): Promise<RgbImage> {
-  const { data, info } = await sharp(path).removeAlpha().raw().toBuffer({
-    resolveWithObject: true,
-  });
-  return { width: info.width, height: info.height, data: new Uint8Array(data) };
-}
 
 /** HWC uint8 → CHW float in [−1, 1], and back. */
 function toPlanar(img: RgbImage): Float32Array {
@@ -66,7 +59,7 @@ if (import.meta.main) {
     const decoder = await backend.createSession({ path: `${values.model}/vae_decoder/model.onnx` });
     const rendered = [], roundTrip = [];
     for (const { file, expect } of truth) {
-      const img = await readPng(`${dir}/${file}`);
+      const img = await readImage(`${dir}/${file}`);
       rendered.push(judge(expect, readScene(img)));
       const enc = await encoder.run({
         sample: backend.tensor("float32", toPlanar(img), [1, 3, img.height, img.width]),

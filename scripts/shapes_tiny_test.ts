@@ -4,23 +4,16 @@
  * real server it draws what a handful of prompts ask for.
  */
 import assert from "node:assert/strict";
-import sharp from "sharp";
-import type { DeviceName, RgbImage } from "../compute/mod.ts";
+import type { DeviceName } from "../compute/mod.ts";
 import { loadPipeline } from "../compute/mod.ts";
 import { probeWebGpu } from "../compute/backends/device.ts";
 import { ClipTokenizer } from "../compute/tokenizers/clip_tokenizer.ts";
 import { startServer } from "../src/test_server.ts";
+import { judgeFolder, readImage } from "./judge.ts";
 import { type Expectation, judge, readScene } from "./scene_check.ts";
 
 const MODEL = new URL("../models/shapes-tiny", import.meta.url).pathname;
 const read = (path: string) => Deno.readTextFile(new URL(path, import.meta.url));
-
-async function decodePng(bytes: Uint8Array): Promise<RgbImage> {
-  const { data, info } = await sharp(bytes).removeAlpha().raw().toBuffer({
-    resolveWithObject: true,
-  });
-  return { width: info.width, height: info.height, data: new Uint8Array(data) };
-}
 
 Deno.test("shapes-tiny tokenizer: the served CLIP tokenizer gives the trainer's ids", async () => {
   const tokenizer = await ClipTokenizer.load(`${MODEL}/tokenizer`);
@@ -36,15 +29,14 @@ Deno.test("shapes-tiny tokenizer: the served CLIP tokenizer gives the trainer's 
 
 // testdata/scenes: `/usr/bin/python3 training/scenes.py --renders scripts/testdata/scenes 12`.
 Deno.test("scene checker: reads every attribute of ground-truth renders", async () => {
-  const truth: { file: string; expect: Expectation }[] = JSON.parse(
-    await read("./testdata/scenes/truth.json"),
+  const { score, shapes } = await judgeFolder(
+    new URL("./testdata/scenes", import.meta.url).pathname,
   );
-  for (const { file, expect } of truth) {
-    const img = await decodePng(
-      await Deno.readFile(new URL(`./testdata/scenes/${file}`, import.meta.url)),
-    );
-    const verdict = judge(expect, readScene(img));
-    assert.ok(Object.values(verdict).every(Boolean), `${file}: ${JSON.stringify(verdict)}`);
+  assert.equal(score.images, 12);
+  assert.equal(score.all, 1, JSON.stringify(score.attributes));
+  // Each shape asked for is read as itself and nothing else.
+  for (const [asked, reads] of Object.entries(shapes)) {
+    assert.deepEqual(Object.keys(reads), [asked]);
   }
 });
 
@@ -99,7 +91,7 @@ Deno.test("the default server draws what the prompt asks for", async (t) => {
   const image = async (body: Record<string, unknown>) => {
     const res = await generate(body);
     assert.equal(res.status, 200);
-    return decodePng(Uint8Array.fromBase64((await res.json()).data[0].b64_json));
+    return readImage(Uint8Array.fromBase64((await res.json()).data[0].b64_json));
   };
   try {
     // The 2 s target is measured by `deno task bench:serving` on a quiet machine; here, with the

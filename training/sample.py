@@ -1,11 +1,24 @@
-"""Samples a training checkpoint in PyTorch (Euler, epsilon, CFG), for watching a run:
+"""Samples a training checkpoint in PyTorch (Euler, v-prediction, classifier-free guidance, 20
+steps by default: what the served pipeline does), for watching a run and for finding where a
+model loses what the prompt asked for. Uses the checkpoint's EMA weights, and the autoencoder
+(`ae.pt`, `decoder.pt`) of the checkpoint's folder unless --work names another.
 
-    /usr/bin/python3 training/sample.py training/runs/shapes-tiny/diffusion.pt.partial out.png
+    # a grid: rows are six fixed prompts, columns seeds
+    /usr/bin/python3 training/sample.py grid training/runs/shapes-tiny/diffusion.pt out.png
+    # the first N held-out prompt x seed pairs as PNGs + truth.json (judge: deno task judge DIR)
+    /usr/bin/python3 training/sample.py heldout training/runs/shapes-tiny/diffusion.pt DIR --limit 96
+    # fresh scenes, encoded, noised to the K-th of the sampler's noise levels and sampled from
+    # there with a caption naming everything (K = --steps: the autoencoder's round trip alone)
+    /usr/bin/python3 training/sample.py renoise training/runs/shapes-tiny/diffusion.pt DIR --start 12
 
-Rows are prompts, columns seeds. Uses the EMA weights.
+`heldout` starts from the same noise as the server for the same seed (torch's CPU `randn`), so
+its pictures match `deno task score`'s up to float rounding.
 """
 
+import argparse
+import json
 import os
+import random
 import sys
 
 import numpy as np
@@ -13,9 +26,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model as M  # noqa: E402
+import scenes  # noqa: E402
 import tokenizer as tok  # noqa: E402
 
-PROMPTS = [
+GRID_PROMPTS = [
     "a red circle on a blue background",
     "a large yellow star in the top left on a black background",
     "two green triangles on a white background",
@@ -23,58 +37,125 @@ PROMPTS = [
     "a white ring on a red background",
     "a blue square at the bottom on a yellow background",
 ]
+HELDOUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "heldout.json")
 
 
-def main(ckpt, out, steps=20, guidance=5.0, seeds=4):
-    torch.set_num_threads(1)
-    work = os.path.dirname(ckpt)
-    t = tok.Tokenizer()
-    ae = M.AutoencoderKL()
-    st = torch.load(os.path.join(work, "ae.pt"))
-    ae.load_state_dict(st["model"])
-    sf = st["scaling_factor"]
-    if os.path.exists(os.path.join(work, "decoder.pt")):
-        ae.decoder.load_state_dict(torch.load(os.path.join(work, "decoder.pt")))
-    unet, te = M.UNet2DConditionModel(), M.TextEncoder(t.vocab_size)
-    state = torch.load(ckpt)
-    unet.load_state_dict(state["unet"])
-    te.load_state_dict(state["text_encoder"])
-    params = list(unet.parameters()) + list(te.parameters())
-    with torch.no_grad():
-        for e, q in zip(state["ema"], params):
-            q.copy_(e)
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
-    ac = torch.cumprod(1 - betas, 0)
-    sig_table = ((1 - ac) / ac).sqrt()
-    ts = torch.linspace(999, 0, steps, dtype=torch.float64)
-    sigmas = np.interp(ts.numpy(), np.arange(1000), sig_table.numpy())
-    sigmas = torch.tensor(np.append(sigmas, 0.0))
-    rows = []
-    with torch.no_grad():
-        uncond = te(torch.tensor([t.encode("")]))
-        for p in PROMPTS:
-            cond = te(torch.tensor([t.encode(p)]))
-            imgs = []
-            for s in range(seeds):
-                g = torch.Generator().manual_seed(100 + s)
-                x = torch.randn(1, 4, 32, 32, generator=g, dtype=torch.float64) * sigmas[0]
-                for i in range(steps):
-                    sig = sigmas[i]
-                    inp = (x / (sig ** 2 + 1).sqrt()).float()
-                    e = unet(torch.cat([inp, inp]), torch.tensor(float(ts[i])),
-                             torch.cat([uncond, cond]))
-                    eps = (e[0:1] + guidance * (e[1:2] - e[0:1])).double()
-                    x0 = x - sig * eps
-                    x = x + (x - x0) / sig * (sigmas[i + 1] - sig)
-                img = ae.decoder((x / sf).float())
-                imgs.append(img)
-            rows.append(torch.cat(imgs, dim=3))
-    grid = torch.cat(rows, dim=2)[0]
-    arr = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+class Sampler:
+    """The checkpoint's text encoder, UNet and autoencoder, and the Euler sampler over SD's
+    scaled-linear schedule with `linspace` timesteps (scheduler_config.json)."""
+
+    def __init__(self, ckpt, work, steps, guidance):
+        self.tokenizer = tok.Tokenizer()
+        self.ae = M.AutoencoderKL()
+        state = torch.load(os.path.join(work, "ae.pt"))
+        self.ae.load_state_dict(state["model"])
+        self.scaling_factor = state["scaling_factor"]
+        if os.path.exists(os.path.join(work, "decoder.pt")):
+            self.ae.decoder.load_state_dict(torch.load(os.path.join(work, "decoder.pt")))
+        self.unet = M.UNet2DConditionModel()
+        self.text_encoder = M.TextEncoder(self.tokenizer.vocab_size)
+        state = torch.load(ckpt)
+        params = list(self.unet.parameters()) + list(self.text_encoder.parameters())
+        with torch.no_grad():
+            for e, q in zip(state["ema"], params):
+                q.copy_(e)
+        for m in (self.ae, self.unet, self.text_encoder):
+            m.eval()
+        betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+        sigma_table = ((1 - torch.cumprod(1 - betas, 0)) / torch.cumprod(1 - betas, 0)).sqrt()
+        self.timesteps = torch.linspace(999, 0, steps, dtype=torch.float64)
+        self.sigmas = torch.tensor(np.append(
+            np.interp(self.timesteps.numpy(), np.arange(1000), sigma_table.numpy()), 0.0))
+        self.guidance = guidance
+
+    def encode_text(self, prompts):
+        ids = [self.tokenizer.encode(p)[:M.CONTEXT_TOKENS] for p in prompts]
+        return self.text_encoder(torch.tensor(ids))
+
+    def sample(self, prompts, x, start=0):
+        """Runs the sampler from noise level `start` on latents `x` (float64, already at that
+        level) and returns RGB images as uint8 [N, H, W, 3]."""
+        n = len(prompts)
+        context = torch.cat([self.encode_text([""]).expand(n, -1, -1), self.encode_text(prompts)])
+        for i in range(start, len(self.timesteps)):
+            sigma = self.sigmas[i]
+            scaled = (x / (sigma ** 2 + 1).sqrt()).float()
+            v = self.unet(torch.cat([scaled, scaled]), torch.tensor(float(self.timesteps[i])),
+                          context)
+            v = (v[:n] + self.guidance * (v[n:] - v[:n])).double()
+            x0 = x / (sigma ** 2 + 1) - v * sigma / (sigma ** 2 + 1).sqrt()
+            x = x + (x - x0) / sigma * (self.sigmas[i + 1] - sigma)
+        images = self.ae.decoder((x / self.scaling_factor).float())
+        return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+    def noise(self, seeds, shape=(4, 32, 32)):
+        return torch.cat([torch.randn(1, *shape, generator=torch.Generator().manual_seed(s))
+                          for s in seeds]).double()
+
+
+def write_folder(out, images, expectations):
     from PIL import Image
-    Image.fromarray(arr).save(out)
-    print("wrote", out)
+    os.makedirs(out, exist_ok=True)
+    truth = []
+    for k, (image, expect) in enumerate(zip(images, expectations)):
+        Image.fromarray(image).save(os.path.join(out, f"{k}.png"))
+        truth.append({"file": f"{k}.png", "expect": expect})
+    with open(os.path.join(out, "truth.json"), "w") as f:
+        json.dump(truth, f, indent=1)
+    print("wrote", len(truth), "images and truth.json to", out)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=["grid", "heldout", "renoise"])
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.add_argument("--work", help="folder of ae.pt and decoder.pt (default: the checkpoint's)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--limit", type=int, default=96)
+    p.add_argument("--start", type=int, default=0, help="renoise: the noise level to start at")
+    p.add_argument("--seed", type=int, default=99, help="renoise: the scenes' and noise's seed")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    sampler = Sampler(args.checkpoint, args.work or os.path.dirname(args.checkpoint),
+                      args.steps, args.guidance)
+    with torch.no_grad():
+        if args.mode == "grid":
+            seeds = [100, 101, 102, 103]
+            rows = [np.concatenate(list(sampler.sample([prompt] * 4, sampler.noise(seeds) *
+                                                       sampler.sigmas[0])), axis=1)
+                    for prompt in GRID_PROMPTS]
+            from PIL import Image
+            Image.fromarray(np.concatenate(rows, axis=0)).save(args.out)
+            print("wrote", args.out)
+        elif args.mode == "heldout":
+            with open(HELDOUT) as f:
+                items = json.load(f)["items"][:args.limit]
+            images = []
+            for b in range(0, len(items), args.batch):
+                chunk = items[b:b + args.batch]
+                x = sampler.noise([it["seed"] for it in chunk]) * sampler.sigmas[0]
+                images.extend(sampler.sample([it["prompt"] for it in chunk], x))
+            write_folder(args.out, images, [it["expect"] for it in items])
+        else:
+            if not 0 <= args.start <= args.steps:
+                p.error(f"--start must be within 0..{args.steps}")
+            rng = random.Random(args.seed)
+            attrs = [scenes.sample_scene(rng) for _ in range(args.limit)]
+            renders = [np.asarray(scenes.render(a, 256, 256, rng=rng)) for a in attrs]
+            images = []
+            for b in range(0, len(attrs), args.batch):
+                pixels = torch.from_numpy(np.stack(renders[b:b + args.batch])).permute(0, 3, 1, 2)
+                x0 = sampler.ae.encoder(pixels.float() / 127.5 - 1) * sampler.scaling_factor
+                seeds = range(args.seed * 1000 + b, args.seed * 1000 + b + len(x0))
+                x = x0.double() + sampler.sigmas[args.start] * sampler.noise(seeds)
+                prompts = [scenes.caption_of(a)[0] for a in attrs[b:b + args.batch]]
+                images.extend(sampler.sample(prompts, x, start=args.start))
+            write_folder(args.out, images, [scenes.expectation(a) for a in attrs])
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main()
