@@ -45,7 +45,14 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   for (const dir of Deno.args) {
-    const { score, shapes } = await judgeFolder(dir);
+    let judged;
+    try {
+      judged = await judgeFolder(dir);
+    } catch (e) {
+      console.error(`${dir}: ${e instanceof Error ? e.message : e} (needs a truth.json)`);
+      Deno.exit(1);
+    }
+    const { score, shapes } = judged;
     console.log(dir);
     console.log(formatScore(score));
     console.log("  shape asked → read:");

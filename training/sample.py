@@ -119,9 +119,14 @@ def main():
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
+    work = args.work or os.path.dirname(args.checkpoint)
+    for path in (args.checkpoint, os.path.join(work, "ae.pt")):
+        if not os.path.isfile(path):
+            p.error(f"{path}: no such file")
+    if args.mode == "renoise" and not 0 <= args.start <= args.steps:
+        p.error(f"--start must be within 0..{args.steps}")
     torch.set_num_threads(args.threads)
-    sampler = Sampler(args.checkpoint, args.work or os.path.dirname(args.checkpoint),
-                      args.steps, args.guidance)
+    sampler = Sampler(args.checkpoint, work, args.steps, args.guidance)
     with torch.no_grad():
         if args.mode == "grid":
             seeds = [100, 101, 102, 103]
@@ -141,8 +146,6 @@ def main():
                 images.extend(sampler.sample([it["prompt"] for it in chunk], x))
             write_folder(args.out, images, [it["expect"] for it in items])
         else:
-            if not 0 <= args.start <= args.steps:
-                p.error(f"--start must be within 0..{args.steps}")
             rng = random.Random(args.seed)
             attrs = [scenes.sample_scene(rng) for _ in range(args.limit)]
             renders = [np.asarray(scenes.render(a, 256, 256, rng=rng)) for a in attrs]
