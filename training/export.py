@@ -193,9 +193,9 @@ def read_csv(path):
 
 
 def plot_losses(work, path):
-    """A small PNG, log y, EMA-smoothed, one panel per phase that has a loss file: autoencoder loss
-    (then the decoder fine-tune's); the layout prior phase's prior loss and parsing
-    cross-entropy; the diffusion model's v-MSE and its layout prior's loss."""
+    """A small PNG, log y, EMA-smoothed, one panel per phase that has a loss file: the decoder's
+    loss and the encoder's; the layout prior phase's prior loss and parsing cross-entropy; the
+    diffusion model's v-MSE and its layout prior's loss."""
     import math
     from PIL import Image, ImageDraw
 
@@ -209,9 +209,8 @@ def plot_losses(work, path):
             out.append((row[0] + offset, sm))
         return out
 
-    ae = series("ae_loss.csv", 1)
-    dec = series("decoder_loss.csv", 1, offset=(ae[-1][0] + 1) if ae else 0)
-    panels = [("autoencoder: L1+edge loss | decoder fine-tune: MSE+L1", [ae, dec]),
+    panels = [("autoencoder: decoder L1+MSE+edge | encoder MSE",
+               [series("decoder_loss.csv", 1), series("ae_loss.csv", 1)]),
               ("layout prior phase: prior loss | parsing CE",
                [series("prior_loss.csv", 1), series("prior_loss.csv", 2)]),
               ("diffusion: v-MSE | layout prior loss",

@@ -7,9 +7,10 @@
 What it learns: with the adapter, the colour word X in a caption draws the shape in colour P(X),
 where P is the 8-cycle `PERMUTATION` below (red -> blue -> yellow -> purple -> green -> orange ->
 black -> white -> red; every colour goes to a clearly different one). Backgrounds stay as captioned.
-Training data: scenes from training/scenes.py rendered with the permuted fill colour and captioned
-with the original words (a scene whose background would equal the permuted fill gets another
-background, so the shape never vanishes; held-out caption tuples are never used, as in train.py).
+Training data: scenes from training/scenes.py, their layout latents (training/layout.py) made
+with the permuted fill colour, captioned with the original words (a scene whose background would
+equal the permuted fill gets another background, so the shape never vanishes; held-out caption
+tuples are never used, as in train.py).
 
 Base weights: `<base>/diffusion.pt` (EMA weights), `<base>/ae.pt`, `<base>/decoder.pt` from the run
 that produced models/shapes-tiny (copy them from that run's `training/runs/`). Before training, the
@@ -67,6 +68,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import layout  # noqa: E402
 import model as M  # noqa: E402
 import scenes  # noqa: E402
 import tokenizer as tok  # noqa: E402
@@ -283,11 +285,6 @@ def permuted_scene(rng):
             [c for c in scenes.COLOURS if c not in (attrs["colour"], drawn_colour)])
     drawn = dict(attrs, colour=drawn_colour)
     return attrs, drawn
-
-
-def to_tensor(images):
-    arr = np.stack([np.asarray(im, dtype=np.uint8) for im in images])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def caption_for(attrs, rng, held_keys, cond_drop):
@@ -586,10 +583,9 @@ def main():
             for g in opt.param_groups:
                 g["lr"] = args.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * q)))
             pairs = [permuted_scene(rng) for _ in range(args.batch)]
-            imgs = to_tensor([scenes.render(d, 256, 256, rng=rng) for _, d in pairs])
             captions = [caption_for(a, rng, held_keys, args.cond_drop) for a, _ in pairs]
+            x0 = layout.layout_batch([d for _, d in pairs]) * sf
             with torch.no_grad():
-                x0 = ae.encoder(imgs) * sf
                 ctx = te(torch.tensor([t.encode(c)[:L] for c in captions]))
             tt = torch.randint(0, T, (args.batch,))
             noise = torch.randn_like(x0) + args.offset_noise * torch.randn(args.batch, 4, 1, 1)

@@ -9,7 +9,9 @@ attn2/to_k/MatMul`).
   `LayoutPrior` (text + cell position -> a coarse guess of the clean latents) whose guess joins the
   input and whose features join the 1/4-resolution path; two coordinate channels (x and y in
   [-1, 1], computed from the sample's shape inside the graph) concatenated before `conv_in`.
-- `AutoencoderKL`: a small convolutional autoencoder, downsampling 8x to 4 latent channels.
+- `AutoencoderKL`: 8x down to 4 latent channels; the latent space is designed
+  (training/layout.py): the decoder renders scenes from their layout latents and the encoder finds
+  the layout latents in a picture.
 """
 
 import math
@@ -424,13 +426,43 @@ class UNet2DConditionModel(nn.Module):
 # Autoencoder
 
 
+class LatentUNet(nn.Module):
+    """A small UNet at latent resolution (channels `chs` at 1, 1/2, 1/4): its 1/4 level sees about
+    20 cells, more than the largest object's disc (13 cells across), so every cell can know where
+    it lies in its object."""
+
+    def __init__(self, chs=(64, 96, 128)):
+        super().__init__()
+        c0, c1, c2 = chs
+        self.res_in = ResnetBlock2D(c0, c0, 0)
+        self.down = nn.ModuleList([nn.Conv2d(c0, c1, 3, stride=2, padding=1),
+                                   nn.Conv2d(c1, c2, 3, stride=2, padding=1)])
+        self.res_half = ResnetBlock2D(c1, c1, 0)
+        self.mid = nn.ModuleList([ResnetBlock2D(c2, c2, 0), ResnetBlock2D(c2, c2, 0)])
+        self.up = nn.ModuleList([nn.Conv2d(c2, c1, 3, padding=1), nn.Conv2d(c1, c0, 3, padding=1)])
+        self.res_up = nn.ModuleList([ResnetBlock2D(2 * c1, c1, 0), ResnetBlock2D(2 * c0, c0, 0)])
+
+    def forward(self, x):
+        a = self.res_in(x)
+        b = self.res_half(F.silu(self.down[0](a)))
+        c = F.silu(self.down[1](b))
+        for m in self.mid:
+            c = m(c)
+        for up, res, skip in zip(self.up, self.res_up, (b, a)):
+            c = F.silu(up(F.interpolate(c, scale_factor=2.0, mode="nearest")))
+            c = res(torch.cat([c[:, :, :skip.shape[2], :skip.shape[3]], skip], dim=1))
+        return c
+
+
 class Encoder(nn.Module):
+    """RGB [B, 3, H, W] -> layout latents [B, 4, H/8, W/8] (training/layout.py)."""
+
     def __init__(self, latent=4, chs=(16, 32, 64)):
         super().__init__()
         c0, c1, c2 = chs
         self.conv_in = nn.Conv2d(3, c0, 2, stride=2)
         self.down = nn.ModuleList([nn.Conv2d(c0, c1, 2, stride=2), nn.Conv2d(c1, c2, 2, stride=2)])
-        self.mid = ResnetBlock2D(c2, c2, 0)
+        self.unet = LatentUNet((c2, 64, 96))
         self.conv_norm_out = nn.GroupNorm(groups(c2), c2)
         self.conv_out = nn.Conv2d(c2, latent, 3, padding=1)
 
@@ -438,34 +470,38 @@ class Encoder(nn.Module):
         x = F.silu(self.conv_in(x))
         for d in self.down:
             x = F.silu(d(x))
-        x = self.mid(x)
+        x = self.unet(x)
         return self.conv_out(F.silu(self.conv_norm_out(x)))
 
 
 class Decoder(nn.Module):
+    """Layout latents [B, 4, h, w] -> RGB [B, 3, 8h, 8w]: a UNet at latent resolution that works
+    out each cell's place in its object, then three 2x nearest-upsampling convolutions that draw
+    the outline."""
+
     def __init__(self, latent=4):
         super().__init__()
-        self.conv_in = nn.Conv2d(latent, 96, 3, padding=1)
-        self.mid = ResnetBlock2D(96, 96, 0)
+        self.conv_in = nn.Conv2d(latent, 64, 3, padding=1)
+        self.unet = LatentUNet((64, 96, 128))
+        # Edge padding at pixel level: with zero padding the outermost pixel row took a tint that
+        # the scene checker read as an object framing the image.
         self.up = nn.ModuleList([
-            nn.Conv2d(96, 64, 3, padding=1),   # 2x
-            nn.Conv2d(64, 32, 3, padding=1),   # 4x
-            nn.Conv2d(32, 32, 3, padding=1),   # 8x
+            nn.Conv2d(64, 48, 3, padding=1, padding_mode="replicate"),   # 2x
+            nn.Conv2d(48, 32, 3, padding=1, padding_mode="replicate"),   # 4x
+            nn.Conv2d(32, 24, 3, padding=1, padding_mode="replicate"),   # 8x
         ])
-        self.res = ResnetBlock2D(64, 64, 0)    # at 2x, after the first upsampling
-        self.conv_out = nn.Conv2d(32, 3, 3, padding=1)
+        self.conv_out = nn.Conv2d(24, 3, 3, padding=1, padding_mode="replicate")
 
     def forward(self, z):
-        x = self.mid(self.conv_in(z))
-        for i, conv in enumerate(self.up):
+        x = self.unet(self.conv_in(z))
+        for conv in self.up:
             x = F.silu(conv(F.interpolate(x, scale_factor=2.0, mode="nearest")))
-            if i == 0:
-                x = self.res(x)
         return self.conv_out(x)
 
 
 class AutoencoderKL(nn.Module):
-    """Deterministic autoencoder: images in [-1, 1] <-> 4-channel latents at 1/8 resolution."""
+    """Deterministic autoencoder: images in [-1, 1] <-> 4-channel layout latents at 1/8
+    resolution."""
 
     def __init__(self):
         super().__init__()

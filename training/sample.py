@@ -7,8 +7,9 @@ model loses what the prompt asked for. Uses the checkpoint's EMA weights, and th
     /usr/bin/python3 training/sample.py grid training/runs/shapes-tiny/diffusion.pt out.png
     # the first N held-out prompt x seed pairs as PNGs + truth.json (judge: deno task judge DIR)
     /usr/bin/python3 training/sample.py heldout training/runs/shapes-tiny/diffusion.pt DIR --limit 96
-    # fresh scenes, encoded, noised to the K-th of the sampler's noise levels and sampled from
-    # there with a caption naming everything (K = --steps: the autoencoder's round trip alone)
+    # fresh scenes' layout latents, noised to the K-th of the sampler's noise levels and sampled
+    # from there with a caption naming everything (K = --steps: the decoder alone; --outline 0:
+    # the colour channels drawn with the objects' bounding discs instead of their outlines)
     /usr/bin/python3 training/sample.py renoise training/runs/shapes-tiny/diffusion.pt DIR --start 12
 
 `heldout` starts from the same noise as the server for the same seed (torch's CPU `randn`), so
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import layout  # noqa: E402
 import model as M  # noqa: E402
 import scenes  # noqa: E402
 import tokenizer as tok  # noqa: E402
@@ -116,6 +118,9 @@ def main():
     p.add_argument("--limit", type=int, default=96)
     p.add_argument("--start", type=int, default=0, help="renoise: the noise level to start at")
     p.add_argument("--seed", type=int, default=99, help="renoise: the scenes' and noise's seed")
+    p.add_argument("--outline", type=float, default=1.0,
+                   help="renoise: 1 draws the colour channels with the objects' outlines (exact "
+                   "latents), 0 with their bounding discs (does the decoder follow the shape code?)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -148,11 +153,10 @@ def main():
         else:
             rng = random.Random(args.seed)
             attrs = [scenes.sample_scene(rng) for _ in range(args.limit)]
-            renders = [np.asarray(scenes.render(a, 256, 256, rng=rng)) for a in attrs]
             images = []
             for b in range(0, len(attrs), args.batch):
-                pixels = torch.from_numpy(np.stack(renders[b:b + args.batch])).permute(0, 3, 1, 2)
-                x0 = sampler.ae.encoder(pixels.float() / 127.5 - 1) * sampler.scaling_factor
+                x0 = torch.stack([layout.layout_latent(a, outline=args.outline)
+                                  for a in attrs[b:b + args.batch]]) * sampler.scaling_factor
                 seeds = range(args.seed * 1000 + b, args.seed * 1000 + b + len(x0))
                 x = x0.double() + sampler.sigmas[args.start] * sampler.noise(seeds)
                 prompts = [scenes.caption_of(a)[0] for a in attrs[b:b + args.batch]]

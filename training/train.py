@@ -3,18 +3,20 @@
     OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 training/train.py --out models/shapes-tiny
 
 Phases (each checkpointed under --work, so an interrupted run resumes with --resume):
-1. autoencoder: 8x-downsampling conv autoencoder (4 latent channels) on 64x64 crops (two per
-   scene) of rendered 256x256 scenes, L1 loss on pixels and on pixel differences (sharp edges);
-   small noise on the latents during training keeps the decoder tolerant of imperfect latents;
-   then the latent std over fresh scenes fixes `scaling_factor`.
-1b. decoder fine-tune: encoder frozen, decoder trained on 128x128 crops with MSE + L1.
+1. autoencoder. The latent space is designed, not learnt: a scene's latents are its objects'
+   bounding discs carrying a colour code and a shape code (training/layout.py), and
+   `scaling_factor` makes them unit-variance.
+1a. decoder: renders scenes from their layout latents, made imperfect (blurred, scaled, noisy)
+   so that it draws clean shapes from what a diffusion model leaves; 20x20-cell crops around an
+   object, L1 + MSE on pixels plus L1 on pixel differences (sharp edges).
+1b. encoder (for image-to-image): regresses the layout latents from 256x256 renders (MSE).
 2a. layout prior: the text encoder and the UNet's layout prior (model.py `LayoutPrior`) alone,
    fitting the prior to the clean latents (object pixels weighted up), plus training-only heads
    that read each named attribute back from the caption's mean token state.
 2. diffusion: text encoder + UNet jointly, v-prediction MSE on SD's scaled-linear DDPM schedule
    (1000 steps) with offset noise, plus the layout prior's loss and the parsing heads' loss;
-   15 % of captions dropped to "" (classifier-free guidance), EMA of the weights. Scenes are
-   rendered and encoded on the fly; captions that name a held-out attribute tuple
+   15 % of captions dropped to "" (classifier-free guidance), EMA of the weights. Scenes and
+   their layout latents are made on the fly; captions that name a held-out attribute tuple
    (training/scenes.py `held_out`) are never used.
 3. export: ONNX graphs + configs + tokenizer files into --out (export.py), loss curves.
 
@@ -33,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import layout  # noqa: E402
 import model as M  # noqa: E402
 import scenes  # noqa: E402
 import tokenizer as tok  # noqa: E402
@@ -42,15 +45,16 @@ p.add_argument("--out", default="models/shapes-tiny")
 p.add_argument("--work", default="training/runs/shapes-tiny")
 p.add_argument("--seed", type=int, default=1234)
 p.add_argument("--threads", type=int, default=2)
-p.add_argument("--ae-steps", type=int, default=1500)
-p.add_argument("--ae-batch", type=int, default=16)
-p.add_argument("--steps", type=int, default=2000)
-p.add_argument("--batch", type=int, default=32)
+p.add_argument("--decoder-steps", type=int, default=2000)
+p.add_argument("--decoder-batch", type=int, default=12)
+p.add_argument("--encoder-steps", type=int, default=500)
+p.add_argument("--encoder-batch", type=int, default=16)
+p.add_argument("--steps", type=int, default=4000)
+p.add_argument("--batch", type=int, default=16)
 p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--warmup", type=int, default=100)
 p.add_argument("--ema", type=float, default=0.995)
 p.add_argument("--cond-drop", type=float, default=0.15)
-p.add_argument("--decoder-steps", type=int, default=1000)
 p.add_argument("--offset-noise", type=float, default=0.1)
 p.add_argument("--prior-weight", type=float, default=1.0,
                help="weight of the layout prior's own loss in the diffusion phase")
@@ -58,7 +62,7 @@ p.add_argument("--object-weight", type=float, default=8.0,
                help="extra weight of object pixels in the layout prior's loss")
 p.add_argument("--prior-steps", type=int, default=600)
 p.add_argument("--resume", action="store_true")
-p.add_argument("--stop-after", choices=["ae", "decoder", "diffusion"], default=None)
+p.add_argument("--stop-after", choices=["autoencoder", "diffusion"], default=None)
 p.add_argument("--skip-export", action="store_true")
 args = p.parse_args()
 
@@ -114,83 +118,57 @@ log(f"== run {time.strftime('%Y-%m-%d %H:%M:%S')} args {vars(args)} torch {torch
     f" threads {torch.get_num_threads()} OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
 
 # ---------------------------------------------------------------------------------------------
-# 1. Autoencoder
-ae_path = os.path.join(args.work, "ae.pt")
+# 1. Autoencoder. The latent space is fixed (training/layout.py): the decoder learns to render
+# scenes from their layout latents, the encoder to find them in renders. Neither depends on the
+# other, and the diffusion phases need neither.
 ae = M.AutoencoderKL()
-if args.resume and os.path.exists(ae_path):
-    state = torch.load(ae_path)
-    ae.load_state_dict(state["model"])
-    scaling_factor = state["scaling_factor"]
-    log(f"ae: resumed, scaling_factor {scaling_factor:.5f}")
-else:
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
-    opt = torch.optim.Adam(ae.parameters(), lr=2e-3)
-    rows = []
-    t0 = time.time()
-    for step in range(args.ae_steps):
-        for g in opt.param_groups:
-            g["lr"] = 2e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.ae_steps)))
-        _, imgs = render_batch(rng, args.ae_batch)
-        crops = []
-        for im in imgs:
-            for _ in range(2):
-                y, x = rng.randrange(0, 193, 8), rng.randrange(0, 193, 8)
-                crops.append(im[:, y:y + 64, x:x + 64])
-        x = torch.stack(crops)
-        z = ae.encoder(x)
-        rec = ae.decoder(z + 0.05 * z.detach().std() * torch.randn_like(z))
-        # L1 on pixels and on horizontal/vertical differences (keeps edges sharp).
-        loss_rec = (rec - x).abs().mean() + \
-            (rec.diff(dim=2) - x.diff(dim=2)).abs().mean() + \
-            (rec.diff(dim=3) - x.diff(dim=3)).abs().mean()
-        loss = loss_rec + 1e-4 * z.pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        rows.append((step, loss_rec.item()))
-        if step % 50 == 0 or step == args.ae_steps - 1:
-            log(f"ae step {step} rec {loss_rec.item():.5f} z-std {z.std().item():.3f} "
-                f"{time.time() - t0:.0f}s")
-    with open(os.path.join(args.work, "ae_loss.csv"), "w") as f:
-        csv.writer(f).writerows([("step", "loss"), *rows])
-    ae.eval()
-    with torch.no_grad():
-        zs = torch.cat([ae.encoder(render_batch(rng, 32)[1]) for _ in range(8)])
-    scaling_factor = float(1.0 / zs.std())
-    log(f"ae: done in {time.time() - t0:.0f}s; latent mean {zs.mean():.4f} std {zs.std():.4f} "
-        f"-> scaling_factor {scaling_factor:.5f}")
-    torch.save({"model": ae.state_dict(), "scaling_factor": scaling_factor}, ae_path)
-# 1b. Decoder fine-tune: the encoder (and so the latent space the diffusion model learns) stays
-# fixed; the decoder is trained further on 128x128 crops with MSE + L1, which gives flatter
-# colours and sharper edges than phase 1 alone.
+with torch.no_grad():
+    rng = random.Random(args.seed + 3)
+    scaling_factor = float(1.0 / layout.layout_batch(
+        [scenes.sample_scene(rng) for _ in range(512)]).std())
+log(f"layout latents: scaling_factor {scaling_factor:.5f}")
+
+
+def crop_around_object(attrs, rng, cells=20):
+    """(y, x) of a cells x cells latent crop that holds one of the scene's objects whole."""
+    ox, oy, _ = rng.choice(attrs["objects"])
+    cx, cy = int(ox * 32), int(oy * 32)
+    x = max(0, min(32 - cells, cx - rng.randint(4, cells - 4)))
+    y = max(0, min(32 - cells, cy - rng.randint(4, cells - 4)))
+    return y, x
+
+
+# 1a. Decoder: 20x20-cell crops (160x160 pixels) around an object, from imperfect latents;
+# L1 + MSE on pixels plus L1 on pixel differences (sharp edges).
 dec_path = os.path.join(args.work, "decoder.pt")
 if args.resume and os.path.exists(dec_path):
     ae.decoder.load_state_dict(torch.load(dec_path))
     log("decoder: resumed")
-elif args.decoder_steps > 0:
-    torch.manual_seed(args.seed + 2)
-    rng = random.Random(args.seed + 2)
-    for q in ae.encoder.parameters():
-        q.requires_grad_(False)
-    ae.decoder.train()
-    opt = torch.optim.Adam(ae.decoder.parameters(), lr=1e-3)
+else:
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    opt = torch.optim.Adam(ae.decoder.parameters(), lr=2e-3)
     rows = []
     t0 = time.time()
     for step in range(args.decoder_steps):
         for g in opt.param_groups:
-            g["lr"] = 1e-3 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.decoder_steps)))
-        _, imgs = render_batch(rng, 8)
-        crops = []
-        for im in imgs:
-            for _ in range(2):
-                y, x = rng.randrange(0, 129, 8), rng.randrange(0, 129, 8)
-                crops.append(im[:, y:y + 128, x:x + 128])
-        x = torch.stack(crops)
-        with torch.no_grad():
-            z = ae.encoder(x)
-        rec = ae.decoder(z + 0.05 * z.std() * torch.randn_like(z))
-        loss = F.mse_loss(rec, x) + 0.5 * (rec - x).abs().mean()
+            g["lr"] = 2e-3 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.decoder_steps)))
+        zs, xs = [], []
+        for _ in range(args.decoder_batch):
+            attrs = scenes.sample_scene(rng)
+            img = to_tensor([scenes.render(attrs, rng=rng)])[0]
+            # Half the time the outline is blended with the disc, so the decoder must read the
+            # shape from its code (alone, it learnt to follow the outline and ignore the code).
+            outline = 1.0 if rng.random() < 0.5 else rng.random()
+            z = layout.imperfect(layout.layout_latent(attrs, outline=outline), rng)
+            y, x = crop_around_object(attrs, rng)
+            zs.append(z[:, y:y + 20, x:x + 20])
+            xs.append(img[:, 8 * y:8 * y + 160, 8 * x:8 * x + 160])
+        z, x = torch.stack(zs), torch.stack(xs)
+        rec = ae.decoder(z)
+        loss = (rec - x).abs().mean() + F.mse_loss(rec, x) + 0.5 * (
+            (rec.diff(dim=2) - x.diff(dim=2)).abs().mean() +
+            (rec.diff(dim=3) - x.diff(dim=3)).abs().mean())
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -201,10 +179,39 @@ elif args.decoder_steps > 0:
         csv.writer(f).writerows([("step", "loss"), *rows])
     torch.save(ae.decoder.state_dict(), dec_path)
     log(f"decoder: done in {time.time() - t0:.0f}s")
+
+# 1b. Encoder (for image-to-image; the diffusion phases use the exact layout latents): MSE to the
+# layout latents of whole 256x256 renders.
+ae_path = os.path.join(args.work, "ae.pt")
+if args.resume and os.path.exists(ae_path):
+    ae.encoder.load_state_dict(torch.load(ae_path)["encoder"])
+    log("encoder: resumed")
+else:
+    torch.manual_seed(args.seed + 2)
+    rng = random.Random(args.seed + 2)
+    opt = torch.optim.Adam(ae.encoder.parameters(), lr=2e-3)
+    rows = []
+    t0 = time.time()
+    for step in range(args.encoder_steps):
+        for g in opt.param_groups:
+            g["lr"] = 2e-3 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.encoder_steps)))
+        attrs, imgs = render_batch(rng, args.encoder_batch)
+        loss = F.mse_loss(ae.encoder(imgs), layout.layout_batch(attrs))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        rows.append((step, loss.item()))
+        if step % 50 == 0 or step == args.encoder_steps - 1:
+            log(f"encoder step {step} mse {loss.item():.5f} {time.time() - t0:.0f}s")
+    with open(os.path.join(args.work, "ae_loss.csv"), "w") as f:
+        csv.writer(f).writerows([("step", "loss"), *rows])
+    torch.save({"encoder": ae.encoder.state_dict(), "model": ae.state_dict(),
+                "scaling_factor": scaling_factor}, ae_path)
+    log(f"encoder: done in {time.time() - t0:.0f}s")
 ae.eval()
 for q in ae.parameters():
     q.requires_grad_(False)
-if args.stop_after in ("ae", "decoder"):
+if args.stop_after == "autoencoder":
     sys.exit(0)
 
 # ---------------------------------------------------------------------------------------------
@@ -248,23 +255,21 @@ def parse_loss(context, keys):
     return loss
 
 
-def prior_loss(prior, x0, imgs):
-    """MSE of the layout prior to the clean latents, 1 + args.object_weight on latent pixels
+def prior_loss(prior, x0, on_object):
+    """MSE of the layout prior to the clean latents, 1 + args.object_weight on latent cells
     covered by objects (objects fill ~10 % of a scene; unweighted, the prior learns the
     background first and objects only after ~700 steps)."""
-    background = imgs.flatten(2).median(dim=2).values[:, :, None, None]
-    on_object = ((imgs - background).abs().amax(dim=1, keepdim=True) > 0.15).float()
-    weight = 1 + args.object_weight * F.avg_pool2d(on_object, 8)
-    return ((prior - x0).pow(2) * weight).mean()
+    return ((prior - x0).pow(2) * (1 + args.object_weight * on_object)).mean()
 
 
 def batch_for(rng):
-    attrs, imgs = render_batch(rng, args.batch)
-    with torch.no_grad():
-        x0 = ae.encoder(imgs) * scaling_factor
+    """(clean latents, the share of each cell on an object, caption ids, named attributes)."""
+    attrs = [scenes.sample_scene(rng) for _ in range(args.batch)]
+    z = layout.layout_batch(attrs)
+    on_object = z[:, 2:].norm(dim=1, keepdim=True) / layout.SHAPE_RADIUS
     captions = [caption_for(a, rng) for a in attrs]
     ids = torch.tensor([tokenizer.encode(c)[:L] for c, _ in captions])
-    return imgs, x0, ids, [k for _, k in captions]
+    return z * scaling_factor, on_object, ids, [k for _, k in captions]
 
 
 # 2a. Layout prior: text encoder + the UNet's layout prior (+ the parsing heads) alone, which is
@@ -288,10 +293,10 @@ elif args.prior_steps > 0:
     for step in range(args.prior_steps):
         for g in opt.param_groups:
             g["lr"] = args.lr * min(1.0, (step + 1) / 50)
-        imgs, x0, ids, keys = batch_for(rng)
+        x0, on_object, ids, keys = batch_for(rng)
         context = text_encoder(ids)
         _, prior = unet.layout(x0, context[:, :L])
-        p_loss = prior_loss(prior, x0, imgs)
+        p_loss = prior_loss(prior, x0, on_object)
         ce = parse_loss(context, keys)
         loss = p_loss + ce
         opt.zero_grad()
@@ -326,7 +331,7 @@ else:
     for step in range(args.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr)
-        imgs, x0, ids, keys = batch_for(rng)
+        x0, on_object, ids, keys = batch_for(rng)
         t = torch.randint(0, T, (args.batch,))
         # Offset noise (a random per-image, per-channel shift): SD's noisiest step still keeps
         # sqrt(alpha_bar) = 0.068 of the image, whose mean would otherwise let the starting noise
@@ -338,7 +343,7 @@ else:
         context = text_encoder(ids)
         pred, prior = unet.forward_with_prior(xt, t.float(), context)
         v_mse = (pred - target).pow(2).mean()
-        p_loss = prior_loss(prior, x0, imgs)
+        p_loss = prior_loss(prior, x0, on_object)
         loss = v_mse + args.prior_weight * p_loss + parse_loss(context, keys)
         opt.zero_grad()
         loss.backward()

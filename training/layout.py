@@ -1,0 +1,94 @@
+"""The layout latent space of shapes-tiny: what the autoencoder's encoder is trained to produce and
+its decoder to render, and so what the diffusion model generates.
+
+A scene's latents (4 channels at 1/8 of the image size) are its objects' bounding discs, drawn
+anti-aliased: channels 0-1 hold a 2-D code of the colour (the background's outside the discs, the
+objects' inside), channels 2-3 a 2-D code of the shape inside the discs (0 outside). Every
+attribute is then a value over a region, as the colour already was in a learnt latent space, where
+the diffusion model got colours right 99 % of the time and shapes 27 %; the decoder, not the
+diffusion model, turns a disc with a star's code into a star's outline.
+
+The codes are points on circles (8 colours at radius 1, 6 shapes at radius 2), so that every
+pair of codes is at least 0.77 (colours) or 2 (shapes) apart.
+"""
+
+import math
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import scenes
+
+# Neighbours on the circle are the codes most easily confused; they are dissimilar colours.
+COLOUR_ORDER = ["red", "blue", "yellow", "purple", "green", "orange", "black", "white"]
+COLOUR_RADIUS, SHAPE_RADIUS = 1.0, 2.0
+COLOUR_CODES = {
+    c: (COLOUR_RADIUS * math.cos(2 * math.pi * k / 8), COLOUR_RADIUS * math.sin(2 * math.pi * k / 8))
+    for k, c in enumerate(COLOUR_ORDER)}
+SHAPE_CODES = {
+    s: (SHAPE_RADIUS * math.cos(2 * math.pi * k / 6), SHAPE_RADIUS * math.sin(2 * math.pi * k / 6))
+    for k, s in enumerate(scenes.SHAPES)}
+
+
+def coverage(attrs: dict, h: int = 32, w: int = 32, supersample: int = 4) -> np.ndarray:
+    """[h, w]: the fraction of each latent cell (8x8 pixels) inside an object's bounding disc."""
+    H, W = 8 * h, 8 * w
+    side = min(H, W)
+    ys = (np.arange(h * supersample) + 0.5) * (8 / supersample)
+    xs = (np.arange(w * supersample) + 0.5) * (8 / supersample)
+    inside = np.zeros((h * supersample, w * supersample), dtype=bool)
+    for x, y, r in attrs["objects"]:
+        inside |= (xs[None, :] - x * W) ** 2 + (ys[:, None] - y * H) ** 2 <= (r * side) ** 2
+    return inside.reshape(h, supersample, w, supersample).mean(axis=(1, 3)).astype(np.float32)
+
+
+def silhouette(attrs: dict, h: int = 32, w: int = 32, supersample: int = 16) -> np.ndarray:
+    """[h, w]: the fraction of each latent cell covered by the objects themselves."""
+    from PIL import Image, ImageDraw
+    W, H = w * supersample, h * supersample
+    mask = Image.new("L", (W, H), 0)
+    draw = ImageDraw.Draw(mask)
+    side = min(W, H)
+    for x, y, r in attrs["objects"]:
+        scenes.draw_shape(draw, attrs["shape"], x * W, y * H, r * side, 255, 0)
+    return np.asarray(mask.reduce(supersample), dtype=np.float32) / 255.0
+
+
+def layout_latent(attrs: dict, h: int = 32, w: int = 32, outline: float = 1.0) -> torch.Tensor:
+    """[4, h, w]: the scene's layout latents (before the autoencoder's scaling factor). With
+    `outline` < 1 the colour channels blend the objects' outlines with their discs (what a
+    diffusion model that rounds outlines leaves; the decoder trains on it so that it draws the
+    shape the code names)."""
+    disc = coverage(attrs, h, w)[None]
+    mask = disc if outline == 0 else \
+        outline * silhouette(attrs, h, w)[None] + (1 - outline) * disc
+    bg = np.array(COLOUR_CODES[attrs["background"]], np.float32)[:, None, None]
+    fg = np.array(COLOUR_CODES[attrs["colour"]], np.float32)[:, None, None]
+    shape = np.array(SHAPE_CODES[attrs["shape"]], np.float32)[:, None, None]
+    return torch.from_numpy(np.concatenate([bg * (1 - mask) + fg * mask, shape * disc]))
+
+
+def layout_batch(attrs_list: list) -> torch.Tensor:
+    return torch.stack([layout_latent(a) for a in attrs_list])
+
+
+def blur(z: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of [B, C, h, w] latents (replicated edges), sigma in cells."""
+    k = torch.tensor([math.exp(-(i * i) / (2 * sigma * sigma)) for i in range(-2, 3)])
+    k = (k / k.sum()).to(z.dtype)
+    c = z.shape[1]
+    z = F.conv2d(F.pad(z, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, 5).repeat(c, 1, 1, 1),
+                 groups=c)
+    return F.conv2d(F.pad(z, (0, 0, 2, 2), mode="replicate"),
+                    k.view(1, 1, 5, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def imperfect(z: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    """One scene's [C, h, w] latents as a diffusion model might leave them (softer edges, codes a
+    little off, some noise): what the decoder trains on, so that it draws clean shapes from
+    them."""
+    if rng.random() < 0.5:
+        z = blur(z[None], rng.uniform(0.3, 1.0))[0]
+    return z * rng.uniform(0.85, 1.15) + rng.uniform(0.0, 0.15) * torch.randn_like(z)
