@@ -194,7 +194,7 @@ def read_csv(path):
 
 def plot_losses(work, path):
     """A small PNG, log y, EMA-smoothed, one panel per phase that has a loss file: the decoder's
-    loss and the encoder's; the layout prior phase's prior loss and parsing cross-entropy; the
+    loss (then its fine-tune's) and the encoder's; the layout prior phase's prior loss and parsing cross-entropy; the
     diffusion model's v-MSE and its layout prior's loss."""
     import math
     from PIL import Image, ImageDraw
@@ -209,8 +209,10 @@ def plot_losses(work, path):
             out.append((row[0] + offset, sm))
         return out
 
-    panels = [("autoencoder: decoder L1+MSE+edge | encoder MSE",
-               [series("decoder_loss.csv", 1), series("ae_loss.csv", 1)]),
+    dec = series("decoder_loss.csv", 1)
+    snap = series("decoder_snap_loss.csv", 1, offset=(dec[-1][0] + 1) if dec else 0)
+    panels = [("autoencoder: decoder L1+MSE+edge, then fine-tune | encoder MSE",
+               [dec, snap, series("encoder_loss.csv", 1)]),
               ("layout prior phase: prior loss | parsing CE",
                [series("prior_loss.csv", 1), series("prior_loss.csv", 2)]),
               ("diffusion: v-MSE | layout prior loss",

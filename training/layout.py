@@ -56,18 +56,31 @@ def silhouette(attrs: dict, h: int = 32, w: int = 32, supersample: int = 16) -> 
     return np.asarray(mask.reduce(supersample), dtype=np.float32) / 255.0
 
 
-def layout_latent(attrs: dict, h: int = 32, w: int = 32, outline: float = 1.0) -> torch.Tensor:
+def layout_latent(attrs: dict, h: int = 32, w: int = 32, outline: float = 1.0,
+                  code_shift: tuple | None = None) -> torch.Tensor:
     """[4, h, w]: the scene's layout latents (before the autoencoder's scaling factor). With
     `outline` < 1 the colour channels blend the objects' outlines with their discs (what a
     diffusion model that rounds outlines leaves; the decoder trains on it so that it draws the
-    shape the code names)."""
+    shape the code names). `code_shift` (background, object, shape: three 2-vectors) moves the
+    codes off their points, as a diffusion model's codes are (the decoder trains on it so that it
+    draws the nearest code's colour and shape, not a mix)."""
     disc = coverage(attrs, h, w)[None]
     mask = disc if outline == 0 else \
         outline * silhouette(attrs, h, w)[None] + (1 - outline) * disc
-    bg = np.array(COLOUR_CODES[attrs["background"]], np.float32)[:, None, None]
-    fg = np.array(COLOUR_CODES[attrs["colour"]], np.float32)[:, None, None]
-    shape = np.array(SHAPE_CODES[attrs["shape"]], np.float32)[:, None, None]
+    codes = [COLOUR_CODES[attrs["background"]], COLOUR_CODES[attrs["colour"]],
+             SHAPE_CODES[attrs["shape"]]]
+    if code_shift is not None:
+        codes = [(c[0] + d[0], c[1] + d[1]) for c, d in zip(codes, code_shift)]
+    bg, fg, shape = (np.array(c, np.float32)[:, None, None] for c in codes)
     return torch.from_numpy(np.concatenate([bg * (1 - mask) + fg * mask, shape * disc]))
+
+
+def random_code_shift(rng: random.Random) -> tuple:
+    """Random offsets of the background, object and shape codes: about a quarter of the distance
+    to the nearest other code (0.77 between colours, 2 between shapes), sometimes up to half."""
+    def shift(scale):
+        return (rng.gauss(0.0, scale), rng.gauss(0.0, scale))
+    return shift(0.12), shift(0.12), shift(0.4)
 
 
 def layout_batch(attrs_list: list) -> torch.Tensor:

@@ -12,7 +12,7 @@ with the permuted fill colour, captioned with the original words (a scene whose 
 equal the permuted fill gets another background, so the shape never vanishes; held-out caption
 tuples are never used, as in train.py).
 
-Base weights: `<base>/diffusion.pt` (EMA weights), `<base>/ae.pt`, `<base>/decoder.pt` from the run
+Base weights: `<base>/diffusion.pt` (EMA weights) and `<base>/ae.pt` from the run
 that produced models/shapes-tiny (copy them from that run's `training/runs/`). Before training, the
 UNet weights are compared with the committed ONNX UNet's initializers (Conv/Gemm by name, MatMul
 weights through their node names, transposed); the run stops if they differ.
@@ -213,7 +213,6 @@ def load_base(base_dir, ckpt):
     st = torch.load(os.path.join(base_dir, "ae.pt"))
     ae.load_state_dict(st["model"])
     scaling_factor = st["scaling_factor"]
-    ae.decoder.load_state_dict(torch.load(os.path.join(base_dir, "decoder.pt")))
     unet, te = M.UNet2DConditionModel(), M.TextEncoder(t.vocab_size)
     state = torch.load(os.path.join(base_dir, ckpt))
     unet.load_state_dict(state["unet"])
@@ -519,7 +518,7 @@ def export(args, lora_state, unet, te, t, ops):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--base", default="training/runs/base",
-                   help="folder with diffusion.pt, ae.pt, decoder.pt of the shipped run")
+                   help="folder with diffusion.pt and ae.pt of the shipped run")
     p.add_argument("--ckpt", default="diffusion.pt")
     p.add_argument("--onnx-unet", default="models/shapes-tiny/unet/model.onnx")
     p.add_argument("--work", default="training/runs/lora-palette-swap")

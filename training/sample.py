@@ -1,7 +1,7 @@
 """Samples a training checkpoint in PyTorch (Euler, v-prediction, classifier-free guidance, 20
 steps by default: what the served pipeline does), for watching a run and for finding where a
 model loses what the prompt asked for. Uses the checkpoint's EMA weights, and the autoencoder
-(`ae.pt`, `decoder.pt`) of the checkpoint's folder unless --work names another.
+(`ae.pt`) of the checkpoint's folder unless --work names another.
 
     # a grid: rows are six fixed prompts, columns seeds
     /usr/bin/python3 training/sample.py grid training/runs/shapes-tiny/diffusion.pt out.png
@@ -52,8 +52,6 @@ class Sampler:
         state = torch.load(os.path.join(work, "ae.pt"))
         self.ae.load_state_dict(state["model"])
         self.scaling_factor = state["scaling_factor"]
-        if os.path.exists(os.path.join(work, "decoder.pt")):
-            self.ae.decoder.load_state_dict(torch.load(os.path.join(work, "decoder.pt")))
         self.unet = M.UNet2DConditionModel()
         self.text_encoder = M.TextEncoder(self.tokenizer.vocab_size)
         state = torch.load(ckpt)
@@ -112,7 +110,7 @@ def main():
     p.add_argument("mode", choices=["grid", "heldout", "renoise"])
     p.add_argument("checkpoint")
     p.add_argument("out")
-    p.add_argument("--work", help="folder of ae.pt and decoder.pt (default: the checkpoint's)")
+    p.add_argument("--work", help="folder of ae.pt (default: the checkpoint's)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--limit", type=int, default=96)

@@ -9,7 +9,9 @@ Phases (each checkpointed under --work, so an interrupted run resumes with --res
 1a. decoder: renders scenes from their layout latents, made imperfect (blurred, scaled, noisy)
    so that it draws clean shapes from what a diffusion model leaves; 20x20-cell crops around an
    object, L1 + MSE on pixels plus L1 on pixel differences (sharp edges).
-1b. encoder (for image-to-image): regresses the layout latents from 256x256 renders (MSE).
+1b. decoder fine-tune: the same, with the codes shifted off their points, so that the decoder
+   draws the nearest code's colour and shape rather than a mix.
+1c. encoder (for image-to-image): regresses the layout latents from 256x256 renders (MSE).
 2a. layout prior: the text encoder and the UNet's layout prior (model.py `LayoutPrior`) alone,
    fitting the prior to the clean latents (object pixels weighted up), plus training-only heads
    that read each named attribute back from the caption's mean token state.
@@ -47,6 +49,8 @@ p.add_argument("--seed", type=int, default=1234)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--decoder-steps", type=int, default=2000)
 p.add_argument("--decoder-batch", type=int, default=12)
+p.add_argument("--snap-steps", type=int, default=600,
+               help="decoder fine-tune on shifted codes (phase 1b)")
 p.add_argument("--encoder-steps", type=int, default=500)
 p.add_argument("--encoder-batch", type=int, default=16)
 p.add_argument("--steps", type=int, default=4000)
@@ -180,11 +184,54 @@ else:
     torch.save(ae.decoder.state_dict(), dec_path)
     log(f"decoder: done in {time.time() - t0:.0f}s")
 
-# 1b. Encoder (for image-to-image; the diffusion phases use the exact layout latents): MSE to the
+# 1b. Decoder fine-tune: the same data with the codes shifted off their points (layout.py
+# `random_code_shift`), from phase 1a's weights at a lower learning rate. Without it, a shape code
+# between the circle's and the ring's drew a ring-like circle and a colour code between black and
+# orange a black shape with an orange rim.
+snap_path = os.path.join(args.work, "decoder_snap.pt")
+if args.resume and os.path.exists(snap_path):
+    ae.decoder.load_state_dict(torch.load(snap_path))
+    log("decoder fine-tune: resumed")
+elif args.snap_steps > 0:
+    torch.manual_seed(args.seed + 6)
+    rng = random.Random(args.seed + 6)
+    opt = torch.optim.Adam(ae.decoder.parameters(), lr=5e-4)
+    rows = []
+    t0 = time.time()
+    for step in range(args.snap_steps):
+        for g in opt.param_groups:
+            g["lr"] = 5e-4 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.snap_steps)))
+        zs, xs = [], []
+        for _ in range(args.decoder_batch):
+            attrs = scenes.sample_scene(rng)
+            img = to_tensor([scenes.render(attrs, rng=rng)])[0]
+            outline = 1.0 if rng.random() < 0.5 else rng.random()
+            z = layout.imperfect(layout.layout_latent(
+                attrs, outline=outline, code_shift=layout.random_code_shift(rng)), rng)
+            y, x = crop_around_object(attrs, rng)
+            zs.append(z[:, y:y + 20, x:x + 20])
+            xs.append(img[:, 8 * y:8 * y + 160, 8 * x:8 * x + 160])
+        z, x = torch.stack(zs), torch.stack(xs)
+        rec = ae.decoder(z)
+        loss = (rec - x).abs().mean() + F.mse_loss(rec, x) + 0.5 * (
+            (rec.diff(dim=2) - x.diff(dim=2)).abs().mean() +
+            (rec.diff(dim=3) - x.diff(dim=3)).abs().mean())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        rows.append((step, loss.item()))
+        if step % 50 == 0 or step == args.snap_steps - 1:
+            log(f"decoder fine-tune step {step} loss {loss.item():.5f} {time.time() - t0:.0f}s")
+    with open(os.path.join(args.work, "decoder_snap_loss.csv"), "w") as f:
+        csv.writer(f).writerows([("step", "loss"), *rows])
+    torch.save(ae.decoder.state_dict(), snap_path)
+    log(f"decoder fine-tune: done in {time.time() - t0:.0f}s")
+
+# 1c. Encoder (for image-to-image; the diffusion phases use the exact layout latents): MSE to the
 # layout latents of whole 256x256 renders.
-ae_path = os.path.join(args.work, "ae.pt")
-if args.resume and os.path.exists(ae_path):
-    ae.encoder.load_state_dict(torch.load(ae_path)["encoder"])
+enc_path = os.path.join(args.work, "encoder.pt")
+if args.resume and os.path.exists(enc_path):
+    ae.encoder.load_state_dict(torch.load(enc_path))
     log("encoder: resumed")
 else:
     torch.manual_seed(args.seed + 2)
@@ -203,11 +250,13 @@ else:
         rows.append((step, loss.item()))
         if step % 50 == 0 or step == args.encoder_steps - 1:
             log(f"encoder step {step} mse {loss.item():.5f} {time.time() - t0:.0f}s")
-    with open(os.path.join(args.work, "ae_loss.csv"), "w") as f:
+    with open(os.path.join(args.work, "encoder_loss.csv"), "w") as f:
         csv.writer(f).writerows([("step", "loss"), *rows])
-    torch.save({"encoder": ae.encoder.state_dict(), "model": ae.state_dict(),
-                "scaling_factor": scaling_factor}, ae_path)
+    torch.save(ae.encoder.state_dict(), enc_path)
     log(f"encoder: done in {time.time() - t0:.0f}s")
+# The finished autoencoder, as sample.py and lora.py load it.
+torch.save({"model": ae.state_dict(), "scaling_factor": scaling_factor},
+           os.path.join(args.work, "ae.pt"))
 ae.eval()
 for q in ae.parameters():
     q.requires_grad_(False)
