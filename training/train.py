@@ -125,6 +125,8 @@ log(f"== run {time.strftime('%Y-%m-%d %H:%M:%S')} args {vars(args)} torch {torch
 # 1. Autoencoder. The latent space is fixed (training/layout.py): the decoder learns to render
 # scenes from their layout latents, the encoder to find them in renders. Neither depends on the
 # other, and the diffusion phases need neither.
+# Debian's torch seeds its generator randomly at start, so every initialisation is seeded.
+torch.manual_seed(args.seed + 4)
 ae = M.AutoencoderKL()
 with torch.no_grad():
     rng = random.Random(args.seed + 3)
@@ -142,21 +144,17 @@ def crop_around_object(attrs, rng, cells=20):
     return y, x
 
 
-# 1a. Decoder: 20x20-cell crops (160x160 pixels) around an object, from imperfect latents;
-# L1 + MSE on pixels plus L1 on pixel differences (sharp edges).
-dec_path = os.path.join(args.work, "decoder.pt")
-if args.resume and os.path.exists(dec_path):
-    ae.decoder.load_state_dict(torch.load(dec_path))
-    log("decoder: resumed")
-else:
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
-    opt = torch.optim.Adam(ae.decoder.parameters(), lr=2e-3)
+def train_decoder(name, steps, lr, seed, csv_name, shift_codes):
+    """Trains ae.decoder on 20x20-cell latent crops (160x160 pixels) around an object, from layout
+    latents made imperfect; L1 + MSE on pixels plus L1 on pixel differences (sharp edges)."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    opt = torch.optim.Adam(ae.decoder.parameters(), lr=lr)
     rows = []
     t0 = time.time()
-    for step in range(args.decoder_steps):
+    for step in range(steps):
         for g in opt.param_groups:
-            g["lr"] = 2e-3 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.decoder_steps)))
+            g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         zs, xs = [], []
         for _ in range(args.decoder_batch):
             attrs = scenes.sample_scene(rng)
@@ -164,7 +162,9 @@ else:
             # Half the time the outline is blended with the disc, so the decoder must read the
             # shape from its code (alone, it learnt to follow the outline and ignore the code).
             outline = 1.0 if rng.random() < 0.5 else rng.random()
-            z = layout.imperfect(layout.layout_latent(attrs, outline=outline), rng)
+            shift = layout.random_code_shift(rng) if shift_codes else None
+            z = layout.imperfect(
+                layout.layout_latent(attrs, outline=outline, code_shift=shift), rng)
             y, x = crop_around_object(attrs, rng)
             zs.append(z[:, y:y + 20, x:x + 20])
             xs.append(img[:, 8 * y:8 * y + 160, 8 * x:8 * x + 160])
@@ -177,55 +177,34 @@ else:
         loss.backward()
         opt.step()
         rows.append((step, loss.item()))
-        if step % 50 == 0 or step == args.decoder_steps - 1:
-            log(f"decoder step {step} loss {loss.item():.5f} {time.time() - t0:.0f}s")
-    with open(os.path.join(args.work, "decoder_loss.csv"), "w") as f:
+        if step % 50 == 0 or step == steps - 1:
+            log(f"{name} step {step} loss {loss.item():.5f} {time.time() - t0:.0f}s")
+    with open(os.path.join(args.work, csv_name), "w") as f:
         csv.writer(f).writerows([("step", "loss"), *rows])
+    log(f"{name}: done in {time.time() - t0:.0f}s")
+
+
+# 1a. Decoder.
+dec_path = os.path.join(args.work, "decoder.pt")
+if args.resume and os.path.exists(dec_path):
+    ae.decoder.load_state_dict(torch.load(dec_path))
+    log("decoder: resumed")
+else:
+    train_decoder("decoder", args.decoder_steps, 2e-3, args.seed, "decoder_loss.csv", False)
     torch.save(ae.decoder.state_dict(), dec_path)
-    log(f"decoder: done in {time.time() - t0:.0f}s")
 
 # 1b. Decoder fine-tune: the same data with the codes shifted off their points (layout.py
-# `random_code_shift`), from phase 1a's weights at a lower learning rate. Without it, a shape code
-# between the circle's and the ring's drew a ring-like circle and a colour code between black and
-# orange a black shape with an orange rim.
+# `random_code_shift`), from phase 1a's weights at a lower learning rate, so that the decoder
+# draws the nearest code's colour and shape, not a mix (a colour code between black and orange
+# drew a black shape with an orange rim).
 snap_path = os.path.join(args.work, "decoder_snap.pt")
 if args.resume and os.path.exists(snap_path):
     ae.decoder.load_state_dict(torch.load(snap_path))
     log("decoder fine-tune: resumed")
 elif args.snap_steps > 0:
-    torch.manual_seed(args.seed + 6)
-    rng = random.Random(args.seed + 6)
-    opt = torch.optim.Adam(ae.decoder.parameters(), lr=5e-4)
-    rows = []
-    t0 = time.time()
-    for step in range(args.snap_steps):
-        for g in opt.param_groups:
-            g["lr"] = 5e-4 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.snap_steps)))
-        zs, xs = [], []
-        for _ in range(args.decoder_batch):
-            attrs = scenes.sample_scene(rng)
-            img = to_tensor([scenes.render(attrs, rng=rng)])[0]
-            outline = 1.0 if rng.random() < 0.5 else rng.random()
-            z = layout.imperfect(layout.layout_latent(
-                attrs, outline=outline, code_shift=layout.random_code_shift(rng)), rng)
-            y, x = crop_around_object(attrs, rng)
-            zs.append(z[:, y:y + 20, x:x + 20])
-            xs.append(img[:, 8 * y:8 * y + 160, 8 * x:8 * x + 160])
-        z, x = torch.stack(zs), torch.stack(xs)
-        rec = ae.decoder(z)
-        loss = (rec - x).abs().mean() + F.mse_loss(rec, x) + 0.5 * (
-            (rec.diff(dim=2) - x.diff(dim=2)).abs().mean() +
-            (rec.diff(dim=3) - x.diff(dim=3)).abs().mean())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        rows.append((step, loss.item()))
-        if step % 50 == 0 or step == args.snap_steps - 1:
-            log(f"decoder fine-tune step {step} loss {loss.item():.5f} {time.time() - t0:.0f}s")
-    with open(os.path.join(args.work, "decoder_snap_loss.csv"), "w") as f:
-        csv.writer(f).writerows([("step", "loss"), *rows])
+    train_decoder("decoder fine-tune", args.snap_steps, 5e-4, args.seed + 6,
+                  "decoder_snap_loss.csv", True)
     torch.save(ae.decoder.state_dict(), snap_path)
-    log(f"decoder fine-tune: done in {time.time() - t0:.0f}s")
 
 # 1c. Encoder (for image-to-image; the diffusion phases use the exact layout latents): MSE to the
 # layout latents of whole 256x256 renders.
