@@ -128,6 +128,8 @@ def main():
             p.error(f"{path}: no such file")
     if args.mode == "renoise" and not 0 <= args.start <= args.steps:
         p.error(f"--start must be within 0..{args.steps}")
+    if not 0 <= args.outline <= 1:
+        p.error("--outline must be within 0..1")
     torch.set_num_threads(args.threads)
     sampler = Sampler(args.checkpoint, work, args.steps, args.guidance)
     with torch.no_grad():
