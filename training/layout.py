@@ -32,47 +32,36 @@ SHAPE_CODES = {
     for k, s in enumerate(scenes.SHAPES)}
 
 
-def coverage(attrs: dict, h: int = 32, w: int = 32, supersample: int = 4) -> np.ndarray:
-    """[h, w]: the fraction of each latent cell (8x8 pixels) inside an object's bounding disc."""
+def coverage(attrs: dict, h: int = 32, w: int = 32, supersample: int = 4,
+             profile: bool = False) -> np.ndarray:
+    """[h, w]: the fraction of each latent cell (8x8 pixels) inside an object's bounding disc, or
+    with `profile` the cell's mean of 1 - (d/r)^2 / 2 over it (1 at the centre, 1/2 at the rim)."""
     H, W = 8 * h, 8 * w
     side = min(H, W)
     ys = (np.arange(h * supersample) + 0.5) * (8 / supersample)
     xs = (np.arange(w * supersample) + 0.5) * (8 / supersample)
-    inside = np.zeros((h * supersample, w * supersample), dtype=bool)
+    value = np.zeros((h * supersample, w * supersample), dtype=np.float64)
     for x, y, r in attrs["objects"]:
-        inside |= (xs[None, :] - x * W) ** 2 + (ys[:, None] - y * H) ** 2 <= (r * side) ** 2
-    return inside.reshape(h, supersample, w, supersample).mean(axis=(1, 3)).astype(np.float32)
+        d2 = ((xs[None, :] - x * W) ** 2 + (ys[:, None] - y * H) ** 2) / (r * side) ** 2
+        inside = d2 <= 1
+        value = np.maximum(value, np.where(inside, 1 - d2 / 2 if profile else 1.0, 0.0))
+    return value.reshape(h, supersample, w, supersample).mean(axis=(1, 3)).astype(np.float32)
 
 
-def silhouette(attrs: dict, h: int = 32, w: int = 32, supersample: int = 16) -> np.ndarray:
-    """[h, w]: the fraction of each latent cell covered by the objects themselves."""
-    from PIL import Image, ImageDraw
-    W, H = w * supersample, h * supersample
-    mask = Image.new("L", (W, H), 0)
-    draw = ImageDraw.Draw(mask)
-    side = min(W, H)
-    for x, y, r in attrs["objects"]:
-        scenes.draw_shape(draw, attrs["shape"], x * W, y * H, r * side, 255, 0)
-    return np.asarray(mask.reduce(supersample), dtype=np.float32) / 255.0
-
-
-def layout_latent(attrs: dict, h: int = 32, w: int = 32, outline: float = 1.0,
+def layout_latent(attrs: dict, h: int = 32, w: int = 32,
                   code_shift: tuple | None = None) -> torch.Tensor:
-    """[4, h, w]: the scene's layout latents (before the autoencoder's scaling factor). With
-    `outline` < 1 the colour channels blend the objects' outlines with their discs (what a
-    diffusion model that rounds outlines leaves; the decoder trains on it so that it draws the
-    shape the code names). `code_shift` (background, object, shape: three 2-vectors) moves the
-    codes off their points, as a diffusion model's codes are (the decoder trains on it so that it
-    draws the nearest code's colour and shape, not a mix)."""
+    """[4, h, w]: the scene's layout latents (before the autoencoder's scaling factor).
+    `code_shift` (background, object, shape: three 2-vectors) moves the codes off their points,
+    as a diffusion model's codes are (the decoder trains on it so that it draws the nearest
+    code's colour and shape, not a mix)."""
     disc = coverage(attrs, h, w)[None]
-    mask = disc if outline == 0 else \
-        outline * silhouette(attrs, h, w)[None] + (1 - outline) * disc
+    bump = coverage(attrs, h, w, profile=True)[None]
     codes = [COLOUR_CODES[attrs["background"]], COLOUR_CODES[attrs["colour"]],
              SHAPE_CODES[attrs["shape"]]]
     if code_shift is not None:
         codes = [(c[0] + d[0], c[1] + d[1]) for c, d in zip(codes, code_shift)]
     bg, fg, shape = (np.array(c, np.float32)[:, None, None] for c in codes)
-    return torch.from_numpy(np.concatenate([bg * (1 - mask) + fg * mask, shape * disc]))
+    return torch.from_numpy(np.concatenate([bg * (1 - disc) + fg * disc, shape * bump]))
 
 
 def random_code_shift(rng: random.Random) -> tuple:
@@ -105,3 +94,44 @@ def imperfect(z: torch.Tensor, rng: random.Random) -> torch.Tensor:
     if rng.random() < 0.5:
         z = blur(z[None], rng.uniform(0.3, 1.0))[0]
     return z * rng.uniform(0.85, 1.15) + rng.uniform(0.0, 0.15) * torch.randn_like(z)
+
+
+def _nearest(codes: dict, v: np.ndarray) -> str:
+    return min(codes, key=lambda k: float(np.hypot(*(np.array(codes[k]) - v))))
+
+
+def read_layout(z: torch.Tensor) -> dict:
+    """What one scene's [4, h, w] latents (before the scaling factor) say, read back the way they
+    were written: the colour, background and shape codes nearest to the means over the objects and
+    outside them, and the count of separate objects. Scores a diffusion model's latents without
+    the decoder (sample.py prints it), so that a loss can be put on one side or the other."""
+    z = z.double().numpy()
+    strength = np.hypot(z[2], z[3]) / SHAPE_RADIUS
+    inner, outside = strength > 0.4, strength < 0.1
+    objects = strength > 0.25
+    seen = np.zeros_like(objects)
+    count = 0
+    for y0, x0 in zip(*np.nonzero(objects)):
+        if seen[y0, x0]:
+            continue
+        stack, size = [(y0, x0)], 0
+        seen[y0, x0] = True
+        while stack:
+            y, x = stack.pop()
+            size += 1
+            for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                v, u = y + dy, x + dx
+                if 0 <= v < z.shape[1] and 0 <= u < z.shape[2] and objects[v, u] \
+                        and not seen[v, u]:
+                    seen[v, u] = True
+                    stack.append((v, u))
+        count += size >= 2
+    read = {"count": count,
+            "background": _nearest(COLOUR_CODES, z[:2, outside].mean(axis=1))
+            if outside.any() else None}
+    if inner.any():
+        read["colour"] = _nearest(COLOUR_CODES, z[:2, inner].mean(axis=1))
+        shape = z[2:, inner].sum(axis=1)
+        read["shape"] = _nearest(SHAPE_CODES, SHAPE_RADIUS * shape / np.hypot(*shape))
+    return read
+

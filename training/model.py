@@ -474,28 +474,70 @@ class Encoder(nn.Module):
         return self.conv_out(F.silu(self.conv_norm_out(x)))
 
 
+def geometry(z):
+    """Per-cell features of layout latents that say where a cell lies in its object: the colour
+    code, the shape code's direction, its strength (the disc's profile, 1 - (d/r)^2 / 2 inside,
+    so its value tells how far from the centre a cell is) and that strength's gradient (which
+    way the centre lies). Upsampled bilinearly they are exact inside a disc (the profile is
+    quadratic, its gradient linear), so every pixel knows its polar position in its object."""
+    strength = (z[:, 2:3] ** 2 + z[:, 3:4] ** 2 + 1e-6).sqrt()
+    padded = F.pad(strength, (1, 1, 1, 1), mode="replicate")
+    gx = (padded[:, :, 1:-1, 2:] - padded[:, :, 1:-1, :-2]) / 2
+    gy = (padded[:, :, 2:, 1:-1] - padded[:, :, :-2, 1:-1]) / 2
+    return torch.cat([z[:, :2], z[:, 2:] / (strength + 0.05), strength, gx, gy], dim=1)
+
+
+def polar(geo, harmonics=5):
+    """Per-pixel polar position in the object from (upsampled) `geometry`: rho = d/r (from the
+    profile: the strength is 2 - rho^2 inside, the shape codes lying at radius 2; above 1
+    outside) and cos k*theta, sin k*theta for k = 1..harmonics of the direction away from the
+    centre (against the strength's gradient), so that an outline rho < R(theta) is a smooth
+    function of the features for every shape."""
+    strength, gx, gy = geo[:, 4:5], geo[:, 5:6], geo[:, 6:7]
+    rho = (2 - strength).clamp(min=0).sqrt()
+    norm = (gx ** 2 + gy ** 2 + 1e-8).sqrt()
+    c1, s1 = -gx / norm, -gy / norm
+    c, s, out = c1, s1, [rho]
+    for _ in range(harmonics):
+        out += [c, s]
+        c, s = c * c1 - s * s1, s * c1 + c * s1
+    return torch.cat(out, dim=1)
+
+
 class Decoder(nn.Module):
     """Layout latents [B, 4, h, w] -> RGB [B, 3, 8h, 8w]: a UNet at latent resolution that works
-    out each cell's place in its object, then three 2x nearest-upsampling convolutions that draw
-    the outline."""
+    out each cell's place in its object, then three 2x nearest-upsampling convolutions, each also
+    given the latents' `geometry` upsampled bilinearly, and a per-pixel MLP that draws the
+    outline from the last of them and each pixel's `polar` position in its object."""
+
+    GEOMETRY, POLAR = 7, 11
 
     def __init__(self, latent=4):
         super().__init__()
+        g = self.GEOMETRY
         self.conv_in = nn.Conv2d(latent, 64, 3, padding=1)
         self.unet = LatentUNet((64, 96, 128))
         # Edge padding at pixel level: with zero padding the outermost pixel row took a tint that
         # the scene checker read as an object framing the image.
         self.up = nn.ModuleList([
-            nn.Conv2d(64, 48, 3, padding=1, padding_mode="replicate"),   # 2x
-            nn.Conv2d(48, 32, 3, padding=1, padding_mode="replicate"),   # 4x
-            nn.Conv2d(32, 24, 3, padding=1, padding_mode="replicate"),   # 8x
+            nn.Conv2d(64 + g, 48, 3, padding=1, padding_mode="replicate"),   # 2x
+            nn.Conv2d(48 + g, 32, 3, padding=1, padding_mode="replicate"),   # 4x
+            nn.Conv2d(32 + g, 24, 3, padding=1, padding_mode="replicate"),   # 8x
         ])
+        self.pixel = nn.ModuleList([nn.Conv2d(24 + g + self.POLAR, 48, 1), nn.Conv2d(48, 24, 1)])
         self.conv_out = nn.Conv2d(24, 3, 3, padding=1, padding_mode="replicate")
 
     def forward(self, z):
+        geo = geometry(z)
         x = self.unet(self.conv_in(z))
-        for conv in self.up:
-            x = F.silu(conv(F.interpolate(x, scale_factor=2.0, mode="nearest")))
+        for k, conv in enumerate(self.up):
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            g = F.interpolate(geo, scale_factor=float(2 ** (k + 1)), mode="bilinear",
+                              align_corners=False)
+            x = F.silu(conv(torch.cat([x, g], dim=1)))
+        x = torch.cat([x, g, polar(g)], dim=1)
+        for layer in self.pixel:
+            x = F.silu(layer(x))
         return self.conv_out(x)
 
 

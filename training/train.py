@@ -159,12 +159,8 @@ def train_decoder(name, steps, lr, seed, csv_name, shift_codes):
         for _ in range(args.decoder_batch):
             attrs = scenes.sample_scene(rng)
             img = to_tensor([scenes.render(attrs, rng=rng)])[0]
-            # Half the time the outline is blended with the disc, so the decoder must read the
-            # shape from its code (alone, it learnt to follow the outline and ignore the code).
-            outline = 1.0 if rng.random() < 0.5 else rng.random()
             shift = layout.random_code_shift(rng) if shift_codes else None
-            z = layout.imperfect(
-                layout.layout_latent(attrs, outline=outline, code_shift=shift), rng)
+            z = layout.imperfect(layout.layout_latent(attrs, code_shift=shift), rng)
             y, x = crop_around_object(attrs, rng)
             zs.append(z[:, y:y + 20, x:x + 20])
             xs.append(img[:, 8 * y:8 * y + 160, 8 * x:8 * x + 160])
@@ -294,7 +290,7 @@ def batch_for(rng):
     """(clean latents, the share of each cell on an object, caption ids, named attributes)."""
     attrs = [scenes.sample_scene(rng) for _ in range(args.batch)]
     z = layout.layout_batch(attrs)
-    on_object = z[:, 2:].norm(dim=1, keepdim=True) / layout.SHAPE_RADIUS
+    on_object = torch.stack([torch.from_numpy(layout.coverage(a))[None] for a in attrs])
     captions = [caption_for(a, rng) for a in attrs]
     ids = torch.tensor([tokenizer.encode(c)[:L] for c, _ in captions])
     return z * scaling_factor, on_object, ids, [k for _, k in captions]
