@@ -9,7 +9,7 @@ attn2/to_k/MatMul`).
   `LayoutPrior` (text + cell position -> a coarse guess of the clean latents) whose guess joins the
   input and whose features join the 1/4-resolution path; two coordinate channels (x and y in
   [-1, 1], computed from the sample's shape inside the graph) concatenated before `conv_in`.
-- `AutoencoderKL`: 8x down to 4 latent channels; the latent space is designed
+- `AutoencoderKL`: 8x down to 8 latent channels; the latent space is designed
   (training/layout.py): the decoder renders scenes from their layout latents and the encoder finds
   the layout latents in a picture.
 """
@@ -337,7 +337,7 @@ class LayoutPrior(nn.Module):
     has a short path to the top-left cells, which cross-attention from noisy features did not
     find in the CPU budget (models/shapes-tiny/README.md)."""
 
-    def __init__(self, dim=128, context_dim=128, hidden=256, bands=4, out_channels=4):
+    def __init__(self, dim=128, context_dim=128, hidden=256, bands=4, out_channels=8):
         super().__init__()
         self.bands = bands
         self.text_proj = nn.Linear(context_dim, hidden)
@@ -366,10 +366,10 @@ class LayoutPrior(nn.Module):
 
 
 class UNet2DConditionModel(nn.Module):
-    """sample [B, 4, h, w], timestep (scalar or [B]), encoder_hidden_states [B, 77, C] -> the
+    """sample [B, 8, h, w], timestep (scalar or [B]), encoder_hidden_states [B, 77, C] -> the
     prediction (v: see train.py). `forward_with_prior` also returns the layout prior's guess."""
 
-    def __init__(self, in_channels=4, channels=(32, 64, 128), context_dim=128, heads=4,
+    def __init__(self, in_channels=8, channels=(32, 64, 128), context_dim=128, heads=4,
                  temb_in=64, self_attention_16=False):
         super().__init__()
         c0, c1, c2 = channels
@@ -455,9 +455,9 @@ class LatentUNet(nn.Module):
 
 
 class Encoder(nn.Module):
-    """RGB [B, 3, H, W] -> layout latents [B, 4, H/8, W/8] (training/layout.py)."""
+    """RGB [B, 3, H, W] -> layout latents [B, 8, H/8, W/8] (training/layout.py)."""
 
-    def __init__(self, latent=4, chs=(16, 32, 64)):
+    def __init__(self, latent=8, chs=(16, 32, 64)):
         super().__init__()
         c0, c1, c2 = chs
         self.conv_in = nn.Conv2d(3, c0, 2, stride=2)
@@ -474,75 +474,58 @@ class Encoder(nn.Module):
         return self.conv_out(F.silu(self.conv_norm_out(x)))
 
 
-def geometry(z):
-    """Per-cell features of layout latents that say where a cell lies in its object: the colour
-    code, the shape code's direction, its strength (the disc's profile, 1 - (d/r)^2 / 2 inside,
-    so its value tells how far from the centre a cell is) and that strength's gradient (which
-    way the centre lies). Upsampled bilinearly they are exact inside a disc (the profile is
-    quadratic, its gradient linear), so every pixel knows its polar position in its object."""
-    strength = (z[:, 2:3] ** 2 + z[:, 3:4] ** 2 + 1e-6).sqrt()
-    padded = F.pad(strength, (1, 1, 1, 1), mode="replicate")
-    gx = (padded[:, :, 1:-1, 2:] - padded[:, :, 1:-1, :-2]) / 2
-    gy = (padded[:, :, 2:, 1:-1] - padded[:, :, :-2, 1:-1]) / 2
-    return torch.cat([z[:, :2], z[:, 2:] / (strength + 0.05), strength, gx, gy], dim=1)
-
-
-def polar(geo, harmonics=5):
-    """Per-pixel polar position in the object from (upsampled) `geometry`: rho = d/r (from the
-    profile: the strength is 2 - rho^2 inside, the shape codes lying at radius 2; above 1
-    outside) and cos k*theta, sin k*theta for k = 1..harmonics of the direction away from the
-    centre (against the strength's gradient), so that an outline rho < R(theta) is a smooth
-    function of the features for every shape."""
-    strength, gx, gy = geo[:, 4:5], geo[:, 5:6], geo[:, 6:7]
-    rho = (2 - strength).clamp(min=0).sqrt()
-    norm = (gx ** 2 + gy ** 2 + 1e-8).sqrt()
-    c1, s1 = -gx / norm, -gy / norm
-    c, s, out = c1, s1, [rho]
-    for _ in range(harmonics):
-        out += [c, s]
-        c, s = c * c1 - s * s1, s * c1 + c * s1
-    return torch.cat(out, dim=1)
-
-
 class Decoder(nn.Module):
-    """Layout latents [B, 4, h, w] -> RGB [B, 3, 8h, 8w]: a UNet at latent resolution that works
-    out each cell's place in its object, then three 2x nearest-upsampling convolutions, each also
-    given the latents' `geometry` upsampled bilinearly, and a per-pixel MLP that draws the
-    outline from the last of them and each pixel's `polar` position in its object."""
+    """Layout latents [B, 8, h, w] -> RGB [B, 3, 8h, 8w], pixel by pixel. Three convolutions at
+    latent resolution tidy the latents (a diffusion model leaves them soft and noisy; identity at
+    initialisation), and bilinear upsampling gives every pixel its background and object colour
+    codes, shape code and place in its object (exact, as the place is linear in the latents:
+    training/layout.py). Then, per pixel, an MLP of the shape code and the place gives the share
+    of the pixel the object covers, and another maps a colour code to RGB:
+    rgb = background + share * (object - background). Training also fits the share to the
+    objects' true coverage (train.py)."""
 
-    GEOMETRY, POLAR = 7, 11
-
-    def __init__(self, latent=4):
+    def __init__(self, latent=8, hidden=64):
         super().__init__()
-        g = self.GEOMETRY
-        self.conv_in = nn.Conv2d(latent, 64, 3, padding=1)
-        self.unet = LatentUNet((64, 96, 128))
-        # Edge padding at pixel level: with zero padding the outermost pixel row took a tint that
-        # the scene checker read as an object framing the image.
-        self.up = nn.ModuleList([
-            nn.Conv2d(64 + g, 48, 3, padding=1, padding_mode="replicate"),   # 2x
-            nn.Conv2d(48 + g, 32, 3, padding=1, padding_mode="replicate"),   # 4x
-            nn.Conv2d(32 + g, 24, 3, padding=1, padding_mode="replicate"),   # 8x
-        ])
-        self.pixel = nn.ModuleList([nn.Conv2d(24 + g + self.POLAR, 48, 1), nn.Conv2d(48, 24, 1)])
-        self.conv_out = nn.Conv2d(24, 3, 3, padding=1, padding_mode="replicate")
+        self.tidy = nn.Sequential(
+            nn.Conv2d(latent, 48, 3, padding=1, padding_mode="replicate"), nn.SiLU(),
+            nn.Conv2d(48, 48, 3, padding=1, padding_mode="replicate"), nn.SiLU(),
+            nn.Conv2d(48, latent, 3, padding=1, padding_mode="replicate"))
+        nn.init.zeros_(self.tidy[-1].weight)
+        nn.init.zeros_(self.tidy[-1].bias)
+        self.share = nn.Sequential(
+            nn.Conv2d(2 + 2 + 8, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, hidden, 1), nn.SiLU(),
+            nn.Conv2d(hidden, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, 1, 1))
+        self.colour = nn.Sequential(
+            nn.Conv2d(2, 32, 1), nn.SiLU(), nn.Conv2d(32, 32, 1), nn.SiLU(), nn.Conv2d(32, 3, 1))
 
     def forward(self, z):
-        geo = geometry(z)
-        x = self.unet(self.conv_in(z))
-        for k, conv in enumerate(self.up):
-            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-            g = F.interpolate(geo, scale_factor=float(2 ** (k + 1)), mode="bilinear",
-                              align_corners=False)
-            x = F.silu(conv(torch.cat([x, g], dim=1)))
-        x = torch.cat([x, g, polar(g)], dim=1)
-        for layer in self.pixel:
-            x = F.silu(layer(x))
-        return self.conv_out(x)
+        z = z + self.tidy(z)
+        return self.pixels(F.interpolate(z, scale_factor=8.0, mode="bilinear", align_corners=False))
+
+    def sample_at(self, z, grid):
+        """The upsampled latents [B, 8, N, 1] at chosen pixels only, for `pixels` (what training
+        needs: the per-pixel MLPs cost ~13k multiply-adds a pixel): `grid` [B, N, 1, 2] holds
+        their centres in grid_sample's [-1, 1] coordinates, which then samples exactly as
+        `forward`'s upsampling does."""
+        z = z + self.tidy(z)
+        return F.grid_sample(z, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    def pixels(self, p):
+        """Upsampled latents [B, 8, ...] -> RGB [B, 3, ...]."""
+        background, obj = self.colour(p[:, 0:2]), self.colour(p[:, 2:4])
+        return background + self.share_of(p) * (obj - background)
+
+    def share_of(self, p):
+        """Upsampled latents [B, 8, ...] -> the share of each pixel the object covers [B, 1, ...]
+        from the shape code and the place, the place also as sines and cosines (at 1 and 2
+        cycles a radius: a star's points and a heart's notch are sharper functions of them)."""
+        uv = p[:, 6:8]
+        waves = [f(uv * (math.pi * k)) for k in (1, 2) for f in (torch.sin, torch.cos)]
+        return torch.sigmoid(self.share(torch.cat([p[:, 4:8], *waves], dim=1)))
 
 
 class AutoencoderKL(nn.Module):
-    """Deterministic autoencoder: images in [-1, 1] <-> 4-channel layout latents at 1/8
+    """Deterministic autoencoder: images in [-1, 1] <-> 8-channel layout latents at 1/8
     resolution."""
 
     def __init__(self):

@@ -89,7 +89,7 @@ class Sampler:
         return (((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy(),
                 latents)
 
-    def noise(self, seeds, shape=(4, 32, 32)):
+    def noise(self, seeds, shape=(layout.CHANNELS, 32, 32)):
         return torch.cat([torch.randn(1, *shape, generator=torch.Generator().manual_seed(s))
                           for s in seeds]).double()
 
