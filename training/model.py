@@ -484,8 +484,16 @@ class Decoder(nn.Module):
     rgb = background + share * (object - background). Training also fits the share to the
     objects' true coverage (train.py)."""
 
-    def __init__(self, latent=8, hidden=64):
+    def __init__(self, latent=8, hidden=96, shapes=6, sharpness=10.0):
         super().__init__()
+        # The shape codes' directions (training/layout.py SHAPE_CODES: evenly spaced from angle
+        # 0), against which the share MLP reads a pixel's shape code as near-one-hot weights, so
+        # that each shape gets its own outline rather than a blend of its neighbours' (with the
+        # raw code as input, squares came out with round tops).
+        angles = torch.arange(shapes, dtype=torch.float32) * (2 * math.pi / shapes)
+        self.register_buffer("shape_directions",
+                             torch.stack([angles.cos(), angles.sin()], dim=1)[:, :, None, None])
+        self.sharpness = sharpness
         self.tidy = nn.Sequential(
             nn.Conv2d(latent, 48, 3, padding=1, padding_mode="replicate"), nn.SiLU(),
             nn.Conv2d(48, 48, 3, padding=1, padding_mode="replicate"), nn.SiLU(),
@@ -493,7 +501,7 @@ class Decoder(nn.Module):
         nn.init.zeros_(self.tidy[-1].weight)
         nn.init.zeros_(self.tidy[-1].bias)
         self.share = nn.Sequential(
-            nn.Conv2d(2 + 2 + 8, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, hidden, 1), nn.SiLU(),
+            nn.Conv2d(shapes + 1 + 2 + 8, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, hidden, 1), nn.SiLU(),
             nn.Conv2d(hidden, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, 1, 1))
         self.colour = nn.Sequential(
             nn.Conv2d(2, 32, 1), nn.SiLU(), nn.Conv2d(32, 32, 1), nn.SiLU(), nn.Conv2d(32, 3, 1))
@@ -517,11 +525,15 @@ class Decoder(nn.Module):
 
     def share_of(self, p):
         """Upsampled latents [B, 8, ...] -> the share of each pixel the object covers [B, 1, ...]
-        from the shape code and the place, the place also as sines and cosines (at 1 and 2
-        cycles a radius: a star's points and a heart's notch are sharper functions of them)."""
-        uv = p[:, 6:8]
+        from the shape code (as weights over the shapes, and its length: 2 near an object, 0 far
+        from any) and the place, also as sines and cosines (at 1 and 2 cycles a radius: a star's
+        points and a heart's notch are sharper functions of them)."""
+        code, uv = p[:, 4:6], p[:, 6:8]
+        length = (code[:, :1] ** 2 + code[:, 1:] ** 2 + 1e-6).sqrt()
+        cosines = F.conv2d(code, self.shape_directions) / length
+        weights = torch.softmax(self.sharpness * cosines, dim=1)
         waves = [f(uv * (math.pi * k)) for k in (1, 2) for f in (torch.sin, torch.cos)]
-        return torch.sigmoid(self.share(torch.cat([p[:, 4:8], *waves], dim=1)))
+        return torch.sigmoid(self.share(torch.cat([weights, length / 2, uv, *waves], dim=1)))
 
 
 class AutoencoderKL(nn.Module):

@@ -132,7 +132,7 @@ def main():
     p.add_argument("out")
     p.add_argument("--work", help="folder of ae.pt (default: the checkpoint's)")
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--limit", type=int, default=96)
     p.add_argument("--start", type=int, default=0, help="renoise: the noise level to start at")
     p.add_argument("--seed", type=int, default=99, help="renoise: the scenes' and noise's seed")

@@ -134,6 +134,9 @@ log(f"== run {time.strftime('%Y-%m-%d %H:%M:%S')} args {vars(args)} torch {torch
 # Debian's torch seeds its generator randomly at start, so every initialisation is seeded.
 torch.manual_seed(args.seed + 4)
 ae = M.AutoencoderKL()
+assert torch.allclose(ae.decoder.shape_directions[:, :, 0, 0] * layout.SHAPE_RADIUS,
+                      torch.tensor([layout.SHAPE_CODES[k] for k in scenes.SHAPES]), atol=1e-5), \
+    "the decoder's shape directions must be layout.SHAPE_CODES'"
 with torch.no_grad():
     rng = random.Random(args.seed + 3)
     scaling_factor = float(1.0 / layout.layout_batch(
