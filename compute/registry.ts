@@ -31,7 +31,7 @@ export const MODEL_REGISTRY: readonly ModelCard[] = [
     // The embedded default (models/shapes-tiny): trained here on flat-coloured shapes at 256².
     id: "denoise/shapes-tiny",
     family: "StableDiffusionPipeline",
-    defaults: { width: 256, height: 256, steps: 20, guidanceScale: 3 },
+    defaults: { width: 256, height: 256, steps: 20, guidanceScale: 2 },
     sizeMultiple: 8,
     maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
   },

@@ -76,14 +76,15 @@ def export_all(out, ae, scaling_factor, unet, text_encoder, tokenizer):
                     {"input_ids": {0: "batch_size", 1: "sequence_length"},
                      "last_hidden_state": {0: "batch_size", 1: "sequence_length"},
                      "pooler_output": {0: "batch_size"}})
-        sample = torch.randn(2, 4, 32, 32)
+        latent = unet.conv_out.out_channels
+        sample = torch.randn(2, latent, 32, 32)
         hidden = text_encoder(ids)
         onnx_export(unet, (sample, torch.tensor(500.0), hidden), f"{out}/unet/model.onnx",
                     ["sample", "timestep", "encoder_hidden_states"], ["out_sample"],
                     {"sample": {0: "batch_size", 2: "height", 3: "width"},
                      "encoder_hidden_states": {0: "batch_size", 1: "sequence_length"},
                      "out_sample": {0: "batch_size", 2: "height", 3: "width"}})
-        onnx_export(VaeDecoderExport(ae), (torch.randn(1, 4, 32, 32),),
+        onnx_export(VaeDecoderExport(ae), (torch.randn(1, latent, 32, 32),),
                     f"{out}/vae_decoder/model.onnx", ["latent_sample"], ["sample"],
                     {"latent_sample": {0: "batch_size", 2: "latent_height", 3: "latent_width"},
                      "sample": {0: "batch_size", 2: "height", 3: "width"}})
@@ -129,8 +130,8 @@ def export_all(out, ae, scaling_factor, unet, text_encoder, tokenizer):
     write_json(f"{out}/unet/config.json", {
         "_class_name": "UNet2DConditionModel",
         "_diffusers_version": "0.30.0",
-        "in_channels": 4,
-        "out_channels": 4,
+        "in_channels": unet.conv_out.out_channels,
+        "out_channels": unet.conv_out.out_channels,
         "sample_size": 32,
         "block_out_channels": c,
         "layers_per_block": 1,
@@ -153,7 +154,7 @@ def export_all(out, ae, scaling_factor, unet, text_encoder, tokenizer):
         "_diffusers_version": "0.30.0",
         "in_channels": 3,
         "out_channels": 3,
-        "latent_channels": 4,
+        "latent_channels": unet.conv_out.out_channels,
         "block_out_channels": [16, 32, 64, 64],
         "sample_size": 256,
         "scaling_factor": round(scaling_factor, 6),
@@ -163,7 +164,7 @@ def export_all(out, ae, scaling_factor, unet, text_encoder, tokenizer):
         "_diffusers_version": "0.30.0",
         "in_channels": 3,
         "out_channels": 3,
-        "latent_channels": 4,
+        "latent_channels": unet.conv_out.out_channels,
         "block_out_channels": [16, 32, 64, 64],
         "sample_size": 256,
         "scaling_factor": round(scaling_factor, 6),

@@ -312,7 +312,8 @@ def sample(unet, te, t, ae, sf, prompts, seeds, steps=20, guidance=5.0, size=32)
     with torch.no_grad():
         uncond = te(torch.tensor([t.encode("")])).expand(n, -1, -1)
         cond = te(torch.tensor([t.encode(p) for p in prompts]))
-        x = torch.cat([torch.randn(1, 4, size, size, generator=torch.Generator().manual_seed(s),
+        x = torch.cat([torch.randn(1, layout.CHANNELS, size, size,
+                                   generator=torch.Generator().manual_seed(s),
                                    dtype=torch.float64) for s in seeds]) * sigmas[0]
         ctx = torch.cat([uncond, cond])
         for i in range(steps):
@@ -469,7 +470,7 @@ def export(args, lora_state, unet, te, t, ops):
 
     # reference.json: a small fixed UNet input; outputs of the base and the merged UNet.
     g = torch.Generator().manual_seed(args.seed + 100)
-    sample_ = torch.randn(1, 4, 8, 8, generator=g)
+    sample_ = torch.randn(1, layout.CHANNELS, 8, 8, generator=g)
     timestep = torch.tensor(500.0)
     prompt = "a red circle on a blue background"
     seq = args.ref_tokens
@@ -481,11 +482,13 @@ def export(args, lora_state, unet, te, t, ops):
         merged05 = merged_unet(unet, lora_state, 0.5)(sample_, timestep, hidden)
     ref = {
         "description": "UNet of models/shapes-tiny (inputs as its ONNX graph: sample float32 "
-                       "[batch, 4, h, w], timestep float32 scalar, encoder_hidden_states float32 "
+                       f"[batch, {layout.CHANNELS}, h, w], timestep float32 scalar, "
+                       "encoder_hidden_states float32 "
                        "[batch, seq, 128]) on a fixed input, without (base_output) and with the "
                        "palette-swap adapter merged as W' = W + scale * (lora_alpha / r) * B @ A "
                        "(merged_output: scale 1, merged_output_scale_0_5: scale 0.5); PyTorch "
-                       "float32, outputs flattened row-major as out_sample [1, 4, 8, 8]. "
+                       "float32, outputs flattened row-major as out_sample "
+                       f"[1, {layout.CHANNELS}, 8, 8]. "
                        "encoder_hidden_states is the text encoder's last_hidden_state for "
                        f"'{prompt}' (77 ids), first {seq} positions (the graph's sequence axis "
                        "is dynamic; the text encoder is causal, so these equal the first "
@@ -587,7 +590,8 @@ def main():
             with torch.no_grad():
                 ctx = te(torch.tensor([t.encode(c)[:L] for c in captions]))
             tt = torch.randint(0, T, (args.batch,))
-            noise = torch.randn_like(x0) + args.offset_noise * torch.randn(args.batch, 4, 1, 1)
+            noise = torch.randn_like(x0) + \
+                args.offset_noise * torch.randn(args.batch, layout.CHANNELS, 1, 1)
             ac = ALPHAS_CUMPROD[tt].view(-1, 1, 1, 1)
             xt = ac.sqrt() * x0 + (1 - ac).sqrt() * noise
             target = ac.sqrt() * noise - (1 - ac).sqrt() * x0
@@ -611,7 +615,7 @@ def main():
         # A check of the merge formula: wrapped model == merged copy.
         with torch.no_grad():
             model.eval()
-            xs = torch.randn(2, 4, 32, 32)
+            xs = torch.randn(2, layout.CHANNELS, 32, 32)
             c = te(torch.tensor([t.encode("a red circle on a blue background")] * 2))
             d = (model(xs, torch.tensor(400.0), c) -
                  merged_unet(unet, lora_state, 1.0)(xs, torch.tensor(400.0), c)).abs().max()

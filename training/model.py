@@ -9,7 +9,7 @@ attn2/to_k/MatMul`).
   `LayoutPrior` (text + cell position -> a coarse guess of the clean latents) whose guess joins the
   input and whose features join the 1/4-resolution path; two coordinate channels (x and y in
   [-1, 1], computed from the sample's shape inside the graph) concatenated before `conv_in`.
-- `AutoencoderKL`: 8x down to 4 latent channels; the latent space is designed
+- `AutoencoderKL`: 8x down to 8 latent channels; the latent space is designed
   (training/layout.py): the decoder renders scenes from their layout latents and the encoder finds
   the layout latents in a picture.
 """
@@ -337,7 +337,7 @@ class LayoutPrior(nn.Module):
     has a short path to the top-left cells, which cross-attention from noisy features did not
     find in the CPU budget (models/shapes-tiny/README.md)."""
 
-    def __init__(self, dim=128, context_dim=128, hidden=256, bands=4, out_channels=4):
+    def __init__(self, dim=128, context_dim=128, hidden=256, bands=4, out_channels=8):
         super().__init__()
         self.bands = bands
         self.text_proj = nn.Linear(context_dim, hidden)
@@ -366,10 +366,10 @@ class LayoutPrior(nn.Module):
 
 
 class UNet2DConditionModel(nn.Module):
-    """sample [B, 4, h, w], timestep (scalar or [B]), encoder_hidden_states [B, 77, C] -> the
+    """sample [B, 8, h, w], timestep (scalar or [B]), encoder_hidden_states [B, 77, C] -> the
     prediction (v: see train.py). `forward_with_prior` also returns the layout prior's guess."""
 
-    def __init__(self, in_channels=4, channels=(32, 64, 128), context_dim=128, heads=4,
+    def __init__(self, in_channels=8, channels=(32, 64, 128), context_dim=128, heads=4,
                  temb_in=64, self_attention_16=False):
         super().__init__()
         c0, c1, c2 = channels
@@ -455,9 +455,9 @@ class LatentUNet(nn.Module):
 
 
 class Encoder(nn.Module):
-    """RGB [B, 3, H, W] -> layout latents [B, 4, H/8, W/8] (training/layout.py)."""
+    """RGB [B, 3, H, W] -> layout latents [B, 8, H/8, W/8] (training/layout.py)."""
 
-    def __init__(self, latent=4, chs=(16, 32, 64)):
+    def __init__(self, latent=8, chs=(16, 32, 64)):
         super().__init__()
         c0, c1, c2 = chs
         self.conv_in = nn.Conv2d(3, c0, 2, stride=2)
@@ -475,32 +475,69 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Layout latents [B, 4, h, w] -> RGB [B, 3, 8h, 8w]: a UNet at latent resolution that works
-    out each cell's place in its object, then three 2x nearest-upsampling convolutions that draw
-    the outline."""
+    """Layout latents [B, 8, h, w] -> RGB [B, 3, 8h, 8w], pixel by pixel. Three convolutions at
+    latent resolution tidy the latents (a diffusion model leaves them soft and noisy; identity at
+    initialisation), and bilinear upsampling gives every pixel its background and object colour
+    codes, shape code and place in its object (exact, as the place is linear in the latents:
+    training/layout.py). Then, per pixel, an MLP of the shape code and the place gives the share
+    of the pixel the object covers, and another maps a colour code to RGB:
+    rgb = background + share * (object - background). Training also fits the share to the
+    objects' true coverage (train.py)."""
 
-    def __init__(self, latent=4):
+    def __init__(self, latent=8, hidden=96, shapes=6, sharpness=10.0):
         super().__init__()
-        self.conv_in = nn.Conv2d(latent, 64, 3, padding=1)
-        self.unet = LatentUNet((64, 96, 128))
-        # Edge padding at pixel level: with zero padding the outermost pixel row took a tint that
-        # the scene checker read as an object framing the image.
-        self.up = nn.ModuleList([
-            nn.Conv2d(64, 48, 3, padding=1, padding_mode="replicate"),   # 2x
-            nn.Conv2d(48, 32, 3, padding=1, padding_mode="replicate"),   # 4x
-            nn.Conv2d(32, 24, 3, padding=1, padding_mode="replicate"),   # 8x
-        ])
-        self.conv_out = nn.Conv2d(24, 3, 3, padding=1, padding_mode="replicate")
+        # The shape codes' directions (training/layout.py SHAPE_CODES: evenly spaced from angle
+        # 0), against which the share MLP reads a pixel's shape code as near-one-hot weights, so
+        # that each shape gets its own outline rather than a blend of its neighbours' (with the
+        # raw code as input, squares came out with round tops).
+        angles = torch.arange(shapes, dtype=torch.float32) * (2 * math.pi / shapes)
+        self.register_buffer("shape_directions",
+                             torch.stack([angles.cos(), angles.sin()], dim=1)[:, :, None, None])
+        self.sharpness = sharpness
+        self.tidy = nn.Sequential(
+            nn.Conv2d(latent, 48, 3, padding=1, padding_mode="replicate"), nn.SiLU(),
+            nn.Conv2d(48, 48, 3, padding=1, padding_mode="replicate"), nn.SiLU(),
+            nn.Conv2d(48, latent, 3, padding=1, padding_mode="replicate"))
+        nn.init.zeros_(self.tidy[-1].weight)
+        nn.init.zeros_(self.tidy[-1].bias)
+        self.share = nn.Sequential(
+            nn.Conv2d(shapes + 1 + 2 + 8, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, hidden, 1), nn.SiLU(),
+            nn.Conv2d(hidden, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, 1, 1))
+        self.colour = nn.Sequential(
+            nn.Conv2d(2, 32, 1), nn.SiLU(), nn.Conv2d(32, 32, 1), nn.SiLU(), nn.Conv2d(32, 3, 1))
 
     def forward(self, z):
-        x = self.unet(self.conv_in(z))
-        for conv in self.up:
-            x = F.silu(conv(F.interpolate(x, scale_factor=2.0, mode="nearest")))
-        return self.conv_out(x)
+        z = z + self.tidy(z)
+        return self.pixels(F.interpolate(z, scale_factor=8.0, mode="bilinear", align_corners=False))
+
+    def sample_at(self, z, grid):
+        """The upsampled latents [B, 8, N, 1] at chosen pixels only, for `pixels` (what training
+        needs: the per-pixel MLPs cost ~13k multiply-adds a pixel): `grid` [B, N, 1, 2] holds
+        their centres in grid_sample's [-1, 1] coordinates, which then samples exactly as
+        `forward`'s upsampling does."""
+        z = z + self.tidy(z)
+        return F.grid_sample(z, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    def pixels(self, p):
+        """Upsampled latents [B, 8, ...] -> RGB [B, 3, ...]."""
+        background, obj = self.colour(p[:, 0:2]), self.colour(p[:, 2:4])
+        return background + self.share_of(p) * (obj - background)
+
+    def share_of(self, p):
+        """Upsampled latents [B, 8, ...] -> the share of each pixel the object covers [B, 1, ...]
+        from the shape code (as weights over the shapes, and its length: 2 near an object, 0 far
+        from any) and the place, also as sines and cosines (at 1 and 2 cycles a radius: a star's
+        points and a heart's notch are sharper functions of them)."""
+        code, uv = p[:, 4:6], p[:, 6:8]
+        length = (code[:, :1] ** 2 + code[:, 1:] ** 2 + 1e-6).sqrt()
+        cosines = F.conv2d(code, self.shape_directions) / length
+        weights = torch.softmax(self.sharpness * cosines, dim=1)
+        waves = [f(uv * (math.pi * k)) for k in (1, 2) for f in (torch.sin, torch.cos)]
+        return torch.sigmoid(self.share(torch.cat([weights, length / 2, uv, *waves], dim=1)))
 
 
 class AutoencoderKL(nn.Module):
-    """Deterministic autoencoder: images in [-1, 1] <-> 4-channel layout latents at 1/8
+    """Deterministic autoencoder: images in [-1, 1] <-> 8-channel layout latents at 1/8
     resolution."""
 
     def __init__(self):

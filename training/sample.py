@@ -8,8 +8,7 @@ model loses what the prompt asked for. Uses the checkpoint's EMA weights, and th
     # the first N held-out prompt x seed pairs as PNGs + truth.json (judge: deno task judge DIR)
     /usr/bin/python3 training/sample.py heldout training/runs/shapes-tiny/diffusion.pt DIR --limit 96
     # fresh scenes' layout latents, noised to the K-th of the sampler's noise levels and sampled
-    # from there with a caption naming everything (K = --steps: the decoder alone; --outline 0:
-    # the colour channels drawn with the objects' bounding discs instead of their outlines)
+    # from there with a caption naming everything (K = --steps: the decoder alone)
     /usr/bin/python3 training/sample.py renoise training/runs/shapes-tiny/diffusion.pt DIR --start 12
 
 `heldout` starts from the same noise as the server for the same seed (torch's CPU `randn`), so
@@ -74,7 +73,7 @@ class Sampler:
 
     def sample(self, prompts, x, start=0):
         """Runs the sampler from noise level `start` on latents `x` (float64, already at that
-        level) and returns RGB images as uint8 [N, H, W, 3]."""
+        level) and returns RGB images as uint8 [N, H, W, 3], and the final latents (unscaled)."""
         n = len(prompts)
         context = torch.cat([self.encode_text([""]).expand(n, -1, -1), self.encode_text(prompts)])
         for i in range(start, len(self.timesteps)):
@@ -85,10 +84,12 @@ class Sampler:
             v = (v[:n] + self.guidance * (v[n:] - v[:n])).double()
             x0 = x / (sigma ** 2 + 1) - v * sigma / (sigma ** 2 + 1).sqrt()
             x = x + (x - x0) / sigma * (self.sigmas[i + 1] - sigma)
-        images = self.ae.decoder((x / self.scaling_factor).float())
-        return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        latents = (x / self.scaling_factor).float()
+        images = self.ae.decoder(latents)
+        return (((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy(),
+                latents)
 
-    def noise(self, seeds, shape=(4, 32, 32)):
+    def noise(self, seeds, shape=(layout.CHANNELS, 32, 32)):
         return torch.cat([torch.randn(1, *shape, generator=torch.Generator().manual_seed(s))
                           for s in seeds]).double()
 
@@ -105,6 +106,25 @@ def write_folder(out, images, expectations):
     print("wrote", len(truth), "images and truth.json to", out)
 
 
+def print_latent_score(latents, expectations):
+    """How often the latents themselves (layout.read_layout, no decoder) hold the colour,
+    background, shape and count asked for: what a perfect decoder could reach."""
+    right, named, all_right = {}, {}, 0
+    for z, expect in zip(latents, expectations):
+        read = layout.read_layout(z)
+        ok = True
+        for key in ("colour", "background", "shape", "count"):
+            if key in expect:
+                named[key] = named.get(key, 0) + 1
+                hit = read.get(key) == expect[key]
+                right[key] = right.get(key, 0) + hit
+                ok = ok and hit
+        all_right += ok
+    print(f"latents alone: {100 * all_right / len(latents):.1f} % right on colour, background, "
+          f"shape and count; " + ", ".join(
+              f"{k} {right[k]}/{named[k]}" for k in ("colour", "background", "shape", "count")))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=["grid", "heldout", "renoise"])
@@ -112,13 +132,10 @@ def main():
     p.add_argument("out")
     p.add_argument("--work", help="folder of ae.pt (default: the checkpoint's)")
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--limit", type=int, default=96)
     p.add_argument("--start", type=int, default=0, help="renoise: the noise level to start at")
     p.add_argument("--seed", type=int, default=99, help="renoise: the scenes' and noise's seed")
-    p.add_argument("--outline", type=float, default=1.0,
-                   help="renoise: 1 draws the colour channels with the objects' outlines (exact "
-                   "latents), 0 with their bounding discs (does the decoder follow the shape code?)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -128,15 +145,13 @@ def main():
             p.error(f"{path}: no such file")
     if args.mode == "renoise" and not 0 <= args.start <= args.steps:
         p.error(f"--start must be within 0..{args.steps}")
-    if not 0 <= args.outline <= 1:
-        p.error("--outline must be within 0..1")
     torch.set_num_threads(args.threads)
     sampler = Sampler(args.checkpoint, work, args.steps, args.guidance)
     with torch.no_grad():
         if args.mode == "grid":
             seeds = [100, 101, 102, 103]
             rows = [np.concatenate(list(sampler.sample([prompt] * 4, sampler.noise(seeds) *
-                                                       sampler.sigmas[0])), axis=1)
+                                                       sampler.sigmas[0])[0]), axis=1)
                     for prompt in GRID_PROMPTS]
             from PIL import Image
             Image.fromarray(np.concatenate(rows, axis=0)).save(args.out)
@@ -144,24 +159,30 @@ def main():
         elif args.mode == "heldout":
             with open(HELDOUT) as f:
                 items = json.load(f)["items"][:args.limit]
-            images = []
+            images, latents = [], []
             for b in range(0, len(items), args.batch):
                 chunk = items[b:b + args.batch]
                 x = sampler.noise([it["seed"] for it in chunk]) * sampler.sigmas[0]
-                images.extend(sampler.sample([it["prompt"] for it in chunk], x))
+                done = sampler.sample([it["prompt"] for it in chunk], x)
+                images.extend(done[0])
+                latents.extend(done[1])
             write_folder(args.out, images, [it["expect"] for it in items])
+            print_latent_score(latents, [it["expect"] for it in items])
         else:
             rng = random.Random(args.seed)
             attrs = [scenes.sample_scene(rng) for _ in range(args.limit)]
-            images = []
+            images, latents = [], []
             for b in range(0, len(attrs), args.batch):
-                x0 = torch.stack([layout.layout_latent(a, outline=args.outline)
+                x0 = torch.stack([layout.layout_latent(a)
                                   for a in attrs[b:b + args.batch]]) * sampler.scaling_factor
                 seeds = range(args.seed * 1000 + b, args.seed * 1000 + b + len(x0))
                 x = x0.double() + sampler.sigmas[args.start] * sampler.noise(seeds)
                 prompts = [scenes.caption_of(a)[0] for a in attrs[b:b + args.batch]]
-                images.extend(sampler.sample(prompts, x, start=args.start))
+                done = sampler.sample(prompts, x, start=args.start)
+                images.extend(done[0])
+                latents.extend(done[1])
             write_folder(args.out, images, [scenes.expectation(a) for a in attrs])
+            print_latent_score(latents, [scenes.expectation(a) for a in attrs])
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ p.add_argument("--seed", type=int, default=1234)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--decoder-steps", type=int, default=2000)
 p.add_argument("--decoder-batch", type=int, default=12)
+p.add_argument("--decoder-pixels", type=int, default=4096, help="pixels of each scene per step")
 p.add_argument("--snap-steps", type=int, default=600,
                help="decoder fine-tune on shifted codes (phase 1b)")
 p.add_argument("--encoder-steps", type=int, default=500)
@@ -67,8 +68,13 @@ p.add_argument("--object-weight", type=float, default=8.0,
 p.add_argument("--prior-steps", type=int, default=600)
 p.add_argument("--resume", action="store_true")
 p.add_argument("--stop-after", choices=["autoencoder", "diffusion"], default=None)
+p.add_argument("--start-at", choices=["autoencoder", "diffusion"], default="autoencoder",
+               help="diffusion: skip phase 1 (the diffusion phases need no autoencoder), so that "
+               "phases 1 and 2 can run side by side in two processes")
 p.add_argument("--skip-export", action="store_true")
 args = p.parse_args()
+if args.start_at == "diffusion" and args.stop_after != "diffusion":
+    p.error("--start-at diffusion needs --stop-after diffusion (the export needs phase 1)")
 
 torch.set_num_threads(args.threads)
 os.makedirs(args.work, exist_ok=True)
@@ -128,6 +134,9 @@ log(f"== run {time.strftime('%Y-%m-%d %H:%M:%S')} args {vars(args)} torch {torch
 # Debian's torch seeds its generator randomly at start, so every initialisation is seeded.
 torch.manual_seed(args.seed + 4)
 ae = M.AutoencoderKL()
+assert torch.allclose(ae.decoder.shape_directions[:, :, 0, 0] * layout.SHAPE_RADIUS,
+                      torch.tensor([layout.SHAPE_CODES[k] for k in scenes.SHAPES]), atol=1e-5), \
+    "the decoder's shape directions must be layout.SHAPE_CODES'"
 with torch.no_grad():
     rng = random.Random(args.seed + 3)
     scaling_factor = float(1.0 / layout.layout_batch(
@@ -135,18 +144,22 @@ with torch.no_grad():
 log(f"layout latents: scaling_factor {scaling_factor:.5f}")
 
 
-def crop_around_object(attrs, rng, cells=20):
-    """(y, x) of a cells x cells latent crop that holds one of the scene's objects whole."""
-    ox, oy, _ = rng.choice(attrs["objects"])
-    cx, cy = int(ox * 32), int(oy * 32)
-    x = max(0, min(32 - cells, cx - rng.randint(4, cells - 4)))
-    y = max(0, min(32 - cells, cy - rng.randint(4, cells - 4)))
-    return y, x
+def decoder_pixels(attrs, rng, n):
+    """[n, 2] integer (x, y) pixels of a 256x256 scene to train the decoder on: half anywhere,
+    half within 1.5 radii of an object (where the outlines are)."""
+    g = torch.Generator().manual_seed(rng.getrandbits(31))
+    anywhere = torch.randint(0, 256, (n - n // 2, 2), generator=g)
+    objects = torch.tensor(attrs["objects"])[torch.randint(0, len(attrs["objects"]), (n // 2,),
+                                                            generator=g)]
+    offset = (torch.rand(n // 2, 2, generator=g) * 3 - 1.5) * objects[:, 2:3]
+    near = ((objects[:, :2] + offset) * 256).long().clamp(0, 255)
+    return torch.cat([anywhere, near])
 
 
 def train_decoder(name, steps, lr, seed, csv_name, shift_codes):
-    """Trains ae.decoder on 20x20-cell latent crops (160x160 pixels) around an object, from layout
-    latents made imperfect; L1 + MSE on pixels plus L1 on pixel differences (sharp edges)."""
+    """Trains ae.decoder on chosen pixels of whole scenes (`decoder_pixels`), from layout latents
+    made imperfect: L1 + MSE on the pixels' colours, plus the cross-entropy of the decoder's
+    share to the objects' true coverage (which the colour loss alone taught slowly)."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     opt = torch.optim.Adam(ae.decoder.parameters(), lr=lr)
@@ -155,24 +168,22 @@ def train_decoder(name, steps, lr, seed, csv_name, shift_codes):
     for step in range(steps):
         for g in opt.param_groups:
             g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        zs, xs = [], []
+        zs, grids, targets, masks = [], [], [], []
         for _ in range(args.decoder_batch):
             attrs = scenes.sample_scene(rng)
             img = to_tensor([scenes.render(attrs, rng=rng)])[0]
-            # Half the time the outline is blended with the disc, so the decoder must read the
-            # shape from its code (alone, it learnt to follow the outline and ignore the code).
-            outline = 1.0 if rng.random() < 0.5 else rng.random()
+            mask = to_tensor([scenes.render({**attrs, "colour": "white", "background": "black"})])
             shift = layout.random_code_shift(rng) if shift_codes else None
-            z = layout.imperfect(
-                layout.layout_latent(attrs, outline=outline, code_shift=shift), rng)
-            y, x = crop_around_object(attrs, rng)
-            zs.append(z[:, y:y + 20, x:x + 20])
-            xs.append(img[:, 8 * y:8 * y + 160, 8 * x:8 * x + 160])
-        z, x = torch.stack(zs), torch.stack(xs)
-        rec = ae.decoder(z)
-        loss = (rec - x).abs().mean() + F.mse_loss(rec, x) + 0.5 * (
-            (rec.diff(dim=2) - x.diff(dim=2)).abs().mean() +
-            (rec.diff(dim=3) - x.diff(dim=3)).abs().mean())
+            zs.append(layout.imperfect(layout.layout_latent(attrs, code_shift=shift), rng))
+            xy = decoder_pixels(attrs, rng, args.decoder_pixels)
+            grids.append((xy.float() + 0.5) / 128 - 1)
+            targets.append(img[:, xy[:, 1], xy[:, 0]])
+            masks.append((mask[0, :1, xy[:, 1], xy[:, 0]] + 1) / 2)
+        p = ae.decoder.sample_at(torch.stack(zs), torch.stack(grids)[:, :, None])
+        rec, share = ae.decoder.pixels(p)[:, :, :, 0], ae.decoder.share_of(p)[:, :, :, 0]
+        x = torch.stack(targets)
+        loss = (rec - x).abs().mean() + F.mse_loss(rec, x) + \
+            F.binary_cross_entropy(share.clamp(1e-6, 1 - 1e-6), torch.stack(masks))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -184,61 +195,64 @@ def train_decoder(name, steps, lr, seed, csv_name, shift_codes):
     log(f"{name}: done in {time.time() - t0:.0f}s")
 
 
-# 1a. Decoder.
-dec_path = os.path.join(args.work, "decoder.pt")
-if args.resume and os.path.exists(dec_path):
-    ae.decoder.load_state_dict(torch.load(dec_path))
-    log("decoder: resumed")
-else:
-    train_decoder("decoder", args.decoder_steps, 2e-3, args.seed, "decoder_loss.csv", False)
-    torch.save(ae.decoder.state_dict(), dec_path)
+# Phase 1 is skipped by --start-at diffusion (another process runs it; --resume then loads
+# it for the export).
+if args.start_at == "autoencoder":
+    # 1a. Decoder.
+    dec_path = os.path.join(args.work, "decoder.pt")
+    if args.resume and os.path.exists(dec_path):
+        ae.decoder.load_state_dict(torch.load(dec_path))
+        log("decoder: resumed")
+    else:
+        train_decoder("decoder", args.decoder_steps, 2e-3, args.seed, "decoder_loss.csv", False)
+        torch.save(ae.decoder.state_dict(), dec_path)
 
-# 1b. Decoder fine-tune: the same data with the codes shifted off their points (layout.py
-# `random_code_shift`), from phase 1a's weights at a lower learning rate, so that the decoder
-# draws the nearest code's colour and shape, not a mix (a colour code between black and orange
-# drew a black shape with an orange rim).
-snap_path = os.path.join(args.work, "decoder_snap.pt")
-if args.resume and os.path.exists(snap_path):
-    ae.decoder.load_state_dict(torch.load(snap_path))
-    log("decoder fine-tune: resumed")
-elif args.snap_steps > 0:
-    train_decoder("decoder fine-tune", args.snap_steps, 5e-4, args.seed + 6,
-                  "decoder_snap_loss.csv", True)
-    torch.save(ae.decoder.state_dict(), snap_path)
+    # 1b. Decoder fine-tune: the same data with the codes shifted off their points (layout.py
+    # `random_code_shift`), from phase 1a's weights at a lower learning rate, so that the decoder
+    # draws the nearest code's colour and shape, not a mix (a colour code between black and orange
+    # drew a black shape with an orange rim).
+    snap_path = os.path.join(args.work, "decoder_snap.pt")
+    if args.resume and os.path.exists(snap_path):
+        ae.decoder.load_state_dict(torch.load(snap_path))
+        log("decoder fine-tune: resumed")
+    elif args.snap_steps > 0:
+        train_decoder("decoder fine-tune", args.snap_steps, 5e-4, args.seed + 6,
+                      "decoder_snap_loss.csv", True)
+        torch.save(ae.decoder.state_dict(), snap_path)
 
-# 1c. Encoder (for image-to-image; the diffusion phases use the exact layout latents): MSE to the
-# layout latents of whole 256x256 renders.
-enc_path = os.path.join(args.work, "encoder.pt")
-if args.resume and os.path.exists(enc_path):
-    ae.encoder.load_state_dict(torch.load(enc_path))
-    log("encoder: resumed")
-else:
-    torch.manual_seed(args.seed + 2)
-    rng = random.Random(args.seed + 2)
-    opt = torch.optim.Adam(ae.encoder.parameters(), lr=2e-3)
-    rows = []
-    t0 = time.time()
-    for step in range(args.encoder_steps):
-        for g in opt.param_groups:
-            g["lr"] = 2e-3 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.encoder_steps)))
-        attrs, imgs = render_batch(rng, args.encoder_batch)
-        loss = F.mse_loss(ae.encoder(imgs), layout.layout_batch(attrs))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        rows.append((step, loss.item()))
-        if step % 50 == 0 or step == args.encoder_steps - 1:
-            log(f"encoder step {step} mse {loss.item():.5f} {time.time() - t0:.0f}s")
-    with open(os.path.join(args.work, "encoder_loss.csv"), "w") as f:
-        csv.writer(f).writerows([("step", "loss"), *rows])
-    torch.save(ae.encoder.state_dict(), enc_path)
-    log(f"encoder: done in {time.time() - t0:.0f}s")
-# The finished autoencoder, as sample.py and lora.py load it.
-torch.save({"model": ae.state_dict(), "scaling_factor": scaling_factor},
-           os.path.join(args.work, "ae.pt"))
-ae.eval()
-for q in ae.parameters():
-    q.requires_grad_(False)
+    # 1c. Encoder (for image-to-image; the diffusion phases use the exact layout latents): MSE to the
+    # layout latents of whole 256x256 renders.
+    enc_path = os.path.join(args.work, "encoder.pt")
+    if args.resume and os.path.exists(enc_path):
+        ae.encoder.load_state_dict(torch.load(enc_path))
+        log("encoder: resumed")
+    else:
+        torch.manual_seed(args.seed + 2)
+        rng = random.Random(args.seed + 2)
+        opt = torch.optim.Adam(ae.encoder.parameters(), lr=2e-3)
+        rows = []
+        t0 = time.time()
+        for step in range(args.encoder_steps):
+            for g in opt.param_groups:
+                g["lr"] = 2e-3 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.encoder_steps)))
+            attrs, imgs = render_batch(rng, args.encoder_batch)
+            loss = F.mse_loss(ae.encoder(imgs), layout.layout_batch(attrs))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            rows.append((step, loss.item()))
+            if step % 50 == 0 or step == args.encoder_steps - 1:
+                log(f"encoder step {step} mse {loss.item():.5f} {time.time() - t0:.0f}s")
+        with open(os.path.join(args.work, "encoder_loss.csv"), "w") as f:
+            csv.writer(f).writerows([("step", "loss"), *rows])
+        torch.save(ae.encoder.state_dict(), enc_path)
+        log(f"encoder: done in {time.time() - t0:.0f}s")
+    # The finished autoencoder, as sample.py and lora.py load it.
+    torch.save({"model": ae.state_dict(), "scaling_factor": scaling_factor},
+               os.path.join(args.work, "ae.pt"))
+    ae.eval()
+    for q in ae.parameters():
+        q.requires_grad_(False)
 if args.stop_after == "autoencoder":
     sys.exit(0)
 
@@ -294,7 +308,7 @@ def batch_for(rng):
     """(clean latents, the share of each cell on an object, caption ids, named attributes)."""
     attrs = [scenes.sample_scene(rng) for _ in range(args.batch)]
     z = layout.layout_batch(attrs)
-    on_object = z[:, 2:].norm(dim=1, keepdim=True) / layout.SHAPE_RADIUS
+    on_object = torch.stack([torch.from_numpy(layout.coverage(a))[None] for a in attrs])
     captions = [caption_for(a, rng) for a in attrs]
     ids = torch.tensor([tokenizer.encode(c)[:L] for c, _ in captions])
     return z * scaling_factor, on_object, ids, [k for _, k in captions]
@@ -351,6 +365,8 @@ if args.resume and os.path.exists(diff_path):
     ema = state["ema"]
     log("diffusion: resumed from checkpoint")
 else:
+    # Seeded here too, so that a resumed layout prior leaves the diffusion phase the same.
+    torch.manual_seed(args.seed + 7)
     rng = random.Random(args.seed + 1)
     opt = torch.optim.AdamW(params + list(heads.parameters()), lr=args.lr, weight_decay=0.01)
     rows = []
@@ -364,7 +380,7 @@ else:
         # Offset noise (a random per-image, per-channel shift): SD's noisiest step still keeps
         # sqrt(alpha_bar) = 0.068 of the image, whose mean would otherwise let the starting noise
         # rather than the prompt pick the background colour.
-        noise = torch.randn_like(x0) + args.offset_noise * torch.randn(args.batch, 4, 1, 1)
+        noise = torch.randn_like(x0) + args.offset_noise * torch.randn(args.batch, layout.CHANNELS, 1, 1)
         ac = alphas_cumprod[t].view(-1, 1, 1, 1)
         xt = ac.sqrt() * x0 + (1 - ac).sqrt() * noise
         target = ac.sqrt() * noise - (1 - ac).sqrt() * x0
