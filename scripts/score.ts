@@ -1,12 +1,15 @@
 /**
  * `deno task score [--device cpu] [--limit N] [--guidance default,1] [--steps N] [--model DIR]
- * [--lora PATH [--lora-scale X] [--colour-map FILE]] [--json FILE]`: runs the held-out prompt × seed pairs of training/heldout.json (captions that
- * training never used) through the real pipeline (compute/ `loadPipeline`, with the registry
- * defaults of `denoise/shapes-tiny`) and prints what the scene checker (scripts/scene_check.ts)
+ * [--lora PATH [--lora-scale X] [--colour-map FILE]] [--seed-offset N] [--json FILE]`: runs the
+ * held-out prompt × seed pairs of training/heldout.json (captions that training never used)
+ * through the real pipeline (compute/ `loadPipeline`, with the registry defaults of
+ * `denoise/shapes-tiny`) and prints what the scene checker (scripts/scene_check.ts)
  * finds: accuracy per attribute, and the share of images right on every attribute the prompt
  * names, once per guidance scale. With `--lora`, every image is made with that adapter, and a
  * colour map (`{"captioned": "expected"}`, e.g. the palette-swap adapter's `palette.json`) says
- * which shape colour to expect instead of the captioned one.
+ * which shape colour to expect instead of the captioned one. `--seed-offset N` adds N to every
+ * seed: the same prompts from other noise, a second sample for choosing settings (e.g. the
+ * default guidance) without fitting them to the noise of the committed seeds.
  *
  * @module
  */
@@ -65,6 +68,7 @@ if (import.meta.main) {
       lora: { type: "string" },
       "lora-scale": { type: "string", default: "1" },
       "colour-map": { type: "string" },
+      "seed-offset": { type: "string", default: "0" },
     },
   });
   const lora = values.lora === undefined ? undefined : [{
@@ -80,12 +84,15 @@ if (import.meta.main) {
     device: values.device as DeviceChoice,
     defaults,
   });
-  const items = (await heldOut()).slice(0, values.limit ? Number(values.limit) : undefined);
+  const seedOffset = Number(values["seed-offset"]);
+  const items = (await heldOut()).slice(0, values.limit ? Number(values.limit) : undefined)
+    .map((item) => ({ ...item, seed: item.seed + seedOffset }));
   const steps = values.steps ? Number(values.steps) : pipeline.defaults.steps;
   const report: Record<string, unknown> = {};
   console.log(
     `shapes-tiny on ${pipeline.device}: ${items.length} held-out prompt × seed pairs, ` +
       `${pipeline.defaults.width}×${pipeline.defaults.height}, ${steps} steps` +
+      (seedOffset ? `, seeds + ${seedOffset}` : "") +
       (values.lora ? `, LoRA ${values.lora} at ${values["lora-scale"]}` : ""),
   );
   for (const g of values.guidance.split(",")) {
