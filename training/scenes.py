@@ -56,12 +56,13 @@ POSITION_PHRASES = {
 }
 
 
-def sample_scene(rng: random.Random) -> dict:
-    """A random scene: background, objects, and the attribute tuple its captions may name."""
+def sample_scene(rng: random.Random, multi_share: float = 0.2) -> dict:
+    """A random scene: background, objects, and the attribute tuple its captions may name.
+    `multi_share` of scenes hold two or three objects (half each), the rest one."""
     colour = rng.choice(list(COLOURS))
     background = rng.choice([c for c in COLOURS if c != colour])
     shape = rng.choice(SHAPES)
-    count = 1 if rng.random() < 0.8 else rng.choice([2, 3])
+    count = 1 if rng.random() < 1 - multi_share else rng.choice([2, 3])
     if count == 1:
         size = rng.choice(["small", "medium", "large"])
         position = rng.choice(list(POSITIONS))

@@ -54,7 +54,7 @@ p.add_argument("--snap-steps", type=int, default=600,
                help="decoder fine-tune on shifted codes (phase 1b)")
 p.add_argument("--encoder-steps", type=int, default=500)
 p.add_argument("--encoder-batch", type=int, default=16)
-p.add_argument("--steps", type=int, default=4000)
+p.add_argument("--steps", type=int, default=5000)
 p.add_argument("--batch", type=int, default=16)
 p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--warmup", type=int, default=100)
@@ -66,6 +66,9 @@ p.add_argument("--prior-weight", type=float, default=1.0,
 p.add_argument("--object-weight", type=float, default=8.0,
                help="extra weight of object pixels in the layout prior's loss")
 p.add_argument("--prior-steps", type=int, default=600)
+p.add_argument("--multi-object-share", type=float, default=0.5,
+               help="share of two- and three-object scenes in the diffusion phases' batches "
+               "(the scene world's own mix, which the autoencoder and the held-out set use, is 0.2)")
 p.add_argument("--resume", action="store_true")
 p.add_argument("--stop-after", choices=["autoencoder", "diffusion"], default=None)
 p.add_argument("--start-at", choices=["autoencoder", "diffusion"], default="autoencoder",
@@ -306,7 +309,7 @@ def prior_loss(prior, x0, on_object):
 
 def batch_for(rng):
     """(clean latents, the share of each cell on an object, caption ids, named attributes)."""
-    attrs = [scenes.sample_scene(rng) for _ in range(args.batch)]
+    attrs = [scenes.sample_scene(rng, args.multi_object_share) for _ in range(args.batch)]
     z = layout.layout_batch(attrs)
     on_object = torch.stack([torch.from_numpy(layout.coverage(a))[None] for a in attrs])
     captions = [caption_for(a, rng) for a in attrs]
