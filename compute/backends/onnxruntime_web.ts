@@ -16,6 +16,7 @@ import {
 } from "./backend.ts";
 import { toFloat16 } from "./float16.ts";
 import { fuseAttentionBytes } from "../graph/attention_fusion.ts";
+import { padConvChannelsBytes } from "../graph/conv_channel_padding.ts";
 import { BackendUnavailableError } from "../errors.ts";
 
 type Ort = typeof import("onnxruntime-web/webgpu");
@@ -91,7 +92,9 @@ export async function createWebBackend(
           }]
           : undefined
         : [...(graph.externalData ?? [])].map(([path, data]) => ({ path, data }));
-      const exported = "path" in graph ? await Deno.readFile(graph.path) : graph.bytes;
+      const read = "path" in graph ? await Deno.readFile(graph.path) : graph.bytes;
+      // WebGPU's Conv miscomputes some input channel counts (compute/graph/conv_channel_padding.ts).
+      const exported = device === "webgpu" ? padConvChannelsBytes(read) ?? read : read;
       const fused = fuseAttention ? fuseAttentionBytes(exported) : undefined;
       const open = (bytes: Uint8Array) =>
         ort.InferenceSession.create(bytes, {

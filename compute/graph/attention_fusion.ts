@@ -23,6 +23,7 @@
  * @module
  */
 import pkg from "onnx-proto";
+import { decodeModel } from "./model_bytes.ts";
 
 const { onnx } = pkg;
 type Node = pkg.onnx.INodeProto;
@@ -88,13 +89,8 @@ export function fuseAttentionBytes(
   externalFiles: ReadonlyMap<string, string> = new Map(),
 ): Uint8Array | undefined {
   if (!contains(bytes, SOFTMAX)) return undefined;
-  let model: pkg.onnx.ModelProto;
-  try {
-    model = onnx.ModelProto.decode(bytes);
-  } catch {
-    return undefined; // not a model: ONNX Runtime, opening it as it is, says why
-  }
-  if (fuseAttention(model).length === 0) return undefined;
+  const model = decodeModel(bytes);
+  if (!model || fuseAttention(model).length === 0) return undefined;
   for (const init of model.graph?.initializer ?? []) {
     const location = init.externalData?.find((e) => e.key === "location");
     const renamed = location && externalFiles.get(location.value ?? "");
