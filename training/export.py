@@ -116,6 +116,9 @@ def export_all(out, ae, scaling_factor, unet, text_encoder, tokenizer):
         "beta_end": 0.012,
         "beta_schedule": "scaled_linear",
         "beta_start": 0.00085,
+        # Read only by DDIM-like schedulers, which otherwise clip x0 to +-1; these latents reach
+        # +-3.6 (shape codes of radius 2 times scaling_factor).
+        "clip_sample": False,
         "interpolation_type": "linear",
         "num_train_timesteps": 1000,
         "prediction_type": "v_prediction",
