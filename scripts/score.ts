@@ -85,6 +85,10 @@ if (import.meta.main) {
     defaults,
   });
   const seedOffset = Number(values["seed-offset"]);
+  if (!Number.isSafeInteger(seedOffset) || seedOffset < 0) {
+    console.error(`--seed-offset must be a whole number ≥ 0, got '${values["seed-offset"]}'`);
+    Deno.exit(2);
+  }
   const items = (await heldOut()).slice(0, values.limit ? Number(values.limit) : undefined)
     .map((item) => ({ ...item, seed: item.seed + seedOffset }));
   const steps = values.steps ? Number(values.steps) : pipeline.defaults.steps;
