@@ -23,7 +23,7 @@
  * @module
  */
 import pkg from "onnx-proto";
-import { decodeModel } from "./model_bytes.ts";
+import { decodeModel, encodeModel, mentions } from "./model_bytes.ts";
 
 const { onnx } = pkg;
 type Node = pkg.onnx.INodeProto;
@@ -77,8 +77,6 @@ export function fuseAttention(model: Model): FusedAttention[] {
   return fused;
 }
 
-const SOFTMAX = new TextEncoder().encode("Softmax");
-
 /**
  * A serialized model with its attention fused, or undefined when none fuses or the bytes are no
  * model (then the caller opens the original; a graph without `Softmax` is not even decoded).
@@ -88,7 +86,7 @@ export function fuseAttentionBytes(
   bytes: Uint8Array,
   externalFiles: ReadonlyMap<string, string> = new Map(),
 ): Uint8Array | undefined {
-  if (!contains(bytes, SOFTMAX)) return undefined;
+  if (!mentions(bytes, "Softmax")) return undefined;
   const model = decodeModel(bytes);
   if (!model || fuseAttention(model).length === 0) return undefined;
   for (const init of model.graph?.initializer ?? []) {
@@ -96,16 +94,7 @@ export function fuseAttentionBytes(
     const renamed = location && externalFiles.get(location.value ?? "");
     if (renamed) location.value = renamed;
   }
-  return onnx.ModelProto.encode(model).finish();
-}
-
-function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
-  for (let i = haystack.indexOf(needle[0]); i >= 0; i = haystack.indexOf(needle[0], i + 1)) {
-    let j = 1;
-    while (j < needle.length && haystack[i + j] === needle[j]) j++;
-    if (j === needle.length) return true;
-  }
-  return false;
+  return encodeModel(model);
 }
 
 interface AttentionMatch {

@@ -14,7 +14,6 @@
  * @module
  */
 import pkg from "onnx-proto";
-import { decodeModel } from "./model_bytes.ts";
 
 const { onnx } = pkg;
 type Tensor = pkg.onnx.ITensorProto;
@@ -73,16 +72,6 @@ export function padConvChannels(model: pkg.onnx.IModelProto): PaddedConv[] {
   const read = new Set(nodes.flatMap((n) => n.input ?? []));
   graph.initializer = graph.initializer!.filter((t) => read.has(t.name ?? ""));
   return padded;
-}
-
-/**
- * A serialized model with its convolutions padded, or undefined when none needs it or the bytes
- * are no model (then the caller opens the original).
- */
-export function padConvChannelsBytes(bytes: Uint8Array): Uint8Array | undefined {
-  const model = decodeModel(bytes);
-  if (!model || padConvChannels(model).length === 0) return undefined;
-  return onnx.ModelProto.encode(model).finish();
 }
 
 function conditionsHold(node: pkg.onnx.INodeProto, weight: Tensor): boolean {
