@@ -328,21 +328,23 @@ export interface Score {
   attributes: Partial<Record<Attribute, { right: number; of: number }>>;
 }
 
+/** Whether an image is right on every attribute its prompt names. */
+export function allRight(verdict: Partial<Record<Attribute, boolean>>): boolean {
+  return Object.values(verdict).every(Boolean);
+}
+
 /** Adds up verdicts. */
 export function score(verdicts: Partial<Record<Attribute, boolean>>[]): Score {
   const attributes: Score["attributes"] = {};
-  let all = 0;
   for (const v of verdicts) {
-    let ok = true;
     for (const a of ATTRIBUTES) {
       if (v[a] === undefined) continue;
       const s = attributes[a] ??= { right: 0, of: 0 };
       s.of++;
       if (v[a]) s.right++;
-      else ok = false;
     }
-    if (ok) all++;
   }
+  const all = verdicts.filter(allRight).length;
   return { images: verdicts.length, all: all / Math.max(1, verdicts.length), attributes };
 }
 

@@ -15,7 +15,7 @@
  */
 import { parseArgs } from "node:util";
 import { adapterFiles, type DeviceChoice, findModelCard, loadPipeline } from "../compute/mod.ts";
-import { type Expectation, formatScore, judge, readScene, score } from "./scene_check.ts";
+import { allRight, type Expectation, formatScore, judge, readScene, score } from "./scene_check.ts";
 
 const MODEL = new URL("../models/shapes-tiny", import.meta.url).pathname;
 const HELD_OUT = new URL("../training/heldout.json", import.meta.url).pathname;
@@ -53,6 +53,29 @@ export function seedSpread(
     `for their two seeds (mean ${
       (d.reduce((a, b) => a + b, 0) / Math.max(1, d.length)).toFixed(2)
     })`;
+}
+
+/**
+ * Whether one setting beats another on the same images: of the images that the two settings
+ * judge differently, how many only `a` draws right and how many only `b` does, with the exact
+ * two-sided sign test's p-value (McNemar's test) that a coin would split them as unevenly.
+ */
+export function pairedComparison(a: boolean[], b: boolean[]): {
+  onlyA: number;
+  onlyB: number;
+  p: number;
+} {
+  if (a.length !== b.length) throw new RangeError("the two settings judged different images");
+  const onlyA = a.filter((x, i) => x && !b[i]).length;
+  const onlyB = b.filter((x, i) => x && !a[i]).length;
+  const n = onlyA + onlyB;
+  // P(K ≤ min) for K ~ Binomial(n, ½), summed term by term: C(n, k + 1) = C(n, k)·(n − k)/(k + 1).
+  let term = 0.5 ** n, tail = 0;
+  for (let k = 0; k <= Math.min(onlyA, onlyB); k++) {
+    tail += term;
+    term *= (n - k) / (k + 1);
+  }
+  return { onlyA, onlyB, p: Math.min(1, 2 * tail) };
 }
 
 if (import.meta.main) {
@@ -99,6 +122,7 @@ if (import.meta.main) {
       (seedOffset ? `, seeds + ${seedOffset}` : "") +
       (values.lora ? `, LoRA ${values.lora} at ${values["lora-scale"]}` : ""),
   );
+  let first: { guidanceScale: number; right: boolean[] } | undefined;
   for (const g of values.guidance.split(",")) {
     const guidanceScale = g === "default" ? pipeline.defaults.guidanceScale : Number(g);
     const started = performance.now();
@@ -126,6 +150,15 @@ if (import.meta.main) {
     );
     console.log(formatScore(s));
     console.log(seedSpread(rows));
+    const right = rows.map((r) => allRight(r.verdict));
+    if (first) {
+      const c = pairedComparison(first.right, right);
+      console.log(
+        `  against guidance ${first.guidanceScale}, image by image: ${c.onlyA} right only at ` +
+          `${first.guidanceScale}, ${c.onlyB} right only at ${guidanceScale} ` +
+          `(sign test p = ${c.p.toPrecision(2)})`,
+      );
+    } else first = { guidanceScale, right };
     report[String(guidanceScale)] = { score: s, rows };
   }
   if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(report, null, 1));
