@@ -104,14 +104,14 @@ def export_all(out, ae, scaling_factor, unet, text_encoder, tokenizer):
         "feature_extractor": [None, None],
         "requires_safety_checker": False,
         "safety_checker": [None, None],
-        "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+        "scheduler": ["diffusers", "EulerAncestralDiscreteScheduler"],
         "text_encoder": ["transformers", "CLIPTextModel"],
         "tokenizer": ["transformers", "CLIPTokenizer"],
         "unet": ["diffusers", "UNet2DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"],
     })
     write_json(f"{out}/scheduler/scheduler_config.json", {
-        "_class_name": "EulerDiscreteScheduler",
+        "_class_name": "EulerAncestralDiscreteScheduler",
         "_diffusers_version": "0.30.0",
         "beta_end": 0.012,
         "beta_schedule": "scaled_linear",

@@ -70,6 +70,7 @@ import torch.nn.functional as F  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import layout  # noqa: E402
 import model as M  # noqa: E402
+import sample as sampling  # noqa: E402
 import scenes  # noqa: E402
 import tokenizer as tok  # noqa: E402
 
@@ -301,28 +302,17 @@ def caption_for(attrs, rng, held_keys, cond_drop):
 
 
 def sample(unet, te, t, ae, sf, prompts, seeds, steps=20, guidance=5.0, size=32):
-    """Euler / v-prediction / linspace (the shipped scheduler), classifier-free guidance, batched
-    over prompts; returns uint8 images [N, 256, 256, 3]. Noise from torch.Generator(seed)."""
-    ac = torch.cumprod(1 - BETAS, 0)
-    sig_table = ((1 - ac) / ac).sqrt()
-    ts = torch.linspace(999, 0, steps, dtype=torch.float64)
-    sigmas = np.interp(ts.numpy(), np.arange(1000), sig_table.numpy())
-    sigmas = torch.tensor(np.append(sigmas, 0.0))
+    """The shipped sampler (sample.py's: Euler ancestral, v-prediction, linspace), classifier-free
+    guidance, batched over prompts; returns uint8 images [N, 256, 256, 3]. Noise from one
+    torch.Generator(seed) per image, as the server draws it."""
+    timesteps, sigmas = sampling.schedule(steps)
     n = len(prompts)
     with torch.no_grad():
         uncond = te(torch.tensor([t.encode("")])).expand(n, -1, -1)
         cond = te(torch.tensor([t.encode(p) for p in prompts]))
-        x = torch.cat([torch.randn(1, layout.CHANNELS, size, size,
-                                   generator=torch.Generator().manual_seed(s),
-                                   dtype=torch.float64) for s in seeds]) * sigmas[0]
-        ctx = torch.cat([uncond, cond])
-        for i in range(steps):
-            sig = sigmas[i]
-            inp = (x / (sig ** 2 + 1).sqrt()).float()
-            v = unet(torch.cat([inp, inp]), torch.tensor(float(ts[i])), ctx)
-            v = (v[:n] + guidance * (v[n:] - v[:n])).double()
-            x0 = x / (sig ** 2 + 1) - v * sig / (sig ** 2 + 1).sqrt()
-            x = x + (x - x0) / sig * (sigmas[i + 1] - sig)
+        gens = sampling.generators(seeds)
+        x = sampling.noise(gens, (layout.CHANNELS, size, size)) * sigmas[0]
+        x = sampling.denoise(unet, torch.cat([uncond, cond]), x, gens, timesteps, sigmas, guidance)
         imgs = torch.cat([ae.decoder((x[k:k + 8] / sf).float()) for k in range(0, n, 8)])
     return ((imgs.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 

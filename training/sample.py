@@ -1,5 +1,6 @@
-"""Samples a training checkpoint in PyTorch (Euler, v-prediction, classifier-free guidance, 20
-steps by default: what the served pipeline does), for watching a run and for finding where a
+"""Samples a training checkpoint in PyTorch (Euler ancestral, v-prediction, classifier-free
+guidance, 20 steps by default: what the served pipeline does; `--sampler euler` for plain Euler,
+the default until version 5), for watching a run and for finding where a
 model loses what the prompt asked for. Uses the checkpoint's EMA weights, and the autoencoder
 (`ae.pt`) of the checkpoint's folder unless --work names another.
 
@@ -11,8 +12,9 @@ model loses what the prompt asked for. Uses the checkpoint's EMA weights, and th
     # from there with a caption naming everything (K = --steps: the decoder alone)
     /usr/bin/python3 training/sample.py renoise training/runs/shapes-tiny/diffusion.pt DIR --start 12
 
-`heldout` starts from the same noise as the server for the same seed (torch's CPU `randn`), so
-its pictures match `deno task score`'s up to float rounding.
+`heldout` draws its noise as the server does for the same seed (torch's CPU `randn` from one
+generator per image: the initial latents, then each ancestral step's fresh noise), so its pictures
+match `deno task score`'s up to float rounding.
 """
 
 import argparse
@@ -41,11 +43,51 @@ GRID_PROMPTS = [
 HELDOUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "heldout.json")
 
 
-class Sampler:
-    """The checkpoint's text encoder, UNet and autoencoder, and the Euler sampler over SD's
-    scaled-linear schedule with `linspace` timesteps (scheduler_config.json)."""
+def schedule(steps):
+    """The timesteps and noise levels (σ, then a final 0) of the shipped scheduler: SD's
+    scaled-linear betas, `linspace` timesteps from 999 (scheduler_config.json)."""
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    sigma_table = ((1 - torch.cumprod(1 - betas, 0)) / torch.cumprod(1 - betas, 0)).sqrt()
+    timesteps = torch.linspace(999, 0, steps, dtype=torch.float64)
+    sigmas = torch.tensor(np.append(
+        np.interp(timesteps.numpy(), np.arange(1000), sigma_table.numpy()), 0.0))
+    return timesteps, sigmas
 
-    def __init__(self, ckpt, work, steps, guidance):
+
+def generators(seeds):
+    """One torch generator per image, as the server keeps one per request's seed."""
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def noise(gens, shape=(layout.CHANNELS, 32, 32)):
+    """Standard normal noise [N, *shape] (float64), each image's from its own generator."""
+    return torch.cat([torch.randn(1, *shape, generator=g) for g in gens]).double()
+
+
+def denoise(unet, context, x, gens, timesteps, sigmas, guidance, ancestral=True, start=0):
+    """Samples latents `x` (float64, at noise level `start`) with the v-prediction UNet and
+    classifier-free guidance (`context` is [unconditional × N, conditional × N]): Euler steps, or
+    with `ancestral` diffusers' EulerAncestralDiscreteScheduler: an Euler step to σ_down, then fresh
+    noise of size σ_up from each image's generator, so that the variance is σ_to² again."""
+    n = len(x)
+    for i in range(start, len(timesteps)):
+        sigma, to = sigmas[i], sigmas[i + 1]
+        scaled = (x / (sigma ** 2 + 1).sqrt()).float()
+        v = unet(torch.cat([scaled, scaled]), torch.tensor(float(timesteps[i])), context)
+        v = (v[:n] + guidance * (v[n:] - v[:n])).double()
+        x0 = x / (sigma ** 2 + 1) - v * sigma / (sigma ** 2 + 1).sqrt()
+        up = (to ** 2 * (sigma ** 2 - to ** 2) / sigma ** 2).sqrt() if ancestral else 0
+        x = x + (x - x0) / sigma * ((to ** 2 - up ** 2).sqrt() - sigma)
+        if ancestral:
+            x = x + up * noise(gens, x.shape[1:])
+    return x
+
+
+class Sampler:
+    """The checkpoint's text encoder, UNet and autoencoder, and the Euler (ancestral) sampler over
+    SD's scaled-linear schedule with `linspace` timesteps (scheduler_config.json)."""
+
+    def __init__(self, ckpt, work, steps, guidance, ancestral=True):
         self.tokenizer = tok.Tokenizer()
         self.ae = M.AutoencoderKL()
         state = torch.load(os.path.join(work, "ae.pt"))
@@ -60,38 +102,27 @@ class Sampler:
                 q.copy_(e)
         for m in (self.ae, self.unet, self.text_encoder):
             m.eval()
-        betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
-        sigma_table = ((1 - torch.cumprod(1 - betas, 0)) / torch.cumprod(1 - betas, 0)).sqrt()
-        self.timesteps = torch.linspace(999, 0, steps, dtype=torch.float64)
-        self.sigmas = torch.tensor(np.append(
-            np.interp(self.timesteps.numpy(), np.arange(1000), sigma_table.numpy()), 0.0))
+        self.timesteps, self.sigmas = schedule(steps)
         self.guidance = guidance
+        self.ancestral = ancestral
 
     def encode_text(self, prompts):
         ids = [self.tokenizer.encode(p)[:M.CONTEXT_TOKENS] for p in prompts]
         return self.text_encoder(torch.tensor(ids))
 
-    def sample(self, prompts, x, start=0):
+    def sample(self, prompts, x, gens, start=0):
         """Runs the sampler from noise level `start` on latents `x` (float64, already at that
-        level) and returns RGB images as uint8 [N, H, W, 3], and the final latents (unscaled)."""
+        level), an ancestral step drawing its noise from each image's generator, and returns RGB
+        images as uint8 [N, H, W, 3], and the final latents (unscaled)."""
         n = len(prompts)
         context = torch.cat([self.encode_text([""]).expand(n, -1, -1), self.encode_text(prompts)])
-        for i in range(start, len(self.timesteps)):
-            sigma = self.sigmas[i]
-            scaled = (x / (sigma ** 2 + 1).sqrt()).float()
-            v = self.unet(torch.cat([scaled, scaled]), torch.tensor(float(self.timesteps[i])),
-                          context)
-            v = (v[:n] + self.guidance * (v[n:] - v[:n])).double()
-            x0 = x / (sigma ** 2 + 1) - v * sigma / (sigma ** 2 + 1).sqrt()
-            x = x + (x - x0) / sigma * (self.sigmas[i + 1] - sigma)
+        x = denoise(self.unet, context, x, gens, self.timesteps, self.sigmas, self.guidance,
+                    self.ancestral, start)
         latents = (x / self.scaling_factor).float()
         images = self.ae.decoder(latents)
         return (((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy(),
                 latents)
 
-    def noise(self, seeds, shape=(layout.CHANNELS, 32, 32)):
-        return torch.cat([torch.randn(1, *shape, generator=torch.Generator().manual_seed(s))
-                          for s in seeds]).double()
 
 
 def write_folder(out, images, expectations):
@@ -133,6 +164,7 @@ def main():
     p.add_argument("--work", help="folder of ae.pt (default: the checkpoint's)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--sampler", choices=["euler_a", "euler"], default="euler_a")
     p.add_argument("--limit", type=int, default=96)
     p.add_argument("--start", type=int, default=0, help="renoise: the noise level to start at")
     p.add_argument("--seed", type=int, default=99, help="renoise: the scenes' and noise's seed")
@@ -146,13 +178,17 @@ def main():
     if args.mode == "renoise" and not 0 <= args.start <= args.steps:
         p.error(f"--start must be within 0..{args.steps}")
     torch.set_num_threads(args.threads)
-    sampler = Sampler(args.checkpoint, work, args.steps, args.guidance)
+    sampler = Sampler(args.checkpoint, work, args.steps, args.guidance,
+                      ancestral=args.sampler == "euler_a")
     with torch.no_grad():
         if args.mode == "grid":
             seeds = [100, 101, 102, 103]
-            rows = [np.concatenate(list(sampler.sample([prompt] * 4, sampler.noise(seeds) *
-                                                       sampler.sigmas[0])[0]), axis=1)
-                    for prompt in GRID_PROMPTS]
+            rows = []
+            for prompt in GRID_PROMPTS:
+                gens = generators(seeds)
+                x = noise(gens) * sampler.sigmas[0]
+                rows.append(np.concatenate(list(sampler.sample([prompt] * 4, x, gens)[0]),
+                                           axis=1))
             from PIL import Image
             Image.fromarray(np.concatenate(rows, axis=0)).save(args.out)
             print("wrote", args.out)
@@ -162,8 +198,9 @@ def main():
             images, latents = [], []
             for b in range(0, len(items), args.batch):
                 chunk = items[b:b + args.batch]
-                x = sampler.noise([it["seed"] for it in chunk]) * sampler.sigmas[0]
-                done = sampler.sample([it["prompt"] for it in chunk], x)
+                gens = generators([it["seed"] for it in chunk])
+                x = noise(gens) * sampler.sigmas[0]
+                done = sampler.sample([it["prompt"] for it in chunk], x, gens)
                 images.extend(done[0])
                 latents.extend(done[1])
             write_folder(args.out, images, [it["expect"] for it in items])
@@ -176,9 +213,10 @@ def main():
                 x0 = torch.stack([layout.layout_latent(a)
                                   for a in attrs[b:b + args.batch]]) * sampler.scaling_factor
                 seeds = range(args.seed * 1000 + b, args.seed * 1000 + b + len(x0))
-                x = x0.double() + sampler.sigmas[args.start] * sampler.noise(seeds)
+                gens = generators(seeds)
+                x = x0.double() + sampler.sigmas[args.start] * noise(gens)
                 prompts = [scenes.caption_of(a)[0] for a in attrs[b:b + args.batch]]
-                done = sampler.sample(prompts, x, start=args.start)
+                done = sampler.sample(prompts, x, gens, start=args.start)
                 images.extend(done[0])
                 latents.extend(done[1])
             write_folder(args.out, images, [scenes.expectation(a) for a in attrs])
