@@ -1,18 +1,17 @@
 /**
- * `deno task serve [MODEL] [options]` (see `--help`, or the flag table in `src/cli.ts`): listens
- * at once, loads the model in the background (in the engine's worker), serves until SIGINT or
- * SIGTERM, then drains: finishes what it accepted, answers new requests 503, exits 0.
+ * `deno task serve [MODEL] [options]` (see `--help`, or the flag table in `src/cli.ts`): starts
+ * loading the model in the engine's worker, listens, serves until SIGINT or SIGTERM, then drains:
+ * finishes what it accepted, answers new requests 503, exits 0.
+ *
+ * Start-up order is chosen for time to healthy: the worker starts before this thread imports the
+ * HTTP side (`app.ts` and the LoRA resolver, ~0.5 s of module loading, imported dynamically
+ * below), so the two overlap; the PNG workers start once the model is loaded, not beside it.
  *
  * @module
  */
-import {
-  DEFAULT_MAX_IMAGE_PIXELS,
-  findModelCard,
-  PngWorkers,
-  type ResolvedModel,
-  resolveModel,
-} from "../compute/mod.ts";
-import { buildApp } from "./app.ts";
+import type { ResolvedModel } from "../compute/mod.ts";
+import { PngWorkers } from "../compute/image/png_workers.ts";
+import { DEFAULT_MAX_IMAGE_PIXELS, findModelCard } from "../compute/registry.ts";
 import { type GuardedServer, serveGuarded } from "./header_guard.ts";
 import { CliError, helpText, parseCli, type ServerOptions } from "./cli.ts";
 import { Engine } from "./engine/engine.ts";
@@ -22,7 +21,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { portHolder } from "./port_holder.ts";
 import { DownloadProgressBar, formatBytes } from "./progress_bar.ts";
-import { LoraResolver } from "./serving/lora.ts";
+import type { LoraResolver } from "./serving/lora.ts";
 import { VERSION } from "./version.ts";
 
 /** The model served when none is given: shapes-tiny, trained here (models/shapes-tiny). */
@@ -32,6 +31,7 @@ const EMBEDDED_NAME = "denoise/shapes-tiny";
 /** Where the model comes from, or a one-line error and exit 1. */
 async function resolve(options: ServerOptions, log: Logger): Promise<ResolvedModel> {
   if (!options.model) return { dir: EMBEDDED_MODEL, source: "local" };
+  const { resolveModel } = await import("../compute/model/resolve.ts");
   const resolved = await resolveModel(options.model);
   if (resolved.source === "hub") {
     const { plan } = resolved;
@@ -80,12 +80,6 @@ export async function main(args: readonly string[]): Promise<void> {
   } catch (e) {
     return fatal((e as Error).message);
   }
-  let lora: LoraResolver;
-  try {
-    lora = await LoraResolver.create(options.loraRoot, options.loraModules);
-  } catch (e) {
-    return fatal((e as Error).message);
-  }
   const card = findModelCard(options.model ?? EMBEDDED_NAME);
   const servedModelName = options.servedModelName ?? options.model ?? EMBEDDED_NAME;
   const metrics: Metrics = new Metrics(
@@ -97,13 +91,70 @@ export async function main(args: readonly string[]): Promise<void> {
     maxBatchSize: options.maxBatchSize,
     batchWaitMs: options.batchWaitMs,
   }, { ...metrics.observer, warning: (message) => log.warning(message) });
+
+  let loadStart = performance.now();
+  const started = performance.now();
+  const shutdown = new AbortController();
+  const loaded = engine.start(async (report) => {
+    if (resolved.source === "hub") {
+      report(`downloading, ${formatBytes(0)} of ${formatBytes(resolved.plan.totalBytes)}`);
+      const bar = new DownloadProgressBar(options.model!);
+      await resolved.download({
+        signal: shutdown.signal,
+        onProgress: (p) => {
+          bar.update(p);
+          report(`downloading, ${formatBytes(p.bytes)} of ${formatBytes(p.totalBytes)}`);
+        },
+      });
+      bar.finish();
+      log.info(`model ${options.model}: downloaded`, {
+        seconds: ((performance.now() - loadStart) / 1000).toFixed(1),
+      });
+      loadStart = performance.now();
+    }
+    return resolved.dir;
+  }, {
+    device: options.device,
+    defaults: card?.defaults,
+    backend: { threads: options.threads, fuseAttention: !options.disableAttentionFusion },
+    vae: { slicing: options.vaeUseSlicing, tiling: options.vaeUseTiling },
+    lora: {
+      maxVariants: options.maxCpuLoras,
+      cacheBytes: options.maxLoraCacheMb * 2 ** 20,
+      maxFileBytes: options.maxLoraFileMb * 2 ** 20,
+    },
+  });
+  void loaded.then(() => {
+    const s = engine.state;
+    if (s.status === "ready") {
+      metrics.modelLoaded((performance.now() - started) / 1000);
+      log.info("model ready", {
+        device: s.model.device,
+        ms: Math.round(performance.now() - loadStart),
+      });
+    } else if (s.status === "failed") {
+      log.error(`model failed to load: ${s.reason}`);
+      if (options.exitOnLoadFailure) Deno.exit(1);
+    }
+  });
+
+  const [{ buildApp }, { LoraResolver: Resolver }] = await Promise.all([
+    import("./app.ts"),
+    import("./serving/lora.ts"),
+  ]);
+  let lora: LoraResolver;
+  try {
+    lora = await Resolver.create(options.loraRoot, options.loraModules);
+  } catch (e) {
+    return fatal((e as Error).message);
+  }
   const lifecycle = { draining: false };
   const config = {
     servedModelName,
     maxImagePixels: options.maxImagePixels ?? card?.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS,
     requestTimeoutS: options.requestTimeout,
     lora,
-    pngWorkers: navigator.hardwareConcurrency > 1 ? new PngWorkers() : undefined,
+    pngWorkers: undefined as PngWorkers | undefined,
     publicUrl: options.publicUrl?.replace(/\/+$/, "") ?? "",
     cors: options.allowedOrigins && {
       origins: options.allowedOrigins,
@@ -163,50 +214,11 @@ export async function main(args: readonly string[]): Promise<void> {
     throw e;
   }
 
-  let loadStart = performance.now();
-  const started = performance.now();
-  const shutdown = new AbortController();
-  void engine.start(async (report) => {
-    if (resolved.source === "hub") {
-      report(`downloading, ${formatBytes(0)} of ${formatBytes(resolved.plan.totalBytes)}`);
-      const bar = new DownloadProgressBar(options.model!);
-      await resolved.download({
-        signal: shutdown.signal,
-        onProgress: (p) => {
-          bar.update(p);
-          report(`downloading, ${formatBytes(p.bytes)} of ${formatBytes(p.totalBytes)}`);
-        },
-      });
-      bar.finish();
-      log.info(`model ${options.model}: downloaded`, {
-        seconds: ((performance.now() - loadStart) / 1000).toFixed(1),
-      });
-      loadStart = performance.now();
-    }
-    return resolved.dir;
-  }, {
-    device: options.device,
-    defaults: card?.defaults,
-    backend: { threads: options.threads, fuseAttention: !options.disableAttentionFusion },
-    vae: { slicing: options.vaeUseSlicing, tiling: options.vaeUseTiling },
-    lora: {
-      maxVariants: options.maxCpuLoras,
-      cacheBytes: options.maxLoraCacheMb * 2 ** 20,
-      maxFileBytes: options.maxLoraFileMb * 2 ** 20,
-    },
-  }).then(() => {
-    const s = engine.state;
-    if (s.status === "ready") {
-      metrics.modelLoaded((performance.now() - started) / 1000);
-      log.info("model ready", {
-        device: s.model.device,
-        ms: Math.round(performance.now() - loadStart),
-      });
-    } else if (s.status === "failed") {
-      log.error(`model failed to load: ${s.reason}`);
-      if (options.exitOnLoadFailure) Deno.exit(1);
-    }
-  });
+  if (navigator.hardwareConcurrency > 1) {
+    void loaded.then(() => {
+      if (engine.state.status === "ready") config.pngWorkers = new PngWorkers();
+    });
+  }
 
   /**
    * Graceful shutdown: stop admitting (new requests get 503 with retry-after), let every

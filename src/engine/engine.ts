@@ -6,12 +6,10 @@
  *
  * @module
  */
-import {
-  CancelledError,
-  type GenerateOptions,
-  type GenerateResult,
-  InvalidInputError,
-} from "../../compute/mod.ts";
+import type { GenerateOptions, GenerateResult } from "../../compute/mod.ts";
+// From the module itself, not compute/mod.ts: the HTTP thread starts the worker before it loads
+// the compute package (src/main.ts).
+import { CancelledError, InvalidInputError } from "../../compute/errors.ts";
 import { ApiError, ENGINE_NOT_READY } from "../errors.ts";
 import type {
   BatchSettings,
