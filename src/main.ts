@@ -95,8 +95,12 @@ export async function main(args: readonly string[]): Promise<void> {
   let loadStart = performance.now();
   const started = performance.now();
   const shutdown = new AbortController();
+  // A download waits until the server listens, so that a bad flag or a busy port fails first.
+  const listening = Promise.withResolvers<void>();
   const loaded = engine.start(async (report) => {
     if (resolved.source === "hub") {
+      await listening.promise;
+      loadStart = performance.now();
       report(`downloading, ${formatBytes(0)} of ${formatBytes(resolved.plan.totalBytes)}`);
       const bar = new DownloadProgressBar(options.model!);
       await resolved.download({
@@ -138,6 +142,47 @@ export async function main(args: readonly string[]): Promise<void> {
     }
   });
 
+  const lifecycle = { draining: false };
+  let server: GuardedServer | undefined;
+  /**
+   * Graceful shutdown: stop admitting (new requests get 503 with retry-after), let every
+   * accepted request finish within the grace period, answer the rest 503, close and exit 0.
+   * Listened for from here on, since the model may be ready before the server listens.
+   */
+  const drain = async (signal: string) => {
+    if (lifecycle.draining) return;
+    lifecycle.draining = true;
+    shutdown.abort();
+    log.info(`${signal}: draining ${engine.running + engine.waiting} request(s)`, {
+      timeout_s: options.shutdownTimeout,
+    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = await Promise.race([
+      engine.idle().then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), options.shutdownTimeout * 1000);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      log.warning(`shutdown timeout: answering ${engine.running + engine.waiting} request(s) 503`);
+      engine.abortAll(
+        new ApiError(503, "The server shut down before this request finished; retry.", {
+          type: "service_unavailable",
+          code: "shutting_down",
+          headers: { "retry-after": "5" },
+        }),
+      );
+    }
+    // Responses already being written (streams, encodes) finish; no new connections are taken.
+    if (server) await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 5000))]);
+    await engine.close();
+    Deno.exit(0);
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => void drain(signal));
+  }
+
   const [{ buildApp }, { LoraResolver: Resolver }] = await Promise.all([
     import("./app.ts"),
     import("./serving/lora.ts"),
@@ -148,7 +193,6 @@ export async function main(args: readonly string[]): Promise<void> {
   } catch (e) {
     return fatal((e as Error).message);
   }
-  const lifecycle = { draining: false };
   const config = {
     servedModelName,
     maxImagePixels: options.maxImagePixels ?? card?.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS,
@@ -182,7 +226,6 @@ export async function main(args: readonly string[]): Promise<void> {
     log,
   });
 
-  let server: GuardedServer;
   try {
     server = serveGuarded(app.fetch, {
       hostname: options.host,
@@ -213,49 +256,12 @@ export async function main(args: readonly string[]): Promise<void> {
     }
     throw e;
   }
+  listening.resolve();
 
   if (navigator.hardwareConcurrency > 1) {
     void loaded.then(() => {
       if (engine.state.status === "ready") config.pngWorkers = new PngWorkers();
     });
-  }
-
-  /**
-   * Graceful shutdown: stop admitting (new requests get 503 with retry-after), let every
-   * accepted request finish within the grace period, answer the rest 503, close and exit 0.
-   */
-  const drain = async (signal: string) => {
-    if (lifecycle.draining) return;
-    lifecycle.draining = true;
-    shutdown.abort();
-    log.info(`${signal}: draining ${engine.running + engine.waiting} request(s)`, {
-      timeout_s: options.shutdownTimeout,
-    });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = await Promise.race([
-      engine.idle().then(() => false),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), options.shutdownTimeout * 1000);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (timedOut) {
-      log.warning(`shutdown timeout: answering ${engine.running + engine.waiting} request(s) 503`);
-      engine.abortAll(
-        new ApiError(503, "The server shut down before this request finished; retry.", {
-          type: "service_unavailable",
-          code: "shutting_down",
-          headers: { "retry-after": "5" },
-        }),
-      );
-    }
-    // Responses already being written (streams, encodes) finish; no new connections are taken.
-    await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 5000))]);
-    await engine.close();
-    Deno.exit(0);
-  };
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => void drain(signal));
   }
 }
 
