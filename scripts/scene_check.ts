@@ -330,7 +330,7 @@ export interface Score {
 
 /** Whether an image is right on every attribute its prompt names. */
 export function allRight(verdict: Partial<Record<Attribute, boolean>>): boolean {
-  return Object.values(verdict).every(Boolean);
+  return ATTRIBUTES.every((a) => verdict[a] !== false);
 }
 
 /** Adds up verdicts. */

@@ -9,7 +9,9 @@
  * colour map (`{"captioned": "expected"}`, e.g. the palette-swap adapter's `palette.json`) says
  * which shape colour to expect instead of the captioned one. `--seed-offset N` adds N to every
  * seed: the same prompts from other noise, a second sample for choosing settings (e.g. the
- * default guidance) without fitting them to the noise of the committed seeds.
+ * default guidance) without fitting them to the noise of the committed seeds. Each further guidance
+ * scale is compared with the first image by image: how many images only one of them gets right,
+ * and the exact sign test's p-value.
  *
  * @module
  */
@@ -69,11 +71,12 @@ export function pairedComparison(a: boolean[], b: boolean[]): {
   const onlyA = a.filter((x, i) => x && !b[i]).length;
   const onlyB = b.filter((x, i) => x && !a[i]).length;
   const n = onlyA + onlyB;
-  // P(K ≤ min) for K ~ Binomial(n, ½), summed term by term: C(n, k + 1) = C(n, k)·(n − k)/(k + 1).
-  let term = 0.5 ** n, tail = 0;
+  // P(K ≤ min) for K ~ Binomial(n, ½), term by term in logs (0.5ⁿ alone underflows past
+  // n ≈ 1074): ln C(n, k + 1) = ln C(n, k) + ln(n − k) − ln(k + 1).
+  let logTerm = -n * Math.LN2, tail = 0;
   for (let k = 0; k <= Math.min(onlyA, onlyB); k++) {
-    tail += term;
-    term *= (n - k) / (k + 1);
+    tail += Math.exp(logTerm);
+    logTerm += Math.log(n - k) - Math.log(k + 1);
   }
   return { onlyA, onlyB, p: Math.min(1, 2 * tail) };
 }

@@ -19,6 +19,9 @@ Deno.test("pairedComparison's p-value is the exact two-sided sign test", () => {
   const a = [...Array(15).fill(true), ...Array(5).fill(false)];
   const b = a.map((x) => !x);
   assert.ok(Math.abs(pairedComparison(a, b).p - 2 * 21700 / 1048576) < 1e-12);
+  // 2,000 discordant images, 1,000 each way: p = 1 (0.5^2000 alone would underflow to 0).
+  const half = Array.from({ length: 2000 }, (_, i) => i < 1000);
+  assert.ok(pairedComparison(half, half.map((x) => !x)).p > 0.95);
   // No discordant images: no evidence either way.
   assert.deepEqual(pairedComparison([true, false], [true, false]), { onlyA: 0, onlyB: 0, p: 1 });
 });

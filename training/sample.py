@@ -1,6 +1,6 @@
 """Samples a training checkpoint in PyTorch (Euler ancestral, v-prediction, classifier-free
 guidance, 20 steps by default: what the served pipeline does; `--sampler euler` for plain Euler,
-the default until version 5), for watching a run and for finding where a
+the served default until 2026-12-06), for watching a run and for finding where a
 model loses what the prompt asked for. Uses the checkpoint's EMA weights, and the autoencoder
 (`ae.pt`) of the checkpoint's folder unless --work names another.
 
@@ -122,7 +122,6 @@ class Sampler:
         images = self.ae.decoder(latents)
         return (((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy(),
                 latents)
-
 
 
 def write_folder(out, images, expectations):
