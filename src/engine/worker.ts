@@ -22,7 +22,9 @@ import {
 // main thread. Its Node check needs `process`, which workers lack.
 Object.defineProperty(globalThis, "location", { value: undefined, configurable: true });
 (globalThis as { process?: unknown }).process ??= process;
-const { loadPipeline } = await import("../../compute/mod.ts");
+// compute/load.ts, not compute/mod.ts: the worker needs no image encoding (sharp), and its start
+// is on the path to healthy.
+const { loadPipeline } = await import("../../compute/load.ts");
 
 interface Job extends Queued {
   request: GenerationRequest;
