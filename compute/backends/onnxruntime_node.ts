@@ -12,7 +12,7 @@ import {
   type TensorType,
 } from "./backend.ts";
 import { toFloat16 } from "./float16.ts";
-import { fuseAttentionBytes } from "../graph/attention_fusion.ts";
+import { rewriteForLoad } from "../graph/load_rewrites.ts";
 import { basename, dirname } from "node:path";
 
 /**
@@ -53,7 +53,7 @@ async function fusedGraph(
   graph: GraphInput,
 ): Promise<{ bytes: Uint8Array; folder?: string } | undefined> {
   if (!("path" in graph)) {
-    const bytes = fuseAttentionBytes(graph.bytes);
+    const bytes = rewriteForLoad(graph.bytes, { fuseAttention: true }).fused;
     return bytes && { bytes };
   }
   let folder = dirname(graph.path);
@@ -63,7 +63,10 @@ async function fusedGraph(
     folder = dirname(real);
     renamed.set(basename(graph.externalDataPath), basename(real));
   }
-  const bytes = fuseAttentionBytes(await Deno.readFile(graph.path), renamed);
+  const bytes = rewriteForLoad(await Deno.readFile(graph.path), {
+    fuseAttention: true,
+    externalFiles: renamed,
+  }).fused;
   return bytes && { bytes, folder };
 }
 

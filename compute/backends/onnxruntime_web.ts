@@ -15,33 +15,10 @@ import {
   type TensorType,
 } from "./backend.ts";
 import { toFloat16 } from "./float16.ts";
-import { fuseAttention as fuseAttentionInPlace } from "../graph/attention_fusion.ts";
-import { padConvChannels } from "../graph/conv_channel_padding.ts";
-import { decodeModel, encodeModel, mentions } from "../graph/model_bytes.ts";
+import { rewriteForLoad } from "../graph/load_rewrites.ts";
 import { BackendUnavailableError } from "../errors.ts";
 
 type Ort = typeof import("onnxruntime-web/webgpu");
-
-/**
- * The graph to open, with WebGPU's `Conv` channel padding when `padConvs` (its `Conv` miscomputes
- * some input channel counts: compute/graph/conv_channel_padding.ts), and, when `fuse` and some
- * attention fuses, the same graph with its attention fused as well, to try first. The bytes are
- * decoded at most once, and not at all when they mention neither operator.
- */
-function graphsToOpen(
-  bytes: Uint8Array,
-  padConvs: boolean,
-  fuse: boolean,
-): { exported: Uint8Array; fused?: Uint8Array } {
-  padConvs &&= mentions(bytes, "Conv");
-  fuse &&= mentions(bytes, "Softmax");
-  // Bytes that are no model are opened as they are, for ONNX Runtime to say why they fail.
-  const model = padConvs || fuse ? decodeModel(bytes) : undefined;
-  if (!model) return { exported: bytes };
-  const exported = padConvs && padConvChannels(model).length > 0 ? encodeModel(model) : bytes;
-  const fused = fuse && fuseAttentionInPlace(model).length > 0 ? encodeModel(model) : undefined;
-  return { exported, fused };
-}
 
 /**
  * The most weight bytes one WASM session may hold. The WASM heap is 4 GiB, and a forward needs
@@ -115,7 +92,11 @@ export async function createWebBackend(
           : undefined
         : [...(graph.externalData ?? [])].map(([path, data]) => ({ path, data }));
       const read = "path" in graph ? await Deno.readFile(graph.path) : graph.bytes;
-      const { exported, fused } = graphsToOpen(read, device === "webgpu", fuseAttention);
+      // WebGPU's Conv miscomputes some input channel counts (compute/graph/conv_channel_padding.ts).
+      const { exported, fused } = rewriteForLoad(read, {
+        padConvChannels: device === "webgpu",
+        fuseAttention,
+      });
       const open = (bytes: Uint8Array) =>
         ort.InferenceSession.create(bytes, {
           executionProviders: [device],

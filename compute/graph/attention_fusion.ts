@@ -23,7 +23,6 @@
  * @module
  */
 import pkg from "onnx-proto";
-import { decodeModel, encodeModel, mentions } from "./model_bytes.ts";
 
 const { onnx } = pkg;
 type Node = pkg.onnx.INodeProto;
@@ -75,26 +74,6 @@ export function fuseAttention(model: Model): FusedAttention[] {
   const imports = model.opsetImport ?? (model.opsetImport = []);
   if (!imports.some((o) => o.domain === MS_DOMAIN)) imports.push({ domain: MS_DOMAIN, version: 1 });
   return fused;
-}
-
-/**
- * A serialized model with its attention fused, or undefined when none fuses or the bytes are no
- * model (then the caller opens the original; a graph without `Softmax` is not even decoded).
- * `externalFiles` renames the external-data files its initializers point to (old → new name).
- */
-export function fuseAttentionBytes(
-  bytes: Uint8Array,
-  externalFiles: ReadonlyMap<string, string> = new Map(),
-): Uint8Array | undefined {
-  if (!mentions(bytes, "Softmax")) return undefined;
-  const model = decodeModel(bytes);
-  if (!model || fuseAttention(model).length === 0) return undefined;
-  for (const init of model.graph?.initializer ?? []) {
-    const location = init.externalData?.find((e) => e.key === "location");
-    const renamed = location && externalFiles.get(location.value ?? "");
-    if (renamed) location.value = renamed;
-  }
-  return encodeModel(model);
 }
 
 interface AttentionMatch {

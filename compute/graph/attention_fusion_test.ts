@@ -4,7 +4,8 @@ import { createNodeBackend } from "../backends/onnxruntime_node.ts";
 import { createWebBackend } from "../backends/onnxruntime_web.ts";
 import { probeWebGpu } from "../backends/device.ts";
 import { type Backend, readFloat32 } from "../backends/backend.ts";
-import { fuseAttention, fuseAttentionBytes, MS_DOMAIN } from "./attention_fusion.ts";
+import { fuseAttention, MS_DOMAIN } from "./attention_fusion.ts";
+import { rewriteForLoad } from "./load_rewrites.ts";
 
 const { onnx } = pkg;
 /** Four attentions exported by torch.onnx (see torch_attention.py): three fuse, one is masked. */
@@ -67,7 +68,7 @@ for (const [device, create] of Object.entries(BACKENDS)) {
       const backend = await create();
       const [plain, fused] = [
         await run(backend, TORCH),
-        await run(backend, fuseAttentionBytes(TORCH)!),
+        await run(backend, rewriteForLoad(TORCH, { fuseAttention: true }).fused!),
       ];
       const worst = plain.reduce((m, x, i) => Math.max(m, Math.abs(x - fused[i])), 0);
       assert.ok(worst < 1e-5, `largest difference ${worst}`);
@@ -84,8 +85,8 @@ Deno.test("a graph without fusable attention is not rewritten", () => {
   assert.ok(!names.some((n) => n.startsWith("/attn1/")));
   assert.equal(names.length, 2);
   const noSoftmax = onnx.ModelProto.encode({ graph: { node: [{ opType: "Relu" }] } }).finish();
-  assert.equal(fuseAttentionBytes(noSoftmax), undefined);
+  assert.equal(rewriteForLoad(noSoftmax, { fuseAttention: true }).fused, undefined);
   // Bytes that are no model are left to ONNX Runtime to refuse, with its own message.
   const notAModel = new TextEncoder().encode("not a model, though it says Softmax");
-  assert.equal(fuseAttentionBytes(notAModel), undefined);
+  assert.equal(rewriteForLoad(notAModel, { fuseAttention: true }).fused, undefined);
 });
