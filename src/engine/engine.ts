@@ -118,19 +118,6 @@ export class Engine {
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     this.#worker = worker;
     return new Promise((resolve, reject) => {
-      worker.onmessage = (event: MessageEvent<FromWorker>) => {
-        const m = event.data;
-        if (m.type === "loaded") resolve(m.info);
-        else if (m.type === "load-failed") reject(revive(m.error));
-        else this.#onMessage(m);
-      };
-      worker.onerror = (event) => {
-        event.preventDefault();
-        const reason = `the inference worker stopped: ${event.message}`;
-        reject(new Error(reason));
-        this.#state = { status: "failed", reason };
-        for (const [id, p] of this.#pending) this.#settle(id, p, new Error(reason));
-      };
       const message: ToWorker = {
         type: "load",
         dir,
@@ -141,7 +128,20 @@ export class Engine {
         backend: load.backend,
         batching: { maxBatchSize: this.config.maxBatchSize, batchWaitMs: this.config.batchWaitMs },
       };
-      worker.postMessage(message);
+      worker.onmessage = (event: MessageEvent<FromWorker>) => {
+        const m = event.data;
+        if (m.type === "listening") worker.postMessage(message);
+        else if (m.type === "loaded") resolve(m.info);
+        else if (m.type === "load-failed") reject(revive(m.error));
+        else this.#onMessage(m);
+      };
+      worker.onerror = (event) => {
+        event.preventDefault();
+        const reason = `the inference worker stopped: ${event.message}`;
+        reject(new Error(reason));
+        this.#state = { status: "failed", reason };
+        for (const [id, p] of this.#pending) this.#settle(id, p, new Error(reason));
+      };
     });
   }
 

@@ -67,6 +67,8 @@ export type ToWorker =
 
 /** Worker → HTTP thread. */
 export type FromWorker =
+  /** The worker's message handler is installed; the engine's first message waits for this. */
+  | { type: "listening" }
   | { type: "loaded"; info: ModelInfo }
   | { type: "load-failed"; error: ErrorMessage }
   | { type: "started"; ids: number[]; images: number }

@@ -22,9 +22,6 @@ import {
 // main thread. Its Node check needs `process`, which workers lack.
 Object.defineProperty(globalThis, "location", { value: undefined, configurable: true });
 (globalThis as { process?: unknown }).process ??= process;
-// compute/load.ts, not compute/mod.ts: the worker needs no image encoding (sharp), and its start
-// is on the path to healthy.
-const { loadPipeline } = await import("../../compute/load.ts");
 
 interface Job extends Queued {
   request: GenerationRequest;
@@ -120,6 +117,11 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     case "load":
       batching = message.batching;
       try {
+        // Imported here, not at the top: a top-level await would leave this module without a
+        // message handler until ONNX Runtime's packages were in place (a first run installing
+        // node_modules takes seconds), and a message arriving meanwhile is dropped. compute/load.ts,
+        // not compute/mod.ts: the worker needs no image encoding (sharp).
+        const { loadPipeline } = await import("../../compute/load.ts");
         pipeline = await loadPipeline(message.dir, {
           device: message.device,
           defaults: message.defaults,
@@ -182,3 +184,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       return;
   }
 };
+
+// The engine sends nothing before this: whatever the module's load costs, no message can arrive
+// before the handler above exists.
+post({ type: "listening" });
