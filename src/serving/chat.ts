@@ -68,7 +68,7 @@ export async function planChat(req: ChatCompletionRequest, deps: ChatDeps): Prom
   return {
     options: await toGenerateOptions(
       prompt,
-      { ...params, n: params.num_outputs_per_prompt },
+      { ...params, n: params.num_outputs_per_prompt, model: req.model },
       model,
       deps.config,
     ),
