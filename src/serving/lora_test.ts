@@ -214,4 +214,5 @@ Deno.test("model: an adapter's name applies it at scale 1, on both endpoints; a 
     }),
   }).then((r) => r.json());
   assert.equal(chat.choices[0].message.content[0].image_url.url.split(",")[1], styled);
+  assert.equal(chat.model, "style"); // as vLLM answers for a LoRA
 });

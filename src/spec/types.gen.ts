@@ -381,7 +381,7 @@ export interface components {
         };
         /** @description `ChatImageParams` fields are also read from the top level. */
         ChatCompletionRequest: {
-            /** @description Not checked (as vLLM-Omni), except that the name of a LoRA adapter listed by `/v1/models` applies it at scale 1, with the same rule for `lora` as on `/v1/images/generations`. */
+            /** @description Not checked (as vLLM-Omni), except that the name of a LoRA adapter listed by `/v1/models` applies it at scale 1, with the same rule for `lora` as on `/v1/images/generations`; the answer's `model` is then that name (as vLLM). */
             model?: string | null;
             messages: components["schemas"]["ChatMessage"][];
             extra_body?: components["schemas"]["ChatImageParams"] | null;
