@@ -215,7 +215,7 @@ export const FLAGS: readonly Flag[] = [
     metavar: "NAME=PATH",
     defaultText: "none",
     help:
-      "LoRA adapters by name (repeatable, or comma-separated); a request may then give just `lora.name`",
+      "LoRA adapters by name (repeatable, or comma-separated), listed in `/v1/models`; a request may then give just `lora.name`, or the name as `model`",
   },
   {
     name: "max-cpu-loras",

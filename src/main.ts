@@ -193,6 +193,10 @@ export async function main(args: readonly string[]): Promise<void> {
   } catch (e) {
     return fatal((e as Error).message);
   }
+  if (lora.names.includes(servedModelName)) {
+    // A request's `model` names either the served model or an adapter; one name cannot be both.
+    return fatal(`--lora-modules ${servedModelName}: the served model already has that name.`);
+  }
   const config = {
     servedModelName,
     maxImagePixels: options.maxImagePixels ?? card?.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS,

@@ -285,9 +285,11 @@ Deno.test("GET /v1/models, /health, /openapi.json (= openapi.yaml), /docs", asyn
     "max_image_pixels",
     "object",
     "owned_by",
+    "parent",
     "root",
     "size_multiple",
   ]);
+  assert.equal(models.data[0].parent, null); // the served model; adapters name it as parent
   assert.equal(models.data[0].max_image_pixels, 262144); // --max-image-pixels wins
   assert.deepEqual(models.data[0].defaults, {
     size: "512x512",

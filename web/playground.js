@@ -3,12 +3,44 @@
 /// <reference lib="dom.iterable" />
 /// <reference lib="dom.asynciterable" />
 /**
- * The playground: a form for one generation request, streamed with previews and per-step
- * progress, cancellable, with a gallery of this visit's results and the exact request as curl,
- * Python or openai SDK code. Plain browser APIs only; served by the denoise server itself.
+ * The playground: a form for one generation request (with a LoRA picker fed by `/v1/models`),
+ * streamed with previews and per-step progress, cancellable (button or Escape), with a gallery
+ * of results that, like the form's settings, is kept in this browser (store.js); each image can
+ * be reused and copied as curl, Python or openai SDK code. Plain browser APIs only; served by the
+ * denoise server itself.
  */
+import {
+  clearImages,
+  forgetSettings,
+  loadSettings,
+  savedImages,
+  saveImage,
+  saveSettings,
+} from "./store.js";
+
+/** @typedef {import("./store.js").GalleryImage} GalleryImage */
 
 const KEY_STORAGE = "denoise-api-key";
+/** The form fields kept across reloads, by element id. */
+const SETTINGS = [
+  "prompt",
+  "negative",
+  "lora",
+  "lora-scale",
+  "size",
+  "width",
+  "height",
+  "steps",
+  "guidance",
+  "true-cfg",
+  "seed",
+  "random-seed",
+  "n",
+  "format",
+  "previews",
+];
+/** Below this width the form and the output stack, so the output is scrolled to on Generate. */
+const NARROW = "(max-width: 800px)";
 const SQUARE_SIDES = [256, 384, 512, 768, 1024, 1536, 2048];
 
 /** @param {string} id */
@@ -17,18 +49,22 @@ const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const input = (id) => /** @type {HTMLInputElement} */ ($(id));
 
 /**
- * @typedef {{ id: string, family?: string, size_multiple?: number, max_image_pixels?: number,
- *   defaults?: { size: string, num_inference_steps: number, guidance_scale: number,
- *   true_cfg_scale?: number } }} Model
+ * @typedef {{ id: string, parent?: string | null, family?: string, size_multiple?: number,
+ *   max_image_pixels?: number, defaults?: { size: string, num_inference_steps: number,
+ *   guidance_scale: number, true_cfg_scale?: number } }} Model
  */
 
 /** @type {{ model?: Model, apiKey: string | null, controller?: AbortController }} */
 const state = { apiKey: sessionStorage.getItem(KEY_STORAGE) };
 
-/** Asks for an API key (the server answered 401); true when one was given. */
-function askForKey() {
+/**
+ * Asks for an API key (the server answered 401); true when one was given.
+ * @param {boolean} refused the server refused the key that was sent
+ */
+function askForKey(refused) {
   const dialog = /** @type {HTMLDialogElement} */ ($("key-dialog"));
   input("api-key").value = "";
+  $("key-refused").hidden = !refused;
   dialog.showModal();
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => {
@@ -50,11 +86,18 @@ function askForKey() {
 async function api(path, init = {}) {
   for (;;) {
     const headers = new Headers(init.headers);
-    if (state.apiKey) headers.set("authorization", `Bearer ${state.apiKey}`);
+    const sent = state.apiKey;
+    if (sent) headers.set("authorization", `Bearer ${sent}`);
     const res = await fetch(path, { ...init, headers });
     if (res.status === 401) {
-      await res.body?.cancel();
-      if (await askForKey()) continue;
+      if (sent) {
+        state.apiKey = null;
+        sessionStorage.removeItem(KEY_STORAGE);
+      }
+      if (await askForKey(sent !== null)) {
+        await res.body?.cancel();
+        continue;
+      }
     }
     return res;
   }
@@ -74,6 +117,12 @@ async function errorText(res) {
     return `${res.status} ${res.statusText}`;
   }
 }
+
+/**
+ * What went wrong, from anything thrown (IndexedDB throws DOMExceptions, which are Errors).
+ * @param {unknown} e
+ */
+const reason = (e) => e instanceof Error ? e.message : String(e);
 
 /** @param {string} message */
 function showError(message) {
@@ -102,14 +151,32 @@ async function waitUntilReady() {
   input("generate").disabled = false;
 }
 
-/** Reads the served model and fills the form with its defaults and limits. */
+/**
+ * Reads the served model (the entry without a `parent`) and its LoRA adapters (the entries whose
+ * `parent` it is), and fills the form with its sizes, defaults and adapters.
+ */
 async function loadModel() {
   const res = await api("/v1/models");
   if (!res.ok) throw new Error(await errorText(res));
-  /** @type {Model} */
-  const model = (await res.json()).data[0];
+  /** @type {Model[]} */
+  const models = (await res.json()).data;
+  const model = models.find((m) => !m.parent) ?? models[0];
   state.model = model;
   $("model").textContent = `${model.id}${model.family ? ` · ${model.family}` : ""}`;
+  const adapters = models.filter((m) => m.parent === model.id);
+  /** @type {HTMLSelectElement} */ ($("lora")).append(
+    ...adapters.map((a) => new Option(a.id, a.id)),
+  );
+  $("lora-field").hidden = adapters.length === 0;
+  fillSizes(model);
+  applyDefaults(model);
+}
+
+/**
+ * The size choices: the model's default, the squares it allows, a wide and a tall one.
+ * @param {Model} model
+ */
+function fillSizes(model) {
   const defaults = model.defaults;
   const multiple = model.size_multiple ?? 8;
   const maxPixels = model.max_image_pixels ?? 1024 * 1024;
@@ -132,6 +199,15 @@ async function loadModel() {
     new Option("custom…", "custom"),
   );
   input("width").step = input("height").step = String(multiple);
+}
+
+/**
+ * The model's defaults into the form's number fields.
+ * @param {Model} model
+ */
+function applyDefaults(model) {
+  const defaults = model.defaults;
+  const [dw, dh] = (defaults?.size ?? "512x512").split("x").map(Number);
   input("width").value = String(dw);
   input("height").value = String(dh);
   if (defaults) {
@@ -161,8 +237,14 @@ function requestBody() {
     }
     size = `${w}x${h}`;
   }
+  const adapter = input("lora").value;
   /** @type {Record<string, unknown>} */
-  const body = { prompt, size, n: Number(input("n").value) || 1 };
+  const body = {
+    ...(adapter ? { model: adapter } : {}),
+    prompt,
+    size,
+    n: Number(input("n").value) || 1,
+  };
   const negative = input("negative").value.trim();
   if (negative) body.negative_prompt = negative;
   const number = (/** @type {string} */ id) =>
@@ -179,6 +261,14 @@ function requestBody() {
       return { problem: "The seed must be a whole number ≥ 0 (or tick random)." };
     }
     body.seed = seed;
+  }
+  if (adapter) {
+    // `model` applies the adapter at scale 1; another scale goes in `lora`, naming the same one.
+    const scale = number("lora-scale");
+    if (scale === undefined || !(Math.abs(scale) <= 10)) {
+      return { problem: "The LoRA scale must be a number from -10 to 10." };
+    }
+    if (scale !== 1) body.lora = { name: adapter, scale };
   }
   const format = input("format").value;
   if (format !== "png") body.output_format = format;
@@ -241,6 +331,8 @@ async function generate() {
   state.controller = controller;
   setRunning(true);
   setProgress(0, 1, "queued…");
+  // Stacked layout: the progress, previews and result would otherwise be below the fold.
+  if (matchMedia(NARROW).matches) $("output").scrollIntoView({ block: "start" });
   const live = $("live");
   live.replaceChildren();
   const started = performance.now();
@@ -289,16 +381,42 @@ async function generate() {
     if (completed.length === 0) throw new Error("The stream ended without an image.");
     const seconds = (performance.now() - started) / 1000;
     if (input("random-seed").checked) input("seed").value = String(completed[0].seed);
-    for (const image of completed) {
-      addToGallery({ ...body, seed: image.seed }, image, mime, seconds);
-    }
+    const n = Number(body.n);
+    const images = completed.sort((a, b) => a.index - b.index).map((image) => ({
+      // The server draws all n images from one generator seeded with `seed` (as diffusers
+      // does), so an image is named by the request's seed and its index in the batch.
+      request: { ...body, seed: image.seed },
+      index: image.index,
+      n,
+      seed: image.seed,
+      mime,
+      blob: new Blob([Uint8Array.from(atob(image.b64), (c) => c.charCodeAt(0))], { type: mime }),
+      seconds,
+      timings: image.timings,
+    }));
     live.replaceChildren();
+    for (const image of images) showImage(image);
+    await keep(images);
   } catch (e) {
     if (controller.signal.aborted) showError("Cancelled.");
-    else showError(/** @type {Error} */ (e).message);
+    else showError(reason(e));
   } finally {
     state.controller = undefined;
     setRunning(false);
+  }
+}
+
+/**
+ * Saves new gallery images in this browser; says so when it cannot (they stay on the page).
+ * @param {GalleryImage[]} images
+ */
+async function keep(images) {
+  try {
+    for (const image of images) await saveImage(image);
+  } catch (e) {
+    showError(
+      `The images are shown but not kept in this browser: ${reason(e)}`,
+    );
   }
 }
 
@@ -322,15 +440,14 @@ function showLive(live, index, src, label) {
 }
 
 /**
- * @param {Record<string, unknown>} request
- * @param {{ b64: string, index: number, seed: number, timings?: Record<string, number> }} image
- * @param {string} mime
- * @param {number} seconds
+ * Puts an image at the top of the gallery, with what it was made from and its buttons.
+ * @param {GalleryImage} image
  */
-function addToGallery(request, image, mime, seconds) {
+function showImage(image) {
   $("empty").hidden = true;
-  const bytes = Uint8Array.from(atob(image.b64), (c) => c.charCodeAt(0));
-  const url = URL.createObjectURL(new Blob([bytes], { type: mime }));
+  $("clear-gallery").hidden = false;
+  const { request, index, n, seed, mime } = image;
+  const url = URL.createObjectURL(image.blob);
   const figure = document.createElement("figure");
   const img = document.createElement("img");
   img.src = url;
@@ -342,17 +459,27 @@ function addToGallery(request, image, mime, seconds) {
   const meta = document.createElement("p");
   meta.className = "meta";
   const t = image.timings;
-  meta.textContent = `${request.size} · seed ${image.seed} · ${seconds.toFixed(1)} s` +
-    (t ? ` (denoise ${Math.round(t.denoise_ms)} ms, decode ${Math.round(t.decode_ms)} ms)` : "");
+  const lora = /** @type {{ scale?: number } | undefined} */ (request.lora);
+  meta.textContent = [
+    request.size,
+    `seed ${seed}` + (n > 1 ? `, image ${index + 1} of ${n}` : ""),
+    ...(request.model
+      ? [`LoRA ${request.model}${lora?.scale === undefined ? "" : ` × ${lora.scale}`}`]
+      : []),
+    `${image.seconds.toFixed(1)} s` +
+    (t ? ` (denoise ${Math.round(t.denoise_ms)} ms, decode ${Math.round(t.decode_ms)} ms)` : ""),
+  ].join(" · ");
   const buttons = document.createElement("div");
   buttons.className = "buttons";
   const extension = mime.split("/")[1] === "jpeg" ? "jpg" : mime.split("/")[1];
-  const file = `denoise-${image.seed}-${image.index + 1}.${extension}`;
+  const file = `denoise-${seed}-${index + 1}.${extension}`;
   const download = document.createElement("a");
   download.href = url;
   download.download = file;
   download.textContent = "Download";
-  buttons.append(download);
+  const reuse = smallButton("Reuse", () => reuseSettings(request));
+  reuse.title = "Put this image's prompt, seed and settings into the form";
+  buttons.append(download, reuse);
   for (
     const [label, make] of /** @type {const} */ ([
       ["Copy as curl", curlCommand],
@@ -360,11 +487,7 @@ function addToGallery(request, image, mime, seconds) {
       ["Copy as openai SDK", pythonOpenAI],
     ])
   ) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "small secondary";
-    button.textContent = label;
-    button.addEventListener("click", () => copy(make(request, image.index, file)));
+    const button = smallButton(label, () => copy(make(request, index, file), button));
     buttons.append(button);
   }
   caption.append(prompt, meta, buttons);
@@ -372,8 +495,36 @@ function addToGallery(request, image, mime, seconds) {
   $("gallery").prepend(figure);
 }
 
-/** @param {string} text */
-async function copy(text) {
+/**
+ * @param {string} label
+ * @param {() => void} onClick
+ */
+function smallButton(label, onClick) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "small secondary";
+  button.textContent = label;
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+/**
+ * Says `message` to screen readers (a polite live region).
+ * @param {string} message
+ */
+function announce(message) {
+  const region = $("announce");
+  region.textContent = "";
+  // A fresh text node, so that the same message twice is announced twice.
+  requestAnimationFrame(() => region.textContent = message);
+}
+
+/**
+ * Copies `text`, saying "Copied" on the button for a moment.
+ * @param {string} text
+ * @param {HTMLButtonElement} button
+ */
+async function copy(text, button) {
   try {
     await navigator.clipboard.writeText(text);
   } catch {
@@ -381,7 +532,14 @@ async function copy(text) {
     const dialog = /** @type {HTMLDialogElement} */ ($("copy-dialog"));
     /** @type {HTMLTextAreaElement} */ ($("copy-text")).value = text;
     dialog.showModal();
+    return;
   }
+  const label = button.dataset.label ?? button.textContent ?? "";
+  button.dataset.label = label;
+  button.textContent = "Copied";
+  announce(`Copied to the clipboard (${label.replace(/^Copy as /, "")}).`);
+  clearTimeout(Number(button.dataset.timer));
+  button.dataset.timer = String(setTimeout(() => button.textContent = label, 1500));
 }
 
 const endpoint = () => `${location.origin}/v1/images/generations`;
@@ -441,8 +599,13 @@ function pythonRequests(request, index, file) {
  * @param {string} file
  */
 function pythonOpenAI(request, index, file) {
-  const { prompt, n, size, output_format, ...extra } = request;
-  const args = [`prompt=${py(prompt)}`, `n=${py(n)}`, `size=${py(size)}`];
+  const { model, prompt, n, size, output_format, ...extra } = request;
+  const args = [
+    ...(model ? [`model=${py(model)}`] : []),
+    `prompt=${py(prompt)}`,
+    `n=${py(n)}`,
+    `size=${py(size)}`,
+  ];
   if (output_format) args.push(`output_format=${py(output_format)}`);
   args.push(`extra_body=${py(extra)}`);
   const key = state.apiKey ? `os.environ["DENOISE_API_KEY"]` : `"none"`;
@@ -458,29 +621,133 @@ function pythonOpenAI(request, index, file) {
   ].join("\n");
 }
 
+/** The form's settings, by element id (checkboxes by whether they are ticked). */
+function formSettings() {
+  /** @type {Record<string, string | boolean>} */
+  const settings = {};
+  for (const id of SETTINGS) {
+    const el = input(id);
+    settings[id] = el.type === "checkbox" ? el.checked : el.value;
+  }
+  return settings;
+}
+
+/**
+ * Puts settings into the form; a select keeps its value where it has no such option (the server
+ * may now serve another model, without that size or adapter).
+ * @param {Record<string, unknown>} settings
+ */
+function applySettings(settings) {
+  for (const id of SETTINGS) {
+    const value = settings[id];
+    if (value === undefined) continue;
+    const el = input(id);
+    if (el.type === "checkbox") el.checked = Boolean(value);
+    else if (el instanceof HTMLSelectElement) {
+      if ([...el.options].some((o) => o.value === String(value))) el.value = String(value);
+    } else el.value = String(value);
+  }
+  syncForm();
+}
+
+/** Shows and enables the fields that depend on others. */
+function syncForm() {
+  $("custom-size").hidden = input("size").value !== "custom";
+  input("seed").disabled = input("random-seed").checked;
+}
+
+/**
+ * Fills the form from a gallery image's request, so that Generate makes it again.
+ * @param {Record<string, unknown>} request
+ */
+function reuseSettings(request) {
+  const sizes = [.../** @type {HTMLSelectElement} */ ($("size")).options].map((o) => o.value);
+  const [width, height] = String(request.size).split("x");
+  const lora = /** @type {{ scale?: number } | undefined} */ (request.lora);
+  applySettings({
+    prompt: request.prompt,
+    negative: request.negative_prompt ?? "",
+    lora: request.model ?? "",
+    "lora-scale": lora?.scale ?? 1,
+    size: sizes.includes(String(request.size)) ? request.size : "custom",
+    width,
+    height,
+    steps: request.num_inference_steps,
+    guidance: request.guidance_scale,
+    "true-cfg": request.true_cfg_scale,
+    seed: request.seed,
+    "random-seed": false,
+    n: request.n,
+    format: request.output_format ?? "png",
+  });
+  saveSettings(formSettings());
+  input("prompt").focus();
+  announce(`Settings of this image are in the form (seed ${request.seed}).`);
+}
+
+/** Shows the images kept in this browser, newest first. */
+async function showSavedImages() {
+  try {
+    for (const image of await savedImages()) showImage(image);
+  } catch (e) {
+    showError(
+      `The kept gallery could not be read: ${reason(e)}`,
+    );
+  }
+}
+
 function wireForm() {
-  $("form").addEventListener("submit", (e) => {
+  const form = /** @type {HTMLFormElement} */ ($("form"));
+  form.addEventListener("submit", (e) => {
     e.preventDefault();
     void generate();
   });
-  $("cancel").addEventListener("click", () => state.controller?.abort());
-  $("size").addEventListener("change", () => {
-    $("custom-size").hidden = input("size").value !== "custom";
+  form.addEventListener("input", () => saveSettings(formSettings()));
+  form.addEventListener("change", () => {
+    syncForm();
+    saveSettings(formSettings());
   });
-  $("random-seed").addEventListener("change", () => {
-    input("seed").disabled = input("random-seed").checked;
+  $("cancel").addEventListener("click", () => state.controller?.abort());
+  document.addEventListener("keydown", (e) => {
+    // Escape cancels a running generation, unless it is closing a dialog.
+    if (e.key === "Escape" && state.controller && !document.querySelector("dialog[open]")) {
+      e.preventDefault();
+      state.controller.abort();
+    }
+  });
+  $("reset-settings").addEventListener("click", () => {
+    forgetSettings();
+    form.reset();
+    if (state.model) applyDefaults(state.model);
+    syncForm();
+    showError("");
+    announce("Settings reset to the server's defaults.");
+  });
+  $("clear-gallery").addEventListener("click", async () => {
+    try {
+      await clearImages();
+    } catch (e) {
+      return showError(
+        `The gallery could not be cleared: ${reason(e)}`,
+      );
+    }
+    for (const img of $("gallery").querySelectorAll("img")) URL.revokeObjectURL(img.src);
+    $("gallery").replaceChildren();
+    $("empty").hidden = false;
+    $("clear-gallery").hidden = true;
+    announce("Gallery cleared.");
   });
   input("prompt").addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
-      /** @type {HTMLFormElement} */ ($("form")).requestSubmit();
-    }
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) form.requestSubmit();
   });
 }
 
 wireForm();
+await showSavedImages();
 await waitUntilReady();
 try {
   await loadModel();
+  applySettings(loadSettings());
 } catch (e) {
-  showError(/** @type {Error} */ (e).message);
+  showError(reason(e));
 }

@@ -5,6 +5,7 @@
  * screenshots shown in the README to docs/.
  */
 import assert from "node:assert/strict";
+import axe from "axe-core";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { startServer, startUnloadableServer, type TestServer } from "../src/test_server.ts";
 
@@ -17,6 +18,8 @@ const hasChromium = (() => {
   }
 })();
 const SD15 = new URL("../fixtures/models/sd15-tiny", import.meta.url).pathname;
+const PALETTE_SWAP = new URL("../models/loras/shapes-palette-swap", import.meta.url).pathname;
+const STYLE_LORA = new URL("../fixtures/loras/sd15-tiny/peft", import.meta.url).pathname;
 const SCREENSHOTS = Deno.env.get("UPDATE_SCREENSHOTS") === "1";
 const hasCurlTools = ["curl", "jq", "base64"].every((tool) =>
   new Deno.Command("sh", { args: ["-c", `command -v ${tool}`], stdout: "null" }).outputSync()
@@ -26,6 +29,7 @@ const hasCurlTools = ["curl", "jq", "base64"].every((tool) =>
 /** A browser context whose requests may only reach loopback; `outside` lists any that tried. */
 async function withBrowser(
   fn: (context: BrowserContext, outside: string[]) => Promise<void>,
+  viewport = { width: 1280, height: 900 },
 ): Promise<void> {
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -38,7 +42,7 @@ async function withBrowser(
       "--no-first-run",
     ],
   });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const context = await browser.newContext({ viewport });
   const outside: string[] = [];
   await context.route("**/*", (route) => {
     const url = new URL(route.request().url());
@@ -74,6 +78,36 @@ async function galleryBytes(page: Page): Promise<Uint8Array> {
 
 const clipboardText = (page: Page) => page.evaluate<string>("navigator.clipboard.readText()");
 
+/**
+ * Runs axe-core (its own source, injected into the page) on the page in the dark and the light
+ * colour scheme, and on each `hovered` element with the pointer over it, and fails with every
+ * violation found. Also checks that the two schemes look different.
+ */
+async function assertAccessible(page: Page, hovered: string[] = []): Promise<void> {
+  if (!(await page.evaluate<boolean>("typeof axe === 'object'"))) {
+    await page.addScriptTag({ content: (axe as unknown as { source: string }).source });
+  }
+  const check = async (context: string) =>
+    await page.evaluate<string[]>(`axe.run(${JSON.stringify(context)}).then((r) =>
+      r.violations.flatMap((v) => v.nodes.map((n) => v.id + " " + n.target.join(" ") + ": " +
+        n.failureSummary.replaceAll("\\n", " "))))`);
+  const found: string[] = [];
+  const backgrounds = new Set<string>();
+  for (const colorScheme of ["dark", "light"] as const) {
+    await page.emulateMedia({ colorScheme });
+    backgrounds.add(await page.evaluate<string>("getComputedStyle(document.body).background"));
+    await page.mouse.move(0, 0);
+    found.push(...(await check("html")).map((v) => `${colorScheme}: ${v}`));
+    for (const selector of hovered) {
+      await page.hover(selector);
+      found.push(...(await check(selector)).map((v) => `${colorScheme}, hovered: ${v}`));
+    }
+  }
+  await page.emulateMedia({ colorScheme: null });
+  assert.deepEqual(found, []);
+  assert.equal(backgrounds.size, 2, "the light scheme looks like the dark one");
+}
+
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({
     name,
@@ -88,7 +122,10 @@ if (!hasChromium) {
 }
 
 test("playground: prompt → Generate → previews, progress, then the final image; copy as curl reproduces it", async () => {
-  const server = await startServer(["--device", "cpu"]); // the embedded model
+  // The embedded model, with its shipped adapter registered so that the picker shows.
+  const server = await startServer([
+    ...["--device", "cpu", "--lora-modules", `palette-swap=${PALETTE_SWAP}`],
+  ]);
   try {
     await withBrowser(async (context, outside) => {
       await context.grantPermissions(["clipboard-read", "clipboard-write"]);
@@ -109,7 +146,10 @@ test("playground: prompt → Generate → previews, progress, then the final ima
       const bytes = await galleryBytes(page);
       const view = new DataView(bytes.buffer);
       assert.deepEqual([view.getUint32(16), view.getUint32(20)], [256, 256]);
-      if (SCREENSHOTS) await page.screenshot({ path: "docs/playground.png" });
+      if (SCREENSHOTS) {
+        await page.mouse.move(0, 0);
+        await page.screenshot({ path: "docs/playground.png" });
+      }
 
       await page.getByRole("button", { name: "Copy as curl" }).click();
       const command = await clipboardText(page);
@@ -137,7 +177,7 @@ test("playground: prompt → Generate → previews, progress, then the final ima
   }
 });
 
-test("playground: Cancel stops the running generation (the server logs 499)", async () => {
+test("playground: Cancel and Escape stop the running generation (the server logs 499)", async () => {
   const server = await startServer(["--model", SD15, "--device", "cpu"]);
   try {
     await withBrowser(async (context, outside) => {
@@ -150,11 +190,16 @@ test("playground: Cancel stops the running generation (the server logs 499)", as
       await page.getByRole("button", { name: "Cancel" }).click();
       await page.getByRole("alert").filter({ hasText: "Cancelled." }).waitFor();
       await page.getByRole("button", { name: "Generate" }).and(page.locator(":enabled")).waitFor();
-      const deadline = Date.now() + 5000;
-      while (!/POST \/v1\/images\/generations 499/.test(server.output())) {
-        assert.ok(Date.now() < deadline, server.output());
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await logged499s(server, 1);
+      assert.equal(await page.locator("#gallery figure").count(), 0);
+
+      // Escape does the same.
+      await page.getByRole("button", { name: "Generate" }).click();
+      await page.locator("#progress-text", { hasText: /step \d+ of 200/ }).waitFor();
+      await page.keyboard.press("Escape");
+      await page.getByRole("alert").filter({ hasText: "Cancelled." }).waitFor();
+      await page.getByRole("button", { name: "Generate" }).and(page.locator(":enabled")).waitFor();
+      await logged499s(server, 2);
       assert.equal(await page.locator("#gallery figure").count(), 0);
       assert.deepEqual(outside, []);
     });
@@ -162,6 +207,15 @@ test("playground: Cancel stops the running generation (the server logs 499)", as
     await server.stop();
   }
 });
+
+/** Waits (5 s at most) until the server has logged `count` generations as 499. */
+async function logged499s(server: TestServer, count: number): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while ((server.output().match(/POST \/v1\/images\/generations 499/g)?.length ?? 0) < count) {
+    assert.ok(Date.now() < deadline, server.output());
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 test("playground: the server's error is shown; a server without a model shows its state", async () => {
   const server = await startServer(["--model", SD15, "--device", "cpu"]);
@@ -192,12 +246,18 @@ test("playground: the server's error is shown; a server without a model shows it
   }
 });
 
-test("playground: a server with --api-key asks for the key once and then generates", async () => {
+test("playground: a server with --api-key asks for the key, says when it was refused, then generates", async () => {
   const server = await startServer(["--model", SD15, "--device", "cpu", "--api-key", "sekret"]);
   try {
     await withBrowser(async (context, outside) => {
       const page = await context.newPage();
       await page.goto(`${server.url}/`);
+      const refused = page.getByRole("alert").filter({ hasText: "The server refused that key" });
+      assert.equal(await refused.isVisible(), false);
+      await page.getByLabel("API key").fill("wrong");
+      await page.getByRole("button", { name: "Use key" }).click();
+      await refused.waitFor();
+      await assertAccessible(page);
       await page.getByLabel("API key").fill("sekret");
       await page.getByRole("button", { name: "Use key" }).click();
       await page.locator('#size option[value="256x256"]').waitFor({ state: "attached" });
@@ -212,6 +272,121 @@ test("playground: a server with --api-key asks for the key once and then generat
       );
       assert.deepEqual(outside, []);
     });
+  } finally {
+    await server.stop();
+  }
+});
+
+test("playground: LoRA picker from /v1/models, a seed per image of n: 2, Reuse, Copied, kept across a reload until cleared; axe-clean in both colour schemes", async () => {
+  const server = await startServer([
+    ...["--model", SD15, "--device", "cpu", "--lora-modules", `style=${STYLE_LORA}`],
+  ]);
+  try {
+    await withBrowser(async (context, outside) => {
+      await context.grantPermissions(["clipboard-read", "clipboard-write"]);
+      const page = await openPlayground(context, server);
+      const lora = page.getByLabel("LoRA", { exact: true });
+      assert.deepEqual(await lora.locator("option").allInnerTexts(), ["none", "style"]);
+      await page.getByLabel("Prompt", { exact: true }).fill("a red cube");
+      await lora.selectOption("style");
+      await page.getByLabel("Size").selectOption("256x256");
+      await page.getByLabel("Steps").fill("2");
+      await page.getByLabel("random").uncheck();
+      await page.getByLabel("Seed").fill("7");
+      await page.getByLabel("Images").fill("2");
+      await page.getByRole("button", { name: "Generate" }).click();
+      const figures = page.locator("#gallery figure");
+      await figures.nth(1).waitFor();
+      // Newest first: image 2 of 2 is on top. Both come from seed 7, with the adapter.
+      const metas = await figures.locator(".meta").allInnerTexts();
+      assert.match(metas[0], /^256x256 · seed 7, image 2 of 2 · LoRA style · /);
+      assert.match(metas[1], /^256x256 · seed 7, image 1 of 2 · LoRA style · /);
+      // The picker sent model: "style": the same request through the API gives the same bytes.
+      const api = await fetch(`${server.url}/v1/images/generations`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: "style",
+          prompt: "a red cube",
+          size: "256x256",
+          n: 2,
+          seed: 7,
+          num_inference_steps: 2,
+          guidance_scale: 7.5,
+        }),
+      }).then((r) => r.json());
+      assert.deepEqual(await galleryBytes(page), Uint8Array.fromBase64(api.data[1].b64_json));
+
+      const copyCurl = figures.first().getByRole("button", { name: "Copy as curl" });
+      await copyCurl.click();
+      await figures.first().getByRole("button", { name: "Copied" }).waitFor();
+      await page.getByRole("status").filter({ hasText: "Copied to the clipboard (curl)." })
+        .waitFor();
+      const command = await clipboardText(page);
+      assert.match(command, /"model":"style"/);
+      assert.match(command, /\.data\[1\]\.b64_json/);
+      await copyCurl.waitFor(); // the label comes back
+
+      await assertAccessible(page, ["#generate"]);
+
+      // Reuse puts an image's settings back after the form was changed.
+      await page.getByLabel("Prompt", { exact: true }).fill("something else");
+      await lora.selectOption("");
+      await page.getByLabel("random").check();
+      await page.getByLabel("Images").fill("1");
+      await figures.nth(1).getByRole("button", { name: "Reuse" }).click();
+      assert.equal(await page.getByLabel("Prompt", { exact: true }).inputValue(), "a red cube");
+      assert.equal(await lora.inputValue(), "style");
+      assert.equal(await page.getByLabel("Seed").inputValue(), "7");
+      assert.equal(await page.getByLabel("random").isChecked(), false);
+      assert.equal(await page.getByLabel("Images").inputValue(), "2");
+
+      // Settings and gallery are there on the next visit.
+      await page.getByLabel("Steps").fill("3");
+      await page.goto(`${server.url}/`); // a new visit: no form restoration by the browser
+      await page.locator('#size option[value="256x256"]').waitFor({ state: "attached" });
+      await page.waitForFunction(`document.getElementById("steps").value === "3"`);
+      assert.equal(await page.getByLabel("Prompt", { exact: true }).inputValue(), "a red cube");
+      assert.equal(await page.getByLabel("Steps").inputValue(), "3");
+      assert.equal(await lora.inputValue(), "style");
+      assert.equal(await page.getByLabel("Size").inputValue(), "256x256");
+      assert.deepEqual(await figures.locator(".meta").allInnerTexts(), metas);
+      assert.deepEqual(await galleryBytes(page), Uint8Array.fromBase64(api.data[1].b64_json));
+
+      // Clear gallery and Reset settings forget them, also for the next visit.
+      await page.getByRole("button", { name: "Clear gallery" }).click();
+      await page.getByText("Images you make on this page appear here.").waitFor();
+      await page.getByRole("button", { name: "Reset settings" }).click();
+      assert.equal(await page.getByLabel("Prompt", { exact: true }).inputValue(), "");
+      assert.equal(await page.getByLabel("Steps").inputValue(), "50");
+      await page.goto(`${server.url}/`); // a new visit: no form restoration by the browser
+      await page.locator('#size option[value="256x256"]').waitFor({ state: "attached" });
+      await page.getByRole("button", { name: "Generate" }).and(page.locator(":enabled")).waitFor();
+      assert.equal(await figures.count(), 0);
+      assert.equal(await page.getByLabel("Prompt", { exact: true }).inputValue(), "");
+      assert.equal(await lora.inputValue(), "");
+      assert.deepEqual(outside, []);
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
+test("playground: on a phone-sized screen Generate scrolls to the output", async () => {
+  const server = await startServer(["--model", SD15, "--device", "cpu"]);
+  try {
+    await withBrowser(async (context, outside) => {
+      const page = await openPlayground(context, server);
+      await page.getByLabel("Prompt", { exact: true }).fill("a small screen");
+      await page.getByLabel("Size").selectOption("256x256");
+      await page.getByLabel("Steps").fill("2");
+      await page.getByRole("button", { name: "Generate" }).click();
+      const figure = page.locator("#gallery figure");
+      await figure.waitFor();
+      const box = await figure.boundingBox();
+      assert.ok(box && box.y >= 0 && box.y < 844 - 100, JSON.stringify(box));
+      assert.deepEqual(outside, []);
+    }, { width: 390, height: 844 });
   } finally {
     await server.stop();
   }

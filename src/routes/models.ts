@@ -1,5 +1,6 @@
 /**
- * `GET /v1/models` (the served model, with its family, limits and defaults once loaded) and
+ * `GET /v1/models` (the served model, with its family, limits and defaults once loaded, then each
+ * `--lora-modules` adapter as a model whose `parent` is the served model, as vLLM lists LoRAs) and
  * `GET /v1/images/files/{id}` (images kept for `response_format: url`).
  *
  * @module
@@ -38,16 +39,26 @@ export function modelRoutes(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
         },
       }
       : {};
+    const base = deps.config.servedModelName;
+    const adapters = (deps.config.lora?.modules ?? []).map(({ name, root }) => ({
+      id: name,
+      object: "model",
+      created,
+      owned_by: "denoise",
+      root,
+      parent: base,
+    }));
     return c.json({
       object: "list",
       data: [{
-        id: deps.config.servedModelName,
+        id: base,
         object: "model",
         created,
         owned_by: "denoise",
         root: deps.config.modelRoot,
+        parent: null,
         ...loaded,
-      }],
+      }, ...adapters],
     });
   });
 }

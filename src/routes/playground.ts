@@ -1,6 +1,6 @@
 /**
- * `GET /`: the playground page (web/), served from memory. Plain HTML, CSS and one script
- * module; no framework and nothing fetched from elsewhere.
+ * `GET /`: the playground page (web/), served from memory. Plain HTML, CSS and two script
+ * modules; no framework and nothing fetched from elsewhere.
  *
  * @module
  */
@@ -11,6 +11,7 @@ const WEB = new URL("../../web/", import.meta.url);
 const FILES: Record<string, [file: string, type: string]> = {
   "/": ["index.html", "text/html; charset=utf-8"],
   "/playground/playground.js": ["playground.js", "text/javascript; charset=utf-8"],
+  "/playground/store.js": ["store.js", "text/javascript; charset=utf-8"],
   "/playground/playground.css": ["playground.css", "text/css; charset=utf-8"],
 };
 

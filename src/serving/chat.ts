@@ -28,6 +28,8 @@ export interface ChatDeps {
 /** A checked chat request, ready to run. */
 export interface ChatPlan {
   options: GenerateOptions;
+  /** What the answer calls the model: the adapter's name when `model` named one (as vLLM). */
+  model: string;
   stream: boolean;
   includeUsage: boolean;
   includeProgress: boolean;
@@ -68,10 +70,13 @@ export async function planChat(req: ChatCompletionRequest, deps: ChatDeps): Prom
   return {
     options: await toGenerateOptions(
       prompt,
-      { ...params, n: params.num_outputs_per_prompt },
+      { ...params, n: params.num_outputs_per_prompt, model: req.model },
       model,
       deps.config,
     ),
+    model: req.model && deps.config.lora?.names.includes(req.model)
+      ? req.model
+      : deps.config.servedModelName,
     stream: req.stream === true,
     includeUsage: req.stream_options?.include_usage === true,
     includeProgress: req.stream_options?.include_progress === true,
@@ -111,7 +116,7 @@ export async function createChatCompletion(
       id: completionId(),
       object: "chat.completion",
       created: Math.floor(Date.now() / 1000),
-      model: deps.config.servedModelName,
+      model: plan.model,
       choices: [{
         index: 0,
         message: { role: "assistant", content: imageParts(generated.images) },
@@ -141,7 +146,7 @@ export function streamChatCompletion(
     id: completionId(),
     object: "chat.completion.chunk",
     created: Math.floor(Date.now() / 1000),
-    model: deps.config.servedModelName,
+    model: plan.model,
   };
   const send = (fields: Record<string, unknown>) =>
     channel.push({ data: JSON.stringify({ ...base, ...fields }) });

@@ -12,6 +12,7 @@ import {
   type GenerateOptions,
   type GenerateResult,
   type ImageFormat,
+  type LoraSpec,
   type PngWorkers,
 } from "../../compute/mod.ts";
 import type { Engine } from "../engine/engine.ts";
@@ -52,7 +53,11 @@ export type GenerationFields =
     | "scheduler"
     | "lora"
   >
-  & { n?: number | null };
+  & {
+    n?: number | null;
+    /** The request's `model`: the served model, or the name of an adapter to apply. */
+    model?: string | null;
+  };
 
 /** Encoded images plus what the response reports. */
 export interface Generated {
@@ -105,8 +110,32 @@ export async function toGenerateOptions(
     seed: fields.seed ?? undefined,
     scheduler: fields.scheduler ?? undefined,
     // Last: the only check that touches the file system.
-    lora: await (config.lora ?? LoraResolver.none).resolve(fields.lora),
+    lora: await resolveLora(fields.lora, fields.model, config),
   };
+}
+
+/**
+ * The adapters a request applies. A `model` that names a registered adapter (as `/v1/models`
+ * lists them) means the served model with that adapter at scale 1; a `lora` field sent with it
+ * must apply that same adapter (at the scale it gives), else the two contradict each other.
+ */
+async function resolveLora(
+  field: unknown,
+  model: string | null | undefined,
+  config: ServingConfig,
+): Promise<LoraSpec[] | undefined> {
+  const resolver = config.lora ?? LoraResolver.none;
+  const requested = await resolver.resolve(field);
+  if (!model || model === config.servedModelName || !resolver.names.includes(model)) {
+    return requested;
+  }
+  const [named] = (await resolver.resolve({ name: model }))!;
+  if (!requested) return [named];
+  if (requested.some((spec) => spec.files.weights === named.files.weights)) return requested;
+  throw badRequest(
+    `model '${model}' is a LoRA adapter of ${config.servedModelName}, but the lora field does not apply it. Add {"name": "${model}"} to lora, or set model to '${config.servedModelName}'.`,
+    "model",
+  );
 }
 
 /**

@@ -47,15 +47,20 @@ export interface ImagesPlan {
   includeProgress: boolean;
 }
 
-/** Checks that a request's `model`, when given, names the served model. */
+/**
+ * Checks that a request's `model`, when given, names the served model or one of its registered
+ * LoRA adapters (both listed by `/v1/models`).
+ */
 export function checkModel(model: string | null | undefined, config: ServingConfig): void {
-  if (model && model !== config.servedModelName) {
-    throw new ApiError(
-      400,
-      `Model mismatch: request specifies '${model}' but server is running '${config.servedModelName}'.`,
-      { param: "model", code: "model_not_found" },
-    );
-  }
+  if (!model || model === config.servedModelName) return;
+  const adapters = config.lora?.names ?? [];
+  if (adapters.includes(model)) return;
+  throw new ApiError(
+    400,
+    `Model mismatch: request specifies '${model}' but server is running '${config.servedModelName}'.` +
+      (adapters.length ? ` Its LoRA adapters are ${adapters.join(", ")}.` : ""),
+    { param: "model", code: "model_not_found" },
+  );
 }
 
 /** Validates a request against the loaded model and the server's limits; throws ApiErrors. */
@@ -96,6 +101,7 @@ export async function planImages(
       seed: req.seed,
       scheduler: req.scheduler,
       lora: req.lora,
+      model: req.model,
     },
     model,
     deps.config,

@@ -99,6 +99,17 @@ export class LoraResolver {
     return [...this.#modules.keys()];
   }
 
+  /**
+   * The registered adapters as `/v1/models` lists them: each name with the last part of its path
+   * (the folder or file name; the server's own paths stay private).
+   */
+  get modules(): { name: string; root: string }[] {
+    return [...this.#modules].map(([name, { path }]) => ({
+      name,
+      root: path.replace(/\/+$/, "").split("/").at(-1)!,
+    }));
+  }
+
   /** The request's adapters, or undefined without any; throws 400 ApiErrors. */
   async resolve(field: unknown): Promise<LoraSpec[] | undefined> {
     if (field === undefined || field === null) return undefined;

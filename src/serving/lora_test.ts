@@ -159,3 +159,60 @@ Deno.test("chat: lora in extra_body (curl) and at the top level (the openai SDK'
   assert.equal(url(nested), url(flat as never));
   assert.equal(url(nested).split(",")[1], await image({ name: "style" }));
 });
+
+Deno.test("/v1/models lists each --lora-modules adapter with parent, without server paths", async () => {
+  const { data } = await (await fetch(`${server.url}/v1/models`)).json();
+  const base = data[0];
+  assert.equal(base.parent, null);
+  assert.deepEqual(data.slice(1), [{
+    id: "style",
+    object: "model",
+    created: base.created,
+    owned_by: "denoise",
+    root: "peft", // the folder's name, not its path
+    parent: base.id,
+  }]);
+});
+
+Deno.test("model: an adapter's name applies it at scale 1, on both endpoints; a contradicting lora is a 400", async () => {
+  const generate = (fields: Record<string, unknown>) =>
+    fetch(`${server.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...BASE, ...fields }),
+    }).then(async (r) => ({ status: r.status, body: await r.json() }));
+  const styled = await image({ name: "style" });
+  const viaModel = await generate({ model: "style" });
+  assert.equal(viaModel.status, 200, JSON.stringify(viaModel.body));
+  assert.equal(viaModel.body.data[0].b64_json, styled);
+  // The same adapter in lora is consistent; its scale wins.
+  const scaled = await generate({ model: "style", lora: { name: "style", scale: 0 } });
+  assert.equal(scaled.body.data[0].b64_json, await image());
+  const listed = await generate({
+    model: "style",
+    lora: [{ name: "style" }, { path: "adapters/kohya.safetensors", scale: 0.5 }],
+  });
+  assert.equal(
+    listed.body.data[0].b64_json,
+    await image([{ name: "style" }, { path: "adapters/kohya.safetensors", scale: 0.5 }]),
+  );
+  const other = await generate({ model: "style", lora: { path: "adapters/kohya.safetensors" } });
+  assert.equal(other.status, 400);
+  assert.equal(other.body.error.param, "model");
+  assert.match(other.body.error.message, /model 'style' is a LoRA adapter of .*does not apply it/);
+  const unknown = await generate({ model: "nope" });
+  assert.equal(unknown.status, 400);
+  assert.match(unknown.body.error.message, /Model mismatch.*Its LoRA adapters are style\./);
+
+  const chat = await fetch(`${server.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: "style",
+      messages: [{ role: "user", content: "a red cube" }],
+      extra_body: { height: 64, width: 64, seed: 42, num_inference_steps: 2 },
+    }),
+  }).then((r) => r.json());
+  assert.equal(chat.choices[0].message.content[0].image_url.url.split(",")[1], styled);
+  assert.equal(chat.model, "style"); // as vLLM answers for a LoRA
+});

@@ -63,7 +63,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The served model (OpenAI list format). */
+        /** The served model, then each `--lora-modules` adapter with `parent` set to it (OpenAI list format, vLLM's shape for LoRA modules). */
         get: operations["listModels"];
         put?: never;
         post?: never;
@@ -183,7 +183,7 @@ export interface components {
         ImageGenerationRequest: {
             /** @description Text description of the desired image. */
             prompt: string;
-            /** @description Must match the served model name when given. */
+            /** @description The served model's name, or the name of one of its LoRA adapters (as `/v1/models` lists them): that adapter is applied at scale 1. With `lora` also given, `lora` must apply that adapter (its scale then wins); anything else is a 400. */
             model?: string | null;
             /** @description Number of images (default 1), generated as one batch. */
             n?: number | null;
@@ -381,6 +381,7 @@ export interface components {
         };
         /** @description `ChatImageParams` fields are also read from the top level. */
         ChatCompletionRequest: {
+            /** @description Not checked (as vLLM-Omni), except that the name of a LoRA adapter listed by `/v1/models` applies it at scale 1, with the same rule for `lora` as on `/v1/images/generations`; the answer's `model` is then that name (as vLLM). */
             model?: string | null;
             messages: components["schemas"]["ChatMessage"][];
             extra_body?: components["schemas"]["ChatImageParams"] | null;
@@ -486,7 +487,10 @@ export interface components {
             object: "model";
             created: number;
             owned_by: string;
+            /** @description Where it comes from: the hub id or the model folder's name; for an adapter, its folder or file name (never a server path). */
             root?: string;
+            /** @description For a LoRA adapter, the id of the model it applies to; `null` for the served model. An adapter's id may be sent as `model` on both generation endpoints: the served model with that adapter at scale 1. */
+            parent?: string | null;
             /** @description The diffusers pipeline class (present once the model is loaded). */
             family?: string;
             /** @description Width and height must be multiples of this. */
