@@ -11,6 +11,7 @@ const ROOT = new URL("..", import.meta.url).pathname;
 /** Packages only tests, benchmarks and tooling use; `serve` must not install them. */
 const DEVELOPMENT_ONLY = [
   "playwright-core",
+  "axe-core",
   "typescript",
   "openai",
   "kubernetes-models",
