@@ -114,6 +114,7 @@ Deno.test("auth: any-case Bearer scheme, WWW-Authenticate on 401, /metrics behin
     const body = await (await fetch(`${server.url}/v1/models`)).json();
     assert.equal(body.error.code, "invalid_api_key");
     assert.equal((await get(`${server.url}/metrics`)).status, 401);
+    assert.equal((await get(`${server.url}/v1/images/files/nope`)).status, 401);
     assert.equal((await get(`${server.url}/metrics`, "Bearer k3y")).status, 200);
     assert.equal((await get(`${open.url}/metrics`)).status, 200);
     assert.equal((await get(`${server.url}/health`)).status, 200);
