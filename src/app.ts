@@ -148,9 +148,10 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   docsRoutes(app);
   playgroundRoutes(app);
 
-  app.notFound(() => {
-    throw new ApiError(404, "Not found.", { code: "not_found" });
-  });
+  // Answered, not thrown: Hono calls this handler outside the middleware chain's error
+  // handling, so a throw would skip the request log (no line, no x-request-id) on paths where
+  // no other middleware runs.
+  app.notFound((c) => c.json(new ApiError(404, "Not found.", { code: "not_found" }).body(), 404));
 
   app.onError((err, c) => {
     // A middleware's own answer (bearerAuth's 401 with WWW-Authenticate).
