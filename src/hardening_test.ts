@@ -332,6 +332,24 @@ Deno.test("a request head that does not arrive within --header-timeout gets 408,
     assert.match(framing.text, /^HTTP\/1\.1 400 /);
     assert.match(framing.text, /\r\nx-request-id: framing-1\r\n/);
     assert.match(framing.text, /"code":"malformed_request"/);
+    // A body whose chunked framing breaks: 400 in the documented shape, not a 500 with an ERROR
+    // line.
+    // (The broken chunk comes once the app reads the body; sent at once, Deno finds the error
+    // before it dispatches the request, and nothing runs.)
+    {
+      const conn = await Deno.connect({ hostname, port: Number(port) });
+      const send = (s: string) => conn.write(new TextEncoder().encode(s));
+      await send(
+        "POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+          "Transfer-Encoding: chunked\r\nX-Request-Id: chunks-1\r\n\r\n",
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      await send("zz\r\nabc\r\n0\r\n\r\n");
+      const text = await new Response(conn.readable).text();
+      assert.match(text, /^HTTP\/1\.1 400 /);
+      assert.match(text, /\r\nx-request-id: chunks-1\r\n/);
+      assert.match(text, /"code":"malformed_request"/);
+    }
     // Paths that used to forge or disguise log lines (no key needed): one escaped line each.
     const forged = [
       "/v1/x%0a2026-12-06T00:00:00.000Z%20ERROR%20%20%20FORGED%20LINE",
@@ -369,6 +387,8 @@ Deno.test("a request head that does not arrive within --header-timeout gets 408,
     /INFO {4}GET \/v1\/x%0a2026-12-06T00:00:00\.000Z%20ERROR%20%20%20FORGED%20LINE 404 id=/,
   );
   assert.match(log, /INFO {4}GET \/health 408 id=\S+ ms=\d+ code=header_timeout/);
+  assert.match(log, /INFO {4}POST \/v1\/images\/generations 400 id=chunks-1 /);
+  assert.doesNotMatch(log, / ERROR /);
   assert.match(
     log,
     /INFO {4}POST \/v1\/images\/generations 400 id=framing-1 ms=\d+ code=malformed_request/,
