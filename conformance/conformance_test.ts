@@ -140,7 +140,7 @@ Deno.test("with --lora-path the LoRA examples pass against a server with --lora-
   }
 });
 
-Deno.test("deno task fuzz: 1,000 spec-derived and mutated requests, no 5xx, every error in the documented shape", async () => {
+Deno.test("deno task fuzz: 1,000 spec-derived, mutated and malformed-framing requests, no 5xx, no undocumented status, every error in the documented shape with a request id", async () => {
   const { fuzz } = await import("./fuzz.ts");
   const { startServer } = await import("../src/test_server.ts");
   const server = await startServer(["--device", "cpu"]);
@@ -148,6 +148,8 @@ Deno.test("deno task fuzz: 1,000 spec-derived and mutated requests, no 5xx, ever
     const report = await fuzz(server.url, { requests: 1000, concurrency: 4, seed: 7 });
     assert.equal(report.requests, 1000);
     assert.deepEqual(report.violations, []);
+    assert.equal(report.undocumented, 0);
+    assert.ok(report.framing > 50, `${report.framing} raw malformed requests`);
     assert.ok((report.statuses[200] ?? 0) > 50, JSON.stringify(report.statuses));
     assert.ok((report.statuses[422] ?? 0) > 50, JSON.stringify(report.statuses));
     const bad = server.output().split("\n").filter((l) =>

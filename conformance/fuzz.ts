@@ -2,9 +2,13 @@
  * `deno task fuzz --base-url URL [--requests 10000] [--concurrency 4] [--seed 1] [--seconds 600]`:
  * requests derived from openapi.yaml with fast-check — valid bodies of the generation endpoints,
  * and mutations of them (missing and mistyped fields, out-of-range numbers, long strings, broken
- * JSON, wrong content types, unknown routes) — against any server. It asserts that nothing
- * answers 5xx and that every 4xx/5xx body has the documented shape (`detail` plus
- * `error{message,type,param,code}`), prints status counts and exits 1 on any violation.
+ * JSON, wrong content types, unknown routes), and malformed framing sent as raw bytes over TCP
+ * (`conformance/framing.ts`) — against any server. A violation is a 5xx, an error body outside
+ * the documented shape (`detail` plus `error{message,type,param,code}`), an answer without
+ * `x-request-id`, a framing case answered otherwise than the contract says, or an undocumented
+ * status: one openapi.yaml does not declare for that route (for a path or method it does not
+ * list: 404, the guard's 400/408/431, and below `/v1/` the checks every `/v1` route makes). It
+ * prints status counts and exits 1 on any violation.
  *
  * Valid bodies keep the work per request small (at most 2 steps, 2 images, 64² pixels) so that
  * ten thousand requests finish in minutes on a CPU; everything else is as the spec allows.
@@ -13,6 +17,7 @@
  */
 import fc from "fast-check";
 import { parseFlags } from "./args.ts";
+import { FRAMING_CASES, sendRaw } from "./framing.ts";
 import { parse } from "yaml";
 
 type Schema = Record<string, unknown>;
@@ -23,6 +28,8 @@ export interface FuzzRequest {
   path: string;
   contentType?: string;
   body?: string;
+  /** The name of a malformed-framing case (`FRAMING_CASES`): sent raw over TCP. */
+  framing?: string;
 }
 
 /** What a run found. */
@@ -30,13 +37,42 @@ export interface FuzzReport {
   requests: number;
   statuses: Record<number, number>;
   violations: { request: FuzzRequest; status: number; problem: string }[];
+  /** Of the violations, answers with a status openapi.yaml does not declare for the route. */
+  undocumented: number;
+  /** Requests sent as raw malformed framing. */
+  framing: number;
   seconds: number;
 }
 
 const SPEC = parse(
   await Deno.readTextFile(new URL("../openapi.yaml", import.meta.url)),
-) as { components: { schemas: Record<string, Schema> } };
+) as {
+  paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
+  components: { schemas: Record<string, Schema> };
+};
 const schemas = SPEC.components.schemas;
+
+/** Each path of the spec as a pattern (`{id}` is one segment), with its methods' statuses. */
+const ROUTES = Object.entries(SPEC.paths).map(([path, item]) => ({
+  pattern: new RegExp(`^${path.replace(/\{[^}]+\}/g, "[^/]+")}$`),
+  statuses: new Map(
+    Object.entries(item).map(([method, op]) => [
+      method.toUpperCase(),
+      new Set(Object.keys(op.responses).map(Number)),
+    ]),
+  ),
+}));
+
+/**
+ * The statuses the contract allows for `method path`: the operation's, or for a path or method
+ * openapi.yaml does not list, 404 and the header guard's 400/408/431, and below `/v1/` the
+ * statuses of the checks every `/v1` route makes (key, body limits, shutdown).
+ */
+export function documentedStatuses(method: string, path: string): Set<number> {
+  const declared = ROUTES.find((r) => r.pattern.test(path))?.statuses.get(method);
+  if (declared) return declared;
+  return new Set([400, 404, 408, 431, ...path.startsWith("/v1/") ? [401, 413, 429, 503] : []]);
+}
 
 /** Keeps valid requests cheap: these fields get small values instead of the spec's full range. */
 const CHEAP: Record<string, fc.Arbitrary<unknown>> = {
@@ -204,6 +240,21 @@ const requestArbitrary: fc.Arbitrary<FuzzRequest> = fc.oneof(
   {
     weight: 1,
     arbitrary: fc.tuple(
+      fc.constantFrom(...FRAMING_CASES.map((c) => c.name)),
+      fc.constantFrom(
+        ["POST", "/v1/images/generations"],
+        ["POST", "/v1/chat/completions"],
+        ["GET", "/v1/models"],
+        ["GET", "/v1/images/files/nope"],
+        ["GET", "/health"],
+        ["GET", "/metrics"],
+        ["GET", "/v1/nothing"],
+      ),
+    ).map(([framing, [method, path]]) => ({ method, path, framing })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(
       fc.constantFrom("GET", "POST", "PUT", "DELETE"),
       fc.constantFrom(
         "/v1/models",
@@ -218,9 +269,23 @@ const requestArbitrary: fc.Arbitrary<FuzzRequest> = fc.oneof(
   },
 );
 
-/** Checks one answer against the contract; returns what is wrong, if anything. */
-async function check(res: Response): Promise<string | undefined> {
+/** Checks one answer to `request` against the contract; returns what is wrong, if anything. */
+async function check(request: FuzzRequest, res: Response): Promise<string | undefined> {
   const type = res.headers.get("content-type") ?? "";
+  const path = new URL(request.path, "http://x").pathname;
+  if (!documentedStatuses(request.method, path).has(res.status)) {
+    await res.body?.cancel();
+    return `undocumented status ${res.status} for ${request.method} ${path}`;
+  }
+  const framing = FRAMING_CASES.find((c) => c.name === request.framing);
+  if (framing && res.status !== framing.status) {
+    await res.body?.cancel();
+    return `framing '${framing.name}' answered ${res.status}, not ${framing.status}`;
+  }
+  if (!res.headers.get("x-request-id")) {
+    await res.body?.cancel();
+    return `a ${res.status} without x-request-id`;
+  }
   if (res.status >= 500 && res.status !== 503) {
     await res.body?.cancel();
     return `status ${res.status}`;
@@ -255,7 +320,15 @@ export async function fuzz(
     numRuns: options.requests,
     seed: options.seed ?? 1,
   });
-  const report: FuzzReport = { requests: 0, statuses: {}, violations: [], seconds: 0 };
+  const report: FuzzReport = {
+    requests: 0,
+    statuses: {},
+    violations: [],
+    undocumented: 0,
+    framing: 0,
+    seconds: 0,
+  };
+  const host = new URL(baseUrl).host;
   const started = performance.now();
   const deadline = started + (options.seconds ?? 600) * 1000;
   let next = 0;
@@ -265,19 +338,24 @@ export async function fuzz(
       let problem: string | undefined;
       let status = 0;
       try {
-        const res = await fetch(`${baseUrl}${request.path}`, {
-          method: request.method,
-          headers: request.contentType ? { "content-type": request.contentType } : {},
-          body: request.body,
-          signal: AbortSignal.timeout(60_000),
-        });
+        const framing = FRAMING_CASES.find((c) => c.name === request.framing);
+        const res = framing
+          ? await sendRaw(baseUrl, framing.build({ ...request, host }), 60_000)
+          : await fetch(`${baseUrl}${request.path}`, {
+            method: request.method,
+            headers: request.contentType ? { "content-type": request.contentType } : {},
+            body: request.body,
+            signal: AbortSignal.timeout(60_000),
+          });
         status = res.status;
-        problem = await check(res);
+        problem = await check(request, res);
       } catch (e) {
         problem = `no answer: ${(e as Error).message}`;
       }
       report.requests++;
+      if (request.framing) report.framing++;
       report.statuses[status] = (report.statuses[status] ?? 0) + 1;
+      if (problem?.startsWith("undocumented")) report.undocumented++;
       if (problem) report.violations.push({ request, status, problem });
     }
   }));
@@ -310,11 +388,13 @@ if (import.meta.main) {
   console.log(
     `statuses: ${Object.entries(report.statuses).map(([s, n]) => `${s}×${n}`).join(", ")}`,
   );
+  console.log(`raw malformed framing: ${report.framing} of them`);
+  console.log(`undocumented statuses: ${report.undocumented}`);
   console.log(`violations: ${report.violations.length}`);
   for (const v of report.violations.slice(0, 10)) {
     console.log(
       `  ${v.problem}\n    ${v.request.method} ${v.request.path} ${
-        v.request.body?.slice(0, 200) ?? ""
+        v.request.framing ?? v.request.body?.slice(0, 200) ?? ""
       }`,
     );
   }

@@ -1,6 +1,6 @@
 /**
  * `buildApp(deps)`: the Hono application, composed from middleware (request id and access log →
- * CORS → draining → auth → body size → concurrency and body deadline) and one module per group of routes; `onError` is the single
+ * CORS → draining → auth → body read errors → body size → concurrency and body deadline) and one module per group of routes; `onError` is the single
  * place errors become the documented body.
  *
  * @module
@@ -18,6 +18,7 @@ import { ApiError, validationError } from "./errors.ts";
 import type { ImageStore } from "./image_store.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
+import { bodyErrors } from "./middleware/body_errors.ts";
 import { requestLimits } from "./middleware/request_limits.ts";
 import { requestLog } from "./middleware/request_log.ts";
 import { docsRoutes } from "./routes/docs.ts";
@@ -123,6 +124,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     app.use("/v1/*", auth);
     if (!deps.config.publicMetrics) app.use("/metrics", auth);
   }
+  app.use("/v1/*", bodyErrors());
   app.use(
     "/v1/*",
     bodyLimit({
@@ -148,9 +150,10 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   docsRoutes(app);
   playgroundRoutes(app);
 
-  app.notFound(() => {
-    throw new ApiError(404, "Not found.", { code: "not_found" });
-  });
+  // Answered, not thrown: Hono calls this handler outside the middleware chain's error
+  // handling, so a throw would skip the request log (no line, no x-request-id) on paths where
+  // no other middleware runs.
+  app.notFound((c) => c.json(new ApiError(404, "Not found.", { code: "not_found" }).body(), 404));
 
   app.onError((err, c) => {
     // A middleware's own answer (bearerAuth's 401 with WWW-Authenticate).

@@ -40,6 +40,8 @@ Deno.test("--version; a busy port and a missing model folder are one-line errors
   assert.doesNotMatch(missing.stderr, /models--|\n\s+at /);
 });
 
+const HOSTILE_PROMPT = "a\n2026-12-06T00:00:00.000Z ERROR FORGED \u202egnp.exe \x1b[31mred\u2028";
+
 Deno.test("--log-format json: every line is a JSON object with ts, level and msg; debug logs the prompt", async () => {
   const server = await startServer([
     "--model",
@@ -58,10 +60,23 @@ Deno.test("--log-format json: every line is a JSON object with ts, level and msg
       body: JSON.stringify({ prompt: "a secret garden", size: "64x64", num_inference_steps: 1 }),
     });
     await res.body?.cancel();
+    // Client text that used to land raw: a bidi override and a terminal escape, in the path
+    // and (at debug) in the prompt.
+    await (await fetch(`${server.url}/v1/abc%E2%80%AEgnp%1b[31m`)).body?.cancel();
+    const hostile = await fetch(`${server.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-request-id": "trace-2" },
+      body: JSON.stringify({ prompt: HOSTILE_PROMPT, size: "64x64", num_inference_steps: 1 }),
+    });
+    await hostile.body?.cancel();
   } finally {
     await server.stop();
   }
+  for (const line of server.output().trim().split("\n")) {
+    assert.doesNotMatch(line, /\p{Cc}|\p{Bidi_Control}|\u2028/u);
+  }
   const lines = server.output().trim().split("\n").map((l) => JSON.parse(l));
+  assert.ok(lines.some((l) => l.id === "trace-2" && l.prompt === HOSTILE_PROMPT));
   for (const line of lines) {
     assert.match(line.ts, /^\d{4}-\d\d-\d\dT/);
     assert.ok(["debug", "info", "warning", "error"].includes(line.level));
@@ -99,6 +114,7 @@ Deno.test("auth: any-case Bearer scheme, WWW-Authenticate on 401, /metrics behin
     const body = await (await fetch(`${server.url}/v1/models`)).json();
     assert.equal(body.error.code, "invalid_api_key");
     assert.equal((await get(`${server.url}/metrics`)).status, 401);
+    assert.equal((await get(`${server.url}/v1/images/files/nope`)).status, 401);
     assert.equal((await get(`${server.url}/metrics`, "Bearer k3y")).status, 200);
     assert.equal((await get(`${open.url}/metrics`)).status, 200);
     assert.equal((await get(`${server.url}/health`)).status, 200);
@@ -282,7 +298,7 @@ Deno.test("a half-sent body gets 408 after --body-timeout; --max-concurrent-requ
   }
 });
 
-Deno.test("a request head that does not arrive within --header-timeout gets 408, an oversized one 431; whole ones are served", async () => {
+Deno.test("a request head that does not arrive within --header-timeout gets 408, an oversized one 431, malformed framing 400, all logged; forged paths stay one log line; whole ones are served", async () => {
   const server = await startServer(["--model", SD15, "--device", "cpu", "--header-timeout", "0.5"]);
   try {
     const { hostname, port } = new URL(server.url);
@@ -307,6 +323,46 @@ Deno.test("a request head that does not arrive within --header-timeout gets 408,
     assert.ok(slow.ms >= 400 && slow.ms < 5000, `${slow.ms} ms`);
     const big = await answer(`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(70_000)}`);
     assert.match(big.text, /^HTTP\/1\.1 431/);
+    assert.match(big.text, /\r\nx-request-id: [0-9a-f-]{36}\r\n/);
+    // Malformed framing: the guard's 400 in the documented shape, not Deno's empty one.
+    const framing = await answer(
+      "POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n" +
+        "Transfer-Encoding: chunked\r\nX-Request-Id: framing-1\r\n\r\n",
+    );
+    assert.match(framing.text, /^HTTP\/1\.1 400 /);
+    assert.match(framing.text, /\r\nx-request-id: framing-1\r\n/);
+    assert.match(framing.text, /"code":"malformed_request"/);
+    // A body whose chunked framing breaks: 400 in the documented shape, not a 500 with an ERROR
+    // line.
+    // (The broken chunk comes once the app reads the body; sent at once, Deno finds the error
+    // before it dispatches the request, and nothing runs.)
+    {
+      const conn = await Deno.connect({ hostname, port: Number(port) });
+      const send = (s: string) => conn.write(new TextEncoder().encode(s));
+      await send(
+        "POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+          "Transfer-Encoding: chunked\r\nX-Request-Id: chunks-1\r\n\r\n",
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      await send("zz\r\nabc\r\n0\r\n\r\n");
+      const text = await new Response(conn.readable).text();
+      assert.match(text, /^HTTP\/1\.1 400 /);
+      assert.match(text, /\r\nx-request-id: chunks-1\r\n/);
+      assert.match(text, /"code":"malformed_request"/);
+    }
+    // Paths that used to forge or disguise log lines (no key needed): one escaped line each.
+    const forged = [
+      "/v1/x%0a2026-12-06T00:00:00.000Z%20ERROR%20%20%20FORGED%20LINE",
+      "/v1/%1b[31mred",
+      "/v1/a%00b",
+      "/v1/abc%E2%80%AEgnp.exe",
+    ];
+    for (const path of forged) {
+      assert.match(
+        (await answer(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`)).text,
+        /^HTTP\/1\.1 404/,
+      );
+    }
     // A whole request is served, with the connection closed after it.
     const ok = await answer("GET /health HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n");
     assert.match(ok.text, /^HTTP\/1\.1 200/);
@@ -321,4 +377,20 @@ Deno.test("a request head that does not arrive within --header-timeout gets 408,
   } finally {
     await server.stop();
   }
+  const log = server.output();
+  assert.doesNotMatch(log, /FORGED LINE/);
+  for (const line of log.split("\n").filter((l) => /^\d{4}-/.test(l))) {
+    assert.doesNotMatch(line, /\p{Cc}|\p{Bidi_Control}/u);
+  }
+  assert.match(
+    log,
+    /INFO {4}GET \/v1\/x%0a2026-12-06T00:00:00\.000Z%20ERROR%20%20%20FORGED%20LINE 404 id=/,
+  );
+  assert.match(log, /INFO {4}GET \/health 408 id=\S+ ms=\d+ code=header_timeout/);
+  assert.match(log, /INFO {4}POST \/v1\/images\/generations 400 id=chunks-1 /);
+  assert.doesNotMatch(log, / ERROR /);
+  assert.match(
+    log,
+    /INFO {4}POST \/v1\/images\/generations 400 id=framing-1 ms=\d+ code=malformed_request/,
+  );
 });

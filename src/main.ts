@@ -235,6 +235,7 @@ export async function main(args: readonly string[]): Promise<void> {
       hostname: options.host,
       port: options.port,
       headerTimeoutS: options.headerTimeout,
+      log,
       onUnguarded: (reason) =>
         log.warning(`request heads are not timed (--header-timeout): ${reason}`),
       onListen: ({ hostname, port }) => {

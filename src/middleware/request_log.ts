@@ -2,7 +2,8 @@
  * `requestLog()`: gives every request an id (the client's `x-request-id`, or a new one), echoes
  * it, and logs one line per request with its status, time and generation stages. A streamed
  * response is logged when its stream ends, with the status it ended with (499 when the client
- * left).
+ * left). The path is logged as the client sent it, percent-encoded: a `%0a` stays three
+ * characters, so it cannot start a forged line (the logger escapes what else arrives raw).
  *
  * @module
  */
@@ -13,6 +14,22 @@ import type { Generated } from "../serving/generation.ts";
 
 /** Longest client-sent `x-request-id` echoed; a longer one is replaced by a fresh id. */
 export const MAX_REQUEST_ID_LENGTH = 128;
+
+/**
+ * The id of a request: the client's `x-request-id` when it is at most
+ * {@linkcode MAX_REQUEST_ID_LENGTH} printable ASCII characters, else a fresh UUID.
+ */
+export function requestIdFrom(given: string | null | undefined): string {
+  return given && given.length <= MAX_REQUEST_ID_LENGTH && /^[\x21-\x7e]+$/.test(given)
+    ? given
+    : crypto.randomUUID();
+}
+
+/** The path of `url` as received (still percent-encoded), without query or fragment. */
+function sentPath(url: string): string {
+  const start = url.indexOf("/", url.indexOf("://") + 3);
+  return start < 0 ? "/" : url.slice(start).replace(/[?#][^]*$/, "");
+}
 
 function stages(g: Generated | undefined): LogFields {
   const t = g?.result.timings;
@@ -36,16 +53,13 @@ export function requestLog(
 ): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const started = performance.now();
-    const given = c.req.header("x-request-id");
-    const id = given && given.length <= MAX_REQUEST_ID_LENGTH && /^[\x21-\x7e]+$/.test(given)
-      ? given
-      : crypto.randomUUID();
+    const id = requestIdFrom(c.req.header("x-request-id"));
     c.set("requestId", id);
     await next();
     c.header("x-request-id", id);
     const line = (status: number) => {
       onFinished(c.req.method, c.req.routePath, status, c.get("generated"));
-      log.info(`${c.req.method} ${c.req.path} ${status}`, {
+      log.info(`${c.req.method} ${sentPath(c.req.url)} ${status}`, {
         id,
         ms: Math.round(performance.now() - started),
         ...stages(c.get("generated")),

@@ -58,3 +58,22 @@ Deno.test("the spec generator translates the bounds it knows and fails, naming t
     !error.message.includes("'format'")
   ) throw new Error(`expected an UnsupportedSchemaError naming the path, got ${error}`);
 });
+
+Deno.test("every operation declares the header guard's 400, 408 and 431, and those behind the API key 401", async () => {
+  const { parse } = await import("yaml");
+  const spec = parse(await Deno.readTextFile(new URL("../../openapi.yaml", import.meta.url)));
+  const missing: string[] = [];
+  for (const [path, item] of Object.entries(spec.paths as Record<string, object>)) {
+    for (
+      const [method, operation] of Object.entries(item as Record<string, { responses: object }>)
+    ) {
+      const statuses = Object.keys(operation.responses);
+      // The app puts the key on /v1/* and /metrics (src/app.ts).
+      const keyed = path.startsWith("/v1/") || path === "/metrics";
+      for (const status of ["400", "408", "431", ...keyed ? ["401"] : []]) {
+        if (!statuses.includes(status)) missing.push(`${method.toUpperCase()} ${path} ${status}`);
+      }
+    }
+  }
+  assert.deepEqual(missing, []);
+});

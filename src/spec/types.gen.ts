@@ -97,7 +97,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Prometheus metrics (vLLM's names where they exist, `denoise_*` for images). */
+        /**
+         * Prometheus metrics (vLLM's names where they exist, `denoise_*` for images).
+         * @description Behind the API key when the server has one, unless it runs with `--public-metrics`.
+         */
         get: operations["metrics"];
         put?: never;
         post?: never;
@@ -526,7 +529,7 @@ export interface components {
         };
     };
     responses: {
-        /** @description A semantically invalid request (size format, size limits, model mismatch, unsupported option). */
+        /** @description A semantically invalid request (size format, size limits, model mismatch, unsupported option), or a malformed one (code `malformed_request`, as `MalformedRequest`). */
         BadRequest: {
             headers: {
                 [name: string]: unknown;
@@ -543,6 +546,42 @@ export interface components {
                  *       }
                  *     }
                  */
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description Not well-formed HTTP/1.1, or a body framed more than one way (code `malformed_request`): conflicting, negative or non-numeric `Content-Length`; `Content-Length` with `Transfer-Encoding`; a `Transfer-Encoding` other than `chunked`; a request target that is not a path (`*`, authority form); an HTTP version other than 1.0 and 1.1; a folded or broken header line, or a control character in one; a Host that is not a host; a bare CR or LF. Answered by the header guard before any route runs (with `--header-timeout 0`, Deno's parser answers these with an empty 400 instead). */
+        MalformedRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description The request head did not arrive within `--header-timeout` (code `header_timeout`). */
+        HeadTimeout: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description The request head is larger than 64 KiB (code `header_too_large`) or has more than 100 header fields (code `too_many_headers`). */
+        HeadTooLarge: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description The server is shutting down (code `shutting_down`, `retry-after` set). */
+        ShuttingDown: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
                 "application/json": components["schemas"]["ErrorResponse"];
             };
         };
@@ -705,6 +744,7 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationError"];
             429: components["responses"]["QueueFull"];
+            431: components["responses"]["HeadTooLarge"];
             500: components["responses"]["ServerError"];
             503: components["responses"]["EngineUnavailable"];
             504: components["responses"]["RequestTimeout"];
@@ -732,7 +772,12 @@ export interface operations {
                     "image/webp": unknown;
                 };
             };
+            400: components["responses"]["MalformedRequest"];
+            401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            408: components["responses"]["HeadTimeout"];
+            431: components["responses"]["HeadTooLarge"];
+            503: components["responses"]["ShuttingDown"];
         };
     };
     createChatCompletion: {
@@ -765,6 +810,7 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationError"];
             429: components["responses"]["QueueFull"];
+            431: components["responses"]["HeadTooLarge"];
             500: components["responses"]["ServerError"];
             503: components["responses"]["EngineUnavailable"];
             504: components["responses"]["RequestTimeout"];
@@ -788,7 +834,11 @@ export interface operations {
                     "application/json": components["schemas"]["ModelList"];
                 };
             };
+            400: components["responses"]["MalformedRequest"];
             401: components["responses"]["Unauthorized"];
+            408: components["responses"]["HeadTimeout"];
+            431: components["responses"]["HeadTooLarge"];
+            503: components["responses"]["ShuttingDown"];
         };
     };
     health: {
@@ -809,6 +859,9 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            400: components["responses"]["MalformedRequest"];
+            408: components["responses"]["HeadTimeout"];
+            431: components["responses"]["HeadTooLarge"];
             /** @description Not ready. */
             503: {
                 headers: {
@@ -838,6 +891,10 @@ export interface operations {
                     "text/plain": unknown;
                 };
             };
+            400: components["responses"]["MalformedRequest"];
+            401: components["responses"]["Unauthorized"];
+            408: components["responses"]["HeadTimeout"];
+            431: components["responses"]["HeadTooLarge"];
         };
     };
     ping: {
@@ -856,6 +913,9 @@ export interface operations {
                 };
                 content?: never;
             };
+            400: components["responses"]["MalformedRequest"];
+            408: components["responses"]["HeadTimeout"];
+            431: components["responses"]["HeadTooLarge"];
         };
     };
     version: {
@@ -878,6 +938,9 @@ export interface operations {
                     };
                 };
             };
+            400: components["responses"]["MalformedRequest"];
+            408: components["responses"]["HeadTimeout"];
+            431: components["responses"]["HeadTooLarge"];
         };
     };
     openapi: {
@@ -898,6 +961,9 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
+            400: components["responses"]["MalformedRequest"];
+            408: components["responses"]["HeadTimeout"];
+            431: components["responses"]["HeadTooLarge"];
         };
     };
     docs: {
@@ -918,6 +984,9 @@ export interface operations {
                     "text/html": unknown;
                 };
             };
+            400: components["responses"]["MalformedRequest"];
+            408: components["responses"]["HeadTimeout"];
+            431: components["responses"]["HeadTooLarge"];
         };
     };
 }
