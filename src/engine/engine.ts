@@ -9,7 +9,12 @@
 import type { GenerateOptions, GenerateResult } from "../../compute/mod.ts";
 // From the module itself, not compute/mod.ts: the HTTP thread starts the worker before it loads
 // the compute package (src/main.ts).
-import { CancelledError, InvalidInputError } from "../../compute/errors.ts";
+import {
+  CancelledError,
+  InvalidInputError,
+  NonFiniteOutputError,
+  type NonFiniteStage,
+} from "../../compute/errors.ts";
 import { ApiError, ENGINE_NOT_READY } from "../errors.ts";
 import type {
   BatchSettings,
@@ -41,6 +46,8 @@ export interface EngineObserver {
   batchStarted?(requests: number, images: number): void;
   /** The worker reports something the operator should know that fails nothing. */
   warning?(message: string): void;
+  /** A request failed because the model's latents or pixels held a NaN or an infinity. */
+  nonFiniteOutput?(stage: NonFiniteStage): void;
   requestFinished?(
     reason: FinishReason,
     seconds: { queue: number; e2e: number },
@@ -58,9 +65,10 @@ interface Pending {
 }
 
 /** Rebuilds an error that crossed from the worker, keeping the classes callers map by. */
-function revive({ name, message, param }: ErrorMessage): Error {
+function revive({ name, message, param, stage }: ErrorMessage): Error {
   if (name === "CancelledError") return new CancelledError(message);
   if (name === "InvalidInputError") return Object.assign(new InvalidInputError(message), { param });
+  if (name === "NonFiniteOutputError") return new NonFiniteOutputError(stage ?? "pixels");
   const error = new Error(message);
   error.name = name;
   return error;
@@ -250,6 +258,7 @@ export class Engine {
     if (outcome instanceof Error) {
       const reason = outcome instanceof CancelledError ? "abort" : "error";
       this.observer.requestFinished?.(reason, seconds);
+      if (outcome instanceof NonFiniteOutputError) this.observer.nonFiniteOutput?.(outcome.stage);
       p.reject(outcome);
     } else {
       this.observer.requestFinished?.("stop", seconds, outcome);
