@@ -69,8 +69,11 @@ export async function main(args: readonly string[]): Promise<void> {
     Deno.exit(0);
   }
   const log = createLogger(options.logLevel, options.logFormat);
-  const fatal = (message: string): never => {
+  /** Readies the process to exit (see Engine.close); replaced once the engine exists. */
+  let beforeExit = () => Promise.resolve();
+  const fatal = async (message: string): Promise<never> => {
     log.error(message);
+    await beforeExit();
     Deno.exit(1);
   };
 
@@ -91,6 +94,7 @@ export async function main(args: readonly string[]): Promise<void> {
     maxBatchSize: options.maxBatchSize,
     batchWaitMs: options.batchWaitMs,
   }, { ...metrics.observer, warning: (message) => log.warning(message) });
+  beforeExit = () => engine.close();
 
   let loadStart = performance.now();
   const started = performance.now();
@@ -176,6 +180,10 @@ export async function main(args: readonly string[]): Promise<void> {
     }
     // Responses already being written (streams, encodes) finish; no new connections are taken.
     if (server) await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 5000))]);
+    const state = engine.state;
+    if (state.status === "loading" && !state.stage?.startsWith("downloading")) {
+      log.info("waiting for the model load to finish before exiting");
+    }
     await engine.close();
     Deno.exit(0);
   };
