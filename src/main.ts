@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { basename } from "node:path";
 import type { ResolvedModel } from "../compute/mod.ts";
 import { PngWorkers } from "../compute/image/png_workers.ts";
 import { DEFAULT_MAX_IMAGE_PIXELS, findModelCard } from "../compute/registry.ts";
@@ -84,7 +85,13 @@ export async function main(args: readonly string[]): Promise<void> {
     return fatal((e as Error).message);
   }
   const card = findModelCard(options.model ?? EMBEDDED_NAME);
-  const servedModelName = options.servedModelName ?? options.model ?? EMBEDDED_NAME;
+  // The hub id, or the folder's name (never its path): what /v1/models shows as `root`, and as
+  // `id` when no --served-model-name is given.
+  const modelRoot = resolved.source === "local"
+    ? basename(await Deno.realPath(resolved.dir))
+    : options.model!;
+  const servedModelName = options.servedModelName ??
+    (options.model ? modelRoot : EMBEDDED_NAME);
   const metrics: Metrics = new Metrics(
     servedModelName,
     () => ({ running: engine.running, waiting: engine.waiting }),
@@ -203,6 +210,8 @@ export async function main(args: readonly string[]): Promise<void> {
   }
   const config = {
     servedModelName,
+    // Requests that name the model as --model gave it were accepted before the name was short.
+    modelAliases: options.servedModelName || !options.model ? [] : [options.model],
     maxImagePixels: options.maxImagePixels ?? card?.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS,
     requestTimeoutS: options.requestTimeout,
     lora,
@@ -218,10 +227,7 @@ export async function main(args: readonly string[]): Promise<void> {
     publicMetrics: options.publicMetrics,
     maxConcurrentRequests: options.maxConcurrentRequests,
     bodyTimeoutS: options.bodyTimeout,
-    // What /v1/models shows as `root`: the hub id, or the folder's name (never its path).
-    modelRoot: resolved.source === "local"
-      ? resolved.dir.replace(/\/+$/, "").split("/").at(-1)!
-      : options.model!,
+    modelRoot,
   };
   const app = buildApp({
     engine,

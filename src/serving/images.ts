@@ -47,9 +47,9 @@ export interface ImagesPlan {
   includeProgress: boolean;
 }
 
-/** Checks that a request's `model`, when given, names the served model. */
+/** Checks that a request's `model`, when given, names the served model (or one of its aliases). */
 export function checkModel(model: string | null | undefined, config: ServingConfig): void {
-  if (model && model !== config.servedModelName) {
+  if (model && model !== config.servedModelName && !config.modelAliases?.includes(model)) {
     throw new ApiError(
       400,
       `Model mismatch: request specifies '${model}' but server is running '${config.servedModelName}'.`,
