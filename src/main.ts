@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { basename } from "node:path";
+import { basename, resolve as resolvePath } from "node:path";
 import type { ResolvedModel } from "../compute/mod.ts";
 import { PngWorkers } from "../compute/image/png_workers.ts";
 import { DEFAULT_MAX_IMAGE_PIXELS, findModelCard } from "../compute/registry.ts";
@@ -87,8 +87,10 @@ export async function main(args: readonly string[]): Promise<void> {
   const card = findModelCard(options.model ?? EMBEDDED_NAME);
   // The hub id, or the folder's name (never its path): what /v1/models shows as `root`, and as
   // `id` when no --served-model-name is given.
+  // The name as written, made absolute ('.' names the current folder), not the real path: a
+  // link to a hub snapshot is named by the link, not by the snapshot's commit hash.
   const modelRoot = resolved.source === "local"
-    ? basename(await Deno.realPath(resolved.dir))
+    ? basename(resolvePath(resolved.dir))
     : options.model!;
   const servedModelName = options.servedModelName ??
     (options.model ? modelRoot : EMBEDDED_NAME);
