@@ -20,6 +20,25 @@ export class BackendUnavailableError extends Error {
   override name = "BackendUnavailableError";
 }
 
+/** Where a generation's values went non-finite: the denoiser's latents or the decoder's pixels. */
+export type NonFiniteStage = "latents" | "pixels";
+
+/**
+ * The model produced NaN or infinite values, which would have made a black or noise image: its
+ * weights (or an adapter merged into them) are broken. Not the caller's input, and the same
+ * request fails the same way again.
+ */
+export class NonFiniteOutputError extends Error {
+  override name = "NonFiniteOutputError";
+  constructor(readonly stage: NonFiniteStage) {
+    super(
+      `The model produced non-finite values (NaN or infinity) in its ${
+        stage === "latents" ? "denoised latents" : "decoded pixels"
+      }, so no image was made; its weights (or a LoRA adapter's) are likely broken.`,
+    );
+  }
+}
+
 /** A generation was cancelled through its `AbortSignal`. */
 export class CancelledError extends Error {
   override name = "CancelledError";

@@ -32,6 +32,8 @@ export {
   InterfaceMismatchError,
   InvalidInputError,
   ModelLoadError,
+  NonFiniteOutputError,
+  type NonFiniteStage,
 } from "./errors.ts";
 export { torchRandn } from "./random.ts";
 export {

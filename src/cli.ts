@@ -70,8 +70,9 @@ export const FLAGS: readonly Flag[] = [
     name: "served-model-name",
     kind: { type: "string" },
     metavar: "NAME",
-    defaultText: "the model id or path",
-    help: 'the name clients send as "model"',
+    defaultText: "the hub id or folder name",
+    help:
+      'the name clients send as "model" (without it, the --model value as given is accepted too)',
   },
   {
     name: "max-image-pixels",

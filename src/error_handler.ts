@@ -1,13 +1,14 @@
 /**
  * The one mapping from anything thrown while serving to an {@linkcode ApiError}, by class: errors
  * the API raises keep their status, compute's `InvalidInputError` is a 400, a cancellation a 499,
+ * NaN or infinite model output a 500 that says so (`non_finite_output`, not to be retried),
  * malformed JSON the documented 422, a non-JSON body 415, and everything else a 500 without
  * internals.
  *
  * @module
  */
 import { HTTPException } from "hono/http-exception";
-import { CancelledError, InvalidInputError } from "../compute/mod.ts";
+import { CancelledError, InvalidInputError, NonFiniteOutputError } from "../compute/mod.ts";
 import { ApiError } from "./errors.ts";
 
 /** `err` as the error the client is told about. */
@@ -18,6 +19,12 @@ export function toApiError(err: unknown): ApiError {
   }
   if (err instanceof InvalidInputError) {
     return new ApiError(400, err.message, { code: "invalid_value", param: err.param });
+  }
+  if (err instanceof NonFiniteOutputError) {
+    return new ApiError(500, err.message, {
+      code: "non_finite_output",
+      headers: { "x-should-retry": "false" },
+    });
   }
   if (err instanceof HTTPException) {
     switch (err.status) {

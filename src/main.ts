@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { basename, resolve as resolvePath } from "node:path";
 import type { ResolvedModel } from "../compute/mod.ts";
 import { PngWorkers } from "../compute/image/png_workers.ts";
 import { DEFAULT_MAX_IMAGE_PIXELS, findModelCard } from "../compute/registry.ts";
@@ -69,8 +70,11 @@ export async function main(args: readonly string[]): Promise<void> {
     Deno.exit(0);
   }
   const log = createLogger(options.logLevel, options.logFormat);
-  const fatal = (message: string): never => {
+  /** Readies the process to exit (see Engine.close); replaced once the engine exists. */
+  let beforeExit = () => Promise.resolve();
+  const fatal = async (message: string): Promise<never> => {
     log.error(message);
+    await beforeExit();
     Deno.exit(1);
   };
 
@@ -81,7 +85,15 @@ export async function main(args: readonly string[]): Promise<void> {
     return fatal((e as Error).message);
   }
   const card = findModelCard(options.model ?? EMBEDDED_NAME);
-  const servedModelName = options.servedModelName ?? options.model ?? EMBEDDED_NAME;
+  // The hub id, or the folder's name (never its path): what /v1/models shows as `root`, and as
+  // `id` when no --served-model-name is given.
+  // The name as written, made absolute ('.' names the current folder), not the real path: a
+  // link to a hub snapshot is named by the link, not by the snapshot's commit hash.
+  const modelRoot = resolved.source === "local"
+    ? basename(resolvePath(resolved.dir))
+    : options.model!;
+  const servedModelName = options.servedModelName ??
+    (options.model ? modelRoot : EMBEDDED_NAME);
   const metrics: Metrics = new Metrics(
     servedModelName,
     () => ({ running: engine.running, waiting: engine.waiting }),
@@ -91,6 +103,7 @@ export async function main(args: readonly string[]): Promise<void> {
     maxBatchSize: options.maxBatchSize,
     batchWaitMs: options.batchWaitMs,
   }, { ...metrics.observer, warning: (message) => log.warning(message) });
+  beforeExit = () => engine.close();
 
   let loadStart = performance.now();
   const started = performance.now();
@@ -176,6 +189,10 @@ export async function main(args: readonly string[]): Promise<void> {
     }
     // Responses already being written (streams, encodes) finish; no new connections are taken.
     if (server) await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 5000))]);
+    const state = engine.state;
+    if (state.status === "loading" && !state.stage?.startsWith("downloading")) {
+      log.info("waiting for the model load to finish before exiting");
+    }
     await engine.close();
     Deno.exit(0);
   };
@@ -199,6 +216,8 @@ export async function main(args: readonly string[]): Promise<void> {
   }
   const config = {
     servedModelName,
+    // Requests that name the model as --model gave it were accepted before the name was short.
+    modelAliases: options.servedModelName || !options.model ? [] : [options.model],
     maxImagePixels: options.maxImagePixels ?? card?.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS,
     requestTimeoutS: options.requestTimeout,
     lora,
@@ -214,10 +233,7 @@ export async function main(args: readonly string[]): Promise<void> {
     publicMetrics: options.publicMetrics,
     maxConcurrentRequests: options.maxConcurrentRequests,
     bodyTimeoutS: options.bodyTimeout,
-    // What /v1/models shows as `root`: the hub id, or the folder's name (never its path).
-    modelRoot: resolved.source === "local"
-      ? resolved.dir.replace(/\/+$/, "").split("/").at(-1)!
-      : options.model!,
+    modelRoot,
   };
   const app = buildApp({
     engine,

@@ -22,6 +22,7 @@ export class Metrics {
   readonly #success: Counter;
   readonly #images: Counter;
   readonly #pixels: Counter;
+  readonly #nonFinite: Counter;
   readonly #step: Histogram;
   readonly #batch: Histogram;
   readonly #stage: Histogram;
@@ -78,6 +79,15 @@ export class Metrics {
       labelNames: model,
       registers,
     });
+    this.#nonFinite = new Counter({
+      name: "denoise_non_finite_outputs_total",
+      help:
+        "Requests failed because the model's denoised latents or decoded pixels held NaN or infinity.",
+      labelNames: [...model, "stage"],
+      registers,
+    });
+    // Both series exist from the start, so that an alert on their rate sees 0, not nothing.
+    for (const stage of ["latents", "pixels"]) this.#nonFinite.inc({ ...this.#labels, stage }, 0);
     this.#step = new Histogram({
       name: "denoise_step_seconds",
       help: "Wall time of one denoising step as each request saw it (its whole batch's call).",
@@ -125,6 +135,7 @@ export class Metrics {
   /** Engine callbacks that feed the request metrics. */
   readonly observer: EngineObserver = {
     batchStarted: (_requests, images) => this.#batch.observe(this.#labels, images),
+    nonFiniteOutput: (stage) => this.#nonFinite.inc({ ...this.#labels, stage }),
     requestFinished: (reason: FinishReason, seconds, result?: GenerateResult) => {
       this.#success.inc({ ...this.#labels, finished_reason: reason });
       this.#queue.observe(this.#labels, seconds.queue);

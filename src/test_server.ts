@@ -41,12 +41,19 @@ export async function startServer(
     for await (const chunk of stream) log += decoder.decode(chunk);
   };
   const pumps = [pump(child.stdout), pump(child.stderr)];
+  let exit: Deno.CommandStatus | undefined;
+  void child.status.then((status) => (exit = status));
   const deadline = Date.now() + 60_000;
   let url = "";
   while (!url) {
     const m = log.match(/listening on (http:\/\/[\w.:[\]-]+)/);
     if (m) url = m[1];
-    else if (Date.now() > deadline) throw new Error(`server did not start:\n${log}`);
+    else if (exit) {
+      await Promise.all(pumps);
+      throw new Error(
+        `server exited with ${exit.code}${exit.signal ? ` (${exit.signal})` : ""}:\n${log}`,
+      );
+    } else if (Date.now() > deadline) throw new Error(`server did not start:\n${log}`);
     else await new Promise((r) => setTimeout(r, 50));
   }
   if (options.waitReady ?? true) {

@@ -59,3 +59,47 @@ export function matchOutput(
   }
   return t;
 }
+
+/** One place that states a size of the model: a config field or a graph tensor's axis. */
+export interface SizeStatement {
+  /** e.g. `unet/config.json in_channels` or `unet/model.onnx sample[1]`. */
+  source: string;
+  /** A number, or anything else (a symbolic axis, an absent field), which states nothing. */
+  value: unknown;
+}
+
+/** What `session`'s input or output `name` states at `axis`. */
+export function axisStatement(
+  label: string,
+  session: Session,
+  name: string,
+  axis: number,
+): SizeStatement {
+  const t = [...session.inputs, ...session.outputs].find((t) => t.name === name);
+  return { source: `${label} ${name}[${axis}]`, value: t?.shape[axis] };
+}
+
+/** What a config's field states. */
+export function configStatement(
+  file: string,
+  config: Record<string, unknown>,
+  key: string,
+): SizeStatement {
+  return { source: `${file} ${key}`, value: config[key] };
+}
+
+/**
+ * Throws {@linkcode InterfaceMismatchError} when the statements that give a number for `what`
+ * (e.g. the latent channels: the UNet's config and graph, the VAE's) do not all give the same
+ * one, naming each. Run at load, so that a model whose parts do not fit together fails there with
+ * the reason rather than at its first request.
+ */
+export function checkAgreement(what: string, statements: readonly SizeStatement[]): void {
+  const stated = statements.filter((s) => typeof s.value === "number");
+  if (new Set(stated.map((s) => s.value)).size <= 1) return;
+  throw new InterfaceMismatchError(
+    `The model's parts do not fit together: ${what} differ (${
+      stated.map((s) => `${s.source} = ${s.value}`).join(", ")
+    })`,
+  );
+}

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { InvalidInputError } from "../errors.ts";
+import { InvalidInputError, NonFiniteOutputError, type NonFiniteStage } from "../errors.ts";
 import type { Backend, Tensor } from "../backends/backend.ts";
 import type { GenerateOptions, RgbImage } from "./pipeline.ts";
 
@@ -38,13 +38,25 @@ export function checkGenerateOptions(
   }
 }
 
-/** `[n,3,H,W]` floats in [-1,1] → n interleaved 8-bit RGB images (diffusers `postprocess`). */
+/** Throws {@linkcode NonFiniteOutputError} when `values` holds a NaN or an infinity. */
+export function checkFinite(values: Float32Array, stage: NonFiniteStage): void {
+  for (let i = 0; i < values.length; i++) {
+    // x - x is 0 for every finite x and NaN for NaN and ±infinity.
+    if (values[i] - values[i] !== 0) throw new NonFiniteOutputError(stage);
+  }
+}
+
+/**
+ * `[n,3,H,W]` floats in [-1,1] → n interleaved 8-bit RGB images (diffusers `postprocess`).
+ * Throws {@linkcode NonFiniteOutputError} rather than clamp a NaN or an infinity into a pixel.
+ */
 export function toRgbImages(
   pixels: Float32Array,
   n: number,
   width: number,
   height: number,
 ): RgbImage[] {
+  checkFinite(pixels, "pixels");
   const plane = width * height;
   return Array.from({ length: n }, (_, b) => {
     const data = new Uint8Array(plane * 3);

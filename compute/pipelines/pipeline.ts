@@ -66,8 +66,11 @@ export interface LoraSpec {
   id: string;
   /** What the request called it, for logs. */
   name?: string;
-  /** Real paths of its files: a `.safetensors` file, plus `adapter_config.json` for PEFT. */
-  files: { weights: string; config?: string };
+  /**
+   * Real paths of its files (a `.safetensors` file, plus `adapter_config.json` for PEFT), and
+   * what messages call it (no path of the server).
+   */
+  files: { weights: string; config?: string; label: string };
   scale: number;
 }
 

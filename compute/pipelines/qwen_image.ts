@@ -14,7 +14,13 @@ import { InvalidInputError } from "../errors.ts";
 import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
 import { ModelLoadError } from "../errors.ts";
 import { readJsonFile } from "../model/files.ts";
-import { matchInputs, matchOutput } from "../model/graph_interface.ts";
+import {
+  axisStatement,
+  checkAgreement,
+  configStatement,
+  matchInputs,
+  matchOutput,
+} from "../model/graph_interface.ts";
 import type { GraphSource } from "../model/model_folder.ts";
 import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
 import { randnFrom } from "../random.ts";
@@ -157,15 +163,20 @@ export class QwenImagePipeline implements Pipeline {
     const schedulerConfig = await readJsonFile<SchedulerConfig>(
       `${dir}/scheduler/scheduler_config.json`,
     );
-    const vae = await readJsonFile<{ latents_mean?: number[]; latents_std?: number[] }>(
-      `${dir}/vae_decoder/config.json`,
-    );
+    const vae = await readJsonFile<
+      { latents_mean?: number[]; latents_std?: number[] } & Record<string, unknown>
+    >(`${dir}/vae_decoder/config.json`);
     if (vae.latents_mean?.length !== Z_DIM || vae.latents_std?.length !== Z_DIM) {
       throw new ModelLoadError(
         `Cannot load ${dir}/vae_decoder/config.json: expected latents_mean and latents_std of ${Z_DIM} values`,
       );
     }
-    return new QwenImagePipeline(
+    const optionalConfig = (part: string) =>
+      readJsonFile<Record<string, unknown>>(`${dir}/${part}/config.json`)
+        .catch(() => ({} as Record<string, unknown>));
+    const textConfig = await optionalConfig("text_encoder");
+    const transformerConfig = await optionalConfig("transformer");
+    const pipeline = new QwenImagePipeline(
       backend,
       tokenizer,
       await graphs.open("text_encoder"),
@@ -177,6 +188,29 @@ export class QwenImagePipeline implements Pipeline {
       { width: 1024, height: 1024, steps: 50, guidanceScale: 1, trueCfgScale: 4, ...defaults },
       decode,
     );
+    const dit = (name: string, axis: number) =>
+      axisStatement("transformer/model.onnx", pipeline.transformer, name, axis);
+    const ditField = (key: string) =>
+      configStatement("transformer/config.json", transformerConfig, key);
+    checkAgreement("the latent channels", [
+      { source: "Qwen-Image's latent channels", value: Z_DIM },
+      ditField("out_channels"),
+      configStatement("vae_decoder/config.json", vae, "z_dim"),
+      axisStatement("vae_decoder/model.onnx", pipeline.vaeDecoder, "latent_sample", 1),
+    ]);
+    checkAgreement("the packed latent channels (2×2 patches)", [
+      { source: "Qwen-Image's packed channels", value: Z_DIM * 4 },
+      ditField("in_channels"),
+      dit("hidden_states", 2),
+      dit("out_hidden_states", 2),
+    ]);
+    checkAgreement("the text features' width", [
+      configStatement("text_encoder/config.json", textConfig, "hidden_size"),
+      axisStatement("text_encoder/model.onnx", pipeline.textEncoder, "last_hidden_state", 2),
+      ditField("joint_attention_dim"),
+      dit("encoder_hidden_states", 2),
+    ]);
+    return pipeline;
   }
 
   get device() {

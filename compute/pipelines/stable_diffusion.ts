@@ -18,7 +18,13 @@ import {
   type TensorInfo,
 } from "../backends/backend.ts";
 import { readJsonFile } from "../model/files.ts";
-import { matchInputs, matchOutput } from "../model/graph_interface.ts";
+import {
+  axisStatement,
+  checkAgreement,
+  configStatement,
+  matchInputs,
+  matchOutput,
+} from "../model/graph_interface.ts";
 import type { GraphSource } from "../model/model_folder.ts";
 import { randnFrom } from "../random.ts";
 import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
@@ -129,6 +135,9 @@ export class StableDiffusionPipeline implements Pipeline {
       .catch(() => ({} as Record<string, unknown>));
     const unetConfig = await readJsonFile<Record<string, unknown>>(`${dir}/unet/config.json`)
       .catch(() => ({} as Record<string, unknown>));
+    const textConfig = await readJsonFile<Record<string, unknown>>(
+      `${dir}/text_encoder/config.json`,
+    ).catch(() => ({} as Record<string, unknown>));
     const textEncoder = await graphs.open("text_encoder");
     const unet = await graphs.open("unet");
     const vaeDecoder = await graphs.open("vae_decoder");
@@ -136,7 +145,7 @@ export class StableDiffusionPipeline implements Pipeline {
     // Distilled one-step models (SD-Turbo) ship Euler with trailing spacing and run without CFG.
     const distilled = schedulerConfig._class_name === "EulerDiscreteScheduler" &&
       schedulerConfig.timestep_spacing === "trailing";
-    return new StableDiffusionPipeline({
+    const pipeline = new StableDiffusionPipeline({
       backend,
       tokenizer,
       textEncoder,
@@ -157,6 +166,36 @@ export class StableDiffusionPipeline implements Pipeline {
         ...defaults,
       },
     });
+    const te = (name: string, axis: number) =>
+      axisStatement("text_encoder/model.onnx", textEncoder, name, axis);
+    const un = (name: string, axis: number) => axisStatement("unet/model.onnx", unet, name, axis);
+    const vae = (axis: number) =>
+      axisStatement("vae_decoder/model.onnx", vaeDecoder, "latent_sample", axis);
+    const unetField = (key: string) => configStatement("unet/config.json", unetConfig, key);
+    checkAgreement("the latent channels", [
+      unetField("in_channels"),
+      unetField("out_channels"),
+      un("sample", 1),
+      un("out_sample", 1),
+      configStatement("vae_decoder/config.json", vaeConfig, "latent_channels"),
+      vae(1),
+    ]);
+    checkAgreement("the text features' width", [
+      configStatement("text_encoder/config.json", textConfig, "hidden_size"),
+      te("last_hidden_state", 2),
+      unetField("cross_attention_dim"),
+      un("encoder_hidden_states", 2),
+    ]);
+    // A graph exported for one latent size states it; the config's sample_size must agree.
+    for (const [side, axis] of [["height", 2], ["width", 3]] as const) {
+      checkAgreement(`the latent ${side}`, [
+        unetField("sample_size"),
+        un("sample", axis),
+        un("out_sample", axis),
+        vae(axis),
+      ]);
+    }
+    return pipeline;
   }
 
   get device() {

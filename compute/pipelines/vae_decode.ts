@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { checkFinite } from "./common.ts";
 
 /** How a pipeline decodes (server settings, not per request). */
 export interface VaeDecodeSettings {
@@ -31,6 +32,7 @@ const OVERLAP = 0.25;
 /**
  * Decodes `[n, channels, h, w]` latents with `run`, whole or in pieces as `settings` say.
  * `tileLatent` is the decoder's tile in latents (diffusers: the VAE's `sample_size / 8`).
+ * Throws {@linkcode NonFiniteOutputError} for latents with a NaN or an infinity.
  */
 export async function decodeLatents(
   latents: Float32Array,
@@ -39,6 +41,7 @@ export async function decodeLatents(
   settings: VaeDecodeSettings,
   tileLatent: number,
 ): Promise<Float32Array> {
+  checkFinite(latents, "latents");
   const { n, channels, h, w, scale } = shape;
   const tiled = settings.tiling && (h > tileLatent || w > tileLatent);
   if (!settings.slicing && !tiled) return await run(latents, n, h, w);

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { loadPipeline } from "../load.ts";
+import { NonFiniteOutputError } from "../errors.ts";
+import { toRgbImages } from "./common.ts";
 import { decodeLatents } from "./vae_decode.ts";
 
 /** A decoder whose every pixel depends only on its own latent: a nearest-neighbour 8× upsample
@@ -67,4 +69,21 @@ Deno.test("a tiled decode of a real pipeline differs from the whole one only sli
     max <= 40 && sum / images[0].length < 0.5,
     `max ${max}, mean ${sum / images[0].length}`,
   );
+});
+
+Deno.test("NaN or infinite latents and pixels throw NonFiniteOutputError instead of a black image", async () => {
+  const { run } = pointwise(4);
+  const shape = { n: 1, channels: 4, h: 2, w: 2, scale: 8 };
+  const stageOf = (stage: string) => (e: unknown) =>
+    e instanceof NonFiniteOutputError && e.stage === stage;
+  for (const bad of [NaN, Infinity, -Infinity]) {
+    const latents = new Float32Array(16).fill(0.5);
+    latents[7] = bad;
+    await assert.rejects(decodeLatents(latents, shape, run, {}, 64), stageOf("latents"));
+    const pixels = new Float32Array(3 * 16 * 16);
+    pixels[100] = bad;
+    assert.throws(() => toRgbImages(pixels, 1, 16, 16), stageOf("pixels"));
+  }
+  const fine = toRgbImages(new Float32Array(3 * 16 * 16).fill(-1), 1, 16, 16);
+  assert.ok(fine[0].data.every((v) => v === 0));
 });

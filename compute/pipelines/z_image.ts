@@ -13,7 +13,13 @@
 import { InvalidInputError } from "../errors.ts";
 import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
 import { readJsonFile } from "../model/files.ts";
-import { matchInputs, matchOutput } from "../model/graph_interface.ts";
+import {
+  axisStatement,
+  checkAgreement,
+  configStatement,
+  matchInputs,
+  matchOutput,
+} from "../model/graph_interface.ts";
 import type { GraphSource } from "../model/model_folder.ts";
 import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
 import { randnFrom } from "../random.ts";
@@ -124,10 +130,15 @@ export class ZImagePipeline implements Pipeline {
     const schedulerConfig = await readJsonFile<SchedulerConfig>(
       `${dir}/scheduler/scheduler_config.json`,
     );
-    const vae = await readJsonFile<{ scaling_factor?: number; shift_factor?: number }>(
-      `${dir}/vae_decoder/config.json`,
-    );
-    return new ZImagePipeline(
+    const vae = await readJsonFile<
+      { scaling_factor?: number; shift_factor?: number } & Record<string, unknown>
+    >(`${dir}/vae_decoder/config.json`);
+    const optionalConfig = (part: string) =>
+      readJsonFile<Record<string, unknown>>(`${dir}/${part}/config.json`)
+        .catch(() => ({} as Record<string, unknown>));
+    const textConfig = await optionalConfig("text_encoder");
+    const transformerConfig = await optionalConfig("transformer");
+    const pipeline = new ZImagePipeline(
       backend,
       tokenizer,
       await graphs.open("text_encoder"),
@@ -137,6 +148,23 @@ export class ZImagePipeline implements Pipeline {
       { scaling: vae.scaling_factor ?? 0.3611, shift: vae.shift_factor ?? 0.1159, decode },
       { width: 1024, height: 1024, steps: 8, guidanceScale: 0, ...defaults },
     );
+    const dit = (name: string, axis: number) =>
+      axisStatement("transformer/model.onnx", pipeline.transformer, name, axis);
+    checkAgreement("the latent channels", [
+      { source: "Z-Image's latent channels", value: CHANNELS },
+      configStatement("transformer/config.json", transformerConfig, "in_channels"),
+      dit("hidden_states", 1),
+      dit("unified_results", 1),
+      configStatement("vae_decoder/config.json", vae, "latent_channels"),
+      axisStatement("vae_decoder/model.onnx", pipeline.vaeDecoder, "latent_sample", 1),
+    ]);
+    checkAgreement("the text features' width", [
+      configStatement("text_encoder/config.json", textConfig, "hidden_size"),
+      axisStatement("text_encoder/model.onnx", pipeline.textEncoder, "encoder_hidden_state", 2),
+      configStatement("transformer/config.json", transformerConfig, "cap_feat_dim"),
+      dit("encoder_hidden_states", 2),
+    ]);
+    return pipeline;
   }
 
   get device() {

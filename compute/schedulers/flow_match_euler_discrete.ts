@@ -67,8 +67,11 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
       sigmas = sigmas.map((s) => this.#shift(s));
     }
     const terminal = this.config.shift_terminal;
-    if (terminal) {
-      const scale = (1 - sigmas[sigmas.length - 1]) / (1 - terminal);
+    const last = sigmas[sigmas.length - 1];
+    // diffusers' stretch divides by 1 − σ_last: one step (σ = [1]) makes every sigma 0/0 = NaN
+    // there, and the image black; with nothing to stretch, the sigmas stay as they are.
+    if (terminal && last !== 1) {
+      const scale = (1 - last) / (1 - terminal);
       sigmas = sigmas.map((s) => 1 - (1 - s) / scale);
     }
     sigmas = sigmas.map(f32);

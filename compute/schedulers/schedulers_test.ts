@@ -143,6 +143,18 @@ Deno.test("FlowMatch with Qwen-Image's config at 1024², 50 steps matches diffus
   assertClose([run.timesteps[0]], [1000], 1e-3);
 });
 
+Deno.test("FlowMatch with shift_terminal and one step goes from σ 1 to 0 (diffusers: NaN)", () => {
+  const config: SchedulerConfig = {
+    _class_name: "FlowMatchEulerDiscreteScheduler",
+    shift_terminal: 0.02,
+    use_dynamic_shifting: true,
+    time_shift_type: "exponential",
+  };
+  const run = createScheduler(config).setTimesteps(1, { sigmas: linspace(1, 1, 1), mu: 0.69 });
+  assert.deepEqual(run.sigmas, [1, 0]);
+  assert.deepEqual(run.timesteps, [1000]);
+});
+
 Deno.test("FlowMatch with Z-Image-Turbo's static shift 3 gives the 8-step sigmas", () => {
   const run = createScheduler({ _class_name: "FlowMatchEulerDiscreteScheduler", shift: 3.0 })
     .setTimesteps(8, { sigmas: linspace(1, 1 / 8, 8) });

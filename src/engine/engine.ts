@@ -9,7 +9,12 @@
 import type { GenerateOptions, GenerateResult } from "../../compute/mod.ts";
 // From the module itself, not compute/mod.ts: the HTTP thread starts the worker before it loads
 // the compute package (src/main.ts).
-import { CancelledError, InvalidInputError } from "../../compute/errors.ts";
+import {
+  CancelledError,
+  InvalidInputError,
+  NonFiniteOutputError,
+  type NonFiniteStage,
+} from "../../compute/errors.ts";
 import { ApiError, ENGINE_NOT_READY } from "../errors.ts";
 import type {
   BatchSettings,
@@ -41,6 +46,8 @@ export interface EngineObserver {
   batchStarted?(requests: number, images: number): void;
   /** The worker reports something the operator should know that fails nothing. */
   warning?(message: string): void;
+  /** A request failed because the model's latents or pixels held a NaN or an infinity. */
+  nonFiniteOutput?(stage: NonFiniteStage): void;
   requestFinished?(
     reason: FinishReason,
     seconds: { queue: number; e2e: number },
@@ -58,9 +65,10 @@ interface Pending {
 }
 
 /** Rebuilds an error that crossed from the worker, keeping the classes callers map by. */
-function revive({ name, message, param }: ErrorMessage): Error {
+function revive({ name, message, param, stage }: ErrorMessage): Error {
   if (name === "CancelledError") return new CancelledError(message);
   if (name === "InvalidInputError") return Object.assign(new InvalidInputError(message), { param });
+  if (name === "NonFiniteOutputError") return new NonFiniteOutputError(stage ?? "pixels");
   const error = new Error(message);
   error.name = name;
   return error;
@@ -74,6 +82,9 @@ export class Engine {
   readonly #pending = new Map<number, Pending>();
   #idle?: { promise: Promise<void>; resolve(): void };
   #released?: () => void;
+  /** Settles once the worker has its load message, or has stopped. */
+  #loadSent?: Promise<void>;
+  #workerStopped = false;
 
   constructor(readonly config: EngineConfig, readonly observer: EngineObserver = {}) {}
 
@@ -117,6 +128,8 @@ export class Engine {
   #load(dir: string, load: LoadSettings): Promise<ModelInfo> {
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     this.#worker = worker;
+    const loadSent = Promise.withResolvers<void>();
+    this.#loadSent = loadSent.promise;
     return new Promise((resolve, reject) => {
       const message: ToWorker = {
         type: "load",
@@ -130,13 +143,18 @@ export class Engine {
       };
       worker.onmessage = (event: MessageEvent<FromWorker>) => {
         const m = event.data;
-        if (m.type === "listening") worker.postMessage(message);
-        else if (m.type === "loaded") resolve(m.info);
+        if (m.type === "listening") {
+          worker.postMessage(message);
+          loadSent.resolve();
+        } else if (m.type === "loaded") resolve(m.info);
         else if (m.type === "load-failed") reject(revive(m.error));
         else this.#onMessage(m);
       };
       worker.onerror = (event) => {
         event.preventDefault();
+        this.#workerStopped = true;
+        loadSent.resolve();
+        this.#released?.();
         const reason = `the inference worker stopped: ${event.message}`;
         reject(new Error(reason));
         this.#state = { status: "failed", reason };
@@ -250,6 +268,7 @@ export class Engine {
     if (outcome instanceof Error) {
       const reason = outcome instanceof CancelledError ? "abort" : "error";
       this.observer.requestFinished?.(reason, seconds);
+      if (outcome instanceof NonFiniteOutputError) this.observer.nonFiniteOutput?.(outcome.stage);
       p.reject(outcome);
     } else {
       this.observer.requestFinished?.("stop", seconds, outcome);
@@ -279,18 +298,23 @@ export class Engine {
     }
   }
 
-  /** Releases the model's sessions and stops the worker. */
+  /**
+   * Readies the process to exit: resolves once the worker has finished the native call it is in
+   * (a load, or the current step of a batch: call {@linkcode abortAll} first not to wait for
+   * whole requests), released the model's sessions, and gone idle for good.
+   *
+   * The worker is left idle rather than terminated, and there is no timeout: exiting runs ONNX
+   * Runtime's global destructors, and a thread still inside its native code then crashes the
+   * process (exit 139, SIGSEGV, or 134, glibc aborting on a corrupted heap: 5 of 30 drains when
+   * SIGTERM came while the model loaded). `terminate()` cannot stop native code, and terminating
+   * an idle worker tears its N-API state down on its own thread while exit runs on this one.
+   */
   async close(): Promise<void> {
-    const worker = this.#worker;
-    if (!worker) return;
-    if (this.#state.status === "ready") {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const released = new Promise<void>((resolve) => (this.#released = resolve));
-      this.#post({ type: "release" });
-      await Promise.race([released, new Promise((r) => (timer = setTimeout(r, 2000)))]);
-      clearTimeout(timer);
-    }
-    worker.terminate();
-    this.#worker = undefined;
+    if (!this.#worker) return;
+    await this.#loadSent;
+    if (this.#workerStopped) return;
+    const released = new Promise<void>((resolve) => (this.#released = resolve));
+    this.#post({ type: "release" });
+    await released;
   }
 }

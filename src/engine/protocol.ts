@@ -17,7 +17,11 @@ import type {
   VaeDecodeSettings,
 } from "../../compute/mod.ts";
 // Not through compute/mod.ts: the worker must not load onnxruntime before its shims.
-import { InvalidInputError } from "../../compute/errors.ts";
+import {
+  InvalidInputError,
+  NonFiniteOutputError,
+  type NonFiniteStage,
+} from "../../compute/errors.ts";
 
 /** What the HTTP side knows of the loaded model. */
 export interface ModelInfo {
@@ -36,6 +40,8 @@ export interface ErrorMessage {
   message: string;
   /** An InvalidInputError's request parameter. */
   param?: string;
+  /** A NonFiniteOutputError's stage. */
+  stage?: NonFiniteStage;
 }
 
 /** Batching settings of the worker. */
@@ -85,6 +91,9 @@ export function errorMessage(error: unknown): ErrorMessage {
   // Subclasses (LoraError, SafetensorsError) cross as what the HTTP side maps to a 400.
   if (error instanceof InvalidInputError) {
     return { name: "InvalidInputError", message: error.message, param: error.param };
+  }
+  if (error instanceof NonFiniteOutputError) {
+    return { name: error.name, message: error.message, stage: error.stage };
   }
   return error instanceof Error
     ? { name: error.name, message: error.message }

@@ -36,6 +36,13 @@ const running = new Map<number, Job>();
 let waitTimer: ReturnType<typeof setTimeout> | undefined;
 /** Requests in the last batch: more than one means clients are arriving together. */
 let lastBatchRequests = 0;
+/**
+ * The load and the batch in progress: while one is unsettled, this thread may be inside ONNX
+ * Runtime's native code, which nothing can interrupt (see "release").
+ */
+const native = new Set<Promise<unknown>>();
+/** Set by "release": no batch starts any more. */
+let closing = false;
 
 const post = (message: FromWorker, transfer: Transferable[] = []) =>
   self.postMessage(message, transfer);
@@ -47,18 +54,24 @@ const post = (message: FromWorker, transfer: Transferable[] = []) =>
  * last batch was itself alone, never waits.
  */
 function schedule(wasIdle: boolean): void {
-  if (running.size > 0 || queue.length === 0 || waitTimer !== undefined) return;
+  if (closing || running.size > 0 || queue.length === 0 || waitTimer !== undefined) return;
   if (
     !wasIdle || lastBatchRequests < 2 || batching.batchWaitMs <= 0 ||
     headBatchIsFull(queue, batching.maxBatchSize)
   ) {
-    void runBatch();
+    startBatch();
     return;
   }
   waitTimer = setTimeout(() => {
     waitTimer = undefined;
-    void runBatch();
+    startBatch();
   }, batching.batchWaitMs);
+}
+
+function startBatch(): void {
+  const run = runBatch();
+  native.add(run);
+  void run.finally(() => native.delete(run));
 }
 
 /**
@@ -114,8 +127,10 @@ async function runBatch(): Promise<void> {
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   switch (message.type) {
-    case "load":
+    case "load": {
       batching = message.batching;
+      const loaded = Promise.withResolvers<void>();
+      native.add(loaded.promise);
       try {
         // Imported here, not at the top: a top-level await would leave this module without a
         // message handler until ONNX Runtime's packages were in place (a first run installing
@@ -142,11 +157,19 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         post({ type: "loaded", info: { family, device, defaults, sizeMultiple } });
       } catch (error) {
         post({ type: "load-failed", error: errorMessage(error) });
+      } finally {
+        native.delete(loaded.promise);
+        loaded.resolve();
       }
       return;
+    }
     case "generate": {
       cleanup.cancel();
       const { id, request, reportSteps } = message;
+      if (closing) {
+        post({ type: "failed", id, error: { name: "CancelledError", message: "Engine closed" } });
+        return;
+      }
       let key: string;
       try {
         key = pipeline!.batchKey(request);
@@ -179,7 +202,23 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       return;
     }
     case "release":
+      // The process exits once this is answered, and exit destroys ONNX Runtime's globals: so
+      // the answer waits until no native call can still be running here (a session being
+      // created by the load, a batch's run; cancelled batches stop at their next step), then
+      // releases the sessions. Nothing native starts after it.
+      closing = true;
+      for (const job of queue.splice(0)) {
+        post({
+          type: "failed",
+          id: job.id,
+          error: { name: "CancelledError", message: "Engine closed" },
+        });
+      }
+      clearTimeout(waitTimer);
+      while (native.size > 0) await Promise.allSettled([...native]);
+      cleanup.cancel();
       await pipeline?.release();
+      pipeline = undefined;
       post({ type: "released" });
       return;
   }

@@ -27,6 +27,8 @@ type ChatImageParams = components["schemas"]["ChatImageParams"];
 /** Server-wide settings the serving logic needs. */
 export interface ServingConfig {
   servedModelName: string;
+  /** Other names a request's `model` may give (the `--model` value, without a served name). */
+  modelAliases?: readonly string[];
   maxImagePixels: number;
   /** Per-request time limit in seconds (`--request-timeout`); absent: none. */
   requestTimeoutS?: number;

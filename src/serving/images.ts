@@ -48,11 +48,11 @@ export interface ImagesPlan {
 }
 
 /**
- * Checks that a request's `model`, when given, names the served model or one of its registered
- * LoRA adapters (both listed by `/v1/models`).
+ * Checks that a request's `model`, when given, names the served model (or one of its aliases) or
+ * one of its registered LoRA adapters (all listed by `/v1/models`).
  */
 export function checkModel(model: string | null | undefined, config: ServingConfig): void {
-  if (!model || model === config.servedModelName) return;
+  if (!model || model === config.servedModelName || config.modelAliases?.includes(model)) return;
   const adapters = config.lora?.names ?? [];
   if (adapters.includes(model)) return;
   throw new ApiError(

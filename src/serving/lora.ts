@@ -4,6 +4,8 @@
  * may come from is the operator's choice: names registered with `--lora-modules`, and paths under
  * a `--lora-root`. A request path is checked twice before any file is opened: as written (after
  * `..` is resolved) and as it really is (after symlinks are resolved), each against the roots.
+ * Messages name a request adapter by its path relative to the root it was found under and a
+ * registered one by its name: never by a path of this server.
  *
  * @module
  */
@@ -89,7 +91,7 @@ export class LoraResolver {
       const files = await adapterFiles(path).catch((e) => {
         throw new LoraConfigError(`--lora-modules ${entry}: ${(e as Error).message}`);
       });
-      registered.set(name, { path, files });
+      registered.set(name, { path, files: { ...files, label: name } });
     }
     return new LoraResolver(realRoots, registered);
   }
@@ -178,32 +180,36 @@ export class LoraResolver {
     const candidates = isAbsolute(path)
       ? [resolve(path)]
       : this.#roots.map((r) => resolve(r, path));
-    const written = candidates.find((p) => this.#inRoots(p));
+    const written = candidates.map((p) => ({ path: p, within: this.#within(p) }))
+      .find((c) => c.within !== undefined);
     if (!written) {
       throw fail(`LoRA path '${path}' is outside every --lora-root; nothing was read.`);
     }
+    const label = written.within || ".";
     let files: AdapterFiles;
     try {
-      files = await adapterFiles(written);
+      files = await adapterFiles(written.path, label);
     } catch (e) {
       if (e instanceof LoraError) throw fail(e.message);
       throw e;
     }
     for (const real of [files.weights, files.config].filter((p) => p !== undefined)) {
-      if (!this.#inRoots(real)) {
+      if (this.#within(real) === undefined) {
         throw fail(
-          `LoRA path '${path}' leads outside every --lora-root (through a symbolic link); nothing was read.`,
+          `LoRA path '${label}' leads outside every --lora-root (through a symbolic link); nothing was read.`,
         );
       }
     }
     return files;
   }
 
-  #inRoots(path: string): boolean {
-    return this.#roots.some((root) => {
+  /** `path` relative to the first root that holds it ("" for a root itself), if one does. */
+  #within(path: string): string | undefined {
+    for (const root of this.#roots) {
       const rel = relative(root, path);
-      return !rel.startsWith("..") && !isAbsolute(rel);
-    });
+      if (!rel.startsWith("..") && !isAbsolute(rel)) return rel;
+    }
+    return undefined;
   }
 }
 

@@ -71,6 +71,10 @@ async function refused(lora: unknown, message: RegExp): Promise<void> {
   assert.equal(body.error.param, "lora");
   assert.equal(body.error.type, "invalid_request_error");
   assert.match(body.error.message, message);
+  // No path of this server: the roots and the fixtures are named relative to where they were found.
+  for (const path of [root, await Deno.realPath(root), FIXTURES]) {
+    assert.equal(body.error.message.includes(path), false, body.error.message);
+  }
 }
 
 Deno.test("an adapter under --lora-root changes the image; scale 0 is the base; formats and names agree", async () => {
@@ -105,7 +109,15 @@ Deno.test("paths outside the roots are refused before anything is read", async (
 });
 
 Deno.test("unusable adapters are 400s that say why, and the server stays healthy", async () => {
-  await refused({ name: "a", local_path: "empty" }, /has no adapter_model.safetensors/);
+  await refused({ name: "a", local_path: "empty" }, /LoRA folder 'empty' has no adapter_model/);
+  // Absolute paths under a root, and the root itself, are named relative to it.
+  await refused({ local_path: `${root}/empty` }, /LoRA folder 'empty' has no adapter_model/);
+  await refused({ local_path: root }, /LoRA folder '\.' has no adapter_model.safetensors/);
+  await refused({ local_path: `${root}/adapters/../empty/` }, /LoRA folder 'empty' has no/);
+  await refused(
+    { local_path: `${root}/broken.safetensors` },
+    /^broken\.safetensors is not a valid safetensors file/,
+  );
   await refused({ name: "a", local_path: "broken.safetensors" }, /not a valid safetensors file/);
   await refused(
     { name: "a", local_path: "other-model.safetensors" },

@@ -668,12 +668,23 @@ export interface components {
                 "application/json": components["schemas"]["ErrorResponse"];
             };
         };
-        /** @description An unexpected failure. Sent with `x-should-retry:false` where a retry cannot help. */
+        /** @description An unexpected failure, or (code `non_finite_output`) the model produced NaN or infinite latents or pixels, which would have made a black or noise image: its weights are broken, and no image is sent. Sent with `x-should-retry:false` where a retry cannot help. */
         ServerError: {
             headers: {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "detail": "The model produced non-finite values (NaN or infinity) in its decoded pixels, so no image was made; its weights (or a LoRA adapter's) are likely broken.",
+                 *       "error": {
+                 *         "message": "The model produced non-finite values (NaN or infinity) in its decoded pixels, so no image was made; its weights (or a LoRA adapter's) are likely broken.",
+                 *         "type": "server_error",
+                 *         "param": null,
+                 *         "code": "non_finite_output"
+                 *       }
+                 *     }
+                 */
                 "application/json": components["schemas"]["ErrorResponse"];
             };
         };
