@@ -193,7 +193,9 @@ export const FLAGS: readonly Flag[] = [
   {
     name: "vae-use-slicing",
     kind: { type: "boolean" },
-    help: "decode a batch one image at a time (less memory for n > 1)",
+    ignored: true,
+    help:
+      "accepted for vLLM-Omni's command line; no effect: a batch is always decoded one image at a time (the same bytes as whole, with less memory, and faster on cpu)",
   },
   {
     name: "vae-use-tiling",
@@ -317,7 +319,6 @@ export interface ServerOptions {
   imageStoreDir?: string;
   threads?: number;
   disableAttentionFusion: boolean;
-  vaeUseSlicing: boolean;
   vaeUseTiling: boolean;
   loraRoot?: string[];
   loraModules?: string[];

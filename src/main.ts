@@ -121,7 +121,7 @@ export async function main(args: readonly string[]): Promise<void> {
     device: options.device,
     defaults: card?.defaults,
     backend: { threads: options.threads, fuseAttention: !options.disableAttentionFusion },
-    vae: { slicing: options.vaeUseSlicing, tiling: options.vaeUseTiling },
+    vae: { tiling: options.vaeUseTiling },
     lora: {
       maxVariants: options.maxCpuLoras,
       cacheBytes: options.maxLoraCacheMb * 2 ** 20,

@@ -11,6 +11,7 @@ import { headBatchIsFull, type Queued, takeBatch } from "./batcher.ts";
 import { idleCleanup } from "../../compute/backends/heap.ts";
 import {
   type BatchSettings,
+  CancelFlag,
   errorMessage,
   type FromWorker,
   type GenerationRequest,
@@ -25,7 +26,8 @@ Object.defineProperty(globalThis, "location", { value: undefined, configurable: 
 
 interface Job extends Queued {
   request: GenerationRequest;
-  controller: AbortController;
+  /** Set by the engine when the request is cancelled. */
+  cancel: CancelFlag;
   reportSteps: boolean;
 }
 
@@ -86,7 +88,7 @@ async function runBatch(): Promise<void> {
   try {
     outcomes = await pipeline!.generateBatch(batch.map((job) => ({
       ...job.request,
-      signal: job.controller.signal,
+      signal: job.cancel,
       onStep: job.reportSteps ? (info) => post({ type: "step", id: job.id, info }) : undefined,
       onPreview: (preview) =>
         post(
@@ -146,7 +148,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       return;
     case "generate": {
       cleanup.cancel();
-      const { id, request, reportSteps } = message;
+      const { id, request, reportSteps, cancel } = message;
       let key: string;
       try {
         key = pipeline!.batchKey(request);
@@ -161,12 +163,13 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         images: request.n ?? 1,
         request,
         reportSteps,
-        controller: new AbortController(),
+        cancel: new CancelFlag(cancel),
       });
       schedule(wasIdle);
       return;
     }
     case "cancel": {
+      // A running job has already seen its flag; a waiting one is answered here.
       const waiting = queue.findIndex((job) => job.id === message.id);
       if (waiting >= 0) {
         queue.splice(waiting, 1);
@@ -175,7 +178,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           id: message.id,
           error: { name: "CancelledError", message: "Generation cancelled" },
         });
-      } else running.get(message.id)?.controller.abort();
+      }
       return;
     }
     case "release":
