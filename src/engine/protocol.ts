@@ -93,7 +93,7 @@ export type FromWorker =
  * HTTP thread and read by the worker at every stage, step and decoder call. A `cancel` message
  * alone arrived late: the worker runs each ONNX Runtime call synchronously, and Deno handed it the
  * message only 0.1–1.1 s after it was posted, 2–29 steps of a 25–50 ms step (docs/reliability.md,
- * "Cancellation"); the shared word is seen at the next check.
+ * "Cancellation and memory"); the shared word is seen at the next check.
  */
 export class CancelFlag {
   readonly #word: Int32Array;

@@ -34,7 +34,8 @@ interface Job extends Queued {
 let pipeline: Pipeline | undefined;
 let batching: BatchSettings = { maxBatchSize: 1, batchWaitMs: 0 };
 const queue: Job[] = [];
-const running = new Map<number, Job>();
+/** Ids of the jobs in the running batch. */
+const running = new Set<number>();
 let waitTimer: ReturnType<typeof setTimeout> | undefined;
 /** Requests in the last batch: more than one means clients are arriving together. */
 let lastBatchRequests = 0;
@@ -78,7 +79,7 @@ async function runBatch(): Promise<void> {
   const batch = takeBatch(queue, batching.maxBatchSize);
   if (batch.length === 0) return;
   lastBatchRequests = batch.length;
-  for (const job of batch) running.set(job.id, job);
+  for (const job of batch) running.add(job.id);
   post({
     type: "started",
     ids: batch.map((j) => j.id),
