@@ -194,6 +194,7 @@ export const FLAGS: readonly Flag[] = [
     name: "vae-use-slicing",
     kind: { type: "boolean" },
     ignored: true,
+    defaultText: "always on",
     help:
       "accepted for vLLM-Omni's command line; no effect: a batch is always decoded one image at a time (the same bytes as whole, with less memory, and faster on cpu)",
   },
