@@ -66,6 +66,20 @@ Deno.test("a cancelled decode stops before its next image or tile", async () => 
   }
 });
 
+Deno.test("every fixture: a batch decoded one image at a time (the default) has the bytes of a whole decode", async () => {
+  for (const name of ["sd15-tiny", "sd-turbo-tiny", "qwen-image-tiny", "z-image-turbo-tiny"]) {
+    const dir = new URL(`../../fixtures/models/${name}`, import.meta.url).pathname;
+    const options = { prompt: "three red cubes", seed: 4, width: 128, height: 64, steps: 2, n: 3 };
+    const images: Uint8Array[][] = [];
+    for (const vae of [{ slicing: false }, {}]) {
+      const pipeline = await loadPipeline(dir, { device: "cpu", vae });
+      images.push((await pipeline.generate(options)).images.map((image) => image.data));
+      await pipeline.release();
+    }
+    assert.deepEqual(images[1], images[0], name);
+  }
+});
+
 Deno.test("a tiled decode of a real pipeline differs from the whole one only slightly at the seams", async () => {
   const dir = new URL("../../fixtures/models/sd15-tiny", import.meta.url).pathname;
   const options = { prompt: "a red cube", seed: 9, width: 640, height: 640, steps: 1 };
