@@ -23,7 +23,10 @@ export interface LoadOptions {
   lora?: Partial<LoraLimits>;
   /** Threads and graph rewrites of the backend. */
   backend?: BackendSettings;
-  /** Decode one image at a time and/or in tiles (seed 003's `--vae-use-slicing/-tiling`). */
+  /**
+   * Decode in tiles (seed 003's `--vae-use-tiling`); a batch is decoded one image at a time unless
+   * `slicing` is false (`--vae-use-slicing` is the default).
+   */
   vae?: VaeDecodeSettings;
 }
 

@@ -52,6 +52,7 @@ export {
 export { SCHEDULER_NAMES, type SchedulerName } from "./schedulers/mod.ts";
 export type {
   BatchOutcome,
+  CancelSignal,
   GenerateOptions,
   GenerateResult,
   LoraSpec,

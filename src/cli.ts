@@ -194,7 +194,10 @@ export const FLAGS: readonly Flag[] = [
   {
     name: "vae-use-slicing",
     kind: { type: "boolean" },
-    help: "decode a batch one image at a time (less memory for n > 1)",
+    ignored: true,
+    defaultText: "always on",
+    help:
+      "accepted for vLLM-Omni's command line; no effect: a batch is always decoded one image at a time (the same bytes as whole, with less memory, and faster on cpu)",
   },
   {
     name: "vae-use-tiling",
@@ -318,7 +321,6 @@ export interface ServerOptions {
   imageStoreDir?: string;
   threads?: number;
   disableAttentionFusion: boolean;
-  vaeUseSlicing: boolean;
   vaeUseTiling: boolean;
   loraRoot?: string[];
   loraModules?: string[];

@@ -11,6 +11,7 @@
  */
 import { basename, resolve as resolvePath } from "node:path";
 import type { ResolvedModel } from "../compute/mod.ts";
+import { idleCleanup } from "../compute/backends/heap.ts";
 import { PngWorkers } from "../compute/image/png_workers.ts";
 import { DEFAULT_MAX_IMAGE_PIXELS, findModelCard } from "../compute/registry.ts";
 import { type GuardedServer, serveGuarded } from "./header_guard.ts";
@@ -134,7 +135,7 @@ export async function main(args: readonly string[]): Promise<void> {
     device: options.device,
     defaults: card?.defaults,
     backend: { threads: options.threads, fuseAttention: !options.disableAttentionFusion },
-    vae: { slicing: options.vaeUseSlicing, tiling: options.vaeUseTiling },
+    vae: { tiling: options.vaeUseTiling },
     lora: {
       maxVariants: options.maxCpuLoras,
       cacheBytes: options.maxLoraCacheMb * 2 ** 20,
@@ -246,8 +247,28 @@ export async function main(args: readonly string[]): Promise<void> {
     log,
   });
 
+  // This thread's share of giving memory back after a burst: the worker trims once its batches
+  // end, but the images it sent here (and their encodings and response bodies) are freed only
+  // later, and nothing collects them while the server is idle. So once no POST (the generations)
+  // has been in flight for 250 ms and the engine is idle, this thread collects its garbage and
+  // trims the process's heap (docs/benchmarks.md, "Memory after a burst"). GETs (probes, metrics)
+  // leave little garbage and do not start it.
+  let inFlight = 0;
+  const cleanup = idleCleanup(250, () => inFlight > 0 || engine.running + engine.waiting > 0);
+  const done = () => {
+    inFlight--;
+    cleanup.schedule();
+  };
+  const handler: Deno.ServeHandler = (request, info) => {
+    if (request.method === "POST") {
+      inFlight++;
+      cleanup.cancel();
+      info.completed.then(done, done);
+    }
+    return app.fetch(request, info);
+  };
   try {
-    server = serveGuarded(app.fetch, {
+    server = serveGuarded(handler, {
       hostname: options.host,
       port: options.port,
       headerTimeoutS: options.headerTimeout,

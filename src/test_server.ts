@@ -14,6 +14,8 @@ export interface TestServer {
   kill(signal: Deno.Signal): void;
   /** Settles when the process exits. */
   exited: Promise<Deno.CommandStatus>;
+  /** The process id (for `/proc/<pid>/status`). */
+  pid: number;
 }
 
 /** Spawns the server with `args`; resolves once it listens (and, unless `waitReady` is false, is healthy). */
@@ -72,6 +74,7 @@ export async function startServer(
     output: () => log,
     kill: (signal) => child.kill(signal),
     exited: child.status,
+    pid: child.pid,
     async stop() {
       try {
         child.kill("SIGTERM");

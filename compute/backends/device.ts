@@ -26,7 +26,9 @@ export async function probeWebGpu(): Promise<
   { description: string; isFallback: boolean; shaderF16: boolean } | undefined
 > {
   ensureRuntimeDir();
-  const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
+  // Through `unknown`: in a worker `navigator` is a WorkerNavigator, which does not overlap
+  // Navigator enough for a direct cast (`deno test` type-checks the engine's worker that way).
+  const gpu = (navigator as unknown as { gpu?: GPU }).gpu;
   if (!gpu) return undefined;
   try {
     const adapter = await gpu.requestAdapter();

@@ -103,24 +103,32 @@ export function createMembers<Text>(
   });
 }
 
+/** Whether a member still runs: its signal is read here, and a cancelled member fails. */
+function isLive(m: Member): boolean {
+  if (!m.error && m.options.signal?.aborted) m.error = new CancelledError("Generation cancelled");
+  return !m.error;
+}
+
 /**
  * The members still running: each one's signal is checked here, so cancelling takes effect at
  * the next stage or step.
  */
 export function live<M extends Member>(members: readonly M[]): M[] {
-  for (const m of members) {
-    if (!m.error && m.options.signal?.aborted) m.error = new CancelledError("Generation cancelled");
-  }
-  return members.filter((m) => !m.error);
+  return members.filter(isLive);
 }
 
-/** Runs `stage` for each live member, timing it into `timings[key]`; a throw fails that member. */
+/**
+ * Runs `stage` for each live member, timing it into `timings[key]`; a throw fails that member.
+ * Each member's signal is read just before its own stage, not once for all: a request cancelled
+ * while a batch-mate's decode ran does not start its own.
+ */
 export async function eachLive<M extends Member>(
   members: readonly M[],
   key: "textEncodeMs" | "decodeMs",
   stage: (member: M) => Promise<void>,
 ): Promise<void> {
-  for (const m of live(members)) {
+  for (const m of members) {
+    if (!isLive(m)) continue;
     const t = performance.now();
     try {
       await stage(m);
@@ -173,8 +181,13 @@ export async function denoise<M extends Member>(
       m.options.onStep?.({ step: i, total: steps, timestep: m.run.timesteps[i], ms });
     }
     for (const [m, x0] of due) {
-      const images = await hooks.preview(m, x0);
-      m.options.onPreview?.({ index: m.previewAt.get(i)!, step: i, images });
+      // A preview that decodes can be cancelled (or fail) like the final decode: that member alone.
+      try {
+        const images = await hooks.preview(m, x0);
+        m.options.onPreview?.({ index: m.previewAt.get(i)!, step: i, images });
+      } catch (error) {
+        m.error = error as Error;
+      }
     }
   }
 }

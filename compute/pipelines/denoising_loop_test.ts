@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { CancelledError } from "../errors.ts";
 import { loadPipeline } from "../load.ts";
 import type { GenerateOptions, Preview } from "./pipeline.ts";
-import { previewSteps } from "./denoising_loop.ts";
+import { eachLive, type Member, previewSteps } from "./denoising_loop.ts";
 
 const fixture = (name: string) =>
   new URL(`../../fixtures/models/${name}`, import.meta.url).pathname;
@@ -64,6 +64,25 @@ Deno.test("a cancelled member leaves the batch; the others finish with their own
   } finally {
     await pipeline.release();
   }
+});
+
+Deno.test("a member cancelled during a batch-mate's stage (text encoding, decode) never starts its own", async () => {
+  const second = new AbortController();
+  const member = (signal?: AbortSignal) =>
+    ({
+      options: { prompt: "", signal },
+      timings: { tokenizeMs: 0, textEncodeMs: 0, stepMs: [], decodeMs: 0 },
+    }) as unknown as Member;
+  const members = [member(), member(second.signal)];
+  const ran: number[] = [];
+  await eachLive(members, "decodeMs", (m) => {
+    ran.push(members.indexOf(m));
+    second.abort(); // the second request's client leaves while the first one decodes
+    return Promise.resolve();
+  });
+  assert.deepEqual(ran, [0]);
+  assert.ok(members[1].error instanceof CancelledError);
+  assert.equal(members[0].error, undefined);
 });
 
 Deno.test("previews: evenly spread, never on the last step, x̂₀ of every image", async () => {

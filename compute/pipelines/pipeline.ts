@@ -17,6 +17,15 @@ export interface StepInfo {
   ms: number;
 }
 
+/**
+ * How a generation learns that it is cancelled: an `AbortSignal`, or anything else whose `aborted`
+ * turns true (the server's engine worker reads a flag that the HTTP thread sets in shared memory,
+ * which needs no message to arrive).
+ */
+export interface CancelSignal {
+  readonly aborted: boolean;
+}
+
 /** Inputs of one generation call. Absent values take the pipeline's defaults. */
 export interface GenerateOptions {
   prompt: string;
@@ -45,7 +54,12 @@ export interface GenerateOptions {
   n?: number;
   /** Swap the model's scheduler for another with the same noise schedule. */
   scheduler?: SchedulerName;
-  signal?: AbortSignal;
+  /**
+   * Read before each request's text encoding, each denoising step and each decoder call (an image
+   * with slicing, a tile with tiling): once it is aborted, the request fails with `CancelledError`
+   * there, and its batch-mates go on.
+   */
+  signal?: CancelSignal;
   onStep?: (info: StepInfo) => void;
   /**
    * Previews wanted (0–3): the predicted clean image x̂₀ at steps spread evenly over the run,

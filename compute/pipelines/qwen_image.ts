@@ -35,6 +35,7 @@ import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
 import { packLatents, unpackLatents } from "./latent_packing.ts";
 import type {
   BatchOutcome,
+  CancelSignal,
   GenerateOptions,
   GenerateResult,
   Pipeline,
@@ -376,17 +377,21 @@ export class QwenImagePipeline implements Pipeline {
             WAN21_LATENT_RGB,
           );
         }
-        return await this.#decode(x0, m.params);
+        return await this.#decode(x0, m.params, m.options.signal);
       },
     });
     // 6. Unpack, de-normalise, decode one frame.
     await eachLive(members, "decodeMs", async (m) => {
-      m.images = await this.#decode(m.latents, m.params);
+      m.images = await this.#decode(m.latents, m.params, m.options.signal);
     });
     return outcomes(members);
   }
 
-  async #decode(latents: Float32Array, params: RunParams): Promise<RgbImage[]> {
+  async #decode(
+    latents: Float32Array,
+    params: RunParams,
+    signal?: CancelSignal,
+  ): Promise<RgbImage[]> {
     const { n } = params;
     const [lh, lw] = latentSize(params.width, params.height);
     const z = unpackLatents(latents, n, Z_DIM, lh, lw);
@@ -413,6 +418,7 @@ export class QwenImagePipeline implements Pipeline {
       },
       this.decode,
       QWEN_VAE_TILE_LATENT,
+      signal,
     );
     return toRgbImages(pixels, n, lw * VAE_SCALE, lh * VAE_SCALE);
   }

@@ -48,6 +48,7 @@ import {
 } from "./denoising_loop.ts";
 import type {
   BatchOutcome,
+  CancelSignal,
   GenerateOptions,
   GenerateResult,
   Pipeline,
@@ -308,12 +309,12 @@ export class StableDiffusionPipeline implements Pipeline {
     });
     // 6. Decode each request on its own (so its pixels never depend on its batch-mates).
     await eachLive(members, "decodeMs", async (m) => {
-      m.images = await this.#decode(m.latents, m.params);
+      m.images = await this.#decode(m.latents, m.params, m.options.signal);
     });
     return outcomes(members);
   }
 
-  async #decode(latents: Float32Array, params: RunParams) {
+  async #decode(latents: Float32Array, params: RunParams, signal?: CancelSignal) {
     const p = this.#parts;
     const shape = [params.n, p.latentChannels, params.height / VAE_SCALE, params.width / VAE_SCALE];
     const [, channels, h, w] = shape;
@@ -330,6 +331,7 @@ export class StableDiffusionPipeline implements Pipeline {
       },
       p.decode,
       p.decode.tileLatent,
+      signal,
     );
     return toRgbImages(pixels, params.n, params.width, params.height);
   }
@@ -343,7 +345,7 @@ export class StableDiffusionPipeline implements Pipeline {
         latentsToRgb(x0, n, height / VAE_SCALE, width / VAE_SCALE, SD_LATENT_RGB),
       );
     }
-    return this.#decode(x0, m.params);
+    return this.#decode(x0, m.params, m.options.signal);
   }
 
   /** The timestep in the form the graph declares: int64 `[1]`, or a float scalar / `[1]`. */

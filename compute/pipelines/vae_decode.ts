@@ -2,17 +2,22 @@
  * Decoding latents to pixels in pieces, diffusers' `enable_slicing` and `enable_tiling` (seed 003's
  * `--vae-use-slicing`, `--vae-use-tiling`): the decoder's activations grow with the pixels it
  * makes at once, so a batch decoded one image at a time, or an image decoded in overlapping tiles
- * whose seams are blended, peaks far lower. Tiling follows `AutoencoderKL.tiled_decode`: tiles of
- * `tileLatent` latents every `tileLatent · (1 − 0.25)`, each blended linearly into its upper and
- * left neighbours over a quarter of a tile, then cropped to the stride.
+ * whose seams are blended, peaks far lower. Slicing is the default here (unlike diffusers): it
+ * gives the same bytes, and on ONNX Runtime's CPU provider it is also faster (docs/benchmarks.md,
+ * "VAE slicing and tiling"). A cancelled request stops before its next decoder call. Tiling follows
+ * `AutoencoderKL.tiled_decode`: tiles of `tileLatent` latents every `tileLatent · (1 − 0.25)`,
+ * each blended linearly into its upper and left neighbours over a quarter of a tile, then cropped
+ * to the stride.
  *
  * @module
  */
+import { CancelledError } from "../errors.ts";
 import { checkFinite } from "./common.ts";
+import type { CancelSignal } from "./pipeline.ts";
 
 /** How a pipeline decodes (server settings, not per request). */
 export interface VaeDecodeSettings {
-  /** Decode a batch one image at a time. */
+  /** Decode a batch one image at a time (default on; `false` decodes it in one call). */
   slicing?: boolean;
   /** Decode each image in overlapping tiles when it is larger than one tile. */
   tiling?: boolean;
@@ -32,30 +37,36 @@ const OVERLAP = 0.25;
 /**
  * Decodes `[n, channels, h, w]` latents with `run`, whole or in pieces as `settings` say.
  * `tileLatent` is the decoder's tile in latents (diffusers: the VAE's `sample_size / 8`).
- * Throws {@linkcode NonFiniteOutputError} for latents with a NaN or an infinity.
+ * Throws {@linkcode NonFiniteOutputError} for latents with a NaN or an infinity. Before each call of
+ * `run`, an aborted `signal` throws `CancelledError`.
  */
 export async function decodeLatents(
   latents: Float32Array,
   shape: { n: number; channels: number; h: number; w: number; scale: number },
-  run: DecodeRun,
+  decoder: DecodeRun,
   settings: VaeDecodeSettings,
   tileLatent: number,
+  signal?: CancelSignal,
 ): Promise<Float32Array> {
   checkFinite(latents, "latents");
+  const run: DecodeRun = (z, n, h, w) => {
+    if (signal?.aborted) throw new CancelledError("Generation cancelled");
+    return decoder(z, n, h, w);
+  };
   const { n, channels, h, w, scale } = shape;
+  const slicing = settings.slicing ?? true;
   const tiled = settings.tiling && (h > tileLatent || w > tileLatent);
-  if (!settings.slicing && !tiled) return await run(latents, n, h, w);
+  if (!slicing && !tiled) return await run(latents, n, h, w);
   const latentSize = channels * h * w;
   const imageSize = 3 * h * scale * w * scale;
   const out = new Float32Array(n * imageSize);
-  const batches = settings.slicing || tiled ? n : 1;
-  const per = n / batches;
-  for (let b = 0; b < batches; b++) {
-    const z = latents.subarray(b * per * latentSize, (b + 1) * per * latentSize);
+  // Sliced, tiled or both: one image at a time.
+  for (let b = 0; b < n; b++) {
+    const z = latents.subarray(b * latentSize, (b + 1) * latentSize);
     const pixels = tiled
       ? await decodeTiled(z, { channels, h, w, scale }, run, tileLatent)
-      : await run(z, per, h, w);
-    out.set(pixels, b * per * imageSize);
+      : await run(z, 1, h, w);
+    out.set(pixels, b * imageSize);
   }
   return out;
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { loadPipeline } from "../load.ts";
-import { NonFiniteOutputError } from "../errors.ts";
+import { CancelledError, NonFiniteOutputError } from "../errors.ts";
 import { toRgbImages } from "./common.ts";
 import { decodeLatents } from "./vae_decode.ts";
 
@@ -26,16 +26,16 @@ function pointwise(channels: number) {
   return { run, calls };
 }
 
-Deno.test("slicing decodes one image at a time; tiling covers the image with blended tiles", async () => {
+Deno.test("slicing (the default) decodes one image at a time; tiling covers the image with blended tiles", async () => {
   const [n, channels, h, w] = [2, 4, 40, 56];
   const z = Float32Array.from({ length: n * channels * h * w }, (_, i) => Math.sin(i * 0.37));
   const shape = { n, channels, h, w, scale: 8 };
   const whole = pointwise(channels);
-  const expected = await decodeLatents(z, shape, whole.run, {}, 16);
+  const expected = await decodeLatents(z, shape, whole.run, { slicing: false }, 16);
   assert.deepEqual(whole.calls, [[2, 40, 56]]);
 
   const sliced = pointwise(channels);
-  assert.deepEqual(await decodeLatents(z, shape, sliced.run, { slicing: true }, 16), expected);
+  assert.deepEqual(await decodeLatents(z, shape, sliced.run, {}, 16), expected);
   assert.deepEqual(sliced.calls, [[1, 40, 56], [1, 40, 56]]);
 
   const tiled = pointwise(channels);
@@ -48,11 +48,44 @@ Deno.test("slicing decodes one image at a time; tiling covers the image with ble
   assert.ok(max < 1e-6, `max |Δ| ${max}`);
 });
 
+Deno.test("a cancelled decode stops before its next image or tile", async () => {
+  const [n, channels, h, w] = [3, 4, 40, 56];
+  const z = new Float32Array(n * channels * h * w);
+  const shape = { n, channels, h, w, scale: 8 };
+  for (const settings of [{}, { tiling: true }]) {
+    const controller = new AbortController();
+    const decoder = pointwise(channels);
+    const run = (latents: Float32Array, count: number, th: number, tw: number) => {
+      controller.abort(); // the client leaves while the first piece decodes
+      return decoder.run(latents, count, th, tw);
+    };
+    await assert.rejects(
+      decodeLatents(z, shape, run, settings, 16, controller.signal),
+      CancelledError,
+    );
+    assert.equal(decoder.calls.length, 1, JSON.stringify(settings));
+  }
+});
+
+Deno.test("every fixture: a batch decoded one image at a time (the default) has the bytes of a whole decode", async () => {
+  for (const name of ["sd15-tiny", "sd-turbo-tiny", "qwen-image-tiny", "z-image-turbo-tiny"]) {
+    const dir = new URL(`../../fixtures/models/${name}`, import.meta.url).pathname;
+    const options = { prompt: "three red cubes", seed: 4, width: 128, height: 64, steps: 2, n: 3 };
+    const images: Uint8Array[][] = [];
+    for (const vae of [{ slicing: false }, {}]) {
+      const pipeline = await loadPipeline(dir, { device: "cpu", vae });
+      images.push((await pipeline.generate(options)).images.map((image) => image.data));
+      await pipeline.release();
+    }
+    assert.deepEqual(images[1], images[0], name);
+  }
+});
+
 Deno.test("a tiled decode of a real pipeline differs from the whole one only slightly at the seams", async () => {
   const dir = new URL("../../fixtures/models/sd15-tiny", import.meta.url).pathname;
   const options = { prompt: "a red cube", seed: 9, width: 640, height: 640, steps: 1 };
   const images: Uint8Array[] = [];
-  for (const vae of [{}, { tiling: true, slicing: true }]) {
+  for (const vae of [{}, { tiling: true }]) {
     const pipeline = await loadPipeline(dir, { device: "cpu", vae });
     images.push((await pipeline.generate(options)).images[0].data);
     await pipeline.release();

@@ -28,6 +28,7 @@ import { linspace } from "../schedulers/scheduler.ts";
 import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
 import type {
   BatchOutcome,
+  CancelSignal,
   GenerateOptions,
   GenerateResult,
   Pipeline,
@@ -312,17 +313,21 @@ export class ZImagePipeline implements Pipeline {
         if (this.vae.scaling === FLUX_SCALING && this.vae.shift === FLUX_SHIFT) {
           return latentsToRgb(x0, m.params.n, lh, lw, FLUX_LATENT_RGB);
         }
-        return await this.#decode(x0, m.params);
+        return await this.#decode(x0, m.params, m.options.signal);
       },
     });
     // 6. Decode `latents / scaling_factor + shift_factor`.
     await eachLive(members, "decodeMs", async (m) => {
-      m.images = await this.#decode(m.latents, m.params);
+      m.images = await this.#decode(m.latents, m.params, m.options.signal);
     });
     return outcomes(members);
   }
 
-  async #decode(latents: Float32Array, params: RunParams): Promise<RgbImage[]> {
+  async #decode(
+    latents: Float32Array,
+    params: RunParams,
+    signal?: CancelSignal,
+  ): Promise<RgbImage[]> {
     const [lh, lw] = latentSize(params.width, params.height);
     const z = latents.map((v) => v / this.vae.scaling + this.vae.shift);
     const pixels = await decodeLatents(
@@ -338,6 +343,7 @@ export class ZImagePipeline implements Pipeline {
       },
       this.vae.decode,
       FLUX_VAE_TILE_LATENT,
+      signal,
     );
     return toRgbImages(pixels, params.n, lw * VAE_SCALE, lh * VAE_SCALE);
   }

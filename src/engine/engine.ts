@@ -16,14 +16,15 @@ import {
   type NonFiniteStage,
 } from "../../compute/errors.ts";
 import { ApiError, ENGINE_NOT_READY } from "../errors.ts";
-import type {
-  BatchSettings,
-  ErrorMessage,
-  FromWorker,
-  GenerationRequest,
-  LoadSettings,
-  ModelInfo,
-  ToWorker,
+import {
+  type BatchSettings,
+  CancelFlag,
+  type ErrorMessage,
+  type FromWorker,
+  type GenerationRequest,
+  type LoadSettings,
+  type ModelInfo,
+  type ToWorker,
 } from "./protocol.ts";
 
 /** Where the engine is in its life. */
@@ -55,8 +56,13 @@ export interface EngineObserver {
   ): void;
 }
 
+/** One generation as the engine takes it: its options, cancelled through an `AbortSignal`. */
+export type EngineRequest = Omit<GenerateOptions, "signal"> & { signal?: AbortSignal };
+
 interface Pending {
-  options: Pick<GenerateOptions, "signal" | "onStep" | "onPreview">;
+  options: Pick<EngineRequest, "onStep" | "onPreview">;
+  /** Set when the request is cancelled; the worker reads it. */
+  flag: CancelFlag;
   resolve(result: GenerateResult): void;
   reject(error: Error): void;
   submitted: number;
@@ -188,9 +194,10 @@ export class Engine {
 
   /**
    * Queues one generation. It runs with the next compatible batch; `signal` cancels it (queued:
-   * removed; running: stopped within one step); `onStep`/`onPreview` report its progress.
+   * removed; running: stopped before its next stage, step or decoder call); `onStep`/`onPreview`
+   * report its progress.
    */
-  generate(options: GenerateOptions): Promise<GenerateResult> {
+  generate(options: EngineRequest): Promise<GenerateResult> {
     this.model();
     if (this.waiting >= this.config.maxQueue) {
       throw new ApiError(
@@ -202,11 +209,13 @@ export class Engine {
     const { signal, onStep, onPreview, ...request } = options;
     if (signal?.aborted) return Promise.reject(new CancelledError("Generation cancelled"));
     const id = this.#nextId++;
+    const flag = new CancelFlag();
     return new Promise((resolve, reject) => {
-      const cancel = () => this.#post({ type: "cancel", id });
+      const cancel = () => this.#cancel(id, flag);
       signal?.addEventListener("abort", cancel, { once: true });
       this.#pending.set(id, {
-        options: { signal, onStep, onPreview },
+        options: { onStep, onPreview },
+        flag,
         resolve,
         reject,
         submitted: performance.now(),
@@ -217,8 +226,15 @@ export class Engine {
         id,
         request: request satisfies GenerationRequest,
         reportSteps: onStep !== undefined,
+        cancel: flag.buffer,
       });
     });
+  }
+
+  /** Stops a request: the worker sees the flag at its next check, or drops it from its queue. */
+  #cancel(id: number, flag: CancelFlag): void {
+    flag.abort();
+    this.#post({ type: "cancel", id });
   }
 
   #post(message: ToWorker): void {
@@ -293,7 +309,7 @@ export class Engine {
   /** Fails every request in flight with `error` and cancels their work. */
   abortAll(error: Error): void {
     for (const [id, p] of this.#pending) {
-      this.#post({ type: "cancel", id });
+      this.#cancel(id, p.flag);
       this.#settle(id, p, error);
     }
   }

@@ -60,14 +60,22 @@ export interface LoadSettings {
   lora?: Partial<LoraLimits>;
   /** Threads and graph rewrites of the backend (`--threads`, `--disable-attention-fusion`). */
   backend?: BackendSettings;
-  /** How the VAE decodes (`--vae-use-slicing`, `--vae-use-tiling`). */
+  /** How the VAE decodes (`--vae-use-tiling`; slicing is always on). */
   vae?: VaeDecodeSettings;
 }
 
 /** HTTP thread → worker. */
 export type ToWorker =
   | { type: "load"; dir: string; batching: BatchSettings } & LoadSettings
-  | { type: "generate"; id: number; request: GenerationRequest; reportSteps: boolean }
+  | {
+    type: "generate";
+    id: number;
+    request: GenerationRequest;
+    reportSteps: boolean;
+    /** The request's {@linkcode CancelFlag}: shared, not copied. */
+    cancel: SharedArrayBuffer;
+  }
+  /** Removes a request that has not started; one that runs stops through its flag. */
   | { type: "cancel"; id: number }
   | { type: "release" };
 
@@ -85,6 +93,32 @@ export type FromWorker =
   | { type: "released" }
   /** Something the operator should know that fails nothing (e.g. a graph left unfused). */
   | { type: "warning"; message: string };
+
+/**
+ * A request's cancellation as both threads see it: one 32-bit word in shared memory, set by the
+ * HTTP thread and read by the worker at every stage, step and decoder call. A `cancel` message
+ * alone arrived late: the worker runs each ONNX Runtime call synchronously, and Deno handed it the
+ * message only 0.1–1.1 s after it was posted, 2–29 steps of a 25–50 ms step (docs/reliability.md,
+ * "Cancellation and memory"); the shared word is seen at the next check.
+ */
+export class CancelFlag {
+  readonly #word: Int32Array;
+
+  /** A new flag, or the worker's view of one the engine made. */
+  constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(4)) {
+    this.#word = new Int32Array(buffer);
+  }
+
+  /** Sets the flag (HTTP thread). */
+  abort(): void {
+    Atomics.store(this.#word, 0, 1);
+  }
+
+  /** Whether it was set (worker); a `CancelSignal` for the pipeline. */
+  get aborted(): boolean {
+    return Atomics.load(this.#word, 0) !== 0;
+  }
+}
 
 /** `error` as a message. */
 export function errorMessage(error: unknown): ErrorMessage {

@@ -11,6 +11,7 @@ import { headBatchIsFull, type Queued, takeBatch } from "./batcher.ts";
 import { idleCleanup } from "../../compute/backends/heap.ts";
 import {
   type BatchSettings,
+  CancelFlag,
   errorMessage,
   type FromWorker,
   type GenerationRequest,
@@ -25,14 +26,16 @@ Object.defineProperty(globalThis, "location", { value: undefined, configurable: 
 
 interface Job extends Queued {
   request: GenerationRequest;
-  controller: AbortController;
+  /** Set by the engine when the request is cancelled. */
+  cancel: CancelFlag;
   reportSteps: boolean;
 }
 
 let pipeline: Pipeline | undefined;
 let batching: BatchSettings = { maxBatchSize: 1, batchWaitMs: 0 };
 const queue: Job[] = [];
-const running = new Map<number, Job>();
+/** Ids of the jobs in the running batch. */
+const running = new Set<number>();
 let waitTimer: ReturnType<typeof setTimeout> | undefined;
 /** Requests in the last batch: more than one means clients are arriving together. */
 let lastBatchRequests = 0;
@@ -89,7 +92,7 @@ async function runBatch(): Promise<void> {
   const batch = takeBatch(queue, batching.maxBatchSize);
   if (batch.length === 0) return;
   lastBatchRequests = batch.length;
-  for (const job of batch) running.set(job.id, job);
+  for (const job of batch) running.add(job.id);
   post({
     type: "started",
     ids: batch.map((j) => j.id),
@@ -99,7 +102,7 @@ async function runBatch(): Promise<void> {
   try {
     outcomes = await pipeline!.generateBatch(batch.map((job) => ({
       ...job.request,
-      signal: job.controller.signal,
+      signal: job.cancel,
       onStep: job.reportSteps ? (info) => post({ type: "step", id: job.id, info }) : undefined,
       onPreview: (preview) =>
         post(
@@ -165,7 +168,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     }
     case "generate": {
       cleanup.cancel();
-      const { id, request, reportSteps } = message;
+      const { id, request, reportSteps, cancel } = message;
       if (closing) {
         post({ type: "failed", id, error: { name: "CancelledError", message: "Engine closed" } });
         return;
@@ -184,12 +187,13 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         images: request.n ?? 1,
         request,
         reportSteps,
-        controller: new AbortController(),
+        cancel: new CancelFlag(cancel),
       });
       schedule(wasIdle);
       return;
     }
     case "cancel": {
+      // A running job has already seen its flag; a waiting one is answered here.
       const waiting = queue.findIndex((job) => job.id === message.id);
       if (waiting >= 0) {
         queue.splice(waiting, 1);
@@ -198,7 +202,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           id: message.id,
           error: { name: "CancelledError", message: "Generation cancelled" },
         });
-      } else running.get(message.id)?.controller.abort();
+      }
       return;
     }
     case "release":

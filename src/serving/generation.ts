@@ -166,8 +166,21 @@ export async function runGeneration(
         { type: "timeout_error", code: "request_timeout", headers: { "x-should-retry": "false" } },
       );
     }
-    throw new ApiError(499, "Client closed request.", { code: "client_closed_request" });
+    throw clientClosed();
   }
+}
+
+/** The 499 of a client that left (logged; nobody reads it). */
+const clientClosed = () =>
+  new ApiError(499, "Client closed request.", { code: "client_closed_request" });
+
+/**
+ * Throws the 499 when the client has left (`signal` aborted): checked before encoding, which only
+ * that client would use (a close during the last decoder call, or while the images crossed from
+ * the worker), and after it, before the response is built.
+ */
+export function throwIfClosed(signal?: AbortSignal): void {
+  if (signal?.aborted) throw clientClosed();
 }
 
 /** Runs a generation and encodes its images. */
@@ -178,11 +191,13 @@ export async function generate(
   output: { format: ImageFormat; compression?: number; signal?: AbortSignal },
 ): Promise<Generated> {
   const result = await runGeneration(engine, config, options, output.signal);
+  throwIfClosed(output.signal);
   const images = await encodeImages(
     result,
     output.format,
     output.compression,
     config.pngWorkers,
   );
+  throwIfClosed(output.signal);
   return { result, images, format: output.format };
 }

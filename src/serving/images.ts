@@ -23,6 +23,7 @@ import {
   type Generated,
   runGeneration,
   type ServingConfig,
+  throwIfClosed,
   toGenerateOptions,
 } from "./generation.ts";
 
@@ -214,12 +215,14 @@ export function streamImages(
   };
   runGeneration(deps.engine, deps.config, options, signal).then(async (result) => {
     await previews;
+    throwIfClosed(signal);
     const images = await encodeImages(
       result,
       plan.format,
       plan.compression,
       deps.config.pngWorkers,
     );
+    throwIfClosed(signal);
     const inputTokens = plan.options.prompt.split(/\s+/).length;
     for (const [index, bytes] of images.entries()) {
       send("image_generation.completed", {
