@@ -5,13 +5,24 @@
  * container and scale-out checks' command lines and healthcheck test.
  */
 import assert from "node:assert/strict";
-import { PersistentVolumeClaim } from "kubernetes-models/v1/PersistentVolumeClaim";
-import { Service } from "kubernetes-models/v1/Service";
-import { Deployment } from "kubernetes-models/apps/v1/Deployment";
-import { ScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
+import process from "node:process";
 import { parseAllDocuments } from "yaml";
 import { envName, FLAGS } from "../src/cli.ts";
 import { containerCheckOptions, healthcheckProblem } from "./container_check.ts";
+
+// The models' validator loads ajv-formats-draft2019, which requires Node's deprecated built-in
+// punycode; Node would print its DEP0040 warning on every run. Only this load is kept quiet
+// (`process.noDeprecation` is Node's documented switch; @types/node lacks it).
+const node = process as typeof process & { noDeprecation: boolean };
+node.noDeprecation = true;
+const [{ PersistentVolumeClaim }, { Service }, { Deployment }, { ScaledObject }] = await Promise
+  .all([
+    import("kubernetes-models/v1/PersistentVolumeClaim"),
+    import("kubernetes-models/v1/Service"),
+    import("kubernetes-models/apps/v1/Deployment"),
+    import("@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject"),
+  ]);
+node.noDeprecation = false;
 
 const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   PersistentVolumeClaim,
