@@ -75,6 +75,13 @@ export function healthcheckProblem(inspectJson: string): string | undefined {
   return undefined;
 }
 
+/** Requests the server holds, running or queued (`vllm:num_requests_running` + `_waiting`). */
+async function accepted(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return [...text.matchAll(/^vllm:num_requests_(?:running|waiting)\{[^}]*\} (\S+)$/gm)]
+    .reduce((sum, m) => sum + Number(m[1]), 0);
+}
+
 /** A port nothing on the host's loopback listens on now. */
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -179,9 +186,10 @@ async function main({ port: chosenPort, name, skipMissing }: ContainerCheckOptio
       } MB over the Deno base)`,
     );
 
-    // A bad variable: one line, exit 2, no crash loop of stack traces.
+    // A bad variable: one line, exit 2, no crash loop of stack traces. (Without the healthcheck:
+    // podman's own complaint that it has no systemd to schedule it would share stderr.)
     const bad = await new Deno.Command("bash", {
-      args: ["-c", `${PODMAN} run --rm --network host -e PORT=x ${TAG}`],
+      args: ["-c", `${PODMAN} run --rm --no-healthcheck --network host -e PORT=x ${TAG}`],
       env,
       stdout: "piped",
       stderr: "piped",
@@ -216,9 +224,15 @@ async function main({ port: chosenPort, name, skipMissing }: ContainerCheckOptio
       fetch(`${url}/v1/images/generations`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ prompt: `p${i}`, size: "512x512", seed: i }),
+        body: JSON.stringify({ prompt: `p${i}`, size: "256x256", seed: i }),
       }).then((r) => r.status));
-    await new Promise((r) => setTimeout(r, 50));
+    // SIGTERM once the server holds all four (running or queued), not after a guessed delay.
+    for (t = performance.now(); (await accepted(url)) < 4;) {
+      if (performance.now() - t > 30_000) {
+        throw new Error("the 4 requests never reached the server");
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
     t = performance.now();
     await sh(`${PODMAN} kill --signal TERM ${name}`);
     const statuses = await Promise.all(inFlight);
