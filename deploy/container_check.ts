@@ -49,7 +49,7 @@ export function containerCheckOptions(
 }
 
 /** The healthcheck podman records for an image (`podman image inspect` JSON). */
-export interface Healthcheck {
+interface Healthcheck {
   Test: string[];
   Interval?: number;
   Timeout?: number;
