@@ -1,15 +1,28 @@
 /**
  * The deployment files, checked without a cluster: the Kubernetes manifests against the API's
  * JSON schemas (kubernetes-models, @kubernetes-models/keda), their settings against the server's
- * own flags, and the container's runtime dependency list against the server's module graph.
+ * own flags, the container's runtime dependency list against the server's module graph, and the
+ * container and scale-out checks' command lines and healthcheck test.
  */
 import assert from "node:assert/strict";
-import { PersistentVolumeClaim } from "kubernetes-models/v1/PersistentVolumeClaim";
-import { Service } from "kubernetes-models/v1/Service";
-import { Deployment } from "kubernetes-models/apps/v1/Deployment";
-import { ScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
+import process from "node:process";
 import { parseAllDocuments } from "yaml";
 import { envName, FLAGS } from "../src/cli.ts";
+import { containerCheckOptions, healthcheckProblem } from "./container_check.ts";
+
+// The models' validator loads ajv-formats-draft2019, which requires Node's deprecated built-in
+// punycode; Node would print its DEP0040 warning on every run. Only this load is kept quiet
+// (`process.noDeprecation` is Node's documented switch; @types/node lacks it).
+const node = process as typeof process & { noDeprecation: boolean };
+node.noDeprecation = true;
+const [{ PersistentVolumeClaim }, { Service }, { Deployment }, { ScaledObject }] = await Promise
+  .all([
+    import("kubernetes-models/v1/PersistentVolumeClaim"),
+    import("kubernetes-models/v1/Service"),
+    import("kubernetes-models/apps/v1/Deployment"),
+    import("@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject"),
+  ]);
+node.noDeprecation = false;
 
 const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   PersistentVolumeClaim,
@@ -78,4 +91,69 @@ Deno.test("the container's dependency layer holds every npm package the server l
   for (const dev of ["openai", "typescript", "playwright-core", "fast-check"]) {
     assert.ok(!installed.has(dev), `${dev} is not for the runtime layer`);
   }
+});
+
+Deno.test("container:test takes --port and --name, with a name of its own by default", () => {
+  const a = containerCheckOptions({}), b = containerCheckOptions({});
+  assert.match(a.name, /^denoise-test-\d+-[0-9a-f]{8}$/);
+  assert.notEqual(a.name, b.name);
+  assert.equal(a.port, undefined);
+  assert.equal(a.skipMissing, false);
+  assert.deepEqual(
+    containerCheckOptions({ port: "18123", name: "ci-7", "skip-missing": true }),
+    { port: 18123, name: "ci-7", skipMissing: true },
+  );
+  for (const port of ["0", "65536", "x", "80.5", ""]) {
+    assert.throws(() => containerCheckOptions({ port }), /--port must be an integer 1–65535/);
+  }
+  for (const name of ["Denoise", "-x", "a/b", "a b", ""]) {
+    assert.throws(() => containerCheckOptions({ name }), /--name must be lower-case letters/);
+  }
+});
+
+Deno.test("container:test finds the Containerfile's healthcheck in podman's inspect output, or says it is missing", async () => {
+  const containerfile = await Deno.readTextFile(new URL("../Containerfile", import.meta.url));
+  // The image's check, as `podman image inspect` shows a Docker-format build of this Containerfile.
+  const command = containerfile.match(/^ {2}CMD (\[.*\])$/m)![1];
+  assert.match(containerfile, /^HEALTHCHECK --interval=10s /m);
+  const inspect = (healthcheck?: object) => JSON.stringify([{ Id: "x", Healthcheck: healthcheck }]);
+  const check = { Test: ["CMD", ...JSON.parse(command)], Interval: 10e9, Timeout: 3e9 };
+  assert.equal(healthcheckProblem(inspect(check)), undefined);
+  // An OCI-format build (podman's default) has none.
+  assert.match(healthcheckProblem(inspect())!, /no healthcheck .* --format docker/);
+  assert.match(
+    healthcheckProblem(inspect({ ...check, Test: ["CMD", "true"] }))!,
+    /does not probe \/health/,
+  );
+  assert.match(healthcheckProblem(inspect({ ...check, Interval: 30e9 }))!, /interval/);
+});
+
+Deno.test("the documented build keeps the healthcheck and names its base in full", async () => {
+  const read = (path: string) => Deno.readTextFile(new URL(path, import.meta.url));
+  // Debian's podman has no short-name search registries: "denoland/deno:…" fails at once.
+  assert.match(await read("../Containerfile"), /^ARG BASE_IMAGE=docker\.io\/denoland\/deno:/m);
+  for (const doc of ["../README.md", "../docs/deploy.md", "../Containerfile"]) {
+    const builds = (await read(doc)).match(/podman build .*/g) ?? [];
+    assert.ok(builds.length > 0, doc);
+    for (const line of builds) assert.match(line, /--format docker/, `${doc}: ${line}`);
+  }
+});
+
+Deno.test("scaleout:test without nginx fails, saying so, unless told to skip", async () => {
+  const run = async (...args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL("./scaleout_check.ts", import.meta.url).pathname, ...args],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    return { code: out.code, text };
+  };
+  const missing = "/nonexistent/nginx";
+  const failed = await run("--nginx", missing);
+  assert.equal(failed.code, 1, failed.text);
+  assert.match(failed.text, /\/nonexistent\/nginx is not installed .*failed .*--skip-missing/);
+  const skipped = await run("--nginx", missing, "--skip-missing");
+  assert.equal(skipped.code, 0, skipped.text);
+  assert.match(skipped.text, /is not installed .*; skipped \(--skip-missing\)/);
 });

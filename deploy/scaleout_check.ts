@@ -3,18 +3,35 @@
  * robin) sharing an image directory. Runs `deno task conformance` through the balancer, checks that
  * `response_format: url` images are served whichever replica answers, then kills one replica
  * (SIGKILL) under load and checks that clients saw only answers or retryable errors carrying
- * `retry-after`, in the documented error shape. Prints the figures; exit 1 on any failure.
+ * `retry-after`, in the documented error shape. Prints the figures; exit 1 on any failure,
+ * including a missing nginx, unless `--skip-missing` asks to pass (saying so) without it.
+ *
+ * ```sh
+ * deno task scaleout:test [--nginx PATH] [--skip-missing]
+ * ```
  *
  * @module
  */
+import { parseFlags } from "../conformance/args.ts";
 import { startServer, type TestServer } from "../src/test_server.ts";
+import { exitForMissingTool } from "./missing_tool.ts";
 
-const NGINX = "/usr/sbin/nginx";
+const flags = parseFlags({
+  nginx: { type: "string", default: "/usr/sbin/nginx" },
+  "skip-missing": { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+});
+if (flags.help) {
+  console.log(`Usage: deno task scaleout:test [options]
+  --nginx PATH      the nginx binary (default /usr/sbin/nginx)
+  --skip-missing    pass, saying so, when nginx is not installed`);
+  Deno.exit(0);
+}
+const NGINX = flags.nginx;
 try {
   Deno.statSync(NGINX);
 } catch {
-  console.log(`scale-out test skipped: no ${NGINX} (apt-get install nginx)`);
-  Deno.exit(0);
+  exitForMissingTool("scale-out test", NGINX, "apt-get install nginx", flags["skip-missing"]);
 }
 
 const work = await Deno.makeTempDir({ prefix: "denoise-scaleout-" });

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import type { DeviceName } from "../compute/mod.ts";
 import { loadPipeline } from "../compute/mod.ts";
-import { probeWebGpu } from "../compute/backends/device.ts";
+import { webGpuForTests } from "../compute/backends/webgpu_for_tests.ts";
 import { ClipTokenizer } from "../compute/tokenizers/clip_tokenizer.ts";
 import { startServer } from "../src/test_server.ts";
 import { judgeFolder, readImage } from "./judge.ts";
@@ -64,12 +64,12 @@ Deno.test("shapes-tiny loads on cpu and wasm and gives close images (max |Δ| �
   assert.ok(d <= 3, `cpu↔wasm max |Δ| ${d}`);
 });
 
-const webgpu = await probeWebGpu();
+const webgpu = await webGpuForTests();
 Deno.test({
   // Its conv_in reads 18 channels, which WebGPU's Conv miscomputes unless the backend pads them
   // (compute/graph/conv_channel_padding.ts; before that, max |Δ| 2.8 on one UNet call).
-  name: "shapes-tiny on WebGPU matches cpu",
-  ignore: !webgpu,
+  name: `shapes-tiny on WebGPU matches cpu${webgpu.ignored ? ` (ignored: ${webgpu.ignored})` : ""}`,
+  ignore: webgpu.ignored !== undefined,
   fn: async () => {
     const d = maxDiff(await render("cpu"), await render("webgpu"));
     assert.ok(d <= 3, `cpu↔webgpu max |Δ| ${d}`);

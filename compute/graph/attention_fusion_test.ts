@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import pkg from "onnx-proto";
 import { createNodeBackend } from "../backends/onnxruntime_node.ts";
 import { createWebBackend } from "../backends/onnxruntime_web.ts";
-import { probeWebGpu } from "../backends/device.ts";
+import { webGpuForTests } from "../backends/webgpu_for_tests.ts";
 import { type Backend, readFloat32 } from "../backends/backend.ts";
 import { fuseAttention, MS_DOMAIN } from "./attention_fusion.ts";
 import { rewriteForLoad } from "./load_rewrites.ts";
@@ -53,17 +53,19 @@ Deno.test("torch's exported attention becomes MultiHeadAttention, except where a
   assert.ok(model.opsetImport!.some((o) => o.domain === MS_DOMAIN));
 });
 
-const adapter = await probeWebGpu();
+const webgpu = await webGpuForTests();
 const BACKENDS: Record<string, () => Promise<Backend>> = {
   cpu: () => Promise.resolve(createNodeBackend(2, { fuseAttention: false })),
   wasm: () => createWebBackend("wasm", undefined, { fuseAttention: false }),
-  webgpu: () => createWebBackend("webgpu", adapter, { fuseAttention: false }),
+  webgpu: () => createWebBackend("webgpu", webgpu.adapter, { fuseAttention: false }),
 };
 
 for (const [device, create] of Object.entries(BACKENDS)) {
   Deno.test({
-    name: `the fused graph computes what the exported one does (${device})`,
-    ignore: device === "webgpu" && !adapter,
+    name: `the fused graph computes what the exported one does (${device})${
+      device === "webgpu" && webgpu.ignored ? ` (ignored: ${webgpu.ignored})` : ""
+    }`,
+    ignore: device === "webgpu" && webgpu.ignored !== undefined,
     async fn() {
       const backend = await create();
       const [plain, fused] = [

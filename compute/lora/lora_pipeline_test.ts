@@ -10,7 +10,7 @@ import {
 } from "../../fixtures/builder/stable_diffusion.ts";
 import { zImageFixtureFiles, zImageFixtureLora } from "../../fixtures/builder/z_image.ts";
 import type { DeviceName } from "../backends/backend.ts";
-import { probeWebGpu } from "../backends/device.ts";
+import { webGpuForTests } from "../backends/webgpu_for_tests.ts";
 import { loadPipeline } from "../load.ts";
 import type { GenerateOptions, LoraSpec, RgbImage } from "../pipelines/pipeline.ts";
 import { adapterFiles } from "./files.ts";
@@ -196,17 +196,17 @@ Deno.test("an adapter for another model is a LoraError naming its keys, and the 
   }
 });
 
-const webgpu = await probeWebGpu();
+const webgpu = await webGpuForTests();
 
 Deno.test(
   `onnxruntime-web opens merged variants from memory, external data included (wasm${
-    webgpu ? ", webgpu" : "; webgpu ignored: no adapter"
+    webgpu.ignored ? `; webgpu ignored: ${webgpu.ignored}` : ", webgpu"
   })`,
   async () => {
     const options = { prompt: "a red cube", seed: 5, width: 64, height: 64, steps: 2 };
     const lora = [await spec("loras/sd15-tiny/diffusers.safetensors", 1)];
     const results: RgbImage[][] = [];
-    const devices: DeviceName[] = ["cpu", "wasm", ...(webgpu ? ["webgpu" as const] : [])];
+    const devices: DeviceName[] = ["cpu", "wasm", ...(webgpu.ignored ? [] : ["webgpu" as const])];
     for (const device of devices) {
       const pipeline = await loadPipeline(join(FIXTURES, "models/sd15-tiny"), { device });
       try {

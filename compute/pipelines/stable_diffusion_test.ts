@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { DeviceName } from "../backends/backend.ts";
-import { probeWebGpu } from "../backends/device.ts";
+import { webGpuForTests } from "../backends/webgpu_for_tests.ts";
 import { CancelledError, InterfaceMismatchError, ModelLoadError } from "../errors.ts";
 import { loadPipeline } from "../load.ts";
 import type { GenerateResult, Pipeline } from "./pipeline.ts";
@@ -9,15 +9,15 @@ import { GraphBuilder } from "../../fixtures/builder/onnx_builder.ts";
 const FIXTURES = new URL("../../fixtures/models/", import.meta.url).pathname;
 const SD15 = `${FIXTURES}sd15-tiny`;
 const TURBO = `${FIXTURES}sd-turbo-tiny`;
-const webgpu = await probeWebGpu();
+const webgpu = await webGpuForTests();
 
 const BACKENDS: { device: DeviceName; ignore: boolean; reason: string }[] = [
   { device: "cpu", ignore: false, reason: "" },
   { device: "wasm", ignore: false, reason: "" },
   {
     device: "webgpu",
-    ignore: !webgpu?.shaderF16,
-    reason: webgpu?.shaderF16 ? "" : " (ignored: no WebGPU adapter with shader-f16)",
+    ignore: webgpu.ignored !== undefined,
+    reason: webgpu.ignored ? ` (ignored: ${webgpu.ignored})` : "",
   },
 ];
 

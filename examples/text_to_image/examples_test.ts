@@ -1,15 +1,43 @@
 import assert from "node:assert/strict";
 import { decode } from "fast-png";
-import { requestParams } from "./openai_chat_client.ts";
+import { readImage } from "../../scripts/judge.ts";
+import { allRight, type Expectation, judge, readScene } from "../../scripts/scene_check.ts";
+import { DEFAULT_PROMPT, requestParams } from "./openai_chat_client.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const ADAPTER = "shapes-palette-swap";
 
-/** `run_server.sh` as a user starts it (the embedded model, the shipped adapters). */
+/** What the default prompt names, in the scene checker's terms. */
+const DEFAULT_SCENE: Expectation = {
+  colour: "yellow",
+  shape: "star",
+  background: "black",
+  size: "large",
+  position: "top left",
+};
+
+/** This PATH without the folders that hold a `deno`: a user who has only npx. */
+function pathWithoutDeno(): string {
+  return (Deno.env.get("PATH") ?? "").split(":").filter((dir) => {
+    try {
+      return !Deno.statSync(`${dir}/deno`).isFile;
+    } catch {
+      return true;
+    }
+  }).join(":");
+}
+
+/**
+ * `run_server.sh` as a user of the README starts it: deno is not on PATH and DENO is not set, so
+ * the script takes the binary of `npx -y deno@2.9.6` (the embedded model, the shipped adapters).
+ */
 async function startExampleServer() {
+  const env = Deno.env.toObject();
+  delete env.DENO;
   const child = new Deno.Command("bash", {
     args: [`${HERE}/run_server.sh`, "--device", "cpu"],
-    env: { PORT: "0", DENO: Deno.execPath() },
+    env: { ...env, PATH: pathWithoutDeno(), PORT: "0" },
+    clearEnv: true,
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -39,6 +67,8 @@ async function startExampleServer() {
     async stop() {
       child.kill("SIGTERM");
       await child.status;
+      // The SIGTERM reached the server itself (npx would not have passed it on).
+      await assert.rejects(fetch(`http://localhost:${port}/health`));
     },
   };
 }
@@ -70,14 +100,32 @@ async function redAndBlue(file: string): Promise<{ red: number; blue: number }> 
   return { red: red / Math.max(coloured, 1), blue: blue / Math.max(coloured, 1) };
 }
 
-Deno.test("run_curl_text_to_image.sh writes the requested PNG", async () => {
-  await run("bash", [`${HERE}/run_curl_text_to_image.sh`], {
-    PORT: server.port,
-    PROMPT: "a red circle on a white background",
-    OUTPUT: "curl.png",
-  });
-  const png = decode(await Deno.readFile(`${work}/curl.png`));
+/** What the scene checker reads in a PNG, and whether it is what the default prompt names. */
+async function drawsDefaultScene(file: string) {
+  const seen = readScene(await readImage(`${work}/${file}`));
+  return { ok: allRight(judge(DEFAULT_SCENE, seen)), seen: { ...seen, features: undefined } };
+}
+
+Deno.test("run_curl_text_to_image.sh with its defaults draws its default prompt", async () => {
+  const script = await Deno.readTextFile(`${HERE}/run_curl_text_to_image.sh`);
+  assert.ok(script.includes(`PROMPT:-${DEFAULT_PROMPT}}`), "the two examples share a prompt");
+  await run("bash", [`${HERE}/run_curl_text_to_image.sh`], { PORT: server.port });
+  const png = decode(await Deno.readFile(`${work}/output.png`));
   assert.deepEqual([png.width, png.height], [256, 256]);
+  const { ok, seen } = await drawsDefaultScene("output.png");
+  await Deno.remove(`${work}/output.png`); // the LoRA curl below writes the same name
+  assert.ok(ok, JSON.stringify(seen));
+});
+
+Deno.test("openai_chat_client.ts with its defaults draws its default prompt", async () => {
+  await run(Deno.execPath(), [
+    "run",
+    "-A",
+    `${HERE}/openai_chat_client.ts`,
+    ...["--server", `http://localhost:${server.port}`, "--seed", "7", "--output", "client.png"],
+  ]);
+  const { ok, seen } = await drawsDefaultScene("client.png");
+  assert.ok(ok, JSON.stringify(seen));
 });
 
 Deno.test("openai_chat_client.ts with --lora-path applies the shipped adapter", async () => {

@@ -3,7 +3,8 @@
  * npm package: asks `/v1/chat/completions` for an image and saves the first one.
  *
  * ```sh
- * deno run -A examples/text_to_image/openai_chat_client.ts --prompt "A piece of cheesecake" \
+ * npx -y deno@2.9.6 run -A examples/text_to_image/openai_chat_client.ts \
+ *   --prompt "a red circle on a white background" \
  *   --lora-path shapes-palette-swap --lora-name palette --lora-scale 1.0 --output output.png
  * ```
  *
@@ -12,8 +13,14 @@
 import { parseArgs } from "node:util";
 import OpenAI from "openai";
 
+/**
+ * A caption of the embedded shapes-tiny model's grammar (models/shapes-tiny/README.md), which it
+ * draws well; vLLM-Omni's "A beautiful landscape painting" suits Qwen-Image, not it.
+ */
+export const DEFAULT_PROMPT = "a large yellow star in the top left on a black background";
+
 const HELP = `Usage: openai_chat_client.ts [options]
-  --prompt TEXT           what to draw (default "A beautiful landscape painting")
+  --prompt TEXT           what to draw (default "${DEFAULT_PROMPT}")
   --output FILE           where to write the PNG (default output.png)
   --server URL            the server (default http://localhost:8091)
   --height N, --width N   image size in pixels
@@ -30,7 +37,7 @@ export function requestParams(args: string[]) {
   const { values } = parseArgs({
     args,
     options: {
-      prompt: { type: "string", default: "A beautiful landscape painting" },
+      prompt: { type: "string", default: DEFAULT_PROMPT },
       output: { type: "string", default: "output.png" },
       server: { type: "string", default: "http://localhost:8091" },
       height: { type: "string" },

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The chat-completions curl of the text-to-image example: writes output.png. Variables:
-#   PORT (8091), PROMPT, HEIGHT and WIDTH (256, the default model's size; the example's 1024 suits
-#   Qwen-Image), STEPS (20; the example's 50), TRUE_CFG_SCALE (4.0), SEED (42), OUTPUT (output.png)
+#   PORT (8091), PROMPT (a caption in the default model's grammar: models/shapes-tiny/README.md;
+#   the example's "A beautiful landscape painting" suits Qwen-Image), HEIGHT and WIDTH (256, the
+#   default model's size; the example's 1024 suits Qwen-Image), STEPS (20; the example's 50),
+#   TRUE_CFG_SCALE (4.0), SEED (42), OUTPUT (output.png)
 set -euo pipefail
 PORT="${PORT:-8091}"
-PROMPT="${PROMPT:-A beautiful landscape painting}"
+PROMPT="${PROMPT:-a large yellow star in the top left on a black background}"
 HEIGHT="${HEIGHT:-256}"
 WIDTH="${WIDTH:-256}"
 STEPS="${STEPS:-20}"
