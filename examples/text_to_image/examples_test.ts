@@ -121,6 +121,7 @@ Deno.test("openai_chat_client.ts with its defaults draws its default prompt", as
   await run(Deno.execPath(), [
     "run",
     "-A",
+    "--node-modules-dir=auto",
     `${HERE}/openai_chat_client.ts`,
     ...["--server", `http://localhost:${server.port}`, "--seed", "7", "--output", "client.png"],
   ]);
@@ -133,6 +134,7 @@ Deno.test("openai_chat_client.ts with --lora-path applies the shipped adapter", 
     run(Deno.execPath(), [
       "run",
       "-A",
+      "--node-modules-dir=auto",
       `${HERE}/openai_chat_client.ts`,
       ...["--server", `http://localhost:${server.port}`, "--seed", "42", "--steps", "20"],
       ...["--prompt", "a red circle on a white background", "--output", output],

@@ -3,7 +3,7 @@
  * npm package: asks `/v1/chat/completions` for an image and saves the first one.
  *
  * ```sh
- * npx -y deno@2.9.6 run -A examples/text_to_image/openai_chat_client.ts \
+ * npx -y deno@2.9.6 run -A --node-modules-dir=auto examples/text_to_image/openai_chat_client.ts \
  *   --prompt "a red circle on a white background" \
  *   --lora-path shapes-palette-swap --lora-name palette --lora-scale 1.0 --output output.png
  * ```
