@@ -70,7 +70,8 @@ Deno.test("the Deployment matches the server: probes, drain, known variables; KE
 Deno.test("the container's dependency layer holds every npm package the server loads", async () => {
   const packages = async (entry: string) => {
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["info", "--json", new URL(entry, import.meta.url).pathname],
+      // npm: specifiers, not node_modules paths: resolved from the cache, whatever is installed.
+      args: ["info", "--json", "--node-modules-dir=none", new URL(entry, import.meta.url).pathname],
       stdout: "piped",
     }).output();
     const info = JSON.parse(new TextDecoder().decode(out.stdout));
