@@ -77,7 +77,9 @@ export class SafetensorsWeights implements WeightSource {
     while (squeeze && shape.length > dims.length && shape.at(-1) === 1) shape.pop();
     if (shape.length !== dims.length || shape.some((d, i) => d !== dims[i])) {
       throw new ConvertError(
-        `${this.label}: tensor '${key}' has shape [${t.shape}], but the config needs [${dims}] for '${name}'`,
+        `${this.label}: tensor '${key}' has shape [${t.shape}], but the config needs [${dims}]${
+          key === name ? "" : ` for '${name}'`
+        }`,
       );
     }
     return tensorToFloat32(t);

@@ -1,0 +1,191 @@
+import assert from "node:assert/strict";
+import { ConvertError } from "../errors.ts";
+import { convert } from "./convert.ts";
+
+const DATA = new URL("../../fixtures/reference/data/", import.meta.url).pathname;
+const MAIN = new URL("./main.ts", import.meta.url).pathname;
+
+/** Every file below `dir`, path → bytes. */
+async function readTree(dir: string, prefix = ""): Promise<Map<string, Uint8Array>> {
+  const files = new Map<string, Uint8Array>();
+  for await (const e of Deno.readDir(`${dir}/${prefix}`)) {
+    const path = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.isDirectory) { for (const [p, b] of await readTree(dir, path)) files.set(p, b); }
+    else files.set(path, await Deno.readFile(`${dir}/${path}`));
+  }
+  return files;
+}
+
+/** Copies the folder `from` to `to`. */
+async function copyTree(from: string, to: string) {
+  for (const [path, bytes] of await readTree(from)) {
+    await Deno.mkdir(`${to}/${path}`.replace(/\/[^/]+$/, ""), { recursive: true });
+    await Deno.writeFile(`${to}/${path}`, bytes);
+  }
+}
+
+async function withTemp(fn: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("the single-file SD 1.x checkpoint converts to the same files as its diffusers folder", async () => {
+  await withTemp(async (tmp) => {
+    await convert(`${DATA}/sd15`, `${tmp}/folder`);
+    await convert(`${DATA}/sd15.safetensors`, `${tmp}/single`, { config: `${DATA}/sd15` });
+    const [folder, single] = [await readTree(`${tmp}/folder`), await readTree(`${tmp}/single`)];
+    assert.deepEqual([...single.keys()].sort(), [...folder.keys()].sort());
+    for (const [path, bytes] of folder) assert.deepEqual(single.get(path), bytes, path);
+    assert.ok(folder.has("unet/model.onnx") && folder.has("vae_encoder/model.onnx"));
+  });
+});
+
+Deno.test("a component folder becomes its model-folder component(s) inside --out", async () => {
+  await withTemp(async (tmp) => {
+    const written = await convert(`${DATA}/sd15/vae`, `${tmp}/model`);
+    assert.deepEqual(
+      written.filter((p) => p.endsWith(".onnx")).sort(),
+      ["vae_decoder/model.onnx", "vae_encoder/model.onnx"],
+    );
+    assert.deepEqual(
+      [...Deno.readDirSync(`${tmp}/model`)].map((e) => e.name).sort(),
+      ["vae_decoder", "vae_encoder"],
+    );
+    // Converting it again would overwrite: refused.
+    await assert.rejects(convert(`${DATA}/sd15/vae`, `${tmp}/model`), /already has vae_decoder/);
+  });
+});
+
+/** A copy of the tiny SD 1.x folder, changed by `edit`, converted: the one-line refusal. */
+async function refusal(edit: (src: string) => Promise<void>): Promise<string> {
+  let message = "";
+  await withTemp(async (tmp) => {
+    await copyTree(`${DATA}/sd15`, `${tmp}/sd15`);
+    await edit(`${tmp}/sd15`);
+    await Deno.mkdir(`${tmp}/out`);
+    const error = await convert(`${tmp}/sd15`, `${tmp}/out/model`).then(
+      () => assert.fail("converted"),
+      (e) => e,
+    );
+    assert.ok(error instanceof ConvertError, String(error?.stack));
+    message = error.message;
+    assert.doesNotMatch(message, /\n/);
+    // Nothing half-written: no model folder, no temporary folder.
+    assert.deepEqual([...Deno.readDirSync(`${tmp}/out`)], []);
+  });
+  return message;
+}
+
+const editJson = async (path: string, edit: (v: Record<string, unknown>) => void) => {
+  const value = JSON.parse(await Deno.readTextFile(path));
+  edit(value);
+  await Deno.writeTextFile(path, JSON.stringify(value));
+};
+
+Deno.test("bad input: one clear line, nothing written", async (t) => {
+  const cases: [string, (src: string) => Promise<void>, RegExp][] = [
+    [
+      "a missing component",
+      (src) => Deno.remove(`${src}/unet`, { recursive: true }),
+      /component unet\/ is missing/,
+    ],
+    [
+      "a shape that does not fit the config",
+      (src) => editJson(`${src}/unet/config.json`, (c) => c.cross_attention_dim = 48),
+      /attn2\.to_k\.weight' has shape \[8,32\], but the config needs \[8,48\]$/,
+    ],
+    [
+      "weights of a larger network than the config",
+      (src) => editJson(`${src}/vae/config.json`, (c) => c.mid_block_add_attention = false),
+      /tensor\(s\) the config has no place for/,
+    ],
+    [
+      "an unknown component class",
+      (src) => editJson(`${src}/unet/config.json`, (c) => c._class_name = "UNet3DConditionModel"),
+      /component class "UNet3DConditionModel" is not supported/,
+    ],
+    [
+      "an unknown config field",
+      (src) => editJson(`${src}/unet/config.json`, (c) => c.fancy_new_block = true),
+      /unknown config field "fancy_new_block"/,
+    ],
+    [
+      "an architecture the builder does not build",
+      (src) => editJson(`${src}/unet/config.json`, (c) => c.addition_embed_type = "text_time"),
+      /addition_embed_type = "text_time" is not supported/,
+    ],
+    [
+      "an unknown pipeline class",
+      (src) => editJson(`${src}/model_index.json`, (c) => c._class_name = "FancyPipeline"),
+      /pipeline class "FancyPipeline" is not converted/,
+    ],
+    [
+      "a truncated safetensors file",
+      async (src) => {
+        const path = `${src}/vae/diffusion_pytorch_model.safetensors`;
+        const bytes = await Deno.readFile(path);
+        await Deno.writeFile(path, bytes.subarray(0, bytes.length - 100));
+      },
+      /not a valid safetensors file: tensor '.*' has data_offsets .* outside/,
+    ],
+    [
+      "a safetensors header that lies about its length",
+      async (src) => {
+        const path = `${src}/text_encoder/model.safetensors`;
+        const bytes = await Deno.readFile(path);
+        new DataView(bytes.buffer).setBigUint64(0, 1n << 40n, true);
+        await Deno.writeFile(path, bytes);
+      },
+      /its header claims 1099511627776 bytes/,
+    ],
+    [
+      "a pickled checkpoint",
+      async (src) => {
+        await Deno.remove(`${src}/unet/diffusion_pytorch_model.safetensors`);
+        await Deno.writeFile(`${src}/unet/diffusion_pytorch_model.bin`, Uint8Array.of(0x80, 2));
+      },
+      /diffusion_pytorch_model\.bin is a pickled PyTorch checkpoint: refused/,
+    ],
+  ];
+  for (const [name, edit, expected] of cases) {
+    await t.step(name, async () => assert.match(await refusal(edit), expected));
+  }
+});
+
+Deno.test("deno task convert: exit 0 with a summary, exit 1 with one line on bad input", async () => {
+  await withTemp(async (tmp) => {
+    const run = async (...args: string[]) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-read", "--allow-write", MAIN, ...args],
+      }).output();
+      return {
+        code: out.code,
+        stdout: new TextDecoder().decode(out.stdout),
+        stderr: new TextDecoder().decode(out.stderr),
+      };
+    };
+    const ok = await run(`${DATA}/sd15`, "--out", `${tmp}/model`);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /text_encoder, unet, vae_decoder, vae_encoder/);
+    await Deno.writeFile(`${tmp}/model.ckpt`, Uint8Array.of(0x80, 2, 0x7d));
+    for (
+      const [args, expected] of [
+        [[`${tmp}/model.ckpt`, "--out", `${tmp}/x`], /pickled PyTorch checkpoint: refused/],
+        [[`${DATA}/sd15.safetensors`, "--out", `${tmp}/x`], /give --config/],
+        [[`${DATA}/sd15`, "--out", `${tmp}/model`], /already exists/],
+        [[`${DATA}/sd15`, "--out", `${tmp}/x`, "--dtype", "q4"], /--dtype q4 is not supported yet/],
+        [[`${tmp}/nothing`, "--out", `${tmp}/x`], /no such file or folder/],
+      ] as [string[], RegExp][]
+    ) {
+      const bad = await run(...args);
+      assert.equal(bad.code, 1, args.join(" "));
+      assert.match(bad.stderr, expected);
+      assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
+    }
+    assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name).sort(), ["model", "model.ckpt"]);
+  });
+});
