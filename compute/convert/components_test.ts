@@ -5,14 +5,10 @@ import { parseSafetensors, tensorToFloat32 } from "../lora/safetensors.ts";
 import { convertComponent, readComponentFolder } from "./components.ts";
 
 const DATA = new URL("../../fixtures/reference/data/", import.meta.url).pathname;
-const manifest = JSON.parse(await Deno.readTextFile(`${DATA}/sd15.manifest.json`));
-const reference =
-  parseSafetensors(await Deno.readFile(`${DATA}/sd15.reference.safetensors`)).tensors;
-const ref = (name: string) => tensorToFloat32(reference.get(name)!);
-const shape = (name: string) => reference.get(name)!.shape;
+const backend = createNodeBackend(1);
 
 /** Largest |a − b| relative to the largest |b|. */
-export function relativeError(a: Float32Array, b: Float32Array): number {
+function relativeError(a: Float32Array, b: Float32Array): number {
   assert.equal(a.length, b.length);
   let diff = 0, scale = 0;
   for (let i = 0; i < a.length; i++) {
@@ -22,9 +18,8 @@ export function relativeError(a: Float32Array, b: Float32Array): number {
   return diff / scale;
 }
 
-/** Runs `folder/model.onnx` of converted `files` on onnxruntime-node. */
+/** Runs `folder/model.onnx` of converted `files` on onnxruntime-node (as the server opens it). */
 async function run(files: Map<string, Uint8Array>, folder: string, feeds: Record<string, Tensor>) {
-  const backend = createNodeBackend(1);
   const data = files.get(`${folder}/model.onnx_data`);
   const session = await backend.createSession({
     bytes: files.get(`${folder}/model.onnx`)!,
@@ -40,59 +35,99 @@ async function run(files: Map<string, Uint8Array>, folder: string, feeds: Record
   }
 }
 
-const backend = createNodeBackend(1);
-const f32 = (name: string) => backend.tensor("float32", ref(name), shape(name));
+/** One family's reference tensors and its folder's components converted. */
+async function family(name: string) {
+  const manifest = JSON.parse(await Deno.readTextFile(`${DATA}/${name}.manifest.json`));
+  const tensors = parseSafetensors(await Deno.readFile(`${DATA}/${name}.reference.safetensors`))
+    .tensors;
+  const ref = (key: string) => tensorToFloat32(tensors.get(key)!);
+  return {
+    manifest,
+    ref,
+    input: (key: string) => backend.tensor("float32", ref(key), tensors.get(key)!.shape),
+    convert: async (component: string) => {
+      const { config, weights } = await readComponentFolder(`${DATA}/${name}/${component}`);
+      return convertComponent(component, config, weights);
+    },
+  };
+}
+
+/** Checks the VAE's decoder and encoder; returns their errors. */
+async function checkVae(f: Awaited<ReturnType<typeof family>>) {
+  const files = await f.convert("vae");
+  const dec = await run(files, "vae_decoder", {
+    latent_sample: f.input("vae_decoder.latent_sample"),
+  });
+  const decErr = relativeError(dec.sample, f.ref("vae_decoder.sample"));
+  const enc = await run(files, "vae_encoder", { sample: f.input("vae_encoder.sample") });
+  // diffusers' DiagonalGaussianDistribution: mean, and std = exp(½·clamp(logvar, −30, 20)).
+  const params = enc.latent_parameters, half = params.length / 2;
+  const std = params.slice(half).map((v) => Math.exp(0.5 * Math.min(20, Math.max(-30, v))));
+  const encErr = Math.max(
+    relativeError(params.slice(0, half), f.ref("vae_encoder.latent_mean")),
+    relativeError(std, f.ref("vae_encoder.latent_std")),
+  );
+  assert.ok(decErr < 1e-4, `vae_decoder: ${decErr}`);
+  assert.ok(encErr < 1e-4, `vae_encoder: ${encErr}`);
+  return { decErr, encErr };
+}
+
+const timestep = (
+  manifest: { components: { unet: { inputs: { timestep: { value: number } } } } },
+) =>
+  backend.tensor("float32", Float32Array.of(manifest.components.unet.inputs.timestep.value), [1]);
 
 Deno.test("converted SD 1.x components compute diffusers' own outputs within 1e-4", async (t) => {
-  const convert = async (component: string) => {
-    const { config, weights } = await readComponentFolder(`${DATA}/sd15/${component}`);
-    return convertComponent(component, config, weights);
-  };
+  const f = await family("sd15");
   await t.step("text_encoder", async () => {
-    const files = await convert("text_encoder");
-    const ids = manifest.components.text_encoder.inputs.input_ids;
-    const out = await run(files, "text_encoder", {
+    const ids = f.manifest.components.text_encoder.inputs.input_ids;
+    const out = await run(await f.convert("text_encoder"), "text_encoder", {
       input_ids: backend.tensor("int64", BigInt64Array.from(ids.value.flat(), BigInt), ids.shape),
     });
-    const err = relativeError(out.last_hidden_state, ref("text_encoder.last_hidden_state"));
+    const err = relativeError(out.last_hidden_state, f.ref("text_encoder.last_hidden_state"));
     console.log(`text_encoder: max relative error ${err.toExponential(2)}`);
     assert.ok(err < 1e-4, `${err}`);
   });
   await t.step("unet", async () => {
-    const files = await convert("unet");
-    const out = await run(files, "unet", {
-      sample: f32("unet.sample"),
-      timestep: backend.tensor(
-        "float32",
-        Float32Array.of(manifest.components.unet.inputs.timestep.value),
-        [1],
-      ),
-      encoder_hidden_states: f32("unet.encoder_hidden_states"),
+    const out = await run(await f.convert("unet"), "unet", {
+      sample: f.input("unet.sample"),
+      timestep: timestep(f.manifest),
+      encoder_hidden_states: f.input("unet.encoder_hidden_states"),
     });
-    const err = relativeError(out.out_sample, ref("unet.out_sample"));
+    const err = relativeError(out.out_sample, f.ref("unet.out_sample"));
     console.log(`unet: max relative error ${err.toExponential(2)}`);
     assert.ok(err < 1e-4, `${err}`);
   });
   await t.step("vae_decoder and vae_encoder", async () => {
-    const files = await convert("vae");
-    const dec = await run(files, "vae_decoder", {
-      latent_sample: f32("vae_decoder.latent_sample"),
-    });
-    const decErr = relativeError(dec.sample, ref("vae_decoder.sample"));
-    const enc = await run(files, "vae_encoder", { sample: f32("vae_encoder.sample") });
-    const params = enc.latent_parameters, half = params.length / 2;
-    const mean = params.slice(0, half);
-    const std = params.slice(half).map((v) => Math.exp(0.5 * Math.min(20, Math.max(-30, v))));
-    const encErr = Math.max(
-      relativeError(mean, ref("vae_encoder.latent_mean")),
-      relativeError(std, ref("vae_encoder.latent_std")),
-    );
+    const { decErr, encErr } = await checkVae(f);
     console.log(
       `vae_decoder: max relative error ${decErr.toExponential(2)}; vae_encoder: ${
         encErr.toExponential(2)
       }`,
     );
-    assert.ok(decErr < 1e-4, `${decErr}`);
-    assert.ok(encErr < 1e-4, `${encErr}`);
+  });
+});
+
+Deno.test("converted SDXL UNet (text_time, linear projections, per-level heads and depths) and VAE match diffusers within 1e-4", async (t) => {
+  const f = await family("sdxl");
+  await t.step("unet", async () => {
+    const out = await run(await f.convert("unet"), "unet", {
+      sample: f.input("unet.sample"),
+      timestep: timestep(f.manifest),
+      encoder_hidden_states: f.input("unet.encoder_hidden_states"),
+      text_embeds: f.input("unet.text_embeds"),
+      time_ids: f.input("unet.time_ids"),
+    });
+    const err = relativeError(out.out_sample, f.ref("unet.out_sample"));
+    console.log(`sdxl unet: max relative error ${err.toExponential(2)}`);
+    assert.ok(err < 1e-4, `${err}`);
+  });
+  await t.step("vae_decoder and vae_encoder", async () => {
+    const { decErr, encErr } = await checkVae(f);
+    console.log(
+      `sdxl vae_decoder: max relative error ${decErr.toExponential(2)}; vae_encoder: ${
+        encErr.toExponential(2)
+      }`,
+    );
   });
 });

@@ -63,9 +63,9 @@ function perBlock(label: string, key: string, value: number | number[], blocks: 
 
 const UNET_FIELDS: Record<string, Accept> = {
   act_fn: is("silu"),
-  addition_embed_type: isNull,
+  addition_embed_type: is("text_time"),
   addition_embed_type_num_heads: any,
-  addition_time_embed_dim: isNull,
+  addition_time_embed_dim: isInt,
   attention_head_dim: isIntOrList,
   attention_type: is("default"),
   block_out_channels: (v) => Array.isArray(v) && v.length > 0 && isIntOrList(v),
@@ -97,7 +97,7 @@ const UNET_FIELDS: Record<string, Accept> = {
   num_class_embeds: isNull,
   only_cross_attention: (v) => isNull(v) || v === false || (Array.isArray(v) && !v.some(Boolean)),
   out_channels: isInt,
-  projection_class_embeddings_input_dim: isNull,
+  projection_class_embeddings_input_dim: isInt,
   resnet_out_scale_factor: is(1),
   resnet_skip_time_act: is(false),
   resnet_time_scale_shift: is("default"),
@@ -115,7 +115,7 @@ const UNET_FIELDS: Record<string, Accept> = {
   use_linear_projection: isBool,
 };
 
-/** An SD 1.x/2.x `UNet2DConditionModel` config → {@linkcode UnetConfig}. */
+/** An SD 1.x/2.x or SDXL `UNet2DConditionModel` config → {@linkcode UnetConfig}. */
 export function unetConfig(label: string, config: RawConfig): UnetConfig {
   checkFields(label, config, UNET_FIELDS);
   const channels = field<number[]>(config, "block_out_channels", [320, 640, 1280, 1280]);
@@ -179,7 +179,26 @@ export function unetConfig(label: string, config: RawConfig): UnetConfig {
     flipSinToCos: field(config, "flip_sin_to_cos", true),
     freqShift: field(config, "freq_shift", 0),
     downsamplePadding: field(config, "downsample_padding", 1),
+    textTime: textTime(label, config),
   };
+}
+
+/** SDXL's `text_time` additional embedding, when the config has one. */
+function textTime(label: string, config: RawConfig): UnetConfig["textTime"] {
+  if (isNull(config.addition_embed_type)) return undefined;
+  const timeEmbedDim = config.addition_time_embed_dim;
+  const inputDim = config.projection_class_embeddings_input_dim;
+  if (typeof timeEmbedDim !== "number" || typeof inputDim !== "number") {
+    throw new ConvertError(
+      `${label}: addition_embed_type "text_time" needs addition_time_embed_dim and projection_class_embeddings_input_dim`,
+    );
+  }
+  if (inputDim <= 6 * timeEmbedDim || timeEmbedDim % 2) {
+    throw new ConvertError(
+      `${label}: projection_class_embeddings_input_dim ${inputDim} does not hold six ${timeEmbedDim}-wide time ids and a text embedding`,
+    );
+  }
+  return { timeEmbedDim, inputDim };
 }
 
 const VAE_FIELDS: Record<string, Accept> = {

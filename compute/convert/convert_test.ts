@@ -115,8 +115,8 @@ Deno.test("bad input: one clear line, nothing written", async (t) => {
     ],
     [
       "an architecture the builder does not build",
-      (src) => editJson(`${src}/unet/config.json`, (c) => c.addition_embed_type = "text_time"),
-      /addition_embed_type = "text_time" is not supported/,
+      (src) => editJson(`${src}/unet/config.json`, (c) => c.class_embed_type = "timestep"),
+      /class_embed_type = "timestep" is not supported/,
     ],
     [
       "an unknown pipeline class",
