@@ -24,7 +24,12 @@ import {
 export type OutputFiles = Map<string, Uint8Array>;
 
 /** The component classes this converter turns into graphs. */
-export const CONVERTIBLE_CLASSES = ["CLIPTextModel", "UNet2DConditionModel", "AutoencoderKL"];
+export const CONVERTIBLE_CLASSES = [
+  "CLIPTextModel",
+  "CLIPTextModelWithProjection",
+  "UNet2DConditionModel",
+  "AutoencoderKL",
+];
 
 /** Tensors that are buffers, not parameters: stored by some exports, never needed. */
 const BUFFERS = /(^|\.)position_ids$/;
@@ -38,12 +43,14 @@ export function componentClass(config: RawConfig): string | undefined {
 
 /**
  * Builds the graph(s) of one component from its config and weights; every stored tensor must be
- * used. `label` names the source in messages.
+ * used. `label` names the source in messages; `textEncoderFolder` the output folder of a text
+ * encoder (SDXL's second is `text_encoder_2`).
  */
 export function convertComponent(
   label: string,
   config: RawConfig,
   weights: SafetensorsWeights,
+  textEncoderFolder = "text_encoder",
 ): OutputFiles {
   const cls = componentClass(config);
   const files: OutputFiles = new Map();
@@ -57,8 +64,11 @@ export function convertComponent(
   };
   switch (cls) {
     case "CLIPTextModel":
-      graph("text_encoder", clipTextModel(clipTextConfig(label, config), 0, weights));
+    case "CLIPTextModelWithProjection": {
+      const clip = clipTextConfig(label, config, cls === "CLIPTextModelWithProjection");
+      graph(textEncoderFolder, clipTextModel(clip, 0, weights));
       break;
+    }
     case "UNet2DConditionModel":
       graph("unet", sdUnet(unetConfig(label, config), 0, 64, 2, 77, weights).graph);
       break;

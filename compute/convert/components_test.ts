@@ -77,12 +77,17 @@ const timestep = (
 ) =>
   backend.tensor("float32", Float32Array.of(manifest.components.unet.inputs.timestep.value), [1]);
 
+/** The manifest's `input_ids` of a text encoder, as a tensor. */
+const inputIds = (f: Awaited<ReturnType<typeof family>>, component: string) => {
+  const ids = f.manifest.components[component].inputs.input_ids;
+  return backend.tensor("int64", BigInt64Array.from(ids.value.flat(), BigInt), ids.shape);
+};
+
 Deno.test("converted SD 1.x components compute diffusers' own outputs within 1e-4", async (t) => {
   const f = await family("sd15");
   await t.step("text_encoder", async () => {
-    const ids = f.manifest.components.text_encoder.inputs.input_ids;
     const out = await run(await f.convert("text_encoder"), "text_encoder", {
-      input_ids: backend.tensor("int64", BigInt64Array.from(ids.value.flat(), BigInt), ids.shape),
+      input_ids: inputIds(f, "text_encoder"),
     });
     const err = relativeError(out.last_hidden_state, f.ref("text_encoder.last_hidden_state"));
     console.log(`text_encoder: max relative error ${err.toExponential(2)}`);
@@ -108,8 +113,26 @@ Deno.test("converted SD 1.x components compute diffusers' own outputs within 1e-
   });
 });
 
-Deno.test("converted SDXL UNet (text_time, linear projections, per-level heads and depths) and VAE match diffusers within 1e-4", async (t) => {
+Deno.test("converted SDXL components (CLIP-L and a gelu CLIP with projection; text_time UNet with linear projections, per-level heads and depths; VAE) match diffusers within 1e-4", async (t) => {
   const f = await family("sdxl");
+  for (const component of ["text_encoder", "text_encoder_2"]) {
+    await t.step(component, async () => {
+      const { config, weights } = await readComponentFolder(`${DATA}/sdxl/${component}`);
+      const files = convertComponent(component, config, weights, component);
+      const out = await run(files, component, { input_ids: inputIds(f, component) });
+      // `hidden_states[-2]`: the output of the last layer but one.
+      const layers = Number(config.num_hidden_layers);
+      let err = relativeError(
+        out[`hidden_states.${layers - 1}`],
+        f.ref(`${component}.penultimate_hidden_state`),
+      );
+      if (component === "text_encoder_2") {
+        err = Math.max(err, relativeError(out.text_embeds, f.ref("text_encoder_2.text_embeds")));
+      }
+      console.log(`sdxl ${component}: max relative error ${err.toExponential(2)}`);
+      assert.ok(err < 1e-4, `${err}`);
+    });
+  }
   await t.step("unet", async () => {
     const out = await run(await f.convert("unet"), "unet", {
       sample: f.input("unet.sample"),

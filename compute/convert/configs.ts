@@ -252,8 +252,15 @@ export function vaeConfig(label: string, config: RawConfig): VaeConfig {
   };
 }
 
-/** A transformers `CLIPTextConfig` (`config.json` of `CLIPTextModel`) → {@linkcode ClipTextConfig}. */
-export function clipTextConfig(label: string, config: RawConfig): ClipTextConfig {
+/**
+ * A transformers `CLIPTextConfig` (`config.json` of `CLIPTextModel`, or with `withProjection`
+ * of `CLIPTextModelWithProjection`) → {@linkcode ClipTextConfig}.
+ */
+export function clipTextConfig(
+  label: string,
+  config: RawConfig,
+  withProjection = false,
+): ClipTextConfig {
   const number = (key: string, fallback: number) => {
     const v = field(config, key, fallback);
     if (typeof v !== "number") throw new ConvertError(`${label}: ${key} is not a number`);
@@ -288,5 +295,6 @@ export function clipTextConfig(label: string, config: RawConfig): ClipTextConfig
     layerNormEps: number("layer_norm_eps", 1e-5),
     activation,
     eosTokenId: number("eos_token_id", 2),
+    ...withProjection && { projectionDim: number("projection_dim", 512) },
   };
 }

@@ -80,7 +80,10 @@ export async function convert(
   }
   if (await exists(`${src}/config.json`)) {
     const { config, weights } = await readComponentFolder(src);
-    return await writeComponents(out, convertComponent(src, config, weights));
+    // A text encoder keeps its folder's name (SDXL's second is `text_encoder_2`).
+    const name = basename(src.replace(/\/+$/, ""));
+    const folder = /^text_encoder(_\d+)?$/.test(name) ? name : undefined;
+    return await writeComponents(out, convertComponent(src, config, weights, folder));
   }
   throw new ConvertError(
     `${src}: neither a diffusers pipeline folder (model_index.json) nor a component folder (config.json)`,
@@ -116,7 +119,7 @@ async function pipelineFolder(src: string): Promise<OutputFiles> {
   }
   for (const name of pipeline.convert) {
     const { config, weights } = await readComponentFolder(`${src}/${name}`);
-    for (const [path, bytes] of convertComponent(`${src}/${name}`, config, weights)) {
+    for (const [path, bytes] of convertComponent(`${src}/${name}`, config, weights, name)) {
       files.set(path, bytes);
     }
   }
