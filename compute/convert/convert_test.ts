@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { fromFloat16, toFloat16 } from "../backends/float16.ts";
 import { ConvertError } from "../errors.ts";
+import { parseSafetensors, serializeSafetensors, tensorToFloat32 } from "../lora/safetensors.ts";
 import { convert } from "./convert.ts";
 
 const DATA = new URL("../../fixtures/reference/data/", import.meta.url).pathname;
@@ -24,6 +26,12 @@ async function copyTree(from: string, to: string) {
   }
 }
 
+/** Whether two byte arrays are equal (an assertion's diff of large arrays would not fit memory). */
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  return a !== undefined && b !== undefined && a.length === b.length &&
+    a.every((x, i) => x === b[i]);
+}
+
 async function withTemp(fn: (dir: string) => Promise<void>) {
   const dir = await Deno.makeTempDir();
   try {
@@ -39,7 +47,7 @@ Deno.test("the single-file SD 1.x checkpoint converts to the same files as its d
     await convert(`${DATA}/sd15.safetensors`, `${tmp}/single`, { config: `${DATA}/sd15` });
     const [folder, single] = [await readTree(`${tmp}/folder`), await readTree(`${tmp}/single`)];
     assert.deepEqual([...single.keys()].sort(), [...folder.keys()].sort());
-    for (const [path, bytes] of folder) assert.deepEqual(single.get(path), bytes, path);
+    for (const [path, bytes] of folder) assert.ok(sameBytes(single.get(path), bytes), path);
     assert.ok(folder.has("unet/model.onnx") && folder.has("vae_encoder/model.onnx"));
   });
 });
@@ -187,5 +195,98 @@ Deno.test("deno task convert: exit 0 with a summary, exit 1 with one line on bad
       assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
     }
     assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name).sort(), ["model", "model.ckpt"]);
+  });
+});
+
+/** A safetensors file of 16-bit tensors (`bits` per tensor), as torch writes fp16/bf16. */
+function safetensors16(dtype: "F16" | "BF16", tensors: Map<string, [number[], Uint16Array]>) {
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  for (const [name, [shape, bits]] of tensors) {
+    header[name] = { dtype, shape, data_offsets: [offset, offset + bits.byteLength] };
+    offset += bits.byteLength;
+  }
+  const head = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + head.length + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(head.length), true);
+  out.set(head, 8);
+  let at = 8 + head.length;
+  for (const [, bits] of tensors.values()) {
+    out.set(new Uint8Array(bits.buffer), at);
+    at += bits.byteLength;
+  }
+  return out;
+}
+
+Deno.test("fp16 and bf16 weights, one file or sharded, convert exactly to float32", async () => {
+  const { tensors } = parseSafetensors(
+    await Deno.readFile(`${DATA}/sd15/text_encoder/model.safetensors`),
+  );
+  const config = await Deno.readTextFile(`${DATA}/sd15/text_encoder/config.json`);
+  await withTemp(async (tmp) => {
+    const folder = async (name: string, files: Record<string, Uint8Array>) => {
+      await Deno.mkdir(`${tmp}/${name}`);
+      await Deno.writeTextFile(`${tmp}/${name}/config.json`, config);
+      for (const [file, bytes] of Object.entries(files)) {
+        await Deno.writeFile(`${tmp}/${name}/${file}`, bytes);
+      }
+      await convert(`${tmp}/${name}`, `${tmp}/out-${name}`);
+      // Small tensors stay inline in model.onnx, larger ones go to model.onnx_data.
+      return await Promise.all(
+        ["model.onnx", "model.onnx_data"].map((f) =>
+          Deno.readFile(`${tmp}/out-${name}/text_encoder/${f}`)
+        ),
+      );
+    };
+    for (const dtype of ["F16", "BF16"] as const) {
+      // Each tensor rounded to the 16-bit type, stored as float32 and as the 16-bit bits.
+      const exact: Record<string, { shape: number[]; data: Float32Array }> = {};
+      const half = new Map<string, [number[], Uint16Array]>();
+      for (const [name, t] of tensors) {
+        const values = tensorToFloat32(t);
+        const bits = dtype === "F16"
+          ? new Uint16Array(toFloat16(values).buffer)
+          : Uint16Array.from(new Uint32Array(values.buffer), (b) => b >>> 16);
+        half.set(name, [t.shape, bits]);
+        exact[name] = {
+          shape: t.shape,
+          data: dtype === "F16"
+            ? fromFloat16(new Float16Array(bits.buffer))
+            : new Float32Array(Uint32Array.from(bits, (b) => b << 16).buffer),
+        };
+      }
+      const variant = dtype === "F16" ? "fp16" : "bf16";
+      const names = [...half.keys()];
+      const shards = [names.slice(0, 5), names.slice(5)].map((keys) =>
+        new Map(keys.map((k) => [k, half.get(k)!]))
+      );
+      const expected = await folder(`f32-${variant}`, {
+        "model.safetensors": serializeSafetensors(exact),
+      });
+      const same = (got: Uint8Array[]) => got.every((bytes, i) => sameBytes(bytes, expected[i]));
+      assert.ok(
+        same(
+          await folder(variant, { [`model.${variant}.safetensors`]: safetensors16(dtype, half) }),
+        ),
+        `${variant}: one file`,
+      );
+      const weightMap = Object.fromEntries(
+        shards.flatMap((s, i) =>
+          [...s.keys()].map((k) => [k, `model-0000${i + 1}-of-00002.safetensors`])
+        ),
+      );
+      assert.ok(
+        same(
+          await folder(`sharded-${variant}`, {
+            [`model.${variant}.safetensors.index.json`]: new TextEncoder().encode(
+              JSON.stringify({ metadata: {}, weight_map: weightMap }),
+            ),
+            "model-00001-of-00002.safetensors": safetensors16(dtype, shards[0]),
+            "model-00002-of-00002.safetensors": safetensors16(dtype, shards[1]),
+          }),
+        ),
+        `${variant}: sharded`,
+      );
+    }
   });
 });
