@@ -113,6 +113,14 @@ const UNET_FIELDS: Record<string, Accept> = {
   // Only changes float16 arithmetic; the converter's graphs compute in float32.
   upcast_attention: isBool,
   use_linear_projection: isBool,
+  // Written by diffusers' `EMAModel.save_pretrained` into fine-tunes' configs: training state.
+  decay: any,
+  inv_gamma: any,
+  min_decay: any,
+  optimization_step: any,
+  power: any,
+  update_after_step: any,
+  use_ema_warmup: any,
 };
 
 /** An SD 1.x/2.x or SDXL `UNet2DConditionModel` config → {@linkcode UnetConfig}. */
