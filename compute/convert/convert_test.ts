@@ -44,11 +44,64 @@ async function withTemp(fn: (dir: string) => Promise<void>) {
 Deno.test("the single-file SD 1.x checkpoint converts to the same files as its diffusers folder", async () => {
   await withTemp(async (tmp) => {
     await convert(`${DATA}/sd15`, `${tmp}/folder`);
-    await convert(`${DATA}/sd15.safetensors`, `${tmp}/single`, { config: `${DATA}/sd15` });
-    const [folder, single] = [await readTree(`${tmp}/folder`), await readTree(`${tmp}/single`)];
-    assert.deepEqual([...single.keys()].sort(), [...folder.keys()].sort());
-    for (const [path, bytes] of folder) assert.ok(sameBytes(single.get(path), bytes), path);
+    const folder = await readTree(`${tmp}/folder`);
     assert.ok(folder.has("unet/model.onnx") && folder.has("vae_encoder/model.onnx"));
+    // As published files also are: the text encoder without transformers' `text_model.` level,
+    // and the training run's noise schedule and EMA state beside the weights.
+    const { tensors } = parseSafetensors(await Deno.readFile(`${DATA}/sd15.safetensors`));
+    const older: Record<string, { shape: number[]; data: Float32Array }> = {};
+    for (const [key, t] of tensors) {
+      older[
+        key.replace("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer.")
+      ] = { shape: t.shape, data: tensorToFloat32(t) };
+    }
+    older.alphas_cumprod = { shape: [1000], data: new Float32Array(1000).fill(0.5) };
+    older["model_ema.decay"] = { shape: [], data: Float32Array.of(0.9999) };
+    await Deno.writeFile(`${tmp}/older.safetensors`, serializeSafetensors(older));
+    for (const file of [`${DATA}/sd15.safetensors`, `${tmp}/older.safetensors`]) {
+      const out = `${tmp}/single-${file.length}`;
+      await convert(file, out, { config: `${DATA}/sd15` });
+      const single = await readTree(out);
+      assert.deepEqual([...single.keys()].sort(), [...folder.keys()].sort());
+      for (const [path, bytes] of folder) assert.ok(sameBytes(single.get(path), bytes), path);
+    }
+  });
+});
+
+Deno.test("single files of other layouts, or with stray tensors, are refused by name", async () => {
+  await withTemp(async (tmp) => {
+    await assert.rejects(
+      convert(`${DATA}/sdxl.safetensors`, `${tmp}/x`, { config: `${DATA}/sd15` }),
+      /sdxl\.safetensors is an SDXL \(SGM\) checkpoint: only SD 1\.x single-file checkpoints/,
+    );
+    const { tensors } = parseSafetensors(await Deno.readFile(`${DATA}/sd15.safetensors`));
+    const edited = (rename: (key: string) => string) => {
+      const out: Record<string, { shape: number[]; data: Float32Array }> = {};
+      for (const [key, t] of tensors) {
+        out[rename(key)] = { shape: t.shape, data: tensorToFloat32(t) };
+      }
+      return serializeSafetensors(out);
+    };
+    await Deno.writeFile(
+      `${tmp}/stray.safetensors`,
+      edited((k) => k.replace("model.diffusion_model.out.2.", "model.diffusion_model.out.7.")),
+    );
+    await assert.rejects(
+      convert(`${tmp}/stray.safetensors`, `${tmp}/x`, { config: `${DATA}/sd15` }),
+      /tensor 'model\.diffusion_model\.out\.7\.bias' fits no SD 1\.x unet key/,
+    );
+    await Deno.writeFile(
+      `${tmp}/extra.safetensors`,
+      edited((k) => k.replace("first_stage_model.", "second_stage_model.")),
+    );
+    await assert.rejects(
+      convert(`${tmp}/extra.safetensors`, `${tmp}/x`, { config: `${DATA}/sd15` }),
+      /no vae tensors/,
+    );
+    assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name).sort(), [
+      "extra.safetensors",
+      "stray.safetensors",
+    ]);
   });
 });
 
