@@ -53,3 +53,12 @@ export class InvalidInputError extends RangeError {
   /** The request parameter at fault, when one is (an HTTP error's `param`). */
   param?: string;
 }
+
+/**
+ * A checkpoint the converter cannot turn into graphs: a missing component or tensor, a shape that
+ * does not fit its config, an unknown architecture or field, a malformed or pickled file. Its
+ * message is one line naming the file and what was wrong.
+ */
+export class ConvertError extends ModelLoadError {
+  override name = "ConvertError";
+}

@@ -1,0 +1,156 @@
+import assert from "node:assert/strict";
+import { readFloat32, type Tensor } from "../backends/backend.ts";
+import { createNodeBackend } from "../backends/onnxruntime_node.ts";
+import { parseSafetensors, tensorToFloat32 } from "../lora/safetensors.ts";
+import { convertComponent, readComponentFolder } from "./components.ts";
+
+const DATA = new URL("../../fixtures/reference/data/", import.meta.url).pathname;
+const backend = createNodeBackend(1);
+
+/** Largest |a − b| relative to the largest |b|. */
+function relativeError(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let diff = 0, scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return diff / scale;
+}
+
+/** Runs `folder/model.onnx` of converted `files` on onnxruntime-node (as the server opens it). */
+async function run(files: Map<string, Uint8Array>, folder: string, feeds: Record<string, Tensor>) {
+  const data = files.get(`${folder}/model.onnx_data`);
+  const session = await backend.createSession({
+    bytes: files.get(`${folder}/model.onnx`)!,
+    externalData: data ? new Map([["model.onnx_data", data]]) : undefined,
+  });
+  try {
+    const out = await session.run(feeds);
+    return Object.fromEntries(
+      await Promise.all(Object.entries(out).map(async ([k, t]) => [k, await readFloat32(t)])),
+    ) as Record<string, Float32Array>;
+  } finally {
+    await session.release();
+  }
+}
+
+/** One family's reference tensors and its folder's components converted. */
+async function family(name: string) {
+  const manifest = JSON.parse(await Deno.readTextFile(`${DATA}/${name}.manifest.json`));
+  const tensors = parseSafetensors(await Deno.readFile(`${DATA}/${name}.reference.safetensors`))
+    .tensors;
+  const ref = (key: string) => tensorToFloat32(tensors.get(key)!);
+  return {
+    manifest,
+    ref,
+    input: (key: string) => backend.tensor("float32", ref(key), tensors.get(key)!.shape),
+    convert: async (component: string) => {
+      const { config, weights } = await readComponentFolder(`${DATA}/${name}/${component}`);
+      return convertComponent(component, config, weights);
+    },
+  };
+}
+
+/** Checks the VAE's decoder and encoder; returns their errors. */
+async function checkVae(f: Awaited<ReturnType<typeof family>>) {
+  const files = await f.convert("vae");
+  const dec = await run(files, "vae_decoder", {
+    latent_sample: f.input("vae_decoder.latent_sample"),
+  });
+  const decErr = relativeError(dec.sample, f.ref("vae_decoder.sample"));
+  const enc = await run(files, "vae_encoder", { sample: f.input("vae_encoder.sample") });
+  // diffusers' DiagonalGaussianDistribution: mean, and std = exp(½·clamp(logvar, −30, 20)).
+  const params = enc.latent_parameters, half = params.length / 2;
+  const std = params.slice(half).map((v) => Math.exp(0.5 * Math.min(20, Math.max(-30, v))));
+  const encErr = Math.max(
+    relativeError(params.slice(0, half), f.ref("vae_encoder.latent_mean")),
+    relativeError(std, f.ref("vae_encoder.latent_std")),
+  );
+  assert.ok(decErr < 1e-4, `vae_decoder: ${decErr}`);
+  assert.ok(encErr < 1e-4, `vae_encoder: ${encErr}`);
+  return { decErr, encErr };
+}
+
+const timestep = (
+  manifest: { components: { unet: { inputs: { timestep: { value: number } } } } },
+) =>
+  backend.tensor("float32", Float32Array.of(manifest.components.unet.inputs.timestep.value), [1]);
+
+/** The manifest's `input_ids` of a text encoder, as a tensor. */
+const inputIds = (f: Awaited<ReturnType<typeof family>>, component: string) => {
+  const ids = f.manifest.components[component].inputs.input_ids;
+  return backend.tensor("int64", BigInt64Array.from(ids.value.flat(), BigInt), ids.shape);
+};
+
+Deno.test("converted SD 1.x components compute diffusers' own outputs within 1e-4", async (t) => {
+  const f = await family("sd15");
+  await t.step("text_encoder", async () => {
+    const out = await run(await f.convert("text_encoder"), "text_encoder", {
+      input_ids: inputIds(f, "text_encoder"),
+    });
+    const err = relativeError(out.last_hidden_state, f.ref("text_encoder.last_hidden_state"));
+    console.log(`text_encoder: max relative error ${err.toExponential(2)}`);
+    assert.ok(err < 1e-4, `${err}`);
+  });
+  await t.step("unet", async () => {
+    const out = await run(await f.convert("unet"), "unet", {
+      sample: f.input("unet.sample"),
+      timestep: timestep(f.manifest),
+      encoder_hidden_states: f.input("unet.encoder_hidden_states"),
+    });
+    const err = relativeError(out.out_sample, f.ref("unet.out_sample"));
+    console.log(`unet: max relative error ${err.toExponential(2)}`);
+    assert.ok(err < 1e-4, `${err}`);
+  });
+  await t.step("vae_decoder and vae_encoder", async () => {
+    const { decErr, encErr } = await checkVae(f);
+    console.log(
+      `vae_decoder: max relative error ${decErr.toExponential(2)}; vae_encoder: ${
+        encErr.toExponential(2)
+      }`,
+    );
+  });
+});
+
+Deno.test("converted SDXL components (CLIP-L and a gelu CLIP with projection; text_time UNet with linear projections, per-level heads and depths; VAE) match diffusers within 1e-4", async (t) => {
+  const f = await family("sdxl");
+  for (const component of ["text_encoder", "text_encoder_2"]) {
+    await t.step(component, async () => {
+      const { config, weights } = await readComponentFolder(`${DATA}/sdxl/${component}`);
+      const files = convertComponent(component, config, weights, component);
+      const out = await run(files, component, { input_ids: inputIds(f, component) });
+      // `hidden_states[-2]`: the output of the last layer but one.
+      const layers = Number(config.num_hidden_layers);
+      let err = relativeError(
+        out[`hidden_states.${layers - 1}`],
+        f.ref(`${component}.penultimate_hidden_state`),
+      );
+      if (component === "text_encoder_2") {
+        err = Math.max(err, relativeError(out.text_embeds, f.ref("text_encoder_2.text_embeds")));
+      }
+      console.log(`sdxl ${component}: max relative error ${err.toExponential(2)}`);
+      assert.ok(err < 1e-4, `${err}`);
+    });
+  }
+  await t.step("unet", async () => {
+    const out = await run(await f.convert("unet"), "unet", {
+      sample: f.input("unet.sample"),
+      timestep: timestep(f.manifest),
+      encoder_hidden_states: f.input("unet.encoder_hidden_states"),
+      text_embeds: f.input("unet.text_embeds"),
+      time_ids: f.input("unet.time_ids"),
+    });
+    const err = relativeError(out.out_sample, f.ref("unet.out_sample"));
+    console.log(`sdxl unet: max relative error ${err.toExponential(2)}`);
+    assert.ok(err < 1e-4, `${err}`);
+  });
+  await t.step("vae_decoder and vae_encoder", async () => {
+    const { decErr, encErr } = await checkVae(f);
+    console.log(
+      `sdxl vae_decoder: max relative error ${decErr.toExponential(2)}; vae_encoder: ${
+        encErr.toExponential(2)
+      }`,
+    );
+  });
+});

@@ -1,0 +1,308 @@
+/**
+ * diffusers/transformers component configs → the builder's configs, refusing what the builder
+ * does not build. Every field of a diffusers config is read: a known field with a value the
+ * builder does not implement, or an unknown field, is refused with one line rather than converted
+ * into a network that silently computes something else. transformers' configs carry many generic
+ * fields (dropout, token ids, export flags); only the ones that change the forward are checked.
+ *
+ * @module
+ */
+import type { ClipTextConfig } from "../../fixtures/builder/clip_text.ts";
+import type { UnetConfig } from "../../fixtures/builder/sd_unet.ts";
+import type { VaeConfig } from "../../fixtures/builder/sd_vae.ts";
+import { ConvertError } from "../errors.ts";
+
+/** A parsed `config.json`. */
+export type RawConfig = Record<string, unknown>;
+
+/** A field's check: returns whether the value is one the builder implements. */
+type Accept = (value: unknown) => boolean;
+
+const isNull: Accept = (v) => v === null || v === undefined;
+const is = (...values: unknown[]): Accept => (v) => isNull(v) || values.includes(v);
+const any: Accept = () => true;
+const isInt: Accept = (v) => isNull(v) || (Number.isInteger(v) && (v as number) > 0);
+const isNumber: Accept = (v) => isNull(v) || typeof v === "number";
+const isBool: Accept = (v) => isNull(v) || typeof v === "boolean";
+const isIntOrList: Accept = (v) =>
+  isInt(v) || (Array.isArray(v) && v.every((x) => Number.isInteger(x) && x > 0));
+const isStringList: Accept = (v) => Array.isArray(v) && v.every((x) => typeof x === "string");
+
+/** Checks every field of `config` against `fields`; `_`-prefixed fields are metadata. */
+function checkFields(label: string, config: RawConfig, fields: Record<string, Accept>): void {
+  for (const [key, value] of Object.entries(config)) {
+    if (key.startsWith("_")) continue;
+    const accept = fields[key];
+    if (!accept) {
+      throw new ConvertError(`${label}: unknown config field "${key}" (not converted)`);
+    }
+    if (!accept(value)) {
+      throw new ConvertError(
+        `${label}: ${key} = ${JSON.stringify(value)} is not supported by the converter`,
+      );
+    }
+  }
+}
+
+/** Reads a field with diffusers' default when absent. */
+function field<T>(config: RawConfig, key: string, fallback: T): T {
+  const v = config[key];
+  return v === null || v === undefined ? fallback : v as T;
+}
+
+/** A per-down-block list from an int or a list of the right length. */
+function perBlock(label: string, key: string, value: number | number[], blocks: number): number[] {
+  if (typeof value === "number") return Array(blocks).fill(value);
+  if (value.length !== blocks) {
+    throw new ConvertError(
+      `${label}: ${key} has ${value.length} entries for ${blocks} down blocks`,
+    );
+  }
+  return value;
+}
+
+const UNET_FIELDS: Record<string, Accept> = {
+  act_fn: is("silu"),
+  addition_embed_type: is("text_time"),
+  addition_embed_type_num_heads: any,
+  addition_time_embed_dim: isInt,
+  attention_head_dim: isIntOrList,
+  attention_type: is("default"),
+  block_out_channels: (v) => Array.isArray(v) && v.length > 0 && isIntOrList(v),
+  center_input_sample: is(false),
+  class_embed_type: isNull,
+  class_embeddings_concat: is(false),
+  conv_in_kernel: is(3),
+  conv_out_kernel: is(3),
+  cross_attention_dim: isInt,
+  cross_attention_norm: isNull,
+  down_block_types: (v) =>
+    isStringList(v) &&
+    (v as string[]).every((t) => t === "CrossAttnDownBlock2D" || t === "DownBlock2D"),
+  downsample_padding: (v) => isNull(v) || v === 0 || v === 1,
+  dropout: any,
+  dual_cross_attention: is(false),
+  encoder_hid_dim: isNull,
+  encoder_hid_dim_type: isNull,
+  flip_sin_to_cos: isBool,
+  freq_shift: (v) => isNull(v) || Number.isInteger(v),
+  in_channels: isInt,
+  layers_per_block: isInt,
+  mid_block_only_cross_attention: is(false),
+  mid_block_scale_factor: is(1),
+  mid_block_type: is("UNetMidBlock2DCrossAttn"),
+  norm_eps: isNumber,
+  norm_num_groups: isInt,
+  num_attention_heads: isIntOrList,
+  num_class_embeds: isNull,
+  only_cross_attention: (v) => isNull(v) || v === false || (Array.isArray(v) && !v.some(Boolean)),
+  out_channels: isInt,
+  projection_class_embeddings_input_dim: isInt,
+  resnet_out_scale_factor: is(1),
+  resnet_skip_time_act: is(false),
+  resnet_time_scale_shift: is("default"),
+  reverse_transformer_layers_per_block: isNull,
+  sample_size: any,
+  time_cond_proj_dim: isNull,
+  time_embedding_act_fn: isNull,
+  time_embedding_dim: isNull,
+  time_embedding_type: is("positional"),
+  timestep_post_act: isNull,
+  transformer_layers_per_block: isIntOrList,
+  up_block_types: isStringList,
+  // Only changes float16 arithmetic; the converter's graphs compute in float32.
+  upcast_attention: isBool,
+  use_linear_projection: isBool,
+  // Written by diffusers' `EMAModel.save_pretrained` into fine-tunes' configs: training state.
+  decay: any,
+  inv_gamma: any,
+  min_decay: any,
+  optimization_step: any,
+  power: any,
+  update_after_step: any,
+  use_ema_warmup: any,
+};
+
+/** An SD 1.x/2.x or SDXL `UNet2DConditionModel` config → {@linkcode UnetConfig}. */
+export function unetConfig(label: string, config: RawConfig): UnetConfig {
+  checkFields(label, config, UNET_FIELDS);
+  const channels = field<number[]>(config, "block_out_channels", [320, 640, 1280, 1280]);
+  const blocks = channels.length;
+  const down = field<string[]>(config, "down_block_types", [
+    "CrossAttnDownBlock2D",
+    "CrossAttnDownBlock2D",
+    "CrossAttnDownBlock2D",
+    "DownBlock2D",
+  ]);
+  const up = field<string[]>(config, "up_block_types", [
+    "UpBlock2D",
+    "CrossAttnUpBlock2D",
+    "CrossAttnUpBlock2D",
+    "CrossAttnUpBlock2D",
+  ]);
+  if (down.length !== blocks) {
+    throw new ConvertError(
+      `${label}: ${down.length} down_block_types for ${blocks} block_out_channels`,
+    );
+  }
+  const mirrored = [...down].reverse().map((t) =>
+    t === "CrossAttnDownBlock2D" ? "CrossAttnUpBlock2D" : "UpBlock2D"
+  );
+  if (JSON.stringify(up) !== JSON.stringify(mirrored)) {
+    throw new ConvertError(
+      `${label}: up_block_types ${JSON.stringify(up)} do not mirror down_block_types (expected ${
+        JSON.stringify(mirrored)
+      })`,
+    );
+  }
+  // diffusers' naming quirk: without num_attention_heads, attention_head_dim is the head count.
+  const heads = perBlock(
+    label,
+    "attention heads",
+    field(config, "num_attention_heads", field<number | number[]>(config, "attention_head_dim", 8)),
+    blocks,
+  );
+  channels.forEach((c, i) => {
+    if (c % heads[i] !== 0) {
+      throw new ConvertError(`${label}: ${c} channels do not split into ${heads[i]} heads`);
+    }
+  });
+  return {
+    blockOutChannels: channels,
+    crossAttention: down.map((t) => t === "CrossAttnDownBlock2D"),
+    layersPerBlock: field(config, "layers_per_block", 2),
+    heads,
+    transformerDepth: perBlock(
+      label,
+      "transformer_layers_per_block",
+      field<number | number[]>(config, "transformer_layers_per_block", 1),
+      blocks,
+    ),
+    crossAttentionDim: field(config, "cross_attention_dim", 1280),
+    normGroups: field(config, "norm_num_groups", 32),
+    normEps: field(config, "norm_eps", 1e-5),
+    inChannels: field(config, "in_channels", 4),
+    outChannels: field(config, "out_channels", 4),
+    linearProjection: field(config, "use_linear_projection", false),
+    flipSinToCos: field(config, "flip_sin_to_cos", true),
+    freqShift: field(config, "freq_shift", 0),
+    downsamplePadding: field(config, "downsample_padding", 1),
+    textTime: textTime(label, config),
+  };
+}
+
+/** SDXL's `text_time` additional embedding, when the config has one. */
+function textTime(label: string, config: RawConfig): UnetConfig["textTime"] {
+  if (isNull(config.addition_embed_type)) return undefined;
+  const timeEmbedDim = config.addition_time_embed_dim;
+  const inputDim = config.projection_class_embeddings_input_dim;
+  if (typeof timeEmbedDim !== "number" || typeof inputDim !== "number") {
+    throw new ConvertError(
+      `${label}: addition_embed_type "text_time" needs addition_time_embed_dim and projection_class_embeddings_input_dim`,
+    );
+  }
+  if (inputDim <= 6 * timeEmbedDim || timeEmbedDim % 2) {
+    throw new ConvertError(
+      `${label}: projection_class_embeddings_input_dim ${inputDim} does not hold six ${timeEmbedDim}-wide time ids and a text embedding`,
+    );
+  }
+  return { timeEmbedDim, inputDim };
+}
+
+const VAE_FIELDS: Record<string, Accept> = {
+  act_fn: is("silu"),
+  block_out_channels: (v) => Array.isArray(v) && v.length > 0 && isIntOrList(v),
+  down_block_types: (v) =>
+    isStringList(v) && (v as string[]).every((t) => t === "DownEncoderBlock2D"),
+  up_block_types: (v) => isStringList(v) && (v as string[]).every((t) => t === "UpDecoderBlock2D"),
+  in_channels: isInt,
+  out_channels: isInt,
+  latent_channels: isInt,
+  layers_per_block: isInt,
+  norm_num_groups: isInt,
+  mid_block_add_attention: isBool,
+  use_quant_conv: isBool,
+  use_post_quant_conv: isBool,
+  // Read by the pipelines, not part of the graphs.
+  sample_size: any,
+  scaling_factor: any,
+  shift_factor: any,
+  latents_mean: any,
+  latents_std: any,
+  force_upcast: any,
+};
+
+/** An `AutoencoderKL` config → {@linkcode VaeConfig}. */
+export function vaeConfig(label: string, config: RawConfig): VaeConfig {
+  checkFields(label, config, VAE_FIELDS);
+  const channels = field<number[]>(config, "block_out_channels", [64]);
+  for (const key of ["down_block_types", "up_block_types"]) {
+    const types = field<string[]>(config, key, []);
+    if (types.length !== channels.length) {
+      throw new ConvertError(
+        `${label}: ${types.length} ${key} for ${channels.length} block_out_channels`,
+      );
+    }
+  }
+  const imageChannels = field(config, "in_channels", 3);
+  if (field(config, "out_channels", 3) !== imageChannels) {
+    throw new ConvertError(`${label}: in_channels and out_channels differ`);
+  }
+  return {
+    blockOutChannels: channels,
+    layersPerBlock: field(config, "layers_per_block", 1),
+    latentChannels: field(config, "latent_channels", 4),
+    normGroups: field(config, "norm_num_groups", 32),
+    imageChannels,
+    midAttention: field(config, "mid_block_add_attention", true),
+    quantConv: field(config, "use_quant_conv", true),
+    postQuantConv: field(config, "use_post_quant_conv", true),
+  };
+}
+
+/**
+ * A transformers `CLIPTextConfig` (`config.json` of `CLIPTextModel`, or with `withProjection`
+ * of `CLIPTextModelWithProjection`) → {@linkcode ClipTextConfig}.
+ */
+export function clipTextConfig(
+  label: string,
+  config: RawConfig,
+  withProjection = false,
+): ClipTextConfig {
+  const number = (key: string, fallback: number) => {
+    const v = field(config, key, fallback);
+    if (typeof v !== "number") throw new ConvertError(`${label}: ${key} is not a number`);
+    return v;
+  };
+  const activation = field(config, "hidden_act", "quick_gelu");
+  if (activation !== "quick_gelu" && activation !== "gelu") {
+    throw new ConvertError(
+      `${label}: hidden_act = ${JSON.stringify(activation)} is not supported by the converter`,
+    );
+  }
+  const modelType = field(config, "model_type", "clip_text_model");
+  if (modelType !== "clip_text_model") {
+    throw new ConvertError(
+      `${label}: model_type ${JSON.stringify(modelType)} is not a CLIP text model`,
+    );
+  }
+  const hiddenSize = number("hidden_size", 512);
+  const heads = number("num_attention_heads", 8);
+  if (hiddenSize % heads !== 0) {
+    throw new ConvertError(
+      `${label}: hidden_size ${hiddenSize} does not split into ${heads} heads`,
+    );
+  }
+  return {
+    vocabSize: number("vocab_size", 49408),
+    hiddenSize,
+    intermediateSize: number("intermediate_size", 2048),
+    layers: number("num_hidden_layers", 12),
+    heads,
+    maxPositions: number("max_position_embeddings", 77),
+    layerNormEps: number("layer_norm_eps", 1e-5),
+    activation,
+    eosTokenId: number("eos_token_id", 2),
+    ...withProjection && { projectionDim: number("projection_dim", 512) },
+  };
+}

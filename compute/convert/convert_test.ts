@@ -1,0 +1,345 @@
+import assert from "node:assert/strict";
+import { fromFloat16, toFloat16 } from "../backends/float16.ts";
+import { ConvertError } from "../errors.ts";
+import { parseSafetensors, serializeSafetensors, tensorToFloat32 } from "../lora/safetensors.ts";
+import { convert } from "./convert.ts";
+
+const DATA = new URL("../../fixtures/reference/data/", import.meta.url).pathname;
+const MAIN = new URL("./main.ts", import.meta.url).pathname;
+
+/** Every file below `dir`, path → bytes. */
+async function readTree(dir: string, prefix = ""): Promise<Map<string, Uint8Array>> {
+  const files = new Map<string, Uint8Array>();
+  for await (const e of Deno.readDir(`${dir}/${prefix}`)) {
+    const path = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.isDirectory) { for (const [p, b] of await readTree(dir, path)) files.set(p, b); }
+    else files.set(path, await Deno.readFile(`${dir}/${path}`));
+  }
+  return files;
+}
+
+/** Copies the folder `from` to `to`. */
+async function copyTree(from: string, to: string) {
+  for (const [path, bytes] of await readTree(from)) {
+    await Deno.mkdir(`${to}/${path}`.replace(/\/[^/]+$/, ""), { recursive: true });
+    await Deno.writeFile(`${to}/${path}`, bytes);
+  }
+}
+
+/** Whether two byte arrays are equal (an assertion's diff of large arrays would not fit memory). */
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  return a !== undefined && b !== undefined && a.length === b.length &&
+    a.every((x, i) => x === b[i]);
+}
+
+async function withTemp(fn: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("the single-file SD 1.x checkpoint converts to the same files as its diffusers folder", async () => {
+  await withTemp(async (tmp) => {
+    await convert(`${DATA}/sd15`, `${tmp}/folder`);
+    const folder = await readTree(`${tmp}/folder`);
+    assert.ok(folder.has("unet/model.onnx") && folder.has("vae_encoder/model.onnx"));
+    // As published files also are: the text encoder without transformers' `text_model.` level,
+    // and the training run's noise schedule and EMA state beside the weights.
+    const { tensors } = parseSafetensors(await Deno.readFile(`${DATA}/sd15.safetensors`));
+    const older: Record<string, { shape: number[]; data: Float32Array }> = {};
+    for (const [key, t] of tensors) {
+      older[
+        key.replace("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer.")
+      ] = { shape: t.shape, data: tensorToFloat32(t) };
+    }
+    older.alphas_cumprod = { shape: [1000], data: new Float32Array(1000).fill(0.5) };
+    older["model_ema.decay"] = { shape: [], data: Float32Array.of(0.9999) };
+    await Deno.writeFile(`${tmp}/older.safetensors`, serializeSafetensors(older));
+    for (const file of [`${DATA}/sd15.safetensors`, `${tmp}/older.safetensors`]) {
+      const out = `${tmp}/single-${file.length}`;
+      await convert(file, out, { config: `${DATA}/sd15` });
+      const single = await readTree(out);
+      assert.deepEqual([...single.keys()].sort(), [...folder.keys()].sort());
+      for (const [path, bytes] of folder) assert.ok(sameBytes(single.get(path), bytes), path);
+    }
+  });
+});
+
+Deno.test("single files of other layouts, or with stray tensors, are refused by name", async () => {
+  await withTemp(async (tmp) => {
+    await assert.rejects(
+      convert(`${DATA}/sdxl.safetensors`, `${tmp}/x`, { config: `${DATA}/sd15` }),
+      /sdxl\.safetensors is an SDXL \(SGM\) checkpoint: only SD 1\.x single-file checkpoints/,
+    );
+    const { tensors } = parseSafetensors(await Deno.readFile(`${DATA}/sd15.safetensors`));
+    const edited = (rename: (key: string) => string) => {
+      const out: Record<string, { shape: number[]; data: Float32Array }> = {};
+      for (const [key, t] of tensors) {
+        out[rename(key)] = { shape: t.shape, data: tensorToFloat32(t) };
+      }
+      return serializeSafetensors(out);
+    };
+    await Deno.writeFile(
+      `${tmp}/stray.safetensors`,
+      edited((k) => k.replace("model.diffusion_model.out.2.", "model.diffusion_model.out.7.")),
+    );
+    await assert.rejects(
+      convert(`${tmp}/stray.safetensors`, `${tmp}/x`, { config: `${DATA}/sd15` }),
+      /tensor 'model\.diffusion_model\.out\.7\.bias' fits no SD 1\.x unet key/,
+    );
+    await Deno.writeFile(
+      `${tmp}/extra.safetensors`,
+      edited((k) => k.replace("first_stage_model.", "second_stage_model.")),
+    );
+    await assert.rejects(
+      convert(`${tmp}/extra.safetensors`, `${tmp}/x`, { config: `${DATA}/sd15` }),
+      /no vae tensors/,
+    );
+    assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name).sort(), [
+      "extra.safetensors",
+      "stray.safetensors",
+    ]);
+  });
+});
+
+Deno.test("a component folder becomes its model-folder component(s) inside --out", async () => {
+  await withTemp(async (tmp) => {
+    const written = await convert(`${DATA}/sd15/vae`, `${tmp}/model`);
+    assert.deepEqual(
+      written.filter((p) => p.endsWith(".onnx")).sort(),
+      ["vae_decoder/model.onnx", "vae_encoder/model.onnx"],
+    );
+    assert.deepEqual(
+      [...Deno.readDirSync(`${tmp}/model`)].map((e) => e.name).sort(),
+      ["vae_decoder", "vae_encoder"],
+    );
+    // Converting it again would overwrite: refused.
+    await assert.rejects(convert(`${DATA}/sd15/vae`, `${tmp}/model`), /already has vae_decoder/);
+  });
+});
+
+/** A copy of the tiny SD 1.x folder, changed by `edit`, converted: the one-line refusal. */
+async function refusal(edit: (src: string) => Promise<void>): Promise<string> {
+  let message = "";
+  await withTemp(async (tmp) => {
+    await copyTree(`${DATA}/sd15`, `${tmp}/sd15`);
+    await edit(`${tmp}/sd15`);
+    await Deno.mkdir(`${tmp}/out`);
+    const error = await convert(`${tmp}/sd15`, `${tmp}/out/model`).then(
+      () => assert.fail("converted"),
+      (e) => e,
+    );
+    assert.ok(error instanceof ConvertError, String(error?.stack));
+    message = error.message;
+    assert.doesNotMatch(message, /\n/);
+    // Nothing half-written: no model folder, no temporary folder.
+    assert.deepEqual([...Deno.readDirSync(`${tmp}/out`)], []);
+  });
+  return message;
+}
+
+const editJson = async (path: string, edit: (v: Record<string, unknown>) => void) => {
+  const value = JSON.parse(await Deno.readTextFile(path));
+  edit(value);
+  await Deno.writeTextFile(path, JSON.stringify(value));
+};
+
+Deno.test("bad input: one clear line, nothing written", async (t) => {
+  const cases: [string, (src: string) => Promise<void>, RegExp][] = [
+    [
+      "a missing component",
+      (src) => Deno.remove(`${src}/unet`, { recursive: true }),
+      /component unet\/ is missing/,
+    ],
+    [
+      "a shape that does not fit the config",
+      (src) => editJson(`${src}/unet/config.json`, (c) => c.cross_attention_dim = 48),
+      /attn2\.to_k\.weight' has shape \[8,32\], but the config needs \[8,48\]$/,
+    ],
+    [
+      "weights of a larger network than the config",
+      (src) => editJson(`${src}/vae/config.json`, (c) => c.mid_block_add_attention = false),
+      /tensor\(s\) the config has no place for/,
+    ],
+    [
+      "an unknown component class",
+      (src) => editJson(`${src}/unet/config.json`, (c) => c._class_name = "UNet3DConditionModel"),
+      /component class "UNet3DConditionModel" is not supported/,
+    ],
+    [
+      "an unknown config field",
+      (src) => editJson(`${src}/unet/config.json`, (c) => c.fancy_new_block = true),
+      /unknown config field "fancy_new_block"/,
+    ],
+    [
+      "an architecture the builder does not build",
+      (src) => editJson(`${src}/unet/config.json`, (c) => c.class_embed_type = "timestep"),
+      /class_embed_type = "timestep" is not supported/,
+    ],
+    [
+      "an unknown pipeline class",
+      (src) => editJson(`${src}/model_index.json`, (c) => c._class_name = "FancyPipeline"),
+      /pipeline class "FancyPipeline" is not converted/,
+    ],
+    [
+      "a truncated safetensors file",
+      async (src) => {
+        const path = `${src}/vae/diffusion_pytorch_model.safetensors`;
+        const bytes = await Deno.readFile(path);
+        await Deno.writeFile(path, bytes.subarray(0, bytes.length - 100));
+      },
+      /not a valid safetensors file: tensor '.*' has data_offsets .* outside/,
+    ],
+    [
+      "a safetensors header that lies about its length",
+      async (src) => {
+        const path = `${src}/text_encoder/model.safetensors`;
+        const bytes = await Deno.readFile(path);
+        new DataView(bytes.buffer).setBigUint64(0, 1n << 40n, true);
+        await Deno.writeFile(path, bytes);
+      },
+      /its header claims 1099511627776 bytes/,
+    ],
+    [
+      "a pickled checkpoint",
+      async (src) => {
+        await Deno.remove(`${src}/unet/diffusion_pytorch_model.safetensors`);
+        await Deno.writeFile(`${src}/unet/diffusion_pytorch_model.bin`, Uint8Array.of(0x80, 2));
+      },
+      /diffusion_pytorch_model\.bin is a pickled PyTorch checkpoint: refused/,
+    ],
+  ];
+  for (const [name, edit, expected] of cases) {
+    await t.step(name, async () => assert.match(await refusal(edit), expected));
+  }
+});
+
+Deno.test("deno task convert: exit 0 with a summary, exit 1 with one line on bad input", async () => {
+  await withTemp(async (tmp) => {
+    const run = async (...args: string[]) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-read", "--allow-write", MAIN, ...args],
+      }).output();
+      return {
+        code: out.code,
+        stdout: new TextDecoder().decode(out.stdout),
+        stderr: new TextDecoder().decode(out.stderr),
+      };
+    };
+    const ok = await run(`${DATA}/sd15`, "--out", `${tmp}/model`);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /text_encoder, unet, vae_decoder, vae_encoder/);
+    await Deno.writeFile(`${tmp}/model.ckpt`, Uint8Array.of(0x80, 2, 0x7d));
+    for (
+      const [args, expected] of [
+        [[`${tmp}/model.ckpt`, "--out", `${tmp}/x`], /pickled PyTorch checkpoint: refused/],
+        [[`${DATA}/sd15.safetensors`, "--out", `${tmp}/x`], /give --config/],
+        [[`${DATA}/sd15`, "--out", `${tmp}/model`], /already exists/],
+        [[`${DATA}/sd15`, "--out", `${tmp}/x`, "--dtype", "q4"], /--dtype q4 is not supported yet/],
+        [[`${tmp}/nothing`, "--out", `${tmp}/x`], /no such file or folder/],
+      ] as [string[], RegExp][]
+    ) {
+      const bad = await run(...args);
+      assert.equal(bad.code, 1, args.join(" "));
+      assert.match(bad.stderr, expected);
+      assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
+    }
+    assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name).sort(), ["model", "model.ckpt"]);
+  });
+});
+
+/** A safetensors file of 16-bit tensors (`bits` per tensor), as torch writes fp16/bf16. */
+function safetensors16(dtype: "F16" | "BF16", tensors: Map<string, [number[], Uint16Array]>) {
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  for (const [name, [shape, bits]] of tensors) {
+    header[name] = { dtype, shape, data_offsets: [offset, offset + bits.byteLength] };
+    offset += bits.byteLength;
+  }
+  const head = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + head.length + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(head.length), true);
+  out.set(head, 8);
+  let at = 8 + head.length;
+  for (const [, bits] of tensors.values()) {
+    out.set(new Uint8Array(bits.buffer), at);
+    at += bits.byteLength;
+  }
+  return out;
+}
+
+Deno.test("fp16 and bf16 weights, one file or sharded, convert exactly to float32", async () => {
+  const { tensors } = parseSafetensors(
+    await Deno.readFile(`${DATA}/sd15/text_encoder/model.safetensors`),
+  );
+  const config = await Deno.readTextFile(`${DATA}/sd15/text_encoder/config.json`);
+  await withTemp(async (tmp) => {
+    const folder = async (name: string, files: Record<string, Uint8Array>) => {
+      await Deno.mkdir(`${tmp}/${name}`);
+      await Deno.writeTextFile(`${tmp}/${name}/config.json`, config);
+      for (const [file, bytes] of Object.entries(files)) {
+        await Deno.writeFile(`${tmp}/${name}/${file}`, bytes);
+      }
+      await convert(`${tmp}/${name}`, `${tmp}/out-${name}`);
+      // Small tensors stay inline in model.onnx, larger ones go to model.onnx_data.
+      return await Promise.all(
+        ["model.onnx", "model.onnx_data"].map((f) =>
+          Deno.readFile(`${tmp}/out-${name}/text_encoder/${f}`)
+        ),
+      );
+    };
+    for (const dtype of ["F16", "BF16"] as const) {
+      // Each tensor rounded to the 16-bit type, stored as float32 and as the 16-bit bits.
+      const exact: Record<string, { shape: number[]; data: Float32Array }> = {};
+      const half = new Map<string, [number[], Uint16Array]>();
+      for (const [name, t] of tensors) {
+        const values = tensorToFloat32(t);
+        const bits = dtype === "F16"
+          ? new Uint16Array(toFloat16(values).buffer)
+          : Uint16Array.from(new Uint32Array(values.buffer), (b) => b >>> 16);
+        half.set(name, [t.shape, bits]);
+        exact[name] = {
+          shape: t.shape,
+          data: dtype === "F16"
+            ? fromFloat16(new Float16Array(bits.buffer))
+            : new Float32Array(Uint32Array.from(bits, (b) => b << 16).buffer),
+        };
+      }
+      const variant = dtype === "F16" ? "fp16" : "bf16";
+      const names = [...half.keys()];
+      const shards = [names.slice(0, 5), names.slice(5)].map((keys) =>
+        new Map(keys.map((k) => [k, half.get(k)!]))
+      );
+      const expected = await folder(`f32-${variant}`, {
+        "model.safetensors": serializeSafetensors(exact),
+      });
+      const same = (got: Uint8Array[]) => got.every((bytes, i) => sameBytes(bytes, expected[i]));
+      assert.ok(
+        same(
+          await folder(variant, { [`model.${variant}.safetensors`]: safetensors16(dtype, half) }),
+        ),
+        `${variant}: one file`,
+      );
+      const weightMap = Object.fromEntries(
+        shards.flatMap((s, i) =>
+          [...s.keys()].map((k) => [k, `model-0000${i + 1}-of-00002.safetensors`])
+        ),
+      );
+      assert.ok(
+        same(
+          await folder(`sharded-${variant}`, {
+            [`model.${variant}.safetensors.index.json`]: new TextEncoder().encode(
+              JSON.stringify({ metadata: {}, weight_map: weightMap }),
+            ),
+            "model-00001-of-00002.safetensors": safetensors16(dtype, shards[0]),
+            "model-00002-of-00002.safetensors": safetensors16(dtype, shards[1]),
+          }),
+        ),
+        `${variant}: sharded`,
+      );
+    }
+  });
+});

@@ -1,0 +1,218 @@
+/**
+ * Single-file Stable Diffusion 1.x checkpoints (the original LDM key layout that A1111 and
+ * ComfyUI use) → the diffusers parameter names of each component. The renames are those of
+ * diffusers' single-file loader (`convert_ldm_unet_checkpoint`, `convert_ldm_vae_checkpoint`,
+ * `convert_ldm_clip_checkpoint`), written here from the layouts themselves:
+ *
+ * - UNet, `model.diffusion_model.`: `input_blocks.N` counts the `layers_per_block` resnets (each
+ *   with its attention as `.1`) and the down-sampler (`.0.op`) of each level in order, after
+ *   `input_blocks.0` (= `conv_in`); `output_blocks.N` likewise with `layers_per_block + 1`
+ *   resnets and the up-sampler (`.1.conv` or `.2.conv`); `middle_block.0/1/2`; resnets name
+ *   their layers `in_layers.0/2`, `emb_layers.1`, `out_layers.0/3`, `skip_connection`.
+ * - VAE, `first_stage_model.`: `down.N.block.M`, `down.N.downsample`, `mid.block_1/2`,
+ *   `mid.attn_1` (`norm`, `q`, `k`, `v`, `proj_out` as 1×1 convs), `norm_out`; the decoder's
+ *   `up.N` counts from the narrowest level, diffusers' `up_blocks` from the widest.
+ * - Text encoder, `cond_stage_model.transformer.`: transformers' own names (older files omit
+ *   the `text_model.` level).
+ *
+ * @module
+ */
+import { ConvertError } from "../errors.ts";
+import type { SafetensorsTensor } from "../lora/safetensors.ts";
+import type { MappedTensor } from "./weights.ts";
+import { SafetensorsWeights } from "./weights.ts";
+
+/** The diffusers component folders a single-file checkpoint holds. */
+export type SingleFileComponent = "unet" | "vae" | "text_encoder";
+
+const PREFIXES: Record<SingleFileComponent, string> = {
+  unet: "model.diffusion_model.",
+  vae: "first_stage_model.",
+  text_encoder: "cond_stage_model.transformer.",
+};
+
+/**
+ * Layouts this slice does not convert, recognised by a key prefix, so that they are refused by
+ * name rather than as missing tensors.
+ */
+const OTHER_LAYOUTS: [string, string][] = [
+  ["conditioner.embedders.", "an SDXL (SGM) checkpoint"],
+  ["cond_stage_model.model.", "an SD 2.x checkpoint (OpenCLIP text encoder)"],
+];
+
+/** Top-level entries that are not weights of the served network (EMA copies, schedule buffers). */
+const IGNORED =
+  /^(model_ema\.|alphas_cumprod|alphas_cumprod_prev|betas|log_one_minus_alphas_cumprod|posterior_|sqrt_|logvar$)/;
+
+/** What {@linkcode splitSingleFile} needs of the configs. */
+export interface SingleFileShape {
+  /** The UNet's `layers_per_block`. */
+  unetLayersPerBlock: number;
+  /** The VAE's level count (`len(block_out_channels)`). */
+  vaeLevels: number;
+}
+
+const RESNET: [RegExp, string][] = [
+  [/^in_layers\.0\./, "norm1."],
+  [/^in_layers\.2\./, "conv1."],
+  [/^out_layers\.0\./, "norm2."],
+  [/^out_layers\.3\./, "conv2."],
+  [/^emb_layers\.1\./, "time_emb_proj."],
+  [/^skip_connection\./, "conv_shortcut."],
+  [/^nin_shortcut\./, "conv_shortcut."],
+  [/^(norm1|norm2|conv1|conv2)\./, "$1."],
+];
+
+const VAE_ATTENTION: [RegExp, string][] = [
+  [/^norm\./, "group_norm."],
+  [/^q\./, "to_q."],
+  [/^k\./, "to_k."],
+  [/^v\./, "to_v."],
+  [/^proj_out\./, "to_out.0."],
+];
+
+function rename(rules: [RegExp, string][], rest: string): string | undefined {
+  for (const [from, to] of rules) if (from.test(rest)) return rest.replace(from, to);
+  return undefined;
+}
+
+/** The diffusers name of a UNet key (without its prefix), or undefined when it fits no rule. */
+function unetName(key: string, perLevel: number): string | undefined {
+  const fixed: [RegExp, string][] = [
+    [/^time_embed\.0\./, "time_embedding.linear_1."],
+    [/^time_embed\.2\./, "time_embedding.linear_2."],
+    [/^input_blocks\.0\.0\./, "conv_in."],
+    [/^out\.0\./, "conv_norm_out."],
+    [/^out\.2\./, "conv_out."],
+  ];
+  const simple = rename(fixed, key);
+  if (simple) return simple;
+  let m = key.match(/^input_blocks\.(\d+)\.(\d+)\.(.+)$/);
+  if (m) {
+    const i = Number(m[1]) - 1, j = Number(m[2]), rest = m[3];
+    const level = Math.floor(i / (perLevel + 1)), layer = i % (perLevel + 1);
+    if (layer === perLevel) {
+      return rest.startsWith("op.")
+        ? `down_blocks.${level}.downsamplers.0.conv.${rest.slice(3)}`
+        : undefined;
+    }
+    if (j === 0) {
+      const r = rename(RESNET, rest);
+      return r && `down_blocks.${level}.resnets.${layer}.${r}`;
+    }
+    return j === 1 ? `down_blocks.${level}.attentions.${layer}.${rest}` : undefined;
+  }
+  m = key.match(/^middle_block\.(\d+)\.(.+)$/);
+  if (m) {
+    const rest = m[2];
+    if (m[1] === "1") return `mid_block.attentions.0.${rest}`;
+    const r = rename(RESNET, rest);
+    return r && (m[1] === "0" || m[1] === "2")
+      ? `mid_block.resnets.${m[1] === "0" ? 0 : 1}.${r}`
+      : undefined;
+  }
+  m = key.match(/^output_blocks\.(\d+)\.(\d+)\.(.+)$/);
+  if (m) {
+    const i = Number(m[1]), j = Number(m[2]), rest = m[3];
+    const level = Math.floor(i / (perLevel + 1)), layer = i % (perLevel + 1);
+    if (j === 0) {
+      const r = rename(RESNET, rest);
+      return r && `up_blocks.${level}.resnets.${layer}.${r}`;
+    }
+    if (/^conv\.(weight|bias)$/.test(rest)) return `up_blocks.${level}.upsamplers.0.${rest}`;
+    return j === 1 ? `up_blocks.${level}.attentions.${layer}.${rest}` : undefined;
+  }
+  return undefined;
+}
+
+/** The diffusers name of a VAE key (without its prefix), and whether it is a 1×1 conv to squeeze. */
+function vaeName(key: string, levels: number): MappedTensor | undefined {
+  const m = key.match(/^(encoder|decoder)\.(.+)$/);
+  if (!m) {
+    return /^(quant_conv|post_quant_conv)\.(weight|bias)$/.test(key) ? { key } : undefined;
+  }
+  const [, part, rest] = m;
+  const named = (name: string | undefined, squeeze = false) =>
+    name === undefined ? undefined : { key: `${part}.${name}`, squeeze };
+  if (/^(conv_in|conv_out)\./.test(rest)) return named(rest);
+  if (rest.startsWith("norm_out.")) return named(`conv_norm_out.${rest.slice(9)}`);
+  let b = rest.match(/^mid\.block_([12])\.(.+)$/);
+  if (b) {
+    const r = rename(RESNET, b[2]);
+    return named(r && `mid_block.resnets.${Number(b[1]) - 1}.${r}`);
+  }
+  b = rest.match(/^mid\.attn_1\.(.+)$/);
+  if (b) {
+    const r = rename(VAE_ATTENTION, b[1]);
+    return named(
+      r && `mid_block.attentions.0.${r}`,
+      r?.endsWith("weight") && !r.startsWith("group_norm"),
+    );
+  }
+  b = rest.match(
+    /^(down|up)\.(\d+)\.(block\.(\d+)\.(.+)|downsample\.conv\.(.+)|upsample\.conv\.(.+))$/,
+  );
+  if (!b) return undefined;
+  const level = b[1] === "down" ? Number(b[2]) : levels - 1 - Number(b[2]);
+  const blocks = `${b[1]}_blocks.${level}`;
+  if (b[4] !== undefined) {
+    const r = rename(RESNET, b[5]);
+    return named(r && `${blocks}.resnets.${b[4]}.${r}`);
+  }
+  if (b[6] !== undefined && b[1] === "down") return named(`${blocks}.downsamplers.0.conv.${b[6]}`);
+  if (b[7] !== undefined && b[1] === "up") return named(`${blocks}.upsamplers.0.conv.${b[7]}`);
+  return undefined;
+}
+
+/**
+ * Splits a single-file checkpoint's tensors into the three components, each a weight source under
+ * its diffusers names. Refuses other layouts and keys that fit no rule.
+ */
+export function splitSingleFile(
+  path: string,
+  tensors: ReadonlyMap<string, SafetensorsTensor>,
+  shape: SingleFileShape,
+): Record<SingleFileComponent, SafetensorsWeights> {
+  const keys = [...tensors.keys()];
+  for (const [prefix, what] of OTHER_LAYOUTS) {
+    if (keys.some((k) => k.startsWith(prefix))) {
+      throw new ConvertError(
+        `${path} is ${what}: only SD 1.x single-file checkpoints are converted so far`,
+      );
+    }
+  }
+  const split = {} as Record<SingleFileComponent, SafetensorsWeights>;
+  for (const component of Object.keys(PREFIXES) as SingleFileComponent[]) {
+    const prefix = PREFIXES[component];
+    const own = new Map<string, SafetensorsTensor>();
+    const names = new Map<string, MappedTensor>();
+    for (const [key, t] of tensors) {
+      if (!key.startsWith(prefix)) continue;
+      own.set(key, t);
+      const rest = key.slice(prefix.length);
+      const mapped: MappedTensor | undefined = component === "unet"
+        ? (() => {
+          const name = unetName(rest, shape.unetLayersPerBlock);
+          return name === undefined ? undefined : { key: name };
+        })()
+        : component === "vae"
+        ? vaeName(rest, shape.vaeLevels)
+        : { key: rest.startsWith("text_model.") ? rest : `text_model.${rest}` };
+      if (!mapped) {
+        throw new ConvertError(`${path}: tensor '${key}' fits no SD 1.x ${component} key`);
+      }
+      names.set(mapped.key, { key, squeeze: mapped.squeeze });
+    }
+    if (!own.size) {
+      throw new ConvertError(`${path}: no ${component} tensors (no keys under '${prefix}')`);
+    }
+    split[component] = new SafetensorsWeights(`${path} (${component})`, own, names);
+  }
+  const stray = keys.find((k) =>
+    !Object.values(PREFIXES).some((p) => k.startsWith(p)) && !IGNORED.test(k)
+  );
+  if (stray) {
+    throw new ConvertError(`${path}: tensor '${stray}' belongs to no SD 1.x component`);
+  }
+  return split;
+}
