@@ -6,7 +6,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { DEVICE_CHOICES, type DeviceChoice } from "../compute/backends/backend.ts";
+import { DEVICE_CHOICES, type DeviceChoice } from "../compute/mod.ts";
 
 /** How a flag's text becomes a value. */
 type Kind =
