@@ -25,7 +25,7 @@ export interface LoadOptions {
   /** Threads and graph rewrites of the backend. */
   backend?: BackendSettings;
   /**
-   * Decode in tiles (seed 003's `--vae-use-tiling`); a batch is decoded one image at a time unless
+   * Decode in tiles (vLLM-Omni's `--vae-use-tiling`); a batch is decoded one image at a time unless
    * `slicing` is false (`--vae-use-slicing` is the default).
    */
   vae?: VaeDecodeSettings;
