@@ -10,6 +10,16 @@ export class ModelLoadError extends Error {
   override name = "ModelLoadError";
 }
 
+/** The model could not be found locally. */
+export class ModelNotFoundError extends ModelLoadError {
+  override name = "ModelNotFoundError";
+}
+
+/** The hub could not be reached, refused access, or holds no usable export. */
+export class HubError extends ModelLoadError {
+  override name = "HubError";
+}
+
 /** A graph's declared inputs/outputs are not ones this pipeline can drive. */
 export class InterfaceMismatchError extends ModelLoadError {
   override name = "InterfaceMismatchError";

@@ -6,7 +6,8 @@
 import type { BackendSettings, DeviceChoice } from "./backends/backend.ts";
 import { selectBackend } from "./backends/device.ts";
 import { ModelLoadError } from "./errors.ts";
-import { DEFAULT_LORA_LIMITS, type LoraLimits, LoraPipeline } from "./lora/lora_pipeline.ts";
+import { DEFAULT_LORA_LIMITS, type LoraLimits } from "./limits.ts";
+import { LoraPipeline } from "./lora/lora_pipeline.ts";
 import { folderGraphs, type GraphSource, readModelIndex } from "./model/model_folder.ts";
 import type { Pipeline, PipelineDefaults } from "./pipelines/pipeline.ts";
 import { QwenImagePipeline } from "./pipelines/qwen_image.ts";
@@ -24,7 +25,7 @@ export interface LoadOptions {
   /** Threads and graph rewrites of the backend. */
   backend?: BackendSettings;
   /**
-   * Decode in tiles (seed 003's `--vae-use-tiling`); a batch is decoded one image at a time unless
+   * Decode in tiles (vLLM-Omni's `--vae-use-tiling`); a batch is decoded one image at a time unless
    * `slicing` is false (`--vae-use-slicing` is the default).
    */
   vae?: VaeDecodeSettings;

@@ -3,52 +3,64 @@
  * HTTP.
  *
  * ```ts
- * import { encodeImage, loadPipeline } from "./mod.ts";
+ * import { loadPipeline } from "./mod.ts";
+ * import { encodeImage } from "./image/mod.ts";
  * const pipeline = await loadPipeline("fixtures/models/sd-turbo-tiny", { device: "auto" });
  * const result = await pipeline.generate({ prompt: "a red cat", seed: 42 });
  * await Deno.writeFile("cat.png", await encodeImage(result.images[0], "png"));
  * ```
  *
+ * Three public entry points; code outside `compute/` imports nothing else (`entry_points_test.ts`
+ * checks `src/`, `web/`, `conformance/`, `deploy/` and `examples/`):
+ * - `compute/mod.ts` (this module): loading, generation, limits, errors, the model registry. It is
+ *   light: importing it loads no npm package, so the server's HTTP thread and the inference worker
+ *   may import it first thing (the worker installs shims before ONNX Runtime loads). What is heavy
+ *   (ONNX Runtime, tokenizers, onnx-proto, the Hugging Face hub client) is imported on the first
+ *   call of {@linkcode loadPipeline} or {@linkcode resolveModel}.
+ * - `compute/image/mod.ts`: image encoding (PNG, JPEG, WebP with sharp), for whoever writes files
+ *   or responses; the inference worker never loads it.
+ * - `compute/convert/mod.ts`: checkpoint conversion (safetensors to ONNX model folders) and
+ *   safetensors reading.
+ *
  * @module
  */
-export { type LoadOptions, loadPipeline, SUPPORTED_PIPELINES } from "./load.ts";
+import type { LoadOptions } from "./load.ts";
+import type { LoraPipeline } from "./lora/lora_pipeline.ts";
+import type { ResolvedModel } from "./model/resolve.ts";
+
+export type { LoadOptions, LoraPipeline, ResolvedModel };
+export {
+  DEFAULT_LORA_LIMITS,
+  DEFAULT_MAX_IMAGE_PIXELS,
+  type ImageFormat,
+  type LoraLimits,
+  MAX_LORA_SCALE,
+  MAX_LORAS_PER_REQUEST,
+  MAX_PROMPT_CHARS,
+  MAX_SIDE,
+} from "./limits.ts";
 export {
   type BackendSettings,
   DEVICE_CHOICES,
   type DeviceChoice,
   type DeviceName,
 } from "./backends/backend.ts";
-export {
-  encodeImage,
-  encodeImages,
-  type ImageFormat,
-  MAX_SIDE,
-  MIME_TYPES,
-} from "./image/encode.ts";
+export { idleCleanup } from "./backends/heap.ts";
 export { PngWorkers } from "./image/png_workers.ts";
 export {
   BackendUnavailableError,
   CancelledError,
+  HubError,
   InterfaceMismatchError,
   InvalidInputError,
   ModelLoadError,
+  ModelNotFoundError,
   NonFiniteOutputError,
   type NonFiniteStage,
 } from "./errors.ts";
 export { torchRandn } from "./random.ts";
-export {
-  DEFAULT_MAX_IMAGE_PIXELS,
-  findModelCard,
-  MODEL_REGISTRY,
-  type ModelCard,
-} from "./registry.ts";
-export { type DownloadPlan, type DownloadProgress, HubError } from "./model/hub_download.ts";
-export {
-  hubCacheDirs,
-  ModelNotFoundError,
-  type ResolvedModel,
-  resolveModel,
-} from "./model/resolve.ts";
+export { findModelCard, MODEL_REGISTRY, type ModelCard } from "./registry.ts";
+export type { DownloadPlan, DownloadProgress } from "./model/hub_download.ts";
 export { SCHEDULER_NAMES, type SchedulerName } from "./schedulers/mod.ts";
 export type {
   BatchOutcome,
@@ -63,12 +75,28 @@ export type {
   StageTimings,
   StepInfo,
 } from "./pipelines/pipeline.ts";
-export {
-  DEFAULT_LORA_LIMITS,
-  type LoraLimits,
-  LoraPipeline,
-  MAX_LORA_SCALE,
-} from "./lora/lora_pipeline.ts";
 export { type AdapterFiles, adapterFiles } from "./lora/files.ts";
 export { LoraError } from "./lora/adapter.ts";
+export { serializeSafetensors } from "./lora/safetensors.ts";
 export type { VaeDecodeSettings } from "./pipelines/vae_decode.ts";
+
+/**
+ * Loads the model folder `dir` on the chosen device, ready to apply each request's LoRA adapters
+ * (`compute/load.ts`, imported here on the first call: see the module doc).
+ */
+export async function loadPipeline(dir: string, options?: LoadOptions): Promise<LoraPipeline> {
+  const load = await import("./load.ts");
+  return load.loadPipeline(dir, options);
+}
+
+/**
+ * Resolves `--model`: a local folder, else a Hugging Face id in the hub cache, else a planned
+ * download (`compute/model/resolve.ts`, imported here on the first call: see the module doc).
+ */
+export async function resolveModel(
+  spec: string,
+  env?: (name: string) => string | undefined,
+): Promise<ResolvedModel> {
+  const resolve = await import("./model/resolve.ts");
+  return resolve.resolveModel(spec, env);
+}

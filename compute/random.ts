@@ -7,11 +7,11 @@
  * const latents = torchRandn([1, 4, 64, 64], 42); // == torch.randn(..., generator=manual_seed(42))
  * ```
  *
- * Sources (see ../shared/reference/diffusion-onnx-notes.md §4): ATen `MT19937RNGEngine.h`,
- * `CPUGeneratorImpl.cpp`, `TransformationHelper.h` (uniforms), `native/cpu/DistributionTemplates.h`
- * (`normal_fill_16_AVX2` for float32 tensors of 16+ elements, the serial Box–Muller otherwise) and
- * `avx_mathfun.h` (the Cephes `log256_ps` / `sincos256_ps`, evaluated in float32 with the FMA
- * contractions GCC emits for them). The AVX2 path is what x86-64 builds of torch run by default.
+ * Sources, in PyTorch's ATen: `MT19937RNGEngine.h`, `CPUGeneratorImpl.cpp`,
+ * `TransformationHelper.h` (uniforms), `native/cpu/DistributionTemplates.h` (`normal_fill_16_AVX2`
+ * for float32 tensors of 16+ elements, the serial Box–Muller otherwise) and `avx_mathfun.h` (the
+ * Cephes `log256_ps` / `sincos256_ps`, evaluated in float32 with the FMA contractions GCC emits for
+ * them). The AVX2 path is what x86-64 builds of torch run by default.
  *
  * @module
  */

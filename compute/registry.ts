@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { DEFAULT_MAX_IMAGE_PIXELS } from "./limits.ts";
 import type { PipelineDefaults } from "./pipelines/pipeline.ts";
 
 /** What the server knows about a model id. */
@@ -21,9 +22,6 @@ export interface ModelCard {
    */
   maxImagePixels: number;
 }
-
-/** The pixel limit of models without a card, and of the SD family (trained at ≤ 768²). */
-export const DEFAULT_MAX_IMAGE_PIXELS = 1024 * 1024;
 
 /** Models whose recommended settings are known (vLLM-Omni docs, model cards). */
 export const MODEL_REGISTRY: readonly ModelCard[] = [

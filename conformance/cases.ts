@@ -1,7 +1,7 @@
 /**
- * The conformance cases, as data. Each names the section of the contract it comes from:
- * `000` = ../shared/seeds/000_991c59ffd64b0d74.txt (Image Generation API),
- * `003` = ../shared/seeds/003_0e31af4082b3b03f.txt (text-to-image example).
+ * The conformance cases, as data. Each names the section of the contract it comes from: vLLM-Omni's
+ * Image Generation API docs ("Image Generation API › …") or its online-serving text-to-image example
+ * ("Text-To-Image example › …").
  *
  * Documented examples are kept exactly as written; only the documented host/port
  * (`http://localhost:8000` or `:8091`) is replaced by the target's base URL.
@@ -48,7 +48,7 @@ export const MODEL_PLACEHOLDER = "Qwen/Qwen-Image";
 export const CASES: Case[] = [
   {
     id: "images-curl-dragon",
-    source: "000 Quick Start › Generate Images › Using curl",
+    source: "Image Generation API › Quick Start › Generate Images › Using curl",
     action: {
       kind: "shell",
       script: `curl -X POST http://localhost:8000/v1/images/generations \\
@@ -63,7 +63,7 @@ export const CASES: Case[] = [
   },
   {
     id: "images-python-cat",
-    source: "000 Quick Start › Generate Images › Using Python",
+    source: "Image Generation API › Quick Start › Generate Images › Using Python",
     action: {
       kind: "python",
       script: `import requests
@@ -91,7 +91,7 @@ img.save("cat.png")`,
   },
   {
     id: "images-openai-sdk",
-    source: "000 Quick Start › Generate Images › Using OpenAI SDK",
+    source: "Image Generation API › Quick Start › Generate Images › Using OpenAI SDK",
     action: {
       kind: "openai-images",
       params: {
@@ -106,7 +106,7 @@ img.save("cat.png")`,
   },
   {
     id: "images-multiple",
-    source: "000 Examples › Multiple Images",
+    source: "Image Generation API › Examples › Multiple Images",
     action: {
       kind: "shell",
       script: `curl -X POST http://localhost:8000/v1/images/generations \\
@@ -122,7 +122,7 @@ img.save("cat.png")`,
   },
   {
     id: "images-python-negative-prompt",
-    source: "000 Examples › With Negative Prompt",
+    source: "Image Generation API › Examples › With Negative Prompt",
     action: {
       kind: "python",
       script: `import requests
@@ -143,7 +143,7 @@ print(json.dumps(response.json()))`,
   },
   {
     id: "images-troubleshooting",
-    source: "000 Troubleshooting › Server Not Running",
+    source: "Image Generation API › Troubleshooting › Server Not Running",
     action: {
       kind: "shell",
       script: `curl http://localhost:8000/v1/images/generations \\
@@ -154,7 +154,7 @@ print(json.dumps(response.json()))`,
   },
   {
     id: "images-size-honoured",
-    source: "000 Request Parameters › size",
+    source: "Image Generation API › Request Parameters › size",
     action: {
       kind: "http",
       path: "/v1/images/generations",
@@ -164,13 +164,13 @@ print(json.dumps(response.json()))`,
   },
   {
     id: "images-seed-reproducible",
-    source: "000 Request Parameters › seed",
+    source: "Image Generation API › Request Parameters › seed",
     action: { kind: "seeds", body: { prompt: "a lighthouse at dusk", size: "512x512" } },
     expect: { kind: "reproducible" },
   },
   {
     id: "chat-curl",
-    source: "003 API Calls › Method 1: Using curl",
+    source: "Text-To-Image example › API Calls › Method 1: Using curl",
     action: {
       kind: "shell",
       script: `curl -s http://localhost:8091/v1/chat/completions \\
@@ -192,7 +192,7 @@ print(json.dumps(response.json()))`,
   },
   {
     id: "images-curl-lora",
-    source: "003 LoRA › Using curl with LoRA (Images API)",
+    source: "Text-To-Image example › LoRA › Using curl with LoRA (Images API)",
     action: {
       kind: "shell",
       script: `curl -X POST http://localhost:8091/v1/images/generations \\
@@ -213,7 +213,8 @@ print(json.dumps(response.json()))`,
   },
   {
     id: "chat-curl-lora",
-    source: "003 LoRA › Using Python Client with LoRA (the same request with curl)",
+    source:
+      "Text-To-Image example › LoRA › Using Python Client with LoRA (the same request with curl)",
     action: {
       kind: "shell",
       script: `curl -s http://localhost:8091/v1/chat/completions \\
@@ -235,7 +236,7 @@ print(json.dumps(response.json()))`,
   },
   {
     id: "chat-simple",
-    source: "003 Request Format › Simple Text Generation",
+    source: "Text-To-Image example › Request Format › Simple Text Generation",
     action: {
       kind: "http",
       path: "/v1/chat/completions",
@@ -245,7 +246,7 @@ print(json.dumps(response.json()))`,
   },
   {
     id: "chat-extra-body",
-    source: "003 Request Format › Generation with Parameters",
+    source: "Text-To-Image example › Request Format › Generation with Parameters",
     action: {
       kind: "http",
       path: "/v1/chat/completions",
@@ -264,7 +265,7 @@ print(json.dumps(response.json()))`,
   },
   {
     id: "chat-structured-content",
-    source: "003 Request Format › Multimodal Input (Text + Structured Content)",
+    source: "Text-To-Image example › Request Format › Multimodal Input (Text + Structured Content)",
     action: {
       kind: "http",
       path: "/v1/chat/completions",
@@ -279,7 +280,7 @@ print(json.dumps(response.json()))`,
   },
   {
     id: "chat-openai-sdk",
-    source: "003 Generation Parameters (extra_body) through the openai SDK",
+    source: "Text-To-Image example › Generation Parameters (extra_body) through the openai SDK",
     action: {
       kind: "openai-chat",
       params: {
@@ -295,7 +296,7 @@ print(json.dumps(response.json()))`,
   },
   {
     id: "error-400-size-format",
-    source: "000 Error Responses › 400 Bad Request",
+    source: "Image Generation API › Error Responses › 400 Bad Request",
     action: { kind: "http", path: "/v1/images/generations", body: { prompt: "x", size: "1024x" } },
     expect: {
       kind: "error",
@@ -305,7 +306,7 @@ print(json.dumps(response.json()))`,
   },
   {
     id: "error-400-model-mismatch",
-    source: "000 Error Responses › 400 Bad Request (model mismatch)",
+    source: "Image Generation API › Error Responses › 400 Bad Request (model mismatch)",
     action: {
       kind: "http",
       path: "/v1/images/generations",
@@ -315,25 +316,25 @@ print(json.dumps(response.json()))`,
   },
   {
     id: "error-422-missing-prompt",
-    source: "000 Error Responses › 422 Unprocessable Entity",
+    source: "Image Generation API › Error Responses › 422 Unprocessable Entity",
     action: { kind: "http", path: "/v1/images/generations", body: { size: "512x512" } },
     expect: { kind: "validation", status: 422, loc: ["body", "prompt"] },
   },
   {
     id: "error-422-n-out-of-range",
-    source: "000 Request Parameters › n (1-10)",
+    source: "Image Generation API › Request Parameters › n (1-10)",
     action: { kind: "http", path: "/v1/images/generations", body: { prompt: "x", n: 11 } },
     expect: { kind: "validation", status: 422, loc: ["body", "n"] },
   },
   {
     id: "error-422-wrong-type",
-    source: "000 Parameter Handling › basic type checking",
+    source: "Image Generation API › Parameter Handling › basic type checking",
     action: { kind: "http", path: "/v1/images/generations", body: { prompt: "x", n: "four" } },
     expect: { kind: "validation", status: 422, loc: ["body", "n"] },
   },
   {
     id: "error-503-engine-not-ready",
-    source: "000 Error Responses › 503 Service Unavailable",
+    source: "Image Generation API › Error Responses › 503 Service Unavailable",
     action: { kind: "http", path: "/v1/images/generations", body: { prompt: "test" } },
     expect: {
       kind: "error",

@@ -4,11 +4,21 @@
  * - `schemas.gen.ts`: zod validators for `@hono/zod-openapi`, one per `components.schemas` entry.
  *
  * `deno task gen` writes them; `src/spec/spec_test.ts` fails when the committed files drift.
+ * Generation fails when the spec states a limit of `compute/limits.ts` (adapters per request, LoRA
+ * scale, prompt length, pixels) other than the server and the worker enforce
+ * ({@linkcode SPEC_LIMITS}).
  *
  * @module
  */
 import openapiTS, { astToString } from "openapi-typescript";
 import { parse } from "yaml";
+import {
+  DEFAULT_MAX_IMAGE_PIXELS,
+  MAX_LORA_SCALE,
+  MAX_LORAS_PER_REQUEST,
+  MAX_PROMPT_CHARS,
+  MAX_SIDE,
+} from "../compute/mod.ts";
 
 /** A JSON Schema node as written in openapi.yaml (the keywords this generator translates). */
 interface JsonSchema {
@@ -203,9 +213,84 @@ export function zodModule(schemas: Record<string, JsonSchema>): string {
   return `${HEADER}import { z } from "@hono/zod-openapi";\n\n${body.join("\n")}`;
 }
 
-/** Every generated file, name → contents. */
+/**
+ * One statement of a `compute/limits.ts` value in openapi.yaml, at a JSON pointer: a keyword that
+ * `equals` it, or a description that `says` it (compared with whitespace collapsed).
+ */
+export interface LimitStatement {
+  at: string;
+  equals?: number;
+  says?: string;
+}
+
+const schema = (pointer: string) => `/components/schemas/${pointer}`;
+const loraList = (owner: string): LimitStatement[] => [
+  { at: schema(`${owner}/properties/lora/oneOf/1/maxItems`), equals: MAX_LORAS_PER_REQUEST },
+  { at: schema(`${owner}/properties/lora/description`), says: `up to ${MAX_LORAS_PER_REQUEST}` },
+];
+
+/** Every place openapi.yaml states a limit of `compute/limits.ts`. */
+export const SPEC_LIMITS: readonly LimitStatement[] = [
+  ...[
+    "ImageGenerationRequest/properties/prompt/maxLength",
+    "ImageGenerationRequest/properties/negative_prompt/maxLength",
+    "ChatImageParams/properties/negative_prompt/maxLength",
+    "ChatMessage/properties/content/anyOf/0/maxLength",
+    "ContentPart/properties/text/maxLength",
+  ].map((at) => ({ at: schema(at), equals: MAX_PROMPT_CHARS })),
+  { at: "/info/description", says: `at most ${MAX_PROMPT_CHARS} characters` },
+  ...loraList("ImageGenerationRequest"),
+  ...loraList("ChatImageParams"),
+  {
+    at: schema("LoraRequest/properties/scale/description"),
+    says: `-${MAX_LORA_SCALE} to ${MAX_LORA_SCALE}`,
+  },
+  {
+    at: "/info/description",
+    says: `(default ${DEFAULT_MAX_IMAGE_PIXELS} = ${Math.sqrt(DEFAULT_MAX_IMAGE_PIXELS)}²)`,
+  },
+  {
+    at: "/info/description",
+    says: `WebP at most ${MAX_SIDE.webp} pixels per side, JPEG ${MAX_SIDE.jpeg}.`,
+  },
+  {
+    at: schema("ImageGenerationRequest/properties/size/description"),
+    says: `WebP allows at most ${MAX_SIDE.webp} pixels per side and JPEG ${MAX_SIDE.jpeg}`,
+  },
+];
+
+/** openapi.yaml states a limit other than `compute/limits.ts`. */
+export class LimitDriftError extends Error {
+  override name = "LimitDriftError";
+}
+
+/** Each statement `spec` gets wrong, in words (none: the spec agrees with compute/limits.ts). */
+export function limitDrift(
+  spec: unknown,
+  statements: readonly LimitStatement[] = SPEC_LIMITS,
+): string[] {
+  return statements.flatMap(({ at, equals, says }) => {
+    const value = at.split("/").slice(1).reduce<unknown>(
+      (node, key) => (node as Record<string, unknown> | undefined)?.[key],
+      spec,
+    );
+    if (equals !== undefined) {
+      return value === equals ? [] : [`${at} is ${value}; compute/limits.ts says ${equals}`];
+    }
+    const text = typeof value === "string" ? value.replace(/\s+/g, " ") : "";
+    return text.includes(says!) ? [] : [`${at} does not say "${says}" (compute/limits.ts)`];
+  });
+}
+
+/** Every generated file, name → contents; throws {@linkcode LimitDriftError} first. */
 export async function generate(): Promise<Record<string, string>> {
   const spec = parse(await Deno.readTextFile(SPEC_URL));
+  const drift = limitDrift(spec);
+  if (drift.length) {
+    throw new LimitDriftError(
+      `openapi.yaml disagrees with compute/limits.ts:\n${drift.join("\n")}`,
+    );
+  }
   const types = astToString(await openapiTS(spec));
   return {
     "types.gen.ts": `${HEADER}${types}`,

@@ -6,7 +6,13 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { DEVICE_CHOICES, type DeviceChoice } from "../compute/backends/backend.ts";
+import {
+  DEFAULT_LORA_LIMITS,
+  DEFAULT_MAX_IMAGE_PIXELS,
+  DEVICE_CHOICES,
+  type DeviceChoice,
+  MODEL_REGISTRY,
+} from "../compute/mod.ts";
 
 /** How a flag's text becomes a value. */
 type Kind =
@@ -33,6 +39,16 @@ export interface Flag {
   ignored?: boolean;
   /** Environment variables read after `DENOISE_…` (PORT, as platforms set it). */
   alsoEnv?: string[];
+}
+
+const MB = 2 ** 20;
+
+/** The registry's pixel limits in words: the larger ones by model, then everyone else's. */
+function registryPixelLimits(): string {
+  const side = (pixels: number) => `${Math.sqrt(pixels)}²`;
+  const larger = MODEL_REGISTRY.filter((card) => card.maxImagePixels !== DEFAULT_MAX_IMAGE_PIXELS)
+    .map((card) => `${side(card.maxImagePixels)} ${card.id.split("/").at(-1)}`);
+  return `registry: ${[...larger, `else ${side(DEFAULT_MAX_IMAGE_PIXELS)}`].join(", ")}`;
 }
 
 /** Every flag of `deno task serve`. */
@@ -80,8 +96,7 @@ export const FLAGS: readonly Flag[] = [
     metavar: "N",
     defaultText: "the model's limit",
     aliases: ["max-generated-image-size"],
-    help:
-      "largest width × height a request may ask for (registry: 2048² Qwen-Image/Z-Image, else 1024²)",
+    help: `largest width × height a request may ask for (${registryPixelLimits()})`,
   },
   {
     name: "api-key",
@@ -224,7 +239,7 @@ export const FLAGS: readonly Flag[] = [
   {
     name: "max-cpu-loras",
     kind: { type: "int", min: 0, max: 1000 },
-    default: "4",
+    default: String(DEFAULT_LORA_LIMITS.maxVariants),
     metavar: "N",
     help:
       "adapter sets kept merged in memory (least recently used dropped first); 0 merges per batch",
@@ -232,14 +247,14 @@ export const FLAGS: readonly Flag[] = [
   {
     name: "max-lora-cache-mb",
     kind: { type: "number", min: 0 },
-    default: "4096",
+    default: String(DEFAULT_LORA_LIMITS.cacheBytes / MB),
     metavar: "MB",
     help: "memory for merged adapter sets (each holds a copy of the graphs its adapters change)",
   },
   {
     name: "max-lora-file-mb",
     kind: { type: "number", min: 0 },
-    default: "1024",
+    default: String(DEFAULT_LORA_LIMITS.maxFileBytes / MB),
     metavar: "MB",
     help: "largest adapter file read",
   },

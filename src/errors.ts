@@ -66,7 +66,7 @@ export function withoutPaths(message: string): string {
 export const badRequest = (message: string, param: string | null = null) =>
   new ApiError(400, message, { param, code: "invalid_value" });
 
-/** 503 while no engine is ready (the seed's exact message). */
+/** 503 while no engine is ready (vLLM-Omni's exact message). */
 export const ENGINE_NOT_READY =
   "Diffusion engine not initialized. Start server with a diffusion model.";
 

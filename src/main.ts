@@ -10,10 +10,14 @@
  * @module
  */
 import { basename, resolve as resolvePath } from "node:path";
-import type { ResolvedModel } from "../compute/mod.ts";
-import { idleCleanup } from "../compute/backends/heap.ts";
-import { PngWorkers } from "../compute/image/png_workers.ts";
-import { DEFAULT_MAX_IMAGE_PIXELS, findModelCard } from "../compute/registry.ts";
+import {
+  DEFAULT_MAX_IMAGE_PIXELS,
+  findModelCard,
+  idleCleanup,
+  PngWorkers,
+  type ResolvedModel,
+  resolveModel,
+} from "../compute/mod.ts";
 import { type GuardedServer, serveGuarded } from "./header_guard.ts";
 import { CliError, helpText, parseCli, type ServerOptions } from "./cli.ts";
 import { Engine } from "./engine/engine.ts";
@@ -33,7 +37,6 @@ const EMBEDDED_NAME = "denoise/shapes-tiny";
 /** Where the model comes from, or a one-line error and exit 1. */
 async function resolve(options: ServerOptions, log: Logger): Promise<ResolvedModel> {
   if (!options.model) return { dir: EMBEDDED_MODEL, source: "local" };
-  const { resolveModel } = await import("../compute/model/resolve.ts");
   const resolved = await resolveModel(options.model);
   if (resolved.source === "hub") {
     const { plan } = resolved;

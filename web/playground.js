@@ -265,15 +265,19 @@ function requestBody() {
   if (adapter) {
     // `model` applies the adapter at scale 1; another scale goes in `lora`, naming the same one.
     const scale = number("lora-scale");
-    if (scale === undefined || !(Math.abs(scale) <= 10)) {
-      return { problem: "The LoRA scale must be a number from -10 to 10." };
+    const { min, max } = input("lora-scale");
+    if (scale === undefined || !(scale >= Number(min) && scale <= Number(max))) {
+      return { problem: `The LoRA scale must be a number from ${min} to ${max}.` };
     }
     if (scale !== 1) body.lora = { name: adapter, scale };
   }
   const format = input("format").value;
   if (format !== "png") body.output_format = format;
   const n = Number(body.n);
-  if (!(Number.isInteger(n) && n >= 1 && n <= 10)) return { problem: "Images: 1 to 10." };
+  const count = input("n");
+  if (!(Number.isInteger(n) && n >= Number(count.min) && n <= Number(count.max))) {
+    return { problem: `Images: ${count.min} to ${count.max}.` };
+  }
   return { body };
 }
 

@@ -293,6 +293,20 @@ test("playground: LoRA picker from /v1/models, a seed per image of n: 2, Reuse, 
       await page.getByLabel("Steps").fill("2");
       await page.getByLabel("random").uncheck();
       await page.getByLabel("Seed").fill("7");
+      // Out of the form's bounds (web/limits_test.ts holds them to the spec's): a message.
+      for (
+        const [label, value, message] of [
+          ["LoRA scale", "11", "The LoRA scale must be a number from -10 to 10."],
+          ["Images", "11", "Images: 1 to 10."],
+        ]
+      ) {
+        const field = page.getByLabel(label, { exact: true });
+        const before = await field.inputValue();
+        await field.fill(value);
+        await page.getByRole("button", { name: "Generate" }).click();
+        await page.locator("#error", { hasText: message }).waitFor();
+        await field.fill(before);
+      }
       await page.getByLabel("Images").fill("2");
       await page.getByRole("button", { name: "Generate" }).click();
       const figures = page.locator("#gallery figure");

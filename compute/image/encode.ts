@@ -6,18 +6,9 @@
  * @module
  */
 import sharp from "sharp";
+import type { ImageFormat } from "../limits.ts";
 import type { GenerateResult, RgbImage } from "../pipelines/pipeline.ts";
 import { MIN_STRIPED_PIXELS, type PngWorkers } from "./png_workers.ts";
-
-/** Output formats offered by the API (`output_format`). */
-export type ImageFormat = "png" | "jpeg" | "webp";
-
-/** The largest width or height each encoder can write (libwebp, libjpeg; PNG's is 2³¹ − 1). */
-export const MAX_SIDE: Record<ImageFormat, number> = {
-  png: 2 ** 31 - 1,
-  jpeg: 65535,
-  webp: 16383,
-};
 
 /** MIME type of each format. */
 export const MIME_TYPES: Record<ImageFormat, string> = {

@@ -11,6 +11,7 @@
  * @module
  */
 import { InvalidInputError } from "../errors.ts";
+import { DEFAULT_LORA_LIMITS, type LoraLimits, MAX_LORA_SCALE } from "../limits.ts";
 import { exists } from "../model/files.ts";
 import {
   type FolderGraphs,
@@ -32,26 +33,6 @@ import { readAdapter } from "./files.ts";
 import { type GraphWeights, indexGraphWeights } from "./graph_weights.ts";
 import { LowRankProduct } from "./low_rank_product.ts";
 import { applyPlan, planMerge, type ScaledAdapter } from "./merge.ts";
-
-/** Bounds on adapters and their cache. */
-export interface LoraLimits {
-  /** Merged variants kept (vLLM's `--max-cpu-loras`); 0 merges anew for every batch. */
-  maxVariants: number;
-  /** Bytes of merged graphs kept. */
-  cacheBytes: number;
-  /** Largest adapter file read. */
-  maxFileBytes: number;
-}
-
-/** The defaults of {@linkcode LoraLimits}. */
-export const DEFAULT_LORA_LIMITS: LoraLimits = {
-  maxVariants: 4,
-  cacheBytes: 4 * 2 ** 30,
-  maxFileBytes: 2 ** 30,
-};
-
-/** Largest |scale| accepted. */
-export const MAX_LORA_SCALE = 10;
 
 interface Variant {
   key: string;

@@ -12,7 +12,7 @@
  */
 import { downloadFile, HubApiError, listFiles, modelInfo } from "@huggingface/hub";
 import { createHash, type Hash } from "node:crypto";
-import { ModelLoadError } from "../errors.ts";
+import { HubError } from "../errors.ts";
 import { exists } from "./files.ts";
 
 /** Where and how to reach the hub, as huggingface_hub reads it from the environment. */
@@ -87,11 +87,6 @@ export interface DownloadProgress {
   /** Files finished so far. */
   filesDone: number;
   fileCount: number;
-}
-
-/** The hub could not be reached, refused access, or holds no usable export. */
-export class HubError extends ModelLoadError {
-  override name = "HubError";
 }
 
 /**

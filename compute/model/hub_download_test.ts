@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { startFakeHub } from "../../fixtures/fake_hub.ts";
-import { downloadSnapshot, HubError, hubSettings, planDownload } from "./hub_download.ts";
-import { ModelNotFoundError, resolveModel } from "./resolve.ts";
+import { HubError, ModelNotFoundError } from "../errors.ts";
+import { downloadSnapshot, hubSettings, planDownload } from "./hub_download.ts";
+import { resolveModel } from "./resolve.ts";
 
 const REPO = "Qwen/Qwen-Image";
 const TOKEN = "hf_fake_token_for_tests";

@@ -6,13 +6,12 @@
  *
  * @module
  */
-import { ModelLoadError } from "../errors.ts";
+import { HubError, ModelNotFoundError } from "../errors.ts";
 import { exists } from "./files.ts";
 import {
   type DownloadPlan,
   type DownloadProgress,
   downloadSnapshot,
-  HubError,
   hubSettings,
   planDownload,
 } from "./hub_download.ts";
@@ -29,11 +28,6 @@ export type ResolvedModel =
       options?: { onProgress?: (p: DownloadProgress) => void; signal?: AbortSignal },
     ): Promise<string>;
   };
-
-/** The model could not be found locally. */
-export class ModelNotFoundError extends ModelLoadError {
-  override name = "ModelNotFoundError";
-}
 
 const REPO_ID = /^[\w.-]+\/[\w.-]+$/;
 

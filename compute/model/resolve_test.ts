@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { fixtureCache } from "../../fixtures/hf_cache.ts";
-import { hubCacheDirs, looksLikePath, ModelNotFoundError, resolveModel } from "./resolve.ts";
+import { ModelNotFoundError } from "../errors.ts";
+import { hubCacheDirs, looksLikePath, resolveModel } from "./resolve.ts";
 
 const FIXTURE = new URL("../../fixtures/models/sd-turbo-tiny", import.meta.url).pathname;
 

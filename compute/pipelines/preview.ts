@@ -1,7 +1,7 @@
 /**
  * Cheap previews: a linear map from a model family's latent channels to RGB, applied to x̂₀ at
  * latent resolution (1/8 of the output). The factors are the community's fits for each VAE
- * (ComfyUI `latent_formats.py`; see ../shared/reference/streaming-previews.md); a model whose VAE
+ * (ComfyUI's `comfy/latent_formats.py`); a model whose VAE
  * is not one of these is previewed with its own VAE decoder instead.
  *
  * @module

@@ -1,5 +1,5 @@
 /**
- * Decoding latents to pixels in pieces, diffusers' `enable_slicing` and `enable_tiling` (seed 003's
+ * Decoding latents to pixels in pieces, diffusers' `enable_slicing` and `enable_tiling` (vLLM-Omni's
  * `--vae-use-slicing`, `--vae-use-tiling`): the decoder's activations grow with the pixels it
  * makes at once, so a batch decoded one image at a time, or an image decoded in overlapping tiles
  * whose seams are blended, peaks far lower. Slicing is the default here (unlike diffusers): it

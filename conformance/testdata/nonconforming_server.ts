@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { encodeImage } from "../../compute/mod.ts";
+import { encodeImage } from "../../compute/image/mod.ts";
 
 const SIDE = 64;
 

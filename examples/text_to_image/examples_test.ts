@@ -148,7 +148,7 @@ Deno.test("openai_chat_client.ts with --lora-path applies the shipped adapter", 
   assert.ok(lora.blue > 0.9 && lora.red < 0.05, `with the adapter: ${JSON.stringify(lora)}`);
 });
 
-Deno.test("the seed's LoRA curl (Images API) works with the shipped adapter", async () => {
+Deno.test("the text-to-image example's LoRA curl (Images API) works with the shipped adapter", async () => {
   const script = `curl -sf -X POST http://localhost:${server.port}/v1/images/generations \\
   -H "Content-Type: application/json" \\
   -d '{

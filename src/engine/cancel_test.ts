@@ -4,7 +4,7 @@
  * (whose access log then says 499).
  */
 import assert from "node:assert/strict";
-import { CancelledError } from "../../compute/errors.ts";
+import { CancelledError } from "../../compute/mod.ts";
 import { startServer, type TestServer } from "../test_server.ts";
 import { Engine } from "./engine.ts";
 

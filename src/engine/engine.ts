@@ -6,15 +6,14 @@
  *
  * @module
  */
-import type { GenerateOptions, GenerateResult } from "../../compute/mod.ts";
-// From the module itself, not compute/mod.ts: the HTTP thread starts the worker before it loads
-// the compute package (src/main.ts).
 import {
   CancelledError,
+  type GenerateOptions,
+  type GenerateResult,
   InvalidInputError,
   NonFiniteOutputError,
   type NonFiniteStage,
-} from "../../compute/errors.ts";
+} from "../../compute/mod.ts";
 import { ApiError, ENGINE_NOT_READY } from "../errors.ts";
 import {
   type BatchSettings,

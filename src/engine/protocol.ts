@@ -4,24 +4,21 @@
  *
  * @module
  */
-import type {
-  BackendSettings,
-  DeviceChoice,
-  DeviceName,
-  GenerateOptions,
-  GenerateResult,
-  LoraLimits,
-  PipelineDefaults,
-  Preview,
-  StepInfo,
-  VaeDecodeSettings,
-} from "../../compute/mod.ts";
-// Not through compute/mod.ts: the worker must not load onnxruntime before its shims.
 import {
+  type BackendSettings,
+  type DeviceChoice,
+  type DeviceName,
+  type GenerateOptions,
+  type GenerateResult,
   InvalidInputError,
+  type LoraLimits,
   NonFiniteOutputError,
   type NonFiniteStage,
-} from "../../compute/errors.ts";
+  type PipelineDefaults,
+  type Preview,
+  type StepInfo,
+  type VaeDecodeSettings,
+} from "../../compute/mod.ts";
 
 /** What the HTTP side knows of the loaded model. */
 export interface ModelInfo {

@@ -6,9 +6,8 @@
  */
 /// <reference lib="deno.worker" />
 import process from "node:process";
-import type { BatchOutcome, Pipeline } from "../../compute/mod.ts";
+import { type BatchOutcome, idleCleanup, loadPipeline, type Pipeline } from "../../compute/mod.ts";
 import { headBatchIsFull, type Queued, takeBatch } from "./batcher.ts";
-import { idleCleanup } from "../../compute/backends/heap.ts";
 import {
   type BatchSettings,
   CancelFlag,
@@ -135,11 +134,9 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       const loaded = Promise.withResolvers<void>();
       native.add(loaded.promise);
       try {
-        // Imported here, not at the top: a top-level await would leave this module without a
-        // message handler until ONNX Runtime's packages were in place (a first run installing
-        // node_modules takes seconds), and a message arriving meanwhile is dropped. compute/load.ts,
-        // not compute/mod.ts: the worker needs no image encoding (sharp).
-        const { loadPipeline } = await import("../../compute/load.ts");
+        // compute/mod.ts is light and imports ONNX Runtime's packages here, on this first call:
+        // after the shims above, and with this module's message handler already in place (a first
+        // run installing node_modules takes seconds; a message arriving without one is dropped).
         pipeline = await loadPipeline(message.dir, {
           device: message.device,
           defaults: message.defaults,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { GenerateOptions } from "../../compute/mod.ts";
+import { type GenerateOptions, MAX_PROMPT_CHARS } from "../../compute/mod.ts";
 import type { Engine } from "../engine/engine.ts";
 import { badRequest, validationError } from "../errors.ts";
 import { ChatImageParamsSchema } from "../spec/schemas.gen.ts";
@@ -15,9 +15,6 @@ import { generate, type Generated, type ServingConfig, toGenerateOptions } from 
 type ChatCompletionRequest = components["schemas"]["ChatCompletionRequest"];
 type ChatCompletionResponse = components["schemas"]["ChatCompletionResponse"];
 type ChatImageParams = components["schemas"]["ChatImageParams"];
-
-/** The longest prompt, as for `prompt` on the images endpoint (openapi.yaml). */
-export const MAX_PROMPT_CHARS = 32000;
 
 /** What the endpoint needs from the server. */
 export interface ChatDeps {

@@ -8,13 +8,13 @@
  */
 import {
   CancelledError,
-  encodeImages,
   type GenerateOptions,
   type GenerateResult,
   type ImageFormat,
   type LoraSpec,
   type PngWorkers,
 } from "../../compute/mod.ts";
+import { encodeImages } from "../../compute/image/mod.ts";
 import type { Engine } from "../engine/engine.ts";
 import type { ModelInfo } from "../engine/protocol.ts";
 import { ApiError, badRequest } from "../errors.ts";

@@ -5,14 +5,8 @@
  *
  * @module
  */
-import {
-  encodeImage,
-  encodeImages,
-  type GenerateOptions,
-  type ImageFormat,
-  MAX_SIDE,
-  MIME_TYPES,
-} from "../../compute/mod.ts";
+import { type GenerateOptions, type ImageFormat, MAX_SIDE } from "../../compute/mod.ts";
+import { encodeImage, encodeImages, MIME_TYPES } from "../../compute/image/mod.ts";
 import type { Engine } from "../engine/engine.ts";
 import { ApiError, badRequest } from "../errors.ts";
 import type { ImageStore } from "../image_store.ts";

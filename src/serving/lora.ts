@@ -16,11 +16,9 @@ import {
   LoraError,
   type LoraSpec,
   MAX_LORA_SCALE,
+  MAX_LORAS_PER_REQUEST,
 } from "../../compute/mod.ts";
 import { badRequest } from "../errors.ts";
-
-/** Most adapters one request may apply. */
-export const MAX_LORAS_PER_REQUEST = 8;
 
 /** vLLM-Omni's aliases; the first non-empty string (or non-null value) wins. */
 const NAME_KEYS = ["name", "lora_name", "adapter"];

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { serializeSafetensors } from "../../compute/lora/safetensors.ts";
+import { serializeSafetensors } from "../../compute/mod.ts";
 import { startServer } from "../test_server.ts";
 
 // The sd15-tiny fixture and its random adapters (PEFT folder, diffusers and Kohya files).

@@ -77,3 +77,21 @@ Deno.test("every operation declares the header guard's 400, 408 and 431, and tho
   }
   assert.deepEqual(missing, []);
 });
+
+Deno.test("openapi.yaml states compute's limits; a change on either side is named", async () => {
+  const { parse } = await import("yaml");
+  const { limitDrift, SPEC_LIMITS } = await import("../../scripts/gen_spec.ts");
+  const text = await Deno.readTextFile(new URL("../../openapi.yaml", import.meta.url));
+  assert.deepEqual(limitDrift(parse(text)), []);
+  const drifted = parse(text);
+  drifted.components.schemas.ChatImageParams.properties.lora.oneOf[1].maxItems = 9;
+  drifted.components.schemas.LoraRequest.properties.scale.description = "Strength, -5 to 5.";
+  assert.deepEqual(limitDrift(drifted), [
+    "/components/schemas/ChatImageParams/properties/lora/oneOf/1/maxItems is 9; " +
+    "compute/limits.ts says 8",
+    '/components/schemas/LoraRequest/properties/scale/description does not say "-10 to 10" ' +
+    "(compute/limits.ts)",
+  ]);
+  const scale = SPEC_LIMITS.find((s) => s.at.endsWith("scale/description"))!;
+  assert.deepEqual(limitDrift(parse(text), [{ ...scale, says: "-11 to 11" }]).length, 1);
+});

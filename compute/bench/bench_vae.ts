@@ -1,16 +1,16 @@
 /**
- * `deno run -A compute/bench_vae.ts` (part of `deno task bench`): peak memory and time of the VAE
- * decode at 1024², n = 4, whole, sliced (the default) and tiled (`--vae-use-tiling`, image by image),
- * on the embedded shapes-tiny model (a real AutoencoderKL decoder, channels 16–64), native CPU.
- * Each setting runs in its own process, so its peak RSS (`VmHWM`) is its own. Prints markdown.
+ * `deno run -A compute/bench/bench_vae.ts` (part of `deno task bench`): peak memory and time of the
+ * VAE decode at 1024², n = 4, whole, sliced (the default) and tiled (`--vae-use-tiling`, image by
+ * image), on the embedded shapes-tiny model (a real AutoencoderKL decoder, channels 16–64), native
+ * CPU. Each setting runs in its own process, so its peak RSS (`VmHWM`) is its own. Prints markdown.
  *
  * @module
  */
-import { loadPipeline } from "./load.ts";
-import type { VaeDecodeSettings } from "./pipelines/vae_decode.ts";
+import { loadPipeline } from "../load.ts";
+import type { VaeDecodeSettings } from "../pipelines/vae_decode.ts";
 import { peakRssMib } from "./bench_stats.ts";
 
-const MODEL = new URL("../models/shapes-tiny", import.meta.url).pathname;
+const MODEL = new URL("../../models/shapes-tiny", import.meta.url).pathname;
 const SETTINGS: Record<string, VaeDecodeSettings> = {
   whole: { slicing: false },
   "slicing (the default)": {},
@@ -72,5 +72,5 @@ if (Deno.args[0] === "--child") {
   );
   console.log("|---|---|---|---|---|");
   for (const row of rows) console.log(row);
-  console.log("\nCommand: `deno run -A compute/bench_vae.ts` (part of `deno task bench`).");
+  console.log("\nCommand: `deno run -A compute/bench/bench_vae.ts` (part of `deno task bench`).");
 }

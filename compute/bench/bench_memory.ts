@@ -1,19 +1,19 @@
 /**
- * `deno run -A compute/bench_memory.ts` (part of `deno task bench`): what ONNX Runtime's CPU arena
- * and `malloc_trim` do to memory after a burst, and to a step. shapes-tiny, native CPU. Each setting
- * runs in its own process: warm up at 256², take the RSS baseline and step times, run a burst of
- * three 1024² n = 4 requests, trim (where the setting says), then take the RSS and step times
- * again. Prints markdown.
+ * `deno run -A compute/bench/bench_memory.ts` (part of `deno task bench`): what ONNX Runtime's CPU
+ * arena and `malloc_trim` do to memory after a burst, and to a step. shapes-tiny, native CPU. Each
+ * setting runs in its own process: warm up at 256², take the RSS baseline and step times, run a
+ * burst of three 1024² n = 4 requests, trim (where the setting says), then take the RSS and step
+ * times again. Prints markdown.
  *
  * @module
  */
-import { trimHeap } from "./backends/heap.ts";
-import { createNodeBackend } from "./backends/onnxruntime_node.ts";
-import { folderGraphs } from "./model/model_folder.ts";
-import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
+import { trimHeap } from "../backends/heap.ts";
+import { createNodeBackend } from "../backends/onnxruntime_node.ts";
+import { folderGraphs } from "../model/model_folder.ts";
+import { StableDiffusionPipeline } from "../pipelines/stable_diffusion.ts";
 import { median } from "./bench_stats.ts";
 
-const MODEL = new URL("../models/shapes-tiny", import.meta.url).pathname;
+const MODEL = new URL("../../models/shapes-tiny", import.meta.url).pathname;
 const SETTINGS: Record<string, { cpuArena: boolean; trim: boolean }> = {
   "arena on (ONNX Runtime's default)": { cpuArena: true, trim: false },
   "arena off": { cpuArena: false, trim: false },
@@ -77,5 +77,7 @@ if (Deno.args[0] === "--child") {
       } | ${r.stepBefore.toFixed(1)} / ${r.stepAfter.toFixed(1)} |`,
     );
   }
-  console.log("\nCommand: `deno run -A compute/bench_memory.ts` (part of `deno task bench`).");
+  console.log(
+    "\nCommand: `deno run -A compute/bench/bench_memory.ts` (part of `deno task bench`).",
+  );
 }

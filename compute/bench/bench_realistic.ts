@@ -15,13 +15,13 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { SD15_UNET, sdUnet } from "../fixtures/builder/sd_unet.ts";
-import { SD15_VAE, sdVaeDecoder } from "../fixtures/builder/sd_vae.ts";
-import { Z_IMAGE_DIT, zImageDit } from "../fixtures/builder/z_image_dit.ts";
-import { GraphBuilder } from "../fixtures/builder/onnx_builder.ts";
-import type { LayerCost } from "../fixtures/builder/torch_layers.ts";
-import type { Backend, DeviceName, Tensor } from "./backends/backend.ts";
-import { selectBackend } from "./backends/device.ts";
+import { SD15_UNET, sdUnet } from "../../fixtures/builder/sd_unet.ts";
+import { SD15_VAE, sdVaeDecoder } from "../../fixtures/builder/sd_vae.ts";
+import { Z_IMAGE_DIT, zImageDit } from "../../fixtures/builder/z_image_dit.ts";
+import { GraphBuilder } from "../../fixtures/builder/onnx_builder.ts";
+import type { LayerCost } from "../../fixtures/builder/torch_layers.ts";
+import type { Backend, DeviceName, Tensor } from "../backends/backend.ts";
+import { selectBackend } from "../backends/device.ts";
 import { median, peakRssMib } from "./bench_stats.ts";
 
 const { values } = parseArgs({

@@ -8,17 +8,17 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import type { DeviceName, Session } from "./backends/backend.ts";
-import { probeWebGpu, selectBackend } from "./backends/device.ts";
-import { encodeImages } from "./image/encode.ts";
-import { folderGraphs } from "./model/model_folder.ts";
-import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
-import { torchRandn } from "./random.ts";
-import { downloadSnapshot, hubSettings, planDownload } from "./model/hub_download.ts";
-import { startFakeHub } from "../fixtures/fake_hub.ts";
+import type { DeviceName, Session } from "../backends/backend.ts";
+import { probeWebGpu, selectBackend } from "../backends/device.ts";
+import { encodeImages } from "../image/encode.ts";
+import { folderGraphs } from "../model/model_folder.ts";
+import { StableDiffusionPipeline } from "../pipelines/stable_diffusion.ts";
+import { torchRandn } from "../random.ts";
+import { downloadSnapshot, hubSettings, planDownload } from "../model/hub_download.ts";
+import { startFakeHub } from "../../fixtures/fake_hub.ts";
 import { median } from "./bench_stats.ts";
 
-const MODEL = new URL("../fixtures/models/sd-turbo-tiny", import.meta.url).pathname;
+const MODEL = new URL("../../fixtures/models/sd-turbo-tiny", import.meta.url).pathname;
 const SIZES = [64, 256, 512];
 
 const ms = (x: number) => x < 10 ? x.toFixed(2) : x.toFixed(1);

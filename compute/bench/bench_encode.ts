@@ -1,22 +1,23 @@
 /**
- * `deno run -A compute/bench_encode.ts` (part of `deno task bench`): encoding one 1024² image at
- * the served defaults and at other `output_compression` values, on two images: one the embedded
+ * `deno run -A compute/bench/bench_encode.ts` (part of `deno task bench`): encoding one 1024² image
+ * at the served defaults and at other `output_compression` values, on two images: one the embedded
  * model drew (flat colours, like most generated images) and a gradient with noise (like a photo).
  * Prints markdown.
  *
  * @module
  */
 import { encode as fastPngEncode } from "fast-png";
-import { encodeImage, type ImageFormat } from "./image/encode.ts";
-import { PngWorkers } from "./image/png_workers.ts";
-import { loadPipeline } from "./load.ts";
-import type { RgbImage } from "./pipelines/pipeline.ts";
-import { torchRandn } from "./random.ts";
+import { encodeImage } from "../image/encode.ts";
+import type { ImageFormat } from "../limits.ts";
+import { PngWorkers } from "../image/png_workers.ts";
+import { loadPipeline } from "../load.ts";
+import type { RgbImage } from "../pipelines/pipeline.ts";
+import { torchRandn } from "../random.ts";
 import { median } from "./bench_stats.ts";
 
 const side = 1024;
 
-const pipeline = await loadPipeline(new URL("../models/shapes-tiny", import.meta.url).pathname, {
+const pipeline = await loadPipeline(new URL("../../models/shapes-tiny", import.meta.url).pathname, {
   device: "cpu",
 });
 const drawn = (await pipeline.generate({
@@ -79,4 +80,4 @@ for (const [name, format, compression, pngWorkers] of cases) {
   console.log(`| ${name} | ${cells.join(" | ")} |`);
 }
 workers.close();
-console.log("\nCommand: `deno run -A compute/bench_encode.ts` (part of `deno task bench`).");
+console.log("\nCommand: `deno run -A compute/bench/bench_encode.ts` (part of `deno task bench`).");

@@ -1,22 +1,22 @@
 /**
- * `deno run -A compute/bench_lora.ts` (part of `deno task bench`): what a LoRA adapter costs on
- * the embedded shapes-tiny model, native CPU, 256², one image. The adapter is rank 8 on every
+ * `deno run -A compute/bench/bench_lora.ts` (part of `deno task bench`): what a LoRA adapter costs
+ * on the embedded shapes-tiny model, native CPU, 256², one image. The adapter is rank 8 on every
  * Linear and Conv weight of the UNet (the worst case: every weight is merged), written as a Kohya
- * file. Reports, in one run: the model's load time, a denoising step, the first application of
- * an adapter set (read + parse + merge + session), a cached one, and memory per cached variant.
- * Prints markdown.
+ * file. Reports, in one run: the model's load time, a denoising step, the first application of an
+ * adapter set (read + parse + merge + session), a cached one, and memory per cached variant. Prints
+ * markdown.
  *
  * @module
  */
-import { loadPipeline } from "./load.ts";
-import { adapterFiles } from "./lora/files.ts";
-import { flatName, indexGraphWeights } from "./lora/graph_weights.ts";
-import { serializeSafetensors } from "./lora/safetensors.ts";
-import type { LoraSpec } from "./pipelines/pipeline.ts";
-import { Mt19937 } from "./random.ts";
+import { loadPipeline } from "../load.ts";
+import { adapterFiles } from "../lora/files.ts";
+import { flatName, indexGraphWeights } from "../lora/graph_weights.ts";
+import { serializeSafetensors } from "../lora/safetensors.ts";
+import type { LoraSpec } from "../pipelines/pipeline.ts";
+import { Mt19937 } from "../random.ts";
 import { median } from "./bench_stats.ts";
 
-const MODEL = new URL("../models/shapes-tiny", import.meta.url).pathname;
+const MODEL = new URL("../../models/shapes-tiny", import.meta.url).pathname;
 const RANK = 8;
 
 const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
@@ -112,7 +112,7 @@ try {
         mib(rssPerVariant)
       } MiB per variant). Cache: ${cached.variants} variants.`,
   );
-  console.log("\nCommand: `deno run -A compute/bench_lora.ts` (part of `deno task bench`).");
+  console.log("\nCommand: `deno run -A compute/bench/bench_lora.ts` (part of `deno task bench`).");
 } finally {
   await Deno.remove(dir, { recursive: true });
 }
