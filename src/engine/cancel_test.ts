@@ -101,30 +101,45 @@ Deno.test("server: a client that leaves during the decode or the encoding is log
       num_inference_steps: 1,
       guidance_scale: 0,
     };
-    // Where the time goes: the one step's progress event, then the decode and the encoding.
-    const sent = performance.now();
-    const res = await post(
-      { ...ten, stream: true, stream_options: { include_progress: true } },
-      "timing",
-    );
-    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-    let text = "", stepped = 0;
-    for (let r = await reader.read(); !r.done; r = await reader.read()) {
-      text += r.value;
-      if (!stepped && text.includes("image_generation.progress")) {
-        stepped = performance.now() - sent;
+    // Where the time goes: the one step's progress event, then the decode and the encoding. The
+    // second of two runs, so the first's warm-up does not stretch the window.
+    let stepped = 0, ended = 0;
+    for (const id of ["warm-up", "timing"]) {
+      const sent = performance.now();
+      const res = await post(
+        { ...ten, stream: true, stream_options: { include_progress: true } },
+        id,
+      );
+      const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";
+      stepped = 0;
+      for (let r = await reader.read(); !r.done; r = await reader.read()) {
+        text += r.value;
+        if (!stepped && text.includes("image_generation.progress")) {
+          stepped = performance.now() - sent;
+        }
       }
+      ended = performance.now() - sent;
+      assert.equal((text.match(/^event: image_generation\.completed/gm) ?? []).length, 10);
     }
-    const ended = performance.now() - sent;
-    assert.equal((text.match(/^event: image_generation\.completed/gm) ?? []).length, 10);
-    // The same request, not streamed, closed halfway between the end of its step and its answer.
-    const controller = new AbortController();
-    const request = post(ten, "left-during-decode", controller.signal).catch(() => {});
-    await new Promise((r) => setTimeout(r, (stepped + ended) / 2));
-    controller.abort();
-    await request;
-    // Before: the decode and the encoding ran on, and the answer nobody read was logged 200.
-    assert.equal(await logLine(server, "left-during-decode"), 499);
+    // The same request, not streamed, closed a third of the way from the end of its step to its
+    // answer. A client that got its answer before the close proves nothing (the machine was
+    // slower or faster this time): then again, closing earlier. One whose close came first must be
+    // logged 499. Before: the decode and the encoding ran on, and the unread answer was logged 200.
+    let closedFirst = false;
+    for (let attempt = 0, fraction = 1 / 3; attempt < 3 && !closedFirst; attempt++, fraction /= 2) {
+      const id = `left-during-decode-${attempt}`;
+      const controller = new AbortController();
+      const request = post(ten, id, controller.signal).then(
+        async (res) => void await res.body?.cancel(),
+        () => (closedFirst = true),
+      );
+      await new Promise((r) => setTimeout(r, stepped + (ended - stepped) * fraction));
+      controller.abort();
+      await request;
+      if (closedFirst) assert.equal(await logLine(server, id), 499);
+    }
+    assert.ok(closedFirst, "every answer arrived before its client closed");
     const next = await post({ prompt: "quick", size: "64x64" }, "next");
     assert.equal(next.status, 200);
     await next.body?.cancel();
