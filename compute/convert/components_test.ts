@@ -196,8 +196,20 @@ Deno.test("converted Z-Image components (S3-DiT with refiners, 3-axis RoPE and a
       encoder_hidden_states: backend.tensor("float32", cap, [1, cap.length / 32, 32]),
     });
     const err = relativeError(out.unified_results, f.ref("transformer.out"));
-    console.log(`zimage transformer: max relative error ${err.toExponential(2)}`);
+    // The shapes of real use: a batch of two at different t, nothing padded.
+    const batch = await run(await f.convert("transformer"), "transformer", {
+      hidden_states: f.input("transformer_batch.x"),
+      timestep: f.input("transformer_batch.t"),
+      encoder_hidden_states: f.input("transformer_batch.cap_feats"),
+    });
+    const errBatch = relativeError(batch.unified_results, f.ref("transformer_batch.out"));
+    console.log(
+      `zimage transformer: max relative error ${err.toExponential(2)} (padded image and caption), ${
+        errBatch.toExponential(2)
+      } (a batch of two, unpadded)`,
+    );
     assert.ok(err < 1e-4, `${err}`);
+    assert.ok(errBatch < 1e-4, `${errBatch}`);
   });
   await t.step("vae_decoder and vae_encoder", async () => {
     const { decErr, encErr } = await checkVae(f);
