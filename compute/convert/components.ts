@@ -3,8 +3,8 @@
  * it becomes, each a `model.onnx` (weights in `model.onnx_data`) in our graph interfaces
  * (docs/onnx-interfaces.md) and its `config.json`: `CLIPTextModel` → `text_encoder/`,
  * `UNet2DConditionModel` → `unet/`, `AutoencoderKL` → `vae_decoder/` and `vae_encoder/`,
- * `ZImageTransformer2DModel` → `transformer/`, `Qwen3Model` → `text_encoder/` (Z-Image's reading of
- * it: the last layer but one).
+ * `ZImageTransformer2DModel` → `transformer/`, `Qwen3Model` (or the `Qwen3ForCausalLM` checkpoint
+ * holding it) → `text_encoder/` (Z-Image's reading of it: the last layer but one).
  *
  * @module
  */
@@ -42,6 +42,7 @@ export const CONVERTIBLE_CLASSES = [
   "AutoencoderKL",
   "ZImageTransformer2DModel",
   "Qwen3Model",
+  "Qwen3ForCausalLM",
 ];
 
 /** Tensors that are buffers, not parameters: stored by some exports, never needed. */
@@ -95,12 +96,19 @@ export function convertComponent(
     case "ZImageTransformer2DModel":
       graph("transformer", zImageTransformer(zImageTransformerConfig(label, config), weights));
       break;
-    case "Qwen3Model": {
+    case "Qwen3Model":
+    case "Qwen3ForCausalLM": {
       const qwen = qwen3Config(label, config);
-      graph(textEncoderFolder, qwen3TextEncoder(qwen, weights));
+      // The causal-LM checkpoint holds the same model under `model.`, and an `lm_head`.
+      const prefix = cls === "Qwen3ForCausalLM" ? "model." : "";
+      const source = {
+        take: (name: string, dims: readonly number[]) => weights.take(prefix + name, dims),
+      };
+      graph(textEncoderFolder, qwen3TextEncoder(qwen, source));
       // Z-Image reads `hidden_states[-2]`: the last layer and the final norm never run.
-      const last = `layers.${qwen.layers - 1}.`;
-      unused = (key) => key.startsWith(last) || key === "norm.weight";
+      const last = `${prefix}layers.${qwen.layers - 1}.`;
+      unused = (key) =>
+        key.startsWith(last) || key === `${prefix}norm.weight` || key === "lm_head.weight";
       break;
     }
     default:

@@ -145,10 +145,15 @@ async function refusal(
   return message;
 }
 
-const editJson = async (path: string, edit: (v: Record<string, unknown>) => void) => {
+/** Edits the JSON file `path` (written to `to`, by default in place). */
+const editJson = async (
+  path: string,
+  edit: (v: Record<string, unknown>) => void,
+  to = path,
+) => {
   const value = JSON.parse(await Deno.readTextFile(path));
   edit(value);
-  await Deno.writeTextFile(path, JSON.stringify(value));
+  await Deno.writeTextFile(to, JSON.stringify(value));
 };
 
 Deno.test("bad input: one clear line, nothing written", async (t) => {
@@ -248,6 +253,35 @@ Deno.test("Z-Image: the folder becomes a served model folder; bad input is one c
         input_ids.value[0].slice(0, real),
       );
       assert.equal(tokenizer.padId, input_ids.value[0][real]);
+    });
+  });
+  await t.step("a Qwen3ForCausalLM checkpoint converts to the same text encoder", async () => {
+    await withTemp(async (tmp) => {
+      const src = `${DATA}/zimage/text_encoder`;
+      await Deno.mkdir(`${tmp}/text_encoder`);
+      await editJson(
+        `${src}/config.json`,
+        (c) => c.architectures = ["Qwen3ForCausalLM"],
+        `${tmp}/text_encoder/config.json`,
+      );
+      const { tensors } = parseSafetensors(await Deno.readFile(`${src}/model.safetensors`));
+      const causal: Record<string, { shape: number[]; data: Float32Array }> = {};
+      for (const [key, t] of tensors) {
+        causal[`model.${key}`] = { shape: t.shape, data: tensorToFloat32(t) };
+      }
+      causal["lm_head.weight"] = causal["model.embed_tokens.weight"];
+      await Deno.writeFile(`${tmp}/text_encoder/model.safetensors`, serializeSafetensors(causal));
+      await convert(src, `${tmp}/base`);
+      await convert(`${tmp}/text_encoder`, `${tmp}/causal`);
+      for (const file of ["model.onnx", "model.onnx_data"]) {
+        assert.ok(
+          sameBytes(
+            await Deno.readFile(`${tmp}/causal/text_encoder/${file}`),
+            await Deno.readFile(`${tmp}/base/text_encoder/${file}`),
+          ),
+          file,
+        );
+      }
     });
   });
   const cases: [string, (src: string) => Promise<void>, RegExp][] = [
