@@ -2,7 +2,9 @@
  * One diffusers/transformers component (its config and weights) → the model-folder component(s)
  * it becomes, each a `model.onnx` (weights in `model.onnx_data`) in our graph interfaces
  * (docs/onnx-interfaces.md) and its `config.json`: `CLIPTextModel` → `text_encoder/`,
- * `UNet2DConditionModel` → `unet/`, `AutoencoderKL` → `vae_decoder/` and `vae_encoder/`.
+ * `UNet2DConditionModel` → `unet/`, `AutoencoderKL` → `vae_decoder/` and `vae_encoder/`,
+ * `ZImageTransformer2DModel` → `transformer/`, `Qwen3Model` (or the `Qwen3ForCausalLM` checkpoint
+ * holding it) → `text_encoder/` (Z-Image's reading of it: the last layer but one).
  *
  * @module
  */
@@ -10,9 +12,18 @@ import { clipTextModel } from "../../fixtures/builder/clip_text.ts";
 import type { GraphBuilder } from "../../fixtures/builder/onnx_builder.ts";
 import { sdUnet } from "../../fixtures/builder/sd_unet.ts";
 import { sdVaeDecoder, sdVaeEncoder } from "../../fixtures/builder/sd_vae.ts";
+import { qwen3TextEncoder } from "../../fixtures/builder/qwen3_text.ts";
+import { zImageTransformer } from "../../fixtures/builder/z_image_transformer.ts";
 import { ConvertError } from "../errors.ts";
 import { exists, readJsonFile } from "../model/files.ts";
-import { clipTextConfig, type RawConfig, unetConfig, vaeConfig } from "./configs.ts";
+import {
+  clipTextConfig,
+  qwen3Config,
+  type RawConfig,
+  unetConfig,
+  vaeConfig,
+  zImageTransformerConfig,
+} from "./configs.ts";
 import {
   PICKLE_EXTENSIONS,
   pickleRefusal,
@@ -29,6 +40,9 @@ export const CONVERTIBLE_CLASSES = [
   "CLIPTextModelWithProjection",
   "UNet2DConditionModel",
   "AutoencoderKL",
+  "ZImageTransformer2DModel",
+  "Qwen3Model",
+  "Qwen3ForCausalLM",
 ];
 
 /** Tensors that are buffers, not parameters: stored by some exports, never needed. */
@@ -53,6 +67,7 @@ export function convertComponent(
   textEncoderFolder = "text_encoder",
 ): OutputFiles {
   const cls = componentClass(config);
+  let unused = (key: string) => BUFFERS.test(key);
   const files: OutputFiles = new Map();
   const json = (path: string, value: unknown) =>
     files.set(path, new TextEncoder().encode(JSON.stringify(value, null, 2) + "\n"));
@@ -78,6 +93,24 @@ export function convertComponent(
       graph("vae_encoder", sdVaeEncoder(vae, 0, 512, 1, weights).graph);
       break;
     }
+    case "ZImageTransformer2DModel":
+      graph("transformer", zImageTransformer(zImageTransformerConfig(label, config), weights));
+      break;
+    case "Qwen3Model":
+    case "Qwen3ForCausalLM": {
+      const qwen = qwen3Config(label, config);
+      // The causal-LM checkpoint holds the same model under `model.`, and an `lm_head`.
+      const prefix = cls === "Qwen3ForCausalLM" ? "model." : "";
+      const source = {
+        take: (name: string, dims: readonly number[]) => weights.take(prefix + name, dims),
+      };
+      graph(textEncoderFolder, qwen3TextEncoder(qwen, source));
+      // Z-Image reads `hidden_states[-2]`: the last layer and the final norm never run.
+      const last = `${prefix}layers.${qwen.layers - 1}.`;
+      unused = (key) =>
+        key.startsWith(last) || key === `${prefix}norm.weight` || key === "lm_head.weight";
+      break;
+    }
     default:
       throw new ConvertError(
         `${label}: component class ${JSON.stringify(cls ?? null)} is not supported (supported: ${
@@ -85,7 +118,7 @@ export function convertComponent(
         })`,
       );
   }
-  weights.checkAllUsed((key) => BUFFERS.test(key));
+  weights.checkAllUsed(unused);
   return files;
 }
 

@@ -154,3 +154,69 @@ Deno.test("converted SDXL components (CLIP-L and a gelu CLIP with projection; te
     );
   });
 });
+
+Deno.test("converted Z-Image components (S3-DiT with refiners, 3-axis RoPE and adaLN; Qwen3 text encoder's hidden_states[-2]; 16-channel VAE) match diffusers within 1e-4", async (t) => {
+  const f = await family("zimage");
+  await t.step("text_encoder", async () => {
+    const { inputs } = f.manifest.components.text_encoder;
+    const ids = (x: { value: number[][]; shape: number[] }) =>
+      backend.tensor("int64", BigInt64Array.from(x.value.flat(), BigInt), x.shape);
+    const padded = await run(await f.convert("text_encoder"), "text_encoder", {
+      input_ids: ids(inputs.input_ids),
+      attention_mask: ids(inputs.attention_mask),
+    });
+    const reference = f.ref("text_encoder.hidden_states_-2");
+    // Padded to 512 as diffusers tokenizes, every row (the padding rows too) is diffusers'.
+    const err = relativeError(padded.encoder_hidden_state, reference);
+    // Unpadded, as our pipeline runs it: the real rows.
+    const real = inputs.attention_mask.value[0].filter((m: number) => m === 1).length;
+    const width = reference.length / 512;
+    const alone = await run(await f.convert("text_encoder"), "text_encoder", {
+      input_ids: ids({ value: [inputs.input_ids.value[0].slice(0, real)], shape: [1, real] }),
+      attention_mask: ids({ value: [Array(real).fill(1)], shape: [1, real] }),
+    });
+    const errAlone = relativeError(
+      alone.encoder_hidden_state,
+      reference.slice(0, real * width),
+    );
+    console.log(
+      `zimage text_encoder: max relative error ${err.toExponential(2)} (padded to 512), ${
+        errAlone.toExponential(2)
+      } (the ${real} real tokens alone)`,
+    );
+    assert.ok(err < 1e-4, `${err}`);
+    assert.ok(errAlone < 1e-4, `${errAlone}`);
+  });
+  await t.step("transformer", async () => {
+    const x = f.ref("transformer.x");
+    const cap = f.ref("transformer.cap_feats");
+    const out = await run(await f.convert("transformer"), "transformer", {
+      hidden_states: backend.tensor("float32", x, [1, 16, 1, 8, 8]),
+      timestep: f.input("transformer.t"),
+      encoder_hidden_states: backend.tensor("float32", cap, [1, cap.length / 32, 32]),
+    });
+    const err = relativeError(out.unified_results, f.ref("transformer.out"));
+    // The shapes of real use: a batch of two at different t, nothing padded.
+    const batch = await run(await f.convert("transformer"), "transformer", {
+      hidden_states: f.input("transformer_batch.x"),
+      timestep: f.input("transformer_batch.t"),
+      encoder_hidden_states: f.input("transformer_batch.cap_feats"),
+    });
+    const errBatch = relativeError(batch.unified_results, f.ref("transformer_batch.out"));
+    console.log(
+      `zimage transformer: max relative error ${err.toExponential(2)} (padded image and caption), ${
+        errBatch.toExponential(2)
+      } (a batch of two, unpadded)`,
+    );
+    assert.ok(err < 1e-4, `${err}`);
+    assert.ok(errBatch < 1e-4, `${errBatch}`);
+  });
+  await t.step("vae_decoder and vae_encoder", async () => {
+    const { decErr, encErr } = await checkVae(f);
+    console.log(
+      `zimage vae_decoder: max relative error ${decErr.toExponential(2)}; vae_encoder: ${
+        encErr.toExponential(2)
+      }`,
+    );
+  });
+});

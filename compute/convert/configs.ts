@@ -10,6 +10,8 @@
 import type { ClipTextConfig } from "../../fixtures/builder/clip_text.ts";
 import type { UnetConfig } from "../../fixtures/builder/sd_unet.ts";
 import type { VaeConfig } from "../../fixtures/builder/sd_vae.ts";
+import type { Qwen3Config } from "../../fixtures/builder/qwen3_text.ts";
+import type { ZImageTransformerConfig } from "../../fixtures/builder/z_image_transformer.ts";
 import { ConvertError } from "../errors.ts";
 
 /** A parsed `config.json`. */
@@ -304,5 +306,126 @@ export function clipTextConfig(
     activation,
     eosTokenId: number("eos_token_id", 2),
     ...withProjection && { projectionDim: number("projection_dim", 512) },
+  };
+}
+
+const Z_IMAGE_TRANSFORMER_FIELDS: Record<string, Accept> = {
+  all_patch_size: (v) => isNull(v) || JSON.stringify(v) === "[2]",
+  all_f_patch_size: (v) => isNull(v) || JSON.stringify(v) === "[1]",
+  axes_dims: (v) =>
+    Array.isArray(v) && v.length > 0 && v.every((x) => Number.isInteger(x) && x > 0 && x % 2 === 0),
+  axes_lens: (v) => Array.isArray(v) && v.every((x) => Number.isInteger(x) && x > 0),
+  cap_feat_dim: isInt,
+  dim: isInt,
+  in_channels: isInt,
+  n_heads: isInt,
+  n_kv_heads: isInt,
+  n_layers: isInt,
+  n_refiner_layers: isInt,
+  norm_eps: isNumber,
+  qk_norm: isBool,
+  rope_theta: isNumber,
+  // Z-Image-Omni's SigLIP image conditioning: not converted.
+  siglip_feat_dim: isNull,
+  t_scale: isNumber,
+};
+
+/** A `ZImageTransformer2DModel` config → {@linkcode ZImageTransformerConfig}. */
+export function zImageTransformerConfig(
+  label: string,
+  config: RawConfig,
+): ZImageTransformerConfig {
+  checkFields(label, config, Z_IMAGE_TRANSFORMER_FIELDS);
+  const dim = field(config, "dim", 3840);
+  const heads = field(config, "n_heads", 30);
+  if (field(config, "n_kv_heads", heads) !== heads) {
+    throw new ConvertError(
+      `${label}: n_kv_heads ${config.n_kv_heads} differs from n_heads ${heads} (diffusers' Z-Image attention has as many key/value heads as query heads)`,
+    );
+  }
+  if (dim % heads !== 0) {
+    throw new ConvertError(`${label}: dim ${dim} does not split into ${heads} heads`);
+  }
+  const axesDims = field<number[]>(config, "axes_dims", [32, 48, 48]);
+  const axesLens = field<number[]>(config, "axes_lens", [1024, 512, 512]);
+  const headDim = dim / heads;
+  if (axesDims.reduce((a, b) => a + b, 0) !== headDim || axesLens.length !== axesDims.length) {
+    throw new ConvertError(
+      `${label}: axes_dims ${JSON.stringify(axesDims)} (with axes_lens ${
+        JSON.stringify(axesLens)
+      }) do not cover the head size ${headDim}`,
+    );
+  }
+  return {
+    inChannels: field(config, "in_channels", 16),
+    dim,
+    layers: field(config, "n_layers", 30),
+    refinerLayers: field(config, "n_refiner_layers", 2),
+    heads,
+    normEps: field(config, "norm_eps", 1e-5),
+    qkNorm: field(config, "qk_norm", true),
+    capFeatDim: field(config, "cap_feat_dim", 2560),
+    ropeTheta: field(config, "rope_theta", 256),
+    tScale: field(config, "t_scale", 1000),
+    axesDims,
+    axesLens,
+  };
+}
+
+/**
+ * A transformers `Qwen3Config` (`config.json` of `Qwen3Model`) → {@linkcode Qwen3Config}; only
+ * the fields that change the forward are checked (transformers' configs carry many generic ones).
+ */
+export function qwen3Config(label: string, config: RawConfig): Qwen3Config {
+  const number = (key: string, fallback?: number) => {
+    const v = field<unknown>(config, key, fallback);
+    if (typeof v !== "number") throw new ConvertError(`${label}: ${key} is not a number`);
+    return v;
+  };
+  const refuse = (key: string, value: unknown) => {
+    throw new ConvertError(
+      `${label}: ${key} = ${JSON.stringify(value)} is not supported by the converter`,
+    );
+  };
+  if (field(config, "model_type", "qwen3") !== "qwen3") {
+    throw new ConvertError(
+      `${label}: model_type ${JSON.stringify(config.model_type)} is not a Qwen3 text model`,
+    );
+  }
+  const checks: [string, Accept][] = [
+    ["hidden_act", is("silu")],
+    ["attention_bias", is(false)],
+    ["rope_scaling", isNull],
+    ["use_sliding_window", is(false)],
+    [
+      "layer_types",
+      (v) => isNull(v) || isStringList(v) && (v as string[]).every((t) => t === "full_attention"),
+    ],
+  ];
+  for (const [key, accept] of checks) if (!accept(config[key])) refuse(key, config[key]);
+  const hiddenSize = number("hidden_size");
+  const heads = number("num_attention_heads");
+  const kvHeads = number("num_key_value_heads", heads);
+  if (heads % kvHeads !== 0) {
+    throw new ConvertError(
+      `${label}: ${heads} attention heads do not share ${kvHeads} key/value heads evenly`,
+    );
+  }
+  const layers = number("num_hidden_layers");
+  if (layers < 2) {
+    throw new ConvertError(
+      `${label}: ${layers} layer(s): Z-Image reads the last layer but one (hidden_states[-2])`,
+    );
+  }
+  return {
+    vocabSize: number("vocab_size"),
+    hiddenSize,
+    intermediateSize: number("intermediate_size"),
+    layers,
+    heads,
+    kvHeads,
+    headDim: number("head_dim", hiddenSize / heads),
+    rmsNormEps: number("rms_norm_eps", 1e-6),
+    ropeTheta: number("rope_theta", 1e6),
   };
 }

@@ -14,6 +14,7 @@ import { ConvertError } from "../errors.ts";
 import { exists, readJsonFile } from "../model/files.ts";
 import { convertComponent, type OutputFiles, readComponentFolder } from "./components.ts";
 import type { RawConfig } from "./configs.ts";
+import { qwenTokenizerJson } from "./qwen_tokenizer.ts";
 import { splitSingleFile } from "./single_file.ts";
 import { PICKLE_EXTENSIONS, pickleRefusal, readSafetensors } from "./weights.ts";
 
@@ -34,6 +35,10 @@ export interface ConvertOptions {
 const PIPELINES: Record<string, { convert: string[]; copy: string[] }> = {
   StableDiffusionPipeline: {
     convert: ["text_encoder", "unet", "vae"],
+    copy: ["tokenizer", "scheduler"],
+  },
+  ZImagePipeline: {
+    convert: ["text_encoder", "transformer", "vae"],
     copy: ["tokenizer", "scheduler"],
   },
 };
@@ -124,6 +129,13 @@ async function pipelineFolder(src: string): Promise<OutputFiles> {
     }
   }
   await copyFolders(src, pipeline.copy, files);
+  if (cls === "ZImagePipeline" && !files.has("tokenizer/tokenizer.json")) {
+    // Qwen2Tokenizer saved by the slow tokenizer: vocab.json and merges.txt only.
+    const tokenizer = new Map(
+      [...files].filter(([p]) => p.startsWith("tokenizer/")).map(([p, b]) => [p.slice(10), b]),
+    );
+    files.set("tokenizer/tokenizer.json", qwenTokenizerJson(`${src}/tokenizer`, tokenizer));
+  }
   files.set("model_index.json", modelIndex(index));
   return files;
 }

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { fromFloat16, toFloat16 } from "../backends/float16.ts";
 import { ConvertError } from "../errors.ts";
 import { parseSafetensors, serializeSafetensors, tensorToFloat32 } from "../lora/safetensors.ts";
+import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
 import { convert } from "./convert.ts";
 
 const DATA = new URL("../../fixtures/reference/data/", import.meta.url).pathname;
@@ -121,14 +122,17 @@ Deno.test("a component folder becomes its model-folder component(s) inside --out
   });
 });
 
-/** A copy of the tiny SD 1.x folder, changed by `edit`, converted: the one-line refusal. */
-async function refusal(edit: (src: string) => Promise<void>): Promise<string> {
+/** A copy of a tiny folder (SD 1.x's), changed by `edit`, converted: the one-line refusal. */
+async function refusal(
+  edit: (src: string) => Promise<void>,
+  family = "sd15",
+): Promise<string> {
   let message = "";
   await withTemp(async (tmp) => {
-    await copyTree(`${DATA}/sd15`, `${tmp}/sd15`);
-    await edit(`${tmp}/sd15`);
+    await copyTree(`${DATA}/${family}`, `${tmp}/${family}`);
+    await edit(`${tmp}/${family}`);
     await Deno.mkdir(`${tmp}/out`);
-    const error = await convert(`${tmp}/sd15`, `${tmp}/out/model`).then(
+    const error = await convert(`${tmp}/${family}`, `${tmp}/out/model`).then(
       () => assert.fail("converted"),
       (e) => e,
     );
@@ -141,10 +145,15 @@ async function refusal(edit: (src: string) => Promise<void>): Promise<string> {
   return message;
 }
 
-const editJson = async (path: string, edit: (v: Record<string, unknown>) => void) => {
+/** Edits the JSON file `path` (written to `to`, by default in place). */
+const editJson = async (
+  path: string,
+  edit: (v: Record<string, unknown>) => void,
+  to = path,
+) => {
   const value = JSON.parse(await Deno.readTextFile(path));
   edit(value);
-  await Deno.writeTextFile(path, JSON.stringify(value));
+  await Deno.writeTextFile(to, JSON.stringify(value));
 };
 
 Deno.test("bad input: one clear line, nothing written", async (t) => {
@@ -214,6 +223,116 @@ Deno.test("bad input: one clear line, nothing written", async (t) => {
   ];
   for (const [name, edit, expected] of cases) {
     await t.step(name, async () => assert.match(await refusal(edit), expected));
+  }
+});
+
+Deno.test("Z-Image: the folder becomes a served model folder; bad input is one clear line, nothing written", async (t) => {
+  await t.step("converted folder", async () => {
+    await withTemp(async (tmp) => {
+      const written = await convert(`${DATA}/zimage`, `${tmp}/model`);
+      assert.deepEqual(written.filter((p) => p.endsWith("model.onnx")).sort(), [
+        "text_encoder/model.onnx",
+        "transformer/model.onnx",
+        "vae_decoder/model.onnx",
+        "vae_encoder/model.onnx",
+      ]);
+      const index = JSON.parse(await Deno.readTextFile(`${tmp}/model/model_index.json`));
+      assert.equal(index._class_name, "ZImagePipeline");
+      assert.deepEqual(index.vae_decoder, ["diffusers", "AutoencoderKL"]);
+      // The slow tokenizer's files, and the tokenizer.json built from them.
+      for (const file of ["vocab.json", "merges.txt", "chat_template.jinja", "tokenizer.json"]) {
+        assert.ok(written.includes(`tokenizer/${file}`), file);
+      }
+      // It tokenizes the chat-templated prompt to the ids diffusers' pipeline fed its encoder.
+      const manifest = JSON.parse(await Deno.readTextFile(`${DATA}/zimage.manifest.json`));
+      const { input_ids, attention_mask } = manifest.components.text_encoder.inputs;
+      const real = attention_mask.value[0].filter((m: number) => m === 1).length;
+      const tokenizer = await QwenTokenizer.load(`${tmp}/model/tokenizer`);
+      assert.deepEqual(
+        tokenizer.encode("<|im_start|>user\na red circle<|im_end|>\n<|im_start|>assistant\n"),
+        input_ids.value[0].slice(0, real),
+      );
+      assert.equal(tokenizer.padId, input_ids.value[0][real]);
+    });
+  });
+  await t.step("a Qwen3ForCausalLM checkpoint converts to the same text encoder", async () => {
+    await withTemp(async (tmp) => {
+      const src = `${DATA}/zimage/text_encoder`;
+      await Deno.mkdir(`${tmp}/text_encoder`);
+      await editJson(
+        `${src}/config.json`,
+        (c) => c.architectures = ["Qwen3ForCausalLM"],
+        `${tmp}/text_encoder/config.json`,
+      );
+      const { tensors } = parseSafetensors(await Deno.readFile(`${src}/model.safetensors`));
+      const causal: Record<string, { shape: number[]; data: Float32Array }> = {};
+      for (const [key, t] of tensors) {
+        causal[`model.${key}`] = { shape: t.shape, data: tensorToFloat32(t) };
+      }
+      causal["lm_head.weight"] = causal["model.embed_tokens.weight"];
+      await Deno.writeFile(`${tmp}/text_encoder/model.safetensors`, serializeSafetensors(causal));
+      await convert(src, `${tmp}/base`);
+      await convert(`${tmp}/text_encoder`, `${tmp}/causal`);
+      for (const file of ["model.onnx", "model.onnx_data"]) {
+        assert.ok(
+          sameBytes(
+            await Deno.readFile(`${tmp}/causal/text_encoder/${file}`),
+            await Deno.readFile(`${tmp}/base/text_encoder/${file}`),
+          ),
+          file,
+        );
+      }
+    });
+  });
+  const cases: [string, (src: string) => Promise<void>, RegExp][] = [
+    [
+      "a missing component",
+      (src) => Deno.remove(`${src}/transformer`, { recursive: true }),
+      /component transformer\/ is missing/,
+    ],
+    [
+      "Z-Image-Omni's SigLIP conditioning",
+      (src) => editJson(`${src}/transformer/config.json`, (c) => c.siglip_feat_dim = 64),
+      /transformer: siglip_feat_dim = 64 is not supported by the converter$/,
+    ],
+    [
+      "fewer key/value heads than query heads",
+      (src) => editJson(`${src}/transformer/config.json`, (c) => c.n_kv_heads = 1),
+      /n_kv_heads 1 differs from n_heads 2/,
+    ],
+    [
+      "RoPE axes that do not cover a head",
+      (src) => editJson(`${src}/transformer/config.json`, (c) => c.axes_dims = [4, 6, 4]),
+      /axes_dims \[4,6,4\] .* do not cover the head size 16/,
+    ],
+    [
+      "a caption width the weights do not have",
+      (src) => editJson(`${src}/transformer/config.json`, (c) => c.cap_feat_dim = 48),
+      /tensor 'cap_embedder\.0\.weight' has shape \[32\], but the config needs \[48\]$/,
+    ],
+    [
+      "a text encoder with sliding-window attention",
+      (src) => editJson(`${src}/text_encoder/config.json`, (c) => c.use_sliding_window = true),
+      /use_sliding_window = true is not supported by the converter$/,
+    ],
+    [
+      "a text encoder that is not Qwen3",
+      (src) => editJson(`${src}/text_encoder/config.json`, (c) => c.model_type = "qwen2"),
+      /model_type "qwen2" is not a Qwen3 text model/,
+    ],
+    [
+      "a text encoder config with fewer layers than its weights",
+      (src) => editJson(`${src}/text_encoder/config.json`, (c) => c.num_hidden_layers = 2),
+      /tensor\(s\) the config has no place for \(first: 'layers\.2\./,
+    ],
+    [
+      "a tokenizer without vocabulary",
+      (src) => Deno.remove(`${src}/tokenizer/vocab.json`),
+      /tokenizer: no tokenizer\.json, and no vocab\.json to build it from/,
+    ],
+  ];
+  for (const [name, edit, expected] of cases) {
+    await t.step(name, async () => assert.match(await refusal(edit, "zimage"), expected));
   }
 });
 
