@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { decode } from "fast-png";
-import { parseSafetensors, tensorToFloat32 } from "../compute/lora/safetensors.ts";
-import { convert } from "../compute/convert/convert.ts";
+import { convert, parseSafetensors, tensorToFloat32 } from "../compute/convert/mod.ts";
 import { startServer } from "./test_server.ts";
 
 const DATA = new URL("../fixtures/reference/data/", import.meta.url).pathname;
