@@ -12,6 +12,7 @@ import { folderGraphs, type GraphSource, readModelIndex } from "./model/model_fo
 import type { Pipeline, PipelineDefaults } from "./pipelines/pipeline.ts";
 import { QwenImagePipeline } from "./pipelines/qwen_image.ts";
 import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
+import { StableDiffusionXLPipeline } from "./pipelines/stable_diffusion_xl.ts";
 import type { VaeDecodeSettings } from "./pipelines/vae_decode.ts";
 import { ZImagePipeline } from "./pipelines/z_image.ts";
 
@@ -45,6 +46,8 @@ const FAMILIES: Record<string, PipelineClass> = {
   StableDiffusionPipeline,
   ORTStableDiffusionPipeline: StableDiffusionPipeline,
   OnnxStableDiffusionPipeline: StableDiffusionPipeline,
+  StableDiffusionXLPipeline,
+  ORTStableDiffusionXLPipeline: StableDiffusionXLPipeline,
   QwenImagePipeline,
   ZImagePipeline,
 };

@@ -49,6 +49,23 @@ export const MODEL_REGISTRY: readonly ModelCard[] = [
     maxImagePixels: 2048 * 2048,
   },
   {
+    // SDXL-Turbo's model card: 512², one step (up to four), guidance 0.
+    id: "stabilityai/sdxl-turbo",
+    family: "StableDiffusionXLPipeline",
+    defaults: { width: 512, height: 512, steps: 1, guidanceScale: 0 },
+    sizeMultiple: 8,
+    maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
+  },
+  {
+    // diffusers' StableDiffusionXLPipeline defaults: 1024², 50 steps, guidance 5.
+    id: "stabilityai/stable-diffusion-xl-base-1.0",
+    family: "StableDiffusionXLPipeline",
+    defaults: { width: 1024, height: 1024, steps: 50, guidanceScale: 5 },
+    sizeMultiple: 8,
+    // SDXL's documented aspect buckets reach 1536×640 and 640×1536: 1536 as a square's side.
+    maxImagePixels: 1536 * 1536,
+  },
+  {
     id: "stabilityai/sd-turbo",
     family: "StableDiffusionPipeline",
     defaults: { width: 512, height: 512, steps: 1, guidanceScale: 0 },

@@ -37,6 +37,10 @@ const PIPELINES: Record<string, { convert: string[]; copy: string[] }> = {
     convert: ["text_encoder", "unet", "vae"],
     copy: ["tokenizer", "scheduler"],
   },
+  StableDiffusionXLPipeline: {
+    convert: ["text_encoder", "text_encoder_2", "unet", "vae"],
+    copy: ["tokenizer", "tokenizer_2", "scheduler"],
+  },
   ZImagePipeline: {
     convert: ["text_encoder", "transformer", "vae"],
     copy: ["tokenizer", "scheduler"],

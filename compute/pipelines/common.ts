@@ -100,6 +100,9 @@ export class TextRows {
   #members: readonly object[] = [];
   #tensor?: Tensor;
 
+  /** `flat`: a `[rows, length × width]` tensor (one vector per row, e.g. SDXL's `time_ids`). */
+  constructor(private readonly flat = false) {}
+
   tensor<M extends { params: { n: number } }>(
     members: readonly M[],
     text: (member: M) => EncodedText,
@@ -119,7 +122,8 @@ export class TextRows {
       }).flat();
     });
     this.#members = members;
-    this.#tensor = backend.tensor(type, concatAll(rows), [rows.length, length, width]);
+    const dims = this.flat ? [rows.length, length * width] : [rows.length, length, width];
+    this.#tensor = backend.tensor(type, concatAll(rows), dims);
     return this.#tensor;
   }
 }

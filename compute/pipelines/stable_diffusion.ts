@@ -8,6 +8,10 @@
  * `ε = ε_u + g·(ε_c − ε_u)`, then take a scheduler step; 6. decode `latents / scaling_factor`
  * and map `(x/2 + 0.5)` to 8-bit RGB.
  *
+ * How prompts become the UNet's conditioning (steps 2–3) is a {@linkcode TextConditioning}: SD's
+ * one CLIP encoder here, SDXL's two (and its extra UNet inputs) in `stable_diffusion_xl.ts`,
+ * which reuses everything else.
+ *
  * @module
  */
 import {
@@ -22,6 +26,7 @@ import {
   axisStatement,
   checkAgreement,
   configStatement,
+  type InputSpec,
   matchInputs,
   matchOutput,
 } from "../model/graph_interface.ts";
@@ -29,6 +34,7 @@ import type { GraphSource } from "../model/model_folder.ts";
 import { randnFrom } from "../random.ts";
 import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
 import { ClipTokenizer } from "../tokenizers/clip_tokenizer.ts";
+import { asEncodedText, ClipEncoder } from "./clip_encoder.ts";
 import {
   checkGenerateOptions,
   concatAll,
@@ -57,17 +63,91 @@ import type {
 import { latentsToRgb, SD_LATENT_RGB } from "./preview.ts";
 import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
 
-const FLOAT = ["float32", "float16"] as const;
+/** The float types a graph's tensors may have. */
+export const FLOAT = ["float32", "float16"] as const;
 /** VAE downsampling factor of every SD-family autoencoder (`2 ** (len(block_out_channels) - 1)`). */
-const VAE_SCALE = 8;
+export const VAE_SCALE = 8;
 /** The SD 1.x/2.x autoencoder's scaling factor, which identifies its latent space. */
 const SD_VAE_SCALING = 0.18215;
+
+/** A request's encoded prompts: two rows (negative, then prompt) with guidance, else one. */
+export interface SdText {
+  /** The UNet's `encoder_hidden_states`. */
+  hidden: EncodedText;
+  /** Further UNet inputs by name, one vector per row (SDXL's `text_embeds` and `time_ids`). */
+  extra: Record<string, EncodedText>;
+}
+
+/** What one request's prompts are encoded for. */
+export interface ConditioningRequest {
+  prompt: string;
+  negativePrompt?: string;
+  /** Classifier-free guidance runs: encode the negative row too. */
+  cfg: boolean;
+  width: number;
+  height: number;
+}
+
+/** How prompts become the UNet's conditioning (diffusers' `encode_prompt` and what follows it). */
+export interface TextConditioning {
+  /** The UNet inputs it feeds besides `sample`, `timestep` and `encoder_hidden_states`. */
+  readonly unetInputs: readonly InputSpec[];
+  encode(request: ConditioningRequest): Promise<{ text: SdText; tokenizeMs: number }>;
+  release(): Promise<void>;
+}
+
+/** SD's conditioning: one CLIP encoder's `last_hidden_state`, the negative prompt "" by default. */
+class ClipConditioning implements TextConditioning {
+  readonly unetInputs = [];
+  constructor(private readonly encoder: ClipEncoder) {}
+
+  async encode({ prompt, negativePrompt, cfg }: ConditioningRequest) {
+    const prompts = cfg ? [negativePrompt ?? "", prompt] : [prompt];
+    const { outputs, tokenizeMs } = await this.encoder.encode(prompts, ["last_hidden_state"]);
+    return { text: { hidden: asEncodedText(outputs.last_hidden_state), extra: {} }, tokenizeMs };
+  }
+
+  release(): Promise<void> {
+    return this.encoder.session.release();
+  }
+}
+
+/** The parts SD and SDXL folders share: the scheduler, UNet and VAE decoder, and their configs. */
+export interface SdFolder {
+  schedulerConfig: SchedulerConfig;
+  unetConfig: Record<string, unknown>;
+  vaeConfig: Record<string, unknown>;
+  unet: Session;
+  vaeDecoder: Session;
+}
+
+/** A component's `config.json`, or `{}` when the folder has none (configs only add checks). */
+export function readOptionalConfig(path: string): Promise<Record<string, unknown>> {
+  return readJsonFile<Record<string, unknown>>(path).catch(() => ({}));
+}
+
+/** Opens the scheduler, UNet and VAE decoder of an SD-family model folder. */
+export async function openSdFolder(graphs: GraphSource): Promise<SdFolder> {
+  const { dir } = graphs;
+  return {
+    schedulerConfig: await readJsonFile<SchedulerConfig>(`${dir}/scheduler/scheduler_config.json`),
+    vaeConfig: await readOptionalConfig(`${dir}/vae_decoder/config.json`),
+    unetConfig: await readOptionalConfig(`${dir}/unet/config.json`),
+    unet: await graphs.open("unet"),
+    vaeDecoder: await graphs.open("vae_decoder"),
+  };
+}
+
+/** Whether the scheduler is that of a distilled few-step model (SD-Turbo, SDXL-Turbo). */
+export function isDistilled(config: SchedulerConfig): boolean {
+  return /^Euler(Ancestral)?DiscreteScheduler$/.test(String(config._class_name)) &&
+    config.timestep_spacing === "trailing";
+}
 
 /** The model files and sessions one SD pipeline holds. */
 export interface StableDiffusionParts {
   backend: Backend;
-  tokenizer: ClipTokenizer;
-  textEncoder: Session;
+  conditioning: TextConditioning;
   unet: Session;
   vaeDecoder: Session;
   schedulerConfig: SchedulerConfig;
@@ -82,7 +162,7 @@ export interface StableDiffusionParts {
 
 /** Stable Diffusion text-to-image over ONNX Runtime. */
 export class StableDiffusionPipeline implements Pipeline {
-  readonly family = "StableDiffusionPipeline";
+  readonly family: string = "StableDiffusionPipeline";
   /**
    * 8 (the VAE), times 2 per UNet downsampling: an exported UNet concatenates skip connections of
    * fixed shapes, so latents must halve evenly at every level (diffusers pads this at run time;
@@ -93,27 +173,22 @@ export class StableDiffusionPipeline implements Pipeline {
   readonly #scheduler: Scheduler;
   readonly #timestep: TensorInfo;
   readonly #sampleType: "float32" | "float16";
-  readonly #idsType: "int32" | "int64";
 
-  private constructor(parts: StableDiffusionParts) {
+  protected constructor(parts: StableDiffusionParts) {
     this.#parts = parts;
     this.sizeMultiple = VAE_SCALE * 2 ** (parts.unetLevels - 1);
     this.#scheduler = schedulerOrEuler(parts.schedulerConfig);
-    const te = matchInputs("text_encoder/model.onnx", parts.textEncoder, [
-      { name: "input_ids", types: ["int32", "int64"], ranks: [2] },
-    ]);
-    matchOutput("text_encoder/model.onnx", parts.textEncoder, "last_hidden_state", FLOAT);
     const unet = matchInputs("unet/model.onnx", parts.unet, [
       { name: "sample", types: FLOAT, ranks: [4] },
       { name: "timestep", types: ["int64", ...FLOAT], ranks: [0, 1] },
       { name: "encoder_hidden_states", types: FLOAT, ranks: [3] },
+      ...parts.conditioning.unetInputs,
     ]);
     matchOutput("unet/model.onnx", parts.unet, "out_sample", FLOAT);
     matchInputs("vae_decoder/model.onnx", parts.vaeDecoder, [
       { name: "latent_sample", types: FLOAT, ranks: [4] },
     ]);
     matchOutput("vae_decoder/model.onnx", parts.vaeDecoder, "sample", FLOAT);
-    this.#idsType = te.get("input_ids")!.type as "int32" | "int64";
     this.#sampleType = unet.get("sample")!.type as "float32" | "float16";
     this.#timestep = unet.get("timestep")!;
   }
@@ -129,73 +204,26 @@ export class StableDiffusionPipeline implements Pipeline {
   ): Promise<StableDiffusionPipeline> {
     const { dir, backend } = graphs;
     const tokenizer = await ClipTokenizer.load(`${dir}/tokenizer`);
-    const schedulerConfig = await readJsonFile<SchedulerConfig>(
-      `${dir}/scheduler/scheduler_config.json`,
-    );
-    const vaeConfig = await readJsonFile<Record<string, unknown>>(`${dir}/vae_decoder/config.json`)
-      .catch(() => ({} as Record<string, unknown>));
-    const unetConfig = await readJsonFile<Record<string, unknown>>(`${dir}/unet/config.json`)
-      .catch(() => ({} as Record<string, unknown>));
-    const textConfig = await readJsonFile<Record<string, unknown>>(
-      `${dir}/text_encoder/config.json`,
-    ).catch(() => ({} as Record<string, unknown>));
+    const textConfig = await readOptionalConfig(`${dir}/text_encoder/config.json`);
+    const folder = await openSdFolder(graphs);
     const textEncoder = await graphs.open("text_encoder");
-    const unet = await graphs.open("unet");
-    const vaeDecoder = await graphs.open("vae_decoder");
-    const sampleSize = Number(unetConfig.sample_size ?? 64) * VAE_SCALE;
+    const label = "text_encoder/model.onnx";
+    const encoder = new ClipEncoder(label, backend, tokenizer, textEncoder, ["last_hidden_state"]);
     // Distilled one-step models (SD-Turbo) ship Euler with trailing spacing and run without CFG.
-    const distilled = schedulerConfig._class_name === "EulerDiscreteScheduler" &&
-      schedulerConfig.timestep_spacing === "trailing";
-    const pipeline = new StableDiffusionPipeline({
-      backend,
-      tokenizer,
-      textEncoder,
-      unet,
-      vaeDecoder,
-      schedulerConfig,
-      vaeScalingFactor: Number(vaeConfig.scaling_factor ?? 0.18215),
-      latentChannels: Number(unetConfig.in_channels ?? 4),
-      unetLevels: Array.isArray(unetConfig.block_out_channels)
-        ? Math.max(1, unetConfig.block_out_channels.length)
-        : 1,
-      decode: { ...decode, tileLatent: Number(vaeConfig.sample_size ?? 512) / VAE_SCALE },
-      defaults: {
-        width: sampleSize,
-        height: sampleSize,
+    const distilled = isDistilled(folder.schedulerConfig);
+    const pipeline = new StableDiffusionPipeline(
+      sdParts(graphs, folder, new ClipConditioning(encoder), decode, {
         steps: distilled ? 1 : 50,
         guidanceScale: distilled ? 0 : 7.5,
         ...defaults,
-      },
-    });
-    const te = (name: string, axis: number) =>
-      axisStatement("text_encoder/model.onnx", textEncoder, name, axis);
-    const un = (name: string, axis: number) => axisStatement("unet/model.onnx", unet, name, axis);
-    const vae = (axis: number) =>
-      axisStatement("vae_decoder/model.onnx", vaeDecoder, "latent_sample", axis);
-    const unetField = (key: string) => configStatement("unet/config.json", unetConfig, key);
-    checkAgreement("the latent channels", [
-      unetField("in_channels"),
-      unetField("out_channels"),
-      un("sample", 1),
-      un("out_sample", 1),
-      configStatement("vae_decoder/config.json", vaeConfig, "latent_channels"),
-      vae(1),
-    ]);
+      }),
+    );
     checkAgreement("the text features' width", [
       configStatement("text_encoder/config.json", textConfig, "hidden_size"),
-      te("last_hidden_state", 2),
-      unetField("cross_attention_dim"),
-      un("encoder_hidden_states", 2),
+      axisStatement(label, textEncoder, "last_hidden_state", 2),
+      configStatement("unet/config.json", folder.unetConfig, "cross_attention_dim"),
+      axisStatement("unet/model.onnx", folder.unet, "encoder_hidden_states", 2),
     ]);
-    // A graph exported for one latent size states it; the config's sample_size must agree.
-    for (const [side, axis] of [["height", 2], ["width", 3]] as const) {
-      checkAgreement(`the latent ${side}`, [
-        unetField("sample_size"),
-        un("sample", axis),
-        un("out_sample", axis),
-        vae(axis),
-      ]);
-    }
     return pipeline;
   }
 
@@ -250,27 +278,22 @@ export class StableDiffusionPipeline implements Pipeline {
   async generateBatch(batch: readonly GenerateOptions[]): Promise<BatchOutcome[]> {
     const p = this.#parts;
     // 1. Check inputs; 4. initial latents (drawn first: they only depend on the seed).
-    const members = createMembers<EncodedText>(batch, (o) => this.#setup(o));
+    const members = createMembers<SdText>(batch, (o) => this.#setup(o));
     // 2.–3. Tokenize and encode each request's prompts, negative first as diffusers does.
     await eachLive(members, "textEncodeMs", async (m) => {
-      const t = performance.now();
-      const cfg = m.params.guidanceScale > 1;
-      const prompts = cfg ? [m.options.negativePrompt ?? "", m.options.prompt] : [m.options.prompt];
-      const ids = prompts.flatMap((text) => p.tokenizer.encode(text));
-      m.timings.tokenizeMs = performance.now() - t;
-      const out = await p.textEncoder.run({
-        input_ids: p.backend.tensor(
-          this.#idsType,
-          this.#idsType === "int64" ? BigInt64Array.from(ids, BigInt) : Int32Array.from(ids),
-          [prompts.length, p.tokenizer.maxLength],
-        ),
+      const { text, tokenizeMs } = await p.conditioning.encode({
+        prompt: m.options.prompt,
+        negativePrompt: m.options.negativePrompt,
+        cfg: m.params.guidanceScale > 1,
+        width: m.params.width,
+        height: m.params.height,
       });
-      const [rows, length, width] = out.last_hidden_state.dims;
-      m.text = { data: await readFloat32(out.last_hidden_state), rows, length, width };
-      for (const tensor of Object.values(out)) tensor.dispose();
+      m.timings.tokenizeMs = tokenizeMs;
+      m.text = text;
     });
     // 5. Denoise: one UNet call per step for every live request, `[uncond × n, cond × n]` each.
     const textRows = new TextRows();
+    const extraRows = new Map(p.conditioning.unetInputs.map((s) => [s.name, new TextRows(true)]));
     await denoise(members, {
       predict: async (active, i) => {
         const rows = active.map((m) => ({ m, cfg: m.params.guidanceScale > 1 }));
@@ -287,12 +310,18 @@ export class StableDiffusionPipeline implements Pipeline {
             h,
             w,
           ]),
-          timestep: this.#timestepTensor(active[0].run.timesteps[i]),
+          timestep: this.#timestepTensor(active[0].run.timesteps[i], batchRows),
           encoder_hidden_states: textRows.tensor(
             active,
-            (m) => m.text!,
+            (m) => m.text!.hidden,
             p.backend,
             this.#sampleType,
+          ),
+          ...Object.fromEntries(
+            [...extraRows].map(([name, rows]) => [
+              name,
+              rows.tensor(active, (m) => m.text!.extra[name], p.backend, this.#sampleType),
+            ]),
           ),
         });
         const eps = await readFloat32(out.out_sample);
@@ -348,24 +377,85 @@ export class StableDiffusionPipeline implements Pipeline {
     return this.#decode(x0, m.params, m.options.signal);
   }
 
-  /** The timestep in the form the graph declares: int64 `[1]`, or a float scalar / `[1]`. */
-  #timestepTensor(t: number): Tensor {
-    const dims = this.#timestep.shape.length === 0 ? [] : [1];
+  /**
+   * The timestep in the form the graph declares: a scalar, `[1]` where the graph fixes that
+   * length, else one per batch row as diffusers expands it (a graph whose `timestep` shares the
+   * `batch` axis of `sample` must get as many; SDXL's time embedding meets `text_embeds` there).
+   */
+  #timestepTensor(t: number, rows: number): Tensor {
+    const shape = this.#timestep.shape;
+    const fixed = typeof shape[0] === "number" && shape[0] > 0 ? shape[0] : rows;
+    const dims = shape.length === 0 ? [] : [fixed];
+    const length = dims[0] ?? 1;
     if (this.#timestep.type === "int64") {
-      return this.#parts.backend.tensor("int64", BigInt64Array.of(BigInt(Math.trunc(t))), dims);
+      return this.#parts.backend.tensor(
+        "int64",
+        new BigInt64Array(length).fill(BigInt(Math.trunc(t))),
+        dims,
+      );
     }
     return this.#parts.backend.tensor(
       this.#timestep.type as "float32" | "float16",
-      Float32Array.of(t),
+      new Float32Array(length).fill(t),
       dims,
     );
   }
 
   async release(): Promise<void> {
-    await this.#parts.textEncoder.release();
+    await this.#parts.conditioning.release();
     await this.#parts.unet.release();
     await this.#parts.vaeDecoder.release();
   }
+}
+
+/**
+ * The parts of a pipeline over `folder`: size defaults from the UNet's `sample_size`, under
+ * `defaults` (the family's, then the registry's).
+ */
+export function sdParts(
+  graphs: GraphSource,
+  folder: SdFolder,
+  conditioning: TextConditioning,
+  decode: VaeDecodeSettings,
+  defaults: Partial<PipelineDefaults> & Pick<PipelineDefaults, "steps" | "guidanceScale">,
+): StableDiffusionParts {
+  const { unetConfig, vaeConfig, unet, vaeDecoder } = folder;
+  const sampleSize = Number(unetConfig.sample_size ?? 64) * VAE_SCALE;
+  const un = (name: string, axis: number) => axisStatement("unet/model.onnx", unet, name, axis);
+  const vae = (axis: number) =>
+    axisStatement("vae_decoder/model.onnx", vaeDecoder, "latent_sample", axis);
+  const unetField = (key: string) => configStatement("unet/config.json", unetConfig, key);
+  checkAgreement("the latent channels", [
+    unetField("in_channels"),
+    unetField("out_channels"),
+    un("sample", 1),
+    un("out_sample", 1),
+    configStatement("vae_decoder/config.json", vaeConfig, "latent_channels"),
+    vae(1),
+  ]);
+  // A graph exported for one latent size states it; the config's sample_size must agree.
+  for (const [side, axis] of [["height", 2], ["width", 3]] as const) {
+    checkAgreement(`the latent ${side}`, [
+      unetField("sample_size"),
+      un("sample", axis),
+      un("out_sample", axis),
+      vae(axis),
+    ]);
+  }
+  return {
+    backend: graphs.backend,
+    conditioning,
+    unet,
+    vaeDecoder,
+    schedulerConfig: folder.schedulerConfig,
+    vaeScalingFactor: Number(vaeConfig.scaling_factor ?? 0.18215),
+    latentChannels: Number(unetConfig.in_channels ?? 4),
+    unetLevels: Array.isArray(unetConfig.block_out_channels)
+      ? Math.max(1, unetConfig.block_out_channels.length)
+      : 1,
+    decode: { ...decode, tileLatent: Number(vaeConfig.sample_size ?? 512) / VAE_SCALE },
+    defaults: { width: sampleSize, height: sampleSize, ...defaults },
+  };
 }
 
 /**
