@@ -15,7 +15,7 @@ import { exists, readJsonFile } from "../model/files.ts";
 import { convertComponent, type OutputFiles, readComponentFolder } from "./components.ts";
 import type { RawConfig } from "./configs.ts";
 import { qwenTokenizerJson } from "./qwen_tokenizer.ts";
-import { splitSingleFile } from "./single_file.ts";
+import { singleFileLayout, splitSingleFile } from "./single_file.ts";
 import { PICKLE_EXTENSIONS, pickleRefusal, readSafetensors } from "./weights.ts";
 
 /** Weight precisions of the output graphs; this slice writes float32 only. */
@@ -144,20 +144,23 @@ async function pipelineFolder(src: string): Promise<OutputFiles> {
   return files;
 }
 
-/** A single-file checkpoint with the configs, tokenizer and scheduler of `configDir`. */
+/** A single-file checkpoint with the configs, tokenizers and scheduler of `configDir`. */
 async function singleFile(path: string, configDir: string): Promise<OutputFiles> {
   const index = await readJsonFile<RawConfig>(`${configDir}/model_index.json`).catch((e) => {
     throw new ConvertError(`--config: ${(e as Error).message}`);
   });
-  if (index._class_name !== "StableDiffusionPipeline") {
+  const tensors = await readSafetensors(path);
+  const layout = singleFileLayout(path, [...tensors.keys()]);
+  if (index._class_name !== layout.pipeline) {
     throw new ConvertError(
-      `--config ${configDir}: a single-file SD 1.x checkpoint needs a StableDiffusionPipeline folder, not ${
+      `--config ${configDir}: a single-file ${layout.name} checkpoint needs a ${layout.pipeline} folder, not ${
         JSON.stringify(index._class_name)
       }`,
     );
   }
+  const pipeline = PIPELINES[layout.pipeline];
   const configs: Record<string, RawConfig> = {};
-  for (const name of ["text_encoder", "unet", "vae"]) {
+  for (const name of pipeline.convert) {
     configs[name] = await readJsonFile<RawConfig>(`${configDir}/${name}/config.json`).catch(
       (e) => {
         throw new ConvertError(`--config: ${(e as Error).message}`);
@@ -165,17 +168,18 @@ async function singleFile(path: string, configDir: string): Promise<OutputFiles>
     );
   }
   const levels = configs.vae.block_out_channels;
-  const parts = splitSingleFile(path, await readSafetensors(path), {
+  const parts = splitSingleFile(path, tensors, layout, {
     unetLayersPerBlock: Number(configs.unet.layers_per_block ?? 2),
     vaeLevels: Array.isArray(levels) ? levels.length : 1,
   });
   const files: OutputFiles = new Map();
-  for (const name of ["text_encoder", "unet", "vae"] as const) {
-    for (const [p, bytes] of convertComponent(`${path} (${name})`, configs[name], parts[name])) {
+  for (const name of pipeline.convert) {
+    const weights = parts[name as keyof typeof parts]!;
+    for (const [p, bytes] of convertComponent(`${path} (${name})`, configs[name], weights, name)) {
       files.set(p, bytes);
     }
   }
-  await copyFolders(configDir, ["tokenizer", "scheduler"], files);
+  await copyFolders(configDir, pipeline.copy, files);
   files.set("model_index.json", modelIndex(index));
   return files;
 }

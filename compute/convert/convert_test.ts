@@ -1,9 +1,15 @@
 import assert from "node:assert/strict";
 import { fromFloat16, toFloat16 } from "../backends/float16.ts";
 import { ConvertError } from "../errors.ts";
-import { parseSafetensors, serializeSafetensors, tensorToFloat32 } from "../lora/safetensors.ts";
+import {
+  parseSafetensors,
+  type SafetensorsTensor,
+  serializeSafetensors,
+  tensorToFloat32,
+} from "../lora/safetensors.ts";
 import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
 import { convert } from "./convert.ts";
+import { singleFileLayout, splitSingleFile } from "./single_file.ts";
 
 const DATA = new URL("../../fixtures/reference/data/", import.meta.url).pathname;
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
@@ -69,12 +75,82 @@ Deno.test("the single-file SD 1.x checkpoint converts to the same files as its d
   });
 });
 
-Deno.test("single files of other layouts, or with stray tensors, are refused by name", async () => {
+Deno.test("the single-file SDXL (SGM) checkpoint converts to the same files as its diffusers folder", async () => {
   await withTemp(async (tmp) => {
+    await convert(`${DATA}/sdxl`, `${tmp}/folder`);
+    const folder = await readTree(`${tmp}/folder`);
+    assert.ok(folder.has("text_encoder_2/model.onnx") && folder.has("tokenizer_2/vocab.json"));
+    // As the published SDXL base file also is: OpenCLIP's logit_scale beside the text tower.
+    const { tensors } = parseSafetensors(await Deno.readFile(`${DATA}/sdxl.safetensors`));
+    const published: Record<string, { shape: number[]; data: Float32Array }> = {};
+    for (const [key, t] of tensors) published[key] = { shape: t.shape, data: tensorToFloat32(t) };
+    published["conditioner.embedders.1.model.logit_scale"] = {
+      shape: [],
+      data: Float32Array.of(4.6052),
+    };
+    await Deno.writeFile(`${tmp}/published.safetensors`, serializeSafetensors(published));
+    for (const file of [`${DATA}/sdxl.safetensors`, `${tmp}/published.safetensors`]) {
+      const out = `${tmp}/single-${file.length}`;
+      await convert(file, out, { config: `${DATA}/sdxl` });
+      const single = await readTree(out);
+      assert.deepEqual([...single.keys()].sort(), [...folder.keys()].sort());
+      for (const [path, bytes] of folder) assert.ok(sameBytes(single.get(path), bytes), path);
+    }
     await assert.rejects(
       convert(`${DATA}/sdxl.safetensors`, `${tmp}/x`, { config: `${DATA}/sd15` }),
-      /sdxl\.safetensors is an SDXL \(SGM\) checkpoint: only SD 1\.x single-file checkpoints/,
+      /a single-file SDXL checkpoint needs a StableDiffusionXLPipeline folder, not "StableDiffusionPipeline"/,
     );
+  });
+});
+
+Deno.test("the SGM key mapping agrees with diffusers' own (sdxl.keymap.json), tensor by tensor", async () => {
+  const keymap: Record<string, { file: string; key?: string; keys?: string[] }> = JSON.parse(
+    await Deno.readTextFile(`${DATA}/sdxl.keymap.json`),
+  );
+  const { tensors } = parseSafetensors(await Deno.readFile(`${DATA}/sdxl.safetensors`));
+  const layout = singleFileLayout("sdxl.safetensors", [...tensors.keys()]);
+  const parts = splitSingleFile("sdxl.safetensors", tensors, layout, {
+    unetLayersPerBlock: 2,
+    vaeLevels: 4,
+  });
+  const folders = new Map<string, Map<string, SafetensorsTensor>>();
+  let checked = 0;
+  for (const [single, entry] of Object.entries(keymap)) {
+    const component = entry.file.split("/")[1] as keyof typeof parts;
+    if (!folders.has(entry.file)) {
+      folders.set(
+        entry.file,
+        parseSafetensors(await Deno.readFile(`${DATA}/${entry.file}`)).tensors,
+      );
+    }
+    for (const key of entry.keys ?? [entry.key!]) {
+      const expected = folders.get(entry.file)!.get(key)!;
+      const taken = parts[component]!.take(key, expected.shape);
+      assert.ok(
+        sameBytes(
+          new Uint8Array(taken.buffer, taken.byteOffset, taken.byteLength),
+          new Uint8Array(tensorToFloat32(expected).buffer),
+        ),
+        `${key} (from ${single})`,
+      );
+      checked++;
+    }
+  }
+  for (const weights of Object.values(parts)) assert.deepEqual(weights.unused(), []);
+  assert.equal(checked, 905);
+});
+
+Deno.test("single files of other layouts, or with stray tensors, are refused by name", async () => {
+  await withTemp(async (tmp) => {
+    const sd2: Record<string, { shape: number[]; data: Float32Array }> = {
+      "cond_stage_model.model.positional_embedding": { shape: [1], data: Float32Array.of(0) },
+    };
+    await Deno.writeFile(`${tmp}/sd2.safetensors`, serializeSafetensors(sd2));
+    await assert.rejects(
+      convert(`${tmp}/sd2.safetensors`, `${tmp}/x`, { config: `${DATA}/sd15` }),
+      /sd2\.safetensors is an SD 2\.x checkpoint \(OpenCLIP text encoder\): only SD 1\.x and SDXL single-file checkpoints/,
+    );
+    await Deno.remove(`${tmp}/sd2.safetensors`);
     const { tensors } = parseSafetensors(await Deno.readFile(`${DATA}/sd15.safetensors`));
     const edited = (rename: (key: string) => string) => {
       const out: Record<string, { shape: number[]; data: Float32Array }> = {};

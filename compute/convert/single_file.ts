@@ -1,8 +1,9 @@
 /**
  * Single-file Stable Diffusion 1.x checkpoints (the original LDM key layout that A1111 and
- * ComfyUI use) → the diffusers parameter names of each component. The renames are those of
- * diffusers' single-file loader (`convert_ldm_unet_checkpoint`, `convert_ldm_vae_checkpoint`,
- * `convert_ldm_clip_checkpoint`), written here from the layouts themselves:
+ * ComfyUI use) and SDXL checkpoints (Stability's SGM layout) → the diffusers parameter names of
+ * each component. The renames are those of diffusers' single-file loader
+ * (`convert_ldm_unet_checkpoint`, `convert_ldm_vae_checkpoint`, `convert_ldm_clip_checkpoint`,
+ * `convert_open_clip_checkpoint`), written here from the layouts themselves:
  *
  * - UNet, `model.diffusion_model.`: `input_blocks.N` counts the `layers_per_block` resnets (each
  *   with its attention as `.1`) and the down-sampler (`.0.op`) of each level in order, after
@@ -14,6 +15,13 @@
  *   `up.N` counts from the narrowest level, diffusers' `up_blocks` from the widest.
  * - Text encoder, `cond_stage_model.transformer.`: transformers' own names (older files omit
  *   the `text_model.` level).
+ * - SDXL: the UNet and VAE as above (SDXL's `label_emb.0.0/2` is diffusers' `add_embedding`
+ *   `linear_1/2`); `conditioner.embedders.0.transformer.` is `text_encoder` in transformers'
+ *   names; `conditioner.embedders.1.model.` is OpenCLIP's text tower, `text_encoder_2`:
+ *   `token_embedding`, `positional_embedding`, `ln_final`, `transformer.resblocks.N` with `ln_1/2`,
+ *   `mlp.c_fc/c_proj`, `attn.out_proj` and `attn.in_proj_weight/bias` (q, k and v joined along
+ *   the first dimension, in that order), and `text_projection` applied as `x @ P` (diffusers'
+ *   Linear weight is its transpose).
  *
  * @module
  */
@@ -23,26 +31,54 @@ import type { MappedTensor } from "./weights.ts";
 import { SafetensorsWeights } from "./weights.ts";
 
 /** The diffusers component folders a single-file checkpoint holds. */
-export type SingleFileComponent = "unet" | "vae" | "text_encoder";
+export type SingleFileComponent = "unet" | "vae" | "text_encoder" | "text_encoder_2";
 
-const PREFIXES: Record<SingleFileComponent, string> = {
-  unet: "model.diffusion_model.",
-  vae: "first_stage_model.",
-  text_encoder: "cond_stage_model.transformer.",
-};
+/** A single-file key layout: its components, each under its key prefix. */
+export interface SingleFileLayout {
+  /** e.g. "SD 1.x". */
+  name: string;
+  /** The diffusers pipeline class whose folder gives its configs. */
+  pipeline: string;
+  prefixes: Partial<Record<SingleFileComponent, string>>;
+}
+
+/** The layouts converted, told apart by their text encoders' prefixes. */
+export const SINGLE_FILE_LAYOUTS: readonly SingleFileLayout[] = [
+  {
+    name: "SD 1.x",
+    pipeline: "StableDiffusionPipeline",
+    prefixes: {
+      unet: "model.diffusion_model.",
+      vae: "first_stage_model.",
+      text_encoder: "cond_stage_model.transformer.",
+    },
+  },
+  {
+    name: "SDXL",
+    pipeline: "StableDiffusionXLPipeline",
+    prefixes: {
+      unet: "model.diffusion_model.",
+      vae: "first_stage_model.",
+      text_encoder: "conditioner.embedders.0.transformer.",
+      text_encoder_2: "conditioner.embedders.1.model.",
+    },
+  },
+];
 
 /**
- * Layouts this slice does not convert, recognised by a key prefix, so that they are refused by
- * name rather than as missing tensors.
+ * Layouts not converted, recognised by a key prefix, so that they are refused by name rather
+ * than as missing tensors.
  */
 const OTHER_LAYOUTS: [string, string][] = [
-  ["conditioner.embedders.", "an SDXL (SGM) checkpoint"],
   ["cond_stage_model.model.", "an SD 2.x checkpoint (OpenCLIP text encoder)"],
 ];
 
-/** Top-level entries that are not weights of the served network (EMA copies, schedule buffers). */
+/**
+ * Top-level entries that are not weights of the served network (EMA copies, schedule buffers,
+ * OpenCLIP's contrastive temperature `logit_scale`, which text features never use).
+ */
 const IGNORED =
-  /^(model_ema\.|alphas_cumprod|alphas_cumprod_prev|betas|log_one_minus_alphas_cumprod|posterior_|sqrt_|logvar$)/;
+  /^(model_ema\.|alphas_cumprod|alphas_cumprod_prev|betas|log_one_minus_alphas_cumprod|posterior_|sqrt_|logvar$|conditioner\.embedders\.1\.model\.logit_scale$)/;
 
 /** What {@linkcode splitSingleFile} needs of the configs. */
 export interface SingleFileShape {
@@ -81,6 +117,8 @@ function unetName(key: string, perLevel: number): string | undefined {
   const fixed: [RegExp, string][] = [
     [/^time_embed\.0\./, "time_embedding.linear_1."],
     [/^time_embed\.2\./, "time_embedding.linear_2."],
+    [/^label_emb\.0\.0\./, "add_embedding.linear_1."],
+    [/^label_emb\.0\.2\./, "add_embedding.linear_2."],
     [/^input_blocks\.0\.0\./, "conv_in."],
     [/^out\.0\./, "conv_norm_out."],
     [/^out\.2\./, "conv_out."],
@@ -164,55 +202,115 @@ function vaeName(key: string, levels: number): MappedTensor | undefined {
   return undefined;
 }
 
+const OPEN_CLIP_LAYER: [RegExp, string][] = [
+  [/^ln_1\./, "layer_norm1."],
+  [/^ln_2\./, "layer_norm2."],
+  [/^mlp\.c_fc\./, "mlp.fc1."],
+  [/^mlp\.c_proj\./, "mlp.fc2."],
+  [/^attn\.out_proj\./, "self_attn.out_proj."],
+];
+
+/** A diffusers parameter's name and how it sits in the stored tensor (whose key is known). */
+type Placement = [string, Omit<MappedTensor, "key">];
+
 /**
- * Splits a single-file checkpoint's tensors into the three components, each a weight source under
- * its diffusers names. Refuses other layouts and keys that fit no rule.
+ * The diffusers parameters an OpenCLIP text-tower key (without its prefix) holds: one, or q, k
+ * and v for a joined `in_proj`.
+ */
+function openClipNames(key: string): Placement[] | undefined {
+  const fixed: Record<string, Placement> = {
+    "token_embedding.weight": ["text_model.embeddings.token_embedding.weight", {}],
+    "positional_embedding": ["text_model.embeddings.position_embedding.weight", {}],
+    "ln_final.weight": ["text_model.final_layer_norm.weight", {}],
+    "ln_final.bias": ["text_model.final_layer_norm.bias", {}],
+    "text_projection": ["text_projection.weight", { transpose: true }],
+  };
+  if (fixed[key]) return [fixed[key]];
+  const m = key.match(/^transformer\.resblocks\.(\d+)\.(.+)$/);
+  if (!m) return undefined;
+  const layer = `text_model.encoder.layers.${m[1]}.`;
+  const joined = m[2].match(/^attn\.in_proj_(weight|bias)$/);
+  if (joined) {
+    return ["q", "k", "v"].map((
+      x,
+      i,
+    ) => [`${layer}self_attn.${x}_proj.${joined[1]}`, { part: [i, 3] }]);
+  }
+  const r = rename(OPEN_CLIP_LAYER, m[2]);
+  return r === undefined ? undefined : [[layer + r, {}]];
+}
+
+/** The diffusers parameters a component's key (without its prefix) holds. */
+function componentNames(
+  component: SingleFileComponent,
+  layout: SingleFileLayout,
+  rest: string,
+  shape: SingleFileShape,
+): Placement[] | undefined {
+  switch (component) {
+    case "unet": {
+      const name = unetName(rest, shape.unetLayersPerBlock);
+      return name === undefined ? undefined : [[name, {}]];
+    }
+    case "vae": {
+      const mapped = vaeName(rest, shape.vaeLevels);
+      return mapped && [[mapped.key, { squeeze: mapped.squeeze }]];
+    }
+    case "text_encoder":
+      return [[rest.startsWith("text_model.") ? rest : `text_model.${rest}`, {}]];
+    case "text_encoder_2":
+      return layout.prefixes.text_encoder_2 ? openClipNames(rest) : undefined;
+  }
+}
+
+/** The layout of a single-file checkpoint's keys; other layouts are refused by name. */
+export function singleFileLayout(path: string, keys: readonly string[]): SingleFileLayout {
+  for (const [prefix, what] of OTHER_LAYOUTS) {
+    if (keys.some((k) => k.startsWith(prefix))) {
+      throw new ConvertError(
+        `${path} is ${what}: only SD 1.x and SDXL single-file checkpoints are converted so far`,
+      );
+    }
+  }
+  const sdxl = keys.some((k) => k.startsWith("conditioner.embedders."));
+  return SINGLE_FILE_LAYOUTS[sdxl ? 1 : 0];
+}
+
+/**
+ * Splits a single-file checkpoint's tensors into its layout's components, each a weight source
+ * under its diffusers names. Refuses keys that fit no rule.
  */
 export function splitSingleFile(
   path: string,
   tensors: ReadonlyMap<string, SafetensorsTensor>,
+  layout: SingleFileLayout,
   shape: SingleFileShape,
-): Record<SingleFileComponent, SafetensorsWeights> {
+): Partial<Record<SingleFileComponent, SafetensorsWeights>> {
   const keys = [...tensors.keys()];
-  for (const [prefix, what] of OTHER_LAYOUTS) {
-    if (keys.some((k) => k.startsWith(prefix))) {
-      throw new ConvertError(
-        `${path} is ${what}: only SD 1.x single-file checkpoints are converted so far`,
-      );
-    }
-  }
-  const split = {} as Record<SingleFileComponent, SafetensorsWeights>;
-  for (const component of Object.keys(PREFIXES) as SingleFileComponent[]) {
-    const prefix = PREFIXES[component];
+  const split: Partial<Record<SingleFileComponent, SafetensorsWeights>> = {};
+  const prefixes = Object.entries(layout.prefixes) as [SingleFileComponent, string][];
+  for (const [component, prefix] of prefixes) {
     const own = new Map<string, SafetensorsTensor>();
     const names = new Map<string, MappedTensor>();
     for (const [key, t] of tensors) {
-      if (!key.startsWith(prefix)) continue;
+      if (!key.startsWith(prefix) || IGNORED.test(key)) continue;
       own.set(key, t);
-      const rest = key.slice(prefix.length);
-      const mapped: MappedTensor | undefined = component === "unet"
-        ? (() => {
-          const name = unetName(rest, shape.unetLayersPerBlock);
-          return name === undefined ? undefined : { key: name };
-        })()
-        : component === "vae"
-        ? vaeName(rest, shape.vaeLevels)
-        : { key: rest.startsWith("text_model.") ? rest : `text_model.${rest}` };
+      const mapped = componentNames(component, layout, key.slice(prefix.length), shape);
       if (!mapped) {
-        throw new ConvertError(`${path}: tensor '${key}' fits no SD 1.x ${component} key`);
+        throw new ConvertError(
+          `${path}: tensor '${key}' fits no ${layout.name} ${component} key`,
+        );
       }
-      names.set(mapped.key, { key, squeeze: mapped.squeeze });
+      for (const [name, where] of mapped) names.set(name, { ...where, key });
     }
     if (!own.size) {
       throw new ConvertError(`${path}: no ${component} tensors (no keys under '${prefix}')`);
     }
     split[component] = new SafetensorsWeights(`${path} (${component})`, own, names);
   }
-  const stray = keys.find((k) =>
-    !Object.values(PREFIXES).some((p) => k.startsWith(p)) && !IGNORED.test(k)
-  );
+  const stray = keys.find((k) => !prefixes.some(([, p]) => k.startsWith(p)) && !IGNORED.test(k));
   if (stray) {
-    throw new ConvertError(`${path}: tensor '${stray}' belongs to no SD 1.x component`);
+    throw new ConvertError(`${path}: tensor '${stray}' belongs to no ${layout.name} component`);
   }
   return split;
 }

@@ -41,6 +41,10 @@ export interface MappedTensor {
   key: string;
   /** Trailing 1-sized dimensions dropped (a 1×1 conv stored for a Linear). */
   squeeze?: boolean;
+  /** A 2-D tensor stored transposed (OpenCLIP's `text_projection`, applied as `x @ P`). */
+  transpose?: boolean;
+  /** Part `[i, n]` of a tensor joining `n` parameters along its first dimension (`in_proj`). */
+  part?: [number, number];
 }
 
 /** Named tensors drawn from safetensors files, counting which were used. */
@@ -63,7 +67,7 @@ export class SafetensorsWeights implements WeightSource {
   }
 
   take(name: string, dims: readonly number[]): Float32Array {
-    const { key, squeeze } = this.#names.get(name) ?? { key: name };
+    const { key, squeeze, transpose, part } = this.#names.get(name) ?? { key: name };
     const t = this.#tensors.get(key);
     if (!t) {
       throw new ConvertError(
@@ -75,6 +79,8 @@ export class SafetensorsWeights implements WeightSource {
     this.#used.add(key);
     const shape = [...t.shape];
     while (squeeze && shape.length > dims.length && shape.at(-1) === 1) shape.pop();
+    if (transpose && shape.length === 2) shape.reverse();
+    if (part && shape.length) shape[0] /= part[1];
     if (shape.length !== dims.length || shape.some((d, i) => d !== dims[i])) {
       throw new ConvertError(
         `${this.label}: tensor '${key}' has shape [${t.shape}], but the config needs [${dims}]${
@@ -82,7 +88,20 @@ export class SafetensorsWeights implements WeightSource {
         }`,
       );
     }
-    return tensorToFloat32(t);
+    const data = tensorToFloat32(t);
+    if (part) {
+      const size = data.length / part[1];
+      return data.slice(part[0] * size, (part[0] + 1) * size);
+    }
+    if (transpose) {
+      const [rows, cols] = dims;
+      const out = new Float32Array(data.length);
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < cols; c++) out[r * cols + c] = data[c * rows + r];
+      }
+      return out;
+    }
+    return data;
   }
 
   /** Stored tensors nothing asked for, ignoring `ignored` (buffers such as `position_ids`). */
