@@ -24,6 +24,17 @@ export const SD_LATENT_RGB: LatentRgbFactors = {
   ],
 };
 
+/** SDXL / SDXL-Turbo VAE (scaling factor 0.13025), model-space latents. */
+export const SDXL_LATENT_RGB: LatentRgbFactors = {
+  matrix: [
+    [0.3651, 0.4232, 0.4341],
+    [-0.2533, -0.0042, 0.1068],
+    [0.1076, 0.1111, -0.0362],
+    [-0.3165, -0.2492, -0.2188],
+  ],
+  bias: [0.1084, -0.0175, -0.0011],
+};
+
 /** The Flux VAE (Z-Image), model-space latents `(z − 0.1159)·0.3611`. */
 export const FLUX_LATENT_RGB: LatentRgbFactors = {
   matrix: [

@@ -60,15 +60,18 @@ import type {
   Pipeline,
   PipelineDefaults,
 } from "./pipeline.ts";
-import { latentsToRgb, SD_LATENT_RGB } from "./preview.ts";
+import { latentsToRgb, SD_LATENT_RGB, SDXL_LATENT_RGB } from "./preview.ts";
 import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
 
 /** The float types a graph's tensors may have. */
 export const FLOAT = ["float32", "float16"] as const;
 /** VAE downsampling factor of every SD-family autoencoder (`2 ** (len(block_out_channels) - 1)`). */
 export const VAE_SCALE = 8;
-/** The SD 1.x/2.x autoencoder's scaling factor, which identifies its latent space. */
-const SD_VAE_SCALING = 0.18215;
+/**
+ * Latent→RGB preview factors by the autoencoder's scaling factor, which identifies its latent
+ * space: SD 1.x/2.x's and SDXL's.
+ */
+const PREVIEW_FACTORS = new Map([[0.18215, SD_LATENT_RGB], [0.13025, SDXL_LATENT_RGB]]);
 
 /** A request's encoded prompts: two rows (negative, then prompt) with guidance, else one. */
 export interface SdText {
@@ -365,14 +368,13 @@ export class StableDiffusionPipeline implements Pipeline {
     return toRgbImages(pixels, params.n, params.width, params.height);
   }
 
-  /** SD's own VAE: the cheap latent→RGB map; any other autoencoder: the decoder itself. */
+  /** SD's or SDXL's own VAE: the cheap latent→RGB map; any other autoencoder: the decoder itself. */
   #preview(m: Member, x0: Float32Array) {
     const p = this.#parts;
-    if (p.vaeScalingFactor === SD_VAE_SCALING && p.latentChannels === 4) {
+    const factors = PREVIEW_FACTORS.get(p.vaeScalingFactor);
+    if (factors && p.latentChannels === 4) {
       const { n, height, width } = m.params;
-      return Promise.resolve(
-        latentsToRgb(x0, n, height / VAE_SCALE, width / VAE_SCALE, SD_LATENT_RGB),
-      );
+      return Promise.resolve(latentsToRgb(x0, n, height / VAE_SCALE, width / VAE_SCALE, factors));
     }
     return this.#decode(x0, m.params, m.options.signal);
   }

@@ -16,7 +16,7 @@ async function withModel(fn: (dir: string) => Promise<void>) {
   }
 }
 
-Deno.test("SDXL: defaults from the configs; batch-mates with guidance get their own conditioning rows", () =>
+Deno.test("SDXL: defaults from the configs; batch-mates with guidance get their own conditioning rows; latent previews", () =>
   withModel(async (dir) => {
     const p = await loadPipeline(dir, { device: "cpu" });
     try {
@@ -40,6 +40,15 @@ Deno.test("SDXL: defaults from the configs; batch-mates with guidance get their 
           assert.deepEqual(image.data, alone.images[k].data, `request ${i}, image ${k}`)
         );
       }
+      // SDXL's VAE (scaling factor 0.13025) has latent→RGB factors: previews at latent size.
+      const previews: number[] = [];
+      await p.generate({
+        prompt: "a red circle",
+        steps: 4,
+        previews: 1,
+        onPreview: (preview) => previews.push(preview.images[0].width),
+      });
+      assert.deepEqual(previews, [64 / 8]);
     } finally {
       await p.release();
     }
