@@ -1,6 +1,7 @@
 /**
  * The one mapping from anything thrown while serving to an {@linkcode ApiError}, by class: errors
- * the API raises keep their status, compute's `InvalidInputError` is a 400, a cancellation a 499,
+ * the API raises keep their status, the engine's refusals their documented 503s and 429,
+ * compute's `InvalidInputError` is a 400, a cancellation a 499,
  * NaN or infinite model output a 500 that says so (`non_finite_output`, not to be retried),
  * malformed JSON the documented 422, a non-JSON body 415, and everything else a 500 without
  * internals.
@@ -9,11 +10,41 @@
  */
 import { HTTPException } from "hono/http-exception";
 import { CancelledError, InvalidInputError, NonFiniteOutputError } from "../compute/mod.ts";
-import { ApiError } from "./errors.ts";
+import { EngineNotReady, ModelLoadFailed, QueueFull, ShuttingDown } from "./engine/errors.ts";
+import { ApiError, ENGINE_NOT_READY } from "./errors.ts";
 
 /** `err` as the error the client is told about. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
+  if (err instanceof EngineNotReady) {
+    return new ApiError(503, ENGINE_NOT_READY, {
+      type: "service_unavailable",
+      code: "engine_not_ready",
+      headers: { "retry-after": "5" },
+    });
+  }
+  if (err instanceof ModelLoadFailed) {
+    // Permanent until restarted: no retry-after, so clients do not retry in vain.
+    return new ApiError(503, ENGINE_NOT_READY, {
+      type: "service_unavailable",
+      code: "model_load_failed",
+      headers: { "x-should-retry": "false" },
+    });
+  }
+  if (err instanceof QueueFull) {
+    return new ApiError(429, err.message, {
+      type: "rate_limit_error",
+      code: "queue_full",
+      headers: { "retry-after": "2" },
+    });
+  }
+  if (err instanceof ShuttingDown) {
+    return new ApiError(503, err.message, {
+      type: "service_unavailable",
+      code: "shutting_down",
+      headers: { "retry-after": "5" },
+    });
+  }
   if (err instanceof CancelledError) {
     return new ApiError(499, "Client closed request.", { code: "client_closed_request" });
   }

@@ -17,7 +17,7 @@ import { DEFAULT_MAX_IMAGE_PIXELS, findModelCard } from "../compute/registry.ts"
 import { type GuardedServer, serveGuarded } from "./header_guard.ts";
 import { CliError, helpText, parseCli, type ServerOptions } from "./cli.ts";
 import { Engine } from "./engine/engine.ts";
-import { ApiError } from "./errors.ts";
+import { ShuttingDown } from "./engine/errors.ts";
 import { DirectoryImageStore, MemoryImageStore } from "./image_store.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
@@ -180,13 +180,7 @@ export async function main(args: readonly string[]): Promise<void> {
     clearTimeout(timer);
     if (timedOut) {
       log.warning(`shutdown timeout: answering ${engine.running + engine.waiting} request(s) 503`);
-      engine.abortAll(
-        new ApiError(503, "The server shut down before this request finished; retry.", {
-          type: "service_unavailable",
-          code: "shutting_down",
-          headers: { "retry-after": "5" },
-        }),
-      );
+      engine.abortAll(new ShuttingDown());
     }
     // Responses already being written (streams, encodes) finish; no new connections are taken.
     if (server) await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 5000))]);
