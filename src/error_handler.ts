@@ -8,10 +8,14 @@
  *
  * @module
  */
+import type { ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { AppEnv } from "./app_env.ts";
 import { CancelledError, InvalidInputError, NonFiniteOutputError } from "../compute/mod.ts";
 import { EngineNotReady, ModelLoadFailed, QueueFull, ShuttingDown } from "./engine/errors.ts";
 import { ApiError, ENGINE_NOT_READY } from "./errors.ts";
+import type { Logger } from "./log.ts";
 
 /** `err` as the error the client is told about. */
 export function toApiError(err: unknown): ApiError {
@@ -77,3 +81,28 @@ export function toApiError(err: unknown): ApiError {
     headers: { "x-should-retry": "false" },
   });
 }
+
+/**
+ * The app's error handler: the documented body, status and headers of {@linkcode toApiError};
+ * an unexpected 5xx is logged with its stack.
+ */
+export function onError(log: Logger): ErrorHandler<AppEnv> {
+  return (err, c) => {
+    // A middleware's own answer (bearerAuth's 401 with WWW-Authenticate).
+    if (err instanceof HTTPException && err.res) return err.getResponse();
+    const error = toApiError(err);
+    if (error.status >= 500 && !(err instanceof ApiError)) {
+      log.error(`request failed: ${(err as Error)?.stack ?? err}`, { id: c.get("requestId") });
+    }
+    for (const [k, v] of Object.entries(error.options.headers ?? {})) c.header(k, v);
+    return c.json(error.body(), error.status as ContentfulStatusCode);
+  };
+}
+
+/**
+ * The 404 of an unknown path. Answered, not thrown: Hono calls this handler outside the
+ * middleware chain's error handling, so a throw would skip the request log (no line, no
+ * x-request-id) on paths where no other middleware runs.
+ */
+export const notFound: NotFoundHandler<AppEnv> = (c) =>
+  c.json(new ApiError(404, "Not found.", { code: "not_found" }).body(), 404);

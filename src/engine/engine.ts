@@ -9,7 +9,7 @@
  */
 import type { GenerateOptions, GenerateResult } from "../../compute/mod.ts";
 // From the module itself, not compute/mod.ts: the HTTP thread starts the worker before it loads
-// the compute package (src/main.ts).
+// the compute package (src/startup.ts).
 import {
   CancelledError,
   InvalidInputError,
