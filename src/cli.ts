@@ -297,7 +297,10 @@ export class CliError extends Error {
   override name = "CliError";
 }
 
-/** The parsed command line. */
+/** The parsed command line, frozen: nothing changes it once parsed. */
+export type ServerConfig = Readonly<ServerOptions>;
+
+/** The parsed command line, field by field. */
 export interface ServerOptions {
   model?: string;
   host: string;
@@ -387,7 +390,7 @@ function convert(flag: Flag, text: string, source: string): unknown {
 export function parseCli(
   args: readonly string[],
   env: (name: string) => string | undefined = (name) => Deno.env.get(name),
-): ServerOptions {
+): ServerConfig {
   const aliases = new Map(
     FLAGS.flatMap((f) => (f.aliases ?? []).map((a) => [`--${a}`, `--${f.name}`] as const)),
   );
@@ -453,7 +456,7 @@ export function parseCli(
       throw new CliError(`--public-url must be an http(s) URL, got ${JSON.stringify(o.publicUrl)}`);
     }
   }
-  return o;
+  return Object.freeze(o);
 }
 
 function usage(flag: Flag): string {
