@@ -29,13 +29,13 @@ function parse(path: string): ts.SourceFile {
   return ts.createSourceFile(path, Deno.readTextFileSync(path), ts.ScriptTarget.Latest, true);
 }
 
-/** The `src/` modules `file` imports (static, re-exports, dynamic `import()`). */
-function importsOf(file: ts.SourceFile): string[] {
+/** The modules under `root` that `file` imports (static, re-exports, dynamic `import()`). */
+function importsOf(file: ts.SourceFile, root: string): string[] {
   const out: string[] = [];
   const add = (specifier: string) => {
     if (!specifier.startsWith(".")) return;
     const target = resolve(dirname(file.fileName), specifier);
-    if (target.startsWith(ROOT)) out.push(target);
+    if (target.startsWith(root)) out.push(target);
   };
   const visit = (node: ts.Node) => {
     if (
@@ -52,9 +52,12 @@ function importsOf(file: ts.SourceFile): string[] {
   return out;
 }
 
-/** The import cycles among `files`: each strongly connected component of more than one module. */
-export function importCycles(files: string[]): string[][] {
-  const graph = new Map(files.map((f) => [f, importsOf(parse(f))]));
+/**
+ * The import cycles among `files` (under `root`): each strongly connected component of more than
+ * one module, named relative to `root`.
+ */
+export function importCycles(files: string[], root = ROOT): string[][] {
+  const graph = new Map(files.map((f) => [f, importsOf(parse(f), root)]));
   // Tarjan's algorithm.
   let counter = 0;
   const index = new Map<string, number>();
@@ -79,7 +82,7 @@ export function importCycles(files: string[]): string[][] {
     do {
       w = stack.pop()!;
       onStack.delete(w);
-      component.push(relative(ROOT, w));
+      component.push(relative(root, w));
     } while (w !== v);
     if (component.length > 1) cycles.push(component.sort());
   };
