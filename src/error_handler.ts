@@ -17,9 +17,8 @@ import { EngineNotReady, ModelLoadFailed, QueueFull, ShuttingDown } from "./engi
 import { ApiError, ENGINE_NOT_READY } from "./errors.ts";
 import type { Logger } from "./log.ts";
 
-/** `err` as the error the client is told about. */
-export function toApiError(err: unknown): ApiError {
-  if (err instanceof ApiError) return err;
+/** The documented answer to one of the engine's refusals; undefined for other errors. */
+function engineError(err: unknown): ApiError | undefined {
   if (err instanceof EngineNotReady) {
     return new ApiError(503, ENGINE_NOT_READY, {
       type: "service_unavailable",
@@ -49,6 +48,14 @@ export function toApiError(err: unknown): ApiError {
       headers: { "retry-after": "5" },
     });
   }
+  return undefined;
+}
+
+/** `err` as the error the client is told about. */
+export function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  const fromEngine = engineError(err);
+  if (fromEngine) return fromEngine;
   if (err instanceof CancelledError) {
     return new ApiError(499, "Client closed request.", { code: "client_closed_request" });
   }
