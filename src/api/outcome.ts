@@ -5,7 +5,19 @@
  *
  * @module
  */
-import type { Generated } from "./run.ts";
+import type { GenerateResult, ImageFormat } from "../../compute/mod.ts";
+
+/** Encoded images plus what the response reports. */
+export interface Generated {
+  result: GenerateResult;
+  /**
+   * The seed used, as responses and the log report it: a JSON number (drawn seeds are 32-bit; a
+   * given one arrived as a JSON number), converted from the engine's bigint once, in run.ts.
+   */
+  seed: number;
+  images: Uint8Array[];
+  format: ImageFormat;
+}
 
 /** One request's outcome. */
 export class Outcome {

@@ -15,44 +15,46 @@ import {
 import type { EngineLike, Live, ServingConfig } from "../deps.ts";
 import { ApiError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-
-/** Encoded images plus what the response reports. */
-export interface Generated {
-  result: GenerateResult;
-  /**
-   * The seed used, as responses and the log report it: a JSON number (drawn seeds are 32-bit; a
-   * given one arrived as a JSON number). Converted from the engine's bigint here, once.
-   */
-  seed: number;
-  images: Uint8Array[];
-  format: ImageFormat;
-}
+import type { Generated, Outcome } from "./outcome.ts";
 
 /** What running a generation needs from the server. */
 export interface RunDeps {
   engine: EngineLike;
   config: Pick<ServingConfig, "requestTimeoutS">;
   live: Pick<Live, "pngWorkers">;
+  log: Logger;
+}
+
+/** The HTTP request a generation serves, as the endpoint's answer sees it (no Hono types). */
+export interface RequestContext {
+  /** The request id, for the log. */
+  id: string;
+  /** Aborts when the client leaves. */
+  signal?: AbortSignal;
+  /** Where the answer records what it made, for the access log. */
+  outcome: Outcome;
+  /** Whether the answer is an event stream. */
+  stream: boolean;
 }
 
 /** How the images are wanted. */
 export interface Output {
   format: ImageFormat;
   compression?: number;
-  /** Aborts when the client leaves. */
-  signal?: AbortSignal;
 }
 
 /**
- * Runs one generation on the engine, cancelled when `signal` aborts (the client left) or when
- * the server's request timeout passes. A cancellation becomes 499 (logged; nobody reads it) or
- * 504 in the documented error shape.
+ * Logs and runs one generation on the engine, cancelled when the client leaves (the request's
+ * signal aborts) or when the server's request timeout passes. A cancellation becomes 499
+ * (logged; nobody reads it) or 504 in the documented error shape.
  */
 export async function runGeneration(
   deps: RunDeps,
   options: GenerateOptions,
-  signal?: AbortSignal,
+  request: RequestContext,
 ): Promise<GenerateResult> {
+  logGeneration(deps.log, request, options);
+  const signal = request.signal;
   const timeoutS = deps.config.requestTimeoutS;
   const timeout = timeoutS ? AbortSignal.timeout(timeoutS * 1000) : undefined;
   const signals = [signal, timeout].filter((s): s is AbortSignal => s !== undefined);
@@ -84,20 +86,21 @@ function throwIfClosed(signal?: AbortSignal): void {
   if (signal?.aborted) throw clientClosed();
 }
 
-/** Encodes a finished generation's images, unless the client has left. */
+/** Encodes a finished generation's images, unless the client has left (`signal`). */
 export async function encodeResult(
   deps: Pick<RunDeps, "live">,
   result: GenerateResult,
   output: Output,
+  signal?: AbortSignal,
 ): Promise<Generated> {
-  throwIfClosed(output.signal);
+  throwIfClosed(signal);
   const images = await encodeImages(
     result,
     output.format,
     output.compression,
     deps.live.pngWorkers,
   );
-  throwIfClosed(output.signal);
+  throwIfClosed(signal);
   return { result, seed: Number(result.seed), images, format: output.format };
 }
 
@@ -106,16 +109,17 @@ export async function generate(
   deps: RunDeps,
   options: GenerateOptions,
   output: Output,
+  request: RequestContext,
 ): Promise<Generated> {
-  return encodeResult(deps, await runGeneration(deps, options, output.signal), output);
+  const result = await runGeneration(deps, options, request);
+  return encodeResult(deps, result, output, request.signal);
 }
 
 /** Logs a planned generation at debug level, prompt included, as vLLM-Omni does. */
-export function logGeneration(
+function logGeneration(
   log: Logger,
-  id: string,
+  { id, stream }: RequestContext,
   options: GenerateOptions,
-  stream: boolean,
 ): void {
   log.debug("generation request", {
     id,

@@ -1,5 +1,6 @@
 /**
- * The server-sent event writer both generation endpoints stream with. An error after the stream
+ * What both generation routes share of Hono: the request as their answers see it, and the
+ * server-sent event writer they stream with. An error after the stream
  * started becomes an error event (the status line has already gone); a client that left ends it
  * as 499. The status it ended with goes to the request's outcome (`outcome.ts`).
  *
@@ -11,6 +12,12 @@ import type { AppEnv } from "../app_env.ts";
 import { toApiError } from "../error_handler.ts";
 import type { Logger } from "../log.ts";
 import type { SseEvent } from "./event_channel.ts";
+import type { RequestContext } from "./run.ts";
+
+/** The request `c` as a generation's answer sees it. */
+export function requestContext(c: Context<AppEnv>, stream: boolean): RequestContext {
+  return { id: c.get("requestId"), signal: c.req.raw.signal, outcome: c.get("outcome"), stream };
+}
 
 /** How an endpoint's stream reports an error, and ends. */
 export interface StreamShape {

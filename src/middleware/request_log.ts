@@ -10,8 +10,7 @@
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../app_env.ts";
 import type { LogFields, Logger } from "../log.ts";
-import { Outcome } from "../api/outcome.ts";
-import type { Generated } from "../api/run.ts";
+import { type Generated, Outcome } from "../api/outcome.ts";
 
 /** Longest client-sent `x-request-id` echoed; a longer one is replaced by a fresh id. */
 export const MAX_REQUEST_ID_LENGTH = 128;

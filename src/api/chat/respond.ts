@@ -7,8 +7,7 @@
 import type { GenerateOptions } from "../../../compute/mod.ts";
 import type { components } from "../../spec/types.gen.ts";
 import { EventChannel, type SseEvent } from "../event_channel.ts";
-import type { Outcome } from "../outcome.ts";
-import { generate, type RunDeps } from "../run.ts";
+import { generate, type RequestContext, type RunDeps } from "../run.ts";
 import type { ChatPlan } from "./plan.ts";
 
 type ChatCompletionResponse = components["schemas"]["ChatCompletionResponse"];
@@ -34,13 +33,10 @@ const imageParts = (images: Uint8Array[]) =>
 export async function createChatCompletion(
   plan: ChatPlan,
   deps: RunDeps,
-  context: { signal?: AbortSignal; outcome: Outcome },
+  request: RequestContext,
 ): Promise<ChatCompletionResponse> {
-  const generated = await generate(deps, plan.options, {
-    format: "png",
-    signal: context.signal,
-  });
-  context.outcome.made(generated);
+  const generated = await generate(deps, plan.options, { format: "png" }, request);
+  request.outcome.made(generated);
   return {
     id: completionId(),
     object: "chat.completion",
@@ -65,8 +61,7 @@ export async function createChatCompletion(
 export function streamChatCompletion(
   plan: ChatPlan,
   deps: RunDeps,
-  signal: AbortSignal | undefined,
-  outcome: Outcome,
+  request: RequestContext,
 ): AsyncIterable<SseEvent> {
   const channel = new EventChannel<SseEvent>();
   const started = performance.now();
@@ -88,7 +83,7 @@ export function streamChatCompletion(
         })
       : undefined,
   };
-  generate(deps, options, { format: "png", signal }).then((generated) => {
+  generate(deps, options, { format: "png" }, request).then((generated) => {
     send({
       choices: [{
         index: 0,
@@ -101,7 +96,7 @@ export function streamChatCompletion(
     if (plan.includeUsage) {
       send({ choices: [], usage: usage(plan.options.prompt, generated.images.length) });
     }
-    outcome.made(generated);
+    request.outcome.made(generated);
     channel.close();
   }).catch((e) => channel.fail(e));
   return channel;

@@ -8,8 +8,7 @@ import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../app_env.ts";
 import type { AppDeps } from "../../deps.ts";
 import { ChatCompletionRequestSchema } from "../../spec/schemas.gen.ts";
-import { logGeneration } from "../run.ts";
-import { sse, type StreamShape } from "../sse.ts";
+import { requestContext, sse, type StreamShape } from "../sse.ts";
 import { planChat } from "./plan.ts";
 import { createChatCompletion, streamChatCompletion } from "./respond.ts";
 
@@ -35,12 +34,8 @@ const shape: StreamShape = {
 export function chatRoute(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   app.openapi(route, async (c) => {
     const plan = await planChat(c.req.valid("json"), deps);
-    logGeneration(deps.log, c.get("requestId"), plan.options, plan.stream);
-    const signal = c.req.raw.signal;
-    const outcome = c.get("outcome");
-    if (plan.stream) {
-      return sse(c, streamChatCompletion(plan, deps, signal, outcome), shape, deps.log);
-    }
-    return c.json(await createChatCompletion(plan, deps, { signal, outcome }), 200);
+    const request = requestContext(c, plan.stream);
+    if (plan.stream) return sse(c, streamChatCompletion(plan, deps, request), shape, deps.log);
+    return c.json(await createChatCompletion(plan, deps, request), 200);
   });
 }

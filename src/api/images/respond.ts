@@ -15,8 +15,13 @@ import {
 import type { ImageStore } from "../../image_store.ts";
 import type { components } from "../../spec/types.gen.ts";
 import { EventChannel, type SseEvent } from "../event_channel.ts";
-import type { Outcome } from "../outcome.ts";
-import { encodeResult, generate, type RunDeps, runGeneration } from "../run.ts";
+import {
+  encodeResult,
+  generate,
+  type RequestContext,
+  type RunDeps,
+  runGeneration,
+} from "../run.ts";
 import type { ImagesPlan } from "./plan.ts";
 
 type ImagesResponse = components["schemas"]["ImagesResponse"];
@@ -30,12 +35,13 @@ export interface ImagesDeps extends RunDeps {
 export async function createImages(
   plan: ImagesPlan,
   deps: ImagesDeps,
-  context: { baseUrl: string; signal?: AbortSignal; outcome: Outcome },
+  request: RequestContext,
+  baseUrl: string,
 ): Promise<ImagesResponse> {
-  const generated = await generate(deps, plan.options, { ...plan, signal: context.signal });
-  context.outcome.made(generated);
+  const generated = await generate(deps, plan.options, plan, request);
+  request.outcome.made(generated);
   const url = async (bytes: Uint8Array) =>
-    `${context.baseUrl}/v1/images/files/${await deps.store.put(bytes, MIME_TYPES[plan.format])}`;
+    `${baseUrl}/v1/images/files/${await deps.store.put(bytes, MIME_TYPES[plan.format])}`;
   return {
     created: Math.floor(Date.now() / 1000),
     data: await Promise.all(
@@ -122,8 +128,7 @@ function imageEvents(plan: ImagesPlan, channel: EventChannel<SseEvent>) {
 export function streamImages(
   plan: ImagesPlan,
   deps: ImagesDeps,
-  signal: AbortSignal | undefined,
-  outcome: Outcome,
+  request: RequestContext,
 ): AsyncIterable<SseEvent> {
   const channel = new EventChannel<SseEvent>();
   const events = imageEvents(plan, channel);
@@ -135,12 +140,12 @@ export function streamImages(
     onPreview: (preview) => void (previews = previews.then(() => events.preview(preview))),
     onStep: plan.includeProgress ? events.progress : undefined,
   };
-  runGeneration(deps, options, signal).then(async (result) => {
+  runGeneration(deps, options, request).then(async (result) => {
     await previews;
-    const generated = await encodeResult(deps, result, { ...plan, signal });
+    const generated = await encodeResult(deps, result, plan, request.signal);
     const fields = completedFields(plan, result, generated.seed);
     for (const [index, bytes] of generated.images.entries()) events.completed(bytes, index, fields);
-    outcome.made(generated);
+    request.outcome.made(generated);
     channel.close();
   }).catch((e) => channel.fail(e));
   return channel;

@@ -8,8 +8,7 @@ import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../app_env.ts";
 import type { AppDeps } from "../../deps.ts";
 import { ImageGenerationRequestSchema } from "../../spec/schemas.gen.ts";
-import { logGeneration } from "../run.ts";
-import { sse, type StreamShape } from "../sse.ts";
+import { requestContext, sse, type StreamShape } from "../sse.ts";
 import { planImages } from "./plan.ts";
 import { createImages, streamImages } from "./respond.ts";
 
@@ -37,11 +36,9 @@ const shape: StreamShape = {
 export function imagesRoute(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   app.openapi(route, async (c) => {
     const plan = await planImages(c.req.valid("json"), deps);
-    logGeneration(deps.log, c.get("requestId"), plan.options, plan.stream);
-    const signal = c.req.raw.signal;
-    const outcome = c.get("outcome");
-    if (plan.stream) return sse(c, streamImages(plan, deps, signal, outcome), shape, deps.log);
+    const request = requestContext(c, plan.stream);
+    if (plan.stream) return sse(c, streamImages(plan, deps, request), shape, deps.log);
     const baseUrl = deps.config.publicUrl || deps.live.listenUrl;
-    return c.json(await createImages(plan, deps, { baseUrl, signal, outcome }), 200);
+    return c.json(await createImages(plan, deps, request, baseUrl), 200);
   });
 }
