@@ -3,15 +3,13 @@
  *
  * @module
  */
-import type { Generated } from "./serving/generation.ts";
+import type { Outcome } from "./api/outcome.ts";
 
-/** Per-request values set by middleware and handlers. */
+/** Per-request values set by middleware. */
 export type AppEnv = {
   Variables: {
     requestId: string;
-    /** What a generation made, for the access log. */
-    generated?: Generated;
-    /** A streamed response: settles with the status its stream ended with. */
-    streamEnded?: Promise<number>;
+    /** How the request ended, for the access log (set by the request log). */
+    outcome: Outcome;
   };
 };

@@ -164,7 +164,8 @@ async function rss(server: TestServer, field: "VmRSS" | "VmHWM" = "VmRSS"): Prom
   return Number(status.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))![1]) / 1024;
 }
 
-async function memory(): Promise<void> {
+/** Server RSS through and after a burst, against its baseline. */
+async function burstMemory(): Promise<void> {
   const server = await startServer(["--model", SD15, "--device", "cpu"]);
   try {
     const generate = (body: Record<string, unknown>) =>
@@ -208,6 +209,10 @@ async function memory(): Promise<void> {
   } finally {
     await server.stop();
   }
+}
+
+/** Peak RSS of one large request, per model, each in a fresh process (VmHWM never goes down). */
+async function peakMemory(): Promise<void> {
   console.log(`\n### Peak RSS of one 1024² n = 10 request (2 steps), cpu\n`);
   console.log(`| model | peak before | peak through the request | request | decode |`);
   console.log(`| --- | --- | --- | --- | --- |`);
@@ -360,7 +365,10 @@ const SECTIONS: Record<string, () => Promise<void>> = {
   start: timeToHealthy,
   health: healthDuringLongGeneration,
   batching,
-  memory,
+  memory: async () => {
+    await burstMemory();
+    await peakMemory();
+  },
   cancel: cancellation,
 };
 const only = values.only?.split(",");

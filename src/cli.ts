@@ -312,7 +312,10 @@ export class CliError extends Error {
   override name = "CliError";
 }
 
-/** The parsed command line. */
+/** The parsed command line, frozen: nothing changes it once parsed. */
+export type ServerConfig = Readonly<ServerOptions>;
+
+/** The parsed command line, field by field. */
 export interface ServerOptions {
   model?: string;
   host: string;
@@ -395,14 +398,10 @@ function convert(flag: Flag, text: string, source: string): unknown {
   }
 }
 
-/**
- * Parses `args` over `env` (flag > `DENOISE_*` variable > default). Throws {@linkcode CliError}
- * with a one-line message for anything wrong.
- */
-export function parseCli(
-  args: readonly string[],
-  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
-): ServerOptions {
+type Given = Record<string, string | string[] | boolean | undefined>;
+
+/** The flags `args` give, aliases resolved, the positional model as `model`. */
+function givenFlags(args: readonly string[]): Given {
   const aliases = new Map(
     FLAGS.flatMap((f) => (f.aliases ?? []).map((a) => [`--${a}`, `--${f.name}`] as const)),
   );
@@ -431,32 +430,39 @@ export function parseCli(
   if (parsed.positionals.length > 1) {
     throw new CliError(`expected at most one model, got ${parsed.positionals.join(" ")}`);
   }
-  const given = parsed.values as Record<string, string | string[] | boolean | undefined>;
+  const given = parsed.values as Given;
   if (parsed.positionals.length === 1) {
     if (given.model !== undefined) {
       throw new CliError("give the model either as --model or positionally, not both");
     }
     given.model = parsed.positionals[0];
   }
-  const options: Record<string, unknown> = {};
-  for (const flag of FLAGS) {
-    const value = given[flag.name];
-    const variable = [envName(flag), ...(flag.alsoEnv ?? [])].find((n) => env(n) !== undefined);
-    const fromEnv = variable === undefined ? undefined : env(variable);
-    let result: unknown;
-    if (typeof value === "boolean") result = value;
-    else if (Array.isArray(value)) {
-      result = value.flatMap((v) => convert(flag, v, `--${flag.name}`) as string[]);
-    } else if (value !== undefined) result = convert(flag, value, `--${flag.name}`);
-    else if (fromEnv !== undefined && !["help", "version"].includes(flag.name)) {
-      result = convert(flag, fromEnv, variable!);
-    } else if (flag.default !== undefined) result = convert(flag, flag.default, `--${flag.name}`);
-    else if (flag.kind.type === "boolean") result = false;
-    options[camel(flag.name)] = result;
+  return given;
+}
+
+/** One flag's value: given > its variable > its default. */
+function flagValue(
+  flag: Flag,
+  value: Given[string],
+  env: (name: string) => string | undefined,
+): unknown {
+  const variable = [envName(flag), ...(flag.alsoEnv ?? [])].find((n) => env(n) !== undefined);
+  const fromEnv = variable === undefined ? undefined : env(variable);
+  if (typeof value === "boolean") return value;
+  if (Array.isArray(value)) {
+    return value.flatMap((v) => convert(flag, v, `--${flag.name}`) as string[]);
   }
-  // The key's long-standing variable name.
-  options.apiKey ??= env("DENOISE_API_KEY");
-  const o = options as unknown as ServerOptions;
+  if (value !== undefined) return convert(flag, value, `--${flag.name}`);
+  if (fromEnv !== undefined && !["help", "version"].includes(flag.name)) {
+    return convert(flag, fromEnv, variable!);
+  }
+  if (flag.default !== undefined) return convert(flag, flag.default, `--${flag.name}`);
+  if (flag.kind.type === "boolean") return false;
+  return undefined;
+}
+
+/** Checks between flags. */
+function checkTogether(o: ServerOptions): void {
   if (o.allowCredentials && o.allowedOrigins?.includes("*")) {
     throw new CliError("--allow-credentials needs explicit --allowed-origins, not *");
   }
@@ -468,7 +474,24 @@ export function parseCli(
       throw new CliError(`--public-url must be an http(s) URL, got ${JSON.stringify(o.publicUrl)}`);
     }
   }
-  return o;
+}
+
+/**
+ * Parses `args` over `env` (flag > `DENOISE_*` variable > default). Throws {@linkcode CliError}
+ * with a one-line message for anything wrong.
+ */
+export function parseCli(
+  args: readonly string[],
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): ServerConfig {
+  const given = givenFlags(args);
+  const options: Record<string, unknown> = {};
+  for (const flag of FLAGS) options[camel(flag.name)] = flagValue(flag, given[flag.name], env);
+  // The key's long-standing variable name.
+  options.apiKey ??= env("DENOISE_API_KEY");
+  const o = options as unknown as ServerOptions;
+  checkTogether(o);
+  return Object.freeze(o);
 }
 
 function usage(flag: Flag): string {

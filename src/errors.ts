@@ -29,15 +29,6 @@ export class ApiError extends Error {
     super(message);
   }
 
-  /** Why, for logs and `/health` (not part of the client message). */
-  reason?: string;
-
-  /** Attaches a reason for logs. */
-  withReason(reason: string): this {
-    this.reason = reason;
-    return this;
-  }
-
   /** The response body. */
   body(): Record<string, unknown> {
     const type = this.options.type ??

@@ -136,6 +136,30 @@ function closingHead(head: Uint8Array): Uint8Array {
   return Uint8Array.from(lines.join("\r\n"), (c) => c.charCodeAt(0));
 }
 
+/** The answer to a head that did not arrive whole: none when the client went away. */
+function readFailure(
+  read: Extract<Head, { failed: unknown }>,
+  timeoutMs: number,
+): Refusal | undefined {
+  if (read.failed === "timeout") {
+    return {
+      status: 408,
+      code: "header_timeout",
+      message: `The request head did not arrive within ${timeoutMs / 1000} s.`,
+      ...requestLine(read.partial),
+    };
+  }
+  if (read.failed === "too large") {
+    return {
+      status: 431,
+      code: "header_too_large",
+      message: `The request head is larger than ${MAX_HEAD_BYTES} bytes.`,
+      ...requestLine(read.partial),
+    };
+  }
+  return undefined;
+}
+
 /** One client connection: its head timed and checked, then joined to the app until either side closes. */
 async function guard(
   conn: Deno.Conn,
@@ -159,22 +183,8 @@ async function guard(
   try {
     const read = await readHead(conn, timeoutMs);
     if ("failed" in read) {
-      if (read.failed === "timeout") {
-        return await answer({
-          status: 408,
-          code: "header_timeout",
-          message: `The request head did not arrive within ${timeoutMs / 1000} s.`,
-          ...requestLine(read.partial),
-        });
-      }
-      if (read.failed === "too large") {
-        return await answer({
-          status: 431,
-          code: "header_too_large",
-          message: `The request head is larger than ${MAX_HEAD_BYTES} bytes.`,
-          ...requestLine(read.partial),
-        });
-      }
+      const refusal = readFailure(read, timeoutMs);
+      if (refusal) await answer(refusal);
       return;
     }
     const head = checkHead(read.head);

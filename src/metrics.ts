@@ -11,125 +11,116 @@ import type { EngineObserver, FinishReason } from "./engine/engine.ts";
 
 const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300];
 
+const MODEL = ["model_name"];
+
+function counter(registry: Registry, name: string, help: string, labelNames = MODEL): Counter {
+  return new Counter({ name, help, labelNames, registers: [registry] });
+}
+
+function histogram(
+  registry: Registry,
+  name: string,
+  help: string,
+  buckets: number[],
+  labelNames = MODEL,
+): Histogram {
+  return new Histogram({ name, help, labelNames, buckets, registers: [registry] });
+}
+
+function gauge(registry: Registry, name: string, help: string, collect?: () => void): Gauge {
+  return new Gauge({ name, help, labelNames: MODEL, registers: [registry], collect });
+}
+
 /** The server's metrics; `observer` feeds them from the engine. */
 export class Metrics {
   readonly registry = new Registry();
   readonly #labels: { model_name: string };
-  readonly #running: Gauge;
-  readonly #waiting: Gauge;
-  readonly #e2e: Histogram;
-  readonly #queue: Histogram;
-  readonly #success: Counter;
-  readonly #images: Counter;
-  readonly #pixels: Counter;
-  readonly #nonFinite: Counter;
-  readonly #step: Histogram;
-  readonly #batch: Histogram;
-  readonly #stage: Histogram;
-  readonly #load: Gauge;
-  readonly #http: Counter;
+  readonly #counts: () => { running: number; waiting: number };
+  readonly #running = gauge(
+    this.registry,
+    "vllm:num_requests_running",
+    "Requests in the batch now denoising.",
+    () => this.#running.set(this.#labels, this.#counts().running),
+  );
+  readonly #waiting = gauge(
+    this.registry,
+    "vllm:num_requests_waiting",
+    "Requests admitted and waiting to start.",
+    () => this.#waiting.set(this.#labels, this.#counts().waiting),
+  );
+  readonly #e2e = histogram(
+    this.registry,
+    "vllm:e2e_request_latency_seconds",
+    "From admission to the last image, per request.",
+    LATENCY_BUCKETS,
+  );
+  readonly #queue = histogram(
+    this.registry,
+    "vllm:request_queue_time_seconds",
+    "Time a request waited before its batch started.",
+    LATENCY_BUCKETS,
+  );
+  readonly #success = counter(
+    this.registry,
+    "vllm:request_success_total",
+    "Finished requests by reason (stop: done, abort: cancelled, error: failed).",
+    [...MODEL, "finished_reason"],
+  );
+  readonly #images = counter(this.registry, "denoise_images_generated_total", "Images generated.");
+  readonly #pixels = counter(
+    this.registry,
+    "denoise_pixels_generated_total",
+    "Pixels generated (width × height × images).",
+  );
+  readonly #nonFinite = counter(
+    this.registry,
+    "denoise_non_finite_outputs_total",
+    "Requests failed because the model's denoised latents or decoded pixels held NaN or infinity.",
+    [...MODEL, "stage"],
+  );
+  readonly #step = histogram(
+    this.registry,
+    "denoise_step_seconds",
+    "Wall time of one denoising step as each request saw it (its whole batch's call).",
+    [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  );
+  readonly #batch = histogram(
+    this.registry,
+    "denoise_batch_size_images",
+    "Images per batch started.",
+    [1, 2, 3, 4, 6, 8, 12, 16, 24, 32],
+  );
+  readonly #stage = histogram(
+    this.registry,
+    "denoise_stage_seconds",
+    "Seconds per request in each stage.",
+    LATENCY_BUCKETS,
+    [...MODEL, "stage"],
+  );
+  readonly #load = gauge(
+    this.registry,
+    "denoise_model_load_seconds",
+    "How long the model took to become ready (download included).",
+  );
+  // The Prometheus convention's name, from Deno (the inference worker shares the process).
+  readonly #rss: Gauge = new Gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory of the server process (all threads).",
+    registers: [this.registry],
+    collect: () => this.#rss.set(Deno.memoryUsage().rss),
+  });
+  readonly #http = counter(
+    this.registry,
+    "denoise_http_requests_total",
+    "HTTP requests by method, route and status.",
+    ["method", "route", "status"],
+  );
 
   constructor(modelName: string, counts: () => { running: number; waiting: number }) {
     this.#labels = { model_name: modelName };
-    const registers = [this.registry];
-    const model = ["model_name"];
-    this.#running = new Gauge({
-      name: "vllm:num_requests_running",
-      help: "Requests in the batch now denoising.",
-      labelNames: model,
-      registers,
-      collect: () => this.#running.set(this.#labels, counts().running),
-    });
-    this.#waiting = new Gauge({
-      name: "vllm:num_requests_waiting",
-      help: "Requests admitted and waiting to start.",
-      labelNames: model,
-      registers,
-      collect: () => this.#waiting.set(this.#labels, counts().waiting),
-    });
-    this.#e2e = new Histogram({
-      name: "vllm:e2e_request_latency_seconds",
-      help: "From admission to the last image, per request.",
-      labelNames: model,
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
-    this.#queue = new Histogram({
-      name: "vllm:request_queue_time_seconds",
-      help: "Time a request waited before its batch started.",
-      labelNames: model,
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
-    this.#success = new Counter({
-      name: "vllm:request_success_total",
-      help: "Finished requests by reason (stop: done, abort: cancelled, error: failed).",
-      labelNames: [...model, "finished_reason"],
-      registers,
-    });
-    this.#images = new Counter({
-      name: "denoise_images_generated_total",
-      help: "Images generated.",
-      labelNames: model,
-      registers,
-    });
-    this.#pixels = new Counter({
-      name: "denoise_pixels_generated_total",
-      help: "Pixels generated (width × height × images).",
-      labelNames: model,
-      registers,
-    });
-    this.#nonFinite = new Counter({
-      name: "denoise_non_finite_outputs_total",
-      help:
-        "Requests failed because the model's denoised latents or decoded pixels held NaN or infinity.",
-      labelNames: [...model, "stage"],
-      registers,
-    });
+    this.#counts = counts;
     // Both series exist from the start, so that an alert on their rate sees 0, not nothing.
     for (const stage of ["latents", "pixels"]) this.#nonFinite.inc({ ...this.#labels, stage }, 0);
-    this.#step = new Histogram({
-      name: "denoise_step_seconds",
-      help: "Wall time of one denoising step as each request saw it (its whole batch's call).",
-      labelNames: model,
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers,
-    });
-    this.#batch = new Histogram({
-      name: "denoise_batch_size_images",
-      help: "Images per batch started.",
-      labelNames: model,
-      buckets: [1, 2, 3, 4, 6, 8, 12, 16, 24, 32],
-      registers,
-    });
-    this.#stage = new Histogram({
-      name: "denoise_stage_seconds",
-      help: "Seconds per request in each stage.",
-      labelNames: [...model, "stage"],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
-    this.#load = new Gauge({
-      name: "denoise_model_load_seconds",
-      help: "How long the model took to become ready (download included).",
-      labelNames: model,
-      registers,
-    });
-    // The Prometheus convention's name, from Deno (the inference worker shares the process).
-    new Gauge({
-      name: "process_resident_memory_bytes",
-      help: "Resident memory of the server process (all threads).",
-      registers,
-      collect() {
-        this.set(Deno.memoryUsage().rss);
-      },
-    });
-    this.#http = new Counter({
-      name: "denoise_http_requests_total",
-      help: "HTTP requests by method, route and status.",
-      labelNames: ["method", "route", "status"],
-      registers,
-    });
   }
 
   /** Engine callbacks that feed the request metrics. */

@@ -62,6 +62,71 @@ function validHost(host: string): boolean {
   return host === "" || URL.canParse(`http://${host}/`);
 }
 
+/** What is wrong with a request line, if anything. */
+function requestLineProblem(parts: string[]): string | undefined {
+  const [method, target, version] = parts;
+  if (parts.length !== 3 || !TOKEN.test(method)) {
+    return "The request line must be METHOD SP TARGET SP HTTP-VERSION, one space apart.";
+  }
+  if (!/^HTTP\/1\.[01]$/.test(version)) {
+    return `HTTP version '${version}' is not served; send HTTP/1.1.`;
+  }
+  const absolute = ABSOLUTE_FORM.exec(target);
+  if (!ORIGIN_FORM.test(target) && !(absolute && validHost(absolute[1]))) {
+    return target === "*"
+      ? "The request target '*' (asterisk form) is not served; send a path such as /v1/models."
+      : "The request target must be a path such as /v1/models (or an absolute http URL).";
+  }
+  return undefined;
+}
+
+/** The header fields by lower-case name, or what is wrong with one of them. */
+function headerValues(fields: string[]): Map<string, string[]> | string {
+  const values = new Map<string, string[]>();
+  for (const field of fields) {
+    if (/^[ \t]/.test(field)) {
+      return "A header line starts with whitespace (obsolete line folding).";
+    }
+    const colon = field.indexOf(":");
+    const name = field.slice(0, colon);
+    const value = field.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+    if (colon < 0 || !TOKEN.test(name)) {
+      return "A header line is not NAME: VALUE (a token, then a colon, no space before it).";
+    }
+    if (!FIELD_VALUE.test(value)) return `The value of header '${name}' holds a control character.`;
+    const key = name.toLowerCase();
+    values.set(key, [...values.get(key) ?? [], value]);
+  }
+  return values;
+}
+
+/** What is wrong with the Host and the body framing headers, if anything. */
+function framingProblem(values: Map<string, string[]>, version: string): string | undefined {
+  const hosts = values.get("host") ?? [];
+  if (hosts.length > 1) return "The request has more than one Host header.";
+  if (hosts.length === 1 && !validHost(hosts[0])) {
+    return "The Host header must be a host name or address, with an optional port.";
+  }
+  const lengths = values.get("content-length");
+  const codings = values.get("transfer-encoding");
+  if (lengths) {
+    if (!lengths.every((v) => /^\d+$/.test(v) && Number.isSafeInteger(Number(v)))) {
+      return "Content-Length must be a non-negative decimal integer.";
+    }
+    if (new Set(lengths.map(Number)).size > 1) {
+      return "The request has Content-Length headers that disagree.";
+    }
+  }
+  if (codings) {
+    if (version === "HTTP/1.0") return "Transfer-Encoding is not allowed in HTTP/1.0.";
+    if (codings.length > 1 || codings[0].toLowerCase() !== "chunked") {
+      return "Transfer-Encoding must be exactly 'chunked' (no other transfer coding).";
+    }
+    if (lengths) return "The request has both Content-Length and Transfer-Encoding; send one.";
+  }
+  return undefined;
+}
+
 /**
  * Checks a request head: the bytes up to and including its blank line, or up to a bare LF
  * (which is refused). Bytes are read as Latin-1, one character each.
@@ -88,67 +153,14 @@ export function checkHead(head: Uint8Array): AcceptedHead | RefusedHead {
   if (/[\r\n]/.test(lines.join(""))) {
     return refuse("A line of the request head ends with a bare CR or LF; lines end with CRLF.");
   }
-  if (parts.length !== 3 || !TOKEN.test(method)) {
-    return refuse("The request line must be METHOD SP TARGET SP HTTP-VERSION, one space apart.");
-  }
-  if (!/^HTTP\/1\.[01]$/.test(version)) {
-    return refuse(`HTTP version '${version}' is not served; send HTTP/1.1.`);
-  }
-  const absolute = ABSOLUTE_FORM.exec(target);
-  if (!ORIGIN_FORM.test(target) && !(absolute && validHost(absolute[1]))) {
-    return refuse(
-      target === "*"
-        ? "The request target '*' (asterisk form) is not served; send a path such as /v1/models."
-        : "The request target must be a path such as /v1/models (or an absolute http URL).",
-    );
-  }
+  const lineProblem = requestLineProblem(parts);
+  if (lineProblem) return refuse(lineProblem);
   if (fields.length > MAX_HEADER_FIELDS) {
     return refuse(`The request has more than ${MAX_HEADER_FIELDS} header fields.`, 431);
   }
-
-  const values = new Map<string, string[]>();
-  for (const field of fields) {
-    if (/^[ \t]/.test(field)) {
-      return refuse("A header line starts with whitespace (obsolete line folding).");
-    }
-    const colon = field.indexOf(":");
-    const name = field.slice(0, colon);
-    const value = field.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
-    if (colon < 0 || !TOKEN.test(name)) {
-      return refuse(
-        "A header line is not NAME: VALUE (a token, then a colon, no space before it).",
-      );
-    }
-    if (!FIELD_VALUE.test(value)) {
-      return refuse(`The value of header '${name}' holds a control character.`);
-    }
-    const key = name.toLowerCase();
-    values.set(key, [...values.get(key) ?? [], value]);
-  }
-
-  const hosts = values.get("host") ?? [];
-  if (hosts.length > 1) return refuse("The request has more than one Host header.");
-  if (hosts.length === 1 && !validHost(hosts[0])) {
-    return refuse("The Host header must be a host name or address, with an optional port.");
-  }
-  const lengths = values.get("content-length");
-  const codings = values.get("transfer-encoding");
-  if (lengths) {
-    if (!lengths.every((v) => /^\d+$/.test(v) && Number.isSafeInteger(Number(v)))) {
-      return refuse("Content-Length must be a non-negative decimal integer.");
-    }
-    if (new Set(lengths.map(Number)).size > 1) {
-      return refuse("The request has Content-Length headers that disagree.");
-    }
-  }
-  if (codings) {
-    if (version === "HTTP/1.0") return refuse("Transfer-Encoding is not allowed in HTTP/1.0.");
-    if (codings.length > 1 || codings[0].toLowerCase() !== "chunked") {
-      return refuse("Transfer-Encoding must be exactly 'chunked' (no other transfer coding).");
-    }
-    if (lengths) {
-      return refuse("The request has both Content-Length and Transfer-Encoding; send one.");
-    }
-  }
+  const values = headerValues(fields);
+  if (typeof values === "string") return refuse(values);
+  const framing = framingProblem(values, version);
+  if (framing) return refuse(framing);
   return { ok: true, method, target, requestId };
 }

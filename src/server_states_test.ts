@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { Engine } from "./engine/engine.ts";
+import { toApiError } from "./error_handler.ts";
 import { ENGINE_NOT_READY } from "./errors.ts";
 import { fixtureCache } from "../fixtures/hf_cache.ts";
 import { startFakeHub } from "../fixtures/fake_hub.ts";
@@ -63,7 +64,7 @@ Deno.test("503 with the documented detail while no engine is ready (model failed
 Deno.test("an engine that is still loading answers 503", () => {
   const engine = new Engine({ maxQueue: 1, maxBatchSize: 1, batchWaitMs: 0 });
   engine.start(() => new Promise(() => {}), { device: "cpu" });
-  assert.throws(() => engine.model(), (e: Error) => e.message === ENGINE_NOT_READY);
+  assert.throws(() => engine.model(), (e: Error) => toApiError(e).message === ENGINE_NOT_READY);
 });
 
 Deno.test("--api-key requires a Bearer token on /v1/*; /health stays open", async () => {

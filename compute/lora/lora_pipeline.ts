@@ -75,6 +75,8 @@ export class LoraPipeline implements Pipeline {
   readonly #variants = new Map<string, Variant>();
   readonly #pending = new Map<string, Promise<Variant>>();
   readonly #indexes = new Map<string, GraphWeights>();
+  /** Each request's canonical set, by its `lora` list: worked out once, at its batch key. */
+  readonly #canonical = new WeakMap<readonly LoraSpec[], LoraSpec[]>();
   #denoiser?: string;
   #product?: LowRankProduct;
 
@@ -118,13 +120,20 @@ export class LoraPipeline implements Pipeline {
   }
 
   batchKey(options: GenerateOptions): string {
-    return `${keyOf(canonicalLora(options.lora))}|${this.#base.batchKey(options)}`;
+    return `${keyOf(this.#canonicalOf(options.lora))}|${this.#base.batchKey(options)}`;
+  }
+
+  #canonicalOf(lora: readonly LoraSpec[] | undefined): LoraSpec[] {
+    if (!lora) return [];
+    let set = this.#canonical.get(lora);
+    if (!set) this.#canonical.set(lora, set = canonicalLora(lora));
+    return set;
   }
 
   async generateBatch(batch: readonly GenerateOptions[]): Promise<BatchOutcome[]> {
     let set: LoraSpec[];
     try {
-      set = canonicalLora(batch[0]?.lora);
+      set = this.#canonicalOf(batch[0]?.lora);
     } catch (error) {
       return batch.map(() => ({ ok: false, error: error as Error }));
     }

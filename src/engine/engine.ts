@@ -1,8 +1,9 @@
 /**
  * The diffusion engine as the HTTP thread sees it. The model loads and runs in a worker
  * (`worker.ts`), so the event loop stays free for health checks, streaming and disconnects while
- * images are made. The engine admits requests into a bounded queue (429 beyond it), forwards
- * cancellation, and reports what happens to an {@linkcode EngineObserver} (metrics).
+ * images are made. The engine admits requests into a bounded queue ({@linkcode QueueFull} beyond
+ * it), forwards cancellation, and reports what happens to an {@linkcode EngineObserver}
+ * (metrics). It speaks in its own errors (`errors.ts`), never in HTTP statuses.
  *
  * @module
  */
@@ -14,7 +15,7 @@ import {
   NonFiniteOutputError,
   type NonFiniteStage,
 } from "../../compute/mod.ts";
-import { ApiError, ENGINE_NOT_READY } from "../errors.ts";
+import { EngineNotReady, ModelLoadFailed, QueueFull } from "./errors.ts";
 import {
   type BatchSettings,
   CancelFlag,
@@ -34,7 +35,7 @@ export type EngineState =
 
 /** Engine settings (the server's flags). */
 export interface EngineConfig extends BatchSettings {
-  /** Most requests waiting to start; more get 429. */
+  /** Most requests waiting to start; more are refused with {@linkcode QueueFull}. */
   maxQueue: number;
 }
 
@@ -169,26 +170,13 @@ export class Engine {
   }
 
   /**
-   * The loaded model, or a 503 explaining why there is none: while loading, with `retry-after`;
-   * after a failed load (permanent until restarted), with `x-should-retry: false` and no
-   * `retry-after`, so clients do not retry in vain.
+   * The loaded model, or why there is none: {@linkcode EngineNotReady} while it loads (retrying
+   * later helps), {@linkcode ModelLoadFailed} after a failed load (permanent until restarted).
    */
   model(): ModelInfo {
     if (this.#state.status === "ready") return this.#state.model;
-    if (this.#state.status === "loading") {
-      throw new ApiError(503, ENGINE_NOT_READY, {
-        type: "service_unavailable",
-        code: "engine_not_ready",
-        headers: { "retry-after": "5" },
-      }).withReason(
-        `the model is still loading${this.#state.stage ? ` (${this.#state.stage})` : ""}`,
-      );
-    }
-    throw new ApiError(503, ENGINE_NOT_READY, {
-      type: "service_unavailable",
-      code: "model_load_failed",
-      headers: { "x-should-retry": "false" },
-    }).withReason(`loading failed: ${this.#state.reason}`);
+    if (this.#state.status === "loading") throw new EngineNotReady(this.#state.stage);
+    throw new ModelLoadFailed(this.#state.reason);
   }
 
   /**
@@ -199,11 +187,7 @@ export class Engine {
   generate(options: EngineRequest): Promise<GenerateResult> {
     this.model();
     if (this.waiting >= this.config.maxQueue) {
-      throw new ApiError(
-        429,
-        `Too many requests waiting (queue of ${this.config.maxQueue}); retry shortly.`,
-        { type: "rate_limit_error", code: "queue_full", headers: { "retry-after": "2" } },
-      );
+      throw new QueueFull(this.config.maxQueue);
     }
     const { signal, onStep, onPreview, ...request } = options;
     if (signal?.aborted) return Promise.reject(new CancelledError("Generation cancelled"));

@@ -126,102 +126,114 @@ async function runBatch(): Promise<void> {
   schedule(false);
 }
 
+/** Loads the model and answers with what it is, or why it failed. */
+async function load(message: Extract<ToWorker, { type: "load" }>): Promise<void> {
+  batching = message.batching;
+  const loaded = Promise.withResolvers<void>();
+  native.add(loaded.promise);
+  try {
+    // compute/mod.ts is light and imports ONNX Runtime's packages here, on this first call:
+    // after the shims above, and with this module's message handler already in place (a first
+    // run installing node_modules takes seconds; a message arriving without one is dropped).
+    pipeline = await loadPipeline(message.dir, {
+      device: message.device,
+      defaults: message.defaults,
+      lora: message.lora,
+      vae: message.vae,
+      backend: {
+        ...message.backend,
+        onFusionRefused: (error) =>
+          post({
+            type: "warning",
+            message: `a graph's fused attention did not load; it runs as exported (${
+              error.message.split("\n")[0]
+            })`,
+          }),
+      },
+    });
+    const { family, device, defaults, sizeMultiple } = pipeline;
+    post({ type: "loaded", info: { family, device, defaults, sizeMultiple } });
+  } catch (error) {
+    post({ type: "load-failed", error: errorMessage(error) });
+  } finally {
+    native.delete(loaded.promise);
+    loaded.resolve();
+  }
+}
+
+/** Queues a generation with its batch key, or fails it at once. */
+function enqueue({ id, request, reportSteps, cancel }: Extract<ToWorker, { type: "generate" }>) {
+  cleanup.cancel();
+  if (closing) {
+    post({ type: "failed", id, error: { name: "CancelledError", message: "Engine closed" } });
+    return;
+  }
+  let key: string;
+  try {
+    key = pipeline!.batchKey(request);
+  } catch (error) {
+    post({ type: "failed", id, error: errorMessage(error) });
+    return;
+  }
+  const wasIdle = running.size === 0 && queue.length === 0;
+  queue.push({
+    id,
+    key,
+    images: request.n ?? 1,
+    request,
+    reportSteps,
+    cancel: new CancelFlag(cancel),
+  });
+  schedule(wasIdle);
+}
+
+/** A running job has already seen its flag; a waiting one is answered here. */
+function cancelWaiting(id: number): void {
+  const waiting = queue.findIndex((job) => job.id === id);
+  if (waiting >= 0) {
+    queue.splice(waiting, 1);
+    post({
+      type: "failed",
+      id,
+      error: { name: "CancelledError", message: "Generation cancelled" },
+    });
+  }
+}
+
+/**
+ * The process exits once this is answered, and exit destroys ONNX Runtime's globals: so the
+ * answer waits until no native call can still be running here (a session being created by the
+ * load, a batch's run; cancelled batches stop at their next step), then releases the sessions.
+ * Nothing native starts after it.
+ */
+async function release(): Promise<void> {
+  closing = true;
+  for (const job of queue.splice(0)) {
+    post({
+      type: "failed",
+      id: job.id,
+      error: { name: "CancelledError", message: "Engine closed" },
+    });
+  }
+  clearTimeout(waitTimer);
+  while (native.size > 0) await Promise.allSettled([...native]);
+  cleanup.cancel();
+  await pipeline?.release();
+  pipeline = undefined;
+  post({ type: "released" });
+}
+
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   switch (message.type) {
-    case "load": {
-      batching = message.batching;
-      const loaded = Promise.withResolvers<void>();
-      native.add(loaded.promise);
-      try {
-        // compute/mod.ts is light and imports ONNX Runtime's packages here, on this first call:
-        // after the shims above, and with this module's message handler already in place (a first
-        // run installing node_modules takes seconds; a message arriving without one is dropped).
-        pipeline = await loadPipeline(message.dir, {
-          device: message.device,
-          defaults: message.defaults,
-          lora: message.lora,
-          vae: message.vae,
-          backend: {
-            ...message.backend,
-            onFusionRefused: (error) =>
-              post({
-                type: "warning",
-                message: `a graph's fused attention did not load; it runs as exported (${
-                  error.message.split("\n")[0]
-                })`,
-              }),
-          },
-        });
-        const { family, device, defaults, sizeMultiple } = pipeline;
-        post({ type: "loaded", info: { family, device, defaults, sizeMultiple } });
-      } catch (error) {
-        post({ type: "load-failed", error: errorMessage(error) });
-      } finally {
-        native.delete(loaded.promise);
-        loaded.resolve();
-      }
-      return;
-    }
-    case "generate": {
-      cleanup.cancel();
-      const { id, request, reportSteps, cancel } = message;
-      if (closing) {
-        post({ type: "failed", id, error: { name: "CancelledError", message: "Engine closed" } });
-        return;
-      }
-      let key: string;
-      try {
-        key = pipeline!.batchKey(request);
-      } catch (error) {
-        post({ type: "failed", id, error: errorMessage(error) });
-        return;
-      }
-      const wasIdle = running.size === 0 && queue.length === 0;
-      queue.push({
-        id,
-        key,
-        images: request.n ?? 1,
-        request,
-        reportSteps,
-        cancel: new CancelFlag(cancel),
-      });
-      schedule(wasIdle);
-      return;
-    }
-    case "cancel": {
-      // A running job has already seen its flag; a waiting one is answered here.
-      const waiting = queue.findIndex((job) => job.id === message.id);
-      if (waiting >= 0) {
-        queue.splice(waiting, 1);
-        post({
-          type: "failed",
-          id: message.id,
-          error: { name: "CancelledError", message: "Generation cancelled" },
-        });
-      }
-      return;
-    }
+    case "load":
+      return await load(message);
+    case "generate":
+      return enqueue(message);
+    case "cancel":
+      return cancelWaiting(message.id);
     case "release":
-      // The process exits once this is answered, and exit destroys ONNX Runtime's globals: so
-      // the answer waits until no native call can still be running here (a session being
-      // created by the load, a batch's run; cancelled batches stop at their next step), then
-      // releases the sessions. Nothing native starts after it.
-      closing = true;
-      for (const job of queue.splice(0)) {
-        post({
-          type: "failed",
-          id: job.id,
-          error: { name: "CancelledError", message: "Engine closed" },
-        });
-      }
-      clearTimeout(waitTimer);
-      while (native.size > 0) await Promise.allSettled([...native]);
-      cleanup.cancel();
-      await pipeline?.release();
-      pipeline = undefined;
-      post({ type: "released" });
-      return;
+      return await release();
   }
 };
 

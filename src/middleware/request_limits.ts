@@ -1,4 +1,5 @@
 /**
+ * `bodySizeLimit()`: a body over {@linkcode MAX_BODY_BYTES} is refused with 413.
  * `requestLimits()`: bounds what clients can hold open on the generation routes. At most
  * `maxConcurrent` requests are received and handled at once (more get 429 `server_busy`), and a
  * body must arrive within `bodyTimeoutMs` (else 408), so half-sent requests cannot pile up.
@@ -6,8 +7,24 @@
  * @module
  */
 import type { MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "../app_env.ts";
 import { ApiError } from "../errors.ts";
+
+/** Maximum request body size (documented in openapi.yaml). */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+/** Hono's body limit with the documented 413 `request_too_large`. */
+export function bodySizeLimit(): MiddlewareHandler<AppEnv> {
+  return bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: () => {
+      throw new ApiError(413, `Request body exceeds ${MAX_BODY_BYTES} bytes.`, {
+        code: "request_too_large",
+      });
+    },
+  });
+}
 
 /** The limits middleware; use it after the body-size limit. */
 export function requestLimits(

@@ -10,7 +10,7 @@
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../app_env.ts";
 import type { LogFields, Logger } from "../log.ts";
-import type { Generated } from "../serving/generation.ts";
+import { type Generated, Outcome } from "../api/outcome.ts";
 
 /** Longest client-sent `x-request-id` echoed; a longer one is replaced by a fresh id. */
 export const MAX_REQUEST_ID_LENGTH = 128;
@@ -38,7 +38,7 @@ function stages(g: Generated | undefined): LogFields {
     images: g.images.length,
     size: `${g.result.width}x${g.result.height}`,
     steps: g.result.steps,
-    seed: String(g.result.seed),
+    seed: String(g.seed),
     text_ms: Math.round(t.textEncodeMs),
     denoise_ms: Math.round(t.stepMs.reduce((a, b) => a + b, 0)),
     decode_ms: Math.round(t.decodeMs),
@@ -54,19 +54,21 @@ export function requestLog(
   return async (c, next) => {
     const started = performance.now();
     const id = requestIdFrom(c.req.header("x-request-id"));
+    const outcome = new Outcome();
     c.set("requestId", id);
+    c.set("outcome", outcome);
     await next();
     c.header("x-request-id", id);
     const line = (status: number) => {
-      onFinished(c.req.method, c.req.routePath, status, c.get("generated"));
+      onFinished(c.req.method, c.req.routePath, status, outcome.generated);
       log.info(`${c.req.method} ${sentPath(c.req.url)} ${status}`, {
         id,
         ms: Math.round(performance.now() - started),
-        ...stages(c.get("generated")),
+        ...stages(outcome.generated),
       });
     };
-    const stream = c.get("streamEnded");
-    if (stream) void stream.then(line);
-    else line(c.res.status);
+    const status = outcome.status(c.res.status);
+    if (typeof status === "number") line(status);
+    else void status.then(line);
   };
 }

@@ -7,7 +7,7 @@
  */
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../app_env.ts";
-import type { AppDeps } from "../app.ts";
+import type { AppDeps } from "../deps.ts";
 import { ApiError } from "../errors.ts";
 
 /** Adds the model list and stored-image routes. */

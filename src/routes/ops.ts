@@ -5,7 +5,7 @@
  */
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../app_env.ts";
-import type { AppDeps } from "../app.ts";
+import type { AppDeps } from "../deps.ts";
 import { withoutPaths } from "../errors.ts";
 import { VERSION } from "../version.ts";
 
@@ -13,7 +13,7 @@ import { VERSION } from "../version.ts";
 export function opsRoutes(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   app.get("/health", (c) => {
     const state = deps.engine.state;
-    if (deps.lifecycle.draining) {
+    if (deps.live.draining) {
       return c.json({ status: "unhealthy", reason: "The server is shutting down" }, 503);
     }
     if (state.status === "ready") return c.json({ status: "healthy" });

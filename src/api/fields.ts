@@ -1,0 +1,136 @@
+/**
+ * The generation fields both endpoints accept (the same snake_case names), turned into the
+ * engine's options: the served model's defaults fill what is absent, and semantic limits (size
+ * format, pixel limit, size multiple), the request's `model` and LoRA sources become 400s before
+ * anything is queued. Each endpoint's `plan` is the one caller.
+ *
+ * @module
+ */
+import type { GenerateOptions, LoraSpec } from "../../compute/mod.ts";
+import type { ServingConfig } from "../deps.ts";
+import type { ModelInfo } from "../engine/protocol.ts";
+import { ApiError, badRequest } from "../errors.ts";
+import { parseSize } from "../size.ts";
+import type { components } from "../spec/types.gen.ts";
+import { LoraResolver } from "./lora.ts";
+
+type ChatImageParams = components["schemas"]["ChatImageParams"];
+
+/** The generation fields both endpoints accept, by their wire names. */
+export type GenerationFields =
+  & Pick<
+    ChatImageParams,
+    | "negative_prompt"
+    | "size"
+    | "width"
+    | "height"
+    | "num_inference_steps"
+    | "guidance_scale"
+    | "true_cfg_scale"
+    | "cfg_truncation"
+    | "cfg_normalization"
+    | "seed"
+    | "scheduler"
+    | "lora"
+  >
+  & {
+    n?: number | null;
+    /** The request's `model`: the served model, or the name of an adapter to apply. */
+    model?: string | null;
+  };
+
+/**
+ * Checks that a request's `model`, when given, names the served model (or one of its aliases) or
+ * one of its registered LoRA adapters (all listed by `/v1/models`).
+ */
+export function checkModel(model: string | null | undefined, config: ServingConfig): void {
+  if (!model || model === config.servedModelName || config.modelAliases?.includes(model)) return;
+  const adapters = config.lora?.names ?? [];
+  if (adapters.includes(model)) return;
+  throw new ApiError(
+    400,
+    `Model mismatch: request specifies '${model}' but server is running '${config.servedModelName}'.` +
+      (adapters.length ? ` Its LoRA adapters are ${adapters.join(", ")}.` : ""),
+    { param: "model", code: "model_not_found" },
+  );
+}
+
+/** The image size a request asks for, checked against the model and the server's limits. */
+function imageSize(
+  fields: GenerationFields,
+  model: ModelInfo,
+  config: ServingConfig,
+): { width: number; height: number } {
+  let { width, height } = { width: fields.width ?? undefined, height: fields.height ?? undefined };
+  if (fields.size && fields.size !== "auto" && (width === undefined || height === undefined)) {
+    const parsed = parseSize(fields.size);
+    width ??= parsed.width;
+    height ??= parsed.height;
+  }
+  width ??= height ?? model.defaults.width;
+  height ??= width ?? model.defaults.height;
+  if (width * height > config.maxImagePixels) {
+    throw badRequest(
+      `Requested image size ${width}x${height} exceeds the maximum allowed size of ${config.maxImagePixels} pixels. You can reduce the requested size or increase the server's --max-image-pixels limit.`,
+      "size",
+    );
+  }
+  const m = model.sizeMultiple;
+  if (width % m !== 0 || height % m !== 0) {
+    throw badRequest(
+      `Requested image size ${width}x${height} is not supported by ${config.servedModelName}: width and height must be multiples of ${m}.`,
+      "size",
+    );
+  }
+  return { width, height };
+}
+
+/** Request fields → engine options, checked against the model and the server's limits. */
+export async function toGenerateOptions(
+  prompt: string,
+  fields: GenerationFields,
+  model: ModelInfo,
+  config: ServingConfig,
+): Promise<GenerateOptions> {
+  return {
+    prompt,
+    negativePrompt: fields.negative_prompt ?? undefined,
+    ...imageSize(fields, model, config),
+    n: fields.n ?? 1,
+    steps: fields.num_inference_steps ?? undefined,
+    guidanceScale: fields.guidance_scale ?? undefined,
+    trueCfgScale: fields.true_cfg_scale ?? undefined,
+    cfgTruncation: fields.cfg_truncation ?? undefined,
+    cfgNormalization: fields.cfg_normalization == null
+      ? undefined
+      : Number(fields.cfg_normalization),
+    seed: fields.seed ?? undefined,
+    scheduler: fields.scheduler ?? undefined,
+    // Last: the only check that touches the file system.
+    lora: await resolveLora(fields.lora, fields.model, config),
+  };
+}
+
+/**
+ * The adapters a request applies. A `model` that names a registered adapter (as `/v1/models`
+ * lists them) means the served model with that adapter at scale 1; a `lora` field sent with it
+ * must apply that same adapter (at the scale it gives), else the two contradict each other.
+ */
+async function resolveLora(
+  field: unknown,
+  model: string | null | undefined,
+  config: ServingConfig,
+): Promise<LoraSpec[] | undefined> {
+  const resolver = config.lora ?? LoraResolver.none;
+  const requested = await resolver.resolve(field);
+  if (!model || model === config.servedModelName || !resolver.names.includes(model)) {
+    return requested;
+  }
+  const [named] = (await resolver.resolve({ name: model }))!;
+  if (!requested) return [named];
+  if (requested.some((spec) => spec.files.weights === named.files.weights)) return requested;
+  throw badRequest(
+    `model '${model}' is a LoRA adapter of ${config.servedModelName}, but the lora field does not apply it. Add {"name": "${model}"} to lora, or set model to '${config.servedModelName}'.`,
+    "model",
+  );
+}

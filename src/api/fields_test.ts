@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import { ApiError } from "../errors.ts";
+import { FAKE_MODEL, testConfig } from "../testing.ts";
+import { checkModel, toGenerateOptions } from "./fields.ts";
+
+const config = testConfig({ maxImagePixels: 128 * 128, modelAliases: ["org/model"] });
+const param = (p: string) => (e: ApiError) => e.status === 400 && e.options.param === p;
+
+Deno.test("toGenerateOptions: wire names to engine options; the model's defaults fill the rest", async () => {
+  const o = await toGenerateOptions(
+    "p",
+    {
+      negative_prompt: "n",
+      num_inference_steps: 3,
+      guidance_scale: 2,
+      cfg_normalization: true,
+      seed: 11,
+      n: null,
+    },
+    FAKE_MODEL,
+    config,
+  );
+  assert.deepEqual(o, {
+    prompt: "p",
+    negativePrompt: "n",
+    width: 64,
+    height: 64,
+    n: 1,
+    steps: 3,
+    guidanceScale: 2,
+    trueCfgScale: undefined,
+    cfgTruncation: undefined,
+    cfgNormalization: 1,
+    seed: 11,
+    scheduler: undefined,
+    lora: undefined,
+  });
+});
+
+Deno.test("toGenerateOptions: size, width and height; one side given makes a square", async () => {
+  const size = (fields: object) =>
+    toGenerateOptions("p", fields, FAKE_MODEL, config).then((o) => [o.width, o.height]);
+  assert.deepEqual(await size({ size: "32x16" }), [32, 16]);
+  assert.deepEqual(await size({ size: "32x16", width: 8 }), [8, 16]);
+  assert.deepEqual(await size({ height: 40 }), [40, 40]);
+  assert.deepEqual(await size({ size: "auto" }), [64, 64]);
+  await assert.rejects(size({ size: "256x256" }), param("size"));
+  await assert.rejects(size({ size: "36x36" }), param("size"));
+  await assert.rejects(size({ size: "x" }), param("size"));
+});
+
+Deno.test("toGenerateOptions: a lora path without --lora-root is refused before any work", async () => {
+  await assert.rejects(
+    toGenerateOptions("p", { lora: { path: "/x" } }, FAKE_MODEL, config),
+    param("lora"),
+  );
+});
+
+Deno.test("checkModel: the served name, an alias or nothing pass; anything else is model_not_found", () => {
+  for (const model of [undefined, null, "", "test/model", "org/model"]) checkModel(model, config);
+  assert.throws(
+    () => checkModel("other", config),
+    (e: ApiError) =>
+      e.options.code === "model_not_found" && /running 'test\/model'/.test(e.message),
+  );
+});
