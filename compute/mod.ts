@@ -26,9 +26,10 @@
  */
 import type { LoadOptions } from "./load.ts";
 import type { LoraPipeline } from "./lora/lora_pipeline.ts";
-import type { ResolvedModel } from "./model/resolve.ts";
+import type { Conversion, ConversionSource } from "./model/converted.ts";
+import type { ModelFormat, ResolvedModel } from "./model/resolve.ts";
 
-export type { LoadOptions, LoraPipeline, ResolvedModel };
+export type { Conversion, ConversionSource, LoadOptions, LoraPipeline, ModelFormat, ResolvedModel };
 export {
   DEFAULT_LORA_LIMITS,
   DEFAULT_MAX_IMAGE_PIXELS,
@@ -99,4 +100,17 @@ export async function resolveModel(
 ): Promise<ResolvedModel> {
   const resolve = await import("./model/resolve.ts");
   return resolve.resolveModel(spec, env);
+}
+
+/**
+ * Plans converting a `--model` of PyTorch weights into the converted-model cache: finds it there
+ * or says what running it reads (`compute/model/converted.ts`, imported here on the first call;
+ * the conversion itself runs in a worker that loads the converter).
+ */
+export async function planConversion(
+  source: ConversionSource,
+  cacheRoot?: string,
+): Promise<Conversion> {
+  const converted = await import("./model/converted.ts");
+  return converted.planConversion(source, cacheRoot);
 }

@@ -59,7 +59,14 @@ export const FLAGS: readonly Flag[] = [
     metavar: "ID|PATH",
     defaultText: "the embedded shapes-tiny model",
     help:
-      "diffusers/Optimum ONNX model folder, or a Hugging Face id (cache, then download); also positional",
+      "diffusers/Optimum ONNX model folder, a diffusers folder of .safetensors or a single-file .safetensors checkpoint (converted on first start into $DENOISE_CACHE), or a Hugging Face id (cache, then download); also positional",
+  },
+  {
+    name: "model-config",
+    kind: { type: "string" },
+    metavar: "DIR",
+    help:
+      "for a single-file --model checkpoint: a diffusers folder of the same family whose configs, tokenizer and scheduler it is converted with (the converter's --config)",
   },
   {
     name: "host",
@@ -318,6 +325,7 @@ export type ServerConfig = Readonly<ServerOptions>;
 /** The parsed command line, field by field. */
 export interface ServerOptions {
   model?: string;
+  modelConfig?: string;
   host: string;
   port: number;
   device: DeviceChoice;

@@ -14,9 +14,11 @@
  */
 import { basename, resolve as resolvePath } from "node:path";
 import {
+  type Conversion,
   DEFAULT_MAX_IMAGE_PIXELS,
   findModelCard,
   idleCleanup,
+  planConversion,
   PngWorkers,
   type ResolvedModel,
   resolveModel as resolveModelSource,
@@ -47,30 +49,66 @@ interface ModelNames {
 
 /** Where the model comes from; logs what will be read or downloaded. */
 async function resolveModel(config: ServerConfig, log: Logger): Promise<ResolvedModel> {
-  if (!config.model) return { dir: EMBEDDED_MODEL, source: "local" };
+  if (!config.model) return { dir: EMBEDDED_MODEL, source: "local", format: "onnx" };
   const resolved = await resolveModelSource(config.model);
   if (resolved.source === "hub") {
     const { plan } = resolved;
+    const what = plan.format === "onnx" ? "the ONNX export" : "the conversion";
     log.info(
       `model ${config.model}: downloading ${plan.files.length} files (${
         formatBytes(plan.totalBytes)
       }) of commit ${plan.sha.slice(0, 12)} into ${plan.snapshotDir}` +
-        (plan.skipped.length
-          ? `; skipping ${plan.skipped.length} files the ONNX export does not use`
-          : ""),
+        (plan.format === "onnx" ? "" : ` (.safetensors, converted once downloaded)`) +
+        (plan.skipped.length ? `; skipping ${plan.skipped.length} files ${what} does not use` : ""),
     );
   } else {
-    const where = resolved.source === "local" ? "local folder" : "Hugging Face cache";
+    const where = resolved.source === "hf-cache"
+      ? "Hugging Face cache"
+      : resolved.format === "single-file"
+      ? "local file"
+      : "local folder";
     log.info(`model ${config.model}: ${where} ${resolved.dir}`);
   }
   return resolved;
+}
+
+/**
+ * The conversion a model of PyTorch weights needs (undefined for ONNX), planned against the
+ * converted-model cache; logs whether it is reused or will be made.
+ */
+async function conversionOf(
+  config: ServerConfig,
+  resolved: ResolvedModel,
+  names: ModelNames,
+  log: Logger,
+): Promise<Conversion | undefined> {
+  if (resolved.format === "onnx") return undefined;
+  if (resolved.format === "single-file" && !config.modelConfig) {
+    throw new Error(
+      `--model ${resolved.dir} is a single-file checkpoint, which carries no configs or tokenizer: ` +
+        `give --model-config <diffusers folder of the same model family>`,
+    );
+  }
+  const conversion = await planConversion({
+    src: resolved.dir,
+    config: resolved.format === "single-file" ? config.modelConfig : undefined,
+    label: names.modelRoot,
+  });
+  log.info(
+    conversion.cached
+      ? `model ${config.model}: reusing the converted model ${conversion.dir}`
+      : `model ${config.model}: converting ${
+        formatBytes(conversion.totalBytes)
+      } of .safetensors weights into ${conversion.dir} once the server listens`,
+  );
+  return conversion;
 }
 
 function modelNames(config: ServerConfig, resolved: ResolvedModel): ModelNames {
   // The name as written, made absolute ('.' names the current folder), not the real path: a
   // link to a hub snapshot is named by the link, not by the snapshot's commit hash.
   const modelRoot = resolved.source === "local"
-    ? basename(resolvePath(resolved.dir))
+    ? basename(resolvePath(resolved.dir)).replace(/\.safetensors$/, "")
     : config.model!;
   return {
     modelRoot,
@@ -93,6 +131,7 @@ interface Started {
 function startEngine(
   config: ServerConfig,
   resolved: ResolvedModel,
+  conversion: Conversion | undefined,
   names: ModelNames,
   shutdown: AbortSignal,
   listening: Promise<void>,
@@ -110,12 +149,20 @@ function startEngine(
   const started = performance.now();
   let loadStart = started;
   const loaded = engine.start(async (report) => {
-    if (resolved.source !== "hub") return resolved.dir;
+    if (resolved.source === "hub") {
+      await listening;
+      loadStart = performance.now();
+      await download(config, resolved, shutdown, report, log);
+      loadStart = performance.now();
+      // A hub snapshot of .safetensors is planned for once it is there.
+      conversion = await conversionOf(config, resolved, names, log);
+    }
+    if (!conversion) return resolved.dir;
+    if (conversion.cached) return conversion.dir;
     await listening;
+    const dir = await convertModel(config, conversion, shutdown, report, log);
     loadStart = performance.now();
-    await download(config, resolved, shutdown, report, log);
-    loadStart = performance.now();
-    return resolved.dir;
+    return dir;
   }, {
     device: config.device,
     defaults: findModelCard(config.model ?? EMBEDDED_NAME)?.defaults,
@@ -164,6 +211,32 @@ async function download(
   log.info(`model ${config.model}: downloaded`, {
     seconds: ((performance.now() - started) / 1000).toFixed(1),
   });
+}
+
+/** Converts the model into the cache, with a progress bar and the stage `/health` reports. */
+async function convertModel(
+  config: ServerConfig,
+  conversion: Conversion,
+  signal: AbortSignal,
+  report: (stage: string) => void,
+  log: Logger,
+): Promise<string> {
+  const started = performance.now();
+  const total = formatBytes(conversion.totalBytes);
+  report(`converting, ${formatBytes(0)} of ${total}`);
+  const bar = new DownloadProgressBar(`converting ${config.model}`);
+  const dir = await conversion.run({
+    signal,
+    onProgress: (p) => {
+      bar.update(p);
+      report(`converting, ${formatBytes(p.bytes)} of ${total}`);
+    },
+  });
+  bar.finish();
+  log.info(`model ${config.model}: converted into ${dir}`, {
+    seconds: ((performance.now() - started) / 1000).toFixed(1),
+  });
+  return dir;
 }
 
 /** The app's configuration: the flags, the model's names and card, the adapters. */
@@ -273,16 +346,20 @@ function listen(
 export async function startServer(config: ServerConfig, log: Logger): Promise<void> {
   const lifecycle = new Lifecycle(log, config.shutdownTimeout);
   let resolved: ResolvedModel;
+  let names: ModelNames;
+  let conversion: Conversion | undefined;
   try {
     resolved = await resolveModel(config, log);
+    names = modelNames(config, resolved);
+    if (resolved.source !== "hub") conversion = await conversionOf(config, resolved, names, log);
   } catch (e) {
     return lifecycle.fatal((e as Error).message);
   }
-  const names = modelNames(config, resolved);
   const listening = Promise.withResolvers<void>();
   const { engine, metrics, loaded } = startEngine(
     config,
     resolved,
+    conversion,
     names,
     lifecycle.shutdownSignal,
     listening.promise,

@@ -13,6 +13,7 @@
 import { downloadFile, HubApiError, listFiles, modelInfo } from "@huggingface/hub";
 import { createHash, type Hash } from "node:crypto";
 import { HubError } from "../errors.ts";
+import { PICKLE_EXTENSIONS } from "../convert/weights.ts";
 import { exists } from "./files.ts";
 
 /** Where and how to reach the hub, as huggingface_hub reads it from the environment. */
@@ -65,6 +66,11 @@ export interface HubFile {
 /** What a download will fetch: one commit of one repo, restricted to the files the loader reads. */
 export interface DownloadPlan {
   repoId: string;
+  /**
+   * `onnx`: the repo's ONNX export; `safetensors`: it has none, so its PyTorch weights of one
+   * variant (see {@linkcode weightVariant}) are fetched to be converted.
+   */
+  format: "onnx" | "safetensors";
   /** The commit `main` pointed at when planned. */
   sha: string;
   files: HubFile[];
@@ -95,6 +101,54 @@ export interface DownloadProgress {
  * weights, other export variants, READMEs) is skipped.
  */
 const LOADER_FILES = /^model_index\.json$|^[^/]+\/([^/]+\.(json|txt)|model\.onnx(_data)?)$/;
+
+/**
+ * The files a conversion reads from a diffusers repo without an ONNX export: `model_index.json`,
+ * each component's configs, shard indexes and tokenizer files, and its `.safetensors` weights
+ * (of the variant {@linkcode weightVariant} picks). The components the server does not run are
+ * left out.
+ */
+const SOURCE_FILES =
+  /^model_index\.json$|^(?!(safety_checker|feature_extractor|image_encoder)\/)[^/]+\/([^/]+\.(json|txt)|[^/]+\.safetensors)$/;
+
+/** A weights file's variant: `.fp16` of `model.fp16.safetensors` or `x.fp16-00001-of-00002.safetensors`. */
+function variantOf(path: string): string {
+  return /(\.[a-z0-9]+)?(-\d+-of-\d+)?\.safetensors$/.exec(path.split("/")[1].replace(/^[^.]*/, ""))
+    ?.[1] ?? "";
+}
+
+/**
+ * The weights variant downloaded for a component folder: the default (no variant, the
+ * precision the model was published in) when the folder has it, else `.fp16`, else `.bf16` —
+ * the order in which the converter looks for them, as diffusers loads without `variant=`.
+ */
+function weightVariant(component: string[]): string | undefined {
+  const variants = new Set(component.map(variantOf));
+  return ["", ".fp16", ".bf16"].find((v) => variants.has(v));
+}
+
+/**
+ * Of a repo's files, those a conversion reads, when it has `model_index.json`, no ONNX graphs and
+ * `.safetensors` weights; undefined otherwise.
+ */
+function sourceFiles(paths: string[]): Set<string> | undefined {
+  if (!paths.includes("model_index.json") || paths.some((p) => /(^|\/)model\.onnx$/.test(p))) {
+    return undefined;
+  }
+  const wanted = paths.filter((p) => SOURCE_FILES.test(p));
+  const weights = new Map<string, string[]>();
+  for (const p of wanted.filter((p) => p.endsWith(".safetensors"))) {
+    const component = p.split("/")[0];
+    weights.set(component, [...weights.get(component) ?? [], p]);
+  }
+  if (!weights.size) return undefined;
+  const chosen = new Set(wanted.filter((p) => !p.endsWith(".safetensors")));
+  for (const files of weights.values()) {
+    const variant = weightVariant(files);
+    for (const p of files) if (variantOf(p) === variant) chosen.add(p);
+  }
+  return chosen;
+}
 
 /** `fetch` with a time limit on each request, for the hub's metadata calls. */
 function timedFetch(timeoutS: number): typeof fetch {
@@ -153,33 +207,38 @@ export async function planDownload(
       additionalFields: ["sha"],
       ...credentials,
     });
-    const files: HubFile[] = [];
-    const skipped: string[] = [];
+    const listed: HubFile[] = [];
     const tree = listFiles({ repo: repoId, revision: sha, recursive: true, ...credentials });
     for await (const entry of tree) {
       if (entry.type !== "file") continue;
       if (!entry.lfs && !entry.oid) {
         throw new HubError(`the hub listed ${entry.path} without a checksum`);
       }
-      if (!LOADER_FILES.test(entry.path)) {
-        skipped.push(entry.path);
-        continue;
-      }
-      files.push(
+      listed.push(
         entry.lfs
           ? { path: entry.path, size: entry.lfs.size, etag: entry.lfs.oid, checksum: "sha256" }
           : { path: entry.path, size: entry.size, etag: entry.oid!, checksum: "git-sha1" },
       );
     }
+    const paths = listed.map((f) => f.path);
+    const source = sourceFiles(paths);
+    const wanted = source ?? new Set(paths.filter((p) => LOADER_FILES.test(p)));
+    const files = listed.filter((f) => wanted.has(f.path));
+    const skipped = paths.filter((p) => !wanted.has(p));
     if (
-      !files.some((f) => f.path === "model_index.json") ||
-      !files.some((f) => /\/model\.onnx$/.test(f.path))
+      !source &&
+      (!wanted.has("model_index.json") || ![...wanted].some((p) => /\/model\.onnx$/.test(p)))
     ) {
+      const pickled = paths.some((p) => PICKLE_EXTENSIONS.some((ext) => p.endsWith(ext)));
       const sample = skipped.slice(0, 3).join(", ");
       throw new HubError(
         `'${repoId}' on the hub at ${settings.endpoint} holds no diffusers ONNX export ` +
-          `(model_index.json and <component>/model.onnx)${sample ? `; it has ${sample}…` : ""}. ` +
-          `denoise runs ONNX graphs: export the model to ONNX (see docs/onnx-interfaces.md) or pick a repo that has one`,
+          `(model_index.json and <component>/model.onnx) and no diffusers folder of .safetensors to convert` +
+          (sample ? `; it has ${sample}…` : "") +
+          (pickled
+            ? ` (pickled PyTorch weights are refused: unpickling runs arbitrary code)`
+            : "") +
+          `. Export the model to ONNX (see docs/onnx-interfaces.md) or pick a repo that has one`,
       );
     }
     // model_index.json goes last: a snapshot holding it is complete, which is how the cache
@@ -190,6 +249,7 @@ export async function planDownload(
     const repoDir = `${cacheDir}/models--${repoId.replace("/", "--")}`;
     return {
       repoId,
+      format: source ? "safetensors" : "onnx",
       sha,
       files,
       totalBytes: files.reduce((sum, f) => sum + f.size, 0),

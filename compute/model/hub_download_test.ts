@@ -57,7 +57,7 @@ Deno.test("resolveModel downloads the loader's files into huggingface_hub's cach
   await assert.rejects(Deno.stat(`${dir}/README.md`), Deno.errors.NotFound);
   // Once downloaded, the id resolves from the cache without asking the hub.
   const asked = hub.requests.length;
-  assert.deepEqual(await resolveModel(REPO, box.env), { dir, source: "hf-cache" });
+  assert.deepEqual(await resolveModel(REPO, box.env), { dir, source: "hf-cache", format: "onnx" });
   assert.equal(hub.requests.length, asked);
 });
 
@@ -162,25 +162,102 @@ Deno.test("a gated repo needs HF_TOKEN, which is sent on every request", async (
   assert.ok(authedRequests.every((r) => r.authorization === `Bearer ${TOKEN}`));
 });
 
-Deno.test("a repo without an ONNX export is refused before anything downloads", async () => {
+Deno.test("a repo with neither an ONNX export nor .safetensors (pickles only) is refused before anything downloads", async () => {
   await using hub = await startFakeHub({
     repoId: REPO,
     fixture: "qwen-image-tiny",
     withoutFixture: true,
     extraFiles: {
       "model_index.json": new TextEncoder().encode('{"_class_name":"QwenImagePipeline"}'),
-      "transformer/diffusion_pytorch_model-00001-of-00009.safetensors": new Uint8Array(10),
+      "transformer/config.json": new TextEncoder().encode("{}"),
+      "transformer/diffusion_pytorch_model.bin": new Uint8Array(10),
     },
   });
   await using box = await sandbox(hub.url);
   await assert.rejects(
     resolveModel(REPO, box.env),
     (e: Error) =>
-      /holds no diffusers ONNX export .*diffusion_pytorch_model-00001-of-00009\.safetensors/.test(
-        e.message,
-      ),
+      /holds no diffusers ONNX export .* and no diffusers folder of \.safetensors .*diffusion_pytorch_model\.bin.*pickled PyTorch weights are refused/
+        .test(e.message),
   );
   assert.ok(hub.requests.every((r) => r.path.startsWith("/api/")), "no file was fetched");
+});
+
+/** The files of a folder, by path relative to it (a fixture served as a hub repo). */
+async function folderFiles(
+  root: string,
+  prefix = "",
+): Promise<Record<string, Uint8Array<ArrayBuffer>>> {
+  const files: Record<string, Uint8Array<ArrayBuffer>> = {};
+  for await (const entry of Deno.readDir(`${root}/${prefix}`)) {
+    const path = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.isDirectory) Object.assign(files, await folderFiles(root, path));
+    else files[path] = await Deno.readFile(`${root}/${path}`);
+  }
+  return files;
+}
+
+Deno.test("a diffusers repo of .safetensors plans one weights variant, configs and tokenizer, to convert", async () => {
+  const sd15 = await folderFiles(
+    new URL("../../fixtures/reference/data/sd15", import.meta.url).pathname,
+  );
+  await using hub = await startFakeHub({
+    repoId: "org/sd15",
+    fixture: "",
+    withoutFixture: true,
+    extraFiles: {
+      ...sd15,
+      "README.md": new TextEncoder().encode("# sd15\n"),
+      // Another variant of a component that has the default one, a variant-only component,
+      // pickles beside them, and a component the server does not run.
+      "unet/diffusion_pytorch_model.fp16.safetensors": new Uint8Array(8),
+      "unet/diffusion_pytorch_model.bin": new Uint8Array(8),
+      "text_encoder/model.bf16.safetensors": new Uint8Array(8),
+      "vae/diffusion_pytorch_model.fp16-00001-of-00002.safetensors": new Uint8Array(8),
+      "safety_checker/model.safetensors": new Uint8Array(8),
+      "safety_checker/config.json": new TextEncoder().encode("{}"),
+    },
+  });
+  await using box = await sandbox(hub.url);
+  const resolved = await resolveModel("org/sd15", box.env);
+  assert.equal(resolved.source, "hub");
+  if (resolved.source !== "hub") return;
+  assert.equal(resolved.format, "safetensors");
+  assert.equal(resolved.plan.format, "safetensors");
+  assert.deepEqual(resolved.plan.files.map((f) => f.path).sort(), Object.keys(sd15).sort());
+  assert.deepEqual(resolved.plan.skipped.sort(), [
+    "README.md",
+    "safety_checker/config.json",
+    "safety_checker/model.safetensors",
+    "text_encoder/model.bf16.safetensors",
+    "unet/diffusion_pytorch_model.bin",
+    "unet/diffusion_pytorch_model.fp16.safetensors",
+    "vae/diffusion_pytorch_model.fp16-00001-of-00002.safetensors",
+  ]);
+});
+
+Deno.test("a component with only a variant's shards downloads those shards", async () => {
+  const shard = (i: number) =>
+    `transformer/diffusion_pytorch_model.fp16-0000${i}-of-00002.safetensors`;
+  await using hub = await startFakeHub({
+    repoId: REPO,
+    fixture: "",
+    withoutFixture: true,
+    extraFiles: {
+      "model_index.json": new TextEncoder().encode('{"_class_name":"ZImagePipeline"}'),
+      "transformer/config.json": new TextEncoder().encode("{}"),
+      "transformer/diffusion_pytorch_model.safetensors.index.fp16.json": new TextEncoder().encode(
+        "{}",
+      ),
+      [shard(1)]: new Uint8Array(8),
+      [shard(2)]: new Uint8Array(8),
+      "transformer/diffusion_pytorch_model.bf16.safetensors": new Uint8Array(8),
+    },
+  });
+  await using box = await sandbox(hub.url);
+  const plan = await planDownload(REPO, box.cache, await hubSettings(box.env));
+  assert.deepEqual(plan.skipped, ["transformer/diffusion_pytorch_model.bf16.safetensors"]);
+  assert.ok(plan.files.some((f) => f.path === shard(2)));
 });
 
 Deno.test("a corrupted file fails its checksum and its partial file is deleted", async () => {

@@ -7,6 +7,7 @@
  * @module
  */
 import { HubError, ModelNotFoundError } from "../errors.ts";
+import { PICKLE_EXTENSIONS, pickleRefusal } from "../convert/weights.ts";
 import { exists } from "./files.ts";
 import {
   type DownloadPlan,
@@ -16,13 +17,20 @@ import {
   planDownload,
 } from "./hub_download.ts";
 
+/**
+ * What the model's files are: ONNX graphs served as they are, or PyTorch weights converted first
+ * (`converted.ts`): a diffusers folder of `.safetensors`, or one single-file checkpoint.
+ */
+export type ModelFormat = "onnx" | "safetensors" | "single-file";
+
 /** Where a model's files are: found on disk, or to be downloaded from the hub first. */
 export type ResolvedModel =
-  | { dir: string; source: "local" | "hf-cache" }
+  | { dir: string; source: "local" | "hf-cache"; format: ModelFormat }
   | {
     /** The snapshot folder the download fills. */
     dir: string;
     source: "hub";
+    format: ModelFormat;
     plan: DownloadPlan;
     download(
       options?: { onProgress?: (p: DownloadProgress) => void; signal?: AbortSignal },
@@ -50,6 +58,49 @@ export function hubCacheDirs(
     home && `${home}/.cache/huggingface/hub`,
   ];
   return [...new Set(candidates.filter((d): d is string => !!d))];
+}
+
+/**
+ * A model folder's format: ONNX when any `model.onnx` is there (or nothing says otherwise: the
+ * loader explains what is missing), `safetensors` when components hold `.safetensors` weights and
+ * no graphs. A folder of pickled weights only is refused here: they are never unpickled.
+ */
+async function folderFormat(dir: string): Promise<ModelFormat> {
+  let safetensors = false;
+  let pickle = "";
+  const look = async (folder: string) => {
+    for await (const entry of Deno.readDir(folder)) {
+      if (entry.name === "model.onnx") return true;
+      if (entry.name.endsWith(".safetensors")) safetensors = true;
+      else if (PICKLE_EXTENSIONS.some((ext) => entry.name.endsWith(ext))) {
+        pickle ||= `${folder}/${entry.name}`;
+      }
+    }
+    return false;
+  };
+  if (await look(dir)) return "onnx";
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.isDirectory && !entry.name.startsWith(".") && await look(`${dir}/${entry.name}`)) {
+      return "onnx";
+    }
+  }
+  if (safetensors) return "safetensors";
+  if (pickle) {
+    throw new ModelNotFoundError(
+      `--model ${dir} holds pickled PyTorch weights (${pickle}) and no ONNX graphs or .safetensors: ` +
+        `refused (unpickling runs arbitrary code); convert them to .safetensors first`,
+    );
+  }
+  return "onnx";
+}
+
+/** A local `--model` file: a single-file `.safetensors` checkpoint, converted; nothing else. */
+function fileFormat(spec: string): ModelFormat {
+  if (spec.endsWith(".safetensors")) return "single-file";
+  if (PICKLE_EXTENSIONS.some((ext) => spec.endsWith(ext))) throw pickleRefusal(spec);
+  throw new ModelNotFoundError(
+    `--model ${spec} is a file, expected a model folder or a single-file .safetensors checkpoint`,
+  );
 }
 
 async function snapshotIn(cache: string, repoId: string): Promise<string | undefined> {
@@ -85,14 +136,14 @@ export async function resolveModel(
 ): Promise<ResolvedModel> {
   if (await exists(spec)) {
     if (!(await Deno.stat(spec)).isDirectory) {
-      throw new ModelNotFoundError(`--model ${spec} is a file, expected a model folder`);
+      return { dir: spec, source: "local", format: fileFormat(spec) };
     }
     try {
       for await (const _ of Deno.readDir(spec)) break;
     } catch (e) {
       throw new ModelNotFoundError(`cannot read the model folder ${spec}: ${(e as Error).message}`);
     }
-    return { dir: spec, source: "local" };
+    return { dir: spec, source: "local", format: await folderFormat(spec) };
   }
   if (looksLikePath(spec)) {
     throw new ModelNotFoundError(
@@ -108,7 +159,7 @@ export async function resolveModel(
   if (REPO_ID.test(spec)) {
     for (const cache of caches) {
       const dir = await snapshotIn(cache, spec);
-      if (dir) return { dir, source: "hf-cache" };
+      if (dir) return { dir, source: "hf-cache", format: await folderFormat(dir) };
     }
     const settings = await hubSettings(env);
     if (settings.offline) hubFailure = "HF_HUB_OFFLINE is set, so the hub was not asked";
@@ -118,6 +169,7 @@ export async function resolveModel(
         return {
           dir: plan.snapshotDir,
           source: "hub",
+          format: plan.format,
           plan,
           download: (options) => downloadSnapshot(plan, settings, options),
         };

@@ -23,7 +23,7 @@ Deno.test("resolveModel finds a repo id in the HF cache layout via refs/main", a
 });
 
 Deno.test("resolveModel takes local folders as they are and explains where it looked otherwise", async () => {
-  assert.deepEqual(await resolveModel(FIXTURE), { dir: FIXTURE, source: "local" });
+  assert.deepEqual(await resolveModel(FIXTURE), { dir: FIXTURE, source: "local", format: "onnx" });
   const env = (n: string) => ({ HF_HUB_CACHE: "/tmp/empty-cache" } as Record<string, string>)[n];
   await assert.rejects(
     () => resolveModel("Qwen/Qwen-Image", env),
@@ -46,5 +46,33 @@ Deno.test("a --model that looks like a path and does not exist is not taken for 
   }
   for (const spec of ["Qwen/Qwen-Image", "stabilityai/sd-turbo", "model"]) {
     assert.ok(!looksLikePath(spec), spec);
+  }
+});
+
+Deno.test("a local folder of .safetensors or a single .safetensors file is resolved for conversion; pickles are refused", async () => {
+  const data = new URL("../../fixtures/reference/data", import.meta.url).pathname;
+  assert.equal((await resolveModel(`${data}/sd15`)).format, "safetensors");
+  assert.equal((await resolveModel(`${data}/sd15.safetensors`)).format, "single-file");
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/unet`);
+    await Deno.writeTextFile(`${dir}/model_index.json`, "{}");
+    await Deno.writeFile(`${dir}/unet/diffusion_pytorch_model.bin`, new Uint8Array(8));
+    await Deno.writeFile(`${dir}/model.ckpt`, new Uint8Array(8));
+    await Deno.writeTextFile(`${dir}/notes.txt`, "x");
+    await assert.rejects(
+      () => resolveModel(dir),
+      /holds pickled PyTorch weights \(.*\.(bin|ckpt)\).*refused/,
+    );
+    await assert.rejects(
+      () => resolveModel(`${dir}/model.ckpt`),
+      /pickled PyTorch checkpoint: refused/,
+    );
+    await assert.rejects(
+      () => resolveModel(`${dir}/notes.txt`),
+      /is a file, expected a model folder or a single-file \.safetensors checkpoint/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
