@@ -203,7 +203,8 @@ async function copyFolders(src: string, folders: string[], files: OutputFiles): 
     const dir = `${src}/${folder}`;
     if (!(await exists(dir))) throw new ConvertError(`${src}: component ${folder}/ is missing`);
     for await (const entry of Deno.readDir(dir)) {
-      if (entry.isFile) {
+      // A Hugging Face cache snapshot links its files to blobs: follow the links.
+      if (entry.isFile || (entry.isSymlink && (await Deno.stat(join(dir, entry.name))).isFile)) {
         files.set(`${folder}/${entry.name}`, await Deno.readFile(join(dir, entry.name)));
       }
     }
