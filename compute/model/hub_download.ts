@@ -1,5 +1,6 @@
 /**
- * Downloading an ONNX export from the Hugging Face hub into the hub cache, with
+ * Downloading an ONNX export (or, for a repo without one, the `.safetensors` a conversion reads)
+ * from the Hugging Face hub into the hub cache, with
  * `@huggingface/hub` for the API calls and the byte streams.
  *
  * The cache layout is huggingface_hub's (`models--Org--Name/{refs/main, blobs/<etag>,
@@ -185,7 +186,7 @@ function explain(e: unknown, repoId: string, settings: HubSettings): HubError {
 /**
  * Asks the hub what downloading `repoId` would fetch: the commit `main` points at and the loader's
  * files in it. Fails fast, with a {@linkcode HubError} that says why, when the hub is unreachable,
- * refuses access, or the repo holds no ONNX export.
+ * refuses access, or the repo holds neither an ONNX export nor a diffusers folder of `.safetensors`.
  */
 export async function planDownload(
   repoId: string,
