@@ -69,6 +69,14 @@ export const FLAGS: readonly Flag[] = [
       "for a single-file --model checkpoint: a diffusers folder of the same family whose configs, tokenizer and scheduler it is converted with (the converter's --config)",
   },
   {
+    name: "convert-dtype",
+    kind: { type: "string" },
+    default: "fp32",
+    metavar: "DTYPE",
+    help:
+      "weight precision a converted --model is written in (deno task convert's --dtype; part of the cache key)",
+  },
+  {
     name: "host",
     kind: { type: "string" },
     default: "127.0.0.1",
@@ -326,6 +334,7 @@ export type ServerConfig = Readonly<ServerOptions>;
 export interface ServerOptions {
   model?: string;
   modelConfig?: string;
+  convertDtype: string;
   host: string;
   port: number;
   device: DeviceChoice;

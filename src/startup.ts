@@ -92,6 +92,7 @@ async function conversionOf(
   const conversion = await planConversion({
     src: resolved.dir,
     config: resolved.format === "single-file" ? config.modelConfig : undefined,
+    dtype: config.convertDtype,
     label: names.modelRoot,
   });
   log.info(

@@ -184,6 +184,13 @@ export async function planConversion(
   cacheRoot: string = convertedCacheDir(),
 ): Promise<Conversion> {
   const dtype = source.dtype ?? "fp32";
+  // The converter's own list (its module is imported here only when a conversion is planned).
+  const { DTYPES } = await import("../convert/mod.ts");
+  if (!(DTYPES as readonly string[]).includes(dtype)) {
+    throw new ConvertError(
+      `--convert-dtype ${dtype} is not supported (supported: ${DTYPES.join(", ")})`,
+    );
+  }
   const files = await weightFiles(source);
   if (!files.length) {
     throw new ConvertError(`${source.src}: no .safetensors weights to convert`);

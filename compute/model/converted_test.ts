@@ -34,7 +34,7 @@ Deno.test("a diffusers folder converts into the cache once; the next plan finds 
   assert.deepEqual([again.dir, again.cached], [first.dir, true]);
 });
 
-Deno.test("the key follows the source's files, the dtype and the config folder", async () => {
+Deno.test("the key follows the source's files and the config folder; a dtype the converter lacks is refused", async () => {
   await using cache = await tempDir();
   await using src = await tempDir();
   const cp = await new Deno.Command("cp", { args: ["-r", `${DATA}/sd15`, src.path] }).output();
@@ -43,10 +43,13 @@ Deno.test("the key follows the source's files, the dtype and the config folder",
     planConversion({ src: `${src.path}/sd15`, label: "sd15", ...source }, cache.path);
   const base = (await plan({})).dir;
   assert.equal((await plan({ label: "sd15" })).dir, base, "stable");
-  assert.notEqual((await plan({ dtype: "fp16" })).dir, base);
   const unet = `${src.path}/sd15/unet/diffusion_pytorch_model.safetensors`;
   await Deno.utime(unet, new Date(), new Date(2000, 0, 1));
   assert.notEqual((await plan({})).dir, base, "a changed weights file is another model");
+  await assert.rejects(
+    plan({ dtype: "fp12" }),
+    /--convert-dtype fp12 is not supported \(supported: fp32/,
+  );
   const single = (config: string) =>
     planConversion({ src: `${DATA}/sd15.safetensors`, config, label: "sd15" }, cache.path);
   assert.notEqual((await single(`${DATA}/sd15`)).dir, (await single(`${DATA}/sdxl`)).dir);
