@@ -4,12 +4,16 @@
  * that leaves nothing in the cache.
  */
 import assert from "node:assert/strict";
-import { decode } from "fast-png";
-import { parseSafetensors, tensorToFloat32 } from "../compute/convert/mod.ts";
 import { startFakeHub } from "../fixtures/fake_hub.ts";
+import {
+  imageDifference,
+  REFERENCE_DATA,
+  referenceCalls,
+  requestImage,
+} from "../fixtures/reference/served.ts";
 import { startServer } from "./test_server.ts";
 
-const DATA = new URL("../fixtures/reference/data", import.meta.url).pathname;
+const DATA = REFERENCE_DATA.replace(/\/$/, "");
 
 /** The files of a folder by relative path (a fixture served as a hub repo). */
 async function folderFiles(
@@ -27,30 +31,9 @@ async function folderFiles(
 
 /** The largest difference, in 8-bit steps, between a served PNG and diffusers' image. */
 async function differenceFromDiffusers(url: string): Promise<number> {
-  const manifest = JSON.parse(await Deno.readTextFile(`${DATA}/sd15.manifest.json`));
-  const { call, outputs } = manifest.pipelines.pipeline_cfg1;
-  const res = await fetch(`${url}/v1/images/generations`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      prompt: call.prompt,
-      size: `${call.width}x${call.height}`,
-      seed: 42,
-      num_inference_steps: call.num_inference_steps,
-      guidance_scale: call.guidance_scale,
-      response_format: "b64_json",
-    }),
-  });
-  const body = await res.json();
-  assert.equal(res.status, 200, JSON.stringify(body));
-  const png = decode(Uint8Array.from(atob(body.data[0].b64_json), (c) => c.charCodeAt(0)));
-  const reference = parseSafetensors(await Deno.readFile(`${DATA}/sd15.reference.safetensors`));
-  const image = tensorToFloat32(reference.tensors.get(outputs.image)!);
-  let worst = 0;
-  for (let i = 0; i < image.length; i++) {
-    worst = Math.max(worst, Math.abs(png.data[i] - image[i] * 255));
-  }
-  return worst;
+  const [call] = await referenceCalls("sd15");
+  const png = await requestImage(url, call.fields);
+  return imageDifference(png.data, call.image).worst;
 }
 
 Deno.test("a hub repo of .safetensors is downloaded and converted on the first start, with /health saying how far, and reused by the next", async () => {
