@@ -85,6 +85,7 @@ Deno.test("the container's dependency layer holds every npm package the server l
     ...await packages("../src/main.ts"),
     ...await packages("../src/engine/worker.ts"),
     ...await packages("../compute/image/png_stripe_worker.ts"),
+    ...await packages("../compute/model/convert_worker.ts"),
   ]);
   assert.ok(needed.has("onnxruntime-node") && needed.has("hono"), [...needed].join(" "));
   const installed = await packages("./runtime_deps.ts");

@@ -2,7 +2,7 @@
  * `deno task bench:realistic [--size 64] [--devices cpu,wasm] [--stages unet,vae,dit]
  * [--attention exported,fused] [--widths …]`: networks with SD-1.5's architecture and widths
  * (UNet: 859.5 M parameters; VAE decoder: 49.5 M), and two of Z-Image's DiT blocks (362 M),
- * random weights, built by `fixtures/builder/sd_unet.ts`, `sd_vae.ts` and `z_image_dit.ts` at bench
+ * random weights, built by `compute/networks/sd_unet.ts`, `sd_vae.ts` and `z_image_dit.ts` at bench
  * time into a temporary folder, never committed. The UNet runs the Optimum interface's batch-2
  * (CFG) forward at 64² latents (512² images) with 77 text tokens, the decoder one image, the DiT a
  * 512² image's 1024 patches and 128 caption tokens (Z-Image-Turbo runs without CFG). Prints per stage, backend and attention
@@ -15,11 +15,11 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { SD15_UNET, sdUnet } from "../../fixtures/builder/sd_unet.ts";
-import { SD15_VAE, sdVaeDecoder } from "../../fixtures/builder/sd_vae.ts";
-import { Z_IMAGE_DIT, zImageDit } from "../../fixtures/builder/z_image_dit.ts";
-import { GraphBuilder } from "../../fixtures/builder/onnx_builder.ts";
-import type { LayerCost } from "../../fixtures/builder/torch_layers.ts";
+import { SD15_UNET, sdUnet } from "../networks/sd_unet.ts";
+import { SD15_VAE, sdVaeDecoder } from "../networks/sd_vae.ts";
+import { Z_IMAGE_DIT, zImageDit } from "../networks/z_image_dit.ts";
+import { GraphBuilder } from "../graph/onnx_builder.ts";
+import type { LayerCost } from "../graph/torch_layers.ts";
 import type { Backend, DeviceName, Tensor } from "../backends/backend.ts";
 import { selectBackend } from "../backends/device.ts";
 import { median, peakRssMib } from "./bench_stats.ts";

@@ -8,12 +8,12 @@
  *
  * @module
  */
-import { clipTextModel } from "../../fixtures/builder/clip_text.ts";
-import type { GraphBuilder } from "../../fixtures/builder/onnx_builder.ts";
-import { sdUnet } from "../../fixtures/builder/sd_unet.ts";
-import { sdVaeDecoder, sdVaeEncoder } from "../../fixtures/builder/sd_vae.ts";
-import { qwen3TextEncoder } from "../../fixtures/builder/qwen3_text.ts";
-import { zImageTransformer } from "../../fixtures/builder/z_image_transformer.ts";
+import { clipTextModel } from "../networks/clip_text.ts";
+import type { GraphBuilder } from "../graph/onnx_builder.ts";
+import { sdUnet } from "../networks/sd_unet.ts";
+import { sdVaeDecoder, sdVaeEncoder } from "../networks/sd_vae.ts";
+import { qwen3TextEncoder } from "../networks/qwen3_text.ts";
+import { zImageTransformer } from "../networks/z_image_transformer.ts";
 import { ConvertError } from "../errors.ts";
 import { exists, readJsonFile } from "../model/files.ts";
 import {

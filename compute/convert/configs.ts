@@ -7,11 +7,11 @@
  *
  * @module
  */
-import type { ClipTextConfig } from "../../fixtures/builder/clip_text.ts";
-import type { UnetConfig } from "../../fixtures/builder/sd_unet.ts";
-import type { VaeConfig } from "../../fixtures/builder/sd_vae.ts";
-import type { Qwen3Config } from "../../fixtures/builder/qwen3_text.ts";
-import type { ZImageTransformerConfig } from "../../fixtures/builder/z_image_transformer.ts";
+import type { ClipTextConfig } from "../networks/clip_text.ts";
+import type { UnetConfig } from "../networks/sd_unet.ts";
+import type { VaeConfig } from "../networks/sd_vae.ts";
+import type { Qwen3Config } from "../networks/qwen3_text.ts";
+import type { ZImageTransformerConfig } from "../networks/z_image_transformer.ts";
 import { ConvertError } from "../errors.ts";
 
 /** A parsed `config.json`. */

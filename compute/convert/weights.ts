@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { WeightSource } from "../../fixtures/builder/onnx_builder.ts";
+import type { WeightSource } from "../graph/onnx_builder.ts";
 import { ConvertError } from "../errors.ts";
 import { parseSafetensors, type SafetensorsTensor, tensorToFloat32 } from "../lora/safetensors.ts";
 

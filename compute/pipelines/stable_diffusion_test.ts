@@ -4,7 +4,7 @@ import { webGpuForTests } from "../backends/webgpu_for_tests.ts";
 import { CancelledError, InterfaceMismatchError, ModelLoadError } from "../errors.ts";
 import { loadPipeline } from "../load.ts";
 import type { GenerateResult, Pipeline } from "./pipeline.ts";
-import { GraphBuilder } from "../../fixtures/builder/onnx_builder.ts";
+import { GraphBuilder } from "../graph/onnx_builder.ts";
 
 const FIXTURES = new URL("../../fixtures/models/", import.meta.url).pathname;
 const SD15 = `${FIXTURES}sd15-tiny`;
