@@ -18,9 +18,7 @@
  * @module
  */
 import { ConvertError } from "../errors.ts";
-import type { SafetensorsTensor } from "../lora/safetensors.ts";
-import type { MappedTensor } from "./weights.ts";
-import { SafetensorsWeights } from "./weights.ts";
+import { type MappedTensor, SafetensorsWeights, type StoredTensor } from "./weights.ts";
 
 /** The diffusers component folders a single-file checkpoint holds. */
 export type SingleFileComponent = "unet" | "vae" | "text_encoder";
@@ -170,7 +168,7 @@ function vaeName(key: string, levels: number): MappedTensor | undefined {
  */
 export function splitSingleFile(
   path: string,
-  tensors: ReadonlyMap<string, SafetensorsTensor>,
+  tensors: ReadonlyMap<string, StoredTensor>,
   shape: SingleFileShape,
 ): Record<SingleFileComponent, SafetensorsWeights> {
   const keys = [...tensors.keys()];
@@ -184,7 +182,7 @@ export function splitSingleFile(
   const split = {} as Record<SingleFileComponent, SafetensorsWeights>;
   for (const component of Object.keys(PREFIXES) as SingleFileComponent[]) {
     const prefix = PREFIXES[component];
-    const own = new Map<string, SafetensorsTensor>();
+    const own = new Map<string, StoredTensor>();
     const names = new Map<string, MappedTensor>();
     for (const [key, t] of tensors) {
       if (!key.startsWith(prefix)) continue;
