@@ -57,7 +57,7 @@ export class MemoryWriter implements OutputWriter {
   append(path: string) {
     const chunks: Uint8Array[] = [];
     return {
-      append: (bytes: Uint8Array) => void chunks.push(bytes),
+      append: (bytes: Uint8Array) => void chunks.push(bytes.slice()), // lent: copied
       close: () => {
         const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
         let at = 0;
@@ -150,11 +150,14 @@ export function writeComponent(
   let unused = (key: string) => BUFFERS.test(key);
   const json = (path: string, value: unknown) =>
     writer.file(path, new TextEncoder().encode(JSON.stringify(value, null, 2) + "\n"));
-  /** Builds one graph from `source` (weights under their own names by default) into `folder`. */
+  /**
+   * Builds one graph into `folder` from `take` (weights under their own names by default; lent, as
+   * each is written to `model.onnx_data` before the next is read).
+   */
   const graph = (
     folder: string,
     build: (source: WeightSource) => GraphBuilder,
-    take: WeightSource["take"] = (name, dims) => weights.take(name, dims),
+    take: WeightSource["take"] = (name, dims) => weights.lend(name, dims),
   ) => {
     const data = writer.append(`${folder}/model.onnx_data`);
     try {
@@ -194,7 +197,7 @@ export function writeComponent(
       graph(
         textEncoderFolder,
         (source) => qwen3TextEncoder(qwen, source),
-        (name, dims) => weights.take(prefix + name, dims),
+        (name, dims) => weights.lend(prefix + name, dims),
       );
       // Z-Image reads `hidden_states[-2]`: the last layer and the final norm never run.
       const last = `${prefix}layers.${qwen.layers - 1}.`;

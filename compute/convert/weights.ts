@@ -28,6 +28,9 @@ export function pickleRefusal(path: string): ConvertError {
   );
 }
 
+/** Bytes per element of each stored dtype. */
+const ELEMENT_SIZE = { F32: 4, F16: 2, BF16: 2, F64: 8 } as const;
+
 /** A tensor of a safetensors file: its dtype, shape and where its bytes lie in the file. */
 export interface StoredTensor {
   dtype: SafetensorsDtype;
@@ -103,17 +106,20 @@ function readInto(path: string, offset: number, out: Uint8Array): void {
 
 /**
  * A stored tensor's values as float32, exactly: read into the float32 buffer itself and widened in
- * place, from the back half forward (each element is read before the write that covers it).
+ * place, from the back half forward (each element is read before the write that covers it). Into
+ * `buffer` when it is large enough (reused, which spares the page faults of a fresh allocation).
  */
-export function readFloat32(t: StoredTensor): Float32Array {
-  const count = t.length / ({ F32: 4, F16: 2, BF16: 2, F64: 8 } as const)[t.dtype];
+export function readFloat32(t: StoredTensor, buffer?: ArrayBuffer): Float32Array {
+  const count = t.length / ELEMENT_SIZE[t.dtype];
   if (t.dtype === "F64") {
     const wide = new Float64Array(count);
     readInto(t.path, t.offset, new Uint8Array(wide.buffer));
     return Float32Array.from(wide);
   }
-  const out = new Float32Array(count);
-  const bytes = new Uint8Array(out.buffer);
+  const out = buffer && buffer.byteLength >= count * 4
+    ? new Float32Array(buffer, 0, count)
+    : new Float32Array(count);
+  const bytes = new Uint8Array(out.buffer, 0, count * 4);
   if (t.dtype === "F32") {
     readInto(t.path, t.offset, bytes);
     return out;
@@ -143,6 +149,8 @@ export class SafetensorsWeights implements WeightSource {
   readonly #tensors: ReadonlyMap<string, StoredTensor>;
   readonly #names: ReadonlyMap<string, MappedTensor>;
   readonly #used = new Set<string>();
+  /** The buffer tensors are read into when lent (see {@linkcode take}), grown when too small. */
+  #scratch = new ArrayBuffer(0);
 
   /**
    * `tensors` from `label` (the file, for messages); `names` maps a parameter name to the stored
@@ -158,6 +166,11 @@ export class SafetensorsWeights implements WeightSource {
   }
 
   take(name: string, dims: readonly number[]): Float32Array {
+    return readFloat32(this.#stored(name, dims));
+  }
+
+  /** The stored tensor of parameter `name`, checked against `dims` and counted as used. */
+  #stored(name: string, dims: readonly number[]): StoredTensor {
     const { key, squeeze } = this.#names.get(name) ?? { key: name };
     const t = this.#tensors.get(key);
     if (!t) {
@@ -177,7 +190,18 @@ export class SafetensorsWeights implements WeightSource {
         }`,
       );
     }
-    return readFloat32(t);
+    return t;
+  }
+
+  /**
+   * Like {@linkcode take}, but into a buffer reused by the next call: for a graph builder that
+   * writes each tensor out before asking for the next.
+   */
+  lend(name: string, dims: readonly number[]): Float32Array {
+    const t = this.#stored(name, dims);
+    const bytes = t.length / ELEMENT_SIZE[t.dtype] * 4;
+    if (this.#scratch.byteLength < bytes) this.#scratch = new ArrayBuffer(bytes);
+    return readFloat32(t, this.#scratch);
   }
 
   /** Stored tensors nothing asked for, ignoring `ignored` (buffers such as `position_ids`). */

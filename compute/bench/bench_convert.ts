@@ -1,0 +1,193 @@
+/**
+ * `deno task bench:convert [--gb 8] [--dtype bf16|fp32] [--out-dtype fp32,…]`: the converter's
+ * throughput and peak memory on a large checkpoint. It writes a random `ZImageTransformer2DModel`
+ * component at Z-Image-Turbo's real widths (dim 3840, 30 heads, caption width 2560), with as many
+ * main layers as it takes to reach `--gb` GB of safetensors, tensor by tensor into a temporary
+ * folder beside the repository (the disk, not a RAM-backed /tmp); then converts it once per output
+ * dtype, each in its own process that reports its peak RSS (`VmHWM` of /proc/self/status) on exit;
+ * then deletes everything. Prints markdown: input GB, seconds, MB/s of input, peak RSS against the
+ * target 1 GiB + 2 × the largest tensor (as float32).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { type WeightSource } from "../../fixtures/builder/onnx_builder.ts";
+import { zImageTransformer } from "../../fixtures/builder/z_image_transformer.ts";
+import { zImageTransformerConfig } from "../convert/configs.ts";
+import { convert } from "../convert/convert.ts";
+
+/** VmHWM (peak resident set) of this process, in bytes. */
+function peakRss(): number {
+  const status = Deno.readTextFileSync("/proc/self/status");
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
+
+if (Deno.args[0] === "--child") {
+  const [, src, out, dtype] = Deno.args;
+  const started = performance.now();
+  await convert(src, out, { dtype });
+  const seconds = (performance.now() - started) / 1000;
+  console.log(JSON.stringify({ seconds, peakRss: peakRss() }));
+  Deno.exit(0);
+}
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    gb: { type: "string", default: "8" },
+    dtype: { type: "string", default: "bf16" },
+    "out-dtype": { type: "string", default: "fp32" },
+  },
+});
+const targetBytes = Number(values.gb) * 1e9;
+const stored = values.dtype === "fp32" ? { name: "F32", size: 4 } : { name: "BF16", size: 2 };
+
+/** Z-Image-Turbo's transformer config with `layers` main layers. */
+const config = (layers: number) => ({
+  _class_name: "ZImageTransformer2DModel",
+  all_f_patch_size: [1],
+  all_patch_size: [2],
+  axes_dims: [32, 48, 48],
+  axes_lens: [1536, 512, 512],
+  cap_feat_dim: 2560,
+  dim: 3840,
+  in_channels: 16,
+  n_heads: 30,
+  n_kv_heads: 30,
+  n_layers: layers,
+  n_refiner_layers: 2,
+  norm_eps: 1e-5,
+  qk_norm: true,
+  rope_theta: 256.0,
+  t_scale: 1000.0,
+});
+
+/**
+ * The parameters (name, shape) the builder asks for, in its order: recorded on one main layer
+ * (the values it gets are zeros, and nothing is kept), then the main layer's repeated.
+ */
+function parameters(layers: number): [string, number[]][] {
+  const seen: [string, number[]][] = [];
+  const source: WeightSource = {
+    take(name, dims) {
+      seen.push([name, [...dims]]);
+      return new Float32Array(dims.reduce((a, b) => a * b, 1));
+    },
+    output: { location: "model.onnx_data", append() {} },
+  };
+  zImageTransformer(zImageTransformerConfig("bench", config(1)), source);
+  const out: [string, number[]][] = [];
+  for (const [name, dims] of seen) {
+    if (!name.startsWith("layers.0.")) out.push([name, dims]);
+    else for (let i = 0; i < layers; i++) out.push([`layers.${i}.${name.slice(9)}`, dims]);
+  }
+  return out;
+}
+
+const count = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
+const one = parameters(1);
+const perLayer = one.filter(([n]) => n.startsWith("layers.0.")).reduce(
+  (s, [, d]) => s + count(d) * stored.size,
+  0,
+);
+const rest = one.filter(([n]) => !n.startsWith("layers.")).reduce(
+  (s, [, d]) => s + count(d) * stored.size,
+  0,
+);
+const layers = Math.max(1, Math.ceil((targetBytes - rest) / perLayer));
+const params = parameters(layers);
+const largest = Math.max(...params.map(([, d]) => count(d) * 4));
+
+const root = new URL("../../", import.meta.url).pathname;
+const tmp = await Deno.makeTempDir({ dir: root, prefix: ".bench-convert-" });
+try {
+  const component = join(tmp, "transformer");
+  await Deno.mkdir(component);
+  await Deno.writeTextFile(`${component}/config.json`, JSON.stringify(config(layers), null, 2));
+  const generated = performance.now();
+  const inputBytes = await writeRandomSafetensors(
+    `${component}/diffusion_pytorch_model.safetensors`,
+    params,
+  );
+  const generateSeconds = (performance.now() - generated) / 1000;
+  console.log(`# Converter: streaming throughput and peak memory\n`);
+  console.log(
+    `Random \`ZImageTransformer2DModel\` at Z-Image-Turbo's widths with ${layers} main layers (${params.length} tensors, ${stored.name}): ${
+      (inputBytes / 1e9).toFixed(2)
+    } GB of safetensors, written in ${generateSeconds.toFixed(0)} s; largest tensor ${
+      (largest / 2 ** 20).toFixed(0)
+    } MiB as float32. Each conversion in a fresh process; peak RSS is its VmHWM.\n`,
+  );
+  console.log(
+    "| output dtype | seconds | MB/s of input | output GB | peak RSS MiB | target 1 GiB + 2 × largest, MiB |",
+  );
+  console.log("|---|---|---|---|---|---|");
+  for (const dtype of values["out-dtype"].split(",")) {
+    const out = join(tmp, `out-${dtype}`);
+    const run = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL(import.meta.url).pathname, "--child", component, out, dtype],
+      stdout: "piped",
+    }).output();
+    if (!run.success) throw new Error(`converting to ${dtype} failed`);
+    const r = JSON.parse(new TextDecoder().decode(run.stdout));
+    let outputBytes = 0;
+    for await (const e of Deno.readDir(`${out}/transformer`)) {
+      outputBytes += (await Deno.stat(`${out}/transformer/${e.name}`)).size;
+    }
+    await Deno.remove(out, { recursive: true });
+    console.log(
+      `| ${dtype} | ${r.seconds.toFixed(1)} | ${(inputBytes / 1e6 / r.seconds).toFixed(0)} | ${
+        (outputBytes / 1e9).toFixed(2)
+      } | ${(r.peakRss / 2 ** 20).toFixed(0)} | ${
+        ((2 ** 30 + 2 * largest) / 2 ** 20).toFixed(0)
+      } |`,
+    );
+  }
+} finally {
+  await Deno.remove(tmp, { recursive: true });
+}
+
+/**
+ * Writes `params` as one safetensors file of random values, one tensor at a time (sorted by name,
+ * as `safetensors` saves them); returns its size. Values: small finite floats from xorshift32.
+ */
+async function writeRandomSafetensors(path: string, params: [string, number[]][]) {
+  const sorted = [...params].sort((a, b) => a[0] < b[0] ? -1 : 1);
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  for (const [name, dims] of sorted) {
+    const bytes = count(dims) * stored.size;
+    header[name] = { dtype: stored.name, shape: dims, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let json = JSON.stringify(header);
+  json += " ".repeat((8 - (json.length % 8)) % 8);
+  const head = new TextEncoder().encode(json);
+  const file = await Deno.open(path, { write: true, create: true });
+  try {
+    const length = new Uint8Array(8);
+    new DataView(length.buffer).setBigUint64(0, BigInt(head.length), true);
+    await file.write(length);
+    await writeAll(file, head);
+    let state = 2463534242;
+    for (const [, dims] of sorted) {
+      const words = new Uint32Array(Math.ceil((count(dims) * stored.size) / 4));
+      for (let i = 0; i < words.length; i++) {
+        state ^= state << 13;
+        state ^= state >>> 17;
+        state ^= state << 5;
+        // Two bf16 (or one f32's high half) with exponents near 2⁻⁷: finite, weight-sized.
+        words[i] = (state & 0x807f807f) | 0x3c003c00;
+      }
+      await writeAll(file, new Uint8Array(words.buffer, 0, count(dims) * stored.size));
+    }
+  } finally {
+    file.close();
+  }
+  return 8 + head.length + offset;
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array) {
+  for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
+}
