@@ -10,7 +10,11 @@
  */
 import { dirname, join } from "node:path";
 import { clipTextModel } from "../../fixtures/builder/clip_text.ts";
-import type { GraphBuilder, WeightSource } from "../../fixtures/builder/onnx_builder.ts";
+import type {
+  GraphBuilder,
+  WeightDtype,
+  WeightSource,
+} from "../../fixtures/builder/onnx_builder.ts";
 import { sdUnet } from "../../fixtures/builder/sd_unet.ts";
 import { sdVaeDecoder, sdVaeEncoder } from "../../fixtures/builder/sd_vae.ts";
 import { qwen3TextEncoder } from "../../fixtures/builder/qwen3_text.ts";
@@ -127,9 +131,10 @@ export function convertComponent(
   config: RawConfig,
   weights: SafetensorsWeights,
   textEncoderFolder = "text_encoder",
+  dtype: WeightDtype = "fp32",
 ): OutputFiles {
   const writer = new MemoryWriter();
-  writeComponent(writer, label, config, weights, textEncoderFolder);
+  writeComponent(writer, label, config, weights, textEncoderFolder, dtype);
   return writer.files;
 }
 
@@ -137,7 +142,7 @@ export function convertComponent(
  * Builds the graph(s) of one component from its config and weights into `writer`, each weight
  * written to the graph's `model.onnx_data` as it is made; every stored tensor must be used.
  * `label` names the source in messages; `textEncoderFolder` the output folder of a text encoder
- * (SDXL's second is `text_encoder_2`).
+ * (SDXL's second is `text_encoder_2`); `dtype` the weights' precision (see `WeightOutput.dtype`).
  */
 export function writeComponent(
   writer: OutputWriter,
@@ -145,6 +150,7 @@ export function writeComponent(
   config: RawConfig,
   weights: SafetensorsWeights,
   textEncoderFolder = "text_encoder",
+  dtype: WeightDtype = "fp32",
 ): void {
   const cls = componentClass(config);
   let unused = (key: string) => BUFFERS.test(key);
@@ -161,7 +167,8 @@ export function writeComponent(
   ) => {
     const data = writer.append(`${folder}/model.onnx_data`);
     try {
-      const g = build({ take, output: { location: "model.onnx_data", append: data.append } });
+      const output = { location: "model.onnx_data", append: data.append, dtype };
+      const g = build({ take, output });
       writer.file(`${folder}/model.onnx`, g.serialize({ externalData: "model.onnx_data" }).model);
     } finally {
       data.close();

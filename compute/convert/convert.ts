@@ -11,6 +11,7 @@
  * @module
  */
 import { basename, dirname, join } from "node:path";
+import { WEIGHT_DTYPES, type WeightDtype } from "../../fixtures/builder/onnx_builder.ts";
 import { ConvertError } from "../errors.ts";
 import { exists, readJsonFile } from "../model/files.ts";
 import {
@@ -24,8 +25,8 @@ import { qwenTokenizerJson } from "./qwen_tokenizer.ts";
 import { splitSingleFile } from "./single_file.ts";
 import { PICKLE_EXTENSIONS, pickleRefusal, readSafetensors } from "./weights.ts";
 
-/** Weight precisions of the output graphs; this slice writes float32 only. */
-export const DTYPES = ["fp32"] as const;
+/** Weight precisions of the output graphs (see `WeightOutput.dtype` in the builder). */
+export const DTYPES = WEIGHT_DTYPES;
 
 /** Options of {@linkcode convert}. */
 export interface ConvertOptions {
@@ -62,11 +63,9 @@ export async function convert(
   out: string,
   options: ConvertOptions = {},
 ): Promise<string[]> {
-  const dtype = options.dtype ?? "fp32";
-  if (!(DTYPES as readonly string[]).includes(dtype)) {
-    throw new ConvertError(
-      `--dtype ${dtype} is not supported yet (supported: ${DTYPES.join(", ")})`,
-    );
+  const dtype = (options.dtype ?? "fp32") as WeightDtype;
+  if (!DTYPES.includes(dtype)) {
+    throw new ConvertError(`--dtype ${dtype} is not supported (supported: ${DTYPES.join(", ")})`);
   }
   let info: Deno.FileInfo;
   try {
@@ -85,10 +84,10 @@ export async function convert(
       );
     }
     const configDir = options.config;
-    return await writeModel(out, (writer) => singleFile(src, configDir, writer));
+    return await writeModel(out, (writer) => singleFile(src, configDir, writer, dtype));
   }
   if (await exists(`${src}/model_index.json`)) {
-    return await writeModel(out, (writer) => pipelineFolder(src, writer));
+    return await writeModel(out, (writer) => pipelineFolder(src, writer, dtype));
   }
   if (await exists(`${src}/config.json`)) {
     const { config, weights } = await readComponentFolder(src);
@@ -97,7 +96,7 @@ export async function convert(
     const folder = /^text_encoder(_\d+)?$/.test(name) ? name : undefined;
     return await writeComponents(
       out,
-      (writer) => writeComponent(writer, src, config, weights, folder),
+      (writer) => writeComponent(writer, src, config, weights, folder, dtype),
     );
   }
   throw new ConvertError(
@@ -106,7 +105,11 @@ export async function convert(
 }
 
 /** A pipeline folder: its SD components converted, tokenizer and scheduler copied. */
-async function pipelineFolder(src: string, writer: OutputWriter): Promise<void> {
+async function pipelineFolder(
+  src: string,
+  writer: OutputWriter,
+  dtype: WeightDtype,
+): Promise<void> {
   const index = await readJsonFile<RawConfig>(`${src}/model_index.json`).catch((e) => {
     throw new ConvertError((e as Error).message);
   });
@@ -133,7 +136,7 @@ async function pipelineFolder(src: string, writer: OutputWriter): Promise<void> 
   }
   for (const name of pipeline.convert) {
     const { config, weights } = await readComponentFolder(`${src}/${name}`);
-    writeComponent(writer, `${src}/${name}`, config, weights, name);
+    writeComponent(writer, `${src}/${name}`, config, weights, name, dtype);
   }
   const copied = await copyFolders(src, pipeline.copy, writer);
   if (cls === "ZImagePipeline" && !copied.has("tokenizer/tokenizer.json")) {
@@ -147,7 +150,12 @@ async function pipelineFolder(src: string, writer: OutputWriter): Promise<void> 
 }
 
 /** A single-file checkpoint with the configs, tokenizer and scheduler of `configDir`. */
-async function singleFile(path: string, configDir: string, writer: OutputWriter): Promise<void> {
+async function singleFile(
+  path: string,
+  configDir: string,
+  writer: OutputWriter,
+  dtype: WeightDtype,
+): Promise<void> {
   const index = await readJsonFile<RawConfig>(`${configDir}/model_index.json`).catch((e) => {
     throw new ConvertError(`--config: ${(e as Error).message}`);
   });
@@ -172,7 +180,7 @@ async function singleFile(path: string, configDir: string, writer: OutputWriter)
     vaeLevels: Array.isArray(levels) ? levels.length : 1,
   });
   for (const name of ["text_encoder", "unet", "vae"] as const) {
-    writeComponent(writer, `${path} (${name})`, configs[name], parts[name]);
+    writeComponent(writer, `${path} (${name})`, configs[name], parts[name], undefined, dtype);
   }
   await copyFolders(configDir, ["tokenizer", "scheduler"], writer);
   writer.file("model_index.json", modelIndex(index));

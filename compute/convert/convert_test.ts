@@ -357,7 +357,7 @@ Deno.test("deno task convert: exit 0 with a summary, exit 1 with one line on bad
         [[`${tmp}/model.ckpt`, "--out", `${tmp}/x`], /pickled PyTorch checkpoint: refused/],
         [[`${DATA}/sd15.safetensors`, "--out", `${tmp}/x`], /give --config/],
         [[`${DATA}/sd15`, "--out", `${tmp}/model`], /already exists/],
-        [[`${DATA}/sd15`, "--out", `${tmp}/x`, "--dtype", "q4"], /--dtype q4 is not supported yet/],
+        [[`${DATA}/sd15`, "--out", `${tmp}/x`, "--dtype", "q3"], /--dtype q3 is not supported/],
         [[`${tmp}/nothing`, "--out", `${tmp}/x`], /no such file or folder/],
       ] as [string[], RegExp][]
     ) {
