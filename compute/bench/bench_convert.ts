@@ -1,12 +1,18 @@
 /**
- * `deno task bench:convert [--gb 8] [--dtype bf16|fp32] [--out-dtype fp32,…]`: the converter's
- * throughput and peak memory on a large checkpoint. It writes a random `ZImageTransformer2DModel`
- * component at Z-Image-Turbo's real widths (dim 3840, 30 heads, caption width 2560), with as many
- * main layers as it takes to reach `--gb` GB of safetensors, tensor by tensor into a temporary
- * folder beside the repository (the disk, not a RAM-backed /tmp); then converts it once per output
- * dtype, each in its own process that reports its peak RSS (`VmHWM` of /proc/self/status) on exit;
- * then deletes everything. Prints markdown: input GB, seconds, MB/s of input, peak RSS against the
- * target 1 GiB + 2 × the largest tensor (as float32).
+ * `deno task bench:convert [--gb 8] [--dtype bf16|fp32] [--out-dtype fp32,fp16] [--per-dtype fp32,…]`:
+ * the converter's throughput and peak memory on a large checkpoint. It writes a random
+ * `ZImageTransformer2DModel` component at Z-Image-Turbo's real widths (dim 3840, 30 heads, caption
+ * width 2560), with as many main layers as it takes to reach `--gb` GB of safetensors, tensor by
+ * tensor into a temporary folder beside the repository (the disk, not a RAM-backed /tmp); then
+ * converts it once per `--out-dtype`, each in its own process that reports its peak RSS (`VmHWM`
+ * of /proc/self/status) on exit; then deletes everything. Prints markdown: input GB, seconds, MB/s
+ * of input, peak RSS against the target 1 GiB + 2 × the largest tensor (as float32).
+ *
+ * `--per-dtype fp32,fp16,q8,q4` adds, for the same widths with one main layer (the four refiner layers and one:
+ * 1.8 GB of bf16), each `--dtype`'s conversion (seconds, peak RSS, size) and a forward pass of the
+ * converted graph on onnxruntime-node CPU at a 512² image's latents (1024 image tokens, 32 caption
+ * tokens), each in a fresh process: load and run seconds, peak RSS, and the output's largest
+ * difference from the first dtype's, relative to its largest value.
  *
  * @module
  */
@@ -15,7 +21,10 @@ import { join } from "node:path";
 import { type WeightSource } from "../../fixtures/builder/onnx_builder.ts";
 import { zImageTransformer } from "../../fixtures/builder/z_image_transformer.ts";
 import { zImageTransformerConfig } from "../convert/configs.ts";
+import { readFloat32 } from "../backends/backend.ts";
+import { createNodeBackend } from "../backends/onnxruntime_node.ts";
 import { convert } from "../convert/convert.ts";
+import { torchRandn } from "../random.ts";
 
 /** VmHWM (peak resident set) of this process, in bytes. */
 function peakRss(): number {
@@ -32,12 +41,38 @@ if (Deno.args[0] === "--child") {
   Deno.exit(0);
 }
 
+if (Deno.args[0] === "--child-run") {
+  // One forward pass of a converted transformer; its output is written to `result` for comparing.
+  const [, folder, result] = Deno.args;
+  const backend = createNodeBackend(navigator.hardwareConcurrency);
+  let started = performance.now();
+  const session = await backend.createSession({
+    path: `${folder}/model.onnx`,
+    externalDataPath: `${folder}/model.onnx_data`,
+  });
+  const loadSeconds = (performance.now() - started) / 1000;
+  const feeds = {
+    hidden_states: backend.tensor("float32", torchRandn([16 * 64 * 64], 1), [1, 16, 1, 64, 64]),
+    timestep: backend.tensor("float32", Float32Array.of(0.5), [1]),
+    encoder_hidden_states: backend.tensor("float32", torchRandn([32 * 2560], 2), [1, 32, 2560]),
+  };
+  await session.run(feeds); // warm-up: first-run allocations
+  started = performance.now();
+  const out = await session.run(feeds);
+  const runSeconds = (performance.now() - started) / 1000;
+  const values = await readFloat32(out.unified_results);
+  await Deno.writeFile(result, new Uint8Array(values.buffer));
+  console.log(JSON.stringify({ loadSeconds, runSeconds, peakRss: peakRss() }));
+  Deno.exit(0);
+}
+
 const { values } = parseArgs({
   args: Deno.args,
   options: {
     gb: { type: "string", default: "8" },
     dtype: { type: "string", default: "bf16" },
-    "out-dtype": { type: "string", default: "fp32" },
+    "out-dtype": { type: "string", default: "fp32,fp16" },
+    "per-dtype": { type: "string" },
   },
 });
 const targetBytes = Number(values.gb) * 1e9;
@@ -99,18 +134,42 @@ const layers = Math.max(1, Math.ceil((targetBytes - rest) / perLayer));
 const params = parameters(layers);
 const largest = Math.max(...params.map(([, d]) => count(d) * 4));
 
+/** Writes a random component of `layers` main layers into `dir`; returns its size and seconds. */
+async function component(dir: string, layers: number) {
+  await Deno.mkdir(dir);
+  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config(layers), null, 2));
+  const started = performance.now();
+  const bytes = await writeRandomSafetensors(
+    `${dir}/diffusion_pytorch_model.safetensors`,
+    parameters(layers),
+  );
+  return { bytes, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Runs this file with `args` in a fresh process; its JSON line. */
+async function child(args: string[]) {
+  const run = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(import.meta.url).pathname, ...args],
+    stdout: "piped",
+  }).output();
+  if (!run.success) throw new Error(`${args.join(" ")} failed`);
+  return JSON.parse(new TextDecoder().decode(run.stdout));
+}
+
+/** Total size of the files in `dir`. */
+async function folderBytes(dir: string) {
+  let bytes = 0;
+  for await (const e of Deno.readDir(dir)) bytes += (await Deno.stat(`${dir}/${e.name}`)).size;
+  return bytes;
+}
+
+const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
+
 const root = new URL("../../", import.meta.url).pathname;
 const tmp = await Deno.makeTempDir({ dir: root, prefix: ".bench-convert-" });
 try {
-  const component = join(tmp, "transformer");
-  await Deno.mkdir(component);
-  await Deno.writeTextFile(`${component}/config.json`, JSON.stringify(config(layers), null, 2));
-  const generated = performance.now();
-  const inputBytes = await writeRandomSafetensors(
-    `${component}/diffusion_pytorch_model.safetensors`,
-    params,
-  );
-  const generateSeconds = (performance.now() - generated) / 1000;
+  const large = join(tmp, "transformer");
+  const { bytes: inputBytes, seconds: generateSeconds } = await component(large, layers);
   console.log(`# Converter: streaming throughput and peak memory\n`);
   console.log(
     `Random \`ZImageTransformer2DModel\` at Z-Image-Turbo's widths with ${layers} main layers (${params.length} tensors, ${stored.name}): ${
@@ -125,24 +184,48 @@ try {
   console.log("|---|---|---|---|---|---|");
   for (const dtype of values["out-dtype"].split(",")) {
     const out = join(tmp, `out-${dtype}`);
-    const run = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL(import.meta.url).pathname, "--child", component, out, dtype],
-      stdout: "piped",
-    }).output();
-    if (!run.success) throw new Error(`converting to ${dtype} failed`);
-    const r = JSON.parse(new TextDecoder().decode(run.stdout));
-    let outputBytes = 0;
-    for await (const e of Deno.readDir(`${out}/transformer`)) {
-      outputBytes += (await Deno.stat(`${out}/transformer/${e.name}`)).size;
-    }
+    const r = await child(["--child", large, out, dtype]);
+    const outputBytes = await folderBytes(`${out}/transformer`);
     await Deno.remove(out, { recursive: true });
     console.log(
       `| ${dtype} | ${r.seconds.toFixed(1)} | ${(inputBytes / 1e6 / r.seconds).toFixed(0)} | ${
         (outputBytes / 1e9).toFixed(2)
-      } | ${(r.peakRss / 2 ** 20).toFixed(0)} | ${
-        ((2 ** 30 + 2 * largest) / 2 ** 20).toFixed(0)
-      } |`,
+      } | ${mib(r.peakRss)} | ${mib(2 ** 30 + 2 * largest)} |`,
     );
+  }
+  await Deno.remove(large, { recursive: true });
+  if (values["per-dtype"]) {
+    const small = join(tmp, "transformer-1");
+    const { bytes } = await component(small, 1);
+    console.log(
+      `\n## Per dtype: the same widths, one main layer and the four refiner layers (${
+        (bytes / 1e9).toFixed(2)
+      } GB of bf16)\n`,
+    );
+    console.log(
+      "| dtype | convert s | convert peak RSS MiB | size MiB | load s | forward s (512², 1024 tokens) | run peak RSS MiB | max diff from the first row (relative) |",
+    );
+    console.log("|---|---|---|---|---|---|---|---|");
+    let reference: Float32Array | undefined;
+    for (const dtype of values["per-dtype"].split(",")) {
+      const out = join(tmp, `small-${dtype}`);
+      const c = await child(["--child", small, out, dtype]);
+      const size = await folderBytes(`${out}/transformer`);
+      const r = await child(["--child-run", `${out}/transformer`, `${out}.out`]);
+      const result = new Float32Array((await Deno.readFile(`${out}.out`)).buffer);
+      reference ??= result;
+      let diff = 0, scale = 0;
+      for (let i = 0; i < result.length; i++) {
+        diff = Math.max(diff, Math.abs(result[i] - reference[i]));
+        scale = Math.max(scale, Math.abs(reference[i]));
+      }
+      await Deno.remove(out, { recursive: true });
+      console.log(
+        `| ${dtype} | ${c.seconds.toFixed(1)} | ${mib(c.peakRss)} | ${mib(size)} | ${
+          r.loadSeconds.toFixed(1)
+        } | ${r.runSeconds.toFixed(2)} | ${mib(r.peakRss)} | ${(diff / scale).toExponential(1)} |`,
+      );
+    }
   }
 } finally {
   await Deno.remove(tmp, { recursive: true });
