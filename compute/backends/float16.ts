@@ -13,17 +13,12 @@ export const F16_TO_F32 = (() => {
   return Float32Array.from(new Float16Array(bits.buffer));
 })();
 
-/**
- * Float32 values → a Float16Array (round to nearest even, like `new Float16Array(values)`), in
- * `out`'s buffer when given (reused by the converter).
- */
-export function toFloat16(
-  values: Float32Array,
-  out: Uint16Array = new Uint16Array(values.length),
-): Float16Array {
+/** Float32 values → a Float16Array (round to nearest even, like `new Float16Array(values)`). */
+export function toFloat16(values: Float32Array): Float16Array {
   const src = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
   for (let i = 0; i < src.length; i++) out[i] = halfBits(src[i]);
-  return new Float16Array(out.buffer, out.byteOffset, values.length);
+  return new Float16Array(out.buffer);
 }
 
 /** Float16 values → Float32Array. */
