@@ -21,6 +21,7 @@ import { qwen3TextEncoder } from "../../fixtures/builder/qwen3_text.ts";
 import { zImageTransformer } from "../../fixtures/builder/z_image_transformer.ts";
 import { ConvertError } from "../errors.ts";
 import { exists, readJsonFile } from "../model/files.ts";
+import { WriteBehindFile } from "./write_behind.ts";
 import {
   clipTextConfig,
   qwen3Config,
@@ -72,7 +73,10 @@ export class MemoryWriter implements OutputWriter {
   }
 }
 
-/** An {@linkcode OutputWriter} into folder `dir`, each external-data file appended as it grows. */
+/**
+ * An {@linkcode OutputWriter} into folder `dir`, each external-data file appended as it grows (by a
+ * worker thread: {@linkcode WriteBehindFile}).
+ */
 export class FolderWriter implements OutputWriter {
   constructor(readonly dir: string) {}
 
@@ -85,11 +89,11 @@ export class FolderWriter implements OutputWriter {
   append(path: string) {
     const target = join(this.dir, path);
     Deno.mkdirSync(dirname(target), { recursive: true });
-    const file = Deno.openSync(target, { write: true, create: true, truncate: true });
+    const file = new WriteBehindFile(target);
     let size = 0;
     return {
       append: (bytes: Uint8Array) => {
-        for (let at = 0; at < bytes.length;) at += file.writeSync(bytes.subarray(at));
+        file.append(bytes);
         size += bytes.length;
       },
       close: () => {
