@@ -6,7 +6,8 @@
  * @module
  */
 
-const F16_TO_F32 = (() => {
+/** Every float16 bit pattern's float32 value. */
+export const F16_TO_F32 = (() => {
   const bits = new Uint16Array(65536);
   for (let i = 0; i < bits.length; i++) bits[i] = i;
   return Float32Array.from(new Float16Array(bits.buffer));

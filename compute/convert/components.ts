@@ -8,14 +8,16 @@
  *
  * @module
  */
+import { dirname, join } from "node:path";
 import { clipTextModel } from "../networks/clip_text.ts";
-import type { GraphBuilder } from "../graph/onnx_builder.ts";
+import type { GraphBuilder, WeightDtype, WeightSource } from "../graph/onnx_builder.ts";
 import { sdUnet } from "../networks/sd_unet.ts";
 import { sdVaeDecoder, sdVaeEncoder } from "../networks/sd_vae.ts";
 import { qwen3TextEncoder } from "../networks/qwen3_text.ts";
 import { zImageTransformer } from "../networks/z_image_transformer.ts";
 import { ConvertError } from "../errors.ts";
 import { exists, readJsonFile } from "../model/files.ts";
+import { WriteBehindFile } from "./write_behind.ts";
 import {
   clipTextConfig,
   qwen3Config,
@@ -33,6 +35,71 @@ import {
 
 /** Files to write, path relative to the output folder → bytes. */
 export type OutputFiles = Map<string, Uint8Array>;
+
+/**
+ * Where a conversion writes its files, paths relative to the output folder: small files whole,
+ * weights appended one tensor at a time.
+ */
+export interface OutputWriter {
+  /** Writes a small file (a graph, a config). */
+  file(path: string, bytes: Uint8Array): void;
+  /** Opens `path` (an external-data file) for appending; `close` it when the graph is done. */
+  append(path: string): { append(bytes: Uint8Array): void; close(): void };
+}
+
+/** An {@linkcode OutputWriter} into memory: its `files` (tests, and fixtures' in-memory folders). */
+export class MemoryWriter implements OutputWriter {
+  readonly files: OutputFiles = new Map();
+
+  file(path: string, bytes: Uint8Array): void {
+    this.files.set(path, bytes);
+  }
+
+  append(path: string) {
+    const chunks: Uint8Array[] = [];
+    return {
+      append: (bytes: Uint8Array) => void chunks.push(bytes.slice()), // lent: copied
+      close: () => {
+        const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+        let at = 0;
+        for (const c of chunks) all.set(c, (at += c.length) - c.length);
+        if (all.length) this.files.set(path, all);
+      },
+    };
+  }
+}
+
+/**
+ * An {@linkcode OutputWriter} into folder `dir`, each external-data file appended as it grows (by a
+ * worker thread: {@linkcode WriteBehindFile}).
+ */
+export class FolderWriter implements OutputWriter {
+  constructor(readonly dir: string) {}
+
+  file(path: string, bytes: Uint8Array): void {
+    const target = join(this.dir, path);
+    Deno.mkdirSync(dirname(target), { recursive: true });
+    Deno.writeFileSync(target, bytes);
+  }
+
+  append(path: string) {
+    const target = join(this.dir, path);
+    Deno.mkdirSync(dirname(target), { recursive: true });
+    const file = new WriteBehindFile(target);
+    let size = 0;
+    return {
+      append: (bytes: Uint8Array) => {
+        file.append(bytes);
+        size += bytes.length;
+      },
+      close: () => {
+        file.close();
+        // A graph small enough to keep every weight inline has no external data.
+        if (size === 0) Deno.removeSync(target);
+      },
+    };
+  }
+}
 
 /** The component classes this converter turns into graphs. */
 export const CONVERTIBLE_CLASSES = [
@@ -56,55 +123,89 @@ export function componentClass(config: RawConfig): string | undefined {
 }
 
 /**
- * Builds the graph(s) of one component from its config and weights; every stored tensor must be
- * used. `label` names the source in messages; `textEncoderFolder` the output folder of a text
- * encoder (SDXL's second is `text_encoder_2`).
+ * Builds the graph(s) of one component from its config and weights, in memory (see
+ * {@linkcode writeComponent}).
  */
 export function convertComponent(
   label: string,
   config: RawConfig,
   weights: SafetensorsWeights,
   textEncoderFolder = "text_encoder",
+  dtype: WeightDtype = "fp32",
 ): OutputFiles {
+  const writer = new MemoryWriter();
+  writeComponent(writer, label, config, weights, textEncoderFolder, dtype);
+  return writer.files;
+}
+
+/**
+ * Builds the graph(s) of one component from its config and weights into `writer`, each weight
+ * written to the graph's `model.onnx_data` as it is made; every stored tensor must be used.
+ * `label` names the source in messages; `textEncoderFolder` the output folder of a text encoder
+ * (SDXL's second is `text_encoder_2`); `dtype` the weights' precision (see `WeightOutput.dtype`).
+ */
+export function writeComponent(
+  writer: OutputWriter,
+  label: string,
+  config: RawConfig,
+  weights: SafetensorsWeights,
+  textEncoderFolder = "text_encoder",
+  dtype: WeightDtype = "fp32",
+): void {
   const cls = componentClass(config);
   let unused = (key: string) => BUFFERS.test(key);
-  const files: OutputFiles = new Map();
   const json = (path: string, value: unknown) =>
-    files.set(path, new TextEncoder().encode(JSON.stringify(value, null, 2) + "\n"));
-  const graph = (folder: string, g: GraphBuilder) => {
-    const { model, externalData } = g.serialize({ externalData: "model.onnx_data" });
-    files.set(`${folder}/model.onnx`, model);
-    if (externalData?.length) files.set(`${folder}/model.onnx_data`, externalData);
+    writer.file(path, new TextEncoder().encode(JSON.stringify(value, null, 2) + "\n"));
+  /**
+   * Builds one graph into `folder` from `take` (weights under their own names by default; lent, as
+   * each is written to `model.onnx_data` before the next is read).
+   */
+  const graph = (
+    folder: string,
+    build: (source: WeightSource) => GraphBuilder,
+    take: WeightSource["take"] = (name, dims) => weights.lend(name, dims),
+  ) => {
+    const data = writer.append(`${folder}/model.onnx_data`);
+    try {
+      const output = { location: "model.onnx_data", append: data.append, dtype };
+      const g = build({ take, output });
+      writer.file(`${folder}/model.onnx`, g.serialize({ externalData: "model.onnx_data" }).model);
+    } finally {
+      data.close();
+    }
     json(`${folder}/config.json`, config);
   };
   switch (cls) {
     case "CLIPTextModel":
     case "CLIPTextModelWithProjection": {
       const clip = clipTextConfig(label, config, cls === "CLIPTextModelWithProjection");
-      graph(textEncoderFolder, clipTextModel(clip, 0, weights));
+      graph(textEncoderFolder, (source) => clipTextModel(clip, 0, source));
       break;
     }
     case "UNet2DConditionModel":
-      graph("unet", sdUnet(unetConfig(label, config), 0, 64, 2, 77, weights).graph);
+      graph("unet", (source) => sdUnet(unetConfig(label, config), 0, 64, 2, 77, source).graph);
       break;
     case "AutoencoderKL": {
       const vae = vaeConfig(label, config);
-      graph("vae_decoder", sdVaeDecoder(vae, 0, 64, 1, weights).graph);
-      graph("vae_encoder", sdVaeEncoder(vae, 0, 512, 1, weights).graph);
+      graph("vae_decoder", (source) => sdVaeDecoder(vae, 0, 64, 1, source).graph);
+      graph("vae_encoder", (source) => sdVaeEncoder(vae, 0, 512, 1, source).graph);
       break;
     }
-    case "ZImageTransformer2DModel":
-      graph("transformer", zImageTransformer(zImageTransformerConfig(label, config), weights));
+    case "ZImageTransformer2DModel": {
+      const z = zImageTransformerConfig(label, config);
+      graph("transformer", (source) => zImageTransformer(z, source));
       break;
+    }
     case "Qwen3Model":
     case "Qwen3ForCausalLM": {
       const qwen = qwen3Config(label, config);
       // The causal-LM checkpoint holds the same model under `model.`, and an `lm_head`.
       const prefix = cls === "Qwen3ForCausalLM" ? "model." : "";
-      const source = {
-        take: (name: string, dims: readonly number[]) => weights.take(prefix + name, dims),
-      };
-      graph(textEncoderFolder, qwen3TextEncoder(qwen, source));
+      graph(
+        textEncoderFolder,
+        (source) => qwen3TextEncoder(qwen, source),
+        (name, dims) => weights.lend(prefix + name, dims),
+      );
       // Z-Image reads `hidden_states[-2]`: the last layer and the final norm never run.
       const last = `${prefix}layers.${qwen.layers - 1}.`;
       unused = (key) =>
@@ -119,7 +220,6 @@ export function convertComponent(
       );
   }
   weights.checkAllUsed(unused);
-  return files;
 }
 
 /** The weight files diffusers and transformers write, by name stem. */

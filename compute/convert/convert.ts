@@ -3,23 +3,30 @@
  * checkpoint → model-folder files in our graph interfaces, written into a temporary folder beside
  * `out` and renamed into place at the end, so nothing half-written is ever left under `out`.
  *
- * This slice holds one component's tensors and graph in memory at a time (the whole safetensors
- * file of it, its float32 copy and the serialised graph): streaming tensors into external data is
- * a later step.
+ * It streams: only safetensors headers are read up front, and each tensor is read, converted and
+ * appended to its graph's `model.onnx_data` as the graph asks for it; the graphs keep only
+ * external-data references. Peak memory is about one tensor (a few copies of it) plus the graph
+ * being built, whatever the checkpoint's size (`deno task bench:convert`).
  *
  * @module
  */
 import { basename, dirname, join } from "node:path";
+import { WEIGHT_DTYPES, type WeightDtype } from "../graph/onnx_builder.ts";
 import { ConvertError } from "../errors.ts";
 import { exists, readJsonFile } from "../model/files.ts";
-import { convertComponent, type OutputFiles, readComponentFolder } from "./components.ts";
+import {
+  FolderWriter,
+  type OutputWriter,
+  readComponentFolder,
+  writeComponent,
+} from "./components.ts";
 import type { RawConfig } from "./configs.ts";
 import { qwenTokenizerJson } from "./qwen_tokenizer.ts";
 import { singleFileLayout, splitSingleFile } from "./single_file.ts";
 import { PICKLE_EXTENSIONS, pickleRefusal, readSafetensors } from "./weights.ts";
 
-/** Weight precisions of the output graphs; this slice writes float32 only. */
-export const DTYPES = ["fp32"] as const;
+/** Weight precisions of the output graphs (see `WeightOutput.dtype` in the builder). */
+export const DTYPES = WEIGHT_DTYPES;
 
 /** Options of {@linkcode convert}. */
 export interface ConvertOptions {
@@ -60,11 +67,9 @@ export async function convert(
   out: string,
   options: ConvertOptions = {},
 ): Promise<string[]> {
-  const dtype = options.dtype ?? "fp32";
-  if (!(DTYPES as readonly string[]).includes(dtype)) {
-    throw new ConvertError(
-      `--dtype ${dtype} is not supported yet (supported: ${DTYPES.join(", ")})`,
-    );
+  const dtype = (options.dtype ?? "fp32") as WeightDtype;
+  if (!DTYPES.includes(dtype)) {
+    throw new ConvertError(`--dtype ${dtype} is not supported (supported: ${DTYPES.join(", ")})`);
   }
   let info: Deno.FileInfo;
   try {
@@ -82,17 +87,21 @@ export async function convert(
         `${src} is a single-file checkpoint, which carries no configs or tokenizer: give --config <diffusers folder of the same model family>`,
       );
     }
-    return await writeModel(out, await singleFile(src, options.config));
+    const configDir = options.config;
+    return await writeModel(out, (writer) => singleFile(src, configDir, writer, dtype));
   }
   if (await exists(`${src}/model_index.json`)) {
-    return await writeModel(out, await pipelineFolder(src));
+    return await writeModel(out, (writer) => pipelineFolder(src, writer, dtype));
   }
   if (await exists(`${src}/config.json`)) {
     const { config, weights } = await readComponentFolder(src);
     // A text encoder keeps its folder's name (SDXL's second is `text_encoder_2`).
     const name = basename(src.replace(/\/+$/, ""));
     const folder = /^text_encoder(_\d+)?$/.test(name) ? name : undefined;
-    return await writeComponents(out, convertComponent(src, config, weights, folder));
+    return await writeComponents(
+      out,
+      (writer) => writeComponent(writer, src, config, weights, folder, dtype),
+    );
   }
   throw new ConvertError(
     `${src}: neither a diffusers pipeline folder (model_index.json) nor a component folder (config.json)`,
@@ -100,7 +109,11 @@ export async function convert(
 }
 
 /** A pipeline folder: its SD components converted, tokenizer and scheduler copied. */
-async function pipelineFolder(src: string): Promise<OutputFiles> {
+async function pipelineFolder(
+  src: string,
+  writer: OutputWriter,
+  dtype: WeightDtype,
+): Promise<void> {
   const index = await readJsonFile<RawConfig>(`${src}/model_index.json`).catch((e) => {
     throw new ConvertError((e as Error).message);
   });
@@ -113,7 +126,6 @@ async function pipelineFolder(src: string): Promise<OutputFiles> {
       } is not converted (supported: ${Object.keys(PIPELINES).join(", ")})`,
     );
   }
-  const files: OutputFiles = new Map();
   for (const [name, entry] of Object.entries(index)) {
     if (name.startsWith("_") || !Array.isArray(entry) || entry[1] === null) continue;
     if (NOT_SERVED.has(name)) continue;
@@ -128,24 +140,26 @@ async function pipelineFolder(src: string): Promise<OutputFiles> {
   }
   for (const name of pipeline.convert) {
     const { config, weights } = await readComponentFolder(`${src}/${name}`);
-    for (const [path, bytes] of convertComponent(`${src}/${name}`, config, weights, name)) {
-      files.set(path, bytes);
-    }
+    writeComponent(writer, `${src}/${name}`, config, weights, name, dtype);
   }
-  await copyFolders(src, pipeline.copy, files);
-  if (cls === "ZImagePipeline" && !files.has("tokenizer/tokenizer.json")) {
+  const copied = await copyFolders(src, pipeline.copy, writer);
+  if (cls === "ZImagePipeline" && !copied.has("tokenizer/tokenizer.json")) {
     // Qwen2Tokenizer saved by the slow tokenizer: vocab.json and merges.txt only.
     const tokenizer = new Map(
-      [...files].filter(([p]) => p.startsWith("tokenizer/")).map(([p, b]) => [p.slice(10), b]),
+      [...copied].filter(([p]) => p.startsWith("tokenizer/")).map(([p, b]) => [p.slice(10), b]),
     );
-    files.set("tokenizer/tokenizer.json", qwenTokenizerJson(`${src}/tokenizer`, tokenizer));
+    writer.file("tokenizer/tokenizer.json", qwenTokenizerJson(`${src}/tokenizer`, tokenizer));
   }
-  files.set("model_index.json", modelIndex(index));
-  return files;
+  writer.file("model_index.json", modelIndex(index));
 }
 
 /** A single-file checkpoint with the configs, tokenizers and scheduler of `configDir`. */
-async function singleFile(path: string, configDir: string): Promise<OutputFiles> {
+async function singleFile(
+  path: string,
+  configDir: string,
+  writer: OutputWriter,
+  dtype: WeightDtype,
+): Promise<void> {
   const index = await readJsonFile<RawConfig>(`${configDir}/model_index.json`).catch((e) => {
     throw new ConvertError(`--config: ${(e as Error).message}`);
   });
@@ -172,16 +186,12 @@ async function singleFile(path: string, configDir: string): Promise<OutputFiles>
     unetLayersPerBlock: Number(configs.unet.layers_per_block ?? 2),
     vaeLevels: Array.isArray(levels) ? levels.length : 1,
   });
-  const files: OutputFiles = new Map();
   for (const name of pipeline.convert) {
     const weights = parts[name as keyof typeof parts]!;
-    for (const [p, bytes] of convertComponent(`${path} (${name})`, configs[name], weights, name)) {
-      files.set(p, bytes);
-    }
+    writeComponent(writer, `${path} (${name})`, configs[name], weights, name, dtype);
   }
-  await copyFolders(configDir, pipeline.copy, files);
-  files.set("model_index.json", modelIndex(index));
-  return files;
+  await copyFolders(configDir, pipeline.copy, writer);
+  writer.file("model_index.json", modelIndex(index));
 }
 
 /** The served folder's `model_index.json`: the VAE split into decoder and encoder, as Optimum. */
@@ -197,22 +207,36 @@ function modelIndex(index: RawConfig): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(out, null, 2) + "\n");
 }
 
-/** Copies the files of `folders` (tokenizer, scheduler: small text files) into `files`. */
-async function copyFolders(src: string, folders: string[], files: OutputFiles): Promise<void> {
+/**
+ * Copies the files of `folders` (tokenizer, scheduler: small text files) into `writer`; returns
+ * them, path → bytes.
+ */
+async function copyFolders(
+  src: string,
+  folders: string[],
+  writer: OutputWriter,
+): Promise<Map<string, Uint8Array>> {
+  const copied = new Map<string, Uint8Array>();
   for (const folder of folders) {
     const dir = `${src}/${folder}`;
     if (!(await exists(dir))) throw new ConvertError(`${src}: component ${folder}/ is missing`);
     for await (const entry of Deno.readDir(dir)) {
       // A Hugging Face cache snapshot links its files to blobs: follow the links.
       if (entry.isFile || (entry.isSymlink && (await Deno.stat(join(dir, entry.name))).isFile)) {
-        files.set(`${folder}/${entry.name}`, await Deno.readFile(join(dir, entry.name)));
+        const bytes = await Deno.readFile(join(dir, entry.name));
+        writer.file(`${folder}/${entry.name}`, bytes);
+        copied.set(`${folder}/${entry.name}`, bytes);
       }
     }
   }
+  return copied;
 }
 
 /** Writes a whole model folder: into a sibling temporary folder, then renamed to `out`. */
-async function writeModel(out: string, files: OutputFiles): Promise<string[]> {
+async function writeModel(
+  out: string,
+  write: (writer: OutputWriter) => Promise<void>,
+): Promise<string[]> {
   if (await exists(out)) {
     throw new ConvertError(
       `--out ${out} already exists (a converted model is written to a new folder)`,
@@ -224,38 +248,46 @@ async function writeModel(out: string, files: OutputFiles): Promise<string[]> {
   try {
     // A temporary folder is private (0700); the model folder is an ordinary one.
     await Deno.chmod(tmp, 0o755);
-    await writeAll(tmp, files);
+    await write(new FolderWriter(tmp));
+    const written = await listFiles(tmp);
     await Deno.rename(tmp, out);
+    return written;
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     throw e;
   }
-  return [...files.keys()];
 }
 
 /** Adds component folders to `out`: each written in a temporary folder, then renamed into it. */
-async function writeComponents(out: string, files: OutputFiles): Promise<string[]> {
-  const folders = [...new Set([...files.keys()].map((p) => p.split("/")[0]))];
-  for (const folder of folders) {
-    if (await exists(join(out, folder))) {
-      throw new ConvertError(`--out ${out} already has ${folder}/ (not overwritten)`);
-    }
-  }
+async function writeComponents(
+  out: string,
+  write: (writer: OutputWriter) => void,
+): Promise<string[]> {
   await Deno.mkdir(out, { recursive: true });
   const tmp = await Deno.makeTempDir({ dir: out, prefix: ".converting-" });
   try {
-    await writeAll(tmp, files);
+    write(new FolderWriter(tmp));
+    const written = await listFiles(tmp);
+    const folders = [...new Set(written.map((p) => p.split("/")[0]))];
+    for (const folder of folders) {
+      if (await exists(join(out, folder))) {
+        throw new ConvertError(`--out ${out} already has ${folder}/ (not overwritten)`);
+      }
+    }
     for (const folder of folders) await Deno.rename(join(tmp, folder), join(out, folder));
+    return written;
   } finally {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
-  return [...files.keys()];
 }
 
-async function writeAll(dir: string, files: OutputFiles): Promise<void> {
-  for (const [path, bytes] of files) {
-    const target = join(dir, path);
-    await Deno.mkdir(dirname(target), { recursive: true });
-    await Deno.writeFile(target, bytes);
+/** The files under `dir`, relative to it, sorted. */
+async function listFiles(dir: string, prefix = ""): Promise<string[]> {
+  const files: string[] = [];
+  for await (const entry of Deno.readDir(join(dir, prefix))) {
+    const path = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.isDirectory) files.push(...await listFiles(dir, path));
+    else files.push(path);
   }
+  return files.sort();
 }

@@ -10,6 +10,7 @@ import {
 import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
 import { convert } from "./convert.ts";
 import { singleFileLayout, splitSingleFile } from "./single_file.ts";
+import { readSafetensors } from "./weights.ts";
 
 const DATA = new URL("../../fixtures/reference/data/", import.meta.url).pathname;
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
@@ -107,7 +108,7 @@ Deno.test("the SGM key mapping agrees with diffusers' own (sdxl.keymap.json), te
   const keymap: Record<string, { file: string; key?: string; keys?: string[] }> = JSON.parse(
     await Deno.readTextFile(`${DATA}/sdxl.keymap.json`),
   );
-  const { tensors } = parseSafetensors(await Deno.readFile(`${DATA}/sdxl.safetensors`));
+  const tensors = await readSafetensors(`${DATA}/sdxl.safetensors`);
   const layout = singleFileLayout("sdxl.safetensors", [...tensors.keys()]);
   const parts = splitSingleFile("sdxl.safetensors", tensors, layout, {
     unetLayersPerBlock: 2,
@@ -433,7 +434,7 @@ Deno.test("deno task convert: exit 0 with a summary, exit 1 with one line on bad
         [[`${tmp}/model.ckpt`, "--out", `${tmp}/x`], /pickled PyTorch checkpoint: refused/],
         [[`${DATA}/sd15.safetensors`, "--out", `${tmp}/x`], /give --config/],
         [[`${DATA}/sd15`, "--out", `${tmp}/model`], /already exists/],
-        [[`${DATA}/sd15`, "--out", `${tmp}/x`, "--dtype", "q4"], /--dtype q4 is not supported yet/],
+        [[`${DATA}/sd15`, "--out", `${tmp}/x`, "--dtype", "q3"], /--dtype q3 is not supported/],
         [[`${tmp}/nothing`, "--out", `${tmp}/x`], /no such file or folder/],
       ] as [string[], RegExp][]
     ) {

@@ -1,5 +1,5 @@
 /**
- * `deno task convert SRC --out DIR [--dtype fp32] [--config DIR]`: converts a diffusers pipeline
+ * `deno task convert SRC --out DIR [--dtype fp32|fp16|q8|q4] [--config DIR]`: converts a diffusers pipeline
  * folder, one component folder or a single-file `.safetensors` checkpoint into ONNX graphs in our
  * interfaces (see `convert.ts`). Bad input prints one line and exits 1.
  *
@@ -10,7 +10,7 @@ import { ModelLoadError } from "../errors.ts";
 import { convert } from "./convert.ts";
 
 const USAGE =
-  "usage: deno task convert SRC --out DIR [--dtype fp32] [--config DIFFUSERS_DIR]  (SRC: a diffusers pipeline folder, a component folder, or a single-file .safetensors checkpoint with --config)";
+  "usage: deno task convert SRC --out DIR [--dtype fp32|fp16|q8|q4] [--config DIFFUSERS_DIR]  (SRC: a diffusers pipeline folder, a component folder, or a single-file .safetensors checkpoint with --config)";
 
 let args;
 try {

@@ -26,9 +26,7 @@
  * @module
  */
 import { ConvertError } from "../errors.ts";
-import type { SafetensorsTensor } from "../lora/safetensors.ts";
-import type { MappedTensor } from "./weights.ts";
-import { SafetensorsWeights } from "./weights.ts";
+import { type MappedTensor, SafetensorsWeights, type StoredTensor } from "./weights.ts";
 
 /** The diffusers component folders a single-file checkpoint holds. */
 export type SingleFileComponent = "unet" | "vae" | "text_encoder" | "text_encoder_2";
@@ -282,7 +280,7 @@ export function singleFileLayout(path: string, keys: readonly string[]): SingleF
  */
 export function splitSingleFile(
   path: string,
-  tensors: ReadonlyMap<string, SafetensorsTensor>,
+  tensors: ReadonlyMap<string, StoredTensor>,
   layout: SingleFileLayout,
   shape: SingleFileShape,
 ): Partial<Record<SingleFileComponent, SafetensorsWeights>> {
@@ -290,7 +288,7 @@ export function splitSingleFile(
   const split: Partial<Record<SingleFileComponent, SafetensorsWeights>> = {};
   const prefixes = Object.entries(layout.prefixes) as [SingleFileComponent, string][];
   for (const [component, prefix] of prefixes) {
-    const own = new Map<string, SafetensorsTensor>();
+    const own = new Map<string, StoredTensor>();
     const names = new Map<string, MappedTensor>();
     for (const [key, t] of tensors) {
       if (!key.startsWith(prefix) || IGNORED.test(key)) continue;

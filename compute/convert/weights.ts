@@ -3,11 +3,20 @@
  * parameter name, shape-checked, converted exactly to float32 (F32, F16, BF16, F64), and counted
  * so that a tensor the architecture never asked for is an error rather than silently dropped.
  *
+ * Only the headers are read up front; each tensor is read from its file when the graph asks for it
+ * (one positioned read into its float32 buffer), so a checkpoint is never held in memory whole.
+ *
  * @module
  */
 import type { WeightSource } from "../graph/onnx_builder.ts";
+import { F16_TO_F32 } from "../backends/float16.ts";
 import { ConvertError } from "../errors.ts";
-import { parseSafetensors, type SafetensorsTensor, tensorToFloat32 } from "../lora/safetensors.ts";
+import {
+  headerLength,
+  MAX_HEADER_BYTES,
+  parseSafetensorsHeader,
+  type SafetensorsDtype,
+} from "../lora/safetensors.ts";
 
 /** File extensions of pickled PyTorch checkpoints, which this converter never opens. */
 export const PICKLE_EXTENSIONS = [".ckpt", ".bin", ".pt", ".pth", ".pkl"];
@@ -19,20 +28,112 @@ export function pickleRefusal(path: string): ConvertError {
   );
 }
 
-/** Reads and parses one safetensors file; a malformed one is a {@linkcode ConvertError}. */
-export async function readSafetensors(path: string): Promise<Map<string, SafetensorsTensor>> {
+/** Bytes per element of each stored dtype. */
+const ELEMENT_SIZE = { F32: 4, F16: 2, BF16: 2, F64: 8 } as const;
+
+/** A tensor of a safetensors file: its dtype, shape and where its bytes lie in the file. */
+export interface StoredTensor {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** The file. */
+  path: string;
+  /** The first byte's position in the file. */
+  offset: number;
+  /** Its size in bytes. */
+  length: number;
+}
+
+/**
+ * Reads the header of one safetensors file (not its tensors), checked against the file's size; a
+ * malformed one is a {@linkcode ConvertError}.
+ */
+export async function readSafetensors(path: string): Promise<Map<string, StoredTensor>> {
   if (PICKLE_EXTENSIONS.some((ext) => path.endsWith(ext))) throw pickleRefusal(path);
-  let bytes: Uint8Array;
+  let file: Deno.FsFile;
   try {
-    bytes = await Deno.readFile(path);
+    file = await Deno.open(path);
   } catch (e) {
     throw new ConvertError(`Cannot read ${path}: ${(e as Error).message}`);
   }
   try {
-    return parseSafetensors(bytes, path).tensors;
+    const size = (await file.stat()).size;
+    let head = await readAt(file, 0, Math.min(8, size));
+    const length = headerLength(head);
+    // A length the file cannot hold is refused by the parser before anything more is read.
+    if (head.length === 8 && length <= BigInt(Math.min(MAX_HEADER_BYTES, size - 8))) {
+      head = await readAt(file, 0, 8 + Number(length));
+    }
+    const { dataStart, entries } = parseSafetensorsHeader(head, size, path);
+    const tensors = new Map<string, StoredTensor>();
+    for (const [key, { dtype, shape, begin, end }] of entries) {
+      tensors.set(key, { dtype, shape, path, offset: dataStart + begin, length: end - begin });
+    }
+    return tensors;
   } catch (e) {
+    if (e instanceof ConvertError) throw e;
     throw new ConvertError((e as Error).message);
+  } finally {
+    file.close();
   }
+}
+
+/** `length` bytes of `file` from `offset`. */
+async function readAt(file: Deno.FsFile, offset: number, length: number): Promise<Uint8Array> {
+  const out = new Uint8Array(length);
+  await file.seek(offset, Deno.SeekMode.Start);
+  for (let at = 0; at < length;) {
+    const n = await file.read(out.subarray(at));
+    if (n === null) throw new ConvertError(`${length - at} bytes short of the header`);
+    at += n;
+  }
+  return out;
+}
+
+/** Fills `out` from `path` at `offset` (a file changed under us is an error, never zeros). */
+function readInto(path: string, offset: number, out: Uint8Array): void {
+  const file = Deno.openSync(path);
+  try {
+    file.seekSync(offset, Deno.SeekMode.Start);
+    for (let at = 0; at < out.length;) {
+      const n = file.readSync(out.subarray(at));
+      if (n === null) throw new ConvertError(`${path} ended while reading a tensor (truncated?)`);
+      at += n;
+    }
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * A stored tensor's values as float32, exactly: read into the float32 buffer itself and widened in
+ * place, from the back half forward (each element is read before the write that covers it). Into
+ * `buffer` when it is large enough (reused, which spares the page faults of a fresh allocation).
+ */
+export function readFloat32(t: StoredTensor, buffer?: ArrayBuffer): Float32Array {
+  const count = t.length / ELEMENT_SIZE[t.dtype];
+  if (t.dtype === "F64") {
+    const wide = new Float64Array(count);
+    readInto(t.path, t.offset, new Uint8Array(wide.buffer));
+    return Float32Array.from(wide);
+  }
+  const out = buffer && buffer.byteLength >= count * 4
+    ? new Float32Array(buffer, 0, count)
+    : new Float32Array(count);
+  const bytes = new Uint8Array(out.buffer, 0, count * 4);
+  if (t.dtype === "F32") {
+    readInto(t.path, t.offset, bytes);
+    return out;
+  }
+  // Two-byte elements land in the upper half; element i is widened into bytes [4i, 4i + 4).
+  readInto(t.path, t.offset, bytes.subarray(2 * count));
+  const half = new Uint16Array(out.buffer);
+  if (t.dtype === "BF16") {
+    const bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < count; i++) bits[i] = half[count + i] << 16;
+  } else {
+    for (let i = 0; i < count; i++) out[i] = F16_TO_F32[half[count + i]];
+  }
+  return out;
 }
 
 /** Where a parameter is stored when not under its own name (single-file checkpoints). */
@@ -49,9 +150,11 @@ export interface MappedTensor {
 
 /** Named tensors drawn from safetensors files, counting which were used. */
 export class SafetensorsWeights implements WeightSource {
-  readonly #tensors: ReadonlyMap<string, SafetensorsTensor>;
+  readonly #tensors: ReadonlyMap<string, StoredTensor>;
   readonly #names: ReadonlyMap<string, MappedTensor>;
   readonly #used = new Set<string>();
+  /** The buffer tensors are read into when lent (see {@linkcode take}), grown when too small. */
+  #scratch = new ArrayBuffer(0);
 
   /**
    * `tensors` from `label` (the file, for messages); `names` maps a parameter name to the stored
@@ -59,7 +162,7 @@ export class SafetensorsWeights implements WeightSource {
    */
   constructor(
     readonly label: string,
-    tensors: ReadonlyMap<string, SafetensorsTensor>,
+    tensors: ReadonlyMap<string, StoredTensor>,
     names: ReadonlyMap<string, MappedTensor> = new Map(),
   ) {
     this.#tensors = tensors;
@@ -67,6 +170,31 @@ export class SafetensorsWeights implements WeightSource {
   }
 
   take(name: string, dims: readonly number[]): Float32Array {
+    const { t, transpose, part } = this.#stored(name, dims);
+    const data = readFloat32(t);
+    if (part) {
+      const size = data.length / part[1];
+      return data.slice(part[0] * size, (part[0] + 1) * size);
+    }
+    if (transpose) {
+      const [rows, cols] = dims;
+      const out = new Float32Array(data.length);
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < cols; c++) out[r * cols + c] = data[c * rows + r];
+      }
+      return out;
+    }
+    return data;
+  }
+
+  /**
+   * The stored tensor of parameter `name` and how it maps onto it, checked against `dims` and
+   * counted as used.
+   */
+  #stored(
+    name: string,
+    dims: readonly number[],
+  ): { t: StoredTensor; transpose?: boolean; part?: [number, number] } {
     const { key, squeeze, transpose, part } = this.#names.get(name) ?? { key: name };
     const t = this.#tensors.get(key);
     if (!t) {
@@ -88,20 +216,21 @@ export class SafetensorsWeights implements WeightSource {
         }`,
       );
     }
-    const data = tensorToFloat32(t);
-    if (part) {
-      const size = data.length / part[1];
-      return data.slice(part[0] * size, (part[0] + 1) * size);
-    }
-    if (transpose) {
-      const [rows, cols] = dims;
-      const out = new Float32Array(data.length);
-      for (let r = 0; r < rows; r++) {
-        for (let c = 0; c < cols; c++) out[r * cols + c] = data[c * rows + r];
-      }
-      return out;
-    }
-    return data;
+    return { t, transpose, part };
+  }
+
+  /**
+   * Like {@linkcode take}, but into a buffer reused by the next call: for a graph builder that
+   * writes each tensor out before asking for the next. A part or a transposed tensor (single
+   * files only) is taken as a copy of its own.
+   */
+  lend(name: string, dims: readonly number[]): Float32Array {
+    const stored = this.#stored(name, dims);
+    if (stored.part || stored.transpose) return this.take(name, dims);
+    const { t } = stored;
+    const bytes = t.length / ELEMENT_SIZE[t.dtype] * 4;
+    if (this.#scratch.byteLength < bytes) this.#scratch = new ArrayBuffer(bytes);
+    return readFloat32(t, this.#scratch);
   }
 
   /** Stored tensors nothing asked for, ignoring `ignored` (buffers such as `position_ids`). */

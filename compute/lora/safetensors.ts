@@ -37,26 +37,44 @@ export interface Safetensors {
 /** The largest header accepted (the format's own reference implementation caps it at 100 MB). */
 export const MAX_HEADER_BYTES = 100_000_000;
 
-/** Parses `bytes` as safetensors, checking every size and offset; throws {@linkcode SafetensorsError}. */
-export function parseSafetensors(bytes: Uint8Array, name = "adapter"): Safetensors {
+/** Where one tensor lies in a file: its dtype, shape and byte span counted from the data start. */
+export interface SafetensorsEntry {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+/** A parsed header: the data start in the file, the metadata and each tensor's entry. */
+export interface SafetensorsHeader {
+  dataStart: number;
+  metadata: Record<string, string>;
+  entries: Map<string, SafetensorsEntry>;
+}
+
+/**
+ * Parses the header of a safetensors file of `fileLength` bytes whose first bytes are `head`
+ * (at least the 8-byte length and the header it announces, see {@linkcode headerLength}), checking
+ * every size and offset against the file; throws {@linkcode SafetensorsError}.
+ */
+export function parseSafetensorsHeader(
+  head: Uint8Array,
+  fileLength: number,
+  name = "adapter",
+): SafetensorsHeader {
   const fail = (why: string): never => {
     throw new SafetensorsError(`${name} is not a valid safetensors file: ${why}`);
   };
-  if (bytes.length < 8) fail(`${bytes.length} bytes, shorter than the 8-byte header length`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLength = view.getBigUint64(0, true);
-  if (headerLength > BigInt(Math.min(MAX_HEADER_BYTES, bytes.length - 8))) {
-    fail(
-      `its header claims ${headerLength} bytes, but the file has ${
-        bytes.length - 8
-      } after the length`,
-    );
+  if (fileLength < 8) fail(`${fileLength} bytes, shorter than the 8-byte header length`);
+  const length = headerLength(head);
+  if (length > BigInt(Math.min(MAX_HEADER_BYTES, fileLength - 8))) {
+    fail(`its header claims ${length} bytes, but the file has ${fileLength - 8} after the length`);
   }
-  const dataStart = 8 + Number(headerLength);
+  const dataStart = 8 + Number(length);
   let header: unknown;
   try {
     header = JSON.parse(
-      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, dataStart)),
+      new TextDecoder("utf-8", { fatal: true }).decode(head.subarray(8, dataStart)),
     );
   } catch (e) {
     fail(`its header is not UTF-8 JSON (${(e as Error).message})`);
@@ -64,9 +82,9 @@ export function parseSafetensors(bytes: Uint8Array, name = "adapter"): Safetenso
   if (typeof header !== "object" || header === null || Array.isArray(header)) {
     fail("its header is not a JSON object");
   }
-  const dataLength = bytes.length - dataStart;
+  const dataLength = fileLength - dataStart;
   const metadata: Record<string, string> = {};
-  const tensors = new Map<string, SafetensorsTensor>();
+  const entries = new Map<string, SafetensorsEntry>();
   const spans: [number, number, string][] = [];
   for (const [key, entry] of Object.entries(header as Record<string, unknown>)) {
     if (key === "__metadata__") {
@@ -116,13 +134,29 @@ export function parseSafetensors(bytes: Uint8Array, name = "adapter"): Safetenso
       );
     }
     spans.push([begin, end, key]);
-    tensors.set(key, { dtype, shape, bytes: bytes.subarray(dataStart + begin, dataStart + end) });
+    entries.set(key, { dtype, shape, begin, end });
   }
   spans.sort((a, b) => a[0] - b[0]);
   for (let i = 1; i < spans.length; i++) {
     if (spans[i][0] < spans[i - 1][1]) {
       fail(`tensors '${spans[i - 1][2]}' and '${spans[i][2]}' overlap`);
     }
+  }
+  return { dataStart, metadata, entries };
+}
+
+/** The header length a file's first 8 bytes announce (0 when fewer than 8 are given). */
+export function headerLength(head: Uint8Array): bigint {
+  if (head.length < 8) return 0n;
+  return new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true);
+}
+
+/** Parses `bytes` as safetensors, checking every size and offset; throws {@linkcode SafetensorsError}. */
+export function parseSafetensors(bytes: Uint8Array, name = "adapter"): Safetensors {
+  const { dataStart, metadata, entries } = parseSafetensorsHeader(bytes, bytes.length, name);
+  const tensors = new Map<string, SafetensorsTensor>();
+  for (const [key, { dtype, shape, begin, end }] of entries) {
+    tensors.set(key, { dtype, shape, bytes: bytes.subarray(dataStart + begin, dataStart + end) });
   }
   return { metadata, tensors };
 }

@@ -1,0 +1,38 @@
+/**
+ * The worker of `write_behind.ts`: opens the file, writes each slot it is told of in order and
+ * frees it, and on `close` closes the file; a failure is stored as text for the converter's thread.
+ *
+ * @module
+ */
+/// <reference lib="deno.worker" />
+import { CLOSED, FAILED, FREE } from "./write_behind.ts";
+
+let file: Deno.FsFile | undefined;
+let slots: SharedArrayBuffer, state: Int32Array, error: SharedArrayBuffer, slotBytes: number;
+
+self.onmessage = (event: MessageEvent) => {
+  const m = event.data;
+  try {
+    if (m.path !== undefined) {
+      ({ slots, error, slotBytes } = m);
+      state = new Int32Array(m.state);
+      file = Deno.openSync(m.path, { write: true, create: true, truncate: true });
+    } else if (m.close) {
+      file?.close();
+      file = undefined;
+      Atomics.store(state, state.length - 1, CLOSED);
+      Atomics.notify(state, state.length - 1);
+    } else {
+      const bytes = new Uint8Array(slots, m.slot * slotBytes, m.length);
+      for (let at = 0; at < bytes.length;) at += file!.writeSync(bytes.subarray(at));
+      Atomics.store(state, m.slot, FREE);
+      Atomics.notify(state, m.slot);
+    }
+  } catch (e) {
+    const text = new TextEncoder().encode((e as Error).message).subarray(0, error.byteLength - 1);
+    new Uint8Array(error).set(text);
+    Atomics.store(state, state.length - 1, FAILED);
+    Atomics.notify(state, state.length - 1);
+    for (let i = 0; i < state.length - 1; i++) Atomics.notify(state, i);
+  }
+};
