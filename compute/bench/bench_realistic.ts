@@ -1,6 +1,6 @@
 /**
  * `deno task bench:realistic [--size 64] [--devices cpu,wasm] [--stages unet,vae,dit]
- * [--attention exported,fused] [--widths …]`: networks with SD-1.5's architecture and widths
+ * [--attention exported,fused] [--widths …] [--dtypes fp32,fp16,q8,q4]`: networks with SD-1.5's architecture and widths
  * (UNet: 859.5 M parameters; VAE decoder: 49.5 M), and two of Z-Image's DiT blocks (362 M),
  * random weights, built by `compute/networks/sd_unet.ts`, `sd_vae.ts` and `z_image_dit.ts` at bench
  * time into a temporary folder, never committed. The UNet runs the Optimum interface's batch-2
@@ -9,8 +9,10 @@
  * (fused into `MultiHeadAttention` at load, or as exported): time per forward, GFLOP/s, the
  * fraction of a GEMM peak measured in the same process (the best of five 2048³ MatMuls on the same
  * backend),
- * the peak RSS against the weights' bytes, and how far the fused output is from the exported one.
- * Each measurement runs in its own process. Takes minutes.
+ * the peak RSS against the fp32 weights' bytes, how far the fused output is from the exported one,
+ * and, per `--dtypes` (the weights written by the converter's path: `random_weights.ts`, the same
+ * values at every dtype), time against fp32's and the output's largest difference from fp32's
+ * relative to fp32's largest value. Each measurement runs in its own process. Takes minutes.
  *
  * @module
  */
@@ -18,7 +20,8 @@ import { parseArgs } from "node:util";
 import { SD15_UNET, sdUnet } from "../networks/sd_unet.ts";
 import { SD15_VAE, sdVaeDecoder } from "../networks/sd_vae.ts";
 import { Z_IMAGE_DIT, zImageDit } from "../networks/z_image_dit.ts";
-import { GraphBuilder } from "../graph/onnx_builder.ts";
+import { GraphBuilder, WEIGHT_DTYPES, type WeightDtype } from "../graph/onnx_builder.ts";
+import { randomWeights } from "./random_weights.ts";
 import type { LayerCost } from "../graph/torch_layers.ts";
 import type { Backend, DeviceName, Tensor } from "../backends/backend.ts";
 import { selectBackend } from "../backends/device.ts";
@@ -32,6 +35,8 @@ const { values } = parseArgs({
     devices: { type: "string", default: "cpu,wasm" },
     stages: { type: "string", default: "unet,vae,dit" },
     attention: { type: "string", default: "exported,fused" },
+    dtypes: { type: "string", default: "fp32" },
+    dtype: { type: "string" },
     child: { type: "string" },
     stage: { type: "string" },
     fused: { type: "boolean" },
@@ -46,6 +51,9 @@ const BATCH = 2, SEQUENCE = 77, GEMM = 2048;
 const DIT_TOKENS = (SIZE / 2) ** 2 + 128;
 const DIT_HEAD = Z_IMAGE_DIT.dim / Z_IMAGE_DIT.heads;
 type Stage = "unet" | "vae" | "dit";
+const DTYPES = values.dtypes!.split(",") as WeightDtype[];
+const unknown = DTYPES.find((d) => !WEIGHT_DTYPES.includes(d));
+if (unknown) throw new Error(`--dtypes: ${unknown} is not one of ${WEIGHT_DTYPES.join(", ")}`);
 
 /** What a stage feeds its graph, and what it is called. */
 const STAGES: Record<Stage, { label: string; feeds: (b: Backend) => Record<string, Tensor> }> = {
@@ -143,7 +151,7 @@ if (values.child) {
     gemmGflops: await gemmPeak(backend),
   };
   try {
-    const dir = `${values.dir}/${stage}`;
+    const dir = `${values.dir}/${stage}-${values.dtype}`;
     const session = await backend.createSession({
       path: `${dir}/model.onnx`,
       externalDataPath: `${dir}/model.onnx_data`,
@@ -158,7 +166,7 @@ if (values.child) {
     );
     await session.release();
     await Deno.writeFile(
-      `${values.dir}/${stage}-${device}-${values.fused ? "fused" : "exported"}.f32`,
+      `${values.dir}/${stage}-${values.dtype}-${device}-${values.fused ? "fused" : "exported"}.f32`,
       new Uint8Array(output!.buffer, output!.byteOffset, output!.byteLength),
     );
   } catch (e) {
@@ -174,51 +182,71 @@ if (values.child) {
       `# Realistic-width benchmark: SD-1.5's architectures, UNet widths ${values.widths}\n`,
     );
     const stages = values.stages!.split(",") as Stage[];
-    const built = new Map<Stage, { cost: LayerCost; weightMib: number }>();
-    for (const stage of stages) {
-      const t = performance.now();
-      const { graph, cost } = stage === "unet"
-        ? sdUnet(UNET, 1515, SIZE, BATCH, SEQUENCE)
-        : stage === "vae"
-        ? sdVaeDecoder(SD15_VAE, 1516, SIZE, 1)
-        : zImageDit(Z_IMAGE_DIT, 1517, DIT_TOKENS, 1);
-      const { model, externalData } = graph.serialize({ externalData: "model.onnx_data" });
-      await Deno.mkdir(`${dir}/${stage}`);
-      await Deno.writeFile(`${dir}/${stage}/model.onnx`, model);
-      await Deno.writeFile(`${dir}/${stage}/model.onnx_data`, externalData!);
-      const weightMib = externalData!.length / 2 ** 20;
-      built.set(stage, { cost, weightMib });
-      const gflop = (macs: number) => (2 * macs / 1e9).toFixed(0);
-      console.log(
-        `- ${STAGES[stage].label}: ${(cost.parameters / 1e6).toFixed(1)} M parameters, ${
-          weightMib.toFixed(0)
-        } MiB float32 (built in ${((performance.now() - t) / 1000).toFixed(0)} s); ${
-          stage === "dit"
-            ? `${DIT_TOKENS} tokens (a ${
-              SIZE * 8
-            }² image's 2×2 latent patches and 128 caption tokens)`
-            : `${SIZE}² latents (${SIZE * 8}² images)`
-        }${stage === "unet" ? `, ${SEQUENCE} tokens` : ""}: ${
-          gflop(cost.convMacs + cost.linearMacs + cost.attentionMacs)
-        } GFLOP (convolutions ${gflop(cost.convMacs)}, Linear ${gflop(cost.linearMacs)}, ` +
-          `attention QKᵀ/AV ${gflop(cost.attentionMacs)}).`,
-      );
-    }
+    const built = new Map<string, { cost: LayerCost; weightMib: number }>();
     // Every run first, then the table: each fraction is taken against the best GEMM peak its
     // backend reached anywhere in this run (noise only slows a measurement down).
-    const runs = [];
+    const runs: {
+      stage: Stage;
+      dtype: WeightDtype;
+      device: string;
+      attention: string;
+      r: Record<string, unknown>;
+      fusedDiff: string;
+      fp32Diff: string;
+    }[] = [];
     for (const stage of stages) {
-      for (const device of values.devices!.split(",")) {
-        for (const attention of values.attention!.split(",")) {
-          // WASM never fuses (its kernel overflows at large sizes: backends/onnxruntime_web.ts);
-          // the DiT is exported fused already, so it has one row per backend.
-          if ((device === "wasm" || stage === "dit") && attention === "fused") continue;
-          const r = await runChild(dir, stage, device, attention === "fused");
-          const diff = attention === "fused" && "forwardMs" in r
-            ? await difference(dir, stage, device)
-            : "";
-          runs.push({ stage, device, attention, r, diff });
+      for (const dtype of DTYPES) {
+        const model = `${dir}/${stage}-${dtype}`;
+        await Deno.mkdir(model);
+        const t = performance.now();
+        const weights = randomWeights(`${model}/model.onnx_data`, "model.onnx_data", dtype, 1515);
+        const { graph, cost } = stage === "unet"
+          ? sdUnet(UNET, 1515, SIZE, BATCH, SEQUENCE, weights)
+          : stage === "vae"
+          ? sdVaeDecoder(SD15_VAE, 1516, SIZE, 1, weights)
+          : zImageDit(Z_IMAGE_DIT, 1517, DIT_TOKENS, 1, weights);
+        await Deno.writeFile(
+          `${model}/model.onnx`,
+          graph.serialize({ externalData: "model.onnx_data" }).model,
+        );
+        weights.close();
+        const weightMib = (await Deno.stat(`${model}/model.onnx_data`)).size / 2 ** 20;
+        built.set(`${stage}-${dtype}`, { cost, weightMib });
+        const gflop = (macs: number) => (2 * macs / 1e9).toFixed(0);
+        console.log(
+          `- ${STAGES[stage].label}, ${dtype}: ${
+            (cost.parameters / 1e6).toFixed(1)
+          } M parameters, ${weightMib.toFixed(0)} MiB of weights (built in ${
+            ((performance.now() - t) / 1000).toFixed(0)
+          } s); ${
+            stage === "dit"
+              ? `${DIT_TOKENS} tokens (a ${
+                SIZE * 8
+              }² image's 2×2 latent patches and 128 caption tokens)`
+              : `${SIZE}² latents (${SIZE * 8}² images)`
+          }${stage === "unet" ? `, ${SEQUENCE} tokens` : ""}: ${
+            gflop(cost.convMacs + cost.linearMacs + cost.attentionMacs)
+          } GFLOP (convolutions ${gflop(cost.convMacs)}, Linear ${gflop(cost.linearMacs)}, ` +
+            `attention QKᵀ/AV ${gflop(cost.attentionMacs)}).`,
+        );
+        for (const device of values.devices!.split(",")) {
+          for (const attention of values.attention!.split(",")) {
+            // WASM never fuses (its kernel overflows at large sizes: backends/onnxruntime_web.ts);
+            // the DiT is exported fused already, so it has one row per backend.
+            if ((device === "wasm" || stage === "dit") && attention === "fused") continue;
+            const r = await runChild(dir, stage, dtype, device, attention === "fused");
+            const ok = "forwardMs" in r;
+            const fusedDiff = attention === "fused" && ok
+              ? await difference(dir, `${stage}-${dtype}-${device}`, "exported", "fused")
+              : "";
+            const fp32Diff = dtype !== "fp32" && ok
+              ? await difference(dir, `${stage}-*-${device}-${attention}`, "fp32", dtype)
+              : "";
+            runs.push({ stage, dtype, device, attention, r, fusedDiff, fp32Diff });
+          }
         }
+        // Only the outputs are kept: the fp32 UNet alone is 3.2 GiB on disk.
+        await Deno.remove(model, { recursive: true });
       }
     }
     const peaks = new Map<string, number>();
@@ -226,34 +254,56 @@ if (values.child) {
       peaks.set(device, Math.max(peaks.get(device) ?? 0, Number(r.gemmGflops ?? 0)));
     }
     console.log(
-      "\n| stage | backend | attention | GEMM peak GFLOP/s (2048³, this process) | forward s | GFLOP/s | of the run's GEMM peak | peak RSS MiB | peak RSS / weights | fused vs exported: max abs diff (of max abs) |",
+      "\n| stage | dtype | backend | attention | GEMM peak GFLOP/s (2048³, this process) | forward s | ÷ fp32's | GFLOP/s (fp32's FLOPs) | of the run's GEMM peak | weights MiB | peak RSS MiB | peak RSS / fp32 weights | fused vs exported: max abs diff (of max abs) | vs fp32: max abs diff / fp32's max abs |",
     );
-    console.log("|---|---|---|---|---|---|---|---|---|---|");
-    for (const { stage, device, attention, r, diff } of runs) {
-      const { cost, weightMib } = built.get(stage)!;
+    console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    const fp32Of = (stage: Stage, device: string, attention: string) =>
+      runs.find((o) =>
+        o.stage === stage && o.dtype === "fp32" && o.device === device &&
+        o.attention === attention && "forwardMs" in o.r
+      );
+    const targets: string[] = [];
+    for (const { stage, dtype, device, attention, r, fusedDiff, fp32Diff } of runs) {
+      const { cost, weightMib } = built.get(`${stage}-${dtype}`)!;
+      const fp32Mib = built.get(`${stage}-fp32`)?.weightMib;
       const gflop = 2 * (cost.convMacs + cost.linearMacs + cost.attentionMacs) / 1e9;
       const peak = r.peakMib === undefined ? undefined : Number(r.peakMib);
       const shown = stage === "dit" ? "fused in the export" : attention;
-      const head = [STAGES[stage].label, String(r.description ?? device), shown];
+      const head = [STAGES[stage].label, dtype, String(r.description ?? device), shown];
       if (!("forwardMs" in r)) {
-        const cells = [num(r.gemmGflops), `failed: ${r.error}`, "", "", peak?.toFixed(0) ?? ""];
-        console.log(`| ${[...head, ...cells, "", ""].join(" | ")} |`);
+        const cells = [num(r.gemmGflops), `failed: ${r.error}`, "", "", "", weightMib.toFixed(0)];
+        console.log(`| ${[...head, ...cells, peak?.toFixed(0) ?? "", "", "", ""].join(" | ")} |`);
         continue;
       }
       const seconds = Number(r.forwardMs) / 1000, rate = gflop / seconds;
+      const base = fp32Of(stage, device, attention);
+      const timeRatio = base ? Number(r.forwardMs) / Number(base.r.forwardMs) : undefined;
+      const rssRatio = fp32Mib === undefined ? undefined : peak! / fp32Mib;
       const cells = [
         num(r.gemmGflops),
         seconds.toFixed(2),
+        timeRatio?.toFixed(2) ?? "–",
         rate.toFixed(1),
         (rate / peaks.get(device)!).toFixed(2),
+        weightMib.toFixed(0),
         peak!.toFixed(0),
-        (peak! / weightMib).toFixed(2),
-        diff,
+        rssRatio?.toFixed(2) ?? "–",
+        fusedDiff,
+        fp32Diff,
       ];
       console.log(`| ${[...head, ...cells].join(" | ")} |`);
+      if (dtype === "q4" && device === "cpu" && timeRatio !== undefined && rssRatio !== undefined) {
+        const met = rssRatio <= 0.3 && timeRatio <= 1.2;
+        targets.push(
+          `- ${STAGES[stage].label}, ${attention}: q4 peak RSS ${rssRatio.toFixed(2)}× fp32's ` +
+            `weights (target ≤ 0.3), time ${timeRatio.toFixed(2)}× fp32's (target ≤ 1.2): ` +
+            (met ? "met." : "not met."),
+        );
+      }
     }
+    if (targets.length) console.log(`\nTargets (native CPU):\n${targets.join("\n")}`);
     console.log(
-      `\nCommand: \`deno task bench:realistic --size ${SIZE} --widths ${values.widths} --devices ${values.devices} --stages ${values.stages} --attention ${values.attention}\`.`,
+      `\nCommand: \`deno task bench:realistic --size ${SIZE} --widths ${values.widths} --devices ${values.devices} --stages ${values.stages} --attention ${values.attention} --dtypes ${values.dtypes}\`.`,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -267,6 +317,7 @@ function num(x: unknown): string {
 async function runChild(
   dir: string,
   stage: Stage,
+  dtype: WeightDtype,
   device: string,
   fused: boolean,
 ): Promise<Record<string, unknown>> {
@@ -275,7 +326,7 @@ async function runChild(
       "run",
       "-A",
       new URL(import.meta.url).pathname,
-      ...["--child", device, "--stage", stage, "--dir", dir],
+      ...["--child", device, "--stage", stage, "--dtype", dtype, "--dir", dir],
       ...["--size", String(SIZE), "--widths", values.widths!],
       ...fused ? ["--fused"] : [],
     ],
@@ -291,19 +342,24 @@ async function runChild(
   }
 }
 
-/** The fused output's largest difference from the exported one's, and the exported's largest. */
-async function difference(dir: string, stage: Stage, device: string): Promise<string> {
+/**
+ * The largest difference of output `b` from output `a` (`run` names both, `*` standing for either
+ * where they differ in the name's middle, else they are its last part), and `a`'s largest.
+ */
+async function difference(dir: string, run: string, a: string, b: string): Promise<string> {
+  const file = (kind: string) =>
+    `${dir}/${run.includes("*") ? run.replace("*", kind) : `${run}-${kind}`}.f32`;
   try {
-    const read = async (kind: string) =>
-      new Float32Array((await Deno.readFile(`${dir}/${stage}-${device}-${kind}.f32`)).buffer);
-    const [fused, exported] = [await read("fused"), await read("exported")];
+    const read = async (kind: string) => new Float32Array((await Deno.readFile(file(kind))).buffer);
+    const [reference, other] = [await read(a), await read(b)];
     let diff = 0, scale = 0;
-    exported.forEach((x, i) => {
-      diff = Math.max(diff, Math.abs(x - fused[i]));
+    reference.forEach((x, i) => {
+      diff = Math.max(diff, Math.abs(x - other[i]));
       scale = Math.max(scale, Math.abs(x));
     });
-    return `${diff.toExponential(1)} (of ${scale.toFixed(2)})`;
+    return `${diff.toExponential(1)} (of ${scale.toFixed(2)})` +
+      (run.includes("*") ? `: ${(diff / scale).toExponential(1)}` : "");
   } catch {
-    return "(run the exported graph first)";
+    return `(run ${a} first)`;
   }
 }
