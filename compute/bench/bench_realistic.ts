@@ -230,10 +230,12 @@ if (values.child) {
             `attention QKᵀ/AV ${gflop(cost.attentionMacs)}).`,
         );
         for (const device of values.devices!.split(",")) {
-          for (const attention of values.attention!.split(",")) {
-            // WASM never fuses (its kernel overflows at large sizes: backends/onnxruntime_web.ts);
-            // the DiT is exported fused already, so it has one row per backend.
-            if ((device === "wasm" || stage === "dit") && attention === "fused") continue;
+          // WASM never fuses (its kernel overflows at large sizes: backends/onnxruntime_web.ts);
+          // the DiT is exported fused already, so it has one row per backend.
+          const modes = device === "wasm" || stage === "dit"
+            ? ["exported"]
+            : values.attention!.split(",");
+          for (const attention of modes) {
             const r = await runChild(dir, stage, dtype, device, attention === "fused");
             const ok = "forwardMs" in r;
             const fusedDiff = attention === "fused" && ok
