@@ -238,7 +238,7 @@ if (values.child) {
           for (const attention of modes) {
             const r = await runChild(dir, stage, dtype, device, attention === "fused");
             const ok = "forwardMs" in r;
-            const fusedDiff = attention === "fused" && ok
+            const fusedDiff = attention === "fused" && modes.includes("exported") && ok
               ? await difference(dir, `${stage}-${dtype}-${device}`, "exported", "fused")
               : "";
             const fp32Diff = dtype !== "fp32" && ok
