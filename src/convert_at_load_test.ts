@@ -4,7 +4,7 @@
  * that leaves nothing in the cache.
  */
 import assert from "node:assert/strict";
-import { startFakeHub } from "../fixtures/fake_hub.ts";
+import { folderFiles, startFakeHub } from "../fixtures/fake_hub.ts";
 import {
   imageDifference,
   REFERENCE_DATA,
@@ -14,20 +14,6 @@ import {
 import { startServer } from "./test_server.ts";
 
 const DATA = REFERENCE_DATA.replace(/\/$/, "");
-
-/** The files of a folder by relative path (a fixture served as a hub repo). */
-async function folderFiles(
-  root: string,
-  prefix = "",
-): Promise<Record<string, Uint8Array<ArrayBuffer>>> {
-  const files: Record<string, Uint8Array<ArrayBuffer>> = {};
-  for await (const entry of Deno.readDir(`${root}/${prefix}`)) {
-    const path = prefix ? `${prefix}/${entry.name}` : entry.name;
-    if (entry.isDirectory) Object.assign(files, await folderFiles(root, path));
-    else files[path] = await Deno.readFile(`${root}/${path}`);
-  }
-  return files;
-}
 
 /** The largest difference, in 8-bit steps, between a served PNG and diffusers' image. */
 async function differenceFromDiffusers(url: string): Promise<number> {

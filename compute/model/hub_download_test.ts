@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startFakeHub } from "../../fixtures/fake_hub.ts";
+import { folderFiles, startFakeHub } from "../../fixtures/fake_hub.ts";
 import { HubError, ModelNotFoundError } from "../errors.ts";
 import { downloadSnapshot, hubSettings, planDownload } from "./hub_download.ts";
 import { resolveModel } from "./resolve.ts";
@@ -182,20 +182,6 @@ Deno.test("a repo with neither an ONNX export nor .safetensors (pickles only) is
   );
   assert.ok(hub.requests.every((r) => r.path.startsWith("/api/")), "no file was fetched");
 });
-
-/** The files of a folder, by path relative to it (a fixture served as a hub repo). */
-async function folderFiles(
-  root: string,
-  prefix = "",
-): Promise<Record<string, Uint8Array<ArrayBuffer>>> {
-  const files: Record<string, Uint8Array<ArrayBuffer>> = {};
-  for await (const entry of Deno.readDir(`${root}/${prefix}`)) {
-    const path = prefix ? `${prefix}/${entry.name}` : entry.name;
-    if (entry.isDirectory) Object.assign(files, await folderFiles(root, path));
-    else files[path] = await Deno.readFile(`${root}/${path}`);
-  }
-  return files;
-}
 
 Deno.test("a diffusers repo of .safetensors plans one weights variant, configs and tokenizer, to convert", async () => {
   const sd15 = await folderFiles(
