@@ -108,6 +108,9 @@ export class LoraPipeline implements Pipeline {
   get sizeMultiple(): number {
     return this.#base.sizeMultiple;
   }
+  get maxEditImages(): number {
+    return this.#base.maxEditImages;
+  }
 
   /** Merged variants in the cache and their bytes. */
   get cached(): { variants: number; bytes: number } {

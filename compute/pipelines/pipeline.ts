@@ -72,6 +72,28 @@ export interface GenerateOptions {
    * applied together (their sum) and in no particular order; a scale of 0 leaves one out.
    */
   lora?: readonly LoraSpec[];
+  /**
+   * Start from this image instead of pure noise (image-to-image; inpainting with a mask). Only
+   * pipelines whose {@linkcode Pipeline.maxEditImages} is ≥ 1 accept it.
+   */
+  edit?: EditInput;
+}
+
+/** What a request edits: image-to-image, or inpainting when a mask is given. */
+export interface EditInput {
+  /** The image to start from, already at the output's width × height. */
+  image: RgbImage;
+  /**
+   * Where to repaint: one byte per pixel of `image`, rows top to bottom; ≥ 128 repaints and < 128
+   * keeps (diffusers binarises its mask at 0.5 the same way; OpenAI's transparent mask pixels
+   * arrive here as 255). Absent: the whole image is repainted (image-to-image).
+   */
+  mask?: Uint8Array;
+  /**
+   * Share of the schedule run from the noised image, in (0, 1] (diffusers' `strength`): 1 starts
+   * from pure noise, small values keep more of the image.
+   */
+  strength: number;
 }
 
 /** One adapter of a request: its files, a stable identity for caching, and its scale. */
@@ -156,6 +178,11 @@ export interface Pipeline {
   readonly defaults: PipelineDefaults;
   /** Width and height must be multiples of this. */
   readonly sizeMultiple: number;
+  /**
+   * How many input images an edit takes: 1 when the model folder has a VAE encoder, 0 when it
+   * cannot edit (requests with {@linkcode GenerateOptions.edit} are refused).
+   */
+  readonly maxEditImages: number;
   /** Runs one request; throws what the request failed with. */
   generate(options: GenerateOptions): Promise<GenerateResult>;
   /**

@@ -115,6 +115,8 @@ export function trueCfg(
 export class QwenImagePipeline implements Pipeline {
   readonly family = "QwenImagePipeline";
   readonly sizeMultiple = 16;
+  /** Edits are not implemented for this family yet. */
+  readonly maxEditImages = 0;
 
   private constructor(
     private readonly backend: Backend,

@@ -172,6 +172,8 @@ export class StableDiffusionPipeline implements Pipeline {
    * an ONNX graph cannot).
    */
   readonly sizeMultiple: number;
+  /** Edits are not implemented for this family yet. */
+  readonly maxEditImages = 0;
   readonly #parts: StableDiffusionParts;
   readonly #scheduler: Scheduler;
   readonly #timestep: TensorInfo;

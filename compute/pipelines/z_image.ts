@@ -90,6 +90,8 @@ export function zImageGuidance(
 export class ZImagePipeline implements Pipeline {
   readonly family = "ZImagePipeline";
   readonly sizeMultiple = 16;
+  /** Edits are not implemented for this family yet. */
+  readonly maxEditImages = 0;
 
   private constructor(
     private readonly backend: Backend,
