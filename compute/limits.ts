@@ -52,3 +52,16 @@ export const DEFAULT_LORA_LIMITS: Readonly<LoraLimits> = {
   cacheBytes: 4 * 2 ** 30,
   maxFileBytes: 2 ** 30,
 };
+
+/**
+ * Largest width × height of an image a request uploads to edit (and of its mask), read from the
+ * file's header before anything is decoded: 4096² (a 64 MiB RGBA buffer at most), so a small
+ * file that claims huge dimensions is refused for the few bytes of its header.
+ */
+export const MAX_EDIT_INPUT_PIXELS = 4096 * 4096;
+
+/**
+ * Largest request body of `POST /v1/images/edits` (its images, as files or data URLs): 32 MiB,
+ * against 1 MiB for the other endpoints, whose bodies are only fields.
+ */
+export const MAX_EDIT_BODY_BYTES = 32 * 1024 * 1024;
