@@ -14,6 +14,8 @@ import openapiTS, { astToString } from "openapi-typescript";
 import { parse } from "yaml";
 import {
   DEFAULT_MAX_IMAGE_PIXELS,
+  MAX_EDIT_BODY_BYTES,
+  MAX_EDIT_INPUT_PIXELS,
   MAX_LORA_SCALE,
   MAX_LORAS_PER_REQUEST,
   MAX_PROMPT_CHARS,
@@ -253,6 +255,25 @@ export const SPEC_LIMITS: readonly LimitStatement[] = [
     at: "/info/description",
     says: `WebP at most ${MAX_SIDE.webp} pixels per side, JPEG ${MAX_SIDE.jpeg}.`,
   },
+  ...loraList("ImageEditRequest"),
+  { at: schema("ImageEditRequest/properties/prompt/maxLength"), equals: MAX_PROMPT_CHARS },
+  { at: schema("ImageEditRequest/properties/negative_prompt/maxLength"), equals: MAX_PROMPT_CHARS },
+  {
+    at: "/info/description",
+    says: `(${
+      MAX_EDIT_BODY_BYTES / 2 ** 20
+    } MiB on \`/v1/images/edits\`, whose images are each at most ${MAX_EDIT_INPUT_PIXELS} pixels = ${
+      Math.sqrt(MAX_EDIT_INPUT_PIXELS)
+    }²)`,
+  },
+  {
+    at: "/paths/~1v1~1images~1edits/post/description",
+    says: `at most ${MAX_EDIT_INPUT_PIXELS} pixels (400)`,
+  },
+  {
+    at: "/paths/~1v1~1images~1edits/post/description",
+    says: `A body over ${MAX_EDIT_BODY_BYTES / 2 ** 20} MiB is a 413.`,
+  },
   {
     at: schema("ImageGenerationRequest/properties/size/description"),
     says: `WebP allows at most ${MAX_SIDE.webp} pixels per side and JPEG ${MAX_SIDE.jpeg}`,
@@ -270,7 +291,9 @@ export function limitDrift(
   statements: readonly LimitStatement[] = SPEC_LIMITS,
 ): string[] {
   return statements.flatMap(({ at, equals, says }) => {
-    const value = at.split("/").slice(1).reduce<unknown>(
+    // JSON pointer: `~1` is a "/" inside a key (a path), `~0` a "~".
+    const keys = at.split("/").slice(1).map((k) => k.replaceAll("~1", "/").replaceAll("~0", "~"));
+    const value = keys.reduce<unknown>(
       (node, key) => (node as Record<string, unknown> | undefined)?.[key],
       spec,
     );

@@ -9,6 +9,7 @@
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { chatRoute } from "./api/chat/route.ts";
+import { editsRoute } from "./api/edits/route.ts";
 import { imagesRoute } from "./api/images/route.ts";
 import type { AppEnv } from "./app_env.ts";
 import type { AppConfig, AppDeps, AppServices, EngineLike } from "./deps.ts";
@@ -77,6 +78,7 @@ export function buildApp(
   );
 
   imagesRoute(app, deps);
+  editsRoute(app, deps);
   chatRoute(app, deps);
   modelRoutes(app, deps);
   opsRoutes(app, deps);

@@ -14,7 +14,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { AppEnv } from "./app_env.ts";
 import { CancelledError, InvalidInputError, NonFiniteOutputError } from "../compute/mod.ts";
 import { EngineNotReady, ModelLoadFailed, QueueFull, ShuttingDown } from "./engine/errors.ts";
-import { ApiError, ENGINE_NOT_READY } from "./errors.ts";
+import { ApiError, ENGINE_NOT_READY, invalidJson } from "./errors.ts";
 import type { Logger } from "./log.ts";
 
 /** The documented answer to one of the engine's refusals; undefined for other errors. */
@@ -71,9 +71,7 @@ export function toApiError(err: unknown): ApiError {
   if (err instanceof HTTPException) {
     switch (err.status) {
       case 400: // Hono's body parser: the body is not JSON
-        return new ApiError(422, "Request body is not valid JSON.", {
-          detail: [{ loc: ["body"], msg: "Invalid JSON body", type: "value_error.jsondecode" }],
-        });
+        return invalidJson();
       case 415:
         return new ApiError(
           415,

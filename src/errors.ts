@@ -57,6 +57,12 @@ export function withoutPaths(message: string): string {
 export const badRequest = (message: string, param: string | null = null) =>
   new ApiError(400, message, { param, code: "invalid_value" });
 
+/** The 422 of a body that is not JSON (FastAPI's `value_error.jsondecode`). */
+export const invalidJson = () =>
+  new ApiError(422, "Request body is not valid JSON.", {
+    detail: [{ loc: ["body"], msg: "Invalid JSON body", type: "value_error.jsondecode" }],
+  });
+
 /** 503 while no engine is ready (vLLM-Omni's exact message). */
 export const ENGINE_NOT_READY =
   "Diffusion engine not initialized. Start server with a diffusion model.";

@@ -19,9 +19,14 @@ export const FAKE_MODEL: ModelInfo = {
   device: "cpu",
   defaults: { width: 64, height: 64, steps: 2, guidanceScale: 7.5 },
   sizeMultiple: 8,
+  maxEditImages: 1,
 };
 
-/** An engine that answers at once: `n` solid images of the requested size, two steps. */
+/**
+ * An engine that answers at once: `n` solid grey images of the requested size, two steps. An edit
+ * instead answers its image moved toward that grey by `strength`, where its mask repaints (all of
+ * it without a mask), so tests can see which pixels reached the engine.
+ */
 export class FakeEngine implements EngineLike {
   state: EngineState = { status: "ready", model: FAKE_MODEL };
   running = 0;
@@ -49,7 +54,12 @@ export class FakeEngine implements EngineLike {
 export function fakeResult(request: EngineRequest): GenerateResult {
   const { width = 64, height = 64, n = 1 } = request;
   for (let step = 0; step < 2; step++) request.onStep?.({ step, total: 2, timestep: 1, ms: 1 });
-  const image = () => ({ width, height, data: new Uint8Array(width * height * 3).fill(128) });
+  const { edit } = request;
+  if (edit && (edit.image.width !== width || edit.image.height !== height)) {
+    throw new RangeError("an edit's image must have the output's size");
+  }
+  const grey = () => new Uint8Array(width * height * 3).fill(128);
+  const image = () => ({ width, height, data: edit ? fakeEdit(edit) : grey() });
   for (let index = 0; index < (request.previews ?? 0); index++) {
     request.onPreview?.({ index, step: index, images: Array.from({ length: n }, image) });
   }
@@ -63,6 +73,13 @@ export function fakeResult(request: EngineRequest): GenerateResult {
     scheduler: "euler",
     timings: { tokenizeMs: 1, textEncodeMs: 2, stepMs: [3, 4], decodeMs: 5, totalMs: 15 },
   };
+}
+
+/** What the fake engine makes of an edit (see {@linkcode FakeEngine}). */
+function fakeEdit({ image, mask, strength }: NonNullable<EngineRequest["edit"]>): Uint8Array {
+  return image.data.map((v, i) =>
+    mask && mask[Math.floor(i / 3)] < 128 ? v : Math.round(v + (128 - v) * strength)
+  );
 }
 
 /** The app's configuration in tests; `overrides` replace fields. */

@@ -53,7 +53,9 @@ export async function readImageHeader(bytes: Uint8Array, param: string): Promise
   const { width, height } = meta.autoOrient;
   if (width * height > MAX_EDIT_INPUT_PIXELS) {
     throw invalid(
-      `${param} is ${width}x${height} = ${width * height} pixels; at most ${MAX_EDIT_INPUT_PIXELS} (${
+      `${param} is ${width}x${height} = ${
+        width * height
+      } pixels; at most ${MAX_EDIT_INPUT_PIXELS} (${
         Math.sqrt(MAX_EDIT_INPUT_PIXELS)
       }²) are accepted.`,
       param,

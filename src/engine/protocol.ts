@@ -26,6 +26,8 @@ export interface ModelInfo {
   device: DeviceName;
   defaults: PipelineDefaults;
   sizeMultiple: number;
+  /** Input images an edit takes; 0: the model cannot edit (`Pipeline.maxEditImages`). */
+  maxEditImages: number;
 }
 
 /** A request's options without what cannot cross threads (signal, callbacks). */

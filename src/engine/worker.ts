@@ -151,8 +151,8 @@ async function load(message: Extract<ToWorker, { type: "load" }>): Promise<void>
           }),
       },
     });
-    const { family, device, defaults, sizeMultiple } = pipeline;
-    post({ type: "loaded", info: { family, device, defaults, sizeMultiple } });
+    const { family, device, defaults, sizeMultiple, maxEditImages } = pipeline;
+    post({ type: "loaded", info: { family, device, defaults, sizeMultiple, maxEditImages } });
   } catch (error) {
     post({ type: "load-failed", error: errorMessage(error) });
   } finally {

@@ -1,5 +1,6 @@
 /**
- * `bodySizeLimit()`: a body over {@linkcode MAX_BODY_BYTES} is refused with 413.
+ * `bodySizeLimit()`: a body over {@linkcode MAX_BODY_BYTES} (on the edits route
+ * {@linkcode MAX_EDIT_BODY_BYTES}) is refused with 413.
  * `requestLimits()`: bounds what clients can hold open on the generation routes. At most
  * `maxConcurrent` requests are received and handled at once (more get 429 `server_busy`), and a
  * body must arrive within `bodyTimeoutMs` (else 408), so half-sent requests cannot pile up.
@@ -9,21 +10,32 @@
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "../app_env.ts";
+import { MAX_EDIT_BODY_BYTES } from "../../compute/limits.ts";
+import { EDITS_PATH } from "../api/edits/route.ts";
 import { ApiError } from "../errors.ts";
 
 /** Maximum request body size (documented in openapi.yaml). */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
-/** Hono's body limit with the documented 413 `request_too_large`. */
-export function bodySizeLimit(): MiddlewareHandler<AppEnv> {
+/** Hono's body limit of `maxSize` bytes, with the documented 413 `request_too_large`. */
+function limit(maxSize: number): MiddlewareHandler<AppEnv> {
   return bodyLimit({
-    maxSize: MAX_BODY_BYTES,
+    maxSize,
     onError: () => {
-      throw new ApiError(413, `Request body exceeds ${MAX_BODY_BYTES} bytes.`, {
+      throw new ApiError(413, `Request body exceeds ${maxSize} bytes.`, {
         code: "request_too_large",
       });
     },
   });
+}
+
+/**
+ * The body limit: {@linkcode MAX_BODY_BYTES}, or {@linkcode MAX_EDIT_BODY_BYTES} on the edits
+ * route, whose body carries images.
+ */
+export function bodySizeLimit(): MiddlewareHandler<AppEnv> {
+  const fields = limit(MAX_BODY_BYTES), images = limit(MAX_EDIT_BODY_BYTES);
+  return (c, next) => (c.req.path === EDITS_PATH ? images : fields)(c, next);
 }
 
 /** The limits middleware; use it after the body-size limit. */

@@ -29,6 +29,7 @@ export function modelRoutes(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
         family: state.model.family,
         size_multiple: state.model.sizeMultiple,
         max_image_pixels: deps.config.maxImagePixels,
+        max_edit_images: state.model.maxEditImages,
         defaults: {
           size: `${state.model.defaults.width}x${state.model.defaults.height}`,
           num_inference_steps: state.model.defaults.steps,

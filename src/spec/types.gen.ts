@@ -17,6 +17,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/images/edits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Edit an image from a prompt (OpenAI Images API edits, vLLM-Omni extensions).
+         * @description Image-to-image, or inpainting with a `mask`: the image is encoded, noised to `strength`
+         *     of the schedule and denoised toward the prompt; with a mask, only its transparent pixels
+         *     are repainted and the rest is kept. Sent as `multipart/form-data` (files, as the openai
+         *     SDKs and curl send them) or as JSON with the images as data URLs (OpenAI's JSON form).
+         *
+         *     Checked before anything is queued, in this order: the model can edit (one input image
+         *     for models with a VAE encoder; a model without one answers 400 `model_cannot_edit`), the
+         *     fields (422, e.g. `strength` outside (0, 1]), how many images (400 beyond the model's
+         *     limit, before any is decoded), then each file from its header: a PNG, JPEG or WebP (else
+         *     400), at most 16777216 pixels (400); a mask must have an alpha channel and the image's
+         *     width and height (400). A body over 32 MiB is a 413.
+         *
+         *     `size` defaults to `auto`: the input's size, scaled down to the server's
+         *     `--max-image-pixels` when larger (aspect kept), rounded to the model's size multiple. The
+         *     image is stretched to the output size (diffusers' resize); so is the mask.
+         */
+        post: operations["createImageEdit"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/images/files/{id}": {
         parameters: {
             query?: never;
@@ -48,6 +82,11 @@ export interface paths {
          * @description The prompt is the text of the user messages, joined with spaces. Generation parameters
          *     (`ChatImageParams`) come from `extra_body`, or from the top level as the openai SDK sends
          *     `extra_body`; where both are present, `extra_body` wins per field.
+         *
+         *     An `image_url` part (a `data:` URL) in a user message makes the request an edit of that
+         *     image, as vLLM-Omni does for edit models: image-to-image with `strength` (default 0.8)
+         *     at the image's size unless `size` (or `width`/`height`) says otherwise, with the same
+         *     checks as `/v1/images/edits` (a model that cannot edit answers 400).
          */
         post: operations["createChatCompletion"];
         delete?: never;
@@ -254,9 +293,76 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /** @description `POST /v1/images/edits` as JSON (OpenAI's `EditImageBodyJsonParam`, with the generation fields of `ImageGenerationRequest`); the multipart form takes the same fields. Unknown fields are ignored. */
+        ImageEditRequest: {
+            /** @description The images to edit; this server's models take one. */
+            images: components["schemas"]["ImageRef"][];
+            mask?: components["schemas"]["ImageRef"] | null;
+            mask_image?: components["schemas"]["ImageRef"] | null;
+            /** @description What the edited image should show. */
+            prompt: string;
+            /** @description As for generations (the served model, or one of its LoRA adapters). */
+            model?: string | null;
+            /** @description Number of edited images (default 1), each from its own noise. */
+            n?: number | null;
+            /** @description `WIDTHxHEIGHT`, or `auto` (the default): the input's size, scaled down to the server's pixel limit when larger, rounded to the model's size multiple. */
+            size?: string | null;
+            /** @description How much of the schedule runs from the noised image (default 0.8; diffusers' `strength`): 1 starts from pure noise, small values keep more of the image. At least one step must run: `strength` × `num_inference_steps` ≥ 1 (else 400). */
+            strength?: number | null;
+            /**
+             * @description `b64_json` (default) or `url` (served by this server for 1 hour).
+             * @enum {unknown}
+             */
+            response_format?: "b64_json" | "url" | null;
+            user?: string | null;
+            negative_prompt?: string | null;
+            num_inference_steps?: number | null;
+            guidance_scale?: number | null;
+            true_cfg_scale?: number | null;
+            cfg_truncation?: number | null;
+            cfg_normalization?: components["schemas"]["CfgNormalization"];
+            seed?: number | null;
+            /** @enum {unknown} */
+            scheduler?: "euler" | "euler_a" | "ddim" | "lcm" | "flow_match_euler" | null;
+            /** @enum {unknown} */
+            output_format?: "png" | "jpeg" | "jpg" | "webp" | null;
+            output_compression?: number | null;
+            /**
+             * @description Accepted and ignored.
+             * @enum {unknown}
+             */
+            quality?: "standard" | "hd" | "low" | "medium" | "high" | "auto" | null;
+            /**
+             * @description Accepted and ignored; `strength` says how closely to follow the input.
+             * @enum {unknown}
+             */
+            input_fidelity?: "high" | "low" | null;
+            /**
+             * @description `transparent` is rejected (400), as for generations.
+             * @enum {unknown}
+             */
+            background?: "transparent" | "opaque" | "auto" | null;
+            /** @enum {unknown} */
+            moderation?: "low" | "auto" | null;
+            /** @description `true` answers `text/event-stream`: `image_edit.partial_image` previews, then `image_edit.completed` per image (OpenAI's names); not with `response_format: url`. */
+            stream?: boolean | null;
+            partial_images?: number | null;
+            stream_options?: components["schemas"]["ImageStreamOptions"] | null;
+            /** @description LoRA adapters to apply: one object (vLLM-Omni), or a list of up to 8 applied together, each with its own scale. */
+            lora?: components["schemas"]["LoraRequest"] | components["schemas"]["LoraRequest"][] | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** @description An input image (OpenAI's `ImageRefParam`): `image_url` as a `data:` URL. Other URLs and `file_id` are refused (400): this server fetches nothing and has no Files API. */
+        ImageRef: {
+            image_url?: string;
+            file_id?: string;
+        } & {
+            [key: string]: unknown;
+        };
         /** @description Only with `stream`. */
         ImageStreamOptions: {
-            /** @description Our extension: an `image_generation.progress` event after every denoising step. */
+            /** @description Our extension: an `image_generation.progress` (edits: `image_edit.progress`) event after every denoising step. */
             include_progress?: boolean;
         } & {
             [key: string]: unknown;
@@ -264,8 +370,8 @@ export interface components {
         /** @description One event of the image stream (`event:` line = `type`). `image_index` (ours) tells which of the `n` images it belongs to; the stream ends after the last `completed` event. An error after the stream started arrives as `event: error` with `StreamError` data. */
         ImageStreamEvent: components["schemas"]["ImagePartialEvent"] | components["schemas"]["ImageCompletedEvent"] | components["schemas"]["ImageProgressEvent"];
         ImagePartialEvent: {
-            /** @constant */
-            type: "image_generation.partial_image";
+            /** @enum {unknown} */
+            type: "image_generation.partial_image" | "image_edit.partial_image";
             b64_json: string;
             created_at: number;
             size: string;
@@ -277,8 +383,8 @@ export interface components {
             image_index?: number;
         };
         ImageCompletedEvent: {
-            /** @constant */
-            type: "image_generation.completed";
+            /** @enum {unknown} */
+            type: "image_generation.completed" | "image_edit.completed";
             b64_json: string;
             created_at: number;
             size: string;
@@ -303,8 +409,8 @@ export interface components {
         };
         /** @description Our extension, sent with `stream_options.include_progress`: denoising step `step` of `total` is done. */
         ImageProgressEvent: {
-            /** @constant */
-            type: "image_generation.progress";
+            /** @enum {unknown} */
+            type: "image_generation.progress" | "image_edit.progress";
             step: number;
             total: number;
             elapsed_ms: number;
@@ -375,6 +481,8 @@ export interface components {
             seed?: number | null;
             negative_prompt?: string | null;
             num_outputs_per_prompt?: number | null;
+            /** @description With an input image, as `strength` of `/v1/images/edits` (default 0.8). */
+            strength?: number | null;
             /** @enum {unknown} */
             scheduler?: "euler" | "euler_a" | "ddim" | "lcm" | "flow_match_euler" | null;
             /** @description LoRA adapters to apply: one object (vLLM-Omni), or a list of up to 8 applied together, each with its own scale. */
@@ -448,6 +556,12 @@ export interface components {
         ContentPart: {
             type: string;
             text?: string;
+            /** @description In a user message (`type: image_url`): an image to edit, as a `data:` URL (other URLs are refused with 400: this server fetches nothing). */
+            image_url?: {
+                url: string;
+            } & {
+                [key: string]: unknown;
+            };
         } & {
             [key: string]: unknown;
         };
@@ -500,6 +614,8 @@ export interface components {
             size_multiple?: number;
             /** @description Largest width × height a request may ask for (per model, or `--max-image-pixels`). */
             max_image_pixels?: number;
+            /** @description How many input images `/v1/images/edits` takes: 1 for models with a VAE encoder, 0 for models that cannot edit. */
+            max_edit_images?: number;
             /** @description The values used for parameters a request leaves out. */
             defaults?: {
                 size?: string;
@@ -603,7 +719,7 @@ export interface components {
                 "application/json": components["schemas"]["ErrorResponse"];
             };
         };
-        /** @description The request body exceeds 1 MiB. */
+        /** @description The request body exceeds 1 MiB (32 MiB on `/v1/images/edits`). */
         PayloadTooLarge: {
             headers: {
                 [name: string]: unknown;
@@ -739,6 +855,64 @@ export interface operations {
         };
         responses: {
             /** @description The generated images; with `stream`, their events. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImagesResponse"];
+                    "text/event-stream": components["schemas"]["ImageStreamEvent"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            408: components["responses"]["BodyTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationError"];
+            429: components["responses"]["QueueFull"];
+            431: components["responses"]["HeadTooLarge"];
+            500: components["responses"]["ServerError"];
+            503: components["responses"]["EngineUnavailable"];
+            504: components["responses"]["RequestTimeout"];
+        };
+    };
+    createImageEdit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /** @description The image to edit (PNG, JPEG or WebP). Several files go as repeated `image` or `image[]` fields (openai SDKs send an array as `image[]`); this server's models take one. */
+                    image: string | string[];
+                    /** @description Alias of `image`. */
+                    "image[]"?: string[];
+                    /**
+                     * Format: binary
+                     * @description Where to edit: a PNG (or WebP) with alpha, the image's width and height; transparent pixels (alpha < 128) are repainted, opaque ones kept.
+                     */
+                    mask?: string;
+                    /**
+                     * Format: binary
+                     * @description Alias of `mask` (vLLM-Omni's name).
+                     */
+                    mask_image?: string;
+                    /** @description vLLM-Omni's alternative to `image` (also `url[]`): the image as a `data:` URL. Other URLs are refused (400): this server fetches nothing. */
+                    url?: string | string[];
+                    prompt: string;
+                    strength?: number;
+                    /** @description JSON text of `LoraRequest` (or of a list of them). */
+                    lora?: string;
+                };
+                "application/json": components["schemas"]["ImageEditRequest"];
+            };
+        };
+        responses: {
+            /** @description The edited images; with `stream`, their events (`image_edit.partial_image`, `image_edit.completed`, `image_edit.progress`), as for generations. */
             200: {
                 headers: {
                     [name: string]: unknown;

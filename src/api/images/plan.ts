@@ -1,6 +1,7 @@
 /**
  * `POST /v1/images/generations`, its request read: the one place its fields are read, turned into
- * a checked plan (engine options plus how to answer). No Hono types here.
+ * a checked plan (engine options plus how to answer; the answer's part is shared with edits). No
+ * Hono types here.
  *
  * @module
  */
@@ -12,6 +13,21 @@ import { checkModel, toGenerateOptions } from "../fields.ts";
 
 type ImageGenerationRequest = components["schemas"]["ImageGenerationRequest"];
 
+/** The fields of how to answer, the same on generations and edits. */
+export type AnswerFields = Pick<
+  ImageGenerationRequest,
+  | "background"
+  | "stream"
+  | "stream_options"
+  | "response_format"
+  | "output_format"
+  | "output_compression"
+  | "partial_images"
+>;
+
+/** Which OpenAI image stream a plan answers with: its events' type prefix. */
+export type ImageEvents = "image_generation" | "image_edit";
+
 /** A checked request, ready to run. */
 export interface ImagesPlan {
   options: GenerateOptions;
@@ -21,10 +37,11 @@ export interface ImagesPlan {
   stream: boolean;
   partialImages: number;
   includeProgress: boolean;
+  events: ImageEvents;
 }
 
 /** Fields that only make sense together, or not at all. */
-function checkCombinations(req: ImageGenerationRequest): void {
+export function checkCombinations(req: AnswerFields): void {
   if (req.background === "transparent") {
     throw badRequest(
       "background='transparent' is not supported: diffusion output has no alpha channel.",
@@ -42,6 +59,37 @@ function checkCombinations(req: ImageGenerationRequest): void {
   }
 }
 
+/**
+ * The plan of checked engine `options` answered as `req` asks: the encoder's own side limit is
+ * checked here, before any work (it would fail only after the generation).
+ */
+export function answerPlan(
+  req: AnswerFields,
+  options: GenerateOptions,
+  events: ImageEvents,
+): ImagesPlan {
+  const format: ImageFormat = req.output_format === "jpg" ? "jpeg" : req.output_format ?? "png";
+  const side = Math.max(options.width!, options.height!);
+  if (side > MAX_SIDE[format]) {
+    throw badRequest(
+      `output_format '${format}' allows at most ${MAX_SIDE[format]} pixels per side; ` +
+        `${options.width}x${options.height} needs ${side}. Use png or a smaller size.`,
+      "size",
+    );
+  }
+  const stream = req.stream === true;
+  return {
+    options,
+    format,
+    compression: req.output_compression ?? undefined,
+    useUrl: req.response_format === "url",
+    stream,
+    partialImages: stream ? req.partial_images ?? 0 : 0,
+    includeProgress: req.stream_options?.include_progress === true,
+    events,
+  };
+}
+
 /** Validates a request against the loaded model and the server's limits; throws ApiErrors. */
 export async function planImages(
   req: ImageGenerationRequest,
@@ -50,8 +98,6 @@ export async function planImages(
   const model = deps.engine.model(); // 503 before anything else, as vLLM-Omni
   checkModel(req.model, deps.config);
   checkCombinations(req);
-  const stream = req.stream === true;
-  const format: ImageFormat = req.output_format === "jpg" ? "jpeg" : req.output_format ?? "png";
   const options = await toGenerateOptions(
     req.prompt,
     {
@@ -71,22 +117,5 @@ export async function planImages(
     model,
     deps.config,
   );
-  // The encoder's own limit, checked before any work (it would fail only after the generation).
-  const side = Math.max(options.width!, options.height!);
-  if (side > MAX_SIDE[format]) {
-    throw badRequest(
-      `output_format '${format}' allows at most ${MAX_SIDE[format]} pixels per side; ` +
-        `${options.width}x${options.height} needs ${side}. Use png or a smaller size.`,
-      "size",
-    );
-  }
-  return {
-    options,
-    format,
-    compression: req.output_compression ?? undefined,
-    useUrl: req.response_format === "url",
-    stream,
-    partialImages: stream ? req.partial_images ?? 0 : 0,
-    includeProgress: req.stream_options?.include_progress === true,
-  };
+  return answerPlan(req, options, "image_generation");
 }

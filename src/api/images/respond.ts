@@ -1,7 +1,7 @@
 /**
- * `POST /v1/images/generations`, its answers: the whole `ImagesResponse`, or OpenAI's image
- * stream (`image_generation.partial_image` previews, then `image_generation.completed` per
- * image). No Hono types here.
+ * `POST /v1/images/generations` and `POST /v1/images/edits`, their answers: the whole
+ * `ImagesResponse`, or OpenAI's image stream (`image_generation.partial_image` previews, then
+ * `image_generation.completed` per image; `image_edit.*` for edits). No Hono types here.
  *
  * @module
  */
@@ -17,6 +17,7 @@ import {
   type RunDeps,
   runGeneration,
 } from "../run.ts";
+import type { StreamShape } from "../sse.ts";
 import type { ImagesPlan } from "./plan.ts";
 
 type ImagesResponse = components["schemas"]["ImagesResponse"];
@@ -72,6 +73,14 @@ function completedFields(plan: ImagesPlan, result: GenerateResult, seed: number)
   };
 }
 
+/** OpenAI's image stream reports an error as an `error` event and has no end marker. */
+export const imageStreamShape: StreamShape = {
+  errorEvent: (body) => ({
+    event: "error",
+    data: JSON.stringify({ type: "error", error: body.error }),
+  }),
+};
+
 /** One image stream's events, pushed to `channel` as the generation goes. */
 function imageEvents(plan: ImagesPlan, channel: EventChannel<SseEvent>) {
   const started = performance.now();
@@ -89,7 +98,7 @@ function imageEvents(plan: ImagesPlan, channel: EventChannel<SseEvent>) {
     async preview(preview: Preview): Promise<void> {
       for (const [index, image] of preview.images.entries()) {
         const bytes = await encodeImage(image, plan.format, plan.compression, { width, height });
-        send("image_generation.partial_image", {
+        send(`${plan.events}.partial_image`, {
           b64_json: bytes.toBase64(),
           ...common(),
           partial_image_index: preview.index,
@@ -98,13 +107,13 @@ function imageEvents(plan: ImagesPlan, channel: EventChannel<SseEvent>) {
       }
     },
     progress: ({ step, total }: { step: number; total: number }) =>
-      send("image_generation.progress", {
+      send(`${plan.events}.progress`, {
         step: step + 1,
         total,
         elapsed_ms: Math.round(performance.now() - started),
       }),
     completed(image: Uint8Array, index: number, fields: Record<string, unknown>): void {
-      send("image_generation.completed", {
+      send(`${plan.events}.completed`, {
         b64_json: image.toBase64(),
         ...common(),
         image_index: index,
@@ -115,10 +124,10 @@ function imageEvents(plan: ImagesPlan, channel: EventChannel<SseEvent>) {
 }
 
 /**
- * Runs a planned request as OpenAI's image stream. Events, in order of occurrence:
- * `image_generation.progress` per step (our extension, with `stream_options.include_progress`),
- * `image_generation.partial_image` per preview and image, `image_generation.completed` per
- * image. `image_index` (ours) says which of the `n` images an event belongs to.
+ * Runs a planned request as OpenAI's image stream. Events, in order of occurrence (named with the
+ * plan's `events` prefix, `image_generation` or `image_edit`): `.progress` per step (our
+ * extension, with `stream_options.include_progress`), `.partial_image` per preview and image,
+ * `.completed` per image. `image_index` (ours) says which of the `n` images an event belongs to.
  */
 export function streamImages(
   plan: ImagesPlan,

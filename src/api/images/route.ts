@@ -8,9 +8,9 @@ import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../app_env.ts";
 import type { AppDeps } from "../../deps.ts";
 import { ImageGenerationRequestSchema } from "../../spec/schemas.gen.ts";
-import { requestContext, sse, type StreamShape } from "../sse.ts";
+import { requestContext, sse } from "../sse.ts";
 import { planImages } from "./plan.ts";
-import { createImages, streamImages } from "./respond.ts";
+import { createImages, imageStreamShape, streamImages } from "./respond.ts";
 
 const route = createRoute({
   method: "post",
@@ -24,20 +24,12 @@ const route = createRoute({
   responses: { 200: { description: "Images" } },
 });
 
-/** OpenAI's image stream reports an error as an `error` event and has no end marker. */
-const shape: StreamShape = {
-  errorEvent: (body) => ({
-    event: "error",
-    data: JSON.stringify({ type: "error", error: body.error }),
-  }),
-};
-
 /** Adds the route to `app`. */
 export function imagesRoute(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   app.openapi(route, async (c) => {
     const plan = await planImages(c.req.valid("json"), deps);
     const request = requestContext(c, plan.stream);
-    if (plan.stream) return sse(c, streamImages(plan, deps, request), shape, deps.log);
+    if (plan.stream) return sse(c, streamImages(plan, deps, request), imageStreamShape, deps.log);
     const baseUrl = deps.config.publicUrl || deps.live.listenUrl;
     return c.json(await createImages(plan, deps, request, baseUrl), 200);
   });
