@@ -1,6 +1,8 @@
 /**
  * `POST /v1/chat/completions` answering with images (vLLM-Omni text-to-image example), its
- * request read: the one place its fields are read, turned into a checked plan. No Hono types here.
+ * request read: the one place its fields are read, turned into a checked plan. An `image_url` part
+ * in a user message makes it an edit of that image, checked as `/v1/images/edits` checks one. No
+ * Hono types here.
  *
  * @module
  */
@@ -9,7 +11,9 @@ import type { EngineLike, ServingConfig } from "../../deps.ts";
 import { badRequest, validationError } from "../../errors.ts";
 import { ChatImageParamsSchema } from "../../spec/schemas.gen.ts";
 import type { components } from "../../spec/types.gen.ts";
-import { toGenerateOptions } from "../fields.ts";
+import { dataUrlBytes, type Upload } from "../edits/read.ts";
+import { checkImageCount, editOptions } from "../edits/plan.ts";
+import { type GenerationFields, toGenerateOptions } from "../fields.ts";
 
 type ChatCompletionRequest = components["schemas"]["ChatCompletionRequest"];
 type ChatImageParams = components["schemas"]["ChatImageParams"];
@@ -36,6 +40,24 @@ export function promptFromMessages(messages: ChatCompletionRequest["messages"]):
     return [];
   });
   return texts.join(" ").trim();
+}
+
+/**
+ * The images of the user messages' `image_url` parts (data URLs), in order, each named by its
+ * place for errors (`messages[1].content[0].image_url.url`).
+ */
+export function imagesFromMessages(messages: ChatCompletionRequest["messages"]): Upload[] {
+  return messages.flatMap((m, i) =>
+    m.role === "user" && Array.isArray(m.content)
+      ? m.content.flatMap((part, j) => {
+        if (part.type !== "image_url") return [];
+        const param = `messages[${i}].content[${j}].image_url.url`;
+        const url = part.image_url?.url;
+        if (typeof url !== "string") throw badRequest(`${param} is missing.`, param);
+        return [{ bytes: dataUrlBytes(url, param), param }];
+      })
+      : []
+  );
 }
 
 /** The prompt of a request's messages, which must hold some text, and not too much. */
@@ -65,13 +87,17 @@ export async function planChat(
   if (!topLevel.success) throw validationError(topLevel.error);
   const params: ChatImageParams = { ...topLevel.data, ...stripNulls(req.extra_body ?? {}) };
   const prompt = checkedPrompt(req.messages);
+  const images = imagesFromMessages(req.messages);
+  const fields: GenerationFields = {
+    ...params,
+    n: params.num_outputs_per_prompt,
+    model: req.model,
+  };
+  if (images.length > 0) checkImageCount(images.length, model, deps.config);
   return {
-    options: await toGenerateOptions(
-      prompt,
-      { ...params, n: params.num_outputs_per_prompt, model: req.model },
-      model,
-      deps.config,
-    ),
+    options: images.length > 0
+      ? await editOptions(prompt, fields, params.strength, { image: images[0] }, model, deps.config)
+      : await toGenerateOptions(prompt, fields, model, deps.config),
     model: req.model && deps.config.lora?.names.includes(req.model)
       ? req.model
       : deps.config.servedModelName,

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { FakeEngine, testApp } from "../../testing.ts";
+import OpenAI from "openai";
+import { FAKE_MODEL, FakeEngine, testApp } from "../../testing.ts";
 
 const messages = [{ role: "user", content: "a red cube" }];
 
@@ -68,5 +69,60 @@ Deno.test("chat: no text in the user messages is a 400 on messages", async () =>
   });
   assert.equal(res.status, 400);
   assert.equal((await res.json()).error.param, "messages");
+  assert.equal(engine.requests.length, 0);
+});
+
+/** A 24x16 PNG of one colour, as a data URL. */
+async function pngDataUrl(): Promise<string> {
+  const { default: sharp } = await import("sharp");
+  const png = await sharp({ create: { width: 24, height: 16, channels: 3, background: "#c80000" } })
+    .png().toBuffer();
+  return `data:image/png;base64,${new Uint8Array(png).toBase64()}`;
+}
+
+Deno.test("chat: an image_url part edits that image (the openai SDK, strength at the top level)", async () => {
+  const { app, engine } = testApp();
+  const client = new OpenAI({
+    baseURL: "http://denoise.test/v1",
+    apiKey: "none",
+    fetch: (url, init) => Promise.resolve(app.request(String(url), init)),
+  });
+  const completion = await client.chat.completions.create({
+    messages: [{
+      role: "user",
+      content: [
+        { type: "text", text: "make it blue" },
+        { type: "image_url", image_url: { url: await pngDataUrl() } },
+      ],
+    }],
+    strength: 0.5,
+  } as never);
+  const url =
+    (completion.choices[0].message.content as unknown as { image_url: { url: string } }[])[0]
+      .image_url.url;
+  assert.match(url, /^data:image\/png;base64,/);
+  const [request] = engine.requests;
+  assert.equal(request.prompt, "make it blue");
+  assert.deepEqual([request.width, request.height, request.edit?.strength], [24, 16, 0.5]);
+  assert.deepEqual([...request.edit!.image.data.slice(0, 3)], [200, 0, 0]);
+});
+
+Deno.test("chat: an image that is not a data URL, or a model that cannot edit, is a 400", async () => {
+  const content = (url: string) => [{ type: "text", text: "x" }, {
+    type: "image_url",
+    image_url: { url },
+  }];
+  const { post, engine } = testApp();
+  const remote = await post("/v1/chat/completions", {
+    messages: [{ role: "user", content: content("https://example.com/a.png") }],
+  });
+  assert.equal(remote.status, 400);
+  assert.equal((await remote.json()).error.param, "messages[0].content[1].image_url.url");
+  engine.state = { status: "ready", model: { ...FAKE_MODEL, maxEditImages: 0 } };
+  const refused = await post("/v1/chat/completions", {
+    messages: [{ role: "user", content: content(await pngDataUrl()) }],
+  });
+  assert.equal(refused.status, 400);
+  assert.equal((await refused.json()).error.code, "model_cannot_edit");
   assert.equal(engine.requests.length, 0);
 });
