@@ -3,6 +3,10 @@
  * Image Generation API docs ("Image Generation API › …") or its online-serving text-to-image example
  * ("Text-To-Image example › …").
  *
+ * The edit cases come from OpenAI's Images API reference ("OpenAI Images API › Create image edit"),
+ * which vLLM-Omni's docs do not cover: its curl form (`image[]`, `mask`), the openai SDK's
+ * `images.edit`, the JSON form, and the bad input it describes.
+ *
  * Documented examples are kept exactly as written; only the documented host/port
  * (`http://localhost:8000` or `:8091`) is replaced by the target's base URL.
  *
@@ -25,7 +29,11 @@ export type Action =
   | { kind: "http"; path: string; body: unknown }
   | { kind: "openai-images"; params: Record<string, unknown> }
   | { kind: "openai-chat"; params: Record<string, unknown> }
-  | { kind: "seeds"; body: Record<string, unknown> };
+  | { kind: "seeds"; body: Record<string, unknown> }
+  /** A multipart POST: text fields, and files of {@linkcode EDIT_FILES} as [field, file name]. */
+  | { kind: "multipart"; path: string; fields: Record<string, string>; files: [string, string][] }
+  /** The openai SDK's `images.edit`, its file parameters named by {@linkcode EDIT_FILES}. */
+  | { kind: "openai-edit"; params: Record<string, unknown>; files: Record<string, string> };
 
 /** One conformance case. */
 export interface Case {
@@ -35,6 +43,8 @@ export interface Case {
   expect: Expectation;
   /** Only meaningful when the operator says the target has no ready engine. */
   unreadyOnly?: boolean;
+  /** Edits an image: skipped when the target says its model cannot (`max_edit_images: 0`). */
+  needsEdit?: boolean;
   /** Needs a server-side LoRA adapter: runs only with `--lora-path`, substituted for the placeholder. */
   needsLora?: boolean;
 }
@@ -44,6 +54,143 @@ export const LORA_PLACEHOLDER = "/path/to/lora_adapter";
 
 /** The model name placeholder in documented examples that name one. */
 export const MODEL_PLACEHOLDER = "Qwen/Qwen-Image";
+
+/** The edit cases' input files, base64: 64×64 PNGs (64 is a multiple of every model's). */
+export const EDIT_FILES: Record<string, string> = {
+  /** A red circle on a blue background. */
+  "scene.png":
+    "iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAACXBIWXMAAAPoAAAD6AG1e1JrAAAAoUlEQVRo3u3ZyxHAIAhF0VcJ6/RfhUWkmLTghyjgnaGAe3YKsqelHgEAAAAAAAAAAADwmtesZyICOtPdGTqS7sjQ2fp1g86mrzMUpH7aoDj1c4b7AL/WTxgUrX7UcBNgW/2Q4RrA5vp+AwAAAAAAAAAAAACe0ykAfCkDANJvJVhsxQCk341W2E5XuA8UudBUuJEVuVJy6AYAAAAAAAAAJJwPLMERot5LbD0AAAAASUVORK5CYII=",
+  /** Transparent (edit) on the left half, opaque on the right. */
+  "mask.png":
+    "iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAYAAACqaXHeAAAACXBIWXMAAAPoAAAD6AG1e1JrAAAAZElEQVR42u3QAQkAAAzDsPk3/csYgxRqIEm/Kw8AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAACsAzwufPhqkdgnAQAAAABJRU5ErkJggg==",
+  /** The same mask at 32×32: not the image's size. */
+  "mask-32.png":
+    "iVBORw0KGgoAAAANSUhEUgAAACAAAAAgCAYAAABzenr0AAAACXBIWXMAAAPoAAAD6AG1e1JrAAAALklEQVRYw+3OsQ0AAAzCMP5/uj2CgcWRsjvpu3IAAAAAAAAAAAAAAAAAAIAt4AEgMv4QBsRgGAAAAABJRU5ErkJggg==",
+  /** Black RGB, no alpha: not a mask. */
+  "opaque.png":
+    "iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAACXBIWXMAAAPoAAAD6AG1e1JrAAAAIklEQVRo3u3BAQ0AAADCoPdPbQ8HFAAAAAAAAAAAAAAA8G4wQAABEp2S+AAAAABJRU5ErkJggg==",
+  /** Text, named like an image. */
+  "notes.png": btoa("these are notes, not an image"),
+};
+
+/** A shell line that writes `name` of {@linkcode EDIT_FILES} in the case's folder. */
+const writeFile = (name: string) => `echo '${EDIT_FILES[name]}' | base64 -d > ${name}`;
+
+const EDIT_SOURCE = "OpenAI Images API › Create image edit";
+
+/** The edit cases: documented requests that must work, then the bad input that must not. */
+const EDIT_CASES: Case[] = [
+  {
+    id: "edit-curl-mask",
+    source: `${EDIT_SOURCE} › curl with image[] and mask`,
+    action: {
+      kind: "shell",
+      script: `${writeFile("scene.png")}
+${writeFile("mask.png")}
+curl -s -X POST "http://localhost:8000/v1/images/edits" \
+  -F "image[]=@scene.png" \
+  -F "mask=@mask.png" \
+  -F 'prompt=a red circle on a green background' \
+  | jq -r '.data[0].b64_json' | base64 --decode > output.png`,
+    },
+    expect: { kind: "png", file: "output.png", width: 64, height: 64 },
+    needsEdit: true,
+  },
+  {
+    id: "edit-openai-sdk",
+    source: `${EDIT_SOURCE} › the openai SDK's images.edit with a file upload`,
+    action: {
+      kind: "openai-edit",
+      params: { model: MODEL_PLACEHOLDER, prompt: "a yellow circle on a blue background", n: 2 },
+      files: { image: "scene.png" },
+    },
+    expect: { kind: "images", count: 2, width: 64, height: 64 },
+    needsEdit: true,
+  },
+  {
+    id: "edit-multipart-fields",
+    source: `${EDIT_SOURCE} › multipart fields as text (size, n, strength, seed)`,
+    action: {
+      kind: "multipart",
+      path: "/v1/images/edits",
+      fields: { prompt: "a red square on a blue background", size: "64x64", strength: "0.6" },
+      files: [["image", "scene.png"]],
+    },
+    expect: { kind: "images", count: 1, width: 64, height: 64 },
+    needsEdit: true,
+  },
+  {
+    id: "edit-json-data-url",
+    source: `${EDIT_SOURCE} › JSON body, images as data URLs`,
+    action: {
+      kind: "http",
+      path: "/v1/images/edits",
+      body: {
+        images: [{ image_url: `data:image/png;base64,${EDIT_FILES["scene.png"]}` }],
+        mask: { image_url: `data:image/png;base64,${EDIT_FILES["mask.png"]}` },
+        prompt: "a red circle on a white background",
+      },
+    },
+    expect: { kind: "images", count: 1, width: 64, height: 64 },
+    needsEdit: true,
+  },
+  {
+    id: "edit-error-not-an-image",
+    source: `${EDIT_SOURCE} › image must be a PNG, WebP or JPG`,
+    action: {
+      kind: "multipart",
+      path: "/v1/images/edits",
+      fields: { prompt: "x" },
+      files: [["image", "notes.png"]],
+    },
+    expect: { kind: "error", status: 400, detail: /image/i },
+    needsEdit: true,
+  },
+  {
+    id: "edit-error-mask-size",
+    source: `${EDIT_SOURCE} › mask must have the same dimensions as image`,
+    action: {
+      kind: "multipart",
+      path: "/v1/images/edits",
+      fields: { prompt: "x" },
+      files: [["image", "scene.png"], ["mask", "mask-32.png"]],
+    },
+    expect: { kind: "error", status: 400, detail: /size|dimension/i },
+    needsEdit: true,
+  },
+  {
+    id: "edit-error-mask-alpha",
+    source: `${EDIT_SOURCE} › mask must have an alpha channel`,
+    action: {
+      kind: "multipart",
+      path: "/v1/images/edits",
+      fields: { prompt: "x" },
+      files: [["image", "scene.png"], ["mask", "opaque.png"]],
+    },
+    expect: { kind: "error", status: 400, detail: /alpha/i },
+    needsEdit: true,
+  },
+  {
+    id: "edit-error-strength",
+    source: `${EDIT_SOURCE} › strength (0–1, vLLM-Omni's extension)`,
+    action: {
+      kind: "http",
+      path: "/v1/images/edits",
+      body: {
+        images: [{ image_url: `data:image/png;base64,${EDIT_FILES["scene.png"]}` }],
+        prompt: "x",
+        strength: 1.5,
+      },
+    },
+    expect: { kind: "validation", status: 422, loc: ["body", "strength"] },
+  },
+  {
+    id: "edit-error-missing-image",
+    source: `${EDIT_SOURCE} › image is required`,
+    action: { kind: "multipart", path: "/v1/images/edits", fields: { prompt: "x" }, files: [] },
+    expect: { kind: "validation", status: 422, loc: ["body", "image"] },
+  },
+];
 
 export const CASES: Case[] = [
   {
@@ -343,4 +490,5 @@ print(json.dumps(response.json()))`,
     },
     unreadyOnly: true,
   },
+  ...EDIT_CASES,
 ];

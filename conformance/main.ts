@@ -37,20 +37,27 @@ if (values.help || !values["base-url"]) {
 }
 const baseUrl = values["base-url"].replace(/\/+$/, "");
 
-async function defaultModel(): Promise<string> {
+/**
+ * The target's first model, and whether it can edit: only a `max_edit_images` of 0 (this
+ * server's extension of `/v1/models`) says it cannot; other servers are assumed to.
+ */
+async function target(): Promise<{ model: string; canEdit: boolean }> {
   try {
     const res = await fetch(`${baseUrl}/v1/models`);
-    const id = (await res.json())?.data?.[0]?.id;
-    return typeof id === "string" ? id : MODEL_PLACEHOLDER;
+    const first = (await res.json())?.data?.[0];
+    const model = typeof first?.id === "string" ? first.id : MODEL_PLACEHOLDER;
+    return { model, canEdit: first?.max_edit_images !== 0 };
   } catch {
-    return MODEL_PLACEHOLDER;
+    return { model: MODEL_PLACEHOLDER, canEdit: true };
   }
 }
 
 const only = values.only ? new RegExp(values.only) : undefined;
+const { model, canEdit } = await target();
 const ctx = {
   baseUrl,
-  model: values.model ?? await defaultModel(),
+  model: values.model ?? model,
+  canEdit,
   expectUnready: values["expect-unready"],
   loraPath: values["lora-path"],
   ...(await probeTools()),

@@ -4,9 +4,15 @@
  *
  * @module
  */
-import OpenAI from "openai";
+import OpenAI, { toFile } from "openai";
 import sharp from "sharp";
-import { type Case, type Expectation, LORA_PLACEHOLDER, MODEL_PLACEHOLDER } from "./cases.ts";
+import {
+  type Case,
+  EDIT_FILES,
+  type Expectation,
+  LORA_PLACEHOLDER,
+  MODEL_PLACEHOLDER,
+} from "./cases.ts";
 
 /** Outcome of one case. */
 export interface CaseResult {
@@ -30,6 +36,8 @@ export interface RunContext {
   shell: boolean;
   /** A PEFT LoRA adapter folder readable by the server, for the LoRA example. */
   loraPath?: string;
+  /** False when the target says its model cannot edit (`max_edit_images: 0` in /v1/models). */
+  canEdit: boolean;
 }
 
 class Mismatch extends Error {}
@@ -117,6 +125,19 @@ async function runProcess(
   return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
 }
 
+/** The bytes of one of the edit cases' files. */
+const editFile = (name: string) => Uint8Array.fromBase64(EDIT_FILES[name]);
+
+/** A multipart body of text `fields` and `files` ([field, name of an edit file]). */
+function form(fields: Record<string, string>, files: [string, string][]): FormData {
+  const body = new FormData();
+  for (const [field, name] of files) {
+    body.append(field, new Blob([editFile(name)], { type: "image/png" }), name);
+  }
+  for (const [k, v] of Object.entries(fields)) body.append(k, v);
+  return body;
+}
+
 async function post(
   baseUrl: string,
   path: string,
@@ -124,8 +145,9 @@ async function post(
 ): Promise<{ status: number; json: unknown }> {
   const res = await fetch(`${baseUrl}${path}`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
+    ...(body instanceof FormData
+      ? { body }
+      : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
   });
   const text = await res.text();
   try {
@@ -202,8 +224,10 @@ async function execute(c: Case, ctx: RunContext, dir: string): Promise<string> {
       }
       throw new TypeError(`case ${c.id}: unsupported expectation for ${a.kind}`);
     }
-    case "http": {
-      const { status, json } = await post(ctx.baseUrl, a.path, a.body);
+    case "http":
+    case "multipart": {
+      const body = a.kind === "http" ? a.body : form(a.fields, a.files);
+      const { status, json } = await post(ctx.baseUrl, a.path, body);
       if (e.kind === "error" || e.kind === "validation") return checkError(status, json, e);
       if (status !== 200) throw new Mismatch(`${status} ${JSON.stringify(json).slice(0, 160)}`);
       if (e.kind === "images") return `200, ${await checkImages(imagesFromResponse(json), e)}`;
@@ -225,13 +249,27 @@ async function execute(c: Case, ctx: RunContext, dir: string): Promise<string> {
       return "identical for 42/42, different for 42/43";
     }
     case "openai-images":
-    case "openai-chat": {
+    case "openai-chat":
+    case "openai-edit": {
       const client = new OpenAI({ baseURL: `${ctx.baseUrl}/v1`, apiKey: "none", maxRetries: 0 });
       const params = {
         ...a.params,
         model: a.params.model === MODEL_PLACEHOLDER ? ctx.model : a.params.model,
       };
       try {
+        if (a.kind === "openai-edit") {
+          const files = Object.fromEntries(
+            await Promise.all(
+              Object.entries(a.files).map(async ([param, name]) =>
+                [param, await toFile(editFile(name), name, { type: "image/png" })] as const
+              ),
+            ),
+          );
+          const res = await client.images.edit(
+            { ...params, ...files } as unknown as OpenAI.ImageEditParamsNonStreaming,
+          );
+          return await checkImages(imagesFromResponse(res), e as { count: number });
+        }
         if (a.kind === "openai-images") {
           const res = await client.images.generate(
             params as unknown as OpenAI.ImageGenerateParamsNonStreaming,
@@ -265,6 +303,9 @@ export async function runCase(c: Case, ctx: RunContext): Promise<CaseResult> {
       got: "skipped: needs --lora-path (an adapter folder on the server)",
       status: "skip",
     };
+  }
+  if (c.needsEdit && !ctx.canEdit) {
+    return { ...base, got: "skipped: the target's model cannot edit", status: "skip" };
   }
   if (c.action.kind === "python" && !ctx.python) {
     return { ...base, got: "skipped: python3 with requests and PIL not found", status: "skip" };
