@@ -246,7 +246,7 @@ export class ZImagePipeline implements Pipeline {
 
   async generateBatch(batch: readonly GenerateOptions[]): Promise<BatchOutcome[]> {
     // 1. Check inputs; 3. initial latents from each request's generator.
-    const members = createMembers<{ pos: EncodedText; neg?: EncodedText }>(
+    const members = await createMembers<{ pos: EncodedText; neg?: EncodedText }>(
       batch,
       (o) => this.#setup(o),
     );
