@@ -10,6 +10,8 @@ import { type Backend, readFloat32, type Session, type TensorInfo } from "../bac
 import { InterfaceMismatchError, InvalidInputError } from "../errors.ts";
 import { matchInputs } from "../model/graph_interface.ts";
 import { type Mt19937, randnFrom } from "../random.ts";
+import { type SchedulerRun, startAt } from "../schedulers/scheduler.ts";
+import type { MemberSetup } from "./denoising_loop.ts";
 import type { EditInput, RgbImage } from "./pipeline.ts";
 
 /**
@@ -37,6 +39,11 @@ export function editStart(steps: number, strength: number, rounding: StrengthRou
     );
   }
   return begin;
+}
+
+/** How a request uses its image: none, image-to-image, or inpainting (a mask). */
+export function editMode(edit?: EditInput): "none" | "img2img" | "inpaint" {
+  return !edit ? "none" : edit.mask ? "inpaint" : "img2img";
 }
 
 /** Throws {@linkcode InvalidInputError} unless the image and mask fit a `width × height` output. */
@@ -199,4 +206,63 @@ export class VaeEncoder {
   release(): Promise<void> {
     return this.session.release();
   }
+}
+
+/** What {@linkcode editSetup} needs to know of a family. */
+export interface EditFamily {
+  /** The full schedule of the request's `steps`. */
+  full: SchedulerRun;
+  steps: number;
+  n: number;
+  width: number;
+  height: number;
+  /** Pixels per latent cell. */
+  scale: number;
+  rounding: StrengthRounding;
+  /**
+   * One image's normalised latents (as the denoiser sees them) from its `[1, 3, H, W]` pixels,
+   * drawing the encoder's sample from `generator`.
+   */
+  encode(pixels: Float32Array, generator: Mt19937): Promise<Float32Array>;
+  /**
+   * diffusers' SD inpainting starts from pure noise (times `init_noise_sigma`) at strength 1; its
+   * img2img and flow pipelines noise the image at every strength.
+   */
+  pureNoiseAtFullStrength: boolean;
+}
+
+/**
+ * The schedule and initial latents of an edit for a denoiser that takes latents only, with the
+ * generator's draws in diffusers' order: the image's encoder sample, the noise, and (inpainting)
+ * the masked image's encoder sample, which diffusers' inpainting pipelines draw even where the
+ * denoiser does not use it (a draw of its size stands in for it here). With a mask, `afterStep`
+ * blends the image re-noised to the run's next level back into the kept region (the image itself
+ * after the last step).
+ */
+export function editSetup(
+  edit: EditInput,
+  f: EditFamily,
+  params: MemberSetup["params"],
+): MemberSetup {
+  checkEdit(edit, f.width, f.height);
+  const run = startAt(f.full, editStart(f.steps, edit.strength, f.rounding));
+  const setup: MemberSetup = {
+    params,
+    run,
+    initialLatents: async (generator) => {
+      const image = await f.encode(imagePixels(edit.image), generator);
+      const known = repeatImages(image, f.n);
+      const noise = randnFrom(generator, [known.length]);
+      if (!edit.mask) return run.addNoise(known, noise, 0);
+      randnFrom(generator, [image.length]);
+      const plane = latentMask(edit.mask, f.width, f.height, f.scale);
+      const last = run.timesteps.length - 1;
+      setup.afterStep = (x, i) =>
+        blendKnown(x, i < last ? run.addNoise(known, noise, i + 1) : known, plane);
+      return f.pureNoiseAtFullStrength && edit.strength === 1
+        ? noise.map((x) => x * run.initNoiseSigma)
+        : run.addNoise(known, noise, 0);
+    },
+  };
+  return setup;
 }

@@ -55,8 +55,9 @@ import {
   type RunParams,
 } from "./denoising_loop.ts";
 import {
-  blendKnown,
   checkEdit,
+  editMode,
+  editSetup,
   editStart,
   imagePixels,
   latentMask,
@@ -332,23 +333,26 @@ export class StableDiffusionPipeline implements Pipeline {
       );
     }
     const { width, height, n } = params;
-    checkEdit(edit, width, height);
-    const run = startAt(full, editStart(params.steps, edit.strength, "sd"));
     const [h, w] = [height / VAE_SCALE, width / VAE_SCALE];
     const encode = async (pixels: Float32Array, generator: Mt19937) =>
       (await encoder.encode(pixels, width, height, generator)).map((x) => x * p.vaeScalingFactor);
-    // Image-to-image: the encoded image noised to the first step run.
-    if (!edit.mask && !p.inpaintingUnet) {
-      return {
-        params,
-        run,
-        initialLatents: async (generator) => {
-          const known = repeatImages(await encode(imagePixels(edit.image), generator), n);
-          return run.addNoise(known, randnFrom(generator, [known.length]), 0);
-        },
-      };
+    if (!p.inpaintingUnet) {
+      return editSetup(edit, {
+        full,
+        steps: params.steps,
+        n,
+        width,
+        height,
+        scale: VAE_SCALE,
+        rounding: "sd",
+        encode,
+        pureNoiseAtFullStrength: true,
+      }, params);
     }
-    // Inpainting. An image-to-image request on an inpainting UNet repaints everything.
+    // The inpainting UNet takes the mask and the masked image; an image-to-image request on it
+    // repaints everything.
+    checkEdit(edit, width, height);
+    const run = startAt(full, editStart(params.steps, edit.strength, "sd"));
     const mask = edit.mask ?? new Uint8Array(width * height).fill(255);
     const plane = latentMask(mask, width, height, VAE_SCALE);
     const fromNoise = edit.strength === 1;
@@ -357,24 +361,16 @@ export class StableDiffusionPipeline implements Pipeline {
       run,
       initialLatents: async (generator) => {
         const shape = [n, p.latentChannels, h, w];
-        let known: Float32Array | undefined;
-        if (!p.inpaintingUnet || !fromNoise) {
-          known = repeatImages(await encode(imagePixels(edit.image), generator), n);
-        }
+        const known = fromNoise
+          ? undefined
+          : repeatImages(await encode(imagePixels(edit.image), generator), n);
         const noise = randnFrom(generator, shape);
-        const latents = fromNoise
-          ? noise.map((x) => x * run.initNoiseSigma)
-          : run.addNoise(known!, noise, 0);
+        const latents = known
+          ? run.addNoise(known, noise, 0)
+          : noise.map((x) => x * run.initNoiseSigma);
+        // Per image: the mask's plane, then the masked image's latents.
         const masked = await encode(imagePixels(edit.image, mask), generator);
-        if (p.inpaintingUnet) {
-          // Per image: the mask's plane, then the masked image's latents.
-          setup.unetExtra = repeatImages(concatAll([plane, masked]), n);
-        } else {
-          // Latent blending: the kept region is the image re-noised to where the run is.
-          const last = run.timesteps.length - 1;
-          setup.afterStep = (x, i) =>
-            blendKnown(x, i < last ? run.addNoise(known!, noise, i + 1) : known!, plane);
-        }
+        setup.unetExtra = repeatImages(concatAll([plane, masked]), n);
         return latents;
       },
     };
@@ -528,11 +524,6 @@ interface SdSetup extends MemberSetup {
    * then the masked image's latents), set once its image is encoded.
    */
   unetExtra?: Float32Array;
-}
-
-/** How a request uses its image: none, image-to-image, or inpainting (a mask). */
-export function editMode(edit?: EditInput): "none" | "img2img" | "inpaint" {
-  return !edit ? "none" : edit.mask ? "inpaint" : "img2img";
 }
 
 /** Per image, `a`'s channels then `b`'s (`b` is already one block per image). */
