@@ -44,40 +44,53 @@ export interface Member<Text = unknown> {
   };
   /** Step index → preview index. */
   readonly previewAt: ReadonlyMap<number, number>;
+  /** What the request does to its latents after each scheduler step (inpainting's blending). */
+  readonly afterStep?: (latents: Float32Array, i: number) => Float32Array;
 }
 
 /** What a pipeline decides for one request before anything runs. */
 export interface MemberSetup {
   params: Omit<RunParams, "seed">;
   run: SchedulerRun;
-  /** Draws the initial latents from the request's generator (diffusers `prepare_latents`). */
-  initialLatents(generator: Mt19937): Float32Array;
+  /**
+   * Draws the initial latents from the request's generator (diffusers `prepare_latents`); an
+   * edit encodes its image here first, since diffusers draws the encoder's sample before the noise.
+   */
+  initialLatents(generator: Mt19937): Float32Array | Promise<Float32Array>;
+  /** Set by edits that blend after each step: what {@linkcode Member.afterStep} does. */
+  afterStep?: (latents: Float32Array, i: number) => Float32Array;
 }
 
 /**
- * Makes the batch's members. A request whose setup throws (out-of-range values) fails alone.
+ * Makes the batch's members, one after another (an edit's image encoding runs here). A request
+ * whose setup throws (out-of-range values, an unusable image) or is cancelled fails alone.
  */
-export function createMembers<Text>(
+export async function createMembers<Text>(
   batch: readonly GenerateOptions[],
   setup: (options: GenerateOptions) => MemberSetup,
-): Member<Text>[] {
-  return batch.map((options) => {
+): Promise<Member<Text>[]> {
+  const members: Member<Text>[] = [];
+  for (const options of batch) {
     const started = performance.now();
     const timings = { tokenizeMs: 0, textEncodeMs: 0, stepMs: [], decodeMs: 0 };
     const seed = options.seed === undefined ? randomSeed() : BigInt(options.seed);
     const generator = new Mt19937(seed);
     try {
+      if (options.signal?.aborted) throw new CancelledError("Generation cancelled");
       const s = setup(options);
-      return {
+      // Before reading `afterStep`: an edit sets it once its image is encoded.
+      const latents = await s.initialLatents(generator);
+      members.push({
         options,
         params: { ...s.params, seed },
         generator,
         run: s.run,
-        latents: s.initialLatents(generator),
+        latents,
         started,
         timings,
         previewAt: previewSteps(s.run.timesteps.length, options.previews ?? 0),
-      };
+        afterStep: s.afterStep,
+      });
     } catch (error) {
       const params = {
         width: 0,
@@ -88,7 +101,7 @@ export function createMembers<Text>(
         seed,
         scheduler: "",
       };
-      return {
+      members.push({
         options,
         params,
         generator,
@@ -98,9 +111,10 @@ export function createMembers<Text>(
         timings,
         previewAt: new Map(),
         error: error as Error,
-      };
+      });
     }
-  });
+  }
+  return members;
 }
 
 /** Whether a member still runs: its signal is read here, and a cancelled member fails. */
@@ -174,6 +188,7 @@ export async function denoise<M extends Member>(
     active.forEach((m, k) => {
       if (m.previewAt.has(i)) due.push([m, m.run.predictOriginal(outputs[k], i, m.latents)]);
       m.latents = m.run.step(outputs[k], i, m.latents, m.generator);
+      if (m.afterStep) m.latents = m.afterStep(m.latents, i);
     });
     const ms = performance.now() - started;
     for (const m of active) {

@@ -313,7 +313,7 @@ export class QwenImagePipeline implements Pipeline {
 
   async generateBatch(batch: readonly GenerateOptions[]): Promise<BatchOutcome[]> {
     // 1. Check inputs; 3.–4. latents and schedule per request.
-    const members = createMembers<EncodedPrompts>(batch, (o) => this.#setup(o));
+    const members = await createMembers<EncodedPrompts>(batch, (o) => this.#setup(o));
     // 2. Prompt (and negative prompt, for true CFG) in one padded batch per request.
     await eachLive(members, "textEncodeMs", async (m) => {
       m.text = await this.#encode(this.#prompts(m.options, this.#cfg(m.options)));

@@ -21,7 +21,8 @@ import {
   type Tensor,
   type TensorInfo,
 } from "../backends/backend.ts";
-import { readJsonFile } from "../model/files.ts";
+import { InvalidInputError, ModelLoadError } from "../errors.ts";
+import { exists, readJsonFile } from "../model/files.ts";
 import {
   axisStatement,
   checkAgreement,
@@ -30,9 +31,10 @@ import {
   matchInputs,
   matchOutput,
 } from "../model/graph_interface.ts";
-import type { GraphSource } from "../model/model_folder.ts";
-import { randnFrom } from "../random.ts";
+import { graphPath, type GraphSource } from "../model/model_folder.ts";
+import { type Mt19937, randnFrom } from "../random.ts";
 import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
+import { type SchedulerRun, startAt } from "../schedulers/scheduler.ts";
 import { ClipTokenizer } from "../tokenizers/clip_tokenizer.ts";
 import { asEncodedText, ClipEncoder } from "./clip_encoder.ts";
 import {
@@ -52,9 +54,20 @@ import {
   outcomes,
   type RunParams,
 } from "./denoising_loop.ts";
+import {
+  checkEdit,
+  editMode,
+  editSetup,
+  editStart,
+  imagePixels,
+  latentMask,
+  repeatImages,
+  VaeEncoder,
+} from "./edit.ts";
 import type {
   BatchOutcome,
   CancelSignal,
+  EditInput,
   GenerateOptions,
   GenerateResult,
   Pipeline,
@@ -115,13 +128,17 @@ class ClipConditioning implements TextConditioning {
   }
 }
 
-/** The parts SD and SDXL folders share: the scheduler, UNet and VAE decoder, and their configs. */
+/**
+ * The parts SD and SDXL folders share: the scheduler, UNet, VAE decoder and (when the folder has
+ * one, for edits) VAE encoder, and their configs.
+ */
 export interface SdFolder {
   schedulerConfig: SchedulerConfig;
   unetConfig: Record<string, unknown>;
   vaeConfig: Record<string, unknown>;
   unet: Session;
   vaeDecoder: Session;
+  vaeEncoder?: Session;
 }
 
 /** A component's `config.json`, or `{}` when the folder has none (configs only add checks). */
@@ -138,6 +155,9 @@ export async function openSdFolder(graphs: GraphSource): Promise<SdFolder> {
     unetConfig: await readOptionalConfig(`${dir}/unet/config.json`),
     unet: await graphs.open("unet"),
     vaeDecoder: await graphs.open("vae_decoder"),
+    vaeEncoder: await exists(graphPath(dir, "vae_encoder"))
+      ? await graphs.open("vae_encoder")
+      : undefined,
   };
 }
 
@@ -153,9 +173,16 @@ export interface StableDiffusionParts {
   conditioning: TextConditioning;
   unet: Session;
   vaeDecoder: Session;
+  /** Present when the folder has `vae_encoder/`: the pipeline then edits images. */
+  vaeEncoder?: VaeEncoder;
   schedulerConfig: SchedulerConfig;
   vaeScalingFactor: number;
   latentChannels: number;
+  /**
+   * An inpainting UNet (`in_channels` = 2·latent + 1, sd-v1-5-inpainting's layout): its input is
+   * the latents, the latent mask and the masked image's latents, concatenated on channels.
+   */
+  inpaintingUnet: boolean;
   /** UNet resolution levels (`len(block_out_channels)`); 1 when the config does not say. */
   unetLevels: number;
   defaults: PipelineDefaults;
@@ -172,8 +199,8 @@ export class StableDiffusionPipeline implements Pipeline {
    * an ONNX graph cannot).
    */
   readonly sizeMultiple: number;
-  /** Edits are not implemented for this family yet. */
-  readonly maxEditImages = 0;
+  /** 1 when the folder has a VAE encoder (image-to-image and inpainting), else 0. */
+  readonly maxEditImages: number;
   readonly #parts: StableDiffusionParts;
   readonly #scheduler: Scheduler;
   readonly #timestep: TensorInfo;
@@ -183,6 +210,7 @@ export class StableDiffusionPipeline implements Pipeline {
     this.#parts = parts;
     this.sizeMultiple = VAE_SCALE * 2 ** (parts.unetLevels - 1);
     this.#scheduler = schedulerOrEuler(parts.schedulerConfig);
+    this.maxEditImages = parts.vaeEncoder ? 1 : 0;
     const unet = matchInputs("unet/model.onnx", parts.unet, [
       { name: "sample", types: FLOAT, ranks: [4] },
       { name: "timestep", types: ["int64", ...FLOAT], ranks: [0, 1] },
@@ -245,18 +273,20 @@ export class StableDiffusionPipeline implements Pipeline {
   }
 
   batchKey(options: GenerateOptions): string {
-    const { params } = this.#setup(options);
+    const { params, run } = this.#setup(options);
     return JSON.stringify([
       params.width,
       params.height,
       params.steps,
       params.scheduler,
       params.guidanceScale > 1,
+      editMode(options.edit),
+      run.timesteps.length,
     ]);
   }
 
   /** 1. Check inputs and choose the schedule; 4. latents from the request's own generator. */
-  #setup(options: GenerateOptions): MemberSetup {
+  #setup(options: GenerateOptions): SdSetup {
     const p = this.#parts;
     const width = options.width ?? p.defaults.width;
     const height = options.height ?? p.defaults.height;
@@ -271,19 +301,91 @@ export class StableDiffusionPipeline implements Pipeline {
     const scheduler = options.scheduler
       ? createScheduler(p.schedulerConfig, options.scheduler)
       : this.#scheduler;
-    const run = scheduler.setTimesteps(steps);
+    const params = { width, height, steps, guidanceScale, n, scheduler: scheduler.name };
+    const full = scheduler.setTimesteps(steps);
+    if (options.edit) return this.#editSetup(options.edit, params, full);
+    if (p.inpaintingUnet) {
+      throw new InvalidInputError(
+        `${this.family}: this model's UNet is an inpainting UNet; it needs an image and a mask to edit`,
+      );
+    }
     const shape = [n, p.latentChannels, height / VAE_SCALE, width / VAE_SCALE];
     return {
-      params: { width, height, steps, guidanceScale, n, scheduler: scheduler.name },
-      run,
-      initialLatents: (generator) => randnFrom(generator, shape).map((x) => x * run.initNoiseSigma),
+      params,
+      run: full,
+      initialLatents: (generator) =>
+        randnFrom(generator, shape).map((x) => x * full.initNoiseSigma),
     };
+  }
+
+  /**
+   * An edit's schedule and latents, as diffusers' `StableDiffusionImg2ImgPipeline` (no mask) and
+   * `StableDiffusionInpaintPipeline` (a mask) prepare them, with the same draws from the
+   * generator in the same order: the image's encoder sample, the noise, then the masked image's
+   * encoder sample (the inpainting pipeline draws it whatever its UNet).
+   */
+  #editSetup(edit: EditInput, params: SdSetup["params"], full: SchedulerRun): SdSetup {
+    const p = this.#parts;
+    const encoder = p.vaeEncoder;
+    if (!encoder) {
+      throw new InvalidInputError(
+        `${this.family}: this model cannot edit images (its folder has no vae_encoder)`,
+      );
+    }
+    const { width, height, n } = params;
+    const [h, w] = [height / VAE_SCALE, width / VAE_SCALE];
+    const encode = async (pixels: Float32Array, generator: Mt19937) =>
+      (await encoder.encode(pixels, width, height, generator)).map((x) => x * p.vaeScalingFactor);
+    if (!p.inpaintingUnet) {
+      return editSetup(edit, {
+        full,
+        steps: params.steps,
+        n,
+        width,
+        height,
+        scale: VAE_SCALE,
+        rounding: "sd",
+        encode,
+        pureNoiseAtFullStrength: true,
+      }, params);
+    }
+    // The inpainting UNet takes the mask and the masked image; an image-to-image request on it
+    // repaints everything.
+    checkEdit(edit, width, height);
+    const run = startAt(full, editStart(params.steps, edit.strength, "sd"));
+    const mask = edit.mask ?? new Uint8Array(width * height).fill(255);
+    const plane = latentMask(mask, width, height, VAE_SCALE);
+    const fromNoise = edit.strength === 1;
+    const setup: SdSetup = {
+      params,
+      run,
+      initialLatents: async (generator) => {
+        const shape = [n, p.latentChannels, h, w];
+        const known = fromNoise
+          ? undefined
+          : repeatImages(await encode(imagePixels(edit.image), generator), n);
+        const noise = randnFrom(generator, shape);
+        const latents = known
+          ? run.addNoise(known, noise, 0)
+          : noise.map((x) => x * run.initNoiseSigma);
+        // Per image: the mask's plane, then the masked image's latents.
+        const masked = await encode(imagePixels(edit.image, mask), generator);
+        setup.unetExtra = repeatImages(concatAll([plane, masked]), n);
+        return latents;
+      },
+    };
+    return setup;
   }
 
   async generateBatch(batch: readonly GenerateOptions[]): Promise<BatchOutcome[]> {
     const p = this.#parts;
     // 1. Check inputs; 4. initial latents (drawn first: they only depend on the seed).
-    const members = createMembers<SdText>(batch, (o) => this.#setup(o));
+    const setups = new Map<GenerateOptions, SdSetup>();
+    const members = await createMembers<SdText>(batch, (o) => {
+      const setup = this.#setup(o);
+      setups.set(o, setup);
+      return setup;
+    });
     // 2.–3. Tokenize and encode each request's prompts, negative first as diffusers does.
     await eachLive(members, "textEncodeMs", async (m) => {
       const { text, tokenizeMs } = await p.conditioning.encode({
@@ -304,14 +406,16 @@ export class StableDiffusionPipeline implements Pipeline {
         const rows = active.map((m) => ({ m, cfg: m.params.guidanceScale > 1 }));
         const [h, w] = [active[0].params.height / VAE_SCALE, active[0].params.width / VAE_SCALE];
         const input = rows.flatMap(({ m, cfg }) => {
-          const x = m.run.scaleModelInput(m.latents, i);
+          let x = m.run.scaleModelInput(m.latents, i);
+          const extra = setups.get(m.options)!.unetExtra;
+          if (extra) x = interleaveImages(x, extra, m.params.n);
           return cfg ? [x, x] : [x];
         });
         const batchRows = rows.reduce((sum, { m, cfg }) => sum + m.params.n * (cfg ? 2 : 1), 0);
         const out = await p.unet.run({
           sample: p.backend.tensor(this.#sampleType, concatAll(input), [
             batchRows,
-            p.latentChannels,
+            p.inpaintingUnet ? 2 * p.latentChannels + 1 : p.latentChannels,
             h,
             w,
           ]),
@@ -409,7 +513,28 @@ export class StableDiffusionPipeline implements Pipeline {
     await this.#parts.conditioning.release();
     await this.#parts.unet.release();
     await this.#parts.vaeDecoder.release();
+    await this.#parts.vaeEncoder?.release();
   }
+}
+
+/** What {@linkcode StableDiffusionPipeline} decides for one request. */
+interface SdSetup extends MemberSetup {
+  /**
+   * An inpainting UNet's extra input channels for each of the request's images (the latent mask,
+   * then the masked image's latents), set once its image is encoded.
+   */
+  unetExtra?: Float32Array;
+}
+
+/** Per image, `a`'s channels then `b`'s (`b` is already one block per image). */
+function interleaveImages(a: Float32Array, b: Float32Array, n: number): Float32Array {
+  const sa = a.length / n, sb = b.length / n;
+  const out = new Float32Array(a.length + b.length);
+  for (let k = 0; k < n; k++) {
+    out.set(a.subarray(k * sa, (k + 1) * sa), k * (sa + sb));
+    out.set(b.subarray(k * sb, (k + 1) * sb), k * (sa + sb) + sa);
+  }
+  return out;
 }
 
 /**
@@ -429,13 +554,20 @@ export function sdParts(
   const vae = (axis: number) =>
     axisStatement("vae_decoder/model.onnx", vaeDecoder, "latent_sample", axis);
   const unetField = (key: string) => configStatement("unet/config.json", unetConfig, key);
-  checkAgreement("the latent channels", [
-    unetField("in_channels"),
+  const latentChannels = [
     unetField("out_channels"),
-    un("sample", 1),
     un("out_sample", 1),
     configStatement("vae_decoder/config.json", vaeConfig, "latent_channels"),
     vae(1),
+  ];
+  checkAgreement("the latent channels", latentChannels);
+  const channels = Number(latentChannels.find((s) => typeof s.value === "number")?.value ?? 4);
+  // The UNet takes the latents, or (an inpainting UNet) latents, mask and masked-image latents.
+  const inputs = [unetField("in_channels"), un("sample", 1)];
+  const inpaintingUnet = inputs.some((s) => s.value === 2 * channels + 1);
+  checkAgreement("the latent channels", [
+    ...latentChannels,
+    ...inputs.map((s) => inpaintingUnet ? { ...s, value: (Number(s.value) - 1) / 2 } : s),
   ]);
   // A graph exported for one latent size states it; the config's sample_size must agree.
   for (const [side, axis] of [["height", 2], ["width", 3]] as const) {
@@ -446,14 +578,32 @@ export function sdParts(
       vae(axis),
     ]);
   }
+  if (folder.vaeEncoder) {
+    checkAgreement("the latent channels", [
+      ...latentChannels,
+      {
+        source: "vae_encoder/model.onnx latent_parameters[1] / 2",
+        value: halved(
+          axisStatement("vae_encoder/model.onnx", folder.vaeEncoder, "latent_parameters", 1).value,
+        ),
+      },
+    ]);
+  }
+  if (inpaintingUnet && !folder.vaeEncoder) {
+    throw new ModelLoadError(
+      "unet/model.onnx is an inpainting UNet (latents, mask and masked-image latents in), but the folder has no vae_encoder/ to encode its images",
+    );
+  }
   return {
     backend: graphs.backend,
     conditioning,
     unet,
     vaeDecoder,
+    vaeEncoder: folder.vaeEncoder && new VaeEncoder(folder.vaeEncoder, graphs.backend),
+    inpaintingUnet,
     schedulerConfig: folder.schedulerConfig,
     vaeScalingFactor: Number(vaeConfig.scaling_factor ?? 0.18215),
-    latentChannels: Number(unetConfig.in_channels ?? 4),
+    latentChannels: channels,
     unetLevels: Array.isArray(unetConfig.block_out_channels)
       ? Math.max(1, unetConfig.block_out_channels.length)
       : 1,
@@ -473,6 +623,8 @@ function schedulerOrEuler(config: SchedulerConfig): Scheduler {
     return createScheduler(config, "euler");
   }
 }
+
+const halved = (v: unknown) => typeof v === "number" ? v / 2 : undefined;
 
 /** Classifier-free guidance on a `[uncond…, cond…]` batch: `ε_u + g·(ε_c − ε_u)`. */
 export function guide(eps: Float32Array, half: number, scale: number): Float32Array {

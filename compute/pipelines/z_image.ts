@@ -12,7 +12,7 @@
  */
 import { InvalidInputError } from "../errors.ts";
 import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
-import { readJsonFile } from "../model/files.ts";
+import { exists, readJsonFile } from "../model/files.ts";
 import {
   axisStatement,
   checkAgreement,
@@ -20,7 +20,8 @@ import {
   matchInputs,
   matchOutput,
 } from "../model/graph_interface.ts";
-import type { GraphSource } from "../model/model_folder.ts";
+import { graphPath, type GraphSource } from "../model/model_folder.ts";
+import { editMode, editSetup, VaeEncoder } from "./edit.ts";
 import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
 import { randnFrom } from "../random.ts";
 import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
@@ -90,8 +91,8 @@ export function zImageGuidance(
 export class ZImagePipeline implements Pipeline {
   readonly family = "ZImagePipeline";
   readonly sizeMultiple = 16;
-  /** Edits are not implemented for this family yet. */
-  readonly maxEditImages = 0;
+  /** 1 when the folder has a VAE encoder (image-to-image and inpainting), else 0. */
+  readonly maxEditImages: number;
 
   private constructor(
     private readonly backend: Backend,
@@ -102,7 +103,9 @@ export class ZImagePipeline implements Pipeline {
     private readonly scheduler: Scheduler,
     private readonly vae: { scaling: number; shift: number; decode: VaeDecodeSettings },
     readonly defaults: PipelineDefaults,
+    private readonly vaeEncoder?: VaeEncoder,
   ) {
+    this.maxEditImages = vaeEncoder ? 1 : 0;
     matchInputs("text_encoder/model.onnx", textEncoder, [
       { name: "input_ids", types: ["int64"], ranks: [2] },
       { name: "attention_mask", types: ["int64"], ranks: [2] },
@@ -150,6 +153,9 @@ export class ZImagePipeline implements Pipeline {
       createScheduler(schedulerConfig),
       { scaling: vae.scaling_factor ?? 0.3611, shift: vae.shift_factor ?? 0.1159, decode },
       { width: 1024, height: 1024, steps: 8, guidanceScale: 0, ...defaults },
+      await exists(graphPath(dir, "vae_encoder"))
+        ? new VaeEncoder(await graphs.open("vae_encoder"), backend)
+        : undefined,
     );
     const dit = (name: string, axis: number) =>
       axisStatement("transformer/model.onnx", pipeline.transformer, name, axis);
@@ -196,7 +202,7 @@ export class ZImagePipeline implements Pipeline {
 
   /** Captions are unpadded, so their token counts are part of the key. */
   batchKey(options: GenerateOptions): string {
-    const { params } = this.#setup(options);
+    const { params, run } = this.#setup(options);
     const tokens = (text: string) =>
       this.tokenizer.encode(CHAT_TEMPLATE.replace("{}", text), MAX_SEQUENCE_LENGTH).length;
     const cfg = params.guidanceScale > 0;
@@ -207,6 +213,8 @@ export class ZImagePipeline implements Pipeline {
       cfg && (options.cfgTruncation ?? 1),
       tokens(options.prompt),
       cfg && tokens(options.negativePrompt ?? ""),
+      editMode(options.edit),
+      run.timesteps.length,
     ]);
   }
 
@@ -230,23 +238,49 @@ export class ZImagePipeline implements Pipeline {
       this.sizeMultiple,
     );
     const [lh, lw] = latentSize(width, height);
-    return {
-      params: {
-        width: lw * VAE_SCALE,
-        height: lh * VAE_SCALE,
+    const params = {
+      width: lw * VAE_SCALE,
+      height: lh * VAE_SCALE,
+      steps,
+      guidanceScale,
+      n,
+      scheduler: this.scheduler.name,
+    };
+    const full = this.scheduler.setTimesteps(steps, { sigmas: linspace(1, 1 / steps, steps) });
+    if (options.edit) {
+      const encoder = this.vaeEncoder;
+      if (!encoder) {
+        throw new InvalidInputError(
+          `${this.family}: this model cannot edit images (its folder has no vae_encoder)`,
+        );
+      }
+      // diffusers' ZImageImg2ImgPipeline / ZImageInpaintPipeline: `(z − shift)·scale`.
+      const { scaling, shift } = this.vae;
+      return editSetup(options.edit, {
+        full,
         steps,
-        guidanceScale,
         n,
-        scheduler: this.scheduler.name,
-      },
-      run: this.scheduler.setTimesteps(steps, { sigmas: linspace(1, 1 / steps, steps) }),
+        width: params.width,
+        height: params.height,
+        scale: VAE_SCALE,
+        rounding: "flow",
+        encode: async (pixels, generator) =>
+          (await encoder.encode(pixels, params.width, params.height, generator)).map((z) =>
+            (z - shift) * scaling
+          ),
+        pureNoiseAtFullStrength: false,
+      }, params);
+    }
+    return {
+      params,
+      run: full,
       initialLatents: (generator) => randnFrom(generator, [n, CHANNELS, lh, lw]),
     };
   }
 
   async generateBatch(batch: readonly GenerateOptions[]): Promise<BatchOutcome[]> {
     // 1. Check inputs; 3. initial latents from each request's generator.
-    const members = createMembers<{ pos: EncodedText; neg?: EncodedText }>(
+    const members = await createMembers<{ pos: EncodedText; neg?: EncodedText }>(
       batch,
       (o) => this.#setup(o),
     );
@@ -354,5 +388,6 @@ export class ZImagePipeline implements Pipeline {
     await this.textEncoder.release();
     await this.transformer.release();
     await this.vaeDecoder.release();
+    await this.vaeEncoder?.release();
   }
 }

@@ -7,6 +7,7 @@
 import { randnFrom } from "../random.ts";
 import { spacedTimesteps } from "./euler_discrete.ts";
 import {
+  addNoiseAlpha,
   alphasCumprod,
   checkSteps,
   identityScale,
@@ -48,6 +49,7 @@ export class DDIMScheduler implements Scheduler {
             clip,
           )
         ),
+      addNoise: (original, noise, i) => addNoiseAlpha(original, noise, ac[timesteps[i]]),
       step(modelOutput, i, sample, generator) {
         const t = timesteps[i], prevT = t - stride;
         const alpha = ac[t], alphaPrev = prevT >= 0 ? ac[prevT] : finalAlpha;

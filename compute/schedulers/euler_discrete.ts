@@ -102,6 +102,8 @@ export function eulerSchedule(config: SchedulerConfig, numInferenceSteps: number
     scaleModelInput: (sample: Float32Array, i: number) => scaleBySigma(sample, sigmas[i]),
     predictOriginal: (modelOutput: Float32Array, i: number, sample: Float32Array) =>
       sample.map((x, k) => eulerPredictOriginal(prediction, modelOutput[k], x, sigmas[i])),
+    addNoise: (original: Float32Array, noise: Float32Array, i: number) =>
+      original.map((x, k) => x + f32(noise[k] * sigmas[i])),
   };
 }
 

@@ -84,6 +84,11 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
       scaleModelInput: identityScale,
       predictOriginal: (modelOutput, i, sample) =>
         sample.map((x, k) => x - all[i] * modelOutput[k]),
+      // scale_noise: σ·ε + (1 − σ)·x, in float32 as torch evaluates it.
+      addNoise: (original, noise, i) => {
+        const sigma = all[i], keep = f32(1 - sigma);
+        return original.map((x, k) => f32(sigma * noise[k]) + f32(keep * x));
+      },
       step(modelOutput, i, sample) {
         const dt = all[i + 1] - all[i];
         return sample.map((x, k) => x + dt * modelOutput[k]);

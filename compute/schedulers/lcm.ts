@@ -7,6 +7,7 @@
 import { InvalidInputError } from "../errors.ts";
 import { randnFrom } from "../random.ts";
 import {
+  addNoiseAlpha,
   alphasCumprod,
   checkSteps,
   identityScale,
@@ -49,6 +50,7 @@ export class LCMScheduler implements Scheduler {
       scaleModelInput: identityScale,
       predictOriginal: (modelOutput, i, sample) =>
         sample.map((x, k) => predictOriginal(prediction, modelOutput[k], x, ac[timesteps[i]])),
+      addNoise: (original, noise, i) => addNoiseAlpha(original, noise, ac[timesteps[i]]),
       step(modelOutput, i, sample, generator) {
         const t = timesteps[i];
         const last = i === timesteps.length - 1;

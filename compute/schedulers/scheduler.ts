@@ -68,6 +68,40 @@ export interface SchedulerRun {
     sample: Float32Array,
     generator: Mt19937,
   ): Float32Array;
+  /**
+   * A clean sample noised to step `i`'s level, where the run would be at step `i` (diffusers
+   * `add_noise` at `timesteps[i]`: `x + σ·ε` for Euler, `√ᾱ·x + √(1−ᾱ)·ε` for DDIM and LCM;
+   * flow matching's `scale_noise`: `σ·ε + (1−σ)·x`). Image-to-image starts here; inpainting
+   * re-noises the kept region with it after each step.
+   */
+  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array;
+}
+
+/**
+ * The tail of `run` from step `begin` on (diffusers `timesteps[t_start:]` with
+ * `set_begin_index(t_start)`): step `i` here is step `begin + i` of `run`.
+ */
+export function startAt(run: SchedulerRun, begin: number): SchedulerRun {
+  if (begin === 0) return run;
+  return {
+    timesteps: run.timesteps.slice(begin),
+    sigmas: run.sigmas.slice(begin),
+    initNoiseSigma: run.initNoiseSigma,
+    scaleModelInput: (sample, i) => run.scaleModelInput(sample, begin + i),
+    predictOriginal: (output, i, sample) => run.predictOriginal(output, begin + i, sample),
+    step: (output, i, sample, generator) => run.step(output, begin + i, sample, generator),
+    addNoise: (original, noise, i) => run.addNoise(original, noise, begin + i),
+  };
+}
+
+/** `√ᾱ_t·x + √(1−ᾱ_t)·ε` in torch's float32 (diffusers' DDPM-family `add_noise`). */
+export function addNoiseAlpha(
+  original: Float32Array,
+  noise: Float32Array,
+  alphaProd: number,
+): Float32Array {
+  const a = f32(Math.sqrt(alphaProd)), b = f32(Math.sqrt(f32(1 - alphaProd)));
+  return original.map((x, k) => f32(a * x) + f32(b * noise[k]));
 }
 
 /** A denoising algorithm, configured once per loaded model. */
