@@ -6,9 +6,11 @@
  * The playground: a form for one generation request (with a LoRA picker fed by `/v1/models`),
  * streamed with previews and per-step progress, cancellable (button or Escape), with a gallery
  * of results that, like the form's settings, is kept in this browser (store.js); each image can
- * be reused and copied as curl, Python or openai SDK code. Plain browser APIs only; served by the
- * denoise server itself.
+ * be reused and copied as curl, Python or openai SDK code. With an image loaded in the edit mode
+ * (edit.js), the same form edits it through `/v1/images/edits`; "Edit this" loads a gallery image.
+ * Plain browser APIs only; served by the denoise server itself.
  */
+import { editForm, editing, editSummary, loadEditImage, setEditable, wireEdit } from "./edit.js";
 import {
   clearImages,
   forgetSettings,
@@ -50,7 +52,8 @@ const input = (id) => /** @type {HTMLInputElement} */ ($(id));
 
 /**
  * @typedef {{ id: string, parent?: string | null, family?: string, size_multiple?: number,
- *   max_image_pixels?: number, defaults?: { size: string, num_inference_steps: number,
+ *   max_image_pixels?: number, max_edit_images?: number,
+ *   defaults?: { size: string, num_inference_steps: number,
  *   guidance_scale: number, true_cfg_scale?: number } }} Model
  */
 
@@ -170,6 +173,9 @@ async function loadModel() {
   $("lora-field").hidden = adapters.length === 0;
   fillSizes(model);
   applyDefaults(model);
+  const editable = (model.max_edit_images ?? 0) > 0;
+  setEditable(editable);
+  document.body.classList.toggle("can-edit", editable);
 }
 
 /**
@@ -325,12 +331,38 @@ function setProgress(done, total, text) {
   $("progress-text").textContent = text;
 }
 
+/**
+ * Starts the form's request as a stream: a generation, or with an image loaded, an edit of it
+ * (multipart, at the image's size). Both streams' events end in `.progress`, `.partial_image`
+ * and `.completed` (`image_generation.*` or `image_edit.*`).
+ * @param {Record<string, unknown>} body
+ * @param {AbortSignal} signal
+ */
+async function startStream(body, signal) {
+  const streaming = {
+    stream: true,
+    partial_images: Number(input("previews").value) || 0,
+    stream_options: { include_progress: true },
+  };
+  if (editing()) {
+    const form = await editForm({ ...body, size: "auto", ...streaming });
+    return api("/v1/images/edits", { method: "POST", body: form, signal });
+  }
+  return api("/v1/images/generations", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ ...body, ...streaming }),
+    signal,
+  });
+}
+
 /** Runs the form's request as a stream, showing previews and progress, then adds the results. */
 async function generate() {
   showError("");
   const built = requestBody();
   if ("problem" in built) return showError(built.problem);
   const { body } = built;
+  if (editing()) Object.assign(body, { size: "auto", edit: editSummary() });
   const controller = new AbortController();
   state.controller = controller;
   setRunning(true);
@@ -340,44 +372,40 @@ async function generate() {
   const live = $("live");
   live.replaceChildren();
   const started = performance.now();
-  /** @type {{ b64: string, index: number, seed: number, timings?: Record<string, number> }[]} */
+  /**
+   * @type {{ b64: string, index: number, seed: number, size: string,
+   *   timings?: Record<string, number> }[]}
+   */
   const completed = [];
   try {
-    const res = await api("/v1/images/generations", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        ...body,
-        stream: true,
-        partial_images: Number(input("previews").value) || 0,
-        stream_options: { include_progress: true },
-      }),
-      signal: controller.signal,
-    });
+    const { edit: _, ...fields } = body;
+    const res = await startStream(fields, controller.signal);
     if (!res.ok || !res.body) throw new Error(await errorText(res));
     const mime = `image/${body.output_format ?? "png"}`;
     for await (const { event, data } of readEvents(res.body)) {
       const e = JSON.parse(data);
       if (event === "error") throw new Error(e.error?.message ?? "The generation failed.");
-      if (e.type === "image_generation.progress") {
+      const type = String(e.type).replace(/^image_(generation|edit)\./, "");
+      if (type === "progress") {
         setProgress(
           e.step,
           e.total,
           `step ${e.step} of ${e.total} · ${(e.elapsed_ms / 1000).toFixed(1)} s`,
         );
-      } else if (e.type === "image_generation.partial_image") {
+      } else if (type === "partial_image") {
         showLive(
           live,
           e.image_index ?? 0,
           `data:${mime};base64,${e.b64_json}`,
           `preview ${e.partial_image_index + 1}`,
         );
-      } else if (e.type === "image_generation.completed") {
+      } else if (type === "completed") {
         showLive(live, e.image_index ?? 0, `data:${mime};base64,${e.b64_json}`, "final");
         completed.push({
           b64: e.b64_json,
           index: e.image_index ?? 0,
           seed: e.seed,
+          size: e.size,
           timings: e.timings,
         });
       }
@@ -389,7 +417,8 @@ async function generate() {
     const images = completed.sort((a, b) => a.index - b.index).map((image) => ({
       // The server draws all n images from one generator seeded with `seed` (as diffusers
       // does), so an image is named by the request's seed and its index in the batch.
-      request: { ...body, seed: image.seed },
+      // An edit's "auto" size is recorded as the size it came out at.
+      request: { ...body, seed: image.seed, ...(body.edit ? { size: image.size } : {}) },
       index: image.index,
       n,
       seed: image.seed,
@@ -464,7 +493,9 @@ function showImage(image) {
   meta.className = "meta";
   const t = image.timings;
   const lora = /** @type {{ scale?: number } | undefined} */ (request.lora);
+  const edited = /** @type {{ strength: number, masked: boolean } | undefined} */ (request.edit);
   meta.textContent = [
+    ...(edited ? [`edit${edited.masked ? " (masked)" : ""}, strength ${edited.strength}`] : []),
     request.size,
     `seed ${seed}` + (n > 1 ? `, image ${index + 1} of ${n}` : ""),
     ...(request.model
@@ -483,16 +514,22 @@ function showImage(image) {
   download.textContent = "Download";
   const reuse = smallButton("Reuse", () => reuseSettings(request));
   reuse.title = "Put this image's prompt, seed and settings into the form";
-  buttons.append(download, reuse);
-  for (
-    const [label, make] of /** @type {const} */ ([
-      ["Copy as curl", curlCommand],
-      ["Copy as Python", pythonRequests],
-      ["Copy as openai SDK", pythonOpenAI],
-    ])
-  ) {
-    const button = smallButton(label, () => copy(make(request, index, file), button));
-    buttons.append(button);
+  const editThis = smallButton("Edit this", () => void loadEditImage(image.blob));
+  editThis.classList.add("edit-this");
+  editThis.title = "Load this image into the edit mode";
+  buttons.append(download, reuse, editThis);
+  // The copied code makes a generation; an edit's input image is not kept to copy.
+  if (!edited) {
+    for (
+      const [label, make] of /** @type {const} */ ([
+        ["Copy as curl", curlCommand],
+        ["Copy as Python", pythonRequests],
+        ["Copy as openai SDK", pythonOpenAI],
+      ])
+    ) {
+      const button = smallButton(label, () => copy(make(request, index, file), button));
+      buttons.append(button);
+    }
   }
   caption.append(prompt, meta, buttons);
   figure.append(img, caption);
@@ -666,14 +703,16 @@ function syncForm() {
  */
 function reuseSettings(request) {
   const sizes = [.../** @type {HTMLSelectElement} */ ($("size")).options].map((o) => o.value);
-  const [width, height] = String(request.size).split("x");
+  // An edit was made at its image's size ("auto"): the form's size is left as it is.
+  const auto = request.size === "auto";
+  const [width, height] = auto ? [] : String(request.size).split("x");
   const lora = /** @type {{ scale?: number } | undefined} */ (request.lora);
   applySettings({
     prompt: request.prompt,
     negative: request.negative_prompt ?? "",
     lora: request.model ?? "",
     "lora-scale": lora?.scale ?? 1,
-    size: sizes.includes(String(request.size)) ? request.size : "custom",
+    size: auto ? undefined : sizes.includes(String(request.size)) ? request.size : "custom",
     width,
     height,
     steps: request.num_inference_steps,
@@ -712,6 +751,7 @@ function wireForm() {
     saveSettings(formSettings());
   });
   $("cancel").addEventListener("click", () => state.controller?.abort());
+  wireEdit({ onChange: () => {}, onError: showError });
   document.addEventListener("keydown", (e) => {
     // Escape cancels a running generation, unless it is closing a dialog.
     if (e.key === "Escape" && state.controller && !document.querySelector("dialog[open]")) {

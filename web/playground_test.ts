@@ -5,6 +5,7 @@
  * screenshots shown in the README to docs/.
  */
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import axe from "axe-core";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { startServer, startUnloadableServer, type TestServer } from "../src/test_server.ts";
@@ -174,6 +175,83 @@ test("playground: prompt → Generate → previews, progress, then the final ima
     });
   } finally {
     await server.stop();
+  }
+});
+
+test("playground: edit mode: choose an image, paint a mask, strength → an edit through /v1/images/edits; Edit this and drop load images; hidden when the model cannot edit", async () => {
+  const server = await startServer(["--device", "cpu"]);
+  const noEncoder = await startServer(["--model", SD15, "--device", "cpu"]);
+  try {
+    await withBrowser(async (context, outside) => {
+      const page = await openPlayground(context, server);
+      await page.getByRole("group", { name: /Edit an image/ }).waitFor();
+      const { default: sharp } = await import("sharp");
+      const scene = await sharp(
+        { create: { width: 256, height: 256, channels: 3, background: "#2030d0" } },
+      )
+        .composite([{
+          input: Buffer.from(
+            '<svg width="256" height="256"><circle cx="160" cy="96" r="48" fill="#e02020"/></svg>',
+          ),
+        }]).png().toBuffer();
+      await page.locator("#edit-file").setInputFiles({
+        name: "scene.png",
+        mimeType: "image/png",
+        buffer: scene,
+      });
+      const mask = page.getByLabel("Mask: paint where to repaint");
+      await mask.waitFor();
+      const box = (await mask.boundingBox())!;
+      // A stroke down the left third of the image.
+      await page.mouse.move(box.x + box.width * 0.15, box.y + 10);
+      await page.mouse.down();
+      await page.mouse.move(box.x + box.width * 0.15, box.y + box.height - 10, { steps: 8 });
+      await page.mouse.up();
+      await page.getByLabel("Strength").fill("0.9");
+      await page.getByLabel("Prompt", { exact: true }).fill("a red circle on a green background");
+      const sent = page.waitForRequest("**/v1/images/edits");
+      await page.getByRole("button", { name: "Generate" }).click();
+      const body = new TextDecoder().decode((await sent).postDataBuffer()!);
+      for (const field of ["image", "mask", "strength", "prompt", "stream"]) {
+        assert.match(body, new RegExp(`name="${field}"`), field);
+      }
+      await page.locator('#live img[data-stage^="preview"]').first().waitFor();
+      await page.locator("#gallery figure").waitFor();
+      assert.match(
+        await page.locator("#gallery figcaption .meta").innerText(),
+        /^edit \(masked\), strength 0\.9 · 256x256 · seed \d+/,
+      );
+      assert.equal(await page.getByRole("button", { name: "Copy as curl" }).count(), 0);
+      assert.match(server.output(), /POST \/v1\/images\/edits 200/);
+
+      // "Edit this" loads the result, with an empty mask; Remove image, then a dropped file.
+      // A pixel of the painted third: blue in the input, repainted in the result.
+      const pixel = `Array.from(document.getElementById("edit-image").getContext("2d")
+        .getImageData(40, 128, 1, 1).data).join()`;
+      const before = await page.evaluate<string>(pixel);
+      await page.getByRole("button", { name: "Edit this" }).click();
+      await page.waitForFunction(`${pixel} !== ${JSON.stringify(before)}`);
+      await page.getByRole("button", { name: "Remove image" }).click();
+      await page.getByRole("button", { name: /Drop, paste or choose an image/ }).waitFor();
+      await page.evaluate(`(() => {
+        const data = new DataTransfer();
+        const bytes = new Uint8Array(${JSON.stringify([...scene])});
+        data.items.add(new File([bytes], "d.png", { type: "image/png" }));
+        document.getElementById("edit-drop")
+          .dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true }));
+      })()`);
+      await mask.waitFor();
+      assert.equal(await page.evaluate<string>(pixel), before);
+      await assertAccessible(page);
+
+      const other = await openPlayground(context, noEncoder);
+      await other.locator("#model", { hasText: "sd15-tiny" }).waitFor();
+      assert.equal(await other.locator("#edit-field").isHidden(), true);
+      assert.deepEqual(outside, []);
+    });
+  } finally {
+    await server.stop();
+    await noEncoder.stop();
   }
 });
 

@@ -1,5 +1,5 @@
 /**
- * `GET /`: the playground page (web/), served from memory. Plain HTML, CSS and two script
+ * `GET /`: the playground page (web/), served from memory. Plain HTML, CSS and three script
  * modules; no framework and nothing fetched from elsewhere.
  *
  * @module
@@ -12,6 +12,7 @@ const FILES: Record<string, [file: string, type: string]> = {
   "/": ["index.html", "text/html; charset=utf-8"],
   "/playground/playground.js": ["playground.js", "text/javascript; charset=utf-8"],
   "/playground/store.js": ["store.js", "text/javascript; charset=utf-8"],
+  "/playground/edit.js": ["edit.js", "text/javascript; charset=utf-8"],
   "/playground/playground.css": ["playground.css", "text/css; charset=utf-8"],
 };
 
