@@ -131,6 +131,8 @@ function logGeneration(
     guidance_scale: options.guidanceScale,
     seed: options.seed === undefined ? undefined : String(options.seed),
     lora: options.lora?.map((l) => `${l.name ?? l.id}@${l.scale}`).join(","),
+    edit: options.edit &&
+      `strength ${options.edit.strength}${options.edit.mask ? ", masked" : ""}`,
     stream,
   });
 }

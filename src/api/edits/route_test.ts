@@ -106,6 +106,24 @@ Deno.test("edits: multipart values are read as the schema's types; size resizes 
   assert.deepEqual([request.edit?.image.width, request.edit?.image.height], [16, 32]);
 });
 
+Deno.test("edits: lora arrives as JSON text in a form (vLLM-Omni) and reaches the adapter resolver", async () => {
+  const { app, logged } = testApp();
+  const form = new FormData();
+  form.append("image", new Blob([await png(8, 8, red)], { type: "image/png" }), "in.png");
+  form.append("prompt", "x");
+  form.append("lora", JSON.stringify({ name: "style", local_path: "/nowhere/style" }));
+  const res = await app.request("/v1/images/edits", { method: "POST", body: form });
+  // Read as an object (a string would be a 422), then refused by the resolver: no --lora-root.
+  assert.equal(res.status, 400);
+  assert.equal((await res.json()).error.param, "lora");
+  // The edit is in the debug line of a request that runs.
+  const ok = new FormData();
+  ok.append("image", new Blob([await png(8, 8, red)], { type: "image/png" }), "in.png");
+  ok.append("prompt", "x");
+  await app.request("/v1/images/edits", { method: "POST", body: ok });
+  assert.equal(logged().find((l) => l.msg === "generation request")?.edit, "strength 0.8");
+});
+
 Deno.test("edits: the JSON form with a data URL, and vLLM-Omni's mask_image alias", async () => {
   const { post, engine } = testApp();
   const res = await post("/v1/images/edits", {
