@@ -50,4 +50,8 @@ Deno.test("the playground's fields have the spec's bounds", () => {
   }
   assert.equal(bounds("previews").maximum, request.partial_images.maximum);
   assert.deepEqual(bounds("lora-scale"), { minimum: -MAX_LORA_SCALE, maximum: MAX_LORA_SCALE });
+  // The edit mode's strength: within (0, 1] of /v1/images/edits.
+  const strength = spec.components.schemas.ImageEditRequest.properties.strength;
+  assert.equal(bounds("strength").maximum, strength.maximum);
+  assert.ok(bounds("strength").minimum > strength.exclusiveMinimum);
 });
