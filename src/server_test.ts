@@ -282,6 +282,7 @@ Deno.test("GET /v1/models, /health, /openapi.json (= openapi.yaml), /docs", asyn
     "defaults",
     "family",
     "id",
+    "max_edit_images",
     "max_image_pixels",
     "object",
     "owned_by",
@@ -297,6 +298,7 @@ Deno.test("GET /v1/models, /health, /openapi.json (= openapi.yaml), /docs", asyn
     guidance_scale: 0,
   });
   assert.equal(models.data[0].family, "StableDiffusionPipeline");
+  assert.equal(models.data[0].max_edit_images, 0); // sd-turbo-tiny has no VAE encoder
   assert.deepEqual(await (await fetch(`${server.url}/health`)).json(), { status: "healthy" });
   const { parse } = await import("yaml");
   const yaml = parse(await Deno.readTextFile(new URL("../openapi.yaml", import.meta.url)));
