@@ -289,3 +289,92 @@ Deno.test("edits: a body over the edits cap is 413; another content type 415", a
   });
   assert.equal(generations.status, 413);
 });
+
+Deno.test("edits: 300 random multipart and JSON bodies: each answered 200 or a documented 4xx in the documented shape", async () => {
+  const { default: fc } = await import("fast-check");
+  const { app } = testApp();
+  const valid = await png(16, 8, red);
+  // Mostly valid files and values, so that every check (and a run) is reached.
+  const bytes = fc.oneof(
+    { weight: 4, arbitrary: fc.constant(valid) },
+    fc.nat({ max: valid.length }).map((n) => valid.slice(0, n)), // truncated
+    fc.uint8Array({ maxLength: 64 }),
+    fc.constant(await png(16, 8, leftHalf(16))),
+    fc.constant(await png(8, 8, leftHalf(8))),
+  );
+  // Per field: valid values, then invalid ones (one draw in seven).
+  const values: Record<string, [string[], string[]]> = {
+    n: [["1", "2"], ["0", "11", "two"]],
+    size: [["auto", "16x8", "8x8"], ["17x8", "1024x", "99999x99999"]],
+    strength: [["0.5", "1"], ["0", "1.5", "much"]],
+    stream: [["true", "False"], ["maybe"]],
+    seed: [["1"], ["-1", "1.5"]],
+    lora: [["[]"], ["{}", "not json", '{"name": "x"}']],
+    output_format: [["png", "jpg"], ["gif"]],
+    response_format: [["url", "b64_json"], ["file"]],
+  };
+  const fields = fc.record(
+    Object.fromEntries(
+      Object.entries(values).map(([k, [good, bad]]) => [
+        k,
+        fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...good) }, fc.constantFrom(...bad)),
+      ]),
+    ),
+    { requiredKeys: [] },
+  );
+  const prompt = fc.oneof({ weight: 5, arbitrary: fc.constant("x") }, fc.string({ maxLength: 3 }));
+  // An image, then maybe more files (a second image, a mask, vLLM-Omni's names).
+  const files = fc.tuple(
+    fc.tuple(fc.constantFrom("image", "image[]", "url"), bytes),
+    fc.array(
+      fc.tuple(fc.constantFrom("image", "image[]", "mask", "mask", "mask_image", "url"), bytes),
+      { maxLength: 2 },
+    ),
+  ).map(([first, more]) => [first, ...more]);
+  const multipart = fc.tuple(prompt, fields, files).map(([p, f, fs]) => {
+    const form = new FormData();
+    form.append("prompt", p);
+    for (const [k, v] of Object.entries(f)) form.append(k, v as string);
+    for (const [k, v] of fs) form.append(k, new Blob([v]), "f.png");
+    return { body: form as BodyInit, headers: {} };
+  });
+  const dataUrl = (b: Uint8Array) => ({ image_url: `data:image/png;base64,${b.toBase64()}` });
+  const json = fc.record({
+    images: fc.array(
+      fc.oneof(
+        { weight: 4, arbitrary: bytes.map(dataUrl) },
+        fc.record({ image_url: fc.string({ maxLength: 8 }) }),
+        fc.constant({ file_id: "file-1" }),
+      ),
+      { minLength: 1, maxLength: 2 },
+    ),
+    prompt,
+    strength: fc.oneof(
+      { weight: 6, arbitrary: fc.double({ min: 0.01, max: 1, noNaN: true }) },
+      fc.double({ min: -1, max: 2, noNaN: true }),
+      fc.string({ maxLength: 3 }),
+    ),
+    mask: fc.option(bytes.map(dataUrl)),
+  }, { requiredKeys: ["prompt", "images"] }).map((b) => ({
+    body: JSON.stringify(b) as BodyInit,
+    headers: { "content-type": "application/json" },
+  }));
+  const statuses: Record<number, number> = {};
+  for (const { body, headers } of fc.sample(fc.oneof(multipart, json), { numRuns: 300, seed: 3 })) {
+    const res = await app.request("/v1/images/edits", { method: "POST", body, headers });
+    statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+    if (res.status === 200) {
+      await res.body?.cancel();
+      continue;
+    }
+    const answer = await res.json();
+    assert.ok([400, 422].includes(res.status), `${res.status} ${JSON.stringify(answer)}`);
+    assert.equal(typeof answer.error.message, "string");
+    assert.ok("detail" in answer && "param" in answer.error && "code" in answer.error);
+  }
+  // Every kind of answer was reached (seed 3: 200 ×33, 400 ×159, 422 ×108).
+  assert.ok(
+    statuses[200] > 20 && statuses[400] > 20 && statuses[422] > 20,
+    JSON.stringify(statuses),
+  );
+});
