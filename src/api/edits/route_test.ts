@@ -137,6 +137,16 @@ Deno.test("edits: the JSON form with a data URL, and vLLM-Omni's mask_image alia
   assert.equal(engine.requests[0].edit?.mask?.[0], 255);
 });
 
+Deno.test("edits: vLLM-Omni's url field with a data URL", async () => {
+  const { app, engine } = testApp();
+  const form = new FormData();
+  form.append("url", dataUrl(await png(16, 8, red)));
+  form.append("prompt", "x");
+  const res = await app.request("/v1/images/edits", { method: "POST", body: form });
+  assert.equal(res.status, 200);
+  assert.equal(engine.requests[0].edit?.image.width, 16);
+});
+
 Deno.test("edits: size auto scales a large input down to the pixel limit, in the model's multiple", async () => {
   const { post } = testApp({ config: { maxImagePixels: 64 * 64 } });
   const res = await post("/v1/images/edits", {
