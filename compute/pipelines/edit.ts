@@ -244,7 +244,7 @@ export interface EditFamily {
  * the masked image's encoder sample, which diffusers' inpainting pipelines draw even where the
  * denoiser does not use it (a draw of its size stands in for it here). With a mask, `afterStep`
  * blends the image re-noised to the run's next level back into the kept region (the image itself
- * after the last step).
+ * after the last step), and previews show the image's own latents there.
  */
 export function editSetup(
   edit: EditInput,
@@ -269,6 +269,7 @@ export function editSetup(
       const last = run.timesteps.length - 1;
       setup.afterStep = (x, i) =>
         blendKnown(x, i < last ? run.addNoise(known, noise, i + 1) : known, plane);
+      setup.previewLatents = (x0) => blendKnown(x0, known, plane);
       return f.pureNoiseAtFullStrength && edit.strength === 1
         ? noise.map((x) => x * run.initNoiseSigma)
         : run.addNoise(known, noise, 0);
