@@ -46,8 +46,14 @@ const FAMILIES: Record<string, PipelineClass> = {
   StableDiffusionPipeline,
   ORTStableDiffusionPipeline: StableDiffusionPipeline,
   OnnxStableDiffusionPipeline: StableDiffusionPipeline,
+  // Inpainting folders (sd-v1-5-inpainting: a 9-channel UNet) run on the same pipelines.
+  StableDiffusionInpaintPipeline: StableDiffusionPipeline,
+  ORTStableDiffusionInpaintPipeline: StableDiffusionPipeline,
+  OnnxStableDiffusionInpaintPipeline: StableDiffusionPipeline,
   StableDiffusionXLPipeline,
   ORTStableDiffusionXLPipeline: StableDiffusionXLPipeline,
+  StableDiffusionXLInpaintPipeline: StableDiffusionXLPipeline,
+  ORTStableDiffusionXLInpaintPipeline: StableDiffusionXLPipeline,
   QwenImagePipeline,
   ZImagePipeline,
 };

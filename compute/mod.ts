@@ -68,6 +68,7 @@ export { SCHEDULER_NAMES, type SchedulerName } from "./schedulers/mod.ts";
 export type {
   BatchOutcome,
   CancelSignal,
+  EditInput,
   GenerateOptions,
   GenerateResult,
   LoraSpec,

@@ -44,7 +44,16 @@ const PIPELINES: Record<string, { convert: string[]; copy: string[] }> = {
     convert: ["text_encoder", "unet", "vae"],
     copy: ["tokenizer", "scheduler"],
   },
+  // sd-v1-5-inpainting's folder: the same parts, a 9-channel UNet.
+  StableDiffusionInpaintPipeline: {
+    convert: ["text_encoder", "unet", "vae"],
+    copy: ["tokenizer", "scheduler"],
+  },
   StableDiffusionXLPipeline: {
+    convert: ["text_encoder", "text_encoder_2", "unet", "vae"],
+    copy: ["tokenizer", "tokenizer_2", "scheduler"],
+  },
+  StableDiffusionXLInpaintPipeline: {
     convert: ["text_encoder", "text_encoder_2", "unet", "vae"],
     copy: ["tokenizer", "tokenizer_2", "scheduler"],
   },

@@ -224,3 +224,33 @@ Deno.test(
     );
   },
 );
+
+Deno.test("an edit with an adapter runs on the merged variant, with the base's VAE encoder", async () => {
+  const pipeline = await loadPipeline(join(FIXTURES, "models/z-image-turbo-tiny"), {
+    device: "cpu",
+  });
+  try {
+    assert.equal(pipeline.maxEditImages, 1);
+    const image = { width: 64, height: 64, data: new Uint8Array(64 * 64 * 3).fill(90) };
+    const options = {
+      prompt: "a green star",
+      seed: 11,
+      width: 64,
+      height: 64,
+      steps: 2,
+      edit: { image, strength: 0.5 },
+    };
+    const base = await pipeline.generate(options);
+    const lora = [await spec("loras/z-image-turbo-tiny/peft", 1)];
+    const adapted = await pipeline.generate({ ...options, lora });
+    const off = await pipeline.generate({
+      ...options,
+      lora: [await spec("loras/z-image-turbo-tiny/peft", 0)],
+    });
+    assert.equal(adapted.timings.stepMs.length, 1);
+    assert.ok(!same(adapted.images, base.images));
+    assert.ok(same(off.images, base.images));
+  } finally {
+    await pipeline.release();
+  }
+});

@@ -46,6 +46,8 @@ export interface Member<Text = unknown> {
   readonly previewAt: ReadonlyMap<number, number>;
   /** What the request does to its latents after each scheduler step (inpainting's blending). */
   readonly afterStep?: (latents: Float32Array, i: number) => Float32Array;
+  /** What a preview shows of an x̂₀ (inpainting: the kept region as the image's own latents). */
+  readonly previewLatents?: (x0: Float32Array) => Float32Array;
 }
 
 /** What a pipeline decides for one request before anything runs. */
@@ -59,6 +61,8 @@ export interface MemberSetup {
   initialLatents(generator: Mt19937): Float32Array | Promise<Float32Array>;
   /** Set by edits that blend after each step: what {@linkcode Member.afterStep} does. */
   afterStep?: (latents: Float32Array, i: number) => Float32Array;
+  /** Set by edits that blend: what {@linkcode Member.previewLatents} does. */
+  previewLatents?: (x0: Float32Array) => Float32Array;
 }
 
 /**
@@ -90,6 +94,7 @@ export async function createMembers<Text>(
         timings,
         previewAt: previewSteps(s.run.timesteps.length, options.previews ?? 0),
         afterStep: s.afterStep,
+        previewLatents: s.previewLatents,
       });
     } catch (error) {
       const params = {
@@ -186,7 +191,10 @@ export async function denoise<M extends Member>(
     }
     const due: [M, Float32Array][] = [];
     active.forEach((m, k) => {
-      if (m.previewAt.has(i)) due.push([m, m.run.predictOriginal(outputs[k], i, m.latents)]);
+      if (m.previewAt.has(i)) {
+        const x0 = m.run.predictOriginal(outputs[k], i, m.latents);
+        due.push([m, m.previewLatents ? m.previewLatents(x0) : x0]);
+      }
       m.latents = m.run.step(outputs[k], i, m.latents, m.generator);
       if (m.afterStep) m.latents = m.afterStep(m.latents, i);
     });

@@ -136,8 +136,8 @@ export function repeatImages(x: Float32Array, n: number): Float32Array {
 
 /**
  * Latent blending (diffusers' inpainting with a UNet or transformer that does not take the mask):
- * `(1 − mask)·known + mask·latents`, the mask's `plane` values broadcast over every image and
- * channel.
+ * `(1 − mask)·known + mask·latents`, the mask repeated over what follows it (a `[h, w]` plane over
+ * every channel and image; one image's whole mask over every image).
  */
 export function blendKnown(
   latents: Float32Array,
@@ -166,8 +166,9 @@ export class VaeEncoder {
     private readonly backend: Backend,
     readonly label = "vae_encoder/model.onnx",
   ) {
+    // Rank 5 (`[B, 3, T, H, W]`): a video autoencoder such as Qwen-Image's, given one frame.
     const inputs = matchInputs(label, session, [
-      { name: "sample", types: ["float32", "float16"], ranks: [4] },
+      { name: "sample", types: ["float32", "float16"], ranks: [4, 5] },
     ]);
     this.#input = inputs.get("sample")!;
     const names = session.outputs.map((t) => t.name);
@@ -192,9 +193,8 @@ export class VaeEncoder {
     generator: Mt19937,
   ): Promise<Float32Array> {
     const type = this.#input.type as "float32" | "float16";
-    const out = await this.session.run({
-      sample: this.backend.tensor(type, pixels, [1, 3, height, width]),
-    });
+    const shape = this.#input.shape.length === 5 ? [1, 3, 1, height, width] : [1, 3, height, width];
+    const out = await this.session.run({ sample: this.backend.tensor(type, pixels, shape) });
     const tensor = out[this.#output];
     const values = await readFloat32(tensor);
     for (const t of Object.values(out)) t.dispose();
@@ -218,6 +218,13 @@ export interface EditFamily {
   height: number;
   /** Pixels per latent cell. */
   scale: number;
+  /** Latent channels of one image. */
+  channels: number;
+  /**
+   * How `n` images' `[C, h, w]` latents become what the denoiser steps on (Qwen-Image packs 2×2
+   * patches into tokens); absent: as they are. The noise is drawn unpacked, as diffusers does.
+   */
+  pack?: (latents: Float32Array, n: number) => Float32Array;
   rounding: StrengthRounding;
   /**
    * One image's normalised latents (as the denoiser sees them) from its `[1, 3, H, W]` pixels,
@@ -237,7 +244,7 @@ export interface EditFamily {
  * the masked image's encoder sample, which diffusers' inpainting pipelines draw even where the
  * denoiser does not use it (a draw of its size stands in for it here). With a mask, `afterStep`
  * blends the image re-noised to the run's next level back into the kept region (the image itself
- * after the last step).
+ * after the last step), and previews show the image's own latents there.
  */
 export function editSetup(
   edit: EditInput,
@@ -250,15 +257,19 @@ export function editSetup(
     params,
     run,
     initialLatents: async (generator) => {
+      const pack = f.pack ?? ((x: Float32Array) => x);
       const image = await f.encode(imagePixels(edit.image), generator);
-      const known = repeatImages(image, f.n);
-      const noise = randnFrom(generator, [known.length]);
+      const known = pack(repeatImages(image, f.n), f.n);
+      const noise = pack(randnFrom(generator, [known.length]), f.n);
       if (!edit.mask) return run.addNoise(known, noise, 0);
       randnFrom(generator, [image.length]);
-      const plane = latentMask(edit.mask, f.width, f.height, f.scale);
+      const cells = latentMask(edit.mask, f.width, f.height, f.scale);
+      // One image's mask, laid out as its latents (blendKnown repeats it for each image).
+      const plane = f.pack ? pack(repeatImages(cells, f.channels), 1) : cells;
       const last = run.timesteps.length - 1;
       setup.afterStep = (x, i) =>
         blendKnown(x, i < last ? run.addNoise(known, noise, i + 1) : known, plane);
+      setup.previewLatents = (x0) => blendKnown(x0, known, plane);
       return f.pureNoiseAtFullStrength && edit.strength === 1
         ? noise.map((x) => x * run.initNoiseSigma)
         : run.addNoise(known, noise, 0);

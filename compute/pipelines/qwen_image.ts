@@ -13,7 +13,7 @@
 import { InvalidInputError } from "../errors.ts";
 import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
 import { ModelLoadError } from "../errors.ts";
-import { readJsonFile } from "../model/files.ts";
+import { exists, readJsonFile } from "../model/files.ts";
 import {
   axisStatement,
   checkAgreement,
@@ -21,7 +21,8 @@ import {
   matchInputs,
   matchOutput,
 } from "../model/graph_interface.ts";
-import type { GraphSource } from "../model/model_folder.ts";
+import { graphPath, type GraphSource } from "../model/model_folder.ts";
+import { editMode, editSetup, VaeEncoder } from "./edit.ts";
 import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
 import { randnFrom } from "../random.ts";
 import {
@@ -115,8 +116,8 @@ export function trueCfg(
 export class QwenImagePipeline implements Pipeline {
   readonly family = "QwenImagePipeline";
   readonly sizeMultiple = 16;
-  /** Edits are not implemented for this family yet. */
-  readonly maxEditImages = 0;
+  /** 1 when the folder has a VAE encoder (image-to-image and inpainting), else 0. */
+  readonly maxEditImages: number;
 
   private constructor(
     private readonly backend: Backend,
@@ -129,7 +130,9 @@ export class QwenImagePipeline implements Pipeline {
     private readonly latentsStd: number[],
     readonly defaults: PipelineDefaults & { trueCfgScale: number },
     private readonly decode: VaeDecodeSettings,
+    private readonly vaeEncoder?: VaeEncoder,
   ) {
+    this.maxEditImages = vaeEncoder ? 1 : 0;
     matchInputs("text_encoder/model.onnx", textEncoder, [
       { name: "input_ids", types: ["int64"], ranks: [2] },
       { name: "attention_mask", types: ["int64"], ranks: [2] },
@@ -190,6 +193,9 @@ export class QwenImagePipeline implements Pipeline {
       vae.latents_std,
       { width: 1024, height: 1024, steps: 50, guidanceScale: 1, trueCfgScale: 4, ...defaults },
       decode,
+      await exists(graphPath(dir, "vae_encoder"))
+        ? new VaeEncoder(await graphs.open("vae_encoder"), backend)
+        : undefined,
     );
     const dit = (name: string, axis: number) =>
       axisStatement("transformer/model.onnx", pipeline.transformer, name, axis);
@@ -256,14 +262,22 @@ export class QwenImagePipeline implements Pipeline {
 
   /** The padded caption length changes the transformer's input, so it is part of the key. */
   batchKey(options: GenerateOptions): string {
-    const { params } = this.#setup(options);
+    const { params, run } = this.#setup(options);
     const cfg = this.#cfg(options);
     const kept = this.#prompts(options, cfg).map((p) =>
       keptTokens(
         this.tokenizer.encode(TEMPLATE.replace("{}", p), MAX_SEQUENCE_LENGTH + DROP_TOKENS),
       )
     );
-    return JSON.stringify([params.width, params.height, params.steps, cfg, Math.max(1, ...kept)]);
+    return JSON.stringify([
+      params.width,
+      params.height,
+      params.steps,
+      cfg,
+      Math.max(1, ...kept),
+      editMode(options.edit),
+      run.timesteps.length,
+    ]);
   }
 
   #cfg(options: GenerateOptions): boolean {
@@ -295,16 +309,50 @@ export class QwenImagePipeline implements Pipeline {
     }
     const [lh, lw] = latentSize(width, height);
     const mu = calculateShift((lh / 2) * (lw / 2), this.scheduler.config);
-    return {
-      params: {
-        width: lw * VAE_SCALE,
-        height: lh * VAE_SCALE,
+    const params = {
+      width: lw * VAE_SCALE,
+      height: lh * VAE_SCALE,
+      steps,
+      guidanceScale,
+      n,
+      scheduler: this.scheduler.name,
+    };
+    const full = this.scheduler.setTimesteps(steps, {
+      sigmas: linspace(1, 1 / steps, steps),
+      mu,
+    });
+    if (options.edit) {
+      const encoder = this.vaeEncoder;
+      if (!encoder) {
+        throw new InvalidInputError(
+          `${this.family}: this model cannot edit images (its folder has no vae_encoder)`,
+        );
+      }
+      // diffusers' QwenImageImg2ImgPipeline / QwenImageInpaintPipeline: per channel
+      // `(z − latents_mean) · (1 / latents_std)`, then 2×2 packing.
+      const plane = lh * lw;
+      const inverseStd = this.latentsStd.map((s) => Math.fround(1 / s));
+      return editSetup(options.edit, {
+        full,
         steps,
-        guidanceScale,
         n,
-        scheduler: this.scheduler.name,
-      },
-      run: this.scheduler.setTimesteps(steps, { sigmas: linspace(1, 1 / steps, steps), mu }),
+        width: params.width,
+        height: params.height,
+        scale: VAE_SCALE,
+        channels: Z_DIM,
+        rounding: "flow",
+        encode: async (pixels, generator) =>
+          (await encoder.encode(pixels, params.width, params.height, generator)).map((z, k) => {
+            const c = Math.floor(k / plane);
+            return Math.fround(z - this.latentsMean[c]) * inverseStd[c];
+          }),
+        pack: (x, count) => packLatents(x, count, Z_DIM, lh, lw),
+        pureNoiseAtFullStrength: false,
+      }, params);
+    }
+    return {
+      params,
+      run: full,
       // Latents [n,1,16,h,w] (the frame axis of size 1 keeps the memory order of [n,16,h,w]).
       initialLatents: (generator) =>
         packLatents(randnFrom(generator, [n, 1, Z_DIM, lh, lw]), n, Z_DIM, lh, lw),
@@ -429,5 +477,6 @@ export class QwenImagePipeline implements Pipeline {
     await this.textEncoder.release();
     await this.transformer.release();
     await this.vaeDecoder.release();
+    await this.vaeEncoder?.release();
   }
 }

@@ -344,6 +344,7 @@ export class StableDiffusionPipeline implements Pipeline {
         width,
         height,
         scale: VAE_SCALE,
+        channels: p.latentChannels,
         rounding: "sd",
         encode,
         pureNoiseAtFullStrength: true,

@@ -263,6 +263,7 @@ export class ZImagePipeline implements Pipeline {
         width: params.width,
         height: params.height,
         scale: VAE_SCALE,
+        channels: CHANNELS,
         rounding: "flow",
         encode: async (pixels, generator) =>
           (await encoder.encode(pixels, params.width, params.height, generator)).map((z) =>
