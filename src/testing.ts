@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { GenerateResult } from "../compute/mod.ts";
+import type { EditInput, GenerateResult } from "../compute/mod.ts";
 import { buildApp } from "./app.ts";
 import type { AppConfig, AppServices, EngineLike } from "./deps.ts";
 import type { EngineRequest, EngineState } from "./engine/engine.ts";
@@ -76,7 +76,7 @@ export function fakeResult(request: EngineRequest): GenerateResult {
 }
 
 /** What the fake engine makes of an edit (see {@linkcode FakeEngine}). */
-function fakeEdit({ image, mask, strength }: NonNullable<EngineRequest["edit"]>): Uint8Array {
+function fakeEdit({ image, mask, strength }: EditInput): Uint8Array {
   return image.data.map((v, i) =>
     mask && mask[Math.floor(i / 3)] < 128 ? v : Math.round(v + (128 - v) * strength)
   );

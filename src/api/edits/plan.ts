@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { GenerateOptions } from "../../../compute/mod.ts";
+import type { EditInput, GenerateOptions } from "../../../compute/mod.ts";
 import {
   decodeImage,
   decodeMask,
@@ -112,7 +112,7 @@ export async function editOptions(
     config,
   );
   const size = { width: options.width!, height: options.height! };
-  const edit: NonNullable<GenerateOptions["edit"]> = {
+  const edit: EditInput = {
     image: await decodeImage(image.bytes, size, image.param),
     mask: mask && await decodeMask(mask.bytes, size, mask.param),
     strength: strength ?? DEFAULT_STRENGTH,
