@@ -153,3 +153,40 @@ Deno.test({
     assert.ok(await greenBackground(png));
   },
 });
+
+Deno.test({
+  name:
+    "edits server: the flow-matching fixtures (Z-Image, Qwen-Image) take masked edits over HTTP",
+  sanitizeResources: false,
+  async fn() {
+    const mask = new Uint8Array(
+      await sharp({ create: { width: 64, height: 64, channels: 4, background: "#0000" } })
+        .png().toBuffer(),
+    );
+    for (const name of ["z-image-turbo-tiny", "qwen-image-tiny"]) {
+      const model = new URL(`../fixtures/models/${name}`, import.meta.url).pathname;
+      const fixture = await startServer(["--model", model, "--device", "cpu"]);
+      try {
+        const models = await (await fetch(`${fixture.url}/v1/models`)).json();
+        assert.equal(models.data[0].max_edit_images, 1, name);
+        const scene = new Uint8Array(await sharp(input).resize(64, 64).png().toBuffer());
+        const res = await fetch(`${fixture.url}/v1/images/edits`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            images: [{ image_url: `data:image/png;base64,${scene.toBase64()}` }],
+            mask: { image_url: `data:image/png;base64,${mask.toBase64()}` },
+            prompt: "x",
+            num_inference_steps: 2,
+            strength: 1,
+          }),
+        });
+        const body = await res.json();
+        assert.equal(res.status, 200, `${name}: ${JSON.stringify(body)}`);
+        assert.equal(body.size, "64x64");
+      } finally {
+        await fixture.stop();
+      }
+    }
+  },
+});
