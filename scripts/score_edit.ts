@@ -201,6 +201,11 @@ if (import.meta.main) {
       row.inpaint = { followed: ok, unchanged, outsideDiff: diff, vaeError };
     }
     rows.push(row);
+    if ((k + 1) % 10 === 0) {
+      console.error(
+        `  ${k + 1}/${items.length} (${((performance.now() - started) / 1000).toFixed(0)} s)`,
+      );
+    }
   }
   const pct = (x: number, of: number) => `${x}/${of} (${(100 * x / Math.max(1, of)).toFixed(1)} %)`;
   const i2i = tally.img2img, inp = tally.inpaint;

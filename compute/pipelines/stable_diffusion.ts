@@ -305,9 +305,11 @@ export class StableDiffusionPipeline implements Pipeline {
     const full = scheduler.setTimesteps(steps);
     if (options.edit) return this.#editSetup(options.edit, params, full);
     if (p.inpaintingUnet) {
-      throw new InvalidInputError(
-        `${this.family}: this model's UNet is an inpainting UNet; it needs an image and a mask to edit`,
-      );
+      // Text-to-image on an inpainting UNet: everything repainted, from pure noise, with an
+      // all-masked (so all-zero) image as the UNet's masked-image input.
+      const blank = { width, height, data: new Uint8Array(width * height * 3) };
+      const mask = new Uint8Array(width * height).fill(255);
+      return this.#editSetup({ image: blank, mask, strength: 1 }, params, full);
     }
     const shape = [n, p.latentChannels, height / VAE_SCALE, width / VAE_SCALE];
     return {
