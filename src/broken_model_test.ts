@@ -103,7 +103,7 @@ Deno.test("a config that contradicts its graphs fails at load, naming both; --ex
   // The UNet's config says 8 latent channels; its graph makes 4, and the VAE decodes 4.
   const dir = await brokenModel("mismatch-", (d) => editConfig(d, "unet", "in_channels", 8));
   const expected =
-    /latent channels differ \(unet\/config\.json in_channels = 8, unet\/config\.json out_channels = 4, unet\/model\.onnx out_sample\[1\] = 4, vae_decoder\/config\.json latent_channels = 4\)/;
+    /latent channels differ \(unet\/config\.json out_channels = 4, unet\/model\.onnx out_sample\[1\] = 4, vae_decoder\/config\.json latent_channels = 4, unet\/config\.json in_channels = 8\)/;
   try {
     const server = await startServer(["--model", dir, "--device", "cpu"], { waitReady: false });
     try {

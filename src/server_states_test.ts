@@ -186,7 +186,7 @@ Deno.test("--model Qwen/Qwen-Image downloads from the hub with progress, resumes
       assert.match(reason, /stopped at 10000 of .* \(no data for 2 s\); run again to resume/);
       assert.match(
         stalled.output(),
-        /Qwen\/Qwen-Image: downloading 11 files \(134\.2 kB\)/,
+        /Qwen\/Qwen-Image: downloading 13 files \(160\.0 kB\)/,
       );
     } finally {
       await stalled.stop();

@@ -10,7 +10,7 @@
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "../app_env.ts";
-import { MAX_EDIT_BODY_BYTES } from "../../compute/limits.ts";
+import { MAX_EDIT_BODY_BYTES } from "../../compute/mod.ts";
 import { EDITS_PATH } from "../api/edits/route.ts";
 import { ApiError } from "../errors.ts";
 

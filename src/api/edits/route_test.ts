@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import OpenAI, { toFile } from "openai";
 import sharp from "sharp";
-import { MAX_EDIT_BODY_BYTES } from "../../../compute/limits.ts";
+import { MAX_EDIT_BODY_BYTES } from "../../../compute/mod.ts";
 import { FAKE_MODEL, FakeEngine, testApp } from "../../testing.ts";
 
 /** A PNG whose pixels are `pixel(x, y)` (3 or 4 channels). */
