@@ -9,7 +9,14 @@ import {
 } from "../lora/safetensors.ts";
 import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
 import { convert } from "./convert.ts";
-import { detectFamily, singleFileLayout, splitSingleFile } from "./single_file.ts";
+import { createScheduler } from "../schedulers/mod.ts";
+import { clipTextConfig, unetConfig, vaeConfig } from "./configs.ts";
+import {
+  detectFamily,
+  SINGLE_FILE_LAYOUTS,
+  singleFileLayout,
+  splitSingleFile,
+} from "./single_file.ts";
 import { readSafetensors } from "./weights.ts";
 
 const DATA = new URL("../../fixtures/reference/data/", import.meta.url).pathname;
@@ -640,4 +647,28 @@ Deno.test("the family of a single file is told from its keys as diffusers' loade
       return true;
     });
   }
+});
+
+Deno.test("each family's known configs are ones the converter and the server's scheduler accept", async () => {
+  const known = new URL("./known_configs/", import.meta.url).pathname;
+  const read = async (path: string) => JSON.parse(await Deno.readTextFile(`${known}${path}`));
+  const expected = {
+    sd1: { cross: 768, text: [768, 12], scheduler: "EulerDiscreteScheduler" },
+    sd2: { cross: 1024, text: [1024, 23], scheduler: "DDIMScheduler" },
+    sdxl: { cross: 2048, text: [768, 12], scheduler: "EulerDiscreteScheduler" },
+  };
+  for (const [family, want] of Object.entries(expected)) {
+    const index = await read(`${family}/model_index.json`);
+    assert.equal(index._class_name, SINGLE_FILE_LAYOUTS[family as "sd1"].pipeline);
+    const unet = unetConfig(family, await read(`${family}/unet/config.json`));
+    assert.equal(unet.crossAttentionDim, want.cross);
+    vaeConfig(family, await read(`${family}/vae/config.json`));
+    const text = clipTextConfig(family, await read(`${family}/text_encoder/config.json`));
+    assert.deepEqual([text.hiddenSize, text.layers, text.vocabSize], [...want.text, 49408]);
+    const scheduler = await read(`${family}/scheduler/scheduler_config.json`);
+    assert.equal(createScheduler(scheduler).name, want.scheduler);
+    assert.equal(createScheduler(scheduler).setTimesteps(4).timesteps.length, 4);
+  }
+  const bigG = clipTextConfig("sdxl", await read("sdxl/text_encoder_2/config.json"), true);
+  assert.deepEqual([bigG.hiddenSize, bigG.layers, bigG.projectionDim], [1280, 32, 1280]);
 });

@@ -25,7 +25,9 @@ import type { DownloadProgress } from "./hub_download.ts";
 
 /**
  * The converter's output version, part of every cache key: bump it when the converter's output
- * for the same input changes, so caches made by an older converter are not reused.
+ * for the same input changes (its graphs, or the known configs and tokenizers a single file is
+ * converted with: `compute/convert/known_configs/`), so caches made by an older converter are not
+ * reused.
  */
 export const CONVERTER_VERSION = 1;
 
@@ -39,7 +41,10 @@ const NOT_CONVERTED = new Set(["safety_checker", "feature_extractor", "image_enc
 export interface ConversionSource {
   /** A diffusers pipeline folder of `.safetensors`, or a single-file `.safetensors` checkpoint. */
   src: string;
-  /** For a single file: the diffusers folder whose configs, tokenizer and scheduler it uses. */
+  /**
+   * For a single file: the diffusers folder whose configs, tokenizer and scheduler it uses; without
+   * it, those its family's keys name (the converter's known configs, part of `CONVERTER_VERSION`).
+   */
   config?: string;
   /** Output weight precision (the converter's `--dtype`); default fp32. */
   dtype?: string;
