@@ -139,7 +139,7 @@ export function detectFamily(
   const clip = [...tensors.keys()].some((k) => k.startsWith("cond_stage_model.transformer."));
   if (tensors.has(KEY.v1) && clip) return "sd1";
   throw new ConvertError(
-    `${path}: cannot tell its model family from its keys (SD 1.x, SD 2.x and SDXL base are recognised as diffusers' single-file loader recognises them); give --config <diffusers folder of the same family>`,
+    `${path}: cannot tell its model family from its keys (SD 1.x, SD 2.x and SDXL base are recognised as diffusers' single-file loader recognises them): name a diffusers folder of its family with --config (deno task convert) or --model-config (serve)`,
   );
 }
 

@@ -181,8 +181,8 @@ async function temporaryFolders(dir: string): Promise<string[]> {
 
 /**
  * Plans converting `source` into the cache at `cacheRoot`: finds its folder there, or says what
- * running the conversion will read. A source with no weights to convert is a
- * {@linkcode ConvertError}.
+ * running the conversion will read. A source with no weights to convert, or a single file whose
+ * family its keys do not tell (without `config`), is a {@linkcode ConvertError}.
  */
 export async function planConversion(
   source: ConversionSource,
@@ -199,6 +199,12 @@ export async function planConversion(
   const files = await weightFiles(source);
   if (!files.length) {
     throw new ConvertError(`${source.src}: no .safetensors weights to convert`);
+  }
+  if (!source.config && (await Deno.stat(source.src)).isFile) {
+    // A single file of no known family is refused now (its header alone), not after listening.
+    const { detectFamily } = await import("../convert/single_file.ts");
+    const { readSafetensors } = await import("../convert/weights.ts");
+    detectFamily(source.src, await readSafetensors(source.src));
   }
   const name = source.label.replace(/[^\w.-]+/g, "--").replace(/^[.-]+/, "");
   const dir = `${cacheRoot}/${name}-${dtype}-${await conversionKey(source, dtype)}`;
