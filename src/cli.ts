@@ -66,7 +66,7 @@ export const FLAGS: readonly Flag[] = [
     kind: { type: "string" },
     metavar: "DIR",
     help:
-      "for a single-file --model checkpoint: a diffusers folder of the same family whose configs, tokenizer and scheduler it is converted with (the converter's --config)",
+      "for a single-file --model checkpoint: a diffusers folder of the same family whose configs, tokenizer and scheduler it is converted with instead of its family's known ones (the converter's --config)",
   },
   {
     name: "convert-dtype",

@@ -1,6 +1,6 @@
 /**
- * Models converted from diffusers' tiny reference folders (`fixtures/reference/`), served as a user
- * serves them, draw diffusers' own images for the same calls (prompt, seed 42, 4 steps, 64×64, two
+ * Models converted from diffusers' tiny reference folders (`fixtures/reference/`; SD 2.x from its
+ * single-file checkpoint), served as a user serves them, draw diffusers' own images for the same calls (prompt, seed 42, 4 steps, 64×64, two
  * guidance values each) within 2/255.
  */
 import assert from "node:assert/strict";
@@ -13,15 +13,21 @@ import {
 } from "../fixtures/reference/served.ts";
 import { startServer } from "./test_server.ts";
 
-/** Converts `family`'s folder, serves it, and checks every recorded call; `more` checks more. */
+/**
+ * Converts `family`'s folder (or with `singleFile` its single-file checkpoint, configured by the
+ * folder), serves it, and checks every recorded call; `more` checks more.
+ */
 async function servedLikeDiffusers(
   family: string,
   pipeline: string,
   more?: (url: string, fields: Record<string, unknown>, pixels: ArrayLike<number>) => Promise<void>,
+  singleFile = false,
 ): Promise<void> {
   const tmp = await Deno.makeTempDir();
   try {
-    await convert(`${REFERENCE_DATA}${family}`, `${tmp}/model`);
+    const folder = `${REFERENCE_DATA}${family}`;
+    if (singleFile) await convert(`${folder}.safetensors`, `${tmp}/model`, { config: folder });
+    else await convert(folder, `${tmp}/model`);
     const server = await startServer(["--model", `${tmp}/model`, "--device", "cpu"]);
     try {
       const models = await (await fetch(`${server.url}/v1/models`)).json();
@@ -48,6 +54,14 @@ async function servedLikeDiffusers(
 
 Deno.test("a converted SD 1.x folder served by the server gives diffusers' image within 2/255", () =>
   servedLikeDiffusers("sd15", "StableDiffusionPipeline"));
+
+/**
+ * SD 2.x from its single-file form (OpenCLIP's text tower with joined q/k/v; the folder converts to
+ * the same bytes: compute/convert/convert_test.ts): a `gelu` text encoder, per-level heads, linear
+ * projections, a tokenizer padding with "!", DDIM with v-prediction.
+ */
+Deno.test("an SD 2.x single-file checkpoint served by the server gives diffusers' image within 2/255", () =>
+  servedLikeDiffusers("sd2", "StableDiffusionPipeline", undefined, true));
 
 /**
  * SDXL: two CLIP encoders of different widths, a `text_time` UNet, SDXL's VAE scaling; with

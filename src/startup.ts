@@ -83,12 +83,6 @@ async function conversionOf(
   log: Logger,
 ): Promise<Conversion | undefined> {
   if (resolved.format === "onnx") return undefined;
-  if (resolved.format === "single-file" && !config.modelConfig) {
-    throw new Error(
-      `--model ${resolved.dir} is a single-file checkpoint, which carries no configs or tokenizer: ` +
-        `give --model-config <diffusers folder of the same model family>`,
-    );
-  }
   const conversion = await planConversion({
     src: resolved.dir,
     config: resolved.format === "single-file" ? config.modelConfig : undefined,

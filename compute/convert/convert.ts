@@ -22,7 +22,14 @@ import {
 } from "./components.ts";
 import type { RawConfig } from "./configs.ts";
 import { qwenTokenizerJson } from "./qwen_tokenizer.ts";
-import { singleFileLayout, splitSingleFile } from "./single_file.ts";
+import { clipTokenizerFiles } from "../tokenizers/clip_vocabulary.ts";
+import {
+  detectFamily,
+  SINGLE_FILE_LAYOUTS,
+  type SingleFileLayout,
+  singleFileLayout,
+  splitSingleFile,
+} from "./single_file.ts";
 import { PICKLE_EXTENSIONS, pickleRefusal, readSafetensors } from "./weights.ts";
 
 /** Weight precisions of the output graphs (see `WeightOutput.dtype` in the builder). */
@@ -33,7 +40,8 @@ export interface ConvertOptions {
   dtype?: string;
   /**
    * A diffusers pipeline folder whose configs, tokenizer and scheduler a single-file checkpoint
-   * (which has none) is converted with; its weights are not read.
+   * (which has none) is converted with; its weights are not read. Without it, the family is told
+   * from the checkpoint's keys and its known configs are used (`known_configs/`).
    */
   config?: string;
 }
@@ -90,11 +98,6 @@ export async function convert(
     if (PICKLE_EXTENSIONS.some((ext) => src.endsWith(ext))) throw pickleRefusal(src);
     if (!src.endsWith(".safetensors")) {
       throw new ConvertError(`${src}: not a .safetensors checkpoint or a diffusers folder`);
-    }
-    if (!options.config) {
-      throw new ConvertError(
-        `${src} is a single-file checkpoint, which carries no configs or tokenizer: give --config <diffusers folder of the same model family>`,
-      );
     }
     const configDir = options.config;
     return await writeModel(out, (writer) => singleFile(src, configDir, writer, dtype));
@@ -162,18 +165,39 @@ async function pipelineFolder(
   writer.file("model_index.json", modelIndex(index));
 }
 
-/** A single-file checkpoint with the configs, tokenizers and scheduler of `configDir`. */
+/** The folder of each family's known configs (a diffusers pipeline folder without weights). */
+const KNOWN_CONFIGS = new URL("./known_configs/", import.meta.url).pathname;
+
+/**
+ * The pad token of each tokenizer a family's known configs lack (they are written from OpenAI's
+ * CLIP vocabulary): CLIP ViT-L/14's pads with `<|endoftext|>`, the OpenCLIP ones with `!`, as the
+ * families' published `special_tokens_map.json` files say.
+ */
+const KNOWN_TOKENIZERS: Record<SingleFileLayout["family"], Record<string, string>> = {
+  sd1: { tokenizer: "<|endoftext|>" },
+  sd2: { tokenizer: "!" },
+  sdxl: { tokenizer: "<|endoftext|>", tokenizer_2: "!" },
+};
+
+/**
+ * A single-file checkpoint with the configs, tokenizers and scheduler of `configDir`, or, without
+ * one, with its family's known configs and tokenizers built from OpenAI's CLIP vocabulary.
+ */
 async function singleFile(
   path: string,
-  configDir: string,
+  configDir: string | undefined,
   writer: OutputWriter,
   dtype: WeightDtype,
 ): Promise<void> {
-  const index = await readJsonFile<RawConfig>(`${configDir}/model_index.json`).catch((e) => {
-    throw new ConvertError(`--config: ${(e as Error).message}`);
-  });
   const tensors = await readSafetensors(path);
-  const layout = singleFileLayout(path, [...tensors.keys()]);
+  const layout = configDir
+    ? singleFileLayout([...tensors.keys()])
+    : SINGLE_FILE_LAYOUTS[detectFamily(path, tensors)];
+  const dir = configDir ?? `${KNOWN_CONFIGS}${layout.family}`;
+  const what = configDir ? "--config" : `the known ${layout.name} configs`;
+  const index = await readJsonFile<RawConfig>(`${dir}/model_index.json`).catch((e) => {
+    throw new ConvertError(`${what}: ${(e as Error).message}`);
+  });
   if (index._class_name !== layout.pipeline) {
     throw new ConvertError(
       `--config ${configDir}: a single-file ${layout.name} checkpoint needs a ${layout.pipeline} folder, not ${
@@ -184,22 +208,27 @@ async function singleFile(
   const pipeline = PIPELINES[layout.pipeline];
   const configs: Record<string, RawConfig> = {};
   for (const name of pipeline.convert) {
-    configs[name] = await readJsonFile<RawConfig>(`${configDir}/${name}/config.json`).catch(
-      (e) => {
-        throw new ConvertError(`--config: ${(e as Error).message}`);
-      },
-    );
+    configs[name] = await readJsonFile<RawConfig>(`${dir}/${name}/config.json`).catch((e) => {
+      throw new ConvertError(`${what}: ${(e as Error).message}`);
+    });
   }
   const levels = configs.vae.block_out_channels;
   const parts = splitSingleFile(path, tensors, layout, {
     unetLayersPerBlock: Number(configs.unet.layers_per_block ?? 2),
     vaeLevels: Array.isArray(levels) ? levels.length : 1,
+    textEncoderLayers: Number(configs.text_encoder.num_hidden_layers ?? 12),
   });
   for (const name of pipeline.convert) {
     const weights = parts[name as keyof typeof parts]!;
     writeComponent(writer, `${path} (${name})`, configs[name], weights, name, dtype);
   }
-  await copyFolders(configDir, pipeline.copy, writer);
+  if (configDir) await copyFolders(configDir, pipeline.copy, writer);
+  else {
+    await copyFolders(dir, ["scheduler"], writer);
+    for (const [folder, pad] of Object.entries(KNOWN_TOKENIZERS[layout.family])) {
+      for (const [file, bytes] of clipTokenizerFiles(pad)) writer.file(`${folder}/${file}`, bytes);
+    }
+  }
   writer.file("model_index.json", modelIndex(index));
 }
 

@@ -9,7 +9,14 @@ import {
 } from "../lora/safetensors.ts";
 import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
 import { convert } from "./convert.ts";
-import { singleFileLayout, splitSingleFile } from "./single_file.ts";
+import { createScheduler } from "../schedulers/mod.ts";
+import { clipTextConfig, unetConfig, vaeConfig } from "./configs.ts";
+import {
+  detectFamily,
+  SINGLE_FILE_LAYOUTS,
+  singleFileLayout,
+  splitSingleFile,
+} from "./single_file.ts";
 import { readSafetensors } from "./weights.ts";
 
 const DATA = new URL("../../fixtures/reference/data/", import.meta.url).pathname;
@@ -104,12 +111,80 @@ Deno.test("the single-file SDXL (SGM) checkpoint converts to the same files as i
   });
 });
 
+Deno.test("the single-file SD 2.x checkpoint (OpenCLIP text tower) converts to the same files as its diffusers folder", async () => {
+  await withTemp(async (tmp) => {
+    await convert(`${DATA}/sd2`, `${tmp}/folder`);
+    const folder = await readTree(`${tmp}/folder`);
+    // As published SD 2.x files are: OpenCLIP's whole tower, one layer more than diffusers' text
+    // encoder (SD 2.x reads the penultimate layer), its text_projection and logit_scale; all
+    // dropped, as diffusers' single-file loader drops them.
+    const { tensors } = parseSafetensors(await Deno.readFile(`${DATA}/sd2.safetensors`));
+    const published: Record<string, { shape: number[]; data: Float32Array }> = {};
+    for (const [key, t] of tensors) {
+      published[key] = { shape: t.shape, data: tensorToFloat32(t) };
+      const last = key.match(/^cond_stage_model\.model\.transformer\.resblocks\.2\.(.+)$/);
+      if (last) {
+        published[`cond_stage_model.model.transformer.resblocks.3.${last[1]}`] = {
+          shape: t.shape,
+          data: tensorToFloat32(t).map((x) => x + 1),
+        };
+      }
+    }
+    published["cond_stage_model.model.text_projection"] = {
+      shape: [32, 32],
+      data: new Float32Array(32 * 32).fill(0.5),
+    };
+    published["cond_stage_model.model.logit_scale"] = { shape: [], data: Float32Array.of(4.6) };
+    await Deno.writeFile(`${tmp}/published.safetensors`, serializeSafetensors(published));
+    await convert(`${tmp}/published.safetensors`, `${tmp}/single`, { config: `${DATA}/sd2` });
+    const single = await readTree(`${tmp}/single`);
+    assert.deepEqual([...single.keys()].sort(), [...folder.keys()].sort());
+    for (const [path, bytes] of folder) assert.ok(sameBytes(single.get(path), bytes), path);
+  });
+});
+
+Deno.test("the SD 2.x key mapping agrees with diffusers' own (sd2.keymap.json), tensor by tensor", async () => {
+  const keymap: Record<string, { file: string; key?: string; keys?: string[] }> = JSON.parse(
+    await Deno.readTextFile(`${DATA}/sd2.keymap.json`),
+  );
+  const tensors = await readSafetensors(`${DATA}/sd2.safetensors`);
+  const layout = singleFileLayout([...tensors.keys()]);
+  assert.equal(layout.name, "SD 2.x");
+  const parts = splitSingleFile("sd2.safetensors", tensors, layout, {
+    unetLayersPerBlock: 2,
+    vaeLevels: 4,
+    textEncoderLayers: 3,
+  });
+  const files = new Map<string, Map<string, SafetensorsTensor>>();
+  let checked = 0;
+  for (const [single, entry] of Object.entries(keymap)) {
+    const component = entry.file.split("/")[1] as keyof typeof parts;
+    if (!files.has(entry.file)) {
+      files.set(entry.file, parseSafetensors(await Deno.readFile(`${DATA}/${entry.file}`)).tensors);
+    }
+    for (const key of entry.keys ?? [entry.key!]) {
+      const expected = files.get(entry.file)!.get(key)!;
+      const taken = parts[component]!.take(key, expected.shape);
+      assert.ok(
+        sameBytes(
+          new Uint8Array(taken.buffer, taken.byteOffset, taken.byteLength),
+          new Uint8Array(tensorToFloat32(expected).buffer),
+        ),
+        `${key} (from ${single})`,
+      );
+      checked++;
+    }
+  }
+  for (const weights of Object.values(parts)) assert.deepEqual(weights.unused(), []);
+  assert.ok(checked > 400, `${checked}`);
+});
+
 Deno.test("the SGM key mapping agrees with diffusers' own (sdxl.keymap.json), tensor by tensor", async () => {
   const keymap: Record<string, { file: string; key?: string; keys?: string[] }> = JSON.parse(
     await Deno.readTextFile(`${DATA}/sdxl.keymap.json`),
   );
   const tensors = await readSafetensors(`${DATA}/sdxl.safetensors`);
-  const layout = singleFileLayout("sdxl.safetensors", [...tensors.keys()]);
+  const layout = singleFileLayout([...tensors.keys()]);
   const parts = splitSingleFile("sdxl.safetensors", tensors, layout, {
     unetLayersPerBlock: 2,
     vaeLevels: 4,
@@ -141,17 +216,8 @@ Deno.test("the SGM key mapping agrees with diffusers' own (sdxl.keymap.json), te
   assert.equal(checked, 905);
 });
 
-Deno.test("single files of other layouts, or with stray tensors, are refused by name", async () => {
+Deno.test("single files with stray tensors, or missing components, are refused by name", async () => {
   await withTemp(async (tmp) => {
-    const sd2: Record<string, { shape: number[]; data: Float32Array }> = {
-      "cond_stage_model.model.positional_embedding": { shape: [1], data: Float32Array.of(0) },
-    };
-    await Deno.writeFile(`${tmp}/sd2.safetensors`, serializeSafetensors(sd2));
-    await assert.rejects(
-      convert(`${tmp}/sd2.safetensors`, `${tmp}/x`, { config: `${DATA}/sd15` }),
-      /sd2\.safetensors is an SD 2\.x checkpoint \(OpenCLIP text encoder\): only SD 1\.x and SDXL single-file checkpoints/,
-    );
-    await Deno.remove(`${tmp}/sd2.safetensors`);
     const { tensors } = parseSafetensors(await Deno.readFile(`${DATA}/sd15.safetensors`));
     const edited = (rename: (key: string) => string) => {
       const out: Record<string, { shape: number[]; data: Float32Array }> = {};
@@ -432,7 +498,7 @@ Deno.test("deno task convert: exit 0 with a summary, exit 1 with one line on bad
     for (
       const [args, expected] of [
         [[`${tmp}/model.ckpt`, "--out", `${tmp}/x`], /pickled PyTorch checkpoint: refused/],
-        [[`${DATA}/sd15.safetensors`, "--out", `${tmp}/x`], /give --config/],
+        [[`${DATA}/sd15.safetensors`, "--out", `${tmp}/x`], /cannot tell its model family/],
         [[`${DATA}/sd15`, "--out", `${tmp}/model`], /already exists/],
         [[`${DATA}/sd15`, "--out", `${tmp}/x`, "--dtype", "q3"], /--dtype q3 is not supported/],
         [[`${tmp}/nothing`, "--out", `${tmp}/x`], /no such file or folder/],
@@ -538,4 +604,71 @@ Deno.test("fp16 and bf16 weights, one file or sharded, convert exactly to float3
       );
     }
   });
+});
+
+Deno.test("the family of a single file is told from its keys as diffusers' loader tells it; others are one line", () => {
+  const UNET = "model.diffusion_model.";
+  const file = (entries: Record<string, number[]>) =>
+    new Map(Object.entries(entries).map(([k, shape]) => [k, { shape }]));
+  const sd = {
+    [`${UNET}input_blocks.0.0.weight`]: [320, 4, 3, 3],
+    [`${UNET}output_blocks.11.0.skip_connection.weight`]: [320, 640, 1, 1],
+  };
+  const clip = { "cond_stage_model.transformer.text_model.final_layer_norm.weight": [768] };
+  const toK = (width: number) => ({
+    [`${UNET}input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight`]: [320, width],
+  });
+  assert.equal(detectFamily("a", file({ ...sd, ...toK(768), ...clip })), "sd1");
+  assert.equal(
+    detectFamily("a", file({ ...sd, ...toK(1024), "cond_stage_model.model.ln_final.bias": [1] })),
+    "sd2",
+  );
+  const xl = "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias";
+  assert.equal(
+    detectFamily("a", file({ [`${UNET}input_blocks.0.0.weight`]: [320, 4], [xl]: [1] })),
+    "sdxl",
+  );
+  const refused: [Record<string, number[]>, RegExp][] = [
+    [{ ...sd, [`${UNET}input_blocks.0.0.weight`]: [320, 9, 3, 3] }, /a UNet of 9 input channels/],
+    [
+      { "conditioner.embedders.0.model.transformer.resblocks.9.mlp.c_proj.bias": [1] },
+      /SDXL refiner/,
+    ],
+    [{ [`${UNET}input_blocks.10.0.skip_connection.bias`]: [1] }, /upscaler/],
+    // The UNet of SD 1.x without its text encoder, or a smaller UNet: not guessed.
+    [sd, /cannot tell its model family/],
+    [{ ...clip, [`${UNET}output_blocks.8.0.skip_connection.weight`]: [1] }, /cannot tell/],
+  ];
+  for (const [entries, expected] of refused) {
+    assert.throws(() => detectFamily("x.safetensors", file(entries)), (e: Error) => {
+      assert.ok(e instanceof ConvertError);
+      assert.match(e.message, expected);
+      assert.equal(e.message.split("\n").length, 1);
+      return true;
+    });
+  }
+});
+
+Deno.test("each family's known configs are ones the converter and the server's scheduler accept", async () => {
+  const known = new URL("./known_configs/", import.meta.url).pathname;
+  const read = async (path: string) => JSON.parse(await Deno.readTextFile(`${known}${path}`));
+  const expected = {
+    sd1: { cross: 768, text: [768, 12], scheduler: "EulerDiscreteScheduler" },
+    sd2: { cross: 1024, text: [1024, 23], scheduler: "DDIMScheduler" },
+    sdxl: { cross: 2048, text: [768, 12], scheduler: "EulerDiscreteScheduler" },
+  };
+  for (const [family, want] of Object.entries(expected)) {
+    const index = await read(`${family}/model_index.json`);
+    assert.equal(index._class_name, SINGLE_FILE_LAYOUTS[family as "sd1"].pipeline);
+    const unet = unetConfig(family, await read(`${family}/unet/config.json`));
+    assert.equal(unet.crossAttentionDim, want.cross);
+    vaeConfig(family, await read(`${family}/vae/config.json`));
+    const text = clipTextConfig(family, await read(`${family}/text_encoder/config.json`));
+    assert.deepEqual([text.hiddenSize, text.layers, text.vocabSize], [...want.text, 49408]);
+    const scheduler = await read(`${family}/scheduler/scheduler_config.json`);
+    assert.equal(createScheduler(scheduler).name, want.scheduler);
+    assert.equal(createScheduler(scheduler).setTimesteps(4).timesteps.length, 4);
+  }
+  const bigG = clipTextConfig("sdxl", await read("sdxl/text_encoder_2/config.json"), true);
+  assert.deepEqual([bigG.hiddenSize, bigG.layers, bigG.projectionDim], [1280, 32, 1280]);
 });

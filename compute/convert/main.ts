@@ -1,7 +1,8 @@
 /**
  * `deno task convert SRC --out DIR [--dtype fp32|fp16|q8|q4] [--config DIR]`: converts a diffusers pipeline
- * folder, one component folder or a single-file `.safetensors` checkpoint into ONNX graphs in our
- * interfaces (see `convert.ts`). Bad input prints one line and exits 1.
+ * folder, one component folder or a single-file `.safetensors` checkpoint (its family's known
+ * configs, or those of the `--config` folder) into ONNX graphs in our interfaces (see
+ * `convert.ts`). Bad input prints one line and exits 1.
  *
  * @module
  */
@@ -10,7 +11,7 @@ import { ModelLoadError } from "../errors.ts";
 import { convert } from "./convert.ts";
 
 const USAGE =
-  "usage: deno task convert SRC --out DIR [--dtype fp32|fp16|q8|q4] [--config DIFFUSERS_DIR]  (SRC: a diffusers pipeline folder, a component folder, or a single-file .safetensors checkpoint with --config)";
+  "usage: deno task convert SRC --out DIR [--dtype fp32|fp16|q8|q4] [--config DIFFUSERS_DIR]  (SRC: a diffusers pipeline folder, a component folder, or a single-file SD 1.x/2.x/SDXL .safetensors checkpoint, converted with its family's known configs unless --config names a diffusers folder to take them from)";
 
 let args;
 try {

@@ -1,7 +1,7 @@
 /**
- * Single-file Stable Diffusion 1.x checkpoints (the original LDM key layout that A1111 and
+ * Single-file Stable Diffusion 1.x and 2.x checkpoints (the original LDM key layout that A1111 and
  * ComfyUI use) and SDXL checkpoints (Stability's SGM layout) → the diffusers parameter names of
- * each component. The renames are those of diffusers' single-file loader
+ * each component, and which of these families a file is. The renames are those of diffusers' single-file loader
  * (`convert_ldm_unet_checkpoint`, `convert_ldm_vae_checkpoint`, `convert_ldm_clip_checkpoint`,
  * `convert_open_clip_checkpoint`), written here from the layouts themselves:
  *
@@ -13,8 +13,15 @@
  * - VAE, `first_stage_model.`: `down.N.block.M`, `down.N.downsample`, `mid.block_1/2`,
  *   `mid.attn_1` (`norm`, `q`, `k`, `v`, `proj_out` as 1×1 convs), `norm_out`; the decoder's
  *   `up.N` counts from the narrowest level, diffusers' `up_blocks` from the widest.
- * - Text encoder, `cond_stage_model.transformer.`: transformers' own names (older files omit
- *   the `text_model.` level).
+ * - Text encoder, `cond_stage_model.transformer.` (SD 1.x): transformers' own names (older files
+ *   omit the `text_model.` level).
+ * - SD 2.x: `cond_stage_model.model.` is OpenCLIP ViT-H/14's text tower in OpenCLIP's names (as
+ *   SDXL's second encoder below). diffusers' SD 2.x text encoder is a `CLIPTextModel` of one layer
+ *   fewer (23 of 24): SD 2.x reads the penultimate layer and then `ln_final`, so diffusers'
+ *   single-file loader drops the last `resblocks` layer, `text_projection` and `logit_scale`
+ *   (`SD_2_TEXT_ENCODER_KEYS_TO_IGNORE`); here every layer from the config's `num_hidden_layers`
+ *   on is dropped, so a file written back from a diffusers folder (which has no such layer) converts
+ *   too.
  * - SDXL: the UNet and VAE as above (SDXL's `label_emb.0.0/2` is diffusers' `add_embedding`
  *   `linear_1/2`); `conditioner.embedders.0.transformer.` is `text_encoder` in transformers'
  *   names; `conditioner.embedders.1.model.` is OpenCLIP's text tower, `text_encoder_2`:
@@ -22,6 +29,14 @@
  *   `mlp.c_fc/c_proj`, `attn.out_proj` and `attn.in_proj_weight/bias` (q, k and v joined along
  *   the first dimension, in that order), and `text_projection` applied as `x @ P` (diffusers'
  *   Linear weight is its transpose).
+ *
+ * The family is told from the keys as diffusers' `infer_diffusers_model_type` does, with the keys
+ * of its `CHECKPOINT_KEY_NAMES`: SD 2.x when the second input block's cross-attention keys are
+ * 1024 wide (OpenCLIP ViT-H), SDXL base when `conditioner.embedders.1.model.` holds OpenCLIP
+ * layers, SD 1.x when the UNet has SD's twelfth output block and a CLIP text encoder under
+ * `cond_stage_model.transformer.` (diffusers takes anything else for SD 1.x; here it is refused,
+ * so a checkpoint of another shape never meets SD 1.5's configs). Inpainting UNets (9 input
+ * channels), the SDXL refiner and the ×4 upscaler are recognised and refused by name.
  *
  * @module
  */
@@ -31,52 +46,102 @@ import { type MappedTensor, SafetensorsWeights, type StoredTensor } from "./weig
 /** The diffusers component folders a single-file checkpoint holds. */
 export type SingleFileComponent = "unet" | "vae" | "text_encoder" | "text_encoder_2";
 
+/** The model families whose single-file checkpoints are converted. */
+export type SingleFileFamily = "sd1" | "sd2" | "sdxl";
+
+/** How a component's keys are named in a single file. */
+type KeyStyle = "unet" | "vae" | "clip" | "open_clip";
+
 /** A single-file key layout: its components, each under its key prefix. */
 export interface SingleFileLayout {
   /** e.g. "SD 1.x". */
   name: string;
+  /** The family, whose known configs (`known_configs/<family>/`) convert it without `--config`. */
+  family: SingleFileFamily;
   /** The diffusers pipeline class whose folder gives its configs. */
   pipeline: string;
-  prefixes: Partial<Record<SingleFileComponent, string>>;
+  components: Partial<Record<SingleFileComponent, { prefix: string; keys: KeyStyle }>>;
 }
 
-/** The layouts converted, told apart by their text encoders' prefixes. */
-export const SINGLE_FILE_LAYOUTS: readonly SingleFileLayout[] = [
-  {
-    name: "SD 1.x",
-    pipeline: "StableDiffusionPipeline",
-    prefixes: {
-      unet: "model.diffusion_model.",
-      vae: "first_stage_model.",
-      text_encoder: "cond_stage_model.transformer.",
-    },
-  },
-  {
-    name: "SDXL",
-    pipeline: "StableDiffusionXLPipeline",
-    prefixes: {
-      unet: "model.diffusion_model.",
-      vae: "first_stage_model.",
-      text_encoder: "conditioner.embedders.0.transformer.",
-      text_encoder_2: "conditioner.embedders.1.model.",
-    },
-  },
-];
+const UNET = { prefix: "model.diffusion_model.", keys: "unet" } as const;
+const VAE = { prefix: "first_stage_model.", keys: "vae" } as const;
 
-/**
- * Layouts not converted, recognised by a key prefix, so that they are refused by name rather
- * than as missing tensors.
- */
-const OTHER_LAYOUTS: [string, string][] = [
-  ["cond_stage_model.model.", "an SD 2.x checkpoint (OpenCLIP text encoder)"],
-];
+/** The layouts converted. */
+export const SINGLE_FILE_LAYOUTS: Record<SingleFileFamily, SingleFileLayout> = {
+  sd1: {
+    name: "SD 1.x",
+    family: "sd1",
+    pipeline: "StableDiffusionPipeline",
+    components: {
+      unet: UNET,
+      vae: VAE,
+      text_encoder: { prefix: "cond_stage_model.transformer.", keys: "clip" },
+    },
+  },
+  sd2: {
+    name: "SD 2.x",
+    family: "sd2",
+    pipeline: "StableDiffusionPipeline",
+    components: {
+      unet: UNET,
+      vae: VAE,
+      text_encoder: { prefix: "cond_stage_model.model.", keys: "open_clip" },
+    },
+  },
+  sdxl: {
+    name: "SDXL",
+    family: "sdxl",
+    pipeline: "StableDiffusionXLPipeline",
+    components: {
+      unet: UNET,
+      vae: VAE,
+      text_encoder: { prefix: "conditioner.embedders.0.transformer.", keys: "clip" },
+      text_encoder_2: { prefix: "conditioner.embedders.1.model.", keys: "open_clip" },
+    },
+  },
+};
 
 /**
  * Top-level entries that are not weights of the served network (EMA copies, schedule buffers,
  * OpenCLIP's contrastive temperature `logit_scale`, which text features never use).
  */
 const IGNORED =
-  /^(model_ema\.|alphas_cumprod|alphas_cumprod_prev|betas|log_one_minus_alphas_cumprod|posterior_|sqrt_|logvar$|conditioner\.embedders\.1\.model\.logit_scale$)/;
+  /^(model_ema\.|alphas_cumprod|alphas_cumprod_prev|betas|log_one_minus_alphas_cumprod|posterior_|sqrt_|logvar$|(conditioner\.embedders\.1|cond_stage_model)\.model\.logit_scale$)/;
+
+/** diffusers' `CHECKPOINT_KEY_NAMES` entries the family is told by. */
+const KEY = {
+  v1: "model.diffusion_model.output_blocks.11.0.skip_connection.weight",
+  v2: "model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight",
+  xlBase: "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias",
+  xlRefiner: "conditioner.embedders.0.model.transformer.resblocks.9.mlp.c_proj.bias",
+  upscale: "model.diffusion_model.input_blocks.10.0.skip_connection.bias",
+  convIn: "model.diffusion_model.input_blocks.0.0.weight",
+};
+
+/**
+ * The family of a single-file checkpoint, from its keys and shapes (see the module's notes);
+ * a checkpoint of no family converted here is a {@linkcode ConvertError} of one line.
+ */
+export function detectFamily(
+  path: string,
+  tensors: ReadonlyMap<string, { shape: number[] }>,
+): SingleFileFamily {
+  const refuse = (what: string) =>
+    new ConvertError(`${path} is ${what}: not converted (SD 1.x, SD 2.x and SDXL base are)`);
+  const inputs = tensors.get(KEY.convIn)?.shape[1];
+  if (inputs !== undefined && inputs !== 4) {
+    throw refuse(`a UNet of ${inputs} input channels (an inpainting or other conditioned model)`);
+  }
+  if (tensors.get(KEY.v2)?.shape.at(-1) === 1024) return "sd2";
+  if (tensors.has(KEY.xlBase)) return "sdxl";
+  if (tensors.has(KEY.xlRefiner)) throw refuse("an SDXL refiner checkpoint");
+  if (tensors.has(KEY.upscale)) throw refuse("an SD ×4 upscaler checkpoint");
+  const clip = [...tensors.keys()].some((k) => k.startsWith("cond_stage_model.transformer."));
+  if (tensors.has(KEY.v1) && clip) return "sd1";
+  throw new ConvertError(
+    `${path}: cannot tell its model family from its keys (SD 1.x, SD 2.x and SDXL base are recognised as diffusers' single-file loader recognises them): name a diffusers folder of its family with --config (deno task convert) or --model-config (serve)`,
+  );
+}
 
 /** What {@linkcode splitSingleFile} needs of the configs. */
 export interface SingleFileShape {
@@ -84,6 +149,11 @@ export interface SingleFileShape {
   unetLayersPerBlock: number;
   /** The VAE's level count (`len(block_out_channels)`). */
   vaeLevels: number;
+  /**
+   * The OpenCLIP text encoder's `num_hidden_layers` where the file may hold more (SD 2.x: the
+   * layers from this one on are dropped, as diffusers does).
+   */
+  textEncoderLayers?: number;
 }
 
 const RESNET: [RegExp, string][] = [
@@ -213,19 +283,26 @@ type Placement = [string, Omit<MappedTensor, "key">];
 
 /**
  * The diffusers parameters an OpenCLIP text-tower key (without its prefix) holds: one, or q, k
- * and v for a joined `in_proj`.
+ * and v for a joined `in_proj`; `[]` for a key diffusers drops (a layer from `layers` on, and
+ * `text_projection` where the model has none); undefined for a key that fits no rule.
  */
-function openClipNames(key: string): Placement[] | undefined {
+function openClipNames(
+  key: string,
+  options: { layers?: number; projection: boolean },
+): Placement[] | undefined {
   const fixed: Record<string, Placement> = {
     "token_embedding.weight": ["text_model.embeddings.token_embedding.weight", {}],
     "positional_embedding": ["text_model.embeddings.position_embedding.weight", {}],
     "ln_final.weight": ["text_model.final_layer_norm.weight", {}],
     "ln_final.bias": ["text_model.final_layer_norm.bias", {}],
-    "text_projection": ["text_projection.weight", { transpose: true }],
   };
   if (fixed[key]) return [fixed[key]];
+  if (key === "text_projection") {
+    return options.projection ? [["text_projection.weight", { transpose: true }]] : [];
+  }
   const m = key.match(/^transformer\.resblocks\.(\d+)\.(.+)$/);
   if (!m) return undefined;
+  if (options.layers !== undefined && Number(m[1]) >= options.layers) return [];
   const layer = `text_model.encoder.layers.${m[1]}.`;
   const joined = m[2].match(/^attn\.in_proj_(weight|bias)$/);
   if (joined) {
@@ -238,14 +315,14 @@ function openClipNames(key: string): Placement[] | undefined {
   return r === undefined ? undefined : [[layer + r, {}]];
 }
 
-/** The diffusers parameters a component's key (without its prefix) holds. */
+/** The diffusers parameters a component's key (without its prefix) holds (`[]`: dropped). */
 function componentNames(
   component: SingleFileComponent,
-  layout: SingleFileLayout,
+  keys: KeyStyle,
   rest: string,
   shape: SingleFileShape,
 ): Placement[] | undefined {
-  switch (component) {
+  switch (keys) {
     case "unet": {
       const name = unetName(rest, shape.unetLayersPerBlock);
       return name === undefined ? undefined : [[name, {}]];
@@ -254,24 +331,24 @@ function componentNames(
       const mapped = vaeName(rest, shape.vaeLevels);
       return mapped && [[mapped.key, { squeeze: mapped.squeeze }]];
     }
-    case "text_encoder":
+    case "clip":
       return [[rest.startsWith("text_model.") ? rest : `text_model.${rest}`, {}]];
-    case "text_encoder_2":
-      return layout.prefixes.text_encoder_2 ? openClipNames(rest) : undefined;
+    case "open_clip":
+      // SDXL's second encoder is a CLIPTextModelWithProjection of every layer; SD 2.x's is not.
+      return component === "text_encoder_2"
+        ? openClipNames(rest, { projection: true })
+        : openClipNames(rest, { layers: shape.textEncoderLayers, projection: false });
   }
 }
 
-/** The layout of a single-file checkpoint's keys; other layouts are refused by name. */
-export function singleFileLayout(path: string, keys: readonly string[]): SingleFileLayout {
-  for (const [prefix, what] of OTHER_LAYOUTS) {
-    if (keys.some((k) => k.startsWith(prefix))) {
-      throw new ConvertError(
-        `${path} is ${what}: only SD 1.x and SDXL single-file checkpoints are converted so far`,
-      );
-    }
-  }
-  const sdxl = keys.some((k) => k.startsWith("conditioner.embedders."));
-  return SINGLE_FILE_LAYOUTS[sdxl ? 1 : 0];
+/**
+ * The key layout of a single-file checkpoint, told by its text encoders' prefixes (with `--config`
+ * the family is not needed, only where each component's keys are).
+ */
+export function singleFileLayout(keys: readonly string[]): SingleFileLayout {
+  if (keys.some((k) => k.startsWith("conditioner.embedders."))) return SINGLE_FILE_LAYOUTS.sdxl;
+  if (keys.some((k) => k.startsWith("cond_stage_model.model."))) return SINGLE_FILE_LAYOUTS.sd2;
+  return SINGLE_FILE_LAYOUTS.sd1;
 }
 
 /**
@@ -286,19 +363,23 @@ export function splitSingleFile(
 ): Partial<Record<SingleFileComponent, SafetensorsWeights>> {
   const keys = [...tensors.keys()];
   const split: Partial<Record<SingleFileComponent, SafetensorsWeights>> = {};
-  const prefixes = Object.entries(layout.prefixes) as [SingleFileComponent, string][];
-  for (const [component, prefix] of prefixes) {
+  const components = Object.entries(layout.components) as [
+    SingleFileComponent,
+    { prefix: string; keys: KeyStyle },
+  ][];
+  const prefixes = components.map(([, c]) => c.prefix);
+  for (const [component, { prefix, keys: style }] of components) {
     const own = new Map<string, StoredTensor>();
     const names = new Map<string, MappedTensor>();
     for (const [key, t] of tensors) {
       if (!key.startsWith(prefix) || IGNORED.test(key)) continue;
-      own.set(key, t);
-      const mapped = componentNames(component, layout, key.slice(prefix.length), shape);
+      const mapped = componentNames(component, style, key.slice(prefix.length), shape);
       if (!mapped) {
         throw new ConvertError(
           `${path}: tensor '${key}' fits no ${layout.name} ${component} key`,
         );
       }
+      if (mapped.length) own.set(key, t);
       for (const [name, where] of mapped) names.set(name, { ...where, key });
     }
     if (!own.size) {
@@ -306,7 +387,7 @@ export function splitSingleFile(
     }
     split[component] = new SafetensorsWeights(`${path} (${component})`, own, names);
   }
-  const stray = keys.find((k) => !prefixes.some(([, p]) => k.startsWith(p)) && !IGNORED.test(k));
+  const stray = keys.find((k) => !prefixes.some((p) => k.startsWith(p)) && !IGNORED.test(k));
   if (stray) {
     throw new ConvertError(`${path}: tensor '${stray}' belongs to no ${layout.name} component`);
   }

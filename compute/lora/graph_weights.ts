@@ -11,6 +11,12 @@
  * Exporters that name nodes otherwise but keep parameter names (`<module>.weight`, possibly through a
  * `Transpose` or `Cast`) are found by the initializer's name instead.
  *
+ * The converter's quantized graphs (`--dtype q8|q4`, `compute/graph/quantize.ts`) hold their linear
+ * layers' weights as integers: `q8` as an int8 initializer read through `DequantizeLinear` (one
+ * scale per output channel) into the same `MatMul`/`Gemm`; `q4` as the packed 4-bit blocks and
+ * scales of a `MatMulNBits` node (`/<module>/MatMulNBits`), whose weight is torch's `[N, K]`. Both
+ * are targets too, with their scales' location: a merge dequantizes, adds and quantizes again.
+ *
  * @module
  */
 import pkg from "onnx-proto";
@@ -18,23 +24,43 @@ import { ModelLoadError } from "../errors.ts";
 
 const { onnx } = pkg;
 
-/** ONNX element types of weights this module can patch. */
-const ELEMENT_TYPES: Record<number, "float32" | "float16"> = { 1: "float32", 10: "float16" };
-const WEIGHT_OPS = new Set(["MatMul", "Gemm", "Conv"]);
+/** ONNX element types of weights this module can patch, and their bytes per element. */
+const ELEMENT_TYPES: Record<number, ["float32" | "float16" | "int8", number]> = {
+  1: ["float32", 4],
+  10: ["float16", 2],
+  3: ["int8", 1],
+};
+const WEIGHT_OPS = new Set(["MatMul", "Gemm", "Conv", "MatMulNBits"]);
+
+/** Where an initializer's bytes are: in `model.onnx` itself (`file` absent) or in an external file. */
+export interface Location {
+  file?: string;
+  offset: number;
+  length: number;
+}
+
+/** How a quantized weight is stored (the converter's `--dtype q8|q4`). */
+export type Quantization =
+  /** int8 values as stored, `DequantizeLinear` with one float32 scale per index of `axis`. */
+  | { kind: "int8"; axis: number; scales: Location }
+  /** `MatMulNBits`: `[N, blocks, 16]` bytes of 4-bit codes (zero point 8), a scale per block. */
+  | { kind: "q4"; blocks: number; scales: Location };
 
 /** One patchable weight: a module's matrix (or kernel) in the graph. */
 export interface WeightTarget {
   /** The module path, dotted as in torch: `down_blocks.0.attentions.0.…attn1.to_q`. */
   module: string;
-  op: "MatMul" | "Gemm" | "Conv";
+  op: "MatMul" | "Gemm" | "Conv" | "MatMulNBits";
   initializer: string;
-  /** Dims as stored. */
+  /** Dims as stored (`MatMulNBits`: torch's `[N, K]`, which its packed blocks hold). */
   dims: number[];
   /** Stored `[in, out]` (the transpose of torch's `[out, in]`). */
   transposed: boolean;
-  dtype: "float32" | "float16";
-  /** The bytes: in `model.onnx` itself (`file` absent) or in the named external-data file. */
-  location: { file?: string; offset: number; length: number };
+  dtype: "float32" | "float16" | "int8" | "q4";
+  /** The bytes of the values. */
+  location: Location;
+  /** For quantized weights: how to read and write them. */
+  quantization?: Quantization;
 }
 
 /** A graph's patchable weights, by module path and by Kohya's flattened name. */
@@ -68,15 +94,31 @@ export function indexGraphWeights(bytes: Uint8Array, label: string): GraphWeight
     for (const input of node.input ?? []) uses.set(input, (uses.get(input) ?? 0) + 1);
   }
 
-  /** The initializer behind `name`, through at most two Transpose/Cast nodes. */
-  const source = (name: string): { init: pkg.onnx.ITensorProto; flipped: boolean } | undefined => {
+  /**
+   * The initializer behind `name`, through at most two Transpose/Cast nodes and a
+   * `DequantizeLinear` (which `dequantize` then names).
+   */
+  const source = (
+    name: string,
+  ):
+    | { init: pkg.onnx.ITensorProto; flipped: boolean; dequantize?: pkg.onnx.INodeProto }
+    | undefined => {
     let flipped = false;
+    let dequantize: pkg.onnx.INodeProto | undefined;
     for (let hop = 0; hop < 3; hop++) {
       const init = inits.get(name);
-      if (init) return { init, flipped };
+      if (init) return { init, flipped, dequantize };
       const node = producers.get(name);
-      if (!node || (node.opType !== "Transpose" && node.opType !== "Cast")) return undefined;
-      if (node.opType === "Transpose") flipped = !flipped;
+      const op = node?.opType;
+      if (!node || (op !== "Transpose" && op !== "Cast" && op !== "DequantizeLinear")) {
+        return undefined;
+      }
+      if (op === "Transpose") flipped = !flipped;
+      if (op === "DequantizeLinear") {
+        // Symmetric int8 as the converter writes it: values and scales, no zero point.
+        if (dequantize || (node.input ?? []).length !== 2) return undefined;
+        dequantize = node;
+      }
       name = node.input?.[0] ?? "";
     }
     return undefined;
@@ -86,6 +128,14 @@ export function indexGraphWeights(bytes: Uint8Array, label: string): GraphWeight
   for (const node of graph?.node ?? []) {
     const op = node.opType ?? "";
     if (!WEIGHT_OPS.has(op)) continue;
+    if (op === "MatMulNBits") {
+      const module = moduleOf(node.name ?? "", op);
+      const target = module && describeQ4(module, node, inits, bytes, label);
+      if (!target) continue;
+      const shared = (uses.get(target.initializer) ?? 0) > 1;
+      found.set(module, found.has(module) || shared ? null : target);
+      continue;
+    }
     // torch puts the weight second: x·W (MatMul), x·Wᵀ + b (Gemm), conv(x, W).
     const src = source(node.input?.[1] ?? "");
     if (!src) continue;
@@ -98,6 +148,17 @@ export function indexGraphWeights(bytes: Uint8Array, label: string): GraphWeight
     const readsInOut = op === "MatMul" || (op === "Gemm" && Number(transB) === 0);
     const target = describe(module, op as WeightTarget["op"], src.init, bytes, label);
     if (!target) continue;
+    if ((target.dtype === "int8") !== (src.dequantize !== undefined)) continue;
+    if (src.dequantize) {
+      const scale = inits.get(src.dequantize.input?.[1] ?? "");
+      const axis = Number(src.dequantize.attribute?.find((a) => a.name === "axis")?.i ?? 1);
+      const channels = target.dims[axis < 0 ? axis + 2 : axis];
+      const scales = scale && scale.dataType === 1 && (scale.dims ?? []).map(Number).join() ===
+          `${channels}` &&
+        locate(scale, channels * 4, bytes, label);
+      if (!scales || src.flipped) continue;
+      target.quantization = { kind: "int8", axis: axis < 0 ? axis + 2 : axis, scales };
+    }
     target.transposed = op !== "Conv" && readsInOut !== src.flipped;
     // A weight shared by several nodes, or two weights under one scope: not a LoRA target.
     const shared = (uses.get(name) ?? 0) > 1;
@@ -136,12 +197,56 @@ function describe(
   bytes: Uint8Array,
   label: string,
 ): WeightTarget | undefined {
-  const dtype = ELEMENT_TYPES[init.dataType ?? 0];
+  const [dtype, size] = ELEMENT_TYPES[init.dataType ?? 0] ?? [];
   const dims = (init.dims ?? []).map(Number);
-  if (!dtype || (op === "Conv" ? dims.length !== 4 : dims.length !== 2)) return undefined;
-  const count = dims.reduce((a, b) => a * b, 1);
-  const length = count * (dtype === "float32" ? 4 : 2);
-  const base = { module, op, initializer: init.name ?? "", dims, transposed: false, dtype };
+  if (!dtype || !size || (op === "Conv" ? dims.length !== 4 : dims.length !== 2)) return undefined;
+  const location = locate(init, dims.reduce((a, b) => a * b, 1) * size, bytes, label);
+  if (!location) return undefined;
+  return { module, op, initializer: init.name ?? "", dims, transposed: false, dtype, location };
+}
+
+/**
+ * A `MatMulNBits` node's weight (4 bits, blocks of 32 along K, float32 scales, no zero points: as
+ * the converter writes `--dtype q4`).
+ */
+function describeQ4(
+  module: string,
+  node: pkg.onnx.INodeProto,
+  inits: ReadonlyMap<string, pkg.onnx.ITensorProto>,
+  bytes: Uint8Array,
+  label: string,
+): WeightTarget | undefined {
+  const attribute = (name: string) => Number(node.attribute?.find((a) => a.name === name)?.i ?? 0);
+  const [n, k, bits, block] = ["N", "K", "bits", "block_size"].map(attribute);
+  const [, packed, scale, zeroPoints] = node.input ?? [];
+  const values = inits.get(packed ?? ""), scales = inits.get(scale ?? "");
+  if (bits !== 4 || block !== 32 || zeroPoints || !values || !scales || scales.dataType !== 1) {
+    return undefined;
+  }
+  const blocks = Math.ceil(k / 32);
+  if ((values.dims ?? []).map(Number).join() !== `${n},${blocks},16`) return undefined;
+  const location = locate(values, n * blocks * 16, bytes, label);
+  const scaleLocation = locate(scales, n * blocks * 4, bytes, label);
+  if (!location || !scaleLocation) return undefined;
+  return {
+    module,
+    op: "MatMulNBits",
+    initializer: values.name ?? "",
+    dims: [n, k],
+    transposed: false,
+    dtype: "q4",
+    location,
+    quantization: { kind: "q4", blocks, scales: scaleLocation },
+  };
+}
+
+/** Where an initializer of `length` bytes lies: in `bytes` itself or in an external-data file. */
+function locate(
+  init: pkg.onnx.ITensorProto,
+  length: number,
+  bytes: Uint8Array,
+  label: string,
+): Location | undefined {
   if (init.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
     const entry = (key: string) => init.externalData?.find((e) => e.key === key)?.value;
     const file = entry("location");
@@ -149,10 +254,10 @@ function describe(
     if (!file || !Number.isSafeInteger(offset) || Number(entry("length") ?? length) !== length) {
       throw new ModelLoadError(`Cannot read ${label}: bad external data entry for ${init.name}`);
     }
-    return { ...base, location: { file, offset, length } };
+    return { file, offset, length };
   }
   const raw = init.rawData;
   // protobufjs decodes bytes fields as views of the input, so the view's offset is the file's.
   if (!raw || raw.length !== length || raw.buffer !== bytes.buffer) return undefined;
-  return { ...base, location: { offset: raw.byteOffset - bytes.byteOffset, length } };
+  return { offset: raw.byteOffset - bytes.byteOffset, length };
 }

@@ -7,8 +7,9 @@
  * @module
  */
 import { fromFloat16, toFloat16 } from "../backends/float16.ts";
+import { int8Columns, int8Rows, Q4_BLOCK, q4Blocks } from "../graph/quantize.ts";
 import { type LoraAdapter, type LoraComponent, LoraError, type LoraLayer } from "./adapter.ts";
-import type { GraphWeights, WeightTarget } from "./graph_weights.ts";
+import type { GraphWeights, Location, Quantization, WeightTarget } from "./graph_weights.ts";
 import type { LowRankProduct } from "./low_rank_product.ts";
 
 /** An adapter and the scale a request gave it. */
@@ -141,10 +142,6 @@ export async function applyPlan(
 ): Promise<void> {
   for (const [target, layers] of plan) {
     const { out, inFlat } = logicalShape(target);
-    const file = target.location.file === undefined
-      ? bytes.model
-      : bytes.external.get(target.location.file);
-    if (!file) throw new LoraError(`external data '${target.location.file}' was not loaded`);
     const rank = layers.reduce((s, { layer }) => s + layer.down.dims[0], 0);
     const b = new Float32Array(out * rank);
     const a = new Float32Array(rank * inFlat);
@@ -158,25 +155,107 @@ export async function applyPlan(
       r0 += r;
     }
     const delta = await product.multiply(b, a, out, rank, inFlat);
-    const { offset, length } = target.location;
-    const region = file.subarray(offset, offset + length);
+    const region = at(bytes, target.location);
     // float32 weights at an aligned offset are changed where they lie; others through a copy.
     const inPlace = target.dtype === "float32" && region.byteOffset % 4 === 0;
     const weights = inPlace
-      ? new Float32Array(region.buffer, region.byteOffset, length / 4)
-      : target.dtype === "float32"
-      ? new Float32Array(region.slice().buffer)
-      : fromFloat16(new Float16Array(region.slice().buffer));
-    // Stored [in, out] (torch's MatMul export) takes Δᵀ.
-    if (target.transposed) {
-      for (let o = 0; o < out; o++) {
-        for (let k = 0; k < inFlat; k++) weights[k * out + o] += delta[o * inFlat + k];
-      }
-    } else {
-      for (let i = 0; i < weights.length; i++) weights[i] += delta[i];
-    }
+      ? new Float32Array(region.buffer, region.byteOffset, region.length / 4)
+      : weightValues(target, bytes);
+    addDelta(weights, delta, target.transposed, out, inFlat);
     if (inPlace) continue;
+    if (target.quantization) {
+      // Quantized again with fresh scales (the bytes keep their size).
+      const q = quantize(target, weights);
+      region.set(q.values);
+      at(bytes, target.quantization.scales).set(
+        new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength),
+      );
+      continue;
+    }
     const stored = target.dtype === "float32" ? weights : toFloat16(weights);
     region.set(new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength));
   }
+}
+
+/**
+ * A target's weight as float32 values in its stored layout (`MatMulNBits`: torch's `[N, K]`):
+ * a copy, dequantized where the graph quantized it.
+ */
+export function weightValues(target: WeightTarget, bytes: GraphBytes): Float32Array {
+  const region = at(bytes, target.location);
+  if (target.quantization) {
+    return dequantize(target, target.quantization, region, at(bytes, target.quantization.scales));
+  }
+  return target.dtype === "float32"
+    ? new Float32Array(region.slice().buffer)
+    : fromFloat16(new Float16Array(region.slice().buffer));
+}
+
+/** The bytes at `location` in the graph's files (a view: writing to it changes them). */
+function at(bytes: GraphBytes, location: Location): Uint8Array {
+  const file = location.file === undefined ? bytes.model : bytes.external.get(location.file);
+  if (!file) throw new LoraError(`external data '${location.file}' was not loaded`);
+  return file.subarray(location.offset, location.offset + location.length);
+}
+
+/** `weights += Δ` (`Δ` `[out, in]`; weights stored `[in, out]` take Δᵀ). */
+function addDelta(
+  weights: Float32Array,
+  delta: Float32Array,
+  transposed: boolean,
+  out: number,
+  inFlat: number,
+): void {
+  if (transposed) {
+    for (let o = 0; o < out; o++) {
+      for (let k = 0; k < inFlat; k++) weights[k * out + o] += delta[o * inFlat + k];
+    }
+  } else {
+    for (let i = 0; i < weights.length; i++) weights[i] += delta[i];
+  }
+}
+
+/** A quantized weight's float values, in its stored layout (`MatMulNBits`: `[N, K]`). */
+function dequantize(
+  target: WeightTarget,
+  q: Quantization,
+  values: Uint8Array,
+  scaleBytes: Uint8Array,
+): Float32Array {
+  const scales = new Float32Array(scaleBytes.slice().buffer);
+  const [rows, cols] = target.dims;
+  const w = new Float32Array(rows * cols);
+  if (q.kind === "int8") {
+    const ints = new Int8Array(values.buffer, values.byteOffset, values.length);
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        w[r * cols + c] = ints[r * cols + c] * scales[q.axis === 0 ? r : c];
+      }
+    }
+    return w;
+  }
+  for (let n = 0; n < rows; n++) {
+    for (let k = 0; k < cols; k++) {
+      const block = n * q.blocks + Math.floor(k / Q4_BLOCK), j = k % Q4_BLOCK;
+      const byte = values[block * (Q4_BLOCK / 2) + (j >> 1)];
+      w[n * cols + k] = (((j & 1) ? byte >> 4 : byte & 15) - 8) * scales[block];
+    }
+  }
+  return w;
+}
+
+/** Float values in a quantized weight's stored layout → its values' bytes and scales. */
+function quantize(
+  target: WeightTarget,
+  weights: Float32Array,
+): { values: Uint8Array; scales: Float32Array } {
+  const q = target.quantization!;
+  if (q.kind === "q4") {
+    const { packed, scales } = q4Blocks(weights, target.dims[0]);
+    return { values: packed, scales };
+  }
+  const { values, scales } = q.axis === 0
+    ? int8Rows(weights, target.dims[0])
+    : int8Columns(weights, target.dims[0]);
+  return { values: new Uint8Array(values.buffer), scales };
 }

@@ -25,7 +25,9 @@ import type { DownloadProgress } from "./hub_download.ts";
 
 /**
  * The converter's output version, part of every cache key: bump it when the converter's output
- * for the same input changes, so caches made by an older converter are not reused.
+ * for the same input changes (its graphs, or the known configs and tokenizers a single file is
+ * converted with: `compute/convert/known_configs/`), so caches made by an older converter are not
+ * reused.
  */
 export const CONVERTER_VERSION = 1;
 
@@ -39,7 +41,10 @@ const NOT_CONVERTED = new Set(["safety_checker", "feature_extractor", "image_enc
 export interface ConversionSource {
   /** A diffusers pipeline folder of `.safetensors`, or a single-file `.safetensors` checkpoint. */
   src: string;
-  /** For a single file: the diffusers folder whose configs, tokenizer and scheduler it uses. */
+  /**
+   * For a single file: the diffusers folder whose configs, tokenizer and scheduler it uses; without
+   * it, those its family's keys name (the converter's known configs, part of `CONVERTER_VERSION`).
+   */
   config?: string;
   /** Output weight precision (the converter's `--dtype`); default fp32. */
   dtype?: string;
@@ -176,8 +181,8 @@ async function temporaryFolders(dir: string): Promise<string[]> {
 
 /**
  * Plans converting `source` into the cache at `cacheRoot`: finds its folder there, or says what
- * running the conversion will read. A source with no weights to convert is a
- * {@linkcode ConvertError}.
+ * running the conversion will read. A source with no weights to convert, or a single file whose
+ * family its keys do not tell (without `config`), is a {@linkcode ConvertError}.
  */
 export async function planConversion(
   source: ConversionSource,
@@ -194,6 +199,12 @@ export async function planConversion(
   const files = await weightFiles(source);
   if (!files.length) {
     throw new ConvertError(`${source.src}: no .safetensors weights to convert`);
+  }
+  if (!source.config && (await Deno.stat(source.src)).isFile) {
+    // A single file of no known family is refused now (its header alone), not after listening.
+    const { detectFamily } = await import("../convert/single_file.ts");
+    const { readSafetensors } = await import("../convert/weights.ts");
+    detectFamily(source.src, await readSafetensors(source.src));
   }
   const name = source.label.replace(/[^\w.-]+/g, "--").replace(/^[.-]+/, "");
   const dir = `${cacheRoot}/${name}-${dtype}-${await conversionKey(source, dtype)}`;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ModelLoadError } from "../errors.ts";
+import { ConvertError, ModelLoadError } from "../errors.ts";
 import { planConversion } from "./converted.ts";
 import type { DownloadProgress } from "./hub_download.ts";
 
@@ -84,5 +84,13 @@ Deno.test("a failed conversion is one line and leaves nothing in the cache", asy
   await assert.rejects(
     planConversion({ src: `${DATA}/sd15/scheduler`, label: "x" }, cache.path),
     /no \.safetensors weights to convert/,
+  );
+  // A single file whose keys name no known family (the tiny reference's UNet has 3 levels, not
+  // SD's 4) is refused when planned, before a server listens.
+  await assert.rejects(
+    planConversion({ src: `${DATA}/sd15.safetensors`, label: "x" }, cache.path),
+    (e: Error) =>
+      e instanceof ConvertError && !e.message.includes("\n") &&
+      /cannot tell its model family from its keys .* --model-config \(serve\)/.test(e.message),
   );
 });

@@ -14,12 +14,18 @@ import { readJsonFile, readTextFile } from "../model/files.ts";
 type TokenSpec = string | { content: string } | undefined;
 const tokenText = (t: TokenSpec) => typeof t === "string" ? t : t?.content;
 
-/** The fast-tokenizer JSON of a CLIP BPE vocabulary (transformers `CLIPConverter`). */
+/**
+ * The fast-tokenizer JSON of a CLIP BPE vocabulary (transformers `CLIPConverter`). A `pad` token
+ * other than BOS/EOS is an added token too, as in transformers' `CLIPTokenizer`, which splits it
+ * off the text: with SD 2.x's and SDXL's second tokenizer (pad `!`), a `!` in a prompt is id 0,
+ * not the BPE token `!</w>` (measured with transformers 4.57: fixtures/reference/clip_tokenizer_ids.py).
+ */
 export function clipTokenizerJson(
   vocab: Record<string, number>,
   merges: string[],
   bos: string,
   eos: string,
+  pad = eos,
 ): Record<string, unknown> {
   const special = (content: string) => ({
     id: vocab[content],
@@ -32,7 +38,7 @@ export function clipTokenizerJson(
   });
   return {
     version: "1.0",
-    added_tokens: [special(bos), special(eos)],
+    added_tokens: [bos, eos, pad].filter((t, i, all) => all.indexOf(t) === i).map(special),
     normalizer: {
       type: "Sequence",
       normalizers: [
@@ -90,6 +96,7 @@ export class ClipTokenizer {
   /** Loads `dir` (a `tokenizer/` folder). */
   static async load(dir: string): Promise<ClipTokenizer> {
     const config = await readJsonFile<Record<string, unknown>>(`${dir}/tokenizer_config.json`);
+    const padToken = tokenText(config.pad_token as TokenSpec) ?? "<|endoftext|>";
     let json: Record<string, unknown>;
     try {
       json = JSON.parse(await Deno.readTextFile(`${dir}/tokenizer.json`));
@@ -100,10 +107,9 @@ export class ClipTokenizer {
         .filter((line) => line && !line.startsWith("#version"));
       const bos = tokenText(config.bos_token as TokenSpec) ?? "<|startoftext|>";
       const eos = tokenText(config.eos_token as TokenSpec) ?? "<|endoftext|>";
-      json = clipTokenizerJson(vocab, merges, bos, eos);
+      json = clipTokenizerJson(vocab, merges, bos, eos, padToken);
     }
     const tokenizer = new Tokenizer(json, config);
-    const padToken = tokenText(config.pad_token as TokenSpec) ?? "<|endoftext|>";
     const padId = tokenizer.token_to_id(padToken);
     if (padId === undefined) {
       throw new ModelLoadError(
