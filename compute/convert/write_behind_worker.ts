@@ -9,9 +9,15 @@ import { CLOSED, FAILED, FREE } from "./write_behind.ts";
 
 let file: Deno.FsFile | undefined;
 let slots: SharedArrayBuffer, state: Int32Array, error: SharedArrayBuffer, slotBytes: number;
+/**
+ * Set by the first failure: later messages are ignored, so that neither the next write's error
+ * nor `close` replaces what the converter's thread is to read (it may not have looked yet).
+ */
+let failed = false;
 
 self.onmessage = (event: MessageEvent) => {
   const m = event.data;
+  if (failed) return;
   try {
     if (m.path !== undefined) {
       ({ slots, error, slotBytes } = m);
@@ -29,6 +35,7 @@ self.onmessage = (event: MessageEvent) => {
       Atomics.notify(state, m.slot);
     }
   } catch (e) {
+    failed = true;
     const text = new TextEncoder().encode((e as Error).message).subarray(0, error.byteLength - 1);
     new Uint8Array(error).set(text);
     Atomics.store(state, state.length - 1, FAILED);
