@@ -21,6 +21,13 @@ export interface ModelCard {
    * the model's largest documented resolution, rounded up to a square.
    */
   maxImagePixels: number;
+  /** Most steps a request runs (a distilled model's); the server lowers larger asks to it. */
+  maxSteps?: number;
+  /**
+   * A guidance-distilled model runs at this guidance scale whatever a request asks (the server
+   * warns when a request asks another).
+   */
+  fixedGuidance?: number;
 }
 
 /** Models whose recommended settings are known (vLLM-Omni docs, model cards). */
@@ -42,11 +49,17 @@ export const MODEL_REGISTRY: readonly ModelCard[] = [
     maxImagePixels: 2048 * 2048,
   },
   {
+    // As vLLM-Omni's profile of it: at most 16 steps, guidance forced to 0 (guidance-distilled).
+    // The server lowers larger step counts to 16 and replaces other guidance, and logs a warning.
+    // Its "9 steps" ran 8 transformer forwards on the schedule of its diffusers (σ ending at 0);
+    // diffusers' schedule here (σ from 1 to 1/N) runs one forward per step, so 8 is the same work.
     id: "Tongyi-MAI/Z-Image-Turbo",
     family: "ZImagePipeline",
     defaults: { width: 1024, height: 1024, steps: 8, guidanceScale: 0 },
     sizeMultiple: 16,
     maxImagePixels: 2048 * 2048,
+    maxSteps: 16,
+    fixedGuidance: 0,
   },
   {
     // SDXL-Turbo's model card: 512², one step (up to four), guidance 0.

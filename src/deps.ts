@@ -41,6 +41,10 @@ export interface ServingConfig {
   /** Other names a request's `model` may give (the `--model` value, without a served name). */
   modelAliases?: readonly string[];
   maxImagePixels: number;
+  /** Most steps a request runs; more are lowered to it (the model card's). Absent: no cap. */
+  maxSteps?: number;
+  /** The guidance scale a guidance-distilled model always runs at (the model card's). */
+  fixedGuidance?: number;
   /** Per-request time limit in seconds (`--request-timeout`); absent: none. */
   requestTimeoutS?: number;
   /** Where request adapters may come from (`--lora-root`, `--lora-modules`); absent: nowhere. */

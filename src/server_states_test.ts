@@ -252,7 +252,7 @@ Deno.test("deno task serve --model Qwen/Qwen-Image serves the cached tiny export
   }
 });
 
-Deno.test("deno task serve --model Tongyi-MAI/Z-Image-Turbo serves the cached tiny export; conformance passes", async () => {
+Deno.test("deno task serve --model Tongyi-MAI/Z-Image-Turbo serves the cached tiny export as its card says (at most 16 steps, guidance 0); conformance passes", async () => {
   const cache = await fixtureCache("Tongyi-MAI/Z-Image-Turbo", "z-image-turbo-tiny");
   const server = await startServer(["--model", "Tongyi-MAI/Z-Image-Turbo", "--device", "cpu"], {
     env: { HF_HUB_CACHE: cache },
@@ -266,22 +266,43 @@ Deno.test("deno task serve --model Tongyi-MAI/Z-Image-Turbo serves the cached ti
       guidance_scale: 0,
     });
     assert.equal(models.data[0].size_multiple, 16);
-    // diffusers' cfg_truncation / cfg_normalization, per request, on both endpoints.
-    const image = async (extra: Record<string, unknown>) => {
-      const res = await fetch(`${server.url}/v1/images/generations`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          prompt: "a red cat",
-          negative_prompt: "blurry",
-          size: "64x64",
-          seed: 5,
-          guidance_scale: 3,
-          ...extra,
-        }),
+    const image = (extra: Record<string, unknown>) =>
+      postImage(server.url, { prompt: "a red cat", size: "64x64", seed: 5, ...extra });
+    // More than 16 steps run 16; guidance is replaced by 0 (guidance-distilled); the log says so.
+    const asked = await image({ guidance_scale: 3, num_inference_steps: 17 });
+    const card = await image({ num_inference_steps: 16 });
+    assert.equal(asked.status, 200);
+    assert.equal(asked.body.data[0].b64_json, card.body.data[0].b64_json);
+    assert.match(server.output(), /num_inference_steps 17 lowered to 16/);
+    assert.match(
+      server.output(),
+      /guidance_scale 3 ignored: Tongyi-MAI\/Z-Image-Turbo is guidance-distilled and runs at 0/,
+    );
+    await assertConformance(server.url);
+  } finally {
+    await server.stop();
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("a Z-Image folder without a model card takes diffusers' cfg_truncation and cfg_normalization per request, on both endpoints", async () => {
+  const server = await startServer([
+    "--model",
+    new URL("../fixtures/models/z-image-turbo-tiny", import.meta.url).pathname,
+    "--device",
+    "cpu",
+  ]);
+  try {
+    const image = (extra: Record<string, unknown>) =>
+      postImage(server.url, {
+        prompt: "a red cat",
+        negative_prompt: "blurry",
+        size: "64x64",
+        seed: 5,
+        guidance_scale: 3,
+        num_inference_steps: 4,
+        ...extra,
       });
-      return { status: res.status, body: await res.json() };
-    };
     const full = await image({});
     const truncated = await image({ cfg_truncation: 0 });
     const normalised = await image({ cfg_normalization: true });
@@ -302,6 +323,7 @@ Deno.test("deno task serve --model Tongyi-MAI/Z-Image-Turbo serves the cached ti
         messages: [{ role: "user", content: "a red cat" }],
         extra_body: {
           size: "64x64",
+          num_inference_steps: 4,
           guidance_scale: 3,
           cfg_truncation: 0.5,
           cfg_normalization: 1.2,
@@ -310,12 +332,24 @@ Deno.test("deno task serve --model Tongyi-MAI/Z-Image-Turbo serves the cached ti
     });
     assert.equal(chat.status, 200);
     await chat.body?.cancel();
-    await assertConformance(server.url);
   } finally {
     await server.stop();
-    await Deno.remove(cache, { recursive: true });
   }
 });
+
+/** POSTs a generation request; the status and the JSON body. */
+async function postImage(
+  baseUrl: string,
+  body: Record<string, unknown>,
+  // deno-lint-ignore no-explicit-any
+): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${baseUrl}/v1/images/generations`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
 
 Deno.test("no XDG_RUNTIME_DIR noise at start when the environment has none (--device auto)", async () => {
   const env = Object.fromEntries(

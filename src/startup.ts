@@ -259,6 +259,8 @@ async function appConfig(
     // Requests that name the model as --model gave it were accepted before the name was short.
     modelAliases: config.servedModelName || !config.model ? [] : [config.model],
     maxImagePixels: config.maxImagePixels ?? card?.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS,
+    maxSteps: card?.maxSteps,
+    fixedGuidance: card?.fixedGuidance,
     requestTimeoutS: config.requestTimeout,
     lora,
     publicUrl: config.publicUrl?.replace(/\/+$/, ""),

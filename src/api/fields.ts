@@ -10,6 +10,7 @@ import type { GenerateOptions, LoraSpec } from "../../compute/mod.ts";
 import type { ServingConfig } from "../deps.ts";
 import type { ModelInfo } from "../engine/protocol.ts";
 import { ApiError, badRequest } from "../errors.ts";
+import type { Logger } from "../log.ts";
 import { parseSize } from "../size.ts";
 import type { components } from "../spec/types.gen.ts";
 import { LoraResolver } from "./lora.ts";
@@ -85,20 +86,62 @@ function imageSize(
   return { width, height };
 }
 
-/** Request fields → engine options, checked against the model and the server's limits. */
+/**
+ * The steps a request runs: what it asks, lowered to the model's cap with a warning (a distilled
+ * model gains nothing from more, and clients that send a documented 50 still get an image).
+ */
+function steps(
+  fields: GenerationFields,
+  config: ServingConfig,
+  log?: Pick<Logger, "warning">,
+): number | undefined {
+  const asked = fields.num_inference_steps ?? undefined;
+  if (asked === undefined || config.maxSteps === undefined || asked <= config.maxSteps) {
+    return asked;
+  }
+  log?.warning(
+    `num_inference_steps ${asked} lowered to ${config.maxSteps}: the most ${config.servedModelName} runs`,
+  );
+  return config.maxSteps;
+}
+
+/**
+ * The guidance scale a request runs at: a guidance-distilled model's fixed one, with a warning
+ * when the request asked another, else the request's.
+ */
+function guidance(
+  fields: GenerationFields,
+  config: ServingConfig,
+  log?: Pick<Logger, "warning">,
+): number | undefined {
+  const asked = fields.guidance_scale ?? undefined;
+  if (config.fixedGuidance === undefined) return asked;
+  if (asked !== undefined && asked !== config.fixedGuidance) {
+    log?.warning(
+      `guidance_scale ${asked} ignored: ${config.servedModelName} is guidance-distilled and runs at ${config.fixedGuidance}`,
+    );
+  }
+  return config.fixedGuidance;
+}
+
+/**
+ * Request fields → engine options, checked against the model and the server's limits. `log` hears
+ * what the request asked that the model overrides.
+ */
 export async function toGenerateOptions(
   prompt: string,
   fields: GenerationFields,
   model: ModelInfo,
   config: ServingConfig,
+  log?: Pick<Logger, "warning">,
 ): Promise<GenerateOptions> {
   return {
     prompt,
     negativePrompt: fields.negative_prompt ?? undefined,
     ...imageSize(fields, model, config),
     n: fields.n ?? 1,
-    steps: fields.num_inference_steps ?? undefined,
-    guidanceScale: fields.guidance_scale ?? undefined,
+    steps: steps(fields, config, log),
+    guidanceScale: guidance(fields, config, log),
     trueCfgScale: fields.true_cfg_scale ?? undefined,
     cfgTruncation: fields.cfg_truncation ?? undefined,
     cfgNormalization: fields.cfg_normalization == null

@@ -64,3 +64,42 @@ Deno.test("checkModel: the served name, an alias or nothing pass; anything else 
       e.options.code === "model_not_found" && /running 'test\/model'/.test(e.message),
   );
 });
+
+Deno.test("toGenerateOptions: a model card's step cap and fixed guidance replace what a request asks, with a warning", async () => {
+  const distilled = testConfig({ maxSteps: 16, fixedGuidance: 0, servedModelName: "turbo" });
+  const warnings: string[] = [];
+  const log = { warning: (m: string) => warnings.push(m) };
+  const o = await toGenerateOptions(
+    "p",
+    { num_inference_steps: 50, guidance_scale: 3.5 },
+    FAKE_MODEL,
+    distilled,
+    log,
+  );
+  assert.equal(o.steps, 16);
+  assert.equal(o.guidanceScale, 0);
+  assert.deepEqual(warnings, [
+    "num_inference_steps 50 lowered to 16: the most turbo runs",
+    "guidance_scale 3.5 ignored: turbo is guidance-distilled and runs at 0",
+  ]);
+  // What the card allows is no warning; without a card nothing changes.
+  const within = await toGenerateOptions(
+    "p",
+    { num_inference_steps: 16, guidance_scale: 0 },
+    FAKE_MODEL,
+    distilled,
+    log,
+  );
+  assert.equal(within.steps, 16);
+  assert.equal((await toGenerateOptions("p", {}, FAKE_MODEL, distilled, log)).guidanceScale, 0);
+  assert.equal(warnings.length, 2);
+  const plain = await toGenerateOptions(
+    "p",
+    { num_inference_steps: 50, guidance_scale: 3.5 },
+    FAKE_MODEL,
+    config,
+    log,
+  );
+  assert.equal(plain.guidanceScale, 3.5);
+  assert.equal(plain.steps, 50);
+});

@@ -240,9 +240,9 @@ export interface components {
             user?: string | null;
             /** @description What to avoid; used when guidance is active (guidance_scale > 1). */
             negative_prompt?: string | null;
-            /** @description Denoising steps (model default when absent). */
+            /** @description Denoising steps (model default when absent). A distilled model with a step cap in the registry runs at most that many (Z-Image-Turbo 16) and logs a warning when asked more. */
             num_inference_steps?: number | null;
-            /** @description Classifier-free guidance scale; guidance runs when it is > 1. */
+            /** @description Classifier-free guidance scale; guidance runs when it is > 1. A guidance-distilled model (Z-Image-Turbo) always runs at 0, with a warning in the server's log when asked another. */
             guidance_scale?: number | null;
             /** @description True CFG scale of Qwen-Image-style models; ignored by the Stable Diffusion family. */
             true_cfg_scale?: number | null;

@@ -8,6 +8,7 @@
  */
 import { type GenerateOptions, MAX_PROMPT_CHARS } from "../../../compute/mod.ts";
 import type { EngineLike, ServingConfig } from "../../deps.ts";
+import type { Logger } from "../../log.ts";
 import { badRequest, validationError } from "../../errors.ts";
 import { ChatImageParamsSchema } from "../../spec/schemas.gen.ts";
 import type { components } from "../../spec/types.gen.ts";
@@ -76,7 +77,7 @@ function checkedPrompt(messages: ChatCompletionRequest["messages"]): string {
 /** Validates a chat request against the loaded model and the server's limits. */
 export async function planChat(
   req: ChatCompletionRequest,
-  deps: { engine: EngineLike; config: ServingConfig },
+  deps: { engine: EngineLike; config: ServingConfig; log?: Pick<Logger, "warning"> },
 ): Promise<ChatPlan> {
   const model = deps.engine.model();
   if (!req.stream && req.stream_options) {
@@ -96,8 +97,16 @@ export async function planChat(
   if (images.length > 0) checkImageCount(images.length, model, deps.config);
   return {
     options: images.length > 0
-      ? await editOptions(prompt, fields, params.strength, { image: images[0] }, model, deps.config)
-      : await toGenerateOptions(prompt, fields, model, deps.config),
+      ? await editOptions(
+        prompt,
+        fields,
+        params.strength,
+        { image: images[0] },
+        model,
+        deps.config,
+        deps.log,
+      )
+      : await toGenerateOptions(prompt, fields, model, deps.config, deps.log),
     model: req.model && deps.config.lora?.names.includes(req.model)
       ? req.model
       : deps.config.servedModelName,

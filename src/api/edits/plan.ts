@@ -15,6 +15,7 @@ import {
   readImageHeader,
 } from "../../../compute/image/mod.ts";
 import type { EngineLike, ServingConfig } from "../../deps.ts";
+import type { Logger } from "../../log.ts";
 import type { ModelInfo } from "../../engine/protocol.ts";
 import { ApiError, badRequest } from "../../errors.ts";
 import { checkModel, type GenerationFields, toGenerateOptions } from "../fields.ts";
@@ -99,6 +100,7 @@ export async function editOptions(
   { image, mask }: EditImages,
   model: ModelInfo,
   config: ServingConfig,
+  log?: Pick<Logger, "warning">,
 ): Promise<GenerateOptions> {
   const header = await readImageHeader(image.bytes, image.param);
   if (mask) await checkMask(mask, header);
@@ -110,6 +112,7 @@ export async function editOptions(
       : fields,
     model,
     config,
+    log,
   );
   const size = { width: options.width!, height: options.height! };
   const edit: EditInput = {
@@ -123,7 +126,7 @@ export async function editOptions(
 /** Validates a read edit request against the loaded model and the server's limits. */
 export async function planEdit(
   { fields, images, mask }: EditRequest,
-  deps: { engine: EngineLike; config: ServingConfig },
+  deps: { engine: EngineLike; config: ServingConfig; log?: Pick<Logger, "warning"> },
 ): Promise<ImagesPlan> {
   const model = deps.engine.model(); // 503 before anything else, as generations
   checkModel(fields.model, deps.config);
@@ -149,6 +152,7 @@ export async function planEdit(
     { image: images[0], mask },
     model,
     deps.config,
+    deps.log,
   );
   return answerPlan(fields, options, "image_edit");
 }

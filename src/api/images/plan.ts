@@ -7,6 +7,7 @@
  */
 import { type GenerateOptions, type ImageFormat, MAX_SIDE } from "../../../compute/mod.ts";
 import type { EngineLike, ServingConfig } from "../../deps.ts";
+import type { Logger } from "../../log.ts";
 import { badRequest } from "../../errors.ts";
 import type { components } from "../../spec/types.gen.ts";
 import { checkModel, toGenerateOptions } from "../fields.ts";
@@ -93,7 +94,7 @@ export function answerPlan(
 /** Validates a request against the loaded model and the server's limits; throws ApiErrors. */
 export async function planImages(
   req: ImageGenerationRequest,
-  deps: { engine: EngineLike; config: ServingConfig },
+  deps: { engine: EngineLike; config: ServingConfig; log?: Pick<Logger, "warning"> },
 ): Promise<ImagesPlan> {
   const model = deps.engine.model(); // 503 before anything else, as vLLM-Omni
   checkModel(req.model, deps.config);
@@ -116,6 +117,7 @@ export async function planImages(
     },
     model,
     deps.config,
+    deps.log,
   );
   return answerPlan(req, options, "image_generation");
 }
