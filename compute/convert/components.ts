@@ -3,7 +3,7 @@
  * it becomes, each a `model.onnx` (weights in `model.onnx_data`) in our graph interfaces
  * (docs/onnx-interfaces.md) and its `config.json`: `CLIPTextModel` → `text_encoder/`,
  * `UNet2DConditionModel` → `unet/`, `AutoencoderKL` → `vae_decoder/` and `vae_encoder/`,
- * `ZImageTransformer2DModel` → `transformer/`, `Qwen3Model` (or the `Qwen3ForCausalLM` checkpoint
+ * `ZImageTransformer2DModel` and `QwenImageTransformer2DModel` → `transformer/`, `Qwen3Model` (or the `Qwen3ForCausalLM` checkpoint
  * holding it) → `text_encoder/` (Z-Image's reading of it: the last layer but one).
  *
  * @module
@@ -15,12 +15,14 @@ import { sdUnet } from "../networks/sd_unet.ts";
 import { sdVaeDecoder, sdVaeEncoder } from "../networks/sd_vae.ts";
 import { qwen3TextEncoder } from "../networks/qwen3_text.ts";
 import { zImageTransformer } from "../networks/z_image_transformer.ts";
+import { qwenImageTransformer } from "../networks/qwen_image_transformer.ts";
 import { ConvertError } from "../errors.ts";
 import { exists, readJsonFile } from "../model/files.ts";
 import { WriteBehindFile } from "./write_behind.ts";
 import {
   clipTextConfig,
   qwen3Config,
+  qwenImageTransformerConfig,
   type RawConfig,
   unetConfig,
   vaeConfig,
@@ -108,6 +110,7 @@ export const CONVERTIBLE_CLASSES = [
   "UNet2DConditionModel",
   "AutoencoderKL",
   "ZImageTransformer2DModel",
+  "QwenImageTransformer2DModel",
   "Qwen3Model",
   "Qwen3ForCausalLM",
 ];
@@ -194,6 +197,11 @@ export function writeComponent(
     case "ZImageTransformer2DModel": {
       const z = zImageTransformerConfig(label, config);
       graph("transformer", (source) => zImageTransformer(z, source));
+      break;
+    }
+    case "QwenImageTransformer2DModel": {
+      const q = qwenImageTransformerConfig(label, config);
+      graph("transformer", (source) => qwenImageTransformer(q, source));
       break;
     }
     case "Qwen3Model":

@@ -220,3 +220,29 @@ Deno.test("converted Z-Image components (S3-DiT with refiners, 3-axis RoPE and a
     );
   });
 });
+
+Deno.test("converted Qwen-Image transformer (dual-stream MMDiT, centred 3-axis RoPE, adaLN, masked text) matches diffusers within 1e-4", async () => {
+  const f = await family("qwenimage");
+  const { inputs, img_shapes } = f.manifest.components.transformer;
+  const mask = inputs.encoder_hidden_states_mask;
+  const [, h, w] = img_shapes[0][0];
+  const out = await run(await f.convert("transformer"), "transformer", {
+    hidden_states: f.input("transformer.hidden_states"),
+    timestep: f.input("transformer.timestep"),
+    encoder_hidden_states: f.input("transformer.encoder_hidden_states"),
+    encoder_hidden_states_mask: backend.tensor(
+      "int64",
+      BigInt64Array.from(mask.value.flat(), BigInt),
+      mask.shape,
+    ),
+    img_height: backend.tensor("int64", BigInt64Array.of(BigInt(h)), []),
+    img_width: backend.tensor("int64", BigInt64Array.of(BigInt(w)), []),
+  });
+  const err = relativeError(out.out_hidden_states, f.ref("transformer.out"));
+  console.log(
+    `qwenimage transformer: max relative error ${
+      err.toExponential(2)
+    } (a batch of two, ${h}×${w} tokens, one text row masked)`,
+  );
+  assert.ok(err < 1e-4, `${err}`);
+});

@@ -12,6 +12,7 @@ import type { UnetConfig } from "../networks/sd_unet.ts";
 import type { VaeConfig } from "../networks/sd_vae.ts";
 import type { Qwen3Config } from "../networks/qwen3_text.ts";
 import type { ZImageTransformerConfig } from "../networks/z_image_transformer.ts";
+import type { QwenImageTransformerConfig } from "../networks/qwen_image_transformer.ts";
 import { ConvertError } from "../errors.ts";
 
 /** A parsed `config.json`. */
@@ -427,5 +428,53 @@ export function qwen3Config(label: string, config: RawConfig): Qwen3Config {
     headDim: number("head_dim", hiddenSize / heads),
     rmsNormEps: number("rms_norm_eps", 1e-6),
     ropeTheta: number("rope_theta", 1e6),
+  };
+}
+
+const QWEN_IMAGE_TRANSFORMER_FIELDS: Record<string, Accept> = {
+  attention_head_dim: isInt,
+  axes_dims_rope: (v) =>
+    Array.isArray(v) && v.length === 3 &&
+    v.every((x) => Number.isInteger(x) && x > 0 && x % 2 === 0),
+  // The guidance-distilled, edit-2511 (`zero_cond_t`) and layered variants: not converted.
+  guidance_embeds: is(false),
+  in_channels: isInt,
+  joint_attention_dim: isInt,
+  num_attention_heads: isInt,
+  num_layers: isInt,
+  out_channels: isInt,
+  // QwenImagePipeline packs latents in 2×2 patches.
+  patch_size: is(2),
+  use_additional_t_cond: is(false),
+  use_layer3d_rope: is(false),
+  zero_cond_t: is(false),
+};
+
+/** A `QwenImageTransformer2DModel` config → {@linkcode QwenImageTransformerConfig}. */
+export function qwenImageTransformerConfig(
+  label: string,
+  config: RawConfig,
+): QwenImageTransformerConfig {
+  checkFields(label, config, QWEN_IMAGE_TRANSFORMER_FIELDS);
+  const headDim = field(config, "attention_head_dim", 128);
+  const axesDims = field<number[]>(config, "axes_dims_rope", [16, 56, 56]);
+  if (axesDims.reduce((a, b) => a + b, 0) !== headDim) {
+    throw new ConvertError(
+      `${label}: axes_dims_rope ${JSON.stringify(axesDims)} do not cover the head size ${headDim}`,
+    );
+  }
+  const inChannels = field(config, "in_channels", 64);
+  return {
+    patchSize: 2,
+    inChannels,
+    // diffusers' default is 16; an explicit null means in_channels.
+    outChannels: config.out_channels === undefined
+      ? 16
+      : (config.out_channels as number | null) ?? inChannels,
+    layers: field(config, "num_layers", 60),
+    headDim,
+    heads: field(config, "num_attention_heads", 24),
+    jointAttentionDim: field(config, "joint_attention_dim", 3584),
+    axesDims,
   };
 }
