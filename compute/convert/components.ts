@@ -3,7 +3,8 @@
  * it becomes, each a `model.onnx` (weights in `model.onnx_data`) in our graph interfaces
  * (docs/onnx-interfaces.md) and its `config.json`: `CLIPTextModel` → `text_encoder/`,
  * `UNet2DConditionModel` → `unet/`, `AutoencoderKL` → `vae_decoder/` and `vae_encoder/`,
- * `ZImageTransformer2DModel` and `QwenImageTransformer2DModel` → `transformer/`, `Qwen3Model` (or the `Qwen3ForCausalLM` checkpoint
+ * `ZImageTransformer2DModel` and `QwenImageTransformer2DModel` → `transformer/`,
+ * `AutoencoderKLQwenImage` → `vae_decoder/` and `vae_encoder/` (one frame), `Qwen3Model` (or the `Qwen3ForCausalLM` checkpoint
  * holding it) → `text_encoder/` (Z-Image's reading of it: the last layer but one).
  *
  * @module
@@ -16,6 +17,7 @@ import { sdVaeDecoder, sdVaeEncoder } from "../networks/sd_vae.ts";
 import { qwen3TextEncoder } from "../networks/qwen3_text.ts";
 import { zImageTransformer } from "../networks/z_image_transformer.ts";
 import { qwenImageTransformer } from "../networks/qwen_image_transformer.ts";
+import { qwenImageVaeDecoder, qwenImageVaeEncoder } from "../networks/qwen_image_vae.ts";
 import { ConvertError } from "../errors.ts";
 import { exists, readJsonFile } from "../model/files.ts";
 import { WriteBehindFile } from "./write_behind.ts";
@@ -23,6 +25,7 @@ import {
   clipTextConfig,
   qwen3Config,
   qwenImageTransformerConfig,
+  qwenImageVaeConfig,
   type RawConfig,
   unetConfig,
   vaeConfig,
@@ -111,6 +114,7 @@ export const CONVERTIBLE_CLASSES = [
   "AutoencoderKL",
   "ZImageTransformer2DModel",
   "QwenImageTransformer2DModel",
+  "AutoencoderKLQwenImage",
   "Qwen3Model",
   "Qwen3ForCausalLM",
 ];
@@ -202,6 +206,14 @@ export function writeComponent(
     case "QwenImageTransformer2DModel": {
       const q = qwenImageTransformerConfig(label, config);
       graph("transformer", (source) => qwenImageTransformer(q, source));
+      break;
+    }
+    case "AutoencoderKLQwenImage": {
+      const vae = qwenImageVaeConfig(label, config);
+      graph("vae_decoder", (source) => qwenImageVaeDecoder(vae, source));
+      graph("vae_encoder", (source) => qwenImageVaeEncoder(vae, source));
+      // A single frame never runs the temporal resampling convolutions.
+      unused = (key) => key.includes(".time_conv.");
       break;
     }
     case "Qwen3Model":

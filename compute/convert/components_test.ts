@@ -246,3 +246,27 @@ Deno.test("converted Qwen-Image transformer (dual-stream MMDiT, centred 3-axis R
   );
   assert.ok(err < 1e-4, `${err}`);
 });
+
+Deno.test("converted Qwen-Image VAE (causal 3-D convs on one frame, RMS norms, mid attention) matches diffusers within 1e-4", async () => {
+  const f = await family("qwenimage");
+  const files = await f.convert("vae");
+  const dec = await run(files, "vae_decoder", {
+    latent_sample: f.input("vae_decoder.latent_sample"),
+  });
+  const decErr = relativeError(dec.sample, f.ref("vae_decoder.sample"));
+  const enc = await run(files, "vae_encoder", { sample: f.input("vae_encoder.sample") });
+  // diffusers' DiagonalGaussianDistribution: mean, and std = exp(½·clamp(logvar, −30, 20)).
+  const params = enc.latent_parameters, half = params.length / 2;
+  const std = params.slice(half).map((v) => Math.exp(0.5 * Math.min(20, Math.max(-30, v))));
+  const encErr = Math.max(
+    relativeError(params.slice(0, half), f.ref("vae_encoder.latent_mean")),
+    relativeError(std, f.ref("vae_encoder.latent_std")),
+  );
+  console.log(
+    `qwenimage vae_decoder: max relative error ${decErr.toExponential(2)}; vae_encoder: ${
+      encErr.toExponential(2)
+    }`,
+  );
+  assert.ok(decErr < 1e-4, `vae_decoder: ${decErr}`);
+  assert.ok(encErr < 1e-4, `vae_encoder: ${encErr}`);
+});

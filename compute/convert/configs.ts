@@ -13,6 +13,7 @@ import type { VaeConfig } from "../networks/sd_vae.ts";
 import type { Qwen3Config } from "../networks/qwen3_text.ts";
 import type { ZImageTransformerConfig } from "../networks/z_image_transformer.ts";
 import type { QwenImageTransformerConfig } from "../networks/qwen_image_transformer.ts";
+import type { QwenImageVaeConfig } from "../networks/qwen_image_vae.ts";
 import { ConvertError } from "../errors.ts";
 
 /** A parsed `config.json`. */
@@ -476,5 +477,48 @@ export function qwenImageTransformerConfig(
     heads: field(config, "num_attention_heads", 24),
     jointAttentionDim: field(config, "joint_attention_dim", 3584),
     axesDims,
+  };
+}
+
+const QWEN_IMAGE_VAE_FIELDS: Record<string, Accept> = {
+  attn_scales: (v) => Array.isArray(v) && v.every((x) => typeof x === "number"),
+  base_dim: isInt,
+  dim_mult: (v) => Array.isArray(v) && v.length > 0 && v.every((x) => Number.isInteger(x) && x > 0),
+  // Dropout does nothing at inference.
+  dropout: isNumber,
+  input_channels: isInt,
+  // Read by the pipeline (vae_decoder/config.json keeps them), not by the graphs.
+  latents_mean: any,
+  latents_std: any,
+  num_res_blocks: isInt,
+  // Temporal resampling never runs on a single frame (diffusers' first chunk only fills caches).
+  temperal_downsample: (v) => Array.isArray(v) && v.every((x) => typeof x === "boolean"),
+  z_dim: isInt,
+};
+
+/** An `AutoencoderKLQwenImage` config → {@linkcode QwenImageVaeConfig}. */
+export function qwenImageVaeConfig(label: string, config: RawConfig): QwenImageVaeConfig {
+  checkFields(label, config, QWEN_IMAGE_VAE_FIELDS);
+  const dimMult = field<number[]>(config, "dim_mult", [1, 2, 4, 4]);
+  const temporal = field<boolean[]>(config, "temperal_downsample", [false, true, true]);
+  if (temporal.length !== dimMult.length - 1) {
+    throw new ConvertError(
+      `${label}: temperal_downsample has ${temporal.length} entries for ${dimMult.length} levels`,
+    );
+  }
+  const zDim = field(config, "z_dim", 16);
+  for (const key of ["latents_mean", "latents_std"]) {
+    const v = config[key];
+    if (v !== undefined && !(Array.isArray(v) && v.length === zDim)) {
+      throw new ConvertError(`${label}: ${key} must hold z_dim = ${zDim} numbers`);
+    }
+  }
+  return {
+    baseDim: field(config, "base_dim", 96),
+    zDim,
+    dimMult,
+    numResBlocks: field(config, "num_res_blocks", 2),
+    attnScales: field<number[]>(config, "attn_scales", []),
+    inputChannels: field(config, "input_channels", 3),
   };
 }
