@@ -4,6 +4,8 @@
  * (docs/onnx-interfaces.md) and its `config.json`: `CLIPTextModel` → `text_encoder/`,
  * `UNet2DConditionModel` → `unet/`, `AutoencoderKL` → `vae_decoder/` and `vae_encoder/`,
  * `ZImageTransformer2DModel` and `QwenImageTransformer2DModel` → `transformer/`,
+ * `Qwen2_5_VLForConditionalGeneration` → `text_encoder/` (Qwen-Image's reading: the language
+ * model's last layer after the final norm; the vision tower is left out),
  * `AutoencoderKLQwenImage` → `vae_decoder/` and `vae_encoder/` (one frame), `Qwen3Model` (or the `Qwen3ForCausalLM` checkpoint
  * holding it) → `text_encoder/` (Z-Image's reading of it: the last layer but one).
  *
@@ -23,6 +25,7 @@ import { exists, readJsonFile } from "../model/files.ts";
 import { WriteBehindFile } from "./write_behind.ts";
 import {
   clipTextConfig,
+  qwen25VlTextConfig,
   qwen3Config,
   qwenImageTransformerConfig,
   qwenImageVaeConfig,
@@ -117,15 +120,20 @@ export const CONVERTIBLE_CLASSES = [
   "AutoencoderKLQwenImage",
   "Qwen3Model",
   "Qwen3ForCausalLM",
+  "Qwen2_5_VLForConditionalGeneration",
 ];
 
 /** Tensors that are buffers, not parameters: stored by some exports, never needed. */
 const BUFFERS = /(^|\.)position_ids$/;
 
-/** A component's class: diffusers' `_class_name` or transformers' `architectures[0]`. */
+/**
+ * A component's class: diffusers' `_class_name` or transformers' `architectures[0]` (for a
+ * multimodal model, newer transformers write it in `text_config` only).
+ */
 export function componentClass(config: RawConfig): string | undefined {
   if (typeof config._class_name === "string") return config._class_name;
-  const arch = config.architectures;
+  const text = config.text_config as RawConfig | undefined;
+  const arch = config.architectures ?? text?.architectures;
   return Array.isArray(arch) && typeof arch[0] === "string" ? arch[0] : undefined;
 }
 
@@ -230,6 +238,21 @@ export function writeComponent(
       const last = `${prefix}layers.${qwen.layers - 1}.`;
       unused = (key) =>
         key.startsWith(last) || key === `${prefix}norm.weight` || key === "lm_head.weight";
+      break;
+    }
+    case "Qwen2_5_VLForConditionalGeneration": {
+      const qwen = qwen25VlTextConfig(label, config);
+      // The language model is under `model.` (transformers before 4.52 and its reversed mapping on
+      // save) or `model.language_model.`; the vision tower and `lm_head` are not used.
+      const prefix = weights.has("model.language_model.embed_tokens.weight")
+        ? "model.language_model."
+        : "model.";
+      graph(
+        textEncoderFolder,
+        (source) => qwen3TextEncoder(qwen, source),
+        (name, dims) => weights.lend(prefix + name, dims),
+      );
+      unused = (key) => /^(model\.)?visual\./.test(key) || key === "lm_head.weight";
       break;
     }
     default:

@@ -270,3 +270,47 @@ Deno.test("converted Qwen-Image VAE (causal 3-D convs on one frame, RMS norms, m
   assert.ok(decErr < 1e-4, `vae_decoder: ${decErr}`);
   assert.ok(encErr < 1e-4, `vae_encoder: ${encErr}`);
 });
+
+Deno.test("converted Qwen-Image text encoder (Qwen2.5-VL language model's hidden_states[-1], q/k/v biases, grouped-query attention, padded batch) matches transformers within 1e-4", async () => {
+  const f = await family("qwenimage");
+  const { inputs } = f.manifest.components.text_encoder;
+  const ids = (x: { value: number[][]; shape: number[] }) =>
+    backend.tensor("int64", BigInt64Array.from(x.value.flat(), BigInt), x.shape);
+  const files = await f.convert("text_encoder");
+  const out = await run(files, "text_encoder", {
+    input_ids: ids(inputs.input_ids),
+    attention_mask: ids(inputs.attention_mask),
+  });
+  const reference = f.ref("text_encoder.hidden_states_-1");
+  // The real rows of each prompt (padding is on the right), which the pipeline keeps.
+  const [length] = inputs.input_ids.shape.slice(1);
+  const width = reference.length / (2 * length);
+  const real = (values: Float32Array) =>
+    Float32Array.from(
+      inputs.attention_mask.value.flatMap((row: number[], b: number) =>
+        row.flatMap((m, t) =>
+          m ? [...values.subarray((b * length + t) * width, (b * length + t + 1) * width)] : []
+        )
+      ),
+    );
+  const err = relativeError(real(out.last_hidden_state), real(reference));
+  // The empty prompt alone, unpadded, as diffusers encodes it.
+  const alone = inputs.attention_mask.value[1].filter((m: number) => m === 1).length;
+  const single = await run(files, "text_encoder", {
+    input_ids: ids({ value: [inputs.input_ids.value[1].slice(0, alone)], shape: [1, alone] }),
+    attention_mask: ids({ value: [Array(alone).fill(1)], shape: [1, alone] }),
+  });
+  const errAlone = relativeError(
+    single.last_hidden_state,
+    reference.slice(length * width, (length + alone) * width),
+  );
+  console.log(
+    `qwenimage text_encoder: max relative error ${
+      err.toExponential(2)
+    } (real rows of a padded batch of two), ${
+      errAlone.toExponential(2)
+    } (the shorter prompt alone)`,
+  );
+  assert.ok(err < 1e-4, `${err}`);
+  assert.ok(errAlone < 1e-4, `${errAlone}`);
+});

@@ -375,36 +375,37 @@ export function zImageTransformerConfig(
 }
 
 /**
- * A transformers `Qwen3Config` (`config.json` of `Qwen3Model`) → {@linkcode Qwen3Config}; only
- * the fields that change the forward are checked (transformers' configs carry many generic ones).
+ * The fields shared by Qwen text models (transformers' `Qwen3Config`, Qwen2.5-VL's text config);
+ * `checks` adds the family's own.
  */
-export function qwen3Config(label: string, config: RawConfig): Qwen3Config {
+function qwenTextConfig(
+  label: string,
+  config: RawConfig,
+  checks: [string, Accept][],
+): Omit<Qwen3Config, "qkNorm" | "qkvBias" | "read"> {
   const number = (key: string, fallback?: number) => {
     const v = field<unknown>(config, key, fallback);
     if (typeof v !== "number") throw new ConvertError(`${label}: ${key} is not a number`);
     return v;
   };
-  const refuse = (key: string, value: unknown) => {
-    throw new ConvertError(
-      `${label}: ${key} = ${JSON.stringify(value)} is not supported by the converter`,
-    );
-  };
-  if (field(config, "model_type", "qwen3") !== "qwen3") {
-    throw new ConvertError(
-      `${label}: model_type ${JSON.stringify(config.model_type)} is not a Qwen3 text model`,
-    );
+  for (
+    const [key, accept] of [
+      ["hidden_act", is("silu")],
+      ["use_sliding_window", is(false)],
+      [
+        "layer_types",
+        (v: unknown) =>
+          isNull(v) || isStringList(v) && (v as string[]).every((t) => t === "full_attention"),
+      ],
+      ...checks,
+    ] as [string, Accept][]
+  ) {
+    if (!accept(config[key])) {
+      throw new ConvertError(
+        `${label}: ${key} = ${JSON.stringify(config[key])} is not supported by the converter`,
+      );
+    }
   }
-  const checks: [string, Accept][] = [
-    ["hidden_act", is("silu")],
-    ["attention_bias", is(false)],
-    ["rope_scaling", isNull],
-    ["use_sliding_window", is(false)],
-    [
-      "layer_types",
-      (v) => isNull(v) || isStringList(v) && (v as string[]).every((t) => t === "full_attention"),
-    ],
-  ];
-  for (const [key, accept] of checks) if (!accept(config[key])) refuse(key, config[key]);
   const hiddenSize = number("hidden_size");
   const heads = number("num_attention_heads");
   const kvHeads = number("num_key_value_heads", heads);
@@ -413,22 +414,66 @@ export function qwen3Config(label: string, config: RawConfig): Qwen3Config {
       `${label}: ${heads} attention heads do not share ${kvHeads} key/value heads evenly`,
     );
   }
-  const layers = number("num_hidden_layers");
-  if (layers < 2) {
-    throw new ConvertError(
-      `${label}: ${layers} layer(s): Z-Image reads the last layer but one (hidden_states[-2])`,
-    );
-  }
   return {
     vocabSize: number("vocab_size"),
     hiddenSize,
     intermediateSize: number("intermediate_size"),
-    layers,
+    layers: number("num_hidden_layers"),
     heads,
     kvHeads,
     headDim: number("head_dim", hiddenSize / heads),
     rmsNormEps: number("rms_norm_eps", 1e-6),
     ropeTheta: number("rope_theta", 1e6),
+  };
+}
+
+/**
+ * A transformers `Qwen3Config` (`config.json` of `Qwen3Model`) → {@linkcode Qwen3Config} as
+ * Z-Image reads it; only the fields that change the forward are checked (transformers' configs
+ * carry many generic ones).
+ */
+export function qwen3Config(label: string, config: RawConfig): Qwen3Config {
+  if (field(config, "model_type", "qwen3") !== "qwen3") {
+    throw new ConvertError(
+      `${label}: model_type ${JSON.stringify(config.model_type)} is not a Qwen3 text model`,
+    );
+  }
+  const text = qwenTextConfig(label, config, [
+    ["attention_bias", is(false)],
+    ["rope_scaling", isNull],
+  ]);
+  if (text.layers < 2) {
+    throw new ConvertError(
+      `${label}: ${text.layers} layer(s): Z-Image reads the last layer but one (hidden_states[-2])`,
+    );
+  }
+  return { ...text, qkNorm: true, qkvBias: false, read: "penultimate" };
+}
+
+/**
+ * The language model of a `Qwen2_5_VLForConditionalGeneration` config (its `text_config`, or the
+ * top level where older transformers wrote the text fields) → {@linkcode Qwen3Config} as
+ * Qwen-Image reads it (`hidden_states[-1]`). Its mRoPE is plain RoPE on text alone, whatever the
+ * sections.
+ */
+export function qwen25VlTextConfig(label: string, config: RawConfig): Qwen3Config {
+  if (config.model_type !== "qwen2_5_vl") {
+    throw new ConvertError(
+      `${label}: model_type ${JSON.stringify(config.model_type)} is not Qwen2.5-VL`,
+    );
+  }
+  const text = typeof config.text_config === "object" && config.text_config !== null
+    ? { ...config, ...config.text_config as RawConfig }
+    : config;
+  const rope: Accept = (v) =>
+    isNull(v) || (typeof v === "object" &&
+      ["default", "mrope", undefined].includes((v as RawConfig).rope_type as string) &&
+      ["default", "mrope", undefined].includes((v as RawConfig).type as string));
+  return {
+    ...qwenTextConfig(label, text, [["rope_scaling", rope]]),
+    qkNorm: false,
+    qkvBias: true,
+    read: "last",
   };
 }
 
