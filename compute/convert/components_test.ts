@@ -314,3 +314,17 @@ Deno.test("converted Qwen-Image text encoder (Qwen2.5-VL language model's hidden
   assert.ok(err < 1e-4, `${err}`);
   assert.ok(errAlone < 1e-4, `${errAlone}`);
 });
+
+Deno.test("Qwen-Image variants the converter does not build are refused with the field named", async () => {
+  const { config, weights } = await readComponentFolder(
+    `${DATA}/qwenimage/transformer`,
+  );
+  for (
+    const [key, value] of [["zero_cond_t", true], ["guidance_embeds", true], ["patch_size", 1]]
+  ) {
+    assert.throws(
+      () => convertComponent("transformer", { ...config, [key as string]: value }, weights),
+      new RegExp(`transformer: ${key} = ${value} is not supported by the converter`),
+    );
+  }
+});

@@ -491,6 +491,8 @@ const QWEN_IMAGE_TRANSFORMER_FIELDS: Record<string, Accept> = {
   out_channels: isInt,
   // QwenImagePipeline packs latents in 2×2 patches.
   patch_size: is(2),
+  // In Qwen/Qwen-Image's config but no parameter of diffusers' class, which ignores it.
+  pooled_projection_dim: any,
   use_additional_t_cond: is(false),
   use_layer3d_rope: is(false),
   zero_cond_t: is(false),
