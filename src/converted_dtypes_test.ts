@@ -11,13 +11,14 @@ import { startServer } from "./test_server.ts";
 /**
  * The largest difference from diffusers' float image (in 1/255) each `--dtype` is allowed, per
  * tiny reference folder: the measured worst case (sd15 0.60, 2.43, 17.44; zimage 0.75, 8.25,
- * 60.54), rounded up (README, "Converting diffusers checkpoints"). These networks are 32 wide, so
+ * 60.54; qwenimage 1.98, 9.62, 32.10 with true CFG 4), rounded up (README, "Converting diffusers checkpoints"). These networks are 32 wide, so
  * a q4 block of 32 is a whole row: errors at real widths are not these. fp32's 2/255 is
  * `converted_models_test.ts`'.
  */
 const TOLERANCE: Record<string, Record<string, number>> = {
   sd15: { fp16: 1, q8: 3, q4: 20 },
   zimage: { fp16: 1, q8: 10, q4: 64 },
+  qwenimage: { fp16: 2.5, q8: 12, q4: 40 },
 };
 
 /** The operator each dtype's graphs read their weights through. */
@@ -28,10 +29,18 @@ const OPERATOR: Record<string, string> = {
 };
 
 /** The denoiser of each folder. */
-const DENOISER: Record<string, string> = { sd15: "unet", zimage: "transformer" };
+const DENOISER: Record<string, string> = {
+  sd15: "unet",
+  zimage: "transformer",
+  qwenimage: "transformer",
+};
 
 /** The call of each folder's manifest that is replayed (the one with classifier-free guidance). */
-const CALL: Record<string, string> = { sd15: "pipeline_cfg7_5", zimage: "pipeline_cfg5" };
+const CALL: Record<string, string> = {
+  sd15: "pipeline_cfg7_5",
+  zimage: "pipeline_cfg5",
+  qwenimage: "pipeline_cfg4",
+};
 
 for (const [family, tolerances] of Object.entries(TOLERANCE)) {
   Deno.test(`a tiny ${family} folder converted at fp16, q8 and q4 and served draws diffusers' image within each dtype's stated tolerance`, async (t) => {

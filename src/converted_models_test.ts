@@ -4,6 +4,7 @@
  * guidance values each) within 2/255.
  */
 import assert from "node:assert/strict";
+import { decode } from "fast-png";
 import { convert } from "../compute/convert/mod.ts";
 import {
   imageDifference,
@@ -82,3 +83,25 @@ Deno.test("a converted SDXL folder served by the server gives diffusers' image w
 /** Z-Image: ZImageTransformer2DModel, a Qwen3 text encoder, a 16-channel VAE, slow tokenizer files. */
 Deno.test("a converted Z-Image folder served by the server gives diffusers' image within 2/255", () =>
   servedLikeDiffusers("zimage", "ZImagePipeline"));
+
+/**
+ * Qwen-Image: QwenImageTransformer2DModel, the Qwen2.5-VL language model with the prompt template
+ * and its 34 dropped tokens, the causal 3-D VAE on one frame, the dynamic-shift flow scheduler, true
+ * CFG with its norm rescale (true_cfg_scale 4 and the empty negative prompt); the chat endpoint, fed
+ * the same parameters in `extra_body`, answers the same PNG.
+ */
+Deno.test("a converted Qwen-Image folder served by the server gives diffusers' image within 2/255 (true CFG 1 and 4), on both endpoints", () =>
+  servedLikeDiffusers("qwenimage", "QwenImagePipeline", async (url, fields, pixels) => {
+    const { prompt, ...params } = fields;
+    const res = await fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ messages: [{ role: "user", content: prompt }], extra_body: params }),
+    });
+    const body = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(body));
+    const png = decode(
+      Uint8Array.fromBase64(body.choices[0].message.content[0].image_url.url.split(",")[1]),
+    );
+    assert.deepEqual(Array.from(png.data), Array.from(pixels), "chat's image differs from images'");
+  }));

@@ -3,7 +3,10 @@
  * it becomes, each a `model.onnx` (weights in `model.onnx_data`) in our graph interfaces
  * (docs/onnx-interfaces.md) and its `config.json`: `CLIPTextModel` → `text_encoder/`,
  * `UNet2DConditionModel` → `unet/`, `AutoencoderKL` → `vae_decoder/` and `vae_encoder/`,
- * `ZImageTransformer2DModel` → `transformer/`, `Qwen3Model` (or the `Qwen3ForCausalLM` checkpoint
+ * `ZImageTransformer2DModel` and `QwenImageTransformer2DModel` → `transformer/`,
+ * `Qwen2_5_VLForConditionalGeneration` → `text_encoder/` (Qwen-Image's reading: the language
+ * model's last layer after the final norm; the vision tower is left out),
+ * `AutoencoderKLQwenImage` → `vae_decoder/` and `vae_encoder/` (one frame), `Qwen3Model` (or the `Qwen3ForCausalLM` checkpoint
  * holding it) → `text_encoder/` (Z-Image's reading of it: the last layer but one).
  *
  * @module
@@ -15,12 +18,17 @@ import { sdUnet } from "../networks/sd_unet.ts";
 import { sdVaeDecoder, sdVaeEncoder } from "../networks/sd_vae.ts";
 import { qwen3TextEncoder } from "../networks/qwen3_text.ts";
 import { zImageTransformer } from "../networks/z_image_transformer.ts";
+import { qwenImageTransformer } from "../networks/qwen_image_transformer.ts";
+import { qwenImageVaeDecoder, qwenImageVaeEncoder } from "../networks/qwen_image_vae.ts";
 import { ConvertError } from "../errors.ts";
 import { exists, readJsonFile } from "../model/files.ts";
 import { WriteBehindFile } from "./write_behind.ts";
 import {
   clipTextConfig,
+  qwen25VlTextConfig,
   qwen3Config,
+  qwenImageTransformerConfig,
+  qwenImageVaeConfig,
   type RawConfig,
   unetConfig,
   vaeConfig,
@@ -108,17 +116,24 @@ export const CONVERTIBLE_CLASSES = [
   "UNet2DConditionModel",
   "AutoencoderKL",
   "ZImageTransformer2DModel",
+  "QwenImageTransformer2DModel",
+  "AutoencoderKLQwenImage",
   "Qwen3Model",
   "Qwen3ForCausalLM",
+  "Qwen2_5_VLForConditionalGeneration",
 ];
 
 /** Tensors that are buffers, not parameters: stored by some exports, never needed. */
 const BUFFERS = /(^|\.)position_ids$/;
 
-/** A component's class: diffusers' `_class_name` or transformers' `architectures[0]`. */
+/**
+ * A component's class: diffusers' `_class_name` or transformers' `architectures[0]` (for a
+ * multimodal model, newer transformers write it in `text_config` only).
+ */
 export function componentClass(config: RawConfig): string | undefined {
   if (typeof config._class_name === "string") return config._class_name;
-  const arch = config.architectures;
+  const text = config.text_config as RawConfig | undefined;
+  const arch = config.architectures ?? text?.architectures;
   return Array.isArray(arch) && typeof arch[0] === "string" ? arch[0] : undefined;
 }
 
@@ -196,6 +211,19 @@ export function writeComponent(
       graph("transformer", (source) => zImageTransformer(z, source));
       break;
     }
+    case "QwenImageTransformer2DModel": {
+      const q = qwenImageTransformerConfig(label, config);
+      graph("transformer", (source) => qwenImageTransformer(q, source));
+      break;
+    }
+    case "AutoencoderKLQwenImage": {
+      const vae = qwenImageVaeConfig(label, config);
+      graph("vae_decoder", (source) => qwenImageVaeDecoder(vae, source));
+      graph("vae_encoder", (source) => qwenImageVaeEncoder(vae, source));
+      // A single frame never runs the temporal resampling convolutions.
+      unused = (key) => key.includes(".time_conv.");
+      break;
+    }
     case "Qwen3Model":
     case "Qwen3ForCausalLM": {
       const qwen = qwen3Config(label, config);
@@ -210,6 +238,21 @@ export function writeComponent(
       const last = `${prefix}layers.${qwen.layers - 1}.`;
       unused = (key) =>
         key.startsWith(last) || key === `${prefix}norm.weight` || key === "lm_head.weight";
+      break;
+    }
+    case "Qwen2_5_VLForConditionalGeneration": {
+      const qwen = qwen25VlTextConfig(label, config);
+      // The language model is under `model.` (transformers before 4.52 and its reversed mapping on
+      // save) or `model.language_model.`; the vision tower and `lm_head` are not used.
+      const prefix = weights.has("model.language_model.embed_tokens.weight")
+        ? "model.language_model."
+        : "model.";
+      graph(
+        textEncoderFolder,
+        (source) => qwen3TextEncoder(qwen, source),
+        (name, dims) => weights.lend(prefix + name, dims),
+      );
+      unused = (key) => /^(model\.)?visual\./.test(key) || key === "lm_head.weight";
       break;
     }
     default:

@@ -220,3 +220,111 @@ Deno.test("converted Z-Image components (S3-DiT with refiners, 3-axis RoPE and a
     );
   });
 });
+
+Deno.test("converted Qwen-Image transformer (dual-stream MMDiT, centred 3-axis RoPE, adaLN, masked text) matches diffusers within 1e-4", async () => {
+  const f = await family("qwenimage");
+  const { inputs, img_shapes } = f.manifest.components.transformer;
+  const mask = inputs.encoder_hidden_states_mask;
+  const [, h, w] = img_shapes[0][0];
+  const out = await run(await f.convert("transformer"), "transformer", {
+    hidden_states: f.input("transformer.hidden_states"),
+    timestep: f.input("transformer.timestep"),
+    encoder_hidden_states: f.input("transformer.encoder_hidden_states"),
+    encoder_hidden_states_mask: backend.tensor(
+      "int64",
+      BigInt64Array.from(mask.value.flat(), BigInt),
+      mask.shape,
+    ),
+    img_height: backend.tensor("int64", BigInt64Array.of(BigInt(h)), []),
+    img_width: backend.tensor("int64", BigInt64Array.of(BigInt(w)), []),
+  });
+  const err = relativeError(out.out_hidden_states, f.ref("transformer.out"));
+  console.log(
+    `qwenimage transformer: max relative error ${
+      err.toExponential(2)
+    } (a batch of two, ${h}×${w} tokens, one text row masked)`,
+  );
+  assert.ok(err < 1e-4, `${err}`);
+});
+
+Deno.test("converted Qwen-Image VAE (causal 3-D convs on one frame, RMS norms, mid attention) matches diffusers within 1e-4", async () => {
+  const f = await family("qwenimage");
+  const files = await f.convert("vae");
+  const dec = await run(files, "vae_decoder", {
+    latent_sample: f.input("vae_decoder.latent_sample"),
+  });
+  const decErr = relativeError(dec.sample, f.ref("vae_decoder.sample"));
+  const enc = await run(files, "vae_encoder", { sample: f.input("vae_encoder.sample") });
+  // diffusers' DiagonalGaussianDistribution: mean, and std = exp(½·clamp(logvar, −30, 20)).
+  const params = enc.latent_parameters, half = params.length / 2;
+  const std = params.slice(half).map((v) => Math.exp(0.5 * Math.min(20, Math.max(-30, v))));
+  const encErr = Math.max(
+    relativeError(params.slice(0, half), f.ref("vae_encoder.latent_mean")),
+    relativeError(std, f.ref("vae_encoder.latent_std")),
+  );
+  console.log(
+    `qwenimage vae_decoder: max relative error ${decErr.toExponential(2)}; vae_encoder: ${
+      encErr.toExponential(2)
+    }`,
+  );
+  assert.ok(decErr < 1e-4, `vae_decoder: ${decErr}`);
+  assert.ok(encErr < 1e-4, `vae_encoder: ${encErr}`);
+});
+
+Deno.test("converted Qwen-Image text encoder (Qwen2.5-VL language model's hidden_states[-1], q/k/v biases, grouped-query attention, padded batch) matches transformers within 1e-4", async () => {
+  const f = await family("qwenimage");
+  const { inputs } = f.manifest.components.text_encoder;
+  const ids = (x: { value: number[][]; shape: number[] }) =>
+    backend.tensor("int64", BigInt64Array.from(x.value.flat(), BigInt), x.shape);
+  const files = await f.convert("text_encoder");
+  const out = await run(files, "text_encoder", {
+    input_ids: ids(inputs.input_ids),
+    attention_mask: ids(inputs.attention_mask),
+  });
+  const reference = f.ref("text_encoder.hidden_states_-1");
+  // The real rows of each prompt (padding is on the right), which the pipeline keeps.
+  const [length] = inputs.input_ids.shape.slice(1);
+  const width = reference.length / (2 * length);
+  const real = (values: Float32Array) =>
+    Float32Array.from(
+      inputs.attention_mask.value.flatMap((row: number[], b: number) =>
+        row.flatMap((m, t) =>
+          m ? [...values.subarray((b * length + t) * width, (b * length + t + 1) * width)] : []
+        )
+      ),
+    );
+  const err = relativeError(real(out.last_hidden_state), real(reference));
+  // The empty prompt alone, unpadded, as diffusers encodes it.
+  const alone = inputs.attention_mask.value[1].filter((m: number) => m === 1).length;
+  const single = await run(files, "text_encoder", {
+    input_ids: ids({ value: [inputs.input_ids.value[1].slice(0, alone)], shape: [1, alone] }),
+    attention_mask: ids({ value: [Array(alone).fill(1)], shape: [1, alone] }),
+  });
+  const errAlone = relativeError(
+    single.last_hidden_state,
+    reference.slice(length * width, (length + alone) * width),
+  );
+  console.log(
+    `qwenimage text_encoder: max relative error ${
+      err.toExponential(2)
+    } (real rows of a padded batch of two), ${
+      errAlone.toExponential(2)
+    } (the shorter prompt alone)`,
+  );
+  assert.ok(err < 1e-4, `${err}`);
+  assert.ok(errAlone < 1e-4, `${errAlone}`);
+});
+
+Deno.test("Qwen-Image variants the converter does not build are refused with the field named", async () => {
+  const { config, weights } = await readComponentFolder(
+    `${DATA}/qwenimage/transformer`,
+  );
+  for (
+    const [key, value] of [["zero_cond_t", true], ["guidance_embeds", true], ["patch_size", 1]]
+  ) {
+    assert.throws(
+      () => convertComponent("transformer", { ...config, [key as string]: value }, weights),
+      new RegExp(`transformer: ${key} = ${value} is not supported by the converter`),
+    );
+  }
+});

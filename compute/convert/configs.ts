@@ -12,6 +12,8 @@ import type { UnetConfig } from "../networks/sd_unet.ts";
 import type { VaeConfig } from "../networks/sd_vae.ts";
 import type { Qwen3Config } from "../networks/qwen3_text.ts";
 import type { ZImageTransformerConfig } from "../networks/z_image_transformer.ts";
+import type { QwenImageTransformerConfig } from "../networks/qwen_image_transformer.ts";
+import type { QwenImageVaeConfig } from "../networks/qwen_image_vae.ts";
 import { ConvertError } from "../errors.ts";
 
 /** A parsed `config.json`. */
@@ -373,36 +375,37 @@ export function zImageTransformerConfig(
 }
 
 /**
- * A transformers `Qwen3Config` (`config.json` of `Qwen3Model`) → {@linkcode Qwen3Config}; only
- * the fields that change the forward are checked (transformers' configs carry many generic ones).
+ * The fields shared by Qwen text models (transformers' `Qwen3Config`, Qwen2.5-VL's text config);
+ * `checks` adds the family's own.
  */
-export function qwen3Config(label: string, config: RawConfig): Qwen3Config {
+function qwenTextConfig(
+  label: string,
+  config: RawConfig,
+  checks: [string, Accept][],
+): Omit<Qwen3Config, "qkNorm" | "qkvBias" | "read"> {
   const number = (key: string, fallback?: number) => {
     const v = field<unknown>(config, key, fallback);
     if (typeof v !== "number") throw new ConvertError(`${label}: ${key} is not a number`);
     return v;
   };
-  const refuse = (key: string, value: unknown) => {
-    throw new ConvertError(
-      `${label}: ${key} = ${JSON.stringify(value)} is not supported by the converter`,
-    );
-  };
-  if (field(config, "model_type", "qwen3") !== "qwen3") {
-    throw new ConvertError(
-      `${label}: model_type ${JSON.stringify(config.model_type)} is not a Qwen3 text model`,
-    );
+  for (
+    const [key, accept] of [
+      ["hidden_act", is("silu")],
+      ["use_sliding_window", is(false)],
+      [
+        "layer_types",
+        (v: unknown) =>
+          isNull(v) || isStringList(v) && (v as string[]).every((t) => t === "full_attention"),
+      ],
+      ...checks,
+    ] as [string, Accept][]
+  ) {
+    if (!accept(config[key])) {
+      throw new ConvertError(
+        `${label}: ${key} = ${JSON.stringify(config[key])} is not supported by the converter`,
+      );
+    }
   }
-  const checks: [string, Accept][] = [
-    ["hidden_act", is("silu")],
-    ["attention_bias", is(false)],
-    ["rope_scaling", isNull],
-    ["use_sliding_window", is(false)],
-    [
-      "layer_types",
-      (v) => isNull(v) || isStringList(v) && (v as string[]).every((t) => t === "full_attention"),
-    ],
-  ];
-  for (const [key, accept] of checks) if (!accept(config[key])) refuse(key, config[key]);
   const hiddenSize = number("hidden_size");
   const heads = number("num_attention_heads");
   const kvHeads = number("num_key_value_heads", heads);
@@ -411,21 +414,158 @@ export function qwen3Config(label: string, config: RawConfig): Qwen3Config {
       `${label}: ${heads} attention heads do not share ${kvHeads} key/value heads evenly`,
     );
   }
-  const layers = number("num_hidden_layers");
-  if (layers < 2) {
-    throw new ConvertError(
-      `${label}: ${layers} layer(s): Z-Image reads the last layer but one (hidden_states[-2])`,
-    );
-  }
   return {
     vocabSize: number("vocab_size"),
     hiddenSize,
     intermediateSize: number("intermediate_size"),
-    layers,
+    layers: number("num_hidden_layers"),
     heads,
     kvHeads,
     headDim: number("head_dim", hiddenSize / heads),
     rmsNormEps: number("rms_norm_eps", 1e-6),
     ropeTheta: number("rope_theta", 1e6),
+  };
+}
+
+/**
+ * A transformers `Qwen3Config` (`config.json` of `Qwen3Model`) → {@linkcode Qwen3Config} as
+ * Z-Image reads it; only the fields that change the forward are checked (transformers' configs
+ * carry many generic ones).
+ */
+export function qwen3Config(label: string, config: RawConfig): Qwen3Config {
+  if (field(config, "model_type", "qwen3") !== "qwen3") {
+    throw new ConvertError(
+      `${label}: model_type ${JSON.stringify(config.model_type)} is not a Qwen3 text model`,
+    );
+  }
+  const text = qwenTextConfig(label, config, [
+    ["attention_bias", is(false)],
+    ["rope_scaling", isNull],
+  ]);
+  if (text.layers < 2) {
+    throw new ConvertError(
+      `${label}: ${text.layers} layer(s): Z-Image reads the last layer but one (hidden_states[-2])`,
+    );
+  }
+  return { ...text, qkNorm: true, qkvBias: false, read: "penultimate" };
+}
+
+/**
+ * The language model of a `Qwen2_5_VLForConditionalGeneration` config (its `text_config`, or the
+ * top level where older transformers wrote the text fields) → {@linkcode Qwen3Config} as
+ * Qwen-Image reads it (`hidden_states[-1]`). Its mRoPE is plain RoPE on text alone, whatever the
+ * sections.
+ */
+export function qwen25VlTextConfig(label: string, config: RawConfig): Qwen3Config {
+  if (config.model_type !== "qwen2_5_vl") {
+    throw new ConvertError(
+      `${label}: model_type ${JSON.stringify(config.model_type)} is not Qwen2.5-VL`,
+    );
+  }
+  const text = typeof config.text_config === "object" && config.text_config !== null
+    ? { ...config, ...config.text_config as RawConfig }
+    : config;
+  const rope: Accept = (v) =>
+    isNull(v) || (typeof v === "object" &&
+      ["default", "mrope", undefined].includes((v as RawConfig).rope_type as string) &&
+      ["default", "mrope", undefined].includes((v as RawConfig).type as string));
+  return {
+    ...qwenTextConfig(label, text, [["rope_scaling", rope]]),
+    qkNorm: false,
+    qkvBias: true,
+    read: "last",
+  };
+}
+
+const QWEN_IMAGE_TRANSFORMER_FIELDS: Record<string, Accept> = {
+  attention_head_dim: isInt,
+  axes_dims_rope: (v) =>
+    Array.isArray(v) && v.length === 3 &&
+    v.every((x) => Number.isInteger(x) && x > 0 && x % 2 === 0),
+  // The guidance-distilled, edit-2511 (`zero_cond_t`) and layered variants: not converted.
+  guidance_embeds: is(false),
+  in_channels: isInt,
+  joint_attention_dim: isInt,
+  num_attention_heads: isInt,
+  num_layers: isInt,
+  out_channels: isInt,
+  // QwenImagePipeline packs latents in 2×2 patches.
+  patch_size: is(2),
+  // In Qwen/Qwen-Image's config but no parameter of diffusers' class, which ignores it.
+  pooled_projection_dim: any,
+  use_additional_t_cond: is(false),
+  use_layer3d_rope: is(false),
+  zero_cond_t: is(false),
+};
+
+/** A `QwenImageTransformer2DModel` config → {@linkcode QwenImageTransformerConfig}. */
+export function qwenImageTransformerConfig(
+  label: string,
+  config: RawConfig,
+): QwenImageTransformerConfig {
+  checkFields(label, config, QWEN_IMAGE_TRANSFORMER_FIELDS);
+  const headDim = field(config, "attention_head_dim", 128);
+  const axesDims = field<number[]>(config, "axes_dims_rope", [16, 56, 56]);
+  if (axesDims.reduce((a, b) => a + b, 0) !== headDim) {
+    throw new ConvertError(
+      `${label}: axes_dims_rope ${JSON.stringify(axesDims)} do not cover the head size ${headDim}`,
+    );
+  }
+  const inChannels = field(config, "in_channels", 64);
+  return {
+    patchSize: 2,
+    inChannels,
+    // diffusers' default is 16; an explicit null means in_channels.
+    outChannels: config.out_channels === undefined
+      ? 16
+      : (config.out_channels as number | null) ?? inChannels,
+    layers: field(config, "num_layers", 60),
+    headDim,
+    heads: field(config, "num_attention_heads", 24),
+    jointAttentionDim: field(config, "joint_attention_dim", 3584),
+    axesDims,
+  };
+}
+
+const QWEN_IMAGE_VAE_FIELDS: Record<string, Accept> = {
+  attn_scales: (v) => Array.isArray(v) && v.every((x) => typeof x === "number"),
+  base_dim: isInt,
+  dim_mult: (v) => Array.isArray(v) && v.length > 0 && v.every((x) => Number.isInteger(x) && x > 0),
+  // Dropout does nothing at inference.
+  dropout: isNumber,
+  input_channels: isInt,
+  // Read by the pipeline (vae_decoder/config.json keeps them), not by the graphs.
+  latents_mean: any,
+  latents_std: any,
+  num_res_blocks: isInt,
+  // Temporal resampling never runs on a single frame (diffusers' first chunk only fills caches).
+  temperal_downsample: (v) => Array.isArray(v) && v.every((x) => typeof x === "boolean"),
+  z_dim: isInt,
+};
+
+/** An `AutoencoderKLQwenImage` config → {@linkcode QwenImageVaeConfig}. */
+export function qwenImageVaeConfig(label: string, config: RawConfig): QwenImageVaeConfig {
+  checkFields(label, config, QWEN_IMAGE_VAE_FIELDS);
+  const dimMult = field<number[]>(config, "dim_mult", [1, 2, 4, 4]);
+  const temporal = field<boolean[]>(config, "temperal_downsample", [false, true, true]);
+  if (temporal.length !== dimMult.length - 1) {
+    throw new ConvertError(
+      `${label}: temperal_downsample has ${temporal.length} entries for ${dimMult.length} levels`,
+    );
+  }
+  const zDim = field(config, "z_dim", 16);
+  for (const key of ["latents_mean", "latents_std"]) {
+    const v = config[key];
+    if (v !== undefined && !(Array.isArray(v) && v.length === zDim)) {
+      throw new ConvertError(`${label}: ${key} must hold z_dim = ${zDim} numbers`);
+    }
+  }
+  return {
+    baseDim: field(config, "base_dim", 96),
+    zDim,
+    dimMult,
+    numResBlocks: field(config, "num_res_blocks", 2),
+    attnScales: field<number[]>(config, "attn_scales", []),
+    inputChannels: field(config, "input_channels", 3),
   };
 }

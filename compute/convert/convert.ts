@@ -69,6 +69,10 @@ const PIPELINES: Record<string, { convert: string[]; copy: string[] }> = {
     convert: ["text_encoder", "transformer", "vae"],
     copy: ["tokenizer", "scheduler"],
   },
+  QwenImagePipeline: {
+    convert: ["text_encoder", "transformer", "vae"],
+    copy: ["tokenizer", "scheduler"],
+  },
 };
 
 /** Components a diffusers SD folder may name that the server does not run (left out). */
@@ -155,7 +159,10 @@ async function pipelineFolder(
     writeComponent(writer, `${src}/${name}`, config, weights, name, dtype);
   }
   const copied = await copyFolders(src, pipeline.copy, writer);
-  if (cls === "ZImagePipeline" && !copied.has("tokenizer/tokenizer.json")) {
+  if (
+    (cls === "ZImagePipeline" || cls === "QwenImagePipeline") &&
+    !copied.has("tokenizer/tokenizer.json")
+  ) {
     // Qwen2Tokenizer saved by the slow tokenizer: vocab.json and merges.txt only.
     const tokenizer = new Map(
       [...copied].filter(([p]) => p.startsWith("tokenizer/")).map(([p, b]) => [p.slice(10), b]),

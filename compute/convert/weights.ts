@@ -169,6 +169,11 @@ export class SafetensorsWeights implements WeightSource {
     this.#names = names;
   }
 
+  /** Whether a tensor is stored under `key` (or mapped to that name). */
+  has(key: string): boolean {
+    return this.#tensors.has(key) || this.#names.has(key);
+  }
+
   take(name: string, dims: readonly number[]): Float32Array {
     const { t, transpose, part } = this.#stored(name, dims);
     const data = readFloat32(t);

@@ -59,10 +59,9 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
       if (mu === undefined) {
         throw new TypeError("FlowMatchEulerDiscreteScheduler with use_dynamic_shifting needs mu");
       }
-      const linear = this.config.time_shift_type === "linear";
-      sigmas = sigmas.map((s) =>
-        linear ? mu / (mu + (1 / s - 1)) : Math.exp(mu) / (Math.exp(mu) + (1 / s - 1))
-      );
+      // diffusers shifts its float32 sigma array with Python-float μ: every step in float32.
+      const m = f32(this.config.time_shift_type === "linear" ? mu : Math.exp(mu));
+      sigmas = sigmas.map((s) => f32(m / f32(m + f32(f32(1 / s) - 1))));
     } else {
       sigmas = sigmas.map((s) => this.#shift(s));
     }
@@ -71,8 +70,9 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
     // diffusers' stretch divides by 1 − σ_last: one step (σ = [1]) makes every sigma 0/0 = NaN
     // there, and the image black; with nothing to stretch, the sigmas stay as they are.
     if (terminal && last !== 1) {
-      const scale = (1 - last) / (1 - terminal);
-      sigmas = sigmas.map((s) => 1 - (1 - s) / scale);
+      // In float32 on the float32 array, as numpy runs it; the scale factor is a float64 scalar.
+      const scale = f32(f32(1 - last) / (1 - terminal));
+      sigmas = sigmas.map((s) => f32(1 - f32(f32(1 - s) / scale)));
     }
     sigmas = sigmas.map(f32);
     const timesteps = sigmas.map((s) => f32(s * T));
