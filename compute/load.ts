@@ -9,6 +9,12 @@ import { ModelLoadError } from "./errors.ts";
 import { DEFAULT_LORA_LIMITS, type LoraLimits } from "./limits.ts";
 import { LoraPipeline } from "./lora/lora_pipeline.ts";
 import { folderGraphs, type GraphSource, readModelIndex } from "./model/model_folder.ts";
+import {
+  detectPublishedLayout,
+  guardStaticShapes,
+  presentPublished,
+  providerGraphs,
+} from "./model/published_layouts.ts";
 import type { Pipeline, PipelineDefaults } from "./pipelines/pipeline.ts";
 import { QwenImagePipeline } from "./pipelines/qwen_image.ts";
 import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
@@ -65,7 +71,26 @@ export const SUPPORTED_PIPELINES: readonly string[] = Object.keys(FAMILIES);
  * Loads the model folder `dir` on the chosen device, ready to apply each request's LoRA adapters
  * (see {@linkcode LoraPipeline}).
  */
-export async function loadPipeline(dir: string, options: LoadOptions = {}): Promise<LoraPipeline> {
+export async function loadPipeline(
+  published: string,
+  options: LoadOptions = {},
+): Promise<LoraPipeline> {
+  // A published export without model_index.json is presented as a diffusers folder.
+  const layout = await detectPublishedLayout(published);
+  const dir = layout ? await presentPublished(published, layout) : published;
+  try {
+    return await loadFolder(dir, options, layout && (() => Deno.remove(dir, { recursive: true })));
+  } catch (e) {
+    if (layout) await Deno.remove(dir, { recursive: true });
+    throw e;
+  }
+}
+
+async function loadFolder(
+  dir: string,
+  options: LoadOptions,
+  cleanup?: () => Promise<void>,
+): Promise<LoraPipeline> {
   const index = await readModelIndex(dir);
   const family = FAMILIES[index._class_name];
   if (!family) {
@@ -75,12 +100,18 @@ export async function loadPipeline(dir: string, options: LoadOptions = {}): Prom
       })`,
     );
   }
-  const graphs = folderGraphs(dir, await selectBackend(options.device ?? "auto", options.backend));
-  const base = await family.load(graphs, options.defaults, options.vae);
-  return new LoraPipeline(
-    base,
-    graphs,
-    (variant) => family.load(variant, options.defaults, options.vae),
-    { ...DEFAULT_LORA_LIMITS, ...options.lora },
-  );
+  const backend = await selectBackend(options.device ?? "auto", options.backend);
+  const graphs = providerGraphs(folderGraphs(dir, backend));
+  const load = async (source: GraphSource) =>
+    guardStaticShapes(await family.load(source, options.defaults, options.vae), graphs.opened);
+  const base = await load(graphs);
+  const pipeline = new LoraPipeline(base, graphs, load, {
+    ...DEFAULT_LORA_LIMITS,
+    ...options.lora,
+  });
+  if (cleanup) {
+    const release = pipeline.release.bind(pipeline);
+    pipeline.release = () => release().finally(cleanup);
+  }
+  return pipeline;
 }

@@ -1,0 +1,314 @@
+/**
+ * Published ONNX exports served as they are published, beside our own (Optimum) layout:
+ *
+ * - `microsoft/sd-turbo-webnn`: `text_encoder/model_layernorm.onnx`, `unet/model_layernorm.onnx`,
+ *   `vae_decoder/model.onnx`, static shapes, float16 IO; no `model_index.json`, tokenizer or
+ *   scheduler config.
+ * - `schmuell/sd-turbo-ort-web`: `text_encoder/`, `unet/`, `vae_decoder/` each with `model.onnx`,
+ *   and nothing else.
+ * - `onnxruntime/sd-turbo`: a diffusers folder whose graphs use operators only ONNX Runtime's
+ *   CUDA provider implements; `NhwcConv` is rewritten at load ({@linkcode providerGraphs}).
+ *
+ * A folder without `model_index.json` is {@linkcode presentPublished presented} to the pipelines
+ * as a diffusers folder: a small folder of the configs and tokenizer the export lacks (SD-Turbo's,
+ * the only model these layouts are published for), with links to the published graphs under the
+ * names the pipelines open. Static shapes become per-request checks
+ * ({@linkcode guardStaticShapes}), so a request the graphs cannot take is refused with the size
+ * they fix instead of failing inside ONNX Runtime.
+ *
+ * @module
+ */
+import { InvalidInputError, ModelLoadError } from "../errors.ts";
+import { decodeModel, encodeModel } from "../graph/model_bytes.ts";
+import {
+  missingKernel,
+  PROVIDER_ONLY_OPS,
+  rewriteProviderOps,
+  REWRITTEN_OPS,
+} from "../graph/provider_ops.ts";
+import type { Session } from "../backends/backend.ts";
+import type {
+  BatchOutcome,
+  GenerateOptions,
+  GenerateResult,
+  Pipeline,
+} from "../pipelines/pipeline.ts";
+import { clipTokenizerFiles } from "../tokenizers/clip_vocabulary.ts";
+import { exists } from "./files.ts";
+import { type FolderGraphs, graphPath } from "./model_folder.ts";
+
+/** A published layout: what it is called, and where its graphs are. */
+export interface PublishedLayout {
+  /** The hub repo that publishes it. */
+  repo: string;
+  /** component → path of its graph inside the folder. */
+  graphs: Readonly<Record<string, string>>;
+}
+
+/** The layouts without `model_index.json`, most specific first. */
+const LAYOUTS: readonly PublishedLayout[] = [
+  {
+    repo: "microsoft/sd-turbo-webnn",
+    graphs: {
+      text_encoder: "text_encoder/model_layernorm.onnx",
+      unet: "unet/model_layernorm.onnx",
+      vae_decoder: "vae_decoder/model.onnx",
+    },
+  },
+  {
+    repo: "schmuell/sd-turbo-ort-web",
+    graphs: {
+      text_encoder: "text_encoder/model.onnx",
+      unet: "unet/model.onnx",
+      vae_decoder: "vae_decoder/model.onnx",
+    },
+  },
+];
+
+/** SD-Turbo's scheduler (stabilityai/sd-turbo `scheduler/scheduler_config.json`). */
+const SD_TURBO_SCHEDULER = {
+  _class_name: "EulerDiscreteScheduler",
+  beta_end: 0.012,
+  beta_schedule: "scaled_linear",
+  beta_start: 0.00085,
+  interpolation_type: "linear",
+  num_train_timesteps: 1000,
+  prediction_type: "epsilon",
+  steps_offset: 1,
+  timestep_spacing: "trailing",
+  trained_betas: null,
+  use_karras_sigmas: false,
+};
+
+/**
+ * The published layout of folder `dir`, or undefined when it has `model_index.json` (a diffusers
+ * or Optimum folder, served as it is) or matches none.
+ */
+export async function detectPublishedLayout(dir: string): Promise<PublishedLayout | undefined> {
+  if (await exists(`${dir}/model_index.json`)) return undefined;
+  for (const layout of LAYOUTS) {
+    const found = await Promise.all(Object.values(layout.graphs).map((p) => exists(`${dir}/${p}`)));
+    if (found.every(Boolean)) return layout;
+  }
+  return undefined;
+}
+
+/**
+ * A diffusers folder standing for `dir` in `layout`: `model_index.json`, SD-Turbo's scheduler
+ * config, OpenAI's CLIP tokenizer (SD-Turbo's, padded with "!"), and each component's graph and
+ * the other files of its folder (external data) linked under the names the pipelines open.
+ * Written to a new temporary folder, which the caller removes when done.
+ */
+export async function presentPublished(dir: string, layout: PublishedLayout): Promise<string> {
+  const out = await Deno.makeTempDir({ prefix: "denoise-published-" });
+  const write = async (path: string, bytes: Uint8Array) => {
+    await Deno.mkdir(`${out}/${path.split("/").slice(0, -1).join("/")}`, { recursive: true });
+    await Deno.writeFile(`${out}/${path}`, bytes);
+  };
+  const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v, null, 2) + "\n");
+  await write(
+    "model_index.json",
+    json({ _class_name: "StableDiffusionPipeline", _published_layout: layout.repo }),
+  );
+  await write("scheduler/scheduler_config.json", json(SD_TURBO_SCHEDULER));
+  for (const [name, bytes] of clipTokenizerFiles("!")) await write(`tokenizer/${name}`, bytes);
+  const source = await Deno.realPath(dir);
+  for (const [component, path] of Object.entries(layout.graphs)) {
+    const folder = path.split("/").slice(0, -1).join("/");
+    await Deno.mkdir(`${out}/${component}`, { recursive: true });
+    await Deno.symlink(`${source}/${path}`, graphPath(out, component));
+    for await (const entry of Deno.readDir(`${source}/${folder}`)) {
+      const target = `${out}/${component}/${entry.name}`;
+      if (entry.name !== "model.onnx" && !(await exists(target))) {
+        await Deno.symlink(`${source}/${folder}/${entry.name}`, target);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * `base`'s graphs, with the operators the backend lacks handled at load: a graph that ONNX
+ * Runtime refuses for want of a kernel is rewritten when the operator is one of
+ * {@linkcode REWRITTEN_OPS} (then opened from memory), else refused with a message naming the
+ * operator and the provider that has it.
+ */
+export function providerGraphs(base: FolderGraphs): FolderGraphs {
+  const opened = new Map<string, Session>();
+  return {
+    dir: base.dir,
+    backend: base.backend,
+    opened,
+    async open(component) {
+      let session: Session;
+      try {
+        session = await base.open(component);
+      } catch (e) {
+        const op = e instanceof ModelLoadError ? missingKernel(e.message) : undefined;
+        if (!op) throw e;
+        session = await openRewritten(base, component, op);
+      }
+      opened.set(component, session);
+      return session;
+    },
+  };
+}
+
+async function openRewritten(base: FolderGraphs, component: string, op: string): Promise<Session> {
+  const label = `${component}/model.onnx`;
+  const device = base.backend.device;
+  const provider = PROVIDER_ONLY_OPS[op];
+  if (!REWRITTEN_OPS.includes(op)) {
+    throw new ModelLoadError(
+      `Cannot load ${label} on ${device}: its operator ${op} has no kernel in this backend` +
+        (provider
+          ? `; ONNX Runtime implements it in its ${provider} execution provider only (this export is tuned for that provider: use an export with standard operators)`
+          : ""),
+    );
+  }
+  const path = graphPath(base.dir, component);
+  const model = decodeModel(await Deno.readFile(path));
+  if (!model) throw new ModelLoadError(`Cannot load ${label}: not an ONNX model`);
+  rewriteProviderOps(model);
+  const folder = path.slice(0, path.lastIndexOf("/"));
+  const externalData = new Map<string, Uint8Array>();
+  for (const init of model.graph?.initializer ?? []) {
+    const location = init.externalData?.find((e) => e.key === "location")?.value;
+    if (location && !externalData.has(location)) {
+      externalData.set(location, await Deno.readFile(`${folder}/${location}`));
+    }
+  }
+  try {
+    return await base.backend.createSession({ bytes: encodeModel(model), externalData });
+  } catch (e) {
+    const reason = (e as Error).message.replace(/\s+/g, " ").trim();
+    const still = missingKernel(reason);
+    throw new ModelLoadError(
+      still
+        ? `Cannot load ${label} on ${device}: its operator ${still} has no kernel in this backend${
+          PROVIDER_ONLY_OPS[still]
+            ? `; ONNX Runtime implements it in its ${
+              PROVIDER_ONLY_OPS[still]
+            } execution provider only`
+            : ""
+        }`
+        : `Cannot load ${label} after rewriting ${op} for ${device}: ${reason}`,
+    );
+  }
+}
+
+/** Sizes a graph fixes, and which graph input fixes them. */
+interface FixedShapes {
+  /** Rows the denoiser and text encoder take per call. */
+  rows?: { value: number; source: string };
+  /** Image size in pixels. */
+  size?: { width: number; height: number; source: string };
+}
+
+const describe = (label: string, s: Session, name: string) =>
+  `${label} ${name} [${s.inputs.find((t) => t.name === name)?.shape.join(",")}]`;
+
+/** What the opened UNet and text encoder fix: their batch, and the latent size. */
+function fixedShapes(opened: ReadonlyMap<string, Session>): FixedShapes {
+  const fixed: FixedShapes = {};
+  for (const [component, input] of [["unet", "sample"], ["text_encoder", "input_ids"]]) {
+    const session = opened.get(component);
+    const shape = session?.inputs.find((t) => t.name === input)?.shape;
+    if (!session || !shape) continue;
+    const source = describe(`${component}/model.onnx`, session, input);
+    if (
+      typeof shape[0] === "number" && shape[0] > 0 && (fixed.rows?.value ?? Infinity) > shape[0]
+    ) {
+      fixed.rows = { value: shape[0], source };
+    }
+    if (component === "unet" && typeof shape[2] === "number" && typeof shape[3] === "number") {
+      fixed.size = { width: shape[3] * 8, height: shape[2] * 8, source };
+    }
+  }
+  return fixed;
+}
+
+/**
+ * `pipeline` refusing, with an {@linkcode InvalidInputError} naming the fixed size, the requests
+ * that its graphs' static shapes cannot take (another image size; more rows than the fixed batch,
+ * from `n` or from guidance's doubled batch), and never batching requests beyond that batch.
+ * `pipeline` itself when its graphs fix nothing.
+ */
+export function guardStaticShapes(
+  pipeline: Pipeline,
+  opened: ReadonlyMap<string, Session>,
+): Pipeline {
+  const fixed = fixedShapes(opened);
+  if (!fixed.rows && !fixed.size) return pipeline;
+  return new StaticShapePipeline(pipeline, fixed);
+}
+
+class StaticShapePipeline implements Pipeline {
+  #calls = 0;
+  constructor(readonly inner: Pipeline, readonly fixed: FixedShapes) {}
+
+  get family() {
+    return this.inner.family;
+  }
+  get device() {
+    return this.inner.device;
+  }
+  get defaults() {
+    return this.inner.defaults;
+  }
+  get sizeMultiple() {
+    return this.inner.sizeMultiple;
+  }
+  get maxEditImages() {
+    return this.inner.maxEditImages;
+  }
+
+  #check(o: GenerateOptions): void {
+    const d = this.inner.defaults;
+    const width = o.width ?? d.width, height = o.height ?? d.height;
+    const { size, rows } = this.fixed;
+    if (size && (width !== size.width || height !== size.height)) {
+      throw Object.assign(
+        new InvalidInputError(
+          `size must be ${size.width}x${size.height} for this model, got ${width}x${height}: its graphs have static shapes (${size.source})`,
+        ),
+        { param: "size" },
+      );
+    }
+    if (!rows) return;
+    const n = o.n ?? 1;
+    const guided = (o.guidanceScale ?? d.guidanceScale) > 1;
+    if (n * (guided ? 2 : 1) <= rows.value) return;
+    throw Object.assign(
+      new InvalidInputError(
+        n > rows.value || !guided
+          ? `n must be at most ${rows.value} for this model, got ${n}: its graphs have a fixed batch (${rows.source})`
+          : `guidance_scale > 1 runs ${
+            2 * n
+          } rows (negative and prompt), but this model's graphs take ${rows.value} (${rows.source}); use guidance_scale <= 1`,
+      ),
+      { param: n > rows.value || !guided ? "n" : "guidance_scale" },
+    );
+  }
+
+  generate(options: GenerateOptions): Promise<GenerateResult> {
+    this.#check(options);
+    return this.inner.generate(options);
+  }
+
+  batchKey(options: GenerateOptions): string {
+    this.#check(options);
+    // A fixed batch takes no batch-mates: every request runs on its own.
+    const alone = this.fixed.rows ? `/${this.#calls++}` : "";
+    return this.inner.batchKey(options) + alone;
+  }
+
+  generateBatch(batch: readonly GenerateOptions[]): Promise<BatchOutcome[]> {
+    batch.forEach((o) => this.#check(o));
+    return this.inner.generateBatch(batch);
+  }
+
+  release(): Promise<void> {
+    return this.inner.release();
+  }
+}

@@ -1,0 +1,165 @@
+import assert from "node:assert/strict";
+import { webGpuForTests } from "../backends/webgpu_for_tests.ts";
+import { InvalidInputError, ModelLoadError } from "../errors.ts";
+import { GraphBuilder } from "../graph/onnx_builder.ts";
+import { loadPipeline } from "../load.ts";
+import { detectPublishedLayout } from "./published_layouts.ts";
+
+const fixture = (name: string) =>
+  new URL(`../../fixtures/models/${name}`, import.meta.url).pathname;
+
+Deno.test("the published SD-Turbo layouts are told apart by their files", async () => {
+  assert.equal(
+    (await detectPublishedLayout(fixture("sd-turbo-webnn-tiny")))?.repo,
+    "microsoft/sd-turbo-webnn",
+  );
+  assert.equal(
+    (await detectPublishedLayout(fixture("sd-turbo-ort-web-tiny")))?.repo,
+    "schmuell/sd-turbo-ort-web",
+  );
+  // Diffusers folders (ours, onnxruntime/sd-turbo) are served as they are.
+  assert.equal(await detectPublishedLayout(fixture("sd-turbo-ort-cuda-tiny")), undefined);
+  assert.equal(await detectPublishedLayout(fixture("sd-turbo-tiny")), undefined);
+});
+
+for (const name of ["sd-turbo-webnn-tiny", "sd-turbo-ort-web-tiny", "sd-turbo-ort-cuda-tiny"]) {
+  Deno.test(`${name}: loads on cpu with SD-Turbo's defaults and draws a seeded image`, async () => {
+    const pipeline = await loadPipeline(fixture(name), { device: "cpu" });
+    try {
+      assert.deepEqual(pipeline.defaults, {
+        width: 512,
+        height: 512,
+        steps: 1,
+        guidanceScale: 0,
+      });
+      if (name === "sd-turbo-ort-cuda-tiny") {
+        // The CPU provider has no NhwcConv: the graph loaded because it was rewritten.
+        const unet = await Deno.readTextFile(`${fixture(name)}/unet/model.onnx`);
+        assert.ok(unet.includes("NhwcConv"));
+      }
+      const a = await pipeline.generate({ prompt: "a red cube", seed: 1 });
+      const b = await pipeline.generate({ prompt: "a red cube", seed: 1 });
+      const c = await pipeline.generate({ prompt: "a red cube", seed: 2 });
+      assert.equal(a.images[0].data.length, 512 * 512 * 3);
+      assert.deepEqual(a.images[0].data, b.images[0].data);
+      assert.notDeepEqual(a.images[0].data, c.images[0].data);
+      const distinct = new Set(a.images[0].data.subarray(0, 3 * 4096));
+      assert.ok(distinct.size > 16, `a flat image: ${distinct.size} values`);
+    } finally {
+      await pipeline.release();
+    }
+  });
+}
+
+const webgpu = await webGpuForTests();
+
+for (const name of ["sd-turbo-webnn-tiny", "sd-turbo-ort-web-tiny", "sd-turbo-ort-cuda-tiny"]) {
+  Deno.test({
+    name: `${name}: WebGPU draws cpu's image within 3/255${
+      webgpu.ignored ? ` (ignored: ${webgpu.ignored})` : ""
+    }`,
+    ignore: webgpu.ignored !== undefined,
+    async fn() {
+      const images: Uint8Array[] = [];
+      for (const device of ["cpu", "webgpu"] as const) {
+        const pipeline = await loadPipeline(fixture(name), { device });
+        try {
+          images.push((await pipeline.generate({ prompt: "a red cube", seed: 5 })).images[0].data);
+        } finally {
+          await pipeline.release();
+        }
+      }
+      const worst = images[0].reduce((m, v, i) => Math.max(m, Math.abs(v - images[1][i])), 0);
+      assert.ok(worst <= 3, `cpu↔webgpu ${worst}/255`);
+    },
+  });
+}
+
+Deno.test("sd-turbo-webnn-tiny: requests its static graphs cannot take are refused naming the fixed size", async () => {
+  const pipeline = await loadPipeline(fixture("sd-turbo-webnn-tiny"), { device: "cpu" });
+  try {
+    const refused = (
+      options: Parameters<typeof pipeline.batchKey>[0],
+      param: string,
+      text: RegExp,
+    ) =>
+      assert.throws(
+        () => pipeline.batchKey(options),
+        (e: unknown) => e instanceof InvalidInputError && e.param === param && text.test(e.message),
+      );
+    refused({ prompt: "x", width: 256, height: 256 }, "size", /512x512.*sample \[1,4,64,64\]/);
+    refused({ prompt: "x", n: 2 }, "n", /at most 1.*\[1,4,64,64\]/);
+    refused({ prompt: "x", guidanceScale: 2 }, "guidance_scale", /takes? 1/);
+    // Two acceptable requests never share a batch.
+    assert.notEqual(pipeline.batchKey({ prompt: "x" }), pipeline.batchKey({ prompt: "x" }));
+  } finally {
+    await pipeline.release();
+  }
+});
+
+Deno.test("sd-turbo-ort-web-tiny: dynamic graphs take any size, n and guidance", async () => {
+  const pipeline = await loadPipeline(fixture("sd-turbo-ort-web-tiny"), { device: "cpu" });
+  try {
+    const r = await pipeline.generate({
+      prompt: "x",
+      width: 128,
+      height: 64,
+      n: 2,
+      guidanceScale: 2,
+      seed: 3,
+    });
+    assert.equal(r.images.length, 2);
+    assert.equal(r.images[0].data.length, 128 * 64 * 3);
+  } finally {
+    await pipeline.release();
+  }
+});
+
+/** A copy of the CUDA replica whose UNet also uses `op` (com.microsoft). */
+async function withCudaOp(op: string): Promise<string> {
+  const dir = await Deno.makeTempDir();
+  await Deno.mkdir(`${dir}/unet`);
+  for (const entry of Deno.readDirSync(fixture("sd-turbo-ort-cuda-tiny"))) {
+    if (entry.name !== "unet") {
+      await Deno.symlink(
+        `${fixture("sd-turbo-ort-cuda-tiny")}/${entry.name}`,
+        `${dir}/${entry.name}`,
+      );
+    }
+  }
+  const g = new GraphBuilder("unet", 1);
+  g.input("sample", "float16", ["b", 4, "h", "w"]);
+  g.input("timestep", "float16", ["b"]);
+  g.input("encoder_hidden_states", "float16", ["b", "s", 32]);
+  g.op(
+    op,
+    ["sample", g.weight([4], 1), g.weight([4], 0)],
+    {
+      epsilon: 1e-5,
+      groups: 1,
+      activation: 0,
+    },
+    "out_sample",
+    undefined,
+    "com.microsoft",
+  );
+  g.output("out_sample", "float16", ["b", 4, "h", "w"]);
+  await Deno.writeFile(`${dir}/unet/model.onnx`, g.serialize().model);
+  return dir;
+}
+
+Deno.test("a CUDA-only operator other than NhwcConv is refused at load, naming it and its provider", async () => {
+  const dir = await withCudaOp("GroupNorm");
+  try {
+    await assert.rejects(
+      loadPipeline(dir, { device: "cpu" }),
+      (e: unknown) =>
+        e instanceof ModelLoadError &&
+        /unet\/model\.onnx on cpu: its operator GroupNorm .*CUDA execution provider/.test(
+          e.message,
+        ),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
