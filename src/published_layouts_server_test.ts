@@ -1,0 +1,86 @@
+/**
+ * The published SD-Turbo exports' replicas (fixtures/models/sd-turbo-{webnn,ort-web,ort-cuda}-tiny)
+ * served by the real server through both image endpoints with the openai client, as a user
+ * would run `deno task serve --model <the downloaded folder>`.
+ */
+import assert from "node:assert/strict";
+import OpenAI, { toFile } from "openai";
+import sharp from "sharp";
+import { webGpuForTests } from "../compute/backends/webgpu_for_tests.ts";
+import { startServer } from "./test_server.ts";
+
+const webgpu = await webGpuForTests();
+
+const fixture = (name: string) => new URL(`../fixtures/models/${name}`, import.meta.url).pathname;
+
+/** A 512² PNG to edit. */
+const picture = await sharp({
+  create: { width: 512, height: 512, channels: 3, background: { r: 200, g: 40, b: 40 } },
+}).png().toBuffer();
+
+const CASES = [
+  ["sd-turbo-webnn-tiny", false],
+  ["sd-turbo-ort-web-tiny", false],
+  ["sd-turbo-ort-cuda-tiny", true],
+] as const;
+
+for (const device of ["cpu", "webgpu"] as const) {
+  for (const [name, edits] of CASES) {
+    serve(name, edits, device);
+  }
+}
+
+function serve(name: string, edits: boolean, device: "cpu" | "webgpu") {
+  const ignored = device === "webgpu" ? webgpu.ignored : undefined;
+  Deno.test({
+    name: `${name} served on ${device}: generations draw 512² images; edits ${
+      edits ? "draw too" : "are refused clearly (the export has no VAE encoder)"
+    }${ignored ? ` (ignored: ${ignored})` : ""}`,
+    ignore: ignored !== undefined,
+    sanitizeResources: false,
+    async fn() {
+      const server = await startServer(["--model", fixture(name), "--device", device]);
+      try {
+        const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "none", maxRetries: 0 });
+        const generated = await client.images.generate(
+          { prompt: "a red cube", seed: 1, response_format: "b64_json" } as never,
+        );
+        const png = Uint8Array.fromBase64(generated.data![0].b64_json!);
+        assert.deepEqual(
+          [(await sharp(png).metadata()).width, (await sharp(png).metadata()).height],
+          [512, 512],
+        );
+        const edit = client.images.edit({
+          image: await toFile(picture, "in.png", { type: "image/png" }),
+          prompt: "a blue cube",
+          response_format: "b64_json",
+          seed: 2,
+          // SD-Turbo's image-to-image as its model card runs it: 2 steps at strength 0.5.
+          num_inference_steps: 2,
+          strength: 0.5,
+        } as never);
+        if (edits) {
+          const out = Uint8Array.fromBase64((await edit).data![0].b64_json!);
+          assert.equal((await sharp(out).metadata()).width, 512);
+        } else {
+          await assert.rejects(
+            edit,
+            (e: unknown) =>
+              e instanceof OpenAI.BadRequestError && /cannot edit images/.test(e.message),
+          );
+        }
+        if (name === "sd-turbo-webnn-tiny") {
+          // Static graphs: another size is a 400 naming the one they take.
+          await assert.rejects(
+            client.images.generate({ prompt: "x", size: "256x256" }),
+            (e: unknown) =>
+              e instanceof OpenAI.BadRequestError && e.param === "size" &&
+              /512x512.*\[1,4,64,64\]/.test(e.message),
+          );
+        }
+      } finally {
+        await server.stop();
+      }
+    },
+  });
+}
