@@ -36,6 +36,13 @@ export interface LoadOptions {
    * `slicing` is false (`--vae-use-slicing` is the default).
    */
   vae?: VaeDecodeSettings;
+  /**
+   * Which variant of a published export with several (`webnn/sdxl-turbo`'s `q4f16` or
+   * `qdq_q4f16`); absent, the layout's default, said through `onNotice`.
+   */
+  variant?: string;
+  /** Told what was chosen for the caller (a published layout's default variant). */
+  onNotice?: (message: string) => void;
 }
 
 /** A pipeline class: loads a model folder's graphs. */
@@ -76,7 +83,14 @@ export async function loadPipeline(
   options: LoadOptions = {},
 ): Promise<LoraPipeline> {
   // A published export without model_index.json is presented as a diffusers folder.
-  const layout = await detectPublishedLayout(published);
+  const layout = await detectPublishedLayout(published, options.variant);
+  if (layout?.variant && layout.chosen === "default" && layout.available.length > 1) {
+    options.onNotice?.(
+      `${published} holds ${layout.layout.repo}'s variants ${
+        layout.available.join(", ")
+      }: serving ${layout.variant}, the default (choose with --variant)`,
+    );
+  }
   const dir = layout ? await presentPublished(published, layout) : published;
   try {
     return await loadFolder(dir, options, layout && (() => Deno.remove(dir, { recursive: true })));

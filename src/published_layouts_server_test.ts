@@ -1,5 +1,6 @@
 /**
- * The published SD-Turbo exports' replicas (fixtures/models/sd-turbo-{webnn,ort-web,ort-cuda}-tiny)
+ * The published exports' replicas (fixtures/models/sd-turbo-{webnn,ort-web,ort-cuda}-tiny,
+ * sdxl-turbo-webnn-tiny)
  * served by the real server through both image endpoints with the openai client, as a user
  * would run `deno task serve --model <the downloaded folder>`.
  */
@@ -22,6 +23,7 @@ const CASES = [
   ["sd-turbo-webnn-tiny", false],
   ["sd-turbo-ort-web-tiny", false],
   ["sd-turbo-ort-cuda-tiny", true],
+  ["sdxl-turbo-webnn-tiny", false],
 ] as const;
 
 for (const device of ["cpu", "webgpu"] as const) {

@@ -41,33 +41,31 @@ import { type FolderGraphs, graphPath } from "./model_folder.ts";
 export interface PublishedLayout {
   /** The hub repo that publishes it. */
   repo: string;
-  /** component → path of its graph inside the folder. */
+  /** The diffusers pipeline it is served as. */
+  family: "StableDiffusionPipeline" | "StableDiffusionXLPipeline";
+  /** component → path of its graph inside the folder; `{variant}` stands for the variant. */
   graphs: Readonly<Record<string, string>>;
+  /** The variants published, the default first; absent when there is one. */
+  variants?: readonly string[];
+  /** The config files the export lacks (path → JSON), from the model it was exported from. */
+  configs: Readonly<Record<string, unknown>>;
+  /** The CLIP tokenizer folders the export lacks, with each one's pad token. */
+  tokenizers: Readonly<Record<string, string>>;
 }
 
-/** The layouts without `model_index.json`, most specific first. */
-const LAYOUTS: readonly PublishedLayout[] = [
-  {
-    repo: "microsoft/sd-turbo-webnn",
-    graphs: {
-      text_encoder: "text_encoder/model_layernorm.onnx",
-      unet: "unet/model_layernorm.onnx",
-      vae_decoder: "vae_decoder/model.onnx",
-    },
-  },
-  {
-    repo: "schmuell/sd-turbo-ort-web",
-    graphs: {
-      text_encoder: "text_encoder/model.onnx",
-      unet: "unet/model.onnx",
-      vae_decoder: "vae_decoder/model.onnx",
-    },
-  },
-];
+/** A folder found to be in a published layout, with the variant chosen. */
+export interface DetectedLayout {
+  layout: PublishedLayout;
+  /** component → path of its graph inside the folder, for the chosen variant. */
+  graphs: Record<string, string>;
+  /** The chosen variant, if the layout has several; `available` lists those present. */
+  variant?: string;
+  available: string[];
+  /** Why this variant: asked for, or the default. */
+  chosen: "asked" | "default";
+}
 
-/** SD-Turbo's scheduler (stabilityai/sd-turbo `scheduler/scheduler_config.json`). */
-const SD_TURBO_SCHEDULER = {
-  _class_name: "EulerDiscreteScheduler",
+const EULER_NOISE = {
   beta_end: 0.012,
   beta_schedule: "scaled_linear",
   beta_start: 0.00085,
@@ -77,29 +75,118 @@ const SD_TURBO_SCHEDULER = {
   steps_offset: 1,
   timestep_spacing: "trailing",
   trained_betas: null,
-  use_karras_sigmas: false,
 };
+
+/** SD-Turbo's configs (stabilityai/sd-turbo). */
+const SD_TURBO_CONFIGS = {
+  "scheduler/scheduler_config.json": {
+    _class_name: "EulerDiscreteScheduler",
+    ...EULER_NOISE,
+    use_karras_sigmas: false,
+  },
+};
+
+/** The layouts without `model_index.json`, most specific first. */
+const LAYOUTS: readonly PublishedLayout[] = [
+  {
+    repo: "microsoft/sd-turbo-webnn",
+    family: "StableDiffusionPipeline",
+    graphs: {
+      text_encoder: "text_encoder/model_layernorm.onnx",
+      unet: "unet/model_layernorm.onnx",
+      vae_decoder: "vae_decoder/model.onnx",
+    },
+    configs: SD_TURBO_CONFIGS,
+    tokenizers: { tokenizer: "!" },
+  },
+  {
+    repo: "webnn/sdxl-turbo",
+    family: "StableDiffusionXLPipeline",
+    graphs: {
+      text_encoder: "onnx/text_encoder_model_{variant}.onnx",
+      text_encoder_2: "onnx/text_encoder_2_model_{variant}.onnx",
+      unet: "onnx/unet_model_{variant}.onnx",
+      vae_decoder: "onnx/vae_decoder_model_{variant}.onnx",
+    },
+    variants: ["q4f16", "qdq_q4f16"],
+    // stabilityai/sdxl-turbo's scheduler, UNet sample size and VAE scaling.
+    configs: {
+      "scheduler/scheduler_config.json": {
+        _class_name: "EulerAncestralDiscreteScheduler",
+        ...EULER_NOISE,
+      },
+      "unet/config.json": { sample_size: 64 },
+      "vae_decoder/config.json": { latent_channels: 4, scaling_factor: 0.13025 },
+    },
+    tokenizers: { tokenizer: "<|endoftext|>", tokenizer_2: "!" },
+  },
+  {
+    repo: "schmuell/sd-turbo-ort-web",
+    family: "StableDiffusionPipeline",
+    graphs: {
+      text_encoder: "text_encoder/model.onnx",
+      unet: "unet/model.onnx",
+      vae_decoder: "vae_decoder/model.onnx",
+    },
+    configs: SD_TURBO_CONFIGS,
+    tokenizers: { tokenizer: "!" },
+  },
+];
+
+/** The hub repos whose layouts {@linkcode detectPublishedLayout} knows. */
+export const PUBLISHED_REPOS: readonly string[] = LAYOUTS.map((l) => l.repo);
 
 /**
  * The published layout of folder `dir`, or undefined when it has `model_index.json` (a diffusers
- * or Optimum folder, served as it is) or matches none.
+ * or Optimum folder, served as it is) or matches none. Of a layout's variants, `variant` when
+ * given (an error when absent), else the first present in the layout's order (the default).
  */
-export async function detectPublishedLayout(dir: string): Promise<PublishedLayout | undefined> {
+export async function detectPublishedLayout(
+  dir: string,
+  variant?: string,
+): Promise<DetectedLayout | undefined> {
   if (await exists(`${dir}/model_index.json`)) return undefined;
   for (const layout of LAYOUTS) {
-    const found = await Promise.all(Object.values(layout.graphs).map((p) => exists(`${dir}/${p}`)));
-    if (found.every(Boolean)) return layout;
+    const available: string[] = [];
+    for (const v of layout.variants ?? [""]) {
+      const paths = Object.values(layout.graphs).map((p) => p.replace("{variant}", v));
+      if ((await Promise.all(paths.map((p) => exists(`${dir}/${p}`)))).every(Boolean)) {
+        available.push(v);
+      }
+    }
+    if (available.length === 0) continue;
+    if (!layout.variants) {
+      return { layout, graphs: { ...layout.graphs }, available, chosen: "default" };
+    }
+    if (variant !== undefined && !available.includes(variant)) {
+      throw new ModelLoadError(
+        `Cannot load ${dir}: no variant '${variant}' of ${layout.repo} there (found ${
+          available.join(", ")
+        })`,
+      );
+    }
+    const chosen = variant ?? available[0];
+    return {
+      layout,
+      variant: chosen,
+      available,
+      chosen: variant === undefined ? "default" : "asked",
+      graphs: Object.fromEntries(
+        Object.entries(layout.graphs).map(([c, p]) => [c, p.replace("{variant}", chosen)]),
+      ),
+    };
   }
   return undefined;
 }
 
 /**
- * A diffusers folder standing for `dir` in `layout`: `model_index.json`, SD-Turbo's scheduler
- * config, OpenAI's CLIP tokenizer (SD-Turbo's, padded with "!"), and each component's graph and
- * the other files of its folder (external data) linked under the names the pipelines open.
+ * A diffusers folder standing for `dir` in the `detected` layout: `model_index.json`, the configs
+ * and CLIP tokenizers (OpenAI's vocabulary) the export lacks, and each component's graph, with
+ * the other files of its folder (external data), linked under the names the pipelines open.
  * Written to a new temporary folder, which the caller removes when done.
  */
-export async function presentPublished(dir: string, layout: PublishedLayout): Promise<string> {
+export async function presentPublished(dir: string, detected: DetectedLayout): Promise<string> {
+  const { layout } = detected;
   const out = await Deno.makeTempDir({ prefix: "denoise-published-" });
   const write = async (path: string, bytes: Uint8Array) => {
     await Deno.mkdir(`${out}/${path.split("/").slice(0, -1).join("/")}`, { recursive: true });
@@ -108,18 +195,24 @@ export async function presentPublished(dir: string, layout: PublishedLayout): Pr
   const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v, null, 2) + "\n");
   await write(
     "model_index.json",
-    json({ _class_name: "StableDiffusionPipeline", _published_layout: layout.repo }),
+    json({
+      _class_name: layout.family,
+      _published_layout: layout.repo,
+      ...detected.variant && { _variant: detected.variant },
+    }),
   );
-  await write("scheduler/scheduler_config.json", json(SD_TURBO_SCHEDULER));
-  for (const [name, bytes] of clipTokenizerFiles("!")) await write(`tokenizer/${name}`, bytes);
+  for (const [path, config] of Object.entries(layout.configs)) await write(path, json(config));
+  for (const [folder, pad] of Object.entries(layout.tokenizers)) {
+    for (const [name, bytes] of clipTokenizerFiles(pad)) await write(`${folder}/${name}`, bytes);
+  }
   const source = await Deno.realPath(dir);
-  for (const [component, path] of Object.entries(layout.graphs)) {
+  for (const [component, path] of Object.entries(detected.graphs)) {
     const folder = path.split("/").slice(0, -1).join("/");
     await Deno.mkdir(`${out}/${component}`, { recursive: true });
     await Deno.symlink(`${source}/${path}`, graphPath(out, component));
     for await (const entry of Deno.readDir(`${source}/${folder}`)) {
       const target = `${out}/${component}/${entry.name}`;
-      if (entry.name !== "model.onnx" && !(await exists(target))) {
+      if (entry.isFile && entry.name !== "model.onnx" && !(await exists(target))) {
         await Deno.symlink(`${source}/${folder}/${entry.name}`, target);
       }
     }

@@ -10,22 +10,35 @@ const fixture = (name: string) =>
 
 Deno.test("the published SD-Turbo layouts are told apart by their files", async () => {
   assert.equal(
-    (await detectPublishedLayout(fixture("sd-turbo-webnn-tiny")))?.repo,
+    (await detectPublishedLayout(fixture("sd-turbo-webnn-tiny")))?.layout.repo,
     "microsoft/sd-turbo-webnn",
   );
   assert.equal(
-    (await detectPublishedLayout(fixture("sd-turbo-ort-web-tiny")))?.repo,
+    (await detectPublishedLayout(fixture("sd-turbo-ort-web-tiny")))?.layout.repo,
     "schmuell/sd-turbo-ort-web",
   );
+  const sdxl = await detectPublishedLayout(fixture("sdxl-turbo-webnn-tiny"));
+  assert.equal(sdxl?.layout.repo, "webnn/sdxl-turbo");
+  assert.equal(sdxl?.variant, "q4f16");
+  assert.equal(sdxl?.graphs.unet, "onnx/unet_model_q4f16.onnx");
   // Diffusers folders (ours, onnxruntime/sd-turbo) are served as they are.
   assert.equal(await detectPublishedLayout(fixture("sd-turbo-ort-cuda-tiny")), undefined);
   assert.equal(await detectPublishedLayout(fixture("sd-turbo-tiny")), undefined);
 });
 
-for (const name of ["sd-turbo-webnn-tiny", "sd-turbo-ort-web-tiny", "sd-turbo-ort-cuda-tiny"]) {
-  Deno.test(`${name}: loads on cpu with SD-Turbo's defaults and draws a seeded image`, async () => {
+const REPLICAS = [
+  "sd-turbo-webnn-tiny",
+  "sd-turbo-ort-web-tiny",
+  "sd-turbo-ort-cuda-tiny",
+  "sdxl-turbo-webnn-tiny",
+];
+
+for (const name of REPLICAS) {
+  Deno.test(`${name}: loads on cpu with the Turbo defaults and draws a seeded image`, async () => {
     const pipeline = await loadPipeline(fixture(name), { device: "cpu" });
     try {
+      const xl = name.startsWith("sdxl");
+      assert.equal(pipeline.family, xl ? "StableDiffusionXLPipeline" : "StableDiffusionPipeline");
       assert.deepEqual(pipeline.defaults, {
         width: 512,
         height: 512,
@@ -53,7 +66,7 @@ for (const name of ["sd-turbo-webnn-tiny", "sd-turbo-ort-web-tiny", "sd-turbo-or
 
 const webgpu = await webGpuForTests();
 
-for (const name of ["sd-turbo-webnn-tiny", "sd-turbo-ort-web-tiny", "sd-turbo-ort-cuda-tiny"]) {
+for (const name of REPLICAS) {
   Deno.test({
     name: `${name}: WebGPU draws cpu's image within 3/255${
       webgpu.ignored ? ` (ignored: ${webgpu.ignored})` : ""
@@ -94,6 +107,37 @@ Deno.test("sd-turbo-webnn-tiny: requests its static graphs cannot take are refus
     assert.notEqual(pipeline.batchKey({ prompt: "x" }), pipeline.batchKey({ prompt: "x" }));
   } finally {
     await pipeline.release();
+  }
+});
+
+Deno.test("sdxl-turbo-webnn-tiny: a folder holding two variants serves the asked one, or says which default it serves", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/onnx`);
+    for (const entry of Deno.readDirSync(`${fixture("sdxl-turbo-webnn-tiny")}/onnx`)) {
+      const path = `${fixture("sdxl-turbo-webnn-tiny")}/onnx/${entry.name}`;
+      await Deno.symlink(path, `${dir}/onnx/${entry.name}`);
+      if (entry.name.endsWith("_q4f16.onnx")) {
+        await Deno.symlink(path, `${dir}/onnx/${entry.name.replace("_q4f16", "_qdq_q4f16")}`);
+      }
+    }
+    const notices: string[] = [];
+    const pipeline = await loadPipeline(dir, { device: "cpu", onNotice: (m) => notices.push(m) });
+    await pipeline.release();
+    assert.equal(notices.length, 1);
+    assert.match(
+      notices[0],
+      /webnn\/sdxl-turbo's variants q4f16, qdq_q4f16: serving q4f16, the default/,
+    );
+    const asked = await detectPublishedLayout(dir, "qdq_q4f16");
+    assert.equal(asked?.graphs.unet, "onnx/unet_model_qdq_q4f16.onnx");
+    await assert.rejects(
+      loadPipeline(dir, { device: "cpu", variant: "fp32" }),
+      (e: unknown) =>
+        e instanceof ModelLoadError && /no variant 'fp32'.*found q4f16, qdq_q4f16/.test(e.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
