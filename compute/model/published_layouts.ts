@@ -137,22 +137,22 @@ const LAYOUTS: readonly PublishedLayout[] = [
 export const PUBLISHED_REPOS: readonly string[] = LAYOUTS.map((l) => l.repo);
 
 /**
- * The published layout of folder `dir`, or undefined when it has `model_index.json` (a diffusers
- * or Optimum folder, served as it is) or matches none. Of a layout's variants, `variant` when
- * given (an error when absent), else the first present in the layout's order (the default).
+ * The published layout of a file listing (`has` says whether a path is there), or undefined when
+ * it has `model_index.json` (a diffusers or Optimum folder, served as it is) or matches none. Of a
+ * layout's variants, `variant` when given (a {@linkcode ModelLoadError} naming those there when
+ * it is not), else the first present in the layout's order (the default).
  */
-export async function detectPublishedLayout(
-  dir: string,
+export async function matchPublishedLayout(
+  has: (path: string) => boolean | Promise<boolean>,
+  where: string,
   variant?: string,
 ): Promise<DetectedLayout | undefined> {
-  if (await exists(`${dir}/model_index.json`)) return undefined;
+  if (await has("model_index.json")) return undefined;
   for (const layout of LAYOUTS) {
     const available: string[] = [];
     for (const v of layout.variants ?? [""]) {
       const paths = Object.values(layout.graphs).map((p) => p.replace("{variant}", v));
-      if ((await Promise.all(paths.map((p) => exists(`${dir}/${p}`)))).every(Boolean)) {
-        available.push(v);
-      }
+      if ((await Promise.all(paths.map(has))).every(Boolean)) available.push(v);
     }
     if (available.length === 0) continue;
     if (!layout.variants) {
@@ -160,9 +160,7 @@ export async function detectPublishedLayout(
     }
     if (variant !== undefined && !available.includes(variant)) {
       throw new ModelLoadError(
-        `Cannot load ${dir}: no variant '${variant}' of ${layout.repo} there (found ${
-          available.join(", ")
-        })`,
+        `${where} holds no variant '${variant}' of ${layout.repo} (it has ${available.join(", ")})`,
       );
     }
     const chosen = variant ?? available[0];
@@ -177,6 +175,32 @@ export async function detectPublishedLayout(
     };
   }
   return undefined;
+}
+
+/** {@linkcode matchPublishedLayout} on folder `dir`. */
+export function detectPublishedLayout(
+  dir: string,
+  variant?: string,
+): Promise<DetectedLayout | undefined> {
+  return matchPublishedLayout((p) => exists(`${dir}/${p}`), dir, variant);
+}
+
+/**
+ * Of a hub repo's files, those serving it in a published layout reads: the chosen variant's
+ * graphs and their external data (`<graph>_data`, `<graph>.data`), graphs last, so that a
+ * snapshot holding every graph is complete. Undefined when the repo is in no such layout.
+ */
+export async function publishedDownload(
+  paths: readonly string[],
+  repoId: string,
+  variant?: string,
+): Promise<{ detected: DetectedLayout; files: string[] } | undefined> {
+  const listed = new Set(paths);
+  const detected = await matchPublishedLayout((p) => listed.has(p), `'${repoId}'`, variant);
+  if (!detected) return undefined;
+  const graphs = Object.values(detected.graphs);
+  const data = graphs.flatMap((g) => [`${g}_data`, `${g}.data`]).filter((p) => listed.has(p));
+  return { detected, files: [...data, ...graphs] };
 }
 
 /**

@@ -134,7 +134,8 @@ Deno.test("sdxl-turbo-webnn-tiny: a folder holding two variants serves the asked
     await assert.rejects(
       loadPipeline(dir, { device: "cpu", variant: "fp32" }),
       (e: unknown) =>
-        e instanceof ModelLoadError && /no variant 'fp32'.*found q4f16, qdq_q4f16/.test(e.message),
+        e instanceof ModelLoadError &&
+        /holds no variant 'fp32'.*it has q4f16, qdq_q4f16/.test(e.message),
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
