@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import OpenAI, { toFile } from "openai";
 import sharp from "sharp";
 import { webGpuForTests } from "../compute/backends/webgpu_for_tests.ts";
+import { folderFiles, startFakeHub } from "../fixtures/fake_hub.ts";
 import { startServer } from "./test_server.ts";
 
 const webgpu = await webGpuForTests();
@@ -86,3 +87,44 @@ function serve(name: string, edits: boolean, device: "cpu" | "webgpu") {
     },
   });
 }
+
+Deno.test({
+  name:
+    "--model webnn/sdxl-turbo from a hub: only the default variant is downloaded, the log says which, and it serves",
+  sanitizeResources: false,
+  async fn() {
+    const files = await folderFiles(fixture("sdxl-turbo-webnn-tiny"));
+    for (const [path, bytes] of Object.entries(files)) {
+      if (path.endsWith("_q4f16.onnx")) files[path.replace("_q4f16", "_qdq_q4f16")] = bytes;
+    }
+    await using hub = await startFakeHub({
+      repoId: "webnn/sdxl-turbo",
+      fixture: "",
+      withoutFixture: true,
+      extraFiles: files,
+    });
+    const cache = await Deno.makeTempDir({ prefix: "hf-published-" });
+    try {
+      const server = await startServer(["--model", "webnn/sdxl-turbo", "--device", "cpu"], {
+        env: { HF_HUB_CACHE: cache, HF_ENDPOINT: hub.url, HOME: cache },
+      });
+      try {
+        assert.match(
+          server.output(),
+          /downloading 4 files .*webnn\/sdxl-turbo's q4f16 variant \(the default; choose with --variant; the repo has q4f16, qdq_q4f16\)/,
+        );
+        const res = await fetch(`${server.url}/v1/images/generations`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ prompt: "a red cube", seed: 1 }),
+        });
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await Deno.remove(cache, { recursive: true });
+    }
+  },
+});
