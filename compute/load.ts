@@ -14,6 +14,7 @@ import {
   guardStaticShapes,
   presentPublished,
   providerGraphs,
+  type PublishedGraph,
 } from "./model/published_layouts.ts";
 import type { Pipeline, PipelineDefaults } from "./pipelines/pipeline.ts";
 import { QwenImagePipeline } from "./pipelines/qwen_image.ts";
@@ -91,11 +92,13 @@ export async function loadPipeline(
       }: serving ${layout.variant}, the default (choose with --variant)`,
     );
   }
-  const dir = layout ? await presentPublished(published, layout) : published;
+  const presented = layout && await presentPublished(published, layout);
+  if (!presented) return await loadFolder(published, options);
+  const cleanup = () => Deno.remove(presented.dir, { recursive: true });
   try {
-    return await loadFolder(dir, options, layout && (() => Deno.remove(dir, { recursive: true })));
+    return await loadFolder(presented.dir, options, presented.graphs, cleanup);
   } catch (e) {
-    if (layout) await Deno.remove(dir, { recursive: true });
+    await cleanup();
     throw e;
   }
 }
@@ -103,6 +106,7 @@ export async function loadPipeline(
 async function loadFolder(
   dir: string,
   options: LoadOptions,
+  published?: ReadonlyMap<string, PublishedGraph>,
   cleanup?: () => Promise<void>,
 ): Promise<LoraPipeline> {
   const index = await readModelIndex(dir);
@@ -115,7 +119,7 @@ async function loadFolder(
     );
   }
   const backend = await selectBackend(options.device ?? "auto", options.backend);
-  const graphs = providerGraphs(folderGraphs(dir, backend));
+  const graphs = providerGraphs(folderGraphs(dir, backend), published);
   const load = async (source: GraphSource) =>
     guardStaticShapes(await family.load(source, options.defaults, options.vae), graphs.opened);
   const base = await load(graphs);

@@ -128,3 +128,49 @@ Deno.test({
     }
   },
 });
+
+for (const device of ["cpu", "webgpu"] as const) {
+  const ignored = device === "webgpu" ? webgpu.ignored : undefined;
+  Deno.test({
+    name:
+      `z-image-turbo-webnn-tiny (with a tokenizer added) served on ${device}: generations draw images; edits are refused clearly${
+        ignored ? ` (ignored: ${ignored})` : ""
+      }`,
+    ignore: ignored !== undefined,
+    sanitizeResources: false,
+    async fn() {
+      const dir = await Deno.makeTempDir();
+      await Deno.symlink(`${fixture("z-image-turbo-webnn-tiny")}/onnx`, `${dir}/onnx`);
+      await Deno.symlink(`${fixture("z-image-turbo-tiny")}/tokenizer`, `${dir}/tokenizer`);
+      try {
+        const server = await startServer(["--model", dir, "--device", device]);
+        try {
+          const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "none", maxRetries: 0 });
+          const generated = await client.images.generate({
+            prompt: "a red cube",
+            size: "128x128",
+            n: 2,
+            response_format: "b64_json",
+            seed: 1,
+          } as never);
+          assert.equal(generated.data!.length, 2);
+          const png = Uint8Array.fromBase64(generated.data![0].b64_json!);
+          assert.equal((await sharp(png).metadata()).width, 128);
+          await assert.rejects(
+            client.images.edit({
+              image: await toFile(picture, "in.png", { type: "image/png" }),
+              prompt: "a blue cube",
+              size: "512x512",
+            } as never),
+            (e: unknown) =>
+              e instanceof OpenAI.BadRequestError && /cannot edit images/.test(e.message),
+          );
+        } finally {
+          await server.stop();
+        }
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}

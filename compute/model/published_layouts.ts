@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { InvalidInputError, ModelLoadError } from "../errors.ts";
+import { BackendUnavailableError, InvalidInputError, ModelLoadError } from "../errors.ts";
 import { decodeModel, encodeModel } from "../graph/model_bytes.ts";
 import {
   missingKernel,
@@ -26,7 +26,7 @@ import {
   rewriteProviderOps,
   REWRITTEN_OPS,
 } from "../graph/provider_ops.ts";
-import type { Session } from "../backends/backend.ts";
+import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
 import type {
   BatchOutcome,
   GenerateOptions,
@@ -42,7 +42,7 @@ export interface PublishedLayout {
   /** The hub repo that publishes it. */
   repo: string;
   /** The diffusers pipeline it is served as. */
-  family: "StableDiffusionPipeline" | "StableDiffusionXLPipeline";
+  family: "StableDiffusionPipeline" | "StableDiffusionXLPipeline" | "ZImagePipeline";
   /** component → path of its graph inside the folder; `{variant}` stands for the variant. */
   graphs: Readonly<Record<string, string>>;
   /** The variants published, the default first; absent when there is one. */
@@ -51,6 +51,11 @@ export interface PublishedLayout {
   configs: Readonly<Record<string, unknown>>;
   /** The CLIP tokenizer folders the export lacks, with each one's pad token. */
   tokenizers: Readonly<Record<string, string>>;
+  /**
+   * A tokenizer folder the export lacks and this library cannot supply (its vocabulary is not
+   * vendored here): it must be in the folder, and is downloaded when the repo has it.
+   */
+  ownTokenizer?: { folder: string; what: string };
 }
 
 /** A folder found to be in a published layout, with the variant chosen. */
@@ -119,6 +124,36 @@ const LAYOUTS: readonly PublishedLayout[] = [
       "vae_decoder/config.json": { latent_channels: 4, scaling_factor: 0.13025 },
     },
     tokenizers: { tokenizer: "<|endoftext|>", tokenizer_2: "!" },
+  },
+  {
+    repo: "webnn/Z-Image-Turbo",
+    family: "ZImagePipeline",
+    graphs: {
+      text_encoder: "onnx/text_encoder_model_{variant}.onnx",
+      transformer: "onnx/transformer_model_{variant}.onnx",
+      vae_decoder: "onnx/vae_decoder_model_f16.onnx",
+    },
+    variants: ["q4f16"],
+    // Tongyi-MAI/Z-Image-Turbo's scheduler and VAE (the FLUX autoencoder).
+    configs: {
+      "scheduler/scheduler_config.json": {
+        _class_name: "FlowMatchEulerDiscreteScheduler",
+        num_train_timesteps: 1000,
+        shift: 3.0,
+        use_dynamic_shifting: false,
+      },
+      "vae_decoder/config.json": {
+        latent_channels: 16,
+        scaling_factor: 0.3611,
+        shift_factor: 0.1159,
+      },
+    },
+    tokenizers: {},
+    ownTokenizer: {
+      folder: "tokenizer",
+      what:
+        "Qwen3's tokenizer.json and tokenizer_config.json (Tongyi-MAI/Z-Image-Turbo's tokenizer/; the WebNN demo brings its own)",
+    },
   },
   {
     repo: "schmuell/sd-turbo-ort-web",
@@ -200,7 +235,9 @@ export async function publishedDownload(
   if (!detected) return undefined;
   const graphs = Object.values(detected.graphs);
   const data = graphs.flatMap((g) => [`${g}_data`, `${g}.data`]).filter((p) => listed.has(p));
-  return { detected, files: [...data, ...graphs] };
+  const own = detected.layout.ownTokenizer?.folder;
+  const tokenizer = own ? paths.filter((p) => p.startsWith(`${own}/`)) : [];
+  return { detected, files: [...tokenizer, ...data, ...graphs] };
 }
 
 /**
@@ -209,7 +246,10 @@ export async function publishedDownload(
  * the other files of its folder (external data), linked under the names the pipelines open.
  * Written to a new temporary folder, which the caller removes when done.
  */
-export async function presentPublished(dir: string, detected: DetectedLayout): Promise<string> {
+export async function presentPublished(
+  dir: string,
+  detected: DetectedLayout,
+): Promise<{ dir: string; graphs: Map<string, PublishedGraph> }> {
   const { layout } = detected;
   const out = await Deno.makeTempDir({ prefix: "denoise-published-" });
   const write = async (path: string, bytes: Uint8Array) => {
@@ -230,18 +270,68 @@ export async function presentPublished(dir: string, detected: DetectedLayout): P
     for (const [name, bytes] of clipTokenizerFiles(pad)) await write(`${folder}/${name}`, bytes);
   }
   const source = await Deno.realPath(dir);
+  const own = layout.ownTokenizer;
+  if (own) {
+    if (!(await exists(`${source}/${own.folder}`))) {
+      await Deno.remove(out, { recursive: true });
+      throw new ModelLoadError(
+        `Cannot load ${dir} (${layout.repo}'s layout): it has no ${own.folder}/; add ${own.what} there`,
+      );
+    }
+    await Deno.symlink(`${source}/${own.folder}`, `${out}/${own.folder}`);
+  }
+  const graphs = new Map<string, PublishedGraph>();
   for (const [component, path] of Object.entries(detected.graphs)) {
-    const folder = path.split("/").slice(0, -1).join("/");
     await Deno.mkdir(`${out}/${component}`, { recursive: true });
-    await Deno.symlink(`${source}/${path}`, graphPath(out, component));
-    for await (const entry of Deno.readDir(`${source}/${folder}`)) {
-      const target = `${out}/${component}/${entry.name}`;
-      if (entry.isFile && entry.name !== "model.onnx" && !(await exists(target))) {
-        await Deno.symlink(`${source}/${folder}/${entry.name}`, target);
-      }
+    graphs.set(component, await linkGraph(`${source}/${path}`, `${out}/${component}`));
+  }
+  return { dir: out, graphs };
+}
+
+/** A published graph: its real path, and its external-data file (`<graph>_data`, `<graph>.data`). */
+export interface PublishedGraph {
+  path: string;
+  data?: string;
+}
+
+/**
+ * Links graph `path` into `folder` as `model.onnx`, and its external data under the name the
+ * graph gives it, for the readers of the presented folder (edits' `vae_encoder` check, LoRA).
+ */
+async function linkGraph(path: string, folder: string): Promise<PublishedGraph> {
+  await Deno.symlink(path, `${folder}/model.onnx`);
+  for (const data of [`${path}_data`, `${path}.data`]) {
+    if (await exists(data)) {
+      await Deno.symlink(data, `${folder}/${data.slice(data.lastIndexOf("/") + 1)}`);
+      return { path, data };
     }
   }
-  return out;
+  return { path };
+}
+
+/**
+ * Opens a published graph on `backend`: from its real path natively (ONNX Runtime then reads its
+ * external data beside it), from memory with its external data by name on the web backends (which
+ * have no file system).
+ */
+async function openPublished(backend: Backend, graph: PublishedGraph, label: string) {
+  try {
+    if (backend.device === "cpu") return await backend.createSession({ path: graph.path });
+    const externalData = new Map<string, Uint8Array>();
+    if (graph.data) {
+      externalData.set(
+        graph.data.slice(graph.data.lastIndexOf("/") + 1),
+        await Deno.readFile(graph.data),
+      );
+    }
+    return await backend.createSession({ bytes: await Deno.readFile(graph.path), externalData });
+  } catch (e) {
+    if (e instanceof BackendUnavailableError) throw e;
+    const reason = (e as Error).message.replace(/\s+/g, " ").trim();
+    throw new ModelLoadError(
+      `Cannot load ${label} from ${graph.path}: not a loadable ONNX graph (${reason})`,
+    );
+  }
 }
 
 /**
@@ -250,7 +340,10 @@ export async function presentPublished(dir: string, detected: DetectedLayout): P
  * {@linkcode REWRITTEN_OPS} (then opened from memory), else refused with a message naming the
  * operator and the provider that has it.
  */
-export function providerGraphs(base: FolderGraphs): FolderGraphs {
+export function providerGraphs(
+  base: FolderGraphs,
+  published: ReadonlyMap<string, PublishedGraph> = new Map(),
+): FolderGraphs {
   const opened = new Map<string, Session>();
   return {
     dir: base.dir,
@@ -258,17 +351,66 @@ export function providerGraphs(base: FolderGraphs): FolderGraphs {
     opened,
     async open(component) {
       let session: Session;
+      const graph = published.get(component);
       try {
-        session = await base.open(component);
+        session = graph
+          ? await openPublished(base.backend, graph, `${component}/model.onnx`)
+          : await base.open(component);
       } catch (e) {
         const op = e instanceof ModelLoadError ? missingKernel(e.message) : undefined;
         if (!op) throw e;
         session = await openRewritten(base, component, op);
       }
+      session = withBatchAxis(session, base.backend);
       opened.set(component, session);
       return session;
     },
   };
+}
+
+/**
+ * A Z-Image transformer whose `unified_results` has no batch axis (`webnn/Z-Image-Turbo`'s, which
+ * runs one sample a call) as one with it: a batch runs row by row and the outputs are stacked.
+ * Any other session comes back as it is.
+ */
+export function withBatchAxis(session: Session, backend: Backend): Session {
+  const output = session.outputs.find((t) => t.name === "unified_results");
+  const input = session.inputs.find((t) => t.name === "hidden_states");
+  if (!output || !input || output.shape.length !== input.shape.length - 1) return session;
+  return {
+    inputs: session.inputs,
+    outputs: session.outputs.map((t) =>
+      t === output ? { ...t, shape: [input.shape[0], ...t.shape] } : t
+    ),
+    async run(feeds) {
+      const rows = feeds.hidden_states.dims[0];
+      const parts: Float32Array[] = [];
+      let dims: readonly number[] = [];
+      for (let row = 0; row < rows; row++) {
+        const own: Record<string, Tensor> = {};
+        for (const [name, tensor] of Object.entries(feeds)) {
+          own[name] = await rowOf(backend, tensor, row);
+        }
+        const out = await session.run(own);
+        dims = out.unified_results.dims;
+        parts.push(await readFloat32(out.unified_results));
+        for (const t of Object.values(out)) t.dispose();
+      }
+      const stacked = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+      parts.forEach((p, i) => stacked.set(p, i * p.length));
+      return { unified_results: backend.tensor("float32", stacked, [rows, ...dims]) };
+    },
+    release: () => session.release(),
+  };
+}
+
+/** Row `row` of a float32 tensor's first axis, keeping that axis (length 1). */
+async function rowOf(backend: Backend, tensor: Tensor, row: number): Promise<Tensor> {
+  const [rows, ...rest] = tensor.dims;
+  if (rows === 1) return tensor;
+  const data = await readFloat32(tensor);
+  const size = data.length / rows;
+  return backend.tensor("float32", data.slice(row * size, (row + 1) * size), [1, ...rest]);
 }
 
 async function openRewritten(base: FolderGraphs, component: string, op: string): Promise<Session> {

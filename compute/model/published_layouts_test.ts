@@ -208,3 +208,51 @@ Deno.test("a CUDA-only operator other than NhwcConv is refused at load, naming i
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** The Z-Image replica with the tokenizer a served folder must add (the export has none). */
+async function zImageWithTokenizer(): Promise<string> {
+  const dir = await Deno.makeTempDir();
+  await Deno.symlink(`${fixture("z-image-turbo-webnn-tiny")}/onnx`, `${dir}/onnx`);
+  await Deno.symlink(`${fixture("z-image-turbo-tiny")}/tokenizer`, `${dir}/tokenizer`);
+  return dir;
+}
+
+Deno.test("z-image-turbo-webnn-tiny: refused without a tokenizer, naming what to add", async () => {
+  const detected = await detectPublishedLayout(fixture("z-image-turbo-webnn-tiny"));
+  assert.equal(detected?.layout.repo, "webnn/Z-Image-Turbo");
+  assert.equal(detected?.graphs.transformer, "onnx/transformer_model_q4f16.onnx");
+  await assert.rejects(
+    loadPipeline(fixture("z-image-turbo-webnn-tiny"), { device: "cpu" }),
+    (e: unknown) =>
+      e instanceof ModelLoadError &&
+      /has no tokenizer\/; add Qwen3's tokenizer\.json/.test(e.message),
+  );
+});
+
+Deno.test("z-image-turbo-webnn-tiny: with a tokenizer, serves batches through a transformer without a batch axis, on cpu and WebGPU alike", async () => {
+  const dir = await zImageWithTokenizer();
+  try {
+    const images: Uint8Array[] = [];
+    for (const device of webgpu.ignored ? ["cpu"] as const : ["cpu", "webgpu"] as const) {
+      const pipeline = await loadPipeline(dir, { device });
+      try {
+        assert.equal(pipeline.family, "ZImagePipeline");
+        const options = { prompt: "a red cube", width: 64, height: 64, steps: 2, seed: 4 };
+        const two = await pipeline.generate({ ...options, n: 2 });
+        const one = await pipeline.generate(options);
+        // Each image of a batch is the one drawn alone with its seed (the rows run one by one).
+        assert.deepEqual(two.images[0].data, one.images[0].data);
+        assert.notDeepEqual(two.images[0].data, two.images[1].data);
+        images.push(one.images[0].data);
+      } finally {
+        await pipeline.release();
+      }
+    }
+    if (images.length === 2) {
+      const worst = images[0].reduce((m, v, i) => Math.max(m, Math.abs(v - images[1][i])), 0);
+      assert.ok(worst <= 3, `cpu↔webgpu ${worst}/255`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
