@@ -85,3 +85,47 @@ Deno.test(`${REPO}: a variant the repo lacks is refused before downloading, nami
     await Deno.remove(cache, { recursive: true });
   }
 });
+
+Deno.test("webnn/Z-Image-Turbo downloads its q4f16 graphs with their external data and the repo's tokenizer, not its helpers", async () => {
+  const files = await folderFiles(
+    new URL("../../fixtures/models/z-image-turbo-webnn-tiny", import.meta.url).pathname,
+  );
+  const tokenizer = await folderFiles(
+    new URL("../../fixtures/models/z-image-turbo-tiny", import.meta.url).pathname,
+    "tokenizer",
+  );
+  await using hub = await startFakeHub({
+    repoId: "webnn/Z-Image-Turbo",
+    fixture: "",
+    withoutFixture: true,
+    extraFiles: { ...files, ...tokenizer },
+  });
+  const cache = await Deno.makeTempDir({ prefix: "hf-published-" });
+  const vars: Record<string, string> = { HF_HUB_CACHE: cache, HF_ENDPOINT: hub.url, HOME: "/x" };
+  try {
+    const resolved = await resolveModel("webnn/Z-Image-Turbo", (n) => vars[n]);
+    if (resolved.source !== "hub") throw new Error(`resolved from ${resolved.source}`);
+    assert.deepEqual(resolved.plan.files.map((f) => f.path).sort(), [
+      "onnx/text_encoder_model_q4f16.onnx",
+      "onnx/text_encoder_model_q4f16.onnx_data",
+      "onnx/transformer_model_q4f16.onnx",
+      "onnx/transformer_model_q4f16.onnx_data",
+      "onnx/vae_decoder_model_f16.onnx",
+      "tokenizer/tokenizer.json",
+      "tokenizer/tokenizer_config.json",
+    ]);
+    assert.deepEqual(resolved.plan.skipped.sort(), [
+      "onnx/scheduler_step_model_f16.onnx",
+      "onnx/vae_pre_process_model_f16.onnx",
+    ]);
+    const dir = await resolved.download();
+    const pipeline = await loadPipeline(dir, { device: "cpu" });
+    try {
+      assert.equal(pipeline.family, "ZImagePipeline");
+    } finally {
+      await pipeline.release();
+    }
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
+});
