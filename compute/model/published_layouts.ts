@@ -2,16 +2,18 @@
  * Published ONNX exports served as they are published, beside our own (Optimum) layout:
  *
  * - `microsoft/sd-turbo-webnn`: `text_encoder/model_layernorm.onnx`, `unet/model_layernorm.onnx`,
- *   `vae_decoder/model.onnx`, static shapes, float16 IO; no `model_index.json`, tokenizer or
- *   scheduler config.
- * - `schmuell/sd-turbo-ort-web`: `text_encoder/`, `unet/`, `vae_decoder/` each with `model.onnx`,
- *   and nothing else.
+ *   `vae_decoder/model.onnx`, static shapes, float16 IO;
+ * - `schmuell/sd-turbo-ort-web`: `text_encoder/`, `unet/`, `vae_decoder/` each with `model.onnx`;
+ * - `webnn/sdxl-turbo`: `onnx/*_model_<variant>.onnx` (4-bit `MatMulNBits`, float16 IO);
+ * - `webnn/Z-Image-Turbo`: `onnx/*_model_q4f16.onnx` with external data, a transformer output
+ *   without a batch axis ({@linkcode withBatchAxis});
  * - `onnxruntime/sd-turbo`: a diffusers folder whose graphs use operators only ONNX Runtime's
  *   CUDA provider implements; `NhwcConv` is rewritten at load ({@linkcode providerGraphs}).
  *
- * A folder without `model_index.json` is {@linkcode presentPublished presented} to the pipelines
- * as a diffusers folder: a small folder of the configs and tokenizer the export lacks (SD-Turbo's,
- * the only model these layouts are published for), with links to the published graphs under the
+ * None of the first four carries the tokenizer or scheduler config its demo brings along. Such a
+ * folder is {@linkcode presentPublished presented} to the pipelines as a diffusers folder: a
+ * temporary folder of the configs the export lacks (those of the model it was exported from) and
+ * OpenAI's CLIP tokenizer where the model uses it, with links to the published graphs under the
  * names the pipelines open. Static shapes become per-request checks
  * ({@linkcode guardStaticShapes}), so a request the graphs cannot take is refused with the size
  * they fix instead of failing inside ONNX Runtime.
@@ -173,7 +175,9 @@ export const PUBLISHED_REPOS: readonly string[] = LAYOUTS.map((l) => l.repo);
 
 /**
  * The published layout of a file listing (`has` says whether a path is there), or undefined when
- * it has `model_index.json` (a diffusers or Optimum folder, served as it is) or matches none. Of a
+ * it matches none, or is a diffusers or Optimum folder (`model_index.json` and
+ * `<component>/model.onnx`: served as it is). A layout's own file names are recognised with or
+ * without `model_index.json` beside them. Of a
  * layout's variants, `variant` when given (a {@linkcode ModelLoadError} naming those there when
  * it is not), else the first present in the layout's order (the default).
  */
@@ -182,8 +186,11 @@ export async function matchPublishedLayout(
   where: string,
   variant?: string,
 ): Promise<DetectedLayout | undefined> {
-  if (await has("model_index.json")) return undefined;
+  const diffusers = await has("model_index.json");
   for (const layout of LAYOUTS) {
+    // With model_index.json, graphs named as diffusers names them are a diffusers folder.
+    const standard = Object.entries(layout.graphs).every(([c, p]) => p === `${c}/model.onnx`);
+    if (diffusers && standard) continue;
     const available: string[] = [];
     for (const v of layout.variants ?? [""]) {
       const paths = Object.values(layout.graphs).map((p) => p.replace("{variant}", v));

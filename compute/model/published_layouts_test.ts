@@ -21,6 +21,23 @@ Deno.test("the published SD-Turbo layouts are told apart by their files", async 
   assert.equal(sdxl?.layout.repo, "webnn/sdxl-turbo");
   assert.equal(sdxl?.variant, "q4f16");
   assert.equal(sdxl?.graphs.unet, "onnx/unet_model_q4f16.onnx");
+  // A model_index.json beside the WebNN file names changes nothing.
+  const withIndex = await Deno.makeTempDir();
+  try {
+    for (const entry of Deno.readDirSync(fixture("sd-turbo-webnn-tiny"))) {
+      await Deno.symlink(
+        `${fixture("sd-turbo-webnn-tiny")}/${entry.name}`,
+        `${withIndex}/${entry.name}`,
+      );
+    }
+    await Deno.writeTextFile(
+      `${withIndex}/model_index.json`,
+      '{"_class_name": "StableDiffusionPipeline"}',
+    );
+    assert.equal((await detectPublishedLayout(withIndex))?.layout.repo, "microsoft/sd-turbo-webnn");
+  } finally {
+    await Deno.remove(withIndex, { recursive: true });
+  }
   // Diffusers folders (ours, onnxruntime/sd-turbo) are served as they are.
   assert.equal(await detectPublishedLayout(fixture("sd-turbo-ort-cuda-tiny")), undefined);
   assert.equal(await detectPublishedLayout(fixture("sd-turbo-tiny")), undefined);
