@@ -9,6 +9,13 @@ import { ModelLoadError } from "./errors.ts";
 import { DEFAULT_LORA_LIMITS, type LoraLimits } from "./limits.ts";
 import { LoraPipeline } from "./lora/lora_pipeline.ts";
 import { folderGraphs, type GraphSource, readModelIndex } from "./model/model_folder.ts";
+import {
+  detectPublishedLayout,
+  guardStaticShapes,
+  presentPublished,
+  providerGraphs,
+  type PublishedGraph,
+} from "./model/published_layouts.ts";
 import type { Pipeline, PipelineDefaults } from "./pipelines/pipeline.ts";
 import { QwenImagePipeline } from "./pipelines/qwen_image.ts";
 import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
@@ -30,6 +37,13 @@ export interface LoadOptions {
    * `slicing` is false (`--vae-use-slicing` is the default).
    */
   vae?: VaeDecodeSettings;
+  /**
+   * Which variant of a published export with several (`webnn/sdxl-turbo`'s `q4f16` or
+   * `qdq_q4f16`); absent, the layout's default, said through `onNotice`.
+   */
+  variant?: string;
+  /** Told what was chosen for the caller (a published layout's default variant). */
+  onNotice?: (message: string) => void;
 }
 
 /** A pipeline class: loads a model folder's graphs. */
@@ -65,7 +79,36 @@ export const SUPPORTED_PIPELINES: readonly string[] = Object.keys(FAMILIES);
  * Loads the model folder `dir` on the chosen device, ready to apply each request's LoRA adapters
  * (see {@linkcode LoraPipeline}).
  */
-export async function loadPipeline(dir: string, options: LoadOptions = {}): Promise<LoraPipeline> {
+export async function loadPipeline(
+  published: string,
+  options: LoadOptions = {},
+): Promise<LoraPipeline> {
+  // A published export without model_index.json is presented as a diffusers folder.
+  const layout = await detectPublishedLayout(published, options.variant);
+  if (layout?.variant && layout.chosen === "default" && layout.available.length > 1) {
+    options.onNotice?.(
+      `${published} holds ${layout.layout.repo}'s variants ${
+        layout.available.join(", ")
+      }: serving ${layout.variant}, the default (choose with --variant)`,
+    );
+  }
+  const presented = layout && await presentPublished(published, layout);
+  if (!presented) return await loadFolder(published, options);
+  const cleanup = () => Deno.remove(presented.dir, { recursive: true });
+  try {
+    return await loadFolder(presented.dir, options, presented.graphs, cleanup);
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
+
+async function loadFolder(
+  dir: string,
+  options: LoadOptions,
+  published?: ReadonlyMap<string, PublishedGraph>,
+  cleanup?: () => Promise<void>,
+): Promise<LoraPipeline> {
   const index = await readModelIndex(dir);
   const family = FAMILIES[index._class_name];
   if (!family) {
@@ -75,12 +118,18 @@ export async function loadPipeline(dir: string, options: LoadOptions = {}): Prom
       })`,
     );
   }
-  const graphs = folderGraphs(dir, await selectBackend(options.device ?? "auto", options.backend));
-  const base = await family.load(graphs, options.defaults, options.vae);
-  return new LoraPipeline(
-    base,
-    graphs,
-    (variant) => family.load(variant, options.defaults, options.vae),
-    { ...DEFAULT_LORA_LIMITS, ...options.lora },
-  );
+  const backend = await selectBackend(options.device ?? "auto", options.backend);
+  const graphs = providerGraphs(folderGraphs(dir, backend), published);
+  const load = async (source: GraphSource) =>
+    guardStaticShapes(await family.load(source, options.defaults, options.vae), graphs.opened);
+  const base = await load(graphs);
+  const pipeline = new LoraPipeline(base, graphs, load, {
+    ...DEFAULT_LORA_LIMITS,
+    ...options.lora,
+  });
+  if (cleanup) {
+    const release = pipeline.release.bind(pipeline);
+    pipeline.release = () => release().finally(cleanup);
+  }
+  return pipeline;
 }

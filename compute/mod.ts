@@ -100,9 +100,10 @@ export async function loadPipeline(dir: string, options?: LoadOptions): Promise<
 export async function resolveModel(
   spec: string,
   env?: (name: string) => string | undefined,
+  variant?: string,
 ): Promise<ResolvedModel> {
   const resolve = await import("./model/resolve.ts");
-  return resolve.resolveModel(spec, env);
+  return resolve.resolveModel(spec, env, variant);
 }
 
 /**

@@ -69,6 +69,14 @@ export const FLAGS: readonly Flag[] = [
       "for a single-file --model checkpoint: a diffusers folder of the same family whose configs, tokenizer and scheduler it is converted with instead of its family's known ones (the converter's --config)",
   },
   {
+    name: "variant",
+    kind: { type: "string" },
+    metavar: "NAME",
+    defaultText: "the layout's default (q4f16)",
+    help:
+      "for a published ONNX export holding several variants (webnn/sdxl-turbo's q4f16 and qdq_q4f16): which one is downloaded and served",
+  },
+  {
     name: "convert-dtype",
     kind: { type: "string" },
     default: "fp32",
@@ -334,6 +342,7 @@ export type ServerConfig = Readonly<ServerOptions>;
 export interface ServerOptions {
   model?: string;
   modelConfig?: string;
+  variant?: string;
   convertDtype: string;
   host: string;
   port: number;

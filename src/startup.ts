@@ -50,7 +50,7 @@ interface ModelNames {
 /** Where the model comes from; logs what will be read or downloaded. */
 async function resolveModel(config: ServerConfig, log: Logger): Promise<ResolvedModel> {
   if (!config.model) return { dir: EMBEDDED_MODEL, source: "local", format: "onnx" };
-  const resolved = await resolveModelSource(config.model);
+  const resolved = await resolveModelSource(config.model, undefined, config.variant);
   if (resolved.source === "hub") {
     const { plan } = resolved;
     const what = plan.format === "onnx" ? "the ONNX export" : "the conversion";
@@ -59,7 +59,14 @@ async function resolveModel(config: ServerConfig, log: Logger): Promise<Resolved
         formatBytes(plan.totalBytes)
       }) of commit ${plan.sha.slice(0, 12)} into ${plan.snapshotDir}` +
         (plan.format === "onnx" ? "" : ` (.safetensors, converted once downloaded)`) +
-        (plan.skipped.length ? `; skipping ${plan.skipped.length} files ${what} does not use` : ""),
+        (plan.skipped.length
+          ? `; skipping ${plan.skipped.length} files ${what} does not use`
+          : "") +
+        (plan.published?.variant
+          ? `; ${plan.published.layout.repo}'s ${plan.published.variant} variant (${
+            plan.published.chosen === "asked" ? "--variant" : "the default; choose with --variant"
+          }; the repo has ${plan.published.available.join(", ")})`
+          : ""),
     );
   } else {
     const where = resolved.source === "hf-cache"
@@ -160,6 +167,7 @@ function startEngine(
     return dir;
   }, {
     device: config.device,
+    variant: config.variant,
     defaults: findModelCard(config.model ?? EMBEDDED_NAME)?.defaults,
     backend: { threads: config.threads, fuseAttention: !config.disableAttentionFusion },
     vae: { tiling: config.vaeUseTiling },

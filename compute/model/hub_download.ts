@@ -13,9 +13,10 @@
  */
 import { downloadFile, HubApiError, listFiles, modelInfo } from "@huggingface/hub";
 import { createHash, type Hash } from "node:crypto";
-import { HubError } from "../errors.ts";
+import { HubError, ModelLoadError } from "../errors.ts";
 import { PICKLE_EXTENSIONS } from "../convert/weights.ts";
 import { exists } from "./files.ts";
+import { type DetectedLayout, publishedDownload } from "./published_layouts.ts";
 
 /** Where and how to reach the hub, as huggingface_hub reads it from the environment. */
 export interface HubSettings {
@@ -82,6 +83,8 @@ export interface DownloadPlan {
   repoDir: string;
   /** `<repoDir>/snapshots/<sha>`: the model folder once downloaded. */
   snapshotDir: string;
+  /** A published export without `model_index.json` (`compute/model/published_layouts.ts`). */
+  published?: DetectedLayout;
 }
 
 /** Byte progress of a download. */
@@ -192,6 +195,8 @@ export async function planDownload(
   repoId: string,
   cacheDir: string,
   settings: HubSettings,
+  /** The variant of a published export with several (its default when absent). */
+  variant?: string,
 ): Promise<DownloadPlan> {
   if (settings.token && !settings.token.startsWith("hf_")) {
     throw new HubError("HF_TOKEN is not a Hugging Face access token (they start with 'hf_')");
@@ -223,11 +228,21 @@ export async function planDownload(
     }
     const paths = listed.map((f) => f.path);
     const source = sourceFiles(paths);
-    const wanted = source ?? new Set(paths.filter((p) => LOADER_FILES.test(p)));
+    const published = source ? undefined : await publishedDownload(paths, repoId, variant).catch(
+      (e) => {
+        throw e instanceof ModelLoadError ? new HubError(e.message) : e;
+      },
+    );
+    const wanted = source ?? new Set(published?.files ?? paths.filter((p) => LOADER_FILES.test(p)));
     const files = listed.filter((f) => wanted.has(f.path));
     const skipped = paths.filter((p) => !wanted.has(p));
+    if (published) {
+      // In the order publishedDownload gives: the graphs last mark a complete snapshot.
+      const order = published.files;
+      files.sort((a, b) => order.indexOf(a.path) - order.indexOf(b.path));
+    }
     if (
-      !source &&
+      !source && !published &&
       (!wanted.has("model_index.json") || ![...wanted].some((p) => /\/model\.onnx$/.test(p)))
     ) {
       const pickled = paths.some((p) => PICKLE_EXTENSIONS.some((ext) => p.endsWith(ext)));
@@ -257,6 +272,7 @@ export async function planDownload(
       skipped,
       repoDir,
       snapshotDir: `${repoDir}/snapshots/${sha}`,
+      published: published?.detected,
     };
   } catch (e) {
     throw explain(e, repoId, settings);

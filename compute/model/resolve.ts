@@ -9,6 +9,7 @@
 import { HubError, ModelNotFoundError } from "../errors.ts";
 import { PICKLE_EXTENSIONS, pickleRefusal } from "../convert/weights.ts";
 import { exists } from "./files.ts";
+import { detectPublishedLayout } from "./published_layouts.ts";
 import {
   type DownloadPlan,
   type DownloadProgress,
@@ -103,12 +104,25 @@ function fileFormat(spec: string): ModelFormat {
   );
 }
 
-async function snapshotIn(cache: string, repoId: string): Promise<string | undefined> {
+/**
+ * Whether a snapshot is complete: its `model_index.json` (downloaded last) is there, or every
+ * graph of a published layout's variant (downloaded last, `published_layouts.ts`).
+ */
+async function complete(snapshot: string, variant?: string): Promise<boolean> {
+  if (await exists(`${snapshot}/model_index.json`)) return true;
+  return (await detectPublishedLayout(snapshot, variant).catch(() => undefined)) !== undefined;
+}
+
+async function snapshotIn(
+  cache: string,
+  repoId: string,
+  variant?: string,
+): Promise<string | undefined> {
   const repoDir = `${cache}/models--${repoId.replace("/", "--")}`;
   if (!(await exists(`${repoDir}/snapshots`))) return undefined;
   try {
     const rev = (await Deno.readTextFile(`${repoDir}/refs/main`)).trim();
-    if (await exists(`${repoDir}/snapshots/${rev}/model_index.json`)) {
+    if (await complete(`${repoDir}/snapshots/${rev}`, variant)) {
       return `${repoDir}/snapshots/${rev}`;
     }
   } catch {
@@ -117,7 +131,7 @@ async function snapshotIn(cache: string, repoId: string): Promise<string | undef
   const snapshots: { path: string; mtime: number }[] = [];
   for await (const entry of Deno.readDir(`${repoDir}/snapshots`)) {
     const path = `${repoDir}/snapshots/${entry.name}`;
-    if (entry.isDirectory && await exists(`${path}/model_index.json`)) {
+    if (entry.isDirectory && await complete(path, variant)) {
       snapshots.push({ path, mtime: (await Deno.stat(path)).mtime?.getTime() ?? 0 });
     }
   }
@@ -133,6 +147,8 @@ async function snapshotIn(cache: string, repoId: string): Promise<string | undef
 export async function resolveModel(
   spec: string,
   env: (name: string) => string | undefined = (n) => Deno.env.get(n),
+  /** The variant of a published export with several (`--variant`); its default when absent. */
+  variant?: string,
 ): Promise<ResolvedModel> {
   if (await exists(spec)) {
     if (!(await Deno.stat(spec)).isDirectory) {
@@ -158,14 +174,14 @@ export async function resolveModel(
   let hubFailure = "";
   if (REPO_ID.test(spec)) {
     for (const cache of caches) {
-      const dir = await snapshotIn(cache, spec);
+      const dir = await snapshotIn(cache, spec, variant);
       if (dir) return { dir, source: "hf-cache", format: await folderFormat(dir) };
     }
     const settings = await hubSettings(env);
     if (settings.offline) hubFailure = "HF_HUB_OFFLINE is set, so the hub was not asked";
     else {
       try {
-        const plan = await planDownload(spec, caches[0] ?? ".", settings);
+        const plan = await planDownload(spec, caches[0] ?? ".", settings, variant);
         return {
           dir: plan.snapshotDir,
           source: "hub",

@@ -41,13 +41,16 @@ export class ClipEncoder {
 
   /**
    * The name of the penultimate layer's output (`hidden_states[-2]`): the graph gives
-   * `hidden_states.0` (the embeddings) to `hidden_states.<layers>`.
+   * `hidden_states.0` (the embeddings) to `hidden_states.<layers>`, or that one layer alone.
    */
   static penultimate(label: string, session: Session): string {
     const layers = session.outputs
       .map((t) => t.name.match(/^hidden_states\.(\d+)$/)?.[1])
       .filter((i) => i !== undefined)
       .map(Number);
+    // An export that keeps one layer (webnn/sdxl-turbo's hidden_states.11 and .31) kept the one
+    // SDXL reads.
+    if (layers.length === 1) return `hidden_states.${layers[0]}`;
     if (layers.length < 2) {
       throw new InterfaceMismatchError(
         `Cannot drive ${label}: SDXL reads the penultimate layer, but the graph gives no hidden_states.<i> outputs (found ${

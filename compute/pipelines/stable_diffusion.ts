@@ -205,6 +205,8 @@ export class StableDiffusionPipeline implements Pipeline {
   readonly #scheduler: Scheduler;
   readonly #timestep: TensorInfo;
   readonly #sampleType: "float32" | "float16";
+  /** The VAE decoder's input type, which may differ from the UNet's (microsoft/sd-turbo-webnn). */
+  readonly #latentType: "float32" | "float16";
 
   protected constructor(parts: StableDiffusionParts) {
     this.#parts = parts;
@@ -218,9 +220,10 @@ export class StableDiffusionPipeline implements Pipeline {
       ...parts.conditioning.unetInputs,
     ]);
     matchOutput("unet/model.onnx", parts.unet, "out_sample", FLOAT);
-    matchInputs("vae_decoder/model.onnx", parts.vaeDecoder, [
+    const vae = matchInputs("vae_decoder/model.onnx", parts.vaeDecoder, [
       { name: "latent_sample", types: FLOAT, ranks: [4] },
     ]);
+    this.#latentType = vae.get("latent_sample")!.type as "float32" | "float16";
     matchOutput("vae_decoder/model.onnx", parts.vaeDecoder, "sample", FLOAT);
     this.#sampleType = unet.get("sample")!.type as "float32" | "float16";
     this.#timestep = unet.get("timestep")!;
@@ -464,7 +467,7 @@ export class StableDiffusionPipeline implements Pipeline {
       { n: params.n, channels, h, w, scale: VAE_SCALE },
       async (tile, n, th, tw) => {
         const decoded = await p.vaeDecoder.run({
-          latent_sample: p.backend.tensor(this.#sampleType, tile, [n, channels, th, tw]),
+          latent_sample: p.backend.tensor(this.#latentType, tile, [n, channels, th, tw]),
         });
         const out = await readFloat32(decoded.sample);
         decoded.sample.dispose();

@@ -144,6 +144,7 @@ export class Engine {
         defaults: load.defaults,
         lora: load.lora,
         vae: load.vae,
+        variant: load.variant,
         backend: load.backend,
         batching: { maxBatchSize: this.config.maxBatchSize, batchWaitMs: this.config.batchWaitMs },
       };

@@ -61,6 +61,8 @@ export interface LoadSettings {
   backend?: BackendSettings;
   /** How the VAE decodes (`--vae-use-tiling`; slicing is always on). */
   vae?: VaeDecodeSettings;
+  /** A published export's variant (`--variant`). */
+  variant?: string;
 }
 
 /** HTTP thread → worker. */

@@ -140,6 +140,8 @@ async function load(message: Extract<ToWorker, { type: "load" }>): Promise<void>
       defaults: message.defaults,
       lora: message.lora,
       vae: message.vae,
+      variant: message.variant,
+      onNotice: (notice) => post({ type: "warning", message: notice }),
       backend: {
         ...message.backend,
         onFusionRefused: (error) =>
