@@ -30,6 +30,37 @@ export interface ModelCard {
   fixedGuidance?: number;
 }
 
+/**
+ * Z-Image-Turbo as vLLM-Omni's profile of it says: at most 16 steps, guidance forced to 0
+ * (guidance-distilled); the server lowers larger step counts and replaces other guidance, with a
+ * warning. Its "9 steps" ran 8 transformer forwards on the schedule of its diffusers (σ ending at
+ * 0); diffusers' schedule here (σ from 1 to 1/N) runs one forward per step, so 8 is the same work.
+ */
+const Z_IMAGE_TURBO: Omit<ModelCard, "id"> = {
+  family: "ZImagePipeline",
+  defaults: { width: 1024, height: 1024, steps: 8, guidanceScale: 0 },
+  sizeMultiple: 16,
+  maxImagePixels: 2048 * 2048,
+  maxSteps: 16,
+  fixedGuidance: 0,
+};
+
+/** SDXL-Turbo's model card: 512², one step (up to four), guidance 0. */
+const SDXL_TURBO: Omit<ModelCard, "id"> = {
+  family: "StableDiffusionXLPipeline",
+  defaults: { width: 512, height: 512, steps: 1, guidanceScale: 0 },
+  sizeMultiple: 8,
+  maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
+};
+
+/** SD-Turbo's model card: 512², one step, guidance 0. */
+const SD_TURBO: Omit<ModelCard, "id"> = {
+  family: "StableDiffusionPipeline",
+  defaults: { width: 512, height: 512, steps: 1, guidanceScale: 0 },
+  sizeMultiple: 8,
+  maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
+};
+
 /** Models whose recommended settings are known (vLLM-Omni docs, model cards). */
 export const MODEL_REGISTRY: readonly ModelCard[] = [
   {
@@ -48,27 +79,11 @@ export const MODEL_REGISTRY: readonly ModelCard[] = [
     // vLLM-Omni's Qwen-Image tests use 1664×928; its demo offers sides up to 2048.
     maxImagePixels: 2048 * 2048,
   },
-  {
-    // As vLLM-Omni's profile of it: at most 16 steps, guidance forced to 0 (guidance-distilled).
-    // The server lowers larger step counts to 16 and replaces other guidance, and logs a warning.
-    // Its "9 steps" ran 8 transformer forwards on the schedule of its diffusers (σ ending at 0);
-    // diffusers' schedule here (σ from 1 to 1/N) runs one forward per step, so 8 is the same work.
-    id: "Tongyi-MAI/Z-Image-Turbo",
-    family: "ZImagePipeline",
-    defaults: { width: 1024, height: 1024, steps: 8, guidanceScale: 0 },
-    sizeMultiple: 16,
-    maxImagePixels: 2048 * 2048,
-    maxSteps: 16,
-    fixedGuidance: 0,
-  },
-  {
-    // SDXL-Turbo's model card: 512², one step (up to four), guidance 0.
-    id: "stabilityai/sdxl-turbo",
-    family: "StableDiffusionXLPipeline",
-    defaults: { width: 512, height: 512, steps: 1, guidanceScale: 0 },
-    sizeMultiple: 8,
-    maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
-  },
+  { id: "Tongyi-MAI/Z-Image-Turbo", ...Z_IMAGE_TURBO },
+  // Its ONNX export for the WebNN demo (served as published: compute/model/published_layouts.ts).
+  { id: "webnn/Z-Image-Turbo", ...Z_IMAGE_TURBO },
+  { id: "stabilityai/sdxl-turbo", ...SDXL_TURBO },
+  { id: "webnn/sdxl-turbo", ...SDXL_TURBO },
   {
     // diffusers' StableDiffusionXLPipeline defaults: 1024², 50 steps, guidance 5.
     id: "stabilityai/stable-diffusion-xl-base-1.0",
@@ -78,13 +93,10 @@ export const MODEL_REGISTRY: readonly ModelCard[] = [
     // SDXL's documented aspect buckets reach 1536×640 and 640×1536: 1536 as a square's side.
     maxImagePixels: 1536 * 1536,
   },
-  {
-    id: "stabilityai/sd-turbo",
-    family: "StableDiffusionPipeline",
-    defaults: { width: 512, height: 512, steps: 1, guidanceScale: 0 },
-    sizeMultiple: 8,
-    maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
-  },
+  { id: "stabilityai/sd-turbo", ...SD_TURBO },
+  { id: "microsoft/sd-turbo-webnn", ...SD_TURBO },
+  { id: "schmuell/sd-turbo-ort-web", ...SD_TURBO },
+  { id: "onnxruntime/sd-turbo", ...SD_TURBO },
   {
     id: "stable-diffusion-v1-5/stable-diffusion-v1-5",
     family: "StableDiffusionPipeline",
