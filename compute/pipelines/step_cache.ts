@@ -1,0 +1,222 @@
+/**
+ * Step caching (vLLM-Omni's `cache_backend`): on a step where the denoiser's input has barely
+ * changed since the last full call, the denoiser is not run and the output of the last full call
+ * is reused (for a UNet the noise prediction, for a DiT the velocity: the denoiser's whole
+ * residual). What decides is a cheap *signal*, a tensor from inside the denoiser graph computed by
+ * a sub-graph cut out of it at load (./signal_graph.ts):
+ *
+ * - `tea_cache` (TeaCache): the first block's timestep-modulated input. Its relative L1 change
+ *   from the previous step, rescaled by a polynomial (identity unless `coefficients` are given:
+ *   TeaCache's fitted ones belong to other models), is accumulated; while the sum stays below
+ *   `threshold` steps are cached, and a full step resets it.
+ * - `cache_dit` (first-block caching, DBCache with one front block and no back blocks): the first
+ *   block's output residual. A step is cached while its relative L1 distance from the residual of
+ *   the last full step is below `threshold`. Unlike DBCache, the remaining blocks are not run on
+ *   a cached step: the graph is one session, so the whole output is reused.
+ *
+ * Always full: the first `warmup` steps, the last step, a step after `maxCached` cached ones in a
+ * row, and every step of a batch whose graph has no signal tensor.
+ *
+ * @module
+ */
+
+/** vLLM-Omni's `--cache-backend` values. */
+export const CACHE_BACKENDS = ["none", "tea_cache", "cache_dit"] as const;
+/** Which step cache a run uses. */
+export type CacheBackend = typeof CACHE_BACKENDS[number];
+
+/** A step cache and its settings (`--cache-config`, or a request's `cache` field). */
+export interface CacheConfig {
+  backend: CacheBackend;
+  /** Cache while the (accumulated) relative L1 change is below this. */
+  threshold: number;
+  /** Full steps at the start. */
+  warmup: number;
+  /** At most this many cached steps in a row. */
+  maxCached: number;
+  /** TeaCache's rescaling polynomial, highest power first (`numpy.poly1d` order). */
+  coefficients?: number[];
+}
+
+/**
+ * Defaults per backend, chosen on the embedded model (docs/benchmarks.md, "Step caching"): the
+ * largest thresholds whose held-out score stays within the noise of the uncached one.
+ */
+export const CACHE_DEFAULTS: Record<Exclude<CacheBackend, "none">, Omit<CacheConfig, "backend">> = {
+  tea_cache: { threshold: 0.2, warmup: 2, maxCached: 2 },
+  cache_dit: { threshold: 0.12, warmup: 2, maxCached: 2 },
+};
+
+/** Every step in full. */
+export const NO_CACHE: CacheConfig = { backend: "none", threshold: 1, warmup: 0, maxCached: 1 };
+
+const FIELDS = ["backend", "threshold", "warmup", "max_cached", "coefficients"] as const;
+
+/**
+ * A cache configuration from its JSON form (`--cache-config`, the request's `cache` field):
+ * `backend` (default `fallback`), `threshold` (> 0), `warmup` (integer ≥ 0), `max_cached`
+ * (integer ≥ 1), `coefficients` (numbers); absent values take the backend's defaults. Throws a
+ * `RangeError` with a one-line message naming the bad field.
+ */
+export function parseCacheConfig(value: unknown, fallback: CacheBackend = "none"): CacheConfig {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new RangeError("must be a JSON object");
+  }
+  const v = value as Record<string, unknown>;
+  const unknown = Object.keys(v).find((k) => !(FIELDS as readonly string[]).includes(k));
+  if (unknown !== undefined) {
+    throw new RangeError(`unknown field "${unknown}" (known: ${FIELDS.join(", ")})`);
+  }
+  const backend = v.backend ?? fallback;
+  if (!(CACHE_BACKENDS as readonly unknown[]).includes(backend)) {
+    throw new RangeError(`backend must be one of ${CACHE_BACKENDS.join(", ")}`);
+  }
+  const base = backend === "none"
+    ? CACHE_DEFAULTS.tea_cache
+    : CACHE_DEFAULTS[backend as Exclude<CacheBackend, "none">];
+  const number = (key: string, ok: (n: number) => boolean, expected: string, dflt: number) => {
+    if (v[key] === undefined) return dflt;
+    const n = v[key];
+    if (typeof n !== "number" || !Number.isFinite(n) || !ok(n)) {
+      throw new RangeError(`${key} must be ${expected}`);
+    }
+    return n;
+  };
+  const config: CacheConfig = {
+    backend: backend as CacheBackend,
+    threshold: number("threshold", (n) => n > 0 && n <= 10, "a number in (0, 10]", base.threshold),
+    warmup: number("warmup", (n) => Number.isInteger(n) && n >= 0, "an integer ≥ 0", base.warmup),
+    maxCached: number(
+      "max_cached",
+      (n) => Number.isInteger(n) && n >= 1,
+      "an integer ≥ 1",
+      base.maxCached,
+    ),
+  };
+  if (v.coefficients !== undefined) {
+    const c = v.coefficients;
+    if (
+      !Array.isArray(c) || c.length === 0 || c.length > 8 ||
+      !c.every((x) => typeof x === "number" && Number.isFinite(x))
+    ) throw new RangeError("coefficients must be a list of 1–8 numbers");
+    config.coefficients = c;
+  }
+  return config;
+}
+
+/** Mean |a − b| over mean |b|: the distance both backends compare with their threshold. */
+export function relativeL1(a: Float32Array, b: Float32Array): number {
+  let diff = 0, norm = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff += Math.abs(a[i] - b[i]);
+    norm += Math.abs(b[i]);
+  }
+  return norm === 0 ? (diff === 0 ? 0 : Infinity) : diff / norm;
+}
+
+/** `coefficients` as a polynomial at `x` (highest power first). */
+function polynomial(coefficients: readonly number[], x: number): number {
+  return coefficients.reduce((sum, c) => sum * x + c, 0);
+}
+
+/**
+ * The per-run decision of one batch: which step runs the denoiser and which reuses its last
+ * output. Pure bookkeeping (no tensors but the signal), so it can be tested on its own.
+ */
+export class StepCachePolicy {
+  #previous?: Float32Array;
+  #reference?: Float32Array;
+  #accumulated = 0;
+  #inRow = 0;
+
+  constructor(readonly config: CacheConfig, readonly total: number) {}
+
+  /**
+   * Whether step `i` needs the signal: every step but the last (always full), warm-up steps
+   * included, since a warm-up step's signal is what the first cacheable step is compared with.
+   */
+  wantsSignal(i: number): boolean {
+    return this.config.backend !== "none" && i < this.total - 1;
+  }
+
+  /**
+   * Decides step `i` from its signal (undefined where {@linkcode wantsSignal} said no, or the
+   * graph has none): true when the last full output is to be reused. Call it once per step, in
+   * order: TeaCache compares consecutive steps.
+   */
+  reuse(i: number, signal: Float32Array | undefined): boolean {
+    const { backend, threshold, warmup, maxCached, coefficients } = this.config;
+    let reuse = false;
+    if (
+      signal && this.#reference && i >= warmup && i < this.total - 1 && this.#inRow < maxCached
+    ) {
+      if (backend === "tea_cache") {
+        const d = relativeL1(signal, this.#previous!);
+        this.#accumulated += Math.abs(coefficients ? polynomial(coefficients, d) : d);
+        reuse = this.#accumulated < threshold;
+      } else {
+        reuse = relativeL1(signal, this.#reference) < threshold;
+      }
+    }
+    this.#previous = signal;
+    if (reuse) {
+      this.#inRow++;
+    } else {
+      this.#inRow = 0;
+      this.#accumulated = 0;
+      this.#reference = signal;
+    }
+    return reuse;
+  }
+}
+
+/** What {@linkcode StepCache} needs of a pipeline. */
+export interface StepCacheHooks<M> {
+  /** The scheduler-ready outputs of every active member at step `i` (one denoiser call). */
+  predict(active: M[], i: number): Promise<Float32Array[]>;
+  /**
+   * The signal tensor of `backend` for the batch at step `i`, from the same inputs the denoiser
+   * would get; undefined when the graph has none.
+   */
+  signal?(active: M[], i: number, backend: Exclude<CacheBackend, "none">): Promise<
+    Float32Array | undefined
+  >;
+}
+
+/** One batch's step cache: the policy, the last full outputs, and what it saved. */
+export class StepCache<M extends object> {
+  readonly policy: StepCachePolicy;
+  /** Each member's output of the last full step. */
+  readonly #outputs = new WeakMap<M, Float32Array>();
+  /** Steps that reused outputs; signal sub-graph calls. */
+  cachedSteps = 0;
+  signalCalls = 0;
+
+  /** `config` undefined: no caching. */
+  constructor(config: CacheConfig | undefined, total: number) {
+    this.policy = new StepCachePolicy(config ?? NO_CACHE, total);
+  }
+
+  /** Step `i`'s outputs: the denoiser's, or the last full ones when the policy says so. */
+  async predict(
+    active: M[],
+    i: number,
+    hooks: StepCacheHooks<M>,
+  ): Promise<{ outputs: Float32Array[]; cached: boolean }> {
+    const { backend } = this.policy.config;
+    let signal: Float32Array | undefined;
+    if (backend !== "none" && this.policy.wantsSignal(i) && hooks.signal) {
+      signal = await hooks.signal(active, i, backend);
+      if (signal) this.signalCalls++;
+    }
+    // Members never join a running batch, so each has an output once a full step ran.
+    const reuse = this.policy.reuse(i, signal);
+    if (reuse) {
+      this.cachedSteps++;
+      return { outputs: active.map((m) => this.#outputs.get(m)!), cached: true };
+    }
+    const outputs = await hooks.predict(active, i);
+    active.forEach((m, k) => this.#outputs.set(m, outputs[k]));
+    return { outputs, cached: false };
+  }
+}
