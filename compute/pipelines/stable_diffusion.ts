@@ -30,7 +30,7 @@ import {
   matchInputs,
   matchOutput,
 } from "../model/graph_interface.ts";
-import { type GraphSource, graphPath } from "../model/model_folder.ts";
+import { graphPath, type GraphSource } from "../model/model_folder.ts";
 import { randnFrom } from "../random.ts";
 import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
 import { ClipTokenizer } from "../tokenizers/clip_tokenizer.ts";

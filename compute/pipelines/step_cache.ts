@@ -132,11 +132,11 @@ export class StepCachePolicy {
   constructor(readonly config: CacheConfig, readonly total: number) {}
 
   /**
-   * Whether step `i` needs the signal: every step but the last (always full), warm-up steps
-   * included, since a warm-up step's signal is what the first cacheable step is compared with.
+   * Whether step `i` needs the signal: every step from the last warm-up step (whose signal the
+   * first cacheable step is compared with) to the one before the last (the last is always full).
    */
   wantsSignal(i: number): boolean {
-    return this.config.backend !== "none" && i < this.total - 1;
+    return this.config.backend !== "none" && i >= this.config.warmup - 1 && i < this.total - 1;
   }
 
   /**

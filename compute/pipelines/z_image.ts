@@ -20,7 +20,7 @@ import {
   matchInputs,
   matchOutput,
 } from "../model/graph_interface.ts";
-import type { GraphSource } from "../model/model_folder.ts";
+import { graphPath, type GraphSource } from "../model/model_folder.ts";
 import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
 import { randnFrom } from "../random.ts";
 import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
@@ -46,12 +46,14 @@ import {
   createMembers,
   denoise,
   eachLive,
+  type Member,
   type MemberSetup,
   only,
   outcomes,
   type RunParams,
 } from "./denoising_loop.ts";
 import { FLUX_LATENT_RGB, latentsToRgb } from "./preview.ts";
+import { SignalGraphs } from "./signal_graph.ts";
 
 const CHAT_TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n";
 const MAX_SEQUENCE_LENGTH = 512;
@@ -102,6 +104,8 @@ export class ZImagePipeline implements Pipeline {
     private readonly scheduler: Scheduler,
     private readonly vae: { scaling: number; shift: number; decode: VaeDecodeSettings },
     readonly defaults: PipelineDefaults,
+    /** The step cache's signal sub-graphs of the transformer. */
+    private readonly signals: SignalGraphs,
   ) {
     matchInputs("text_encoder/model.onnx", textEncoder, [
       { name: "input_ids", types: ["int64"], ranks: [2] },
@@ -150,6 +154,7 @@ export class ZImagePipeline implements Pipeline {
       createScheduler(schedulerConfig),
       { scaling: vae.scaling_factor ?? 0.3611, shift: vae.shift_factor ?? 0.1159, decode },
       { width: 1024, height: 1024, steps: 8, guidanceScale: 0, ...defaults },
+      new SignalGraphs(backend, graphPath(dir, "transformer")),
     );
     const dit = (name: string, axis: number) =>
       axisStatement("transformer/model.onnx", pipeline.transformer, name, axis);
@@ -262,19 +267,34 @@ export class ZImagePipeline implements Pipeline {
     // 5. Per step: the transformer at 1 − σ on every request's latents (and on the negative
     // captions while guidance applies), CFG per sample, noise = −output.
     const posRows = new TextRows(), negRows = new TextRows();
+    /** The transformer's inputs at step `i` with `captions`. */
+    const feeds = (active: Member[], i: number, captions: Tensor) => {
+      const { params, run } = active[0];
+      const [lh, lw] = latentSize(params.width, params.height);
+      const rows = active.reduce((sum, m) => sum + m.params.n, 0);
+      const latents = concatAll(active.map((m) => m.latents));
+      return {
+        hidden_states: this.backend.tensor("float32", latents, [rows, CHANNELS, 1, lh, lw]),
+        timestep: this.backend.tensor(
+          "float32",
+          new Float32Array(rows).fill(1 - run.sigmas[i]), // (1000 − t)/1000
+          [rows],
+        ),
+        encoder_hidden_states: captions,
+      };
+    };
     await denoise(members, {
+      // The step cache's signal from the prompt's branch (the one that always runs).
+      signal: async (active, i, cache) =>
+        await (await this.signals.get(cache))?.run(
+          feeds(active, i, posRows.tensor(active, (m) => m.text!.pos, this.backend, "float32")),
+        ),
       predict: async (active, i) => {
         const { params, run } = active[0];
         const [lh, lw] = latentSize(params.width, params.height);
         const modelT = 1 - run.sigmas[i]; // (1000 − t)/1000
-        const rows = active.reduce((sum, m) => sum + m.params.n, 0);
-        const latents = concatAll(active.map((m) => m.latents));
         const predict = async (captions: Tensor) => {
-          const out = await this.transformer.run({
-            hidden_states: this.backend.tensor("float32", latents, [rows, CHANNELS, 1, lh, lw]),
-            timestep: this.backend.tensor("float32", new Float32Array(rows).fill(modelT), [rows]),
-            encoder_hidden_states: captions,
-          });
+          const out = await this.transformer.run(feeds(active, i, captions));
           const r = await readFloat32(out.unified_results);
           out.unified_results.dispose();
           return r;
@@ -354,5 +374,6 @@ export class ZImagePipeline implements Pipeline {
     await this.textEncoder.release();
     await this.transformer.release();
     await this.vaeDecoder.release();
+    await this.signals.release();
   }
 }
