@@ -80,6 +80,12 @@ export { type AdapterFiles, adapterFiles } from "./lora/files.ts";
 export { LoraError } from "./lora/adapter.ts";
 export { serializeSafetensors } from "./lora/safetensors.ts";
 export type { VaeDecodeSettings } from "./pipelines/vae_decode.ts";
+export {
+  CACHE_BACKENDS,
+  type CacheBackend,
+  type CacheConfig,
+  parseCacheConfig,
+} from "./pipelines/step_cache.ts";
 
 /**
  * Loads the model folder `dir` on the chosen device, ready to apply each request's LoRA adapters

@@ -7,11 +7,15 @@
  */
 import { parseArgs } from "node:util";
 import {
+  CACHE_BACKENDS,
+  type CacheBackend,
+  type CacheConfig,
   DEFAULT_LORA_LIMITS,
   DEFAULT_MAX_IMAGE_PIXELS,
   DEVICE_CHOICES,
   type DeviceChoice,
   MODEL_REGISTRY,
+  parseCacheConfig,
 } from "../compute/mod.ts";
 
 /** How a flag's text becomes a value. */
@@ -236,6 +240,29 @@ export const FLAGS: readonly Flag[] = [
       "decode large images in overlapping tiles with blended seams (much less memory; faint seams possible)",
   },
   {
+    name: "cache-backend",
+    kind: { type: "enum", choices: CACHE_BACKENDS },
+    default: "none",
+    help:
+      "step caching: a step whose denoiser input barely changed since the last full step reuses that step's output (tea_cache: the first block's timestep-modulated input, TeaCache; cache_dit: the first block's output residual); a request's `cache` field overrides it. Figures in docs/benchmarks.md",
+  },
+  {
+    name: "cache-config",
+    kind: { type: "string" },
+    metavar: "JSON",
+    defaultText: "the backend's (docs/benchmarks.md)",
+    help:
+      'settings of --cache-backend: {"threshold": 0.2, "warmup": 2, "max_cached": 2} (vLLM-Omni\'s rel_l1_thresh, residual_diff_threshold, max_warmup_steps, max_continuous_cached_steps also accepted)',
+  },
+  {
+    name: "cfg-parallel-size",
+    kind: { type: "int", min: 1, max: 2 },
+    default: "1",
+    metavar: "N",
+    help:
+      "run the guided and unguided branches on N devices at once (vLLM-Omni's); only 1 is available here: one device runs both branches as one batch",
+  },
+  {
     name: "lora-root",
     kind: { type: "list" },
     metavar: "DIR",
@@ -357,6 +384,12 @@ export interface ServerOptions {
   threads?: number;
   disableAttentionFusion: boolean;
   vaeUseTiling: boolean;
+  cacheBackend: CacheBackend;
+  /** `--cache-config` as given; {@linkcode ServerOptions.cache} is what it means. */
+  cacheConfig?: string;
+  /** The step cache of requests that do not choose one; absent: none. */
+  cache?: CacheConfig;
+  cfgParallelSize: number;
   loraRoot?: string[];
   loraModules?: string[];
   maxCpuLoras: number;
@@ -478,8 +511,40 @@ function flagValue(
   return undefined;
 }
 
+/** `--cache-backend` with `--cache-config`, checked: the step cache requests get by default. */
+function cacheOf(o: ServerOptions): CacheConfig | undefined {
+  if (o.cacheConfig === undefined) {
+    return o.cacheBackend === "none" ? undefined : parseCacheConfig({}, o.cacheBackend);
+  }
+  if (o.cacheBackend === "none") {
+    throw new CliError("--cache-config needs --cache-backend tea_cache or cache_dit");
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(o.cacheConfig);
+  } catch {
+    throw new CliError(
+      `--cache-config must be a JSON object, got ${JSON.stringify(o.cacheConfig)}`,
+    );
+  }
+  if (typeof json === "object" && json !== null && "backend" in json) {
+    throw new CliError("--cache-config: give the backend with --cache-backend, not in the JSON");
+  }
+  try {
+    return parseCacheConfig(json, o.cacheBackend);
+  } catch (e) {
+    throw new CliError(`--cache-config: ${(e as Error).message}`);
+  }
+}
+
 /** Checks between flags. */
 function checkTogether(o: ServerOptions): void {
+  o.cache = cacheOf(o);
+  if (o.cfgParallelSize > 1) {
+    throw new CliError(
+      "--cfg-parallel-size 2 is not available: this server runs the guided and unguided branches as one batch on one device (on CPU, splitting them over two half-size thread pools measured no faster; docs/benchmarks.md); use 1",
+    );
+  }
   if (o.allowCredentials && o.allowedOrigins?.includes("*")) {
     throw new CliError("--allow-credentials needs explicit --allowed-origins, not *");
   }

@@ -267,6 +267,7 @@ async function appConfig(
     maxImagePixels: config.maxImagePixels ?? card?.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS,
     requestTimeoutS: config.requestTimeout,
     lora,
+    cache: config.cache,
     publicUrl: config.publicUrl?.replace(/\/+$/, ""),
     cors: config.allowedOrigins && {
       origins: config.allowedOrigins,

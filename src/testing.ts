@@ -48,7 +48,9 @@ export class FakeEngine implements EngineLike {
 /** What the fake engine makes for `request`, reporting its steps and previews on the way. */
 export function fakeResult(request: EngineRequest): GenerateResult {
   const { width = 64, height = 64, n = 1 } = request;
-  for (let step = 0; step < 2; step++) request.onStep?.({ step, total: 2, timestep: 1, ms: 1 });
+  for (let step = 0; step < 2; step++) {
+    request.onStep?.({ step, total: 2, timestep: 1, ms: 1, cached: false });
+  }
   const image = () => ({ width, height, data: new Uint8Array(width * height * 3).fill(128) });
   for (let index = 0; index < (request.previews ?? 0); index++) {
     request.onPreview?.({ index, step: index, images: Array.from({ length: n }, image) });

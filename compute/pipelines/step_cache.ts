@@ -51,29 +51,46 @@ export const CACHE_DEFAULTS: Record<Exclude<CacheBackend, "none">, Omit<CacheCon
 export const NO_CACHE: CacheConfig = { backend: "none", threshold: 1, warmup: 0, maxCached: 1 };
 
 const FIELDS = ["backend", "threshold", "warmup", "max_cached", "coefficients"] as const;
+/** The names vLLM-Omni's `--cache-config` uses (TeaCache's and cache-dit's own) → ours. */
+const ALIASES: Record<string, typeof FIELDS[number]> = {
+  rel_l1_thresh: "threshold",
+  residual_diff_threshold: "threshold",
+  max_warmup_steps: "warmup",
+  max_continuous_cached_steps: "max_cached",
+};
 
 /**
  * A cache configuration from its JSON form (`--cache-config`, the request's `cache` field):
  * `backend` (default `fallback`), `threshold` (> 0), `warmup` (integer ≥ 0), `max_cached`
- * (integer ≥ 1), `coefficients` (numbers); absent values take the backend's defaults. Throws a
- * `RangeError` with a one-line message naming the bad field.
+ * (integer ≥ 1), `coefficients` (numbers), or vLLM-Omni's names for them (`rel_l1_thresh`,
+ * `residual_diff_threshold`, `max_warmup_steps`, `max_continuous_cached_steps`); absent values
+ * take `fallback`'s values when it is a configuration of the same backend, else the backend's
+ * defaults. Throws a `RangeError` with a one-line message naming the bad field.
  */
-export function parseCacheConfig(value: unknown, fallback: CacheBackend = "none"): CacheConfig {
+export function parseCacheConfig(
+  value: unknown,
+  fallback: CacheBackend | CacheConfig = "none",
+): CacheConfig {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new RangeError("must be a JSON object");
   }
-  const v = value as Record<string, unknown>;
-  const unknown = Object.keys(v).find((k) => !(FIELDS as readonly string[]).includes(k));
-  if (unknown !== undefined) {
-    throw new RangeError(`unknown field "${unknown}" (known: ${FIELDS.join(", ")})`);
+  const v: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(value)) {
+    const name = ALIASES[key] ?? key;
+    if (!(FIELDS as readonly string[]).includes(name)) {
+      const known = [...FIELDS, ...Object.keys(ALIASES)].join(", ");
+      throw new RangeError(`unknown field "${key}" (known: ${known})`);
+    }
+    if (name in v) throw new RangeError(`${key} gives ${name} a second time`);
+    v[name] = field;
   }
-  const backend = v.backend ?? fallback;
+  const backend = v.backend ?? (typeof fallback === "string" ? fallback : fallback.backend);
   if (!(CACHE_BACKENDS as readonly unknown[]).includes(backend)) {
     throw new RangeError(`backend must be one of ${CACHE_BACKENDS.join(", ")}`);
   }
-  const base = backend === "none"
-    ? CACHE_DEFAULTS.tea_cache
-    : CACHE_DEFAULTS[backend as Exclude<CacheBackend, "none">];
+  const base = typeof fallback === "object" && fallback.backend === backend
+    ? fallback
+    : CACHE_DEFAULTS[(backend === "none" ? "tea_cache" : backend) as "tea_cache" | "cache_dit"];
   const number = (key: string, ok: (n: number) => boolean, expected: string, dflt: number) => {
     if (v[key] === undefined) return dflt;
     const n = v[key];
@@ -93,6 +110,7 @@ export function parseCacheConfig(value: unknown, fallback: CacheBackend = "none"
       base.maxCached,
     ),
   };
+  if (base.coefficients && v.coefficients === undefined) config.coefficients = base.coefficients;
   if (v.coefficients !== undefined) {
     const c = v.coefficients;
     if (

@@ -94,6 +94,15 @@ Deno.test("parseCacheConfig: defaults per backend, and one clear line per bad fi
     maxCached: 2,
   });
   assert.equal(parseCacheConfig({}, "cache_dit").backend, "cache_dit");
+  // vLLM-Omni's names for the same settings.
+  assert.deepEqual(
+    parseCacheConfig({
+      residual_diff_threshold: 0.1,
+      max_warmup_steps: 3,
+      max_continuous_cached_steps: 4,
+    }, "cache_dit"),
+    { backend: "cache_dit", threshold: 0.1, warmup: 3, maxCached: 4 },
+  );
   for (
     const [bad, message] of [
       [[], /must be a JSON object/],
@@ -102,7 +111,8 @@ Deno.test("parseCacheConfig: defaults per backend, and one clear line per bad fi
       [{ warmup: 1.5 }, /warmup must be an integer ≥ 0/],
       [{ max_cached: 0 }, /max_cached must be an integer ≥ 1/],
       [{ coefficients: ["a"] }, /coefficients must be a list of 1–8 numbers/],
-      [{ rel_l1_thresh: 0.2 }, /unknown field "rel_l1_thresh"/],
+      [{ rel_l1: 0.2 }, /unknown field "rel_l1" \(known: backend, .*rel_l1_thresh/],
+      [{ threshold: 0.2, rel_l1_thresh: 0.2 }, /rel_l1_thresh gives threshold a second time/],
     ] as const
   ) assert.throws(() => parseCacheConfig(bad), message);
 });

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { GenerateOptions, GenerateResult, Preview } from "../../../compute/mod.ts";
+import type { GenerateOptions, GenerateResult, Preview, StepInfo } from "../../../compute/mod.ts";
 import { encodeImage, MIME_TYPES } from "../../../compute/image/mod.ts";
 import type { ImageStore } from "../../image_store.ts";
 import type { components } from "../../spec/types.gen.ts";
@@ -97,11 +97,12 @@ function imageEvents(plan: ImagesPlan, channel: EventChannel<SseEvent>) {
         });
       }
     },
-    progress: ({ step, total }: { step: number; total: number }) =>
+    progress: ({ step, total, cached }: StepInfo) =>
       send("image_generation.progress", {
         step: step + 1,
         total,
         elapsed_ms: Math.round(performance.now() - started),
+        cached,
       }),
     completed(image: Uint8Array, index: number, fields: Record<string, unknown>): void {
       send("image_generation.completed", {
