@@ -6,8 +6,8 @@
  *
  * The tensor is found by the torch-export node names our graphs and diffusers/Optimum exports
  * share, per backend and family:
- * - `tea_cache`: the first block's timestep-modulated input. UNet: the input of the first
- *   ResNet's `norm2` (its `conv1` output plus the time embedding); Z-Image: the input of
+ * - `tea_cache`: the first block's timestep-modulated input. UNet: the first ResNet's `conv1`
+ *   output plus the time embedding (the `Add` after `conv1`, which `norm2` reads); Z-Image: the input of
  *   `noise_refiner.0`'s (or, in our bench blocks, `layers.0`'s) `to_q` (RMSNorm · (1 + scale));
  *   Qwen-Image: the input of `transformer_blocks.0`'s image `to_q`.
  * - `cache_dit`: the first block's output residual. UNet: the first ResNet's `conv2` output (the
@@ -27,15 +27,18 @@ import type { CacheBackend } from "./step_cache.ts";
 
 type Model = pkg.onnx.IModelProto;
 
-/** Where a signal tensor is: an input or the output of the first node whose name starts so. */
-interface Locator {
-  prefix: string;
-  take: "input" | "output";
-}
+/**
+ * Where a signal tensor is, by the module whose node names start with `prefix`: the first tensor
+ * entering it (`input`), the last one it makes (`output`), or what the first `op` node reading
+ * one of its tensors makes (`consumer`: the unnamed `Add` after a named `Conv`).
+ */
+type Locator =
+  | { prefix: string; take: "input" | "output" }
+  | { prefix: string; take: "consumer"; op: string };
 
 const LOCATORS: Record<Exclude<CacheBackend, "none">, Locator[]> = {
   tea_cache: [
-    { prefix: "/down_blocks.0/resnets.0/norm2/", take: "input" },
+    { prefix: "/down_blocks.0/resnets.0/conv1/", take: "consumer", op: "Add" },
     { prefix: "/noise_refiner.0/attention/to_q/", take: "input" },
     { prefix: "/layers.0/attention/to_q/", take: "input" },
     { prefix: "/transformer_blocks.0/attn/to_q/", take: "input" },
@@ -74,16 +77,23 @@ export function cutSignal(
   for (const n of nodes) for (const o of n.output ?? []) producer.set(o, n);
   const inModule = (n: pkg.onnx.INodeProto, prefix: string) => (n.name ?? "").startsWith(prefix);
   let tensor: string | undefined;
-  for (const { prefix, take } of LOCATORS[backend]) {
-    // The module's input: the first tensor read by one of its nodes that none of them makes
-    // (its Constant nodes read nothing); its output: the last tensor its nodes make.
+  for (const locator of LOCATORS[backend]) {
+    const { prefix } = locator;
     const own = nodes.filter((n) => inModule(n, prefix));
-    tensor = take === "input"
-      ? own.flatMap((n) => n.input ?? []).find((t) => {
+    if (locator.take === "input") {
+      // The first tensor one of its nodes reads that none of them makes (Constants read nothing).
+      tensor = own.flatMap((n) => n.input ?? []).find((t) => {
         const from = producer.get(t);
         return t !== "" && !(from && inModule(from, prefix));
-      })
-      : own.at(-1)?.output?.[0];
+      });
+    } else if (locator.take === "output") {
+      tensor = own.at(-1)?.output?.[0];
+    } else {
+      const made = new Set(own.flatMap((n) => n.output ?? []));
+      tensor = nodes.find((n) =>
+        n.opType === locator.op && !inModule(n, prefix) && (n.input ?? []).some((t) => made.has(t))
+      )?.output?.[0];
+    }
     if (tensor) break;
   }
   if (!tensor) return undefined;
