@@ -325,6 +325,17 @@ function setProgress(done, total, text) {
   $("progress-text").textContent = text;
 }
 
+/**
+ * The progress line of a step, with how many steps so far reused the denoiser's last output (the
+ * server's step cache) when any did.
+ * @param {{ step: number, total: number, elapsed_ms: number }} e
+ * @param {number} cached
+ */
+function stepText(e, cached) {
+  const skipped = cached ? ` · ${cached} cached` : "";
+  return `step ${e.step} of ${e.total}${skipped} · ${(e.elapsed_ms / 1000).toFixed(1)} s`;
+}
+
 /** Runs the form's request as a stream, showing previews and progress, then adds the results. */
 async function generate() {
   showError("");
@@ -340,6 +351,7 @@ async function generate() {
   const live = $("live");
   live.replaceChildren();
   const started = performance.now();
+  let cachedSteps = 0;
   /** @type {{ b64: string, index: number, seed: number, timings?: Record<string, number> }[]} */
   const completed = [];
   try {
@@ -360,11 +372,8 @@ async function generate() {
       const e = JSON.parse(data);
       if (event === "error") throw new Error(e.error?.message ?? "The generation failed.");
       if (e.type === "image_generation.progress") {
-        setProgress(
-          e.step,
-          e.total,
-          `step ${e.step} of ${e.total} · ${(e.elapsed_ms / 1000).toFixed(1)} s`,
-        );
+        if (e.cached) cachedSteps++;
+        setProgress(e.step, e.total, stepText(e, cachedSteps));
       } else if (e.type === "image_generation.partial_image") {
         showLive(
           live,
@@ -472,6 +481,7 @@ function showImage(image) {
       : []),
     `${image.seconds.toFixed(1)} s` +
     (t ? ` (denoise ${Math.round(t.denoise_ms)} ms, decode ${Math.round(t.decode_ms)} ms)` : ""),
+    ...(t?.cached_steps ? [`${t.cached_steps} steps cached`] : []),
   ].join(" · ");
   const buttons = document.createElement("div");
   buttons.className = "buttons";

@@ -33,7 +33,8 @@ type Model = pkg.onnx.IModelProto;
  * one of its tensors makes (`consumer`: the unnamed `Add` after a named `Conv`).
  */
 type Locator =
-  | { prefix: string; take: "input" | "output" }
+  | { prefix: string; take: "input"; op?: never }
+  | { prefix: string; take: "output"; op?: never }
   | { prefix: string; take: "consumer"; op: string };
 
 const LOCATORS: Record<Exclude<CacheBackend, "none">, Locator[]> = {
@@ -89,9 +90,10 @@ export function cutSignal(
     } else if (locator.take === "output") {
       tensor = own.at(-1)?.output?.[0];
     } else {
+      const { op } = locator;
       const made = new Set(own.flatMap((n) => n.output ?? []));
       tensor = nodes.find((n) =>
-        n.opType === locator.op && !inModule(n, prefix) && (n.input ?? []).some((t) => made.has(t))
+        n.opType === op && !inModule(n, prefix) && (n.input ?? []).some((t) => made.has(t))
       )?.output?.[0];
     }
     if (tensor) break;

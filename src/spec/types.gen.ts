@@ -289,12 +289,13 @@ export interface components {
             output_format: "png" | "jpeg" | "webp";
             image_index?: number;
             seed?: number;
-            /** @description Ours: milliseconds per stage. */
+            /** @description Ours: milliseconds per stage, and the denoising steps step caching skipped. */
             timings?: {
                 text_encode_ms?: number;
                 denoise_ms?: number;
                 decode_ms?: number;
                 encode_ms?: number;
+                cached_steps?: number;
             };
             usage: {
                 total_tokens?: number;

@@ -62,6 +62,7 @@ function completedFields(plan: ImagesPlan, result: GenerateResult, seed: number)
       denoise_ms: Math.round(result.timings.stepMs.reduce((a, b) => a + b, 0)),
       decode_ms: Math.round(result.timings.decodeMs),
       encode_ms: Math.round(result.timings.encodeMs ?? 0),
+      cached_steps: result.timings.cachedSteps ?? 0,
     },
     usage: {
       total_tokens: inputTokens + 1,
