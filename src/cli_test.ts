@@ -88,14 +88,14 @@ Deno.test("--cache-backend and --cache-config: the step cache requests get; bad 
   assert.equal(parseCli([], env({})).cache, undefined);
   assert.deepEqual(parseCli(["--cache-backend", "tea_cache"], env({})).cache, {
     backend: "tea_cache",
-    threshold: 0.2,
+    threshold: 0.4,
     warmup: 2,
     maxCached: 2,
   });
   assert.deepEqual(
     parseCli(["--cache-backend", "cache_dit", "--cache-config", '{"threshold":0.1}'], env({}))
       .cache,
-    { backend: "cache_dit", threshold: 0.1, warmup: 2, maxCached: 2 },
+    { backend: "cache_dit", threshold: 0.1, warmup: 2, maxCached: 3 },
   );
   assert.equal(
     parseCli(

@@ -75,11 +75,11 @@ Deno.test("requestCache: a backend name or settings over the server's; bad value
   assert.deepEqual(requestCache({ rel_l1_thresh: 0.5 }, server), { ...server, threshold: 0.5 });
   assert.deepEqual(requestCache("cache_dit", server), {
     backend: "cache_dit",
-    threshold: 0.12,
+    threshold: 0.25,
     warmup: 2,
-    maxCached: 2,
+    maxCached: 3,
   });
-  assert.equal(requestCache("tea_cache", undefined)?.threshold, 0.2);
+  assert.equal(requestCache("tea_cache", undefined)?.threshold, 0.4);
   for (
     const [field, message] of [
       [{ threshold: 0.1 }, /^cache: give a backend/],
