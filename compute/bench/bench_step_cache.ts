@@ -8,8 +8,9 @@
  * every change of the timestep embedding (the modulated input changes by 0.5–0.7 of itself per
  * step, so TeaCache would cache nothing at any useful threshold), while a trained model's changes
  * smoothly. So the decisions come from a trained model: the embedded shapes-tiny, run here on the
- * README grid's 8 prompts × 2 seeds at the same step count and cache settings; the loop replays
- * the median of those runs' patterns (by steps cached). The DiT loop runs the real signal
+ * README grid's 8 prompts × 2 seeds at the same step count and cache settings (each also in
+ * full, for the embedded model's own wall times); the loop replays the median of those runs'
+ * patterns (by steps cached). The DiT loop runs the real signal
  * sub-graph cut from the DiT on every step the policy asks it for, and the network on every step
  * not cached. Its inputs follow the flow-matching path `x = (1 − σ)·x₀ + σ·ε` between a fixed
  * pattern and fixed noise at `σ = 1 − i/steps`; the output is not fed back. What this measures is
@@ -67,9 +68,15 @@ async function trainedPatterns(): Promise<Map<number, string>> {
   const out = new Map<number, string>();
   for (const steps of STEPS) {
     const patterns: string[] = [];
+    // Each prompt and seed in full, then cached: the embedded model's own wall times.
+    let fullMs = 0, cachedMs = 0;
     for (const prompt of PROMPTS) {
       for (const seed of [42, 43]) {
+        let t = performance.now();
+        await p.generate({ prompt, seed, steps });
+        fullMs += performance.now() - t;
         let pattern = "";
+        t = performance.now();
         await p.generate({
           prompt,
           seed,
@@ -77,14 +84,20 @@ async function trainedPatterns(): Promise<Map<number, string>> {
           cache: config,
           onStep: (s) => pattern += s.cached ? "c" : ".",
         });
+        cachedMs += performance.now() - t;
         patterns.push(pattern);
       }
     }
     const count = (x: string) => x.split("c").length - 1;
     patterns.sort((a, b) => count(a) - count(b));
     out.set(steps, patterns[patterns.length >> 1]);
+    const n = patterns.length;
     console.log(
-      `shapes-tiny at ${steps} steps, steps cached per image: ${patterns.map(count).join(" ")}`,
+      `shapes-tiny (256², guidance 2) at ${steps} steps: steps cached per image ${
+        patterns.map(count).join(" ")
+      }; wall time per image ${(fullMs / n).toFixed(0)} ms in full, ${
+        (cachedMs / n).toFixed(0)
+      } ms cached (${(fullMs / cachedMs).toFixed(2)}×)`,
     );
   }
   await p.release();

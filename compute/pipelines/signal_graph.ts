@@ -1,21 +1,23 @@
 /**
  * The step cache's signal (./step_cache.ts) as its own cheap session: the sub-graph of a denoiser
- * that computes one intermediate tensor, cut out at load by walking back from that tensor to the
- * graph inputs, with only the initializers it reads (external data read and inlined, so a
+ * that computes one intermediate tensor, cut out on first use by walking back from that tensor to
+ * the graph inputs, with only the initializers it reads (external data read and inlined, so a
  * multi-GiB `model.onnx_data` is never loaded for it).
  *
  * The tensor is found by the torch-export node names our graphs and diffusers/Optimum exports
  * share, per backend and family:
  * - `tea_cache`: the first block's timestep-modulated input. UNet: the first ResNet's `conv1`
- *   output plus the time embedding (the `Add` after `conv1`, which `norm2` reads); Z-Image: the input of
- *   `noise_refiner.0`'s (or, in our bench blocks, `layers.0`'s) `to_q` (RMSNorm · (1 + scale));
- *   Qwen-Image: the input of `transformer_blocks.0`'s image `to_q`.
+ *   output plus the time embedding (the `Add` after `conv1`, which `norm2` reads); Z-Image: the
+ *   input of `noise_refiner.0`'s (or, in our bench blocks, `layers.0`'s) `to_q` (RMSNorm ·
+ *   (1 + scale)); Qwen-Image: the input of `transformer_blocks.0`'s image `to_q`.
  * - `cache_dit`: the first block's output residual. UNet: the first ResNet's `conv2` output (the
  *   block adds it to its input); DiT: the first block's feed-forward output (`w2`, Qwen-Image's
  *   `img_mlp`), the last residual branch of that block.
  *
  * A graph without such a node (a foreign export with other names) has no signal: the caller runs
- * every step in full and says so.
+ * every step in full and says so. The sub-graph is cut from the model folder's file, so with LoRA
+ * adapters the signal reads the base weights: it only decides when to cache, and what a cached step
+ * reuses is the adapted denoiser's own output.
  *
  * @module
  */

@@ -3,7 +3,7 @@
  * changed since the last full call, the denoiser is not run and the output of the last full call
  * is reused (for a UNet the noise prediction, for a DiT the velocity: the denoiser's whole
  * residual). What decides is a cheap *signal*, a tensor from inside the denoiser graph computed by
- * a sub-graph cut out of it at load (./signal_graph.ts):
+ * a sub-graph cut out of it on first use (./signal_graph.ts):
  *
  * - `tea_cache` (TeaCache): the first block's timestep-modulated input. Its relative L1 change
  *   from the previous step, rescaled by a polynomial (identity unless `coefficients` are given:

@@ -17,7 +17,8 @@ Deno.test("the cache field: the server's step cache by default, a request's over
     assert.deepEqual(plain.cache, SERVER_CACHE);
     assert.deepEqual(override.cache, { ...SERVER_CACHE, maxCached: 1 });
     assert.equal(none.cache, undefined);
-    // Out of the schema's ranges: the documented 422; past the schema (names, a missing backend): 400.
+    // Out of the schema's ranges: the documented 422; what only the server checks (names, a
+    // missing backend): 400.
     for (
       const [cache, status] of [
         [{ backend: "tea_cache", max_cached: 0 }, 422],
