@@ -14,14 +14,20 @@
  * and the exact sign test's p-value. `--cache 'none;{"backend":"tea_cache","threshold":0.2};…'`
  * scores each step-cache setting (`;`-separated: `none`, a backend name, or a `--cache-config`
  * JSON object) at every guidance scale, each compared with the first setting the same way, with
- * the share of denoiser calls and FLOPs it saved (./denoiser_flops.ts).
+ * the share of denoiser calls and FLOPs it saved (compute/bench/denoiser_flops.ts).
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { adapterFiles, type DeviceChoice, findModelCard, loadPipeline } from "../compute/mod.ts";
-import { parseCacheConfig, StepCachePolicy } from "../compute/pipelines/step_cache.ts";
-import { cacheFlops } from "./denoiser_flops.ts";
+import {
+  adapterFiles,
+  type DeviceChoice,
+  findModelCard,
+  loadPipeline,
+  parseCacheConfig,
+  signalFlopShare,
+  StepCachePolicy,
+} from "../compute/mod.ts";
 import { allRight, type Expectation, formatScore, judge, readScene, score } from "./scene_check.ts";
 
 const MODEL = new URL("../models/shapes-tiny", import.meta.url).pathname;
@@ -135,7 +141,7 @@ if (import.meta.main) {
     const t = text.trim();
     return parseCacheConfig(t.startsWith("{") ? JSON.parse(t) : { backend: t });
   });
-  const flops = await cacheFlops(values.model, pipeline.defaults);
+  const flops = await signalFlopShare(values.model, pipeline.defaults);
   let first: { label: string; right: boolean[] } | undefined;
   for (const g of values.guidance.split(",")) {
     for (const cache of caches) {

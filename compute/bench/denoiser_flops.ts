@@ -2,15 +2,16 @@
  * What a step cache's signal costs, in the denoiser's own FLOPs: the multiply-adds of every
  * `Conv`, `Gemm` and `MatMul` of the UNet (elementwise work left out, on both sides), counted from
  * the shapes one real forward gives them (each of their inputs and outputs is made a graph output
- * for that run), and of those the signal sub-graph keeps. Used by `deno task score --cache`.
+ * for that run), and of those the signal sub-graph keeps. Used by `deno task score --cache`
+ * (through `signalFlopShare` of `compute/mod.ts`).
  *
  * @module
  */
 import pkg from "onnx-proto";
-import { selectBackend } from "../compute/backends/device.ts";
-import { decodeModel, encodeModel } from "../compute/graph/model_bytes.ts";
-import { cutSignal } from "../compute/pipelines/signal_graph.ts";
-import type { PipelineDefaults } from "../compute/mod.ts";
+import { selectBackend } from "../backends/device.ts";
+import { decodeModel, encodeModel } from "../graph/model_bytes.ts";
+import { cutSignal } from "../pipelines/signal_graph.ts";
+import type { PipelineDefaults } from "../pipelines/pipeline.ts";
 
 const COUNTED = new Set(["Conv", "Gemm", "MatMul"]);
 
