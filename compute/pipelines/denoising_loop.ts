@@ -161,7 +161,7 @@ export async function denoise<M extends Member>(
   hooks: DenoiseHooks<M>,
 ): Promise<void> {
   const steps = Math.max(0, ...live(members).map((m) => m.run.timesteps.length));
-  // Members of a batch share their cache settings (part of each pipeline's batch key).
+  // A batch runs with its first member's cache settings (the server batches only equal ones).
   const cache = new StepCache<M>(members[0]?.options.cache, steps);
   for (let i = 0; i < steps; i++) {
     const active = live(members);

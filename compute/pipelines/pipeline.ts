@@ -82,7 +82,8 @@ export interface GenerateOptions {
   edit?: EditInput;
   /**
    * Step caching for this call (`--cache-backend`/`--cache-config`, or the request's override);
-   * absent: every step runs the denoiser. Requests with different settings never share a batch.
+   * absent: every step runs the denoiser. A batch runs with its first request's settings (the
+   * server's engine batches only requests with equal ones).
    */
   cache?: CacheConfig;
 }
