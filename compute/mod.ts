@@ -28,6 +28,7 @@ import type { LoadOptions } from "./load.ts";
 import type { LoraPipeline } from "./lora/lora_pipeline.ts";
 import type { Conversion, ConversionSource } from "./model/converted.ts";
 import type { ModelFormat, ResolvedModel } from "./model/resolve.ts";
+import type { PipelineDefaults } from "./pipelines/pipeline.ts";
 
 export type { Conversion, ConversionSource, LoadOptions, LoraPipeline, ModelFormat, ResolvedModel };
 export {
@@ -83,6 +84,25 @@ export { type AdapterFiles, adapterFiles } from "./lora/files.ts";
 export { LoraError } from "./lora/adapter.ts";
 export { serializeSafetensors } from "./lora/safetensors.ts";
 export type { VaeDecodeSettings } from "./pipelines/vae_decode.ts";
+export {
+  CACHE_BACKENDS,
+  type CacheBackend,
+  type CacheConfig,
+  parseCacheConfig,
+  StepCachePolicy,
+} from "./pipelines/step_cache.ts";
+
+/**
+ * What each step cache's signal costs on the SD-family model in `dir`: its sub-graph's share of
+ * one UNet call's multiply-adds (`compute/bench/denoiser_flops.ts`, imported on the first call).
+ */
+export async function signalFlopShare(
+  dir: string,
+  defaults: PipelineDefaults,
+): Promise<{ tea_cache: number; cache_dit: number }> {
+  const flops = await import("./bench/denoiser_flops.ts");
+  return flops.cacheFlops(dir, defaults);
+}
 
 /**
  * Loads the model folder `dir` on the chosen device, ready to apply each request's LoRA adapters

@@ -11,12 +11,23 @@
  * seed: the same prompts from other noise, a second sample for choosing settings (e.g. the
  * default guidance) without fitting them to the noise of the committed seeds. Each further guidance
  * scale is compared with the first image by image: how many images only one of them gets right,
- * and the exact sign test's p-value.
+ * and the exact sign test's p-value. `--cache 'none;{"backend":"tea_cache","threshold":0.2};…'`
+ * scores each step-cache setting (`;`-separated: `none`, a backend name, or a `--cache-config`
+ * JSON object) at every guidance scale, each compared with the first setting the same way, with
+ * the share of denoiser calls and FLOPs it saved (compute/bench/denoiser_flops.ts).
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { adapterFiles, type DeviceChoice, findModelCard, loadPipeline } from "../compute/mod.ts";
+import {
+  adapterFiles,
+  type DeviceChoice,
+  findModelCard,
+  loadPipeline,
+  parseCacheConfig,
+  signalFlopShare,
+  StepCachePolicy,
+} from "../compute/mod.ts";
 import { allRight, type Expectation, formatScore, judge, readScene, score } from "./scene_check.ts";
 
 const MODEL = new URL("../models/shapes-tiny", import.meta.url).pathname;
@@ -95,6 +106,7 @@ if (import.meta.main) {
       "lora-scale": { type: "string", default: "1" },
       "colour-map": { type: "string" },
       "seed-offset": { type: "string", default: "0" },
+      cache: { type: "string", default: "none" },
     },
   });
   const lora = values.lora === undefined ? undefined : [{
@@ -125,44 +137,67 @@ if (import.meta.main) {
       (seedOffset ? `, seeds + ${seedOffset}` : "") +
       (values.lora ? `, LoRA ${values.lora} at ${values["lora-scale"]}` : ""),
   );
-  let first: { guidanceScale: number; right: boolean[] } | undefined;
+  const caches = values.cache.split(";").map((text) => {
+    const t = text.trim();
+    return parseCacheConfig(t.startsWith("{") ? JSON.parse(t) : { backend: t });
+  });
+  const flops = await signalFlopShare(values.model, pipeline.defaults);
+  let first: { label: string; right: boolean[] } | undefined;
   for (const g of values.guidance.split(",")) {
-    const guidanceScale = g === "default" ? pipeline.defaults.guidanceScale : Number(g);
-    const started = performance.now();
-    const rows = [];
-    for (const item of items) {
-      const r = await pipeline.generate({
-        prompt: item.prompt,
-        seed: item.seed,
-        steps,
-        guidanceScale,
-        lora,
-      });
-      const seen = readScene(r.images[0]);
-      const expect = {
-        ...item.expect,
-        colour: colourMap[item.expect.colour] ?? item.expect.colour,
-      };
-      const verdict = judge(expect, seen);
-      rows.push({ ...item, seen: { ...seen, features: undefined }, verdict });
+    for (const cache of caches) {
+      const guidanceScale = g === "default" ? pipeline.defaults.guidanceScale : Number(g);
+      const label = `guidance ${guidanceScale}${g === "default" ? " (default)" : ""}` +
+        (cache.backend === "none" ? "" : `, cache ${JSON.stringify(cache)}`);
+      const started = performance.now();
+      const rows = [];
+      let cached = 0;
+      for (const item of items) {
+        const r = await pipeline.generate({
+          prompt: item.prompt,
+          seed: item.seed,
+          steps,
+          guidanceScale,
+          lora,
+          cache: cache.backend === "none" ? undefined : cache,
+        });
+        cached += r.timings.cachedSteps ?? 0;
+        const seen = readScene(r.images[0]);
+        const expect = {
+          ...item.expect,
+          colour: colourMap[item.expect.colour] ?? item.expect.colour,
+        };
+        const verdict = judge(expect, seen);
+        rows.push({ ...item, seen: { ...seen, features: undefined }, verdict });
+      }
+      const s = score(rows.map((r) => r.verdict));
+      console.log(`\n${label}: ${((performance.now() - started) / 1000).toFixed(0)} s`);
+      console.log(formatScore(s));
+      console.log(seedSpread(rows));
+      if (cache.backend !== "none") {
+        // Cached steps skip the denoiser; the steps the policy asks about run the signal.
+        const total = items.length * steps;
+        const policy = new StepCachePolicy(cache, steps);
+        const signalRuns = items.length *
+          Array.from({ length: steps }, (_, i) => policy.wantsSignal(i)).filter(Boolean).length;
+        const spent = total - cached + signalRuns * flops[cache.backend];
+        console.log(
+          `  denoiser calls: ${total - cached} of ${total} (${
+            (total / (total - cached)).toFixed(2)
+          }× fewer); ` +
+            `FLOPs with the signal (${(100 * flops[cache.backend]).toFixed(1)} % of a call): ` +
+            `${(total / spent).toFixed(2)}× fewer`,
+        );
+      }
+      const right = rows.map((r) => allRight(r.verdict));
+      if (first) {
+        const c = pairedComparison(first.right, right);
+        console.log(
+          `  against ${first.label}, image by image: ${c.onlyA} right only there, ` +
+            `${c.onlyB} right only here (sign test p = ${c.p.toPrecision(2)})`,
+        );
+      } else first = { label, right };
+      report[label] = { score: s, rows, cachedSteps: cached };
     }
-    const s = score(rows.map((r) => r.verdict));
-    console.log(
-      `\nguidance ${guidanceScale}${g === "default" ? " (default)" : ""}: ` +
-        `${((performance.now() - started) / 1000).toFixed(0)} s`,
-    );
-    console.log(formatScore(s));
-    console.log(seedSpread(rows));
-    const right = rows.map((r) => allRight(r.verdict));
-    if (first) {
-      const c = pairedComparison(first.right, right);
-      console.log(
-        `  against guidance ${first.guidanceScale}, image by image: ${c.onlyA} right only at ` +
-          `${first.guidanceScale}, ${c.onlyB} right only at ${guidanceScale} ` +
-          `(sign test p = ${c.p.toPrecision(2)})`,
-      );
-    } else first = { guidanceScale, right };
-    report[String(guidanceScale)] = { score: s, rows };
   }
   if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(report, null, 1));
   await pipeline.release();

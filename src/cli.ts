@@ -7,11 +7,15 @@
  */
 import { parseArgs } from "node:util";
 import {
+  CACHE_BACKENDS,
+  type CacheBackend,
+  type CacheConfig,
   DEFAULT_LORA_LIMITS,
   DEFAULT_MAX_IMAGE_PIXELS,
   DEVICE_CHOICES,
   type DeviceChoice,
   MODEL_REGISTRY,
+  parseCacheConfig,
 } from "../compute/mod.ts";
 
 /** How a flag's text becomes a value. */
@@ -247,6 +251,29 @@ export const FLAGS: readonly Flag[] = [
       "decode large images in overlapping tiles with blended seams (much less memory; faint seams possible)",
   },
   {
+    name: "cache-backend",
+    kind: { type: "enum", choices: CACHE_BACKENDS },
+    default: "none",
+    help:
+      "step caching: a step whose denoiser input barely changed reuses the last full step's output (README: Step caching); a request's `cache` field overrides it; off by default",
+  },
+  {
+    name: "cache-config",
+    kind: { type: "string" },
+    metavar: "JSON",
+    defaultText: "tea_cache 0.4,2,2; dit 0.25,2,3",
+    help:
+      'settings of --cache-backend: {"threshold": 0.4, "warmup": 2, "max_cached": 2} (full steps at the start, most cached in a row; vLLM-Omni\'s rel_l1_thresh, max_warmup_steps… also accepted)',
+  },
+  {
+    name: "cfg-parallel-size",
+    kind: { type: "int", min: 1, max: 2 },
+    default: "1",
+    metavar: "N",
+    help:
+      "CFG branches on N devices at once (vLLM-Omni's); only 1 is available: one device runs both branches as one batch (2 is refused, with why)",
+  },
+  {
     name: "lora-root",
     kind: { type: "list" },
     metavar: "DIR",
@@ -369,6 +396,12 @@ export interface ServerOptions {
   threads?: number;
   disableAttentionFusion: boolean;
   vaeUseTiling: boolean;
+  cacheBackend: CacheBackend;
+  /** `--cache-config` as given; {@linkcode ServerOptions.cache} is what it means. */
+  cacheConfig?: string;
+  /** The step cache of requests that do not choose one; absent: none. */
+  cache?: CacheConfig;
+  cfgParallelSize: number;
   loraRoot?: string[];
   loraModules?: string[];
   maxCpuLoras: number;
@@ -490,8 +523,40 @@ function flagValue(
   return undefined;
 }
 
+/** `--cache-backend` with `--cache-config`, checked: the step cache requests get by default. */
+function cacheOf(o: ServerOptions): CacheConfig | undefined {
+  if (o.cacheConfig === undefined) {
+    return o.cacheBackend === "none" ? undefined : parseCacheConfig({}, o.cacheBackend);
+  }
+  if (o.cacheBackend === "none") {
+    throw new CliError("--cache-config needs --cache-backend tea_cache or cache_dit");
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(o.cacheConfig);
+  } catch {
+    throw new CliError(
+      `--cache-config must be a JSON object, got ${JSON.stringify(o.cacheConfig)}`,
+    );
+  }
+  if (typeof json === "object" && json !== null && "backend" in json) {
+    throw new CliError("--cache-config: give the backend with --cache-backend, not in the JSON");
+  }
+  try {
+    return parseCacheConfig(json, o.cacheBackend);
+  } catch (e) {
+    throw new CliError(`--cache-config: ${(e as Error).message}`);
+  }
+}
+
 /** Checks between flags. */
 function checkTogether(o: ServerOptions): void {
+  o.cache = cacheOf(o);
+  if (o.cfgParallelSize > 1) {
+    throw new CliError(
+      "--cfg-parallel-size 2 is not available: this server runs the guided and unguided branches as one batch on one device (on a 2-core CPU the two branches on two one-core sessions at once measured 0.89–0.98× the batch's speed: docs/benchmarks.md#cfg-in-parallel); use 1",
+    );
+  }
   if (o.allowCredentials && o.allowedOrigins?.includes("*")) {
     throw new CliError("--allow-credentials needs explicit --allowed-origins, not *");
   }

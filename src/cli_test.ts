@@ -83,3 +83,88 @@ Deno.test("--help lists every flag with its variable; the README's table is gene
     "README.md's flag table drifted from src/cli.ts: run deno task gen",
   );
 });
+
+Deno.test("--cache-backend and --cache-config: the step cache requests get; bad settings are one line", () => {
+  assert.equal(parseCli([], env({})).cache, undefined);
+  assert.deepEqual(parseCli(["--cache-backend", "tea_cache"], env({})).cache, {
+    backend: "tea_cache",
+    threshold: 0.4,
+    warmup: 2,
+    maxCached: 2,
+  });
+  assert.deepEqual(
+    parseCli(["--cache-backend", "cache_dit", "--cache-config", '{"threshold":0.1}'], env({}))
+      .cache,
+    { backend: "cache_dit", threshold: 0.1, warmup: 2, maxCached: 3 },
+  );
+  assert.equal(
+    parseCli(
+      [],
+      env({ DENOISE_CACHE_BACKEND: "tea_cache", DENOISE_CACHE_CONFIG: '{"rel_l1_thresh":0.3}' }),
+    )
+      .cache?.threshold,
+    0.3,
+  );
+  assert.equal(parseCli(["--cfg-parallel-size", "1"], env({})).cfgParallelSize, 1);
+  for (
+    const [args, message] of [
+      [
+        ["--cache-backend", "mag_cache"],
+        /^--cache-backend must be one of none, tea_cache, cache_dit/,
+      ],
+      [
+        ["--cache-backend", "tea_cache", "--cache-config", "{bad"],
+        /^--cache-config must be a JSON object, got "\{bad"$/,
+      ],
+      [
+        ["--cache-backend", "tea_cache", "--cache-config", '{"threshold":-1}'],
+        /^--cache-config: threshold must be a number in \(0, 10\]$/,
+      ],
+      [
+        ["--cache-backend", "tea_cache", "--cache-config", '{"warm":1}'],
+        /^--cache-config: unknown field "warm"/,
+      ],
+      [
+        ["--cache-backend", "tea_cache", "--cache-config", '{"backend":"cache_dit"}'],
+        /give the backend with --cache-backend/,
+      ],
+      [
+        ["--cache-config", '{"threshold":0.1}'],
+        /^--cache-config needs --cache-backend tea_cache or cache_dit$/,
+      ],
+      [["--cfg-parallel-size", "2"], /^--cfg-parallel-size 2 is not available: /],
+      [["--cfg-parallel-size", "3"], /^--cfg-parallel-size must be an integer 1–2/],
+    ] as const
+  ) {
+    assert.throws(
+      () => parseCli(args, env({})),
+      (e: Error) => e instanceof CliError && message.test(e.message) && !e.message.includes("\n"),
+      args.join(" "),
+    );
+  }
+});
+
+Deno.test("a bad --cache-config stops the server with the error line (and the help hint every bad flag gets), status 2", async () => {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./main.ts", import.meta.url).pathname,
+      "--port",
+      "0",
+      "--cache-backend",
+      "tea_cache",
+      "--cache-config",
+      '{"max_cached":0}',
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 2);
+  assert.equal(new TextDecoder().decode(stdout), "");
+  const lines = new TextDecoder().decode(stderr).trim().split("\n");
+  assert.deepEqual(lines, [
+    "error: --cache-config: max_cached must be an integer ≥ 1",
+    "Run with --help for the options.",
+  ]);
+});

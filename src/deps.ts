@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { GenerateResult } from "../compute/mod.ts";
+import type { CacheConfig, GenerateResult } from "../compute/mod.ts";
 import type { PngWorkers } from "../compute/mod.ts";
 import type { LoraResolver } from "./api/lora.ts";
 import type { EngineRequest, EngineState } from "./engine/engine.ts";
@@ -49,6 +49,8 @@ export interface ServingConfig {
   requestTimeoutS?: number;
   /** Where request adapters may come from (`--lora-root`, `--lora-modules`); absent: nowhere. */
   lora?: LoraResolver;
+  /** The step cache of requests without a `cache` field (`--cache-backend`); absent: none. */
+  cache?: CacheConfig;
 }
 
 /** The app's configuration, fixed before it is built. */

@@ -84,6 +84,12 @@ export class Metrics {
     "Wall time of one denoising step as each request saw it (its whole batch's call).",
     [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
   );
+  readonly #steps = counter(
+    this.registry,
+    "denoise_steps_total",
+    "Denoising steps of finished requests, by whether the denoiser ran (cached: step caching reused its last output).",
+    [...MODEL, "cached"],
+  );
   readonly #batch = histogram(
     this.registry,
     "denoise_batch_size_images",
@@ -121,6 +127,7 @@ export class Metrics {
     this.#counts = counts;
     // Both series exist from the start, so that an alert on their rate sees 0, not nothing.
     for (const stage of ["latents", "pixels"]) this.#nonFinite.inc({ ...this.#labels, stage }, 0);
+    for (const cached of ["true", "false"]) this.#steps.inc({ ...this.#labels, cached }, 0);
   }
 
   /** Engine callbacks that feed the request metrics. */
@@ -135,6 +142,9 @@ export class Metrics {
       this.#images.inc(this.#labels, result.images.length);
       this.#pixels.inc(this.#labels, result.width * result.height * result.images.length);
       for (const ms of result.timings.stepMs) this.#step.observe(this.#labels, ms / 1000);
+      const cached = result.timings.cachedSteps ?? 0;
+      this.#steps.inc({ ...this.#labels, cached: "true" }, cached);
+      this.#steps.inc({ ...this.#labels, cached: "false" }, result.timings.stepMs.length - cached);
       const stage = (name: string, ms: number) =>
         this.#stage.observe({ ...this.#labels, stage: name }, ms / 1000);
       stage("text_encode", result.timings.textEncodeMs);

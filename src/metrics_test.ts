@@ -37,3 +37,16 @@ Deno.test("metrics: a finished request counts its images, pixels, stages and rea
   assert.equal(await value(m, /^denoise_http_requests_total\{.*status="200"/), 1);
   assert.ok((await value(m, /^process_resident_memory_bytes /)) > 0);
 });
+
+Deno.test("metrics: steps count by whether step caching skipped the denoiser", async () => {
+  const m = new Metrics("m", () => ({ running: 0, waiting: 0 }));
+  assert.equal(await value(m, /^denoise_steps_total\{.*cached="true"/), 0);
+  const result = fakeResult({ prompt: "x", width: 16, height: 8 });
+  const steps = result.timings.stepMs.length;
+  m.observer.requestFinished!("stop", { queue: 0, e2e: 0 }, {
+    ...result,
+    timings: { ...result.timings, cachedSteps: 1 },
+  });
+  assert.equal(await value(m, /^denoise_steps_total\{.*cached="true"/), 1);
+  assert.equal(await value(m, /^denoise_steps_total\{.*cached="false"/), steps - 1);
+});

@@ -271,6 +271,7 @@ async function appConfig(
     fixedGuidance: card?.fixedGuidance,
     requestTimeoutS: config.requestTimeout,
     lora,
+    cache: config.cache,
     publicUrl: config.publicUrl?.replace(/\/+$/, ""),
     cors: config.allowedOrigins && {
       origins: config.allowedOrigins,

@@ -53,7 +53,9 @@ export class FakeEngine implements EngineLike {
 /** What the fake engine makes for `request`, reporting its steps and previews on the way. */
 export function fakeResult(request: EngineRequest): GenerateResult {
   const { width = 64, height = 64, n = 1 } = request;
-  for (let step = 0; step < 2; step++) request.onStep?.({ step, total: 2, timestep: 1, ms: 1 });
+  for (let step = 0; step < 2; step++) {
+    request.onStep?.({ step, total: 2, timestep: 1, ms: 1, cached: false });
+  }
   const { edit } = request;
   if (edit && (edit.image.width !== width || edit.image.height !== height)) {
     throw new RangeError("an edit's image must have the output's size");

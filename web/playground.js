@@ -356,6 +356,17 @@ async function startStream(body, signal) {
   });
 }
 
+/**
+ * The progress line of a step, with how many steps so far reused the denoiser's last output (the
+ * server's step cache) when any did.
+ * @param {{ step: number, total: number, elapsed_ms: number }} e
+ * @param {number} cached
+ */
+function stepText(e, cached) {
+  const skipped = cached ? ` · ${cached} cached` : "";
+  return `step ${e.step} of ${e.total}${skipped} · ${(e.elapsed_ms / 1000).toFixed(1)} s`;
+}
+
 /** Runs the form's request as a stream, showing previews and progress, then adds the results. */
 async function generate() {
   showError("");
@@ -372,6 +383,7 @@ async function generate() {
   const live = $("live");
   live.replaceChildren();
   const started = performance.now();
+  let cachedSteps = 0;
   /**
    * @type {{ b64: string, index: number, seed: number, size: string,
    *   timings?: Record<string, number> }[]}
@@ -387,11 +399,8 @@ async function generate() {
       if (event === "error") throw new Error(e.error?.message ?? "The generation failed.");
       const type = String(e.type).replace(/^image_(generation|edit)\./, "");
       if (type === "progress") {
-        setProgress(
-          e.step,
-          e.total,
-          `step ${e.step} of ${e.total} · ${(e.elapsed_ms / 1000).toFixed(1)} s`,
-        );
+        if (e.cached) cachedSteps++;
+        setProgress(e.step, e.total, stepText(e, cachedSteps));
       } else if (type === "partial_image") {
         showLive(
           live,
@@ -503,6 +512,7 @@ function showImage(image) {
       : []),
     `${image.seconds.toFixed(1)} s` +
     (t ? ` (denoise ${Math.round(t.denoise_ms)} ms, decode ${Math.round(t.decode_ms)} ms)` : ""),
+    ...(t?.cached_steps ? [`${t.cached_steps} steps cached`] : []),
   ].join(" · ");
   const buttons = document.createElement("div");
   buttons.className = "buttons";

@@ -255,6 +255,26 @@ test("playground: edit mode: choose an image, paint a mask, strength → an edit
   }
 });
 
+test("playground: with the server's step cache, the image says how many steps were cached", async () => {
+  const server = await startServer([
+    ...["--device", "cpu", "--cache-backend", "tea_cache", "--cache-config", '{"threshold":0.4}'],
+  ]);
+  try {
+    await withBrowser(async (context) => {
+      const page = await openPlayground(context, server);
+      await page.getByLabel("Prompt", { exact: true }).fill("a red circle on a blue background");
+      await page.getByLabel("Steps").fill("20");
+      await page.getByRole("button", { name: "Generate" }).click();
+      await page.locator("#gallery figure").waitFor();
+      const meta = await page.locator("#gallery figcaption .meta").innerText();
+      const cached = Number(meta.match(/ · (\d+) steps cached/)?.[1]);
+      assert.ok(cached >= 6 && cached < 20, meta);
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
 test("playground: Cancel and Escape stop the running generation (the server logs 499)", async () => {
   const server = await startServer(["--model", SD15, "--device", "cpu"]);
   try {

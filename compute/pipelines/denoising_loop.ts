@@ -11,6 +11,7 @@ import { Mt19937 } from "../random.ts";
 import type { SchedulerRun } from "../schedulers/scheduler.ts";
 import { randomSeed } from "./common.ts";
 import type { BatchOutcome, GenerateOptions, GenerateResult, RgbImage } from "./pipeline.ts";
+import { StepCache, type StepCacheHooks } from "./step_cache.ts";
 
 /** The per-request values a run uses, after defaults. */
 export interface RunParams {
@@ -41,6 +42,7 @@ export interface Member<Text = unknown> {
     textEncodeMs: number;
     stepMs: number[];
     decodeMs: number;
+    cachedSteps: number;
   };
   /** Step index → preview index. */
   readonly previewAt: ReadonlyMap<number, number>;
@@ -76,7 +78,7 @@ export async function createMembers<Text>(
   const members: Member<Text>[] = [];
   for (const options of batch) {
     const started = performance.now();
-    const timings = { tokenizeMs: 0, textEncodeMs: 0, stepMs: [], decodeMs: 0 };
+    const timings = { tokenizeMs: 0, textEncodeMs: 0, stepMs: [], decodeMs: 0, cachedSteps: 0 };
     const seed = options.seed === undefined ? randomSeed() : BigInt(options.seed);
     const generator = new Mt19937(seed);
     try {
@@ -158,13 +160,13 @@ export async function eachLive<M extends Member>(
   }
 }
 
-/** Hooks of {@linkcode denoise}. */
-export interface DenoiseHooks<M extends Member> {
-  /**
-   * The scheduler-ready model output (guidance applied) of every active member at step `i`,
-   * in the members' order, from as few network calls as the pipeline can manage.
-   */
-  predict(active: M[], i: number): Promise<Float32Array[]>;
+/**
+ * Hooks of {@linkcode denoise}. `predict` gives the scheduler-ready model output (guidance
+ * applied) of every active member at step `i`, in the members' order, from as few network calls
+ * as the pipeline can manage; `signal`, where the pipeline has one, lets steps be cached (the
+ * batch's `options.cache`, ./step_cache.ts).
+ */
+export interface DenoiseHooks<M extends Member> extends StepCacheHooks<M> {
   /** x̂₀ of a member's `n` images → preview pixels. */
   preview(member: M, x0: Float32Array): Promise<RgbImage[]>;
 }
@@ -178,13 +180,15 @@ export async function denoise<M extends Member>(
   hooks: DenoiseHooks<M>,
 ): Promise<void> {
   const steps = Math.max(0, ...live(members).map((m) => m.run.timesteps.length));
+  // A batch runs with its first member's cache settings (the server batches only equal ones).
+  const cache = new StepCache<M>(members[0]?.options.cache, steps);
   for (let i = 0; i < steps; i++) {
     const active = live(members);
     if (active.length === 0) return;
     const started = performance.now();
-    let outputs: Float32Array[];
+    let outputs: Float32Array[], cached: boolean;
     try {
-      outputs = await hooks.predict(active, i);
+      ({ outputs, cached } = await cache.predict(active, i, hooks));
     } catch (error) {
       for (const m of active) m.error = error as Error;
       return;
@@ -201,7 +205,8 @@ export async function denoise<M extends Member>(
     const ms = performance.now() - started;
     for (const m of active) {
       m.timings.stepMs.push(ms);
-      m.options.onStep?.({ step: i, total: steps, timestep: m.run.timesteps[i], ms });
+      if (cached) m.timings.cachedSteps++;
+      m.options.onStep?.({ step: i, total: steps, timestep: m.run.timesteps[i], ms, cached });
     }
     for (const [m, x0] of due) {
       // A preview that decodes can be cancelled (or fail) like the final decode: that member alone.

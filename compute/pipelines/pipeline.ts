@@ -5,6 +5,7 @@
  */
 import type { DeviceName } from "../backends/backend.ts";
 import type { SchedulerName } from "../schedulers/mod.ts";
+import type { CacheConfig } from "./step_cache.ts";
 
 /** Progress of one denoising step, reported through `onStep`. */
 export interface StepInfo {
@@ -15,6 +16,8 @@ export interface StepInfo {
   timestep: number;
   /** Wall time of this step in milliseconds. */
   ms: number;
+  /** The denoiser did not run: the step reused its last output (step caching). */
+  cached: boolean;
 }
 
 /**
@@ -77,6 +80,12 @@ export interface GenerateOptions {
    * pipelines whose {@linkcode Pipeline.maxEditImages} is ≥ 1 accept it.
    */
   edit?: EditInput;
+  /**
+   * Step caching for this call (`--cache-backend`/`--cache-config`, or the request's override);
+   * absent: every step runs the denoiser. A batch runs with its first request's settings (the
+   * server's engine batches only requests with equal ones).
+   */
+  cache?: CacheConfig;
 }
 
 /** What a request edits: image-to-image, or inpainting when a mask is given. */
@@ -141,6 +150,8 @@ export interface StageTimings {
   textEncodeMs: number;
   stepMs: number[];
   decodeMs: number;
+  /** Steps that reused the denoiser's last output (step caching). */
+  cachedSteps?: number;
   /** Merging this call's LoRA adapters into the graphs; 0 when they were cached or absent. */
   loraMs?: number;
   /** Set by {@linkcode encodeImages} once the images are encoded. */

@@ -54,12 +54,16 @@ import {
   createMembers,
   denoise,
   eachLive,
+  type Member,
   type MemberSetup,
   only,
   outcomes,
   type RunParams,
 } from "./denoising_loop.ts";
 import { latentsToRgb, WAN21_LATENT_RGB, WAN21_LATENTS_MEAN } from "./preview.ts";
+import { SignalGraphs } from "./signal_graph.ts";
+
+type QwenMember = Member<EncodedPrompts>;
 
 const TEMPLATE =
   "<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, text, spatial relationships of the objects and background:<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n";
@@ -130,6 +134,8 @@ export class QwenImagePipeline implements Pipeline {
     private readonly latentsStd: number[],
     readonly defaults: PipelineDefaults & { trueCfgScale: number },
     private readonly decode: VaeDecodeSettings,
+    /** The step cache's signal sub-graphs of the transformer. */
+    private readonly signals: SignalGraphs,
     private readonly vaeEncoder?: VaeEncoder,
   ) {
     this.maxEditImages = vaeEncoder ? 1 : 0;
@@ -193,6 +199,7 @@ export class QwenImagePipeline implements Pipeline {
       vae.latents_std,
       { width: 1024, height: 1024, steps: 50, guidanceScale: 1, trueCfgScale: 4, ...defaults },
       decode,
+      new SignalGraphs(backend, graphPath(dir, "transformer")),
       await exists(graphPath(dir, "vae_encoder"))
         ? new VaeEncoder(await graphs.open("vae_encoder"), backend)
         : undefined,
@@ -369,39 +376,51 @@ export class QwenImagePipeline implements Pipeline {
     // 5. Per step: the transformer on `[cond × n, neg × n]` of every request, true CFG per request.
     const textRows = new TextRows();
     const declared = new Set(this.transformer.inputs.map((i) => i.name));
+    // The transformer's inputs of step i, built once for the step cache's signal and the call.
+    let built: { i: number; active: readonly Member[]; feeds: Record<string, Tensor> } | undefined;
+    const feedsOf = (active: QwenMember[], i: number) => {
+      if (built?.i === i && built.active === active) return built.feeds;
+      const [lh, lw] = latentSize(active[0].params.width, active[0].params.height);
+      const tokens = (lh / 2) * (lw / 2), packed = Z_DIM * 4;
+      const cfg = this.#cfg(active[0].options);
+      const input = concatAll(active.flatMap((m) => cfg ? [m.latents, m.latents] : [m.latents]));
+      const rows = active.reduce((sum, m) => sum + m.text!.rows * m.params.n, 0);
+      const { length } = active[0].text!;
+      const sigma = active[0].run.timesteps[i] / 1000;
+      const feeds: Record<string, Tensor> = {
+        encoder_hidden_states: textRows.tensor(active, (m) => m.text!, this.backend, "float32"),
+        hidden_states: this.backend.tensor("float32", input, [rows, tokens, packed]),
+        timestep: this.backend.tensor("float32", new Float32Array(rows).fill(sigma), [rows]),
+      };
+      if (declared.has("encoder_hidden_states_mask")) {
+        const mask = active.flatMap((m) =>
+          Array.from({ length: m.text!.rows }, (_, r) => {
+            const row = m.text!.mask.slice(r * length, (r + 1) * length);
+            return Array.from({ length: m.params.n }, () => row).flat();
+          }).flat()
+        );
+        feeds.encoder_hidden_states_mask = this.backend.tensor(
+          "int64",
+          BigInt64Array.from(mask, BigInt),
+          [rows, length],
+        );
+      }
+      if (declared.has("img_height")) {
+        feeds.img_height = this.backend.tensor("int64", BigInt64Array.of(BigInt(lh / 2)), []);
+      }
+      if (declared.has("img_width")) {
+        feeds.img_width = this.backend.tensor("int64", BigInt64Array.of(BigInt(lw / 2)), []);
+      }
+      built = { i, active, feeds };
+      return feeds;
+    };
     await denoise(members, {
+      signal: async (active, i, cache) =>
+        await (await this.signals.get(cache))?.run(feedsOf(active, i)),
       predict: async (active, i) => {
-        const [lh, lw] = latentSize(active[0].params.width, active[0].params.height);
-        const tokens = (lh / 2) * (lw / 2), packed = Z_DIM * 4;
         const cfg = this.#cfg(active[0].options);
-        const input = concatAll(active.flatMap((m) => cfg ? [m.latents, m.latents] : [m.latents]));
-        const rows = active.reduce((sum, m) => sum + m.text!.rows * m.params.n, 0);
-        const { length } = active[0].text!;
-        const sigma = active[0].run.timesteps[i] / 1000;
-        const feeds: Record<string, Tensor> = {
-          encoder_hidden_states: textRows.tensor(active, (m) => m.text!, this.backend, "float32"),
-          hidden_states: this.backend.tensor("float32", input, [rows, tokens, packed]),
-          timestep: this.backend.tensor("float32", new Float32Array(rows).fill(sigma), [rows]),
-        };
-        if (declared.has("encoder_hidden_states_mask")) {
-          const mask = active.flatMap((m) =>
-            Array.from({ length: m.text!.rows }, (_, r) => {
-              const row = m.text!.mask.slice(r * length, (r + 1) * length);
-              return Array.from({ length: m.params.n }, () => row).flat();
-            }).flat()
-          );
-          feeds.encoder_hidden_states_mask = this.backend.tensor(
-            "int64",
-            BigInt64Array.from(mask, BigInt),
-            [rows, length],
-          );
-        }
-        if (declared.has("img_height")) {
-          feeds.img_height = this.backend.tensor("int64", BigInt64Array.of(BigInt(lh / 2)), []);
-        }
-        if (declared.has("img_width")) {
-          feeds.img_width = this.backend.tensor("int64", BigInt64Array.of(BigInt(lw / 2)), []);
-        }
+        const packed = Z_DIM * 4;
+        const feeds = feedsOf(active, i);
         const out = await this.transformer.run(feeds);
         const v = await readFloat32(out.out_hidden_states);
         out.out_hidden_states.dispose();
@@ -478,5 +497,6 @@ export class QwenImagePipeline implements Pipeline {
     await this.transformer.release();
     await this.vaeDecoder.release();
     await this.vaeEncoder?.release();
+    await this.signals.release();
   }
 }

@@ -74,6 +74,7 @@ import type {
   PipelineDefaults,
 } from "./pipeline.ts";
 import { latentsToRgb, SD_LATENT_RGB, SDXL_LATENT_RGB } from "./preview.ts";
+import { SignalGraphs } from "./signal_graph.ts";
 import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
 
 /** The float types a graph's tensors may have. */
@@ -93,6 +94,8 @@ export interface SdText {
   /** Further UNet inputs by name, one vector per row (SDXL's `text_embeds` and `time_ids`). */
   extra: Record<string, EncodedText>;
 }
+
+type SdMember = Member<SdText>;
 
 /** What one request's prompts are encoded for. */
 export interface ConditioningRequest {
@@ -188,6 +191,8 @@ export interface StableDiffusionParts {
   defaults: PipelineDefaults;
   /** Slicing and tiling of the decode, and the VAE's tile in latents (`sample_size / 8`). */
   decode: VaeDecodeSettings & { tileLatent: number };
+  /** The step cache's signal sub-graphs of the UNet. */
+  signals: SignalGraphs;
 }
 
 /** Stable Diffusion text-to-image over ONNX Runtime. */
@@ -407,42 +412,26 @@ export class StableDiffusionPipeline implements Pipeline {
     // 5. Denoise: one UNet call per step for every live request, `[uncond × n, cond × n]` each.
     const textRows = new TextRows();
     const extraRows = new Map(p.conditioning.unetInputs.map((s) => [s.name, new TextRows(true)]));
+    // The UNet's inputs of step i, built once for the step cache's signal and the UNet.
+    let built: { i: number; active: readonly Member[]; feeds: Record<string, Tensor> } | undefined;
+    const feedsOf = (active: SdMember[], i: number) => {
+      if (built?.i !== i || built.active !== active) {
+        built = { i, active, feeds: this.#unetFeeds(active, i, setups, textRows, extraRows) };
+      }
+      return built.feeds;
+    };
     await denoise(members, {
+      signal: async (active, i, cache) => {
+        const graph = await p.signals.get(cache);
+        return graph?.run(feedsOf(active, i));
+      },
       predict: async (active, i) => {
-        const rows = active.map((m) => ({ m, cfg: m.params.guidanceScale > 1 }));
-        const [h, w] = [active[0].params.height / VAE_SCALE, active[0].params.width / VAE_SCALE];
-        const input = rows.flatMap(({ m, cfg }) => {
-          let x = m.run.scaleModelInput(m.latents, i);
-          const extra = setups.get(m.options)!.unetExtra;
-          if (extra) x = interleaveImages(x, extra, m.params.n);
-          return cfg ? [x, x] : [x];
-        });
-        const batchRows = rows.reduce((sum, { m, cfg }) => sum + m.params.n * (cfg ? 2 : 1), 0);
-        const out = await p.unet.run({
-          sample: p.backend.tensor(this.#sampleType, concatAll(input), [
-            batchRows,
-            p.inpaintingUnet ? 2 * p.latentChannels + 1 : p.latentChannels,
-            h,
-            w,
-          ]),
-          timestep: this.#timestepTensor(active[0].run.timesteps[i], batchRows),
-          encoder_hidden_states: textRows.tensor(
-            active,
-            (m) => m.text!.hidden,
-            p.backend,
-            this.#sampleType,
-          ),
-          ...Object.fromEntries(
-            [...extraRows].map(([name, rows]) => [
-              name,
-              rows.tensor(active, (m) => m.text!.extra[name], p.backend, this.#sampleType),
-            ]),
-          ),
-        });
+        const out = await p.unet.run(feedsOf(active, i));
         const eps = await readFloat32(out.out_sample);
         out.out_sample.dispose();
         let offset = 0;
-        return rows.map(({ m, cfg }) => {
+        return active.map((m) => {
+          const cfg = m.params.guidanceScale > 1;
           const size = m.latents.length;
           const own = eps.subarray(offset, offset + size * (cfg ? 2 : 1));
           offset += own.length;
@@ -456,6 +445,50 @@ export class StableDiffusionPipeline implements Pipeline {
       m.images = await this.#decode(m.latents, m.params, m.options.signal);
     });
     return outcomes(members);
+  }
+
+  /** The UNet's inputs at step `i`: `[uncond × n, cond × n]` per request with guidance. */
+  #unetFeeds(
+    active: SdMember[],
+    i: number,
+    setups: Map<GenerateOptions, SdSetup>,
+    textRows: TextRows,
+    extraRows: Map<string, TextRows>,
+  ): Record<string, Tensor> {
+    const p = this.#parts;
+    const [h, w] = [active[0].params.height / VAE_SCALE, active[0].params.width / VAE_SCALE];
+    const input = active.flatMap((m) => {
+      let x = m.run.scaleModelInput(m.latents, i);
+      // A 9-channel inpainting UNet also reads the mask and the masked image's latents.
+      const extra = setups.get(m.options)!.unetExtra;
+      if (extra) x = interleaveImages(x, extra, m.params.n);
+      return m.params.guidanceScale > 1 ? [x, x] : [x];
+    });
+    const batchRows = active.reduce(
+      (sum, m) => sum + m.params.n * (m.params.guidanceScale > 1 ? 2 : 1),
+      0,
+    );
+    return {
+      sample: p.backend.tensor(this.#sampleType, concatAll(input), [
+        batchRows,
+        p.inpaintingUnet ? 2 * p.latentChannels + 1 : p.latentChannels,
+        h,
+        w,
+      ]),
+      timestep: this.#timestepTensor(active[0].run.timesteps[i], batchRows),
+      encoder_hidden_states: textRows.tensor(
+        active,
+        (m) => m.text!.hidden,
+        p.backend,
+        this.#sampleType,
+      ),
+      ...Object.fromEntries(
+        [...extraRows].map(([name, rows]) => [
+          name,
+          rows.tensor(active, (m) => m.text!.extra[name], p.backend, this.#sampleType),
+        ]),
+      ),
+    };
   }
 
   async #decode(latents: Float32Array, params: RunParams, signal?: CancelSignal) {
@@ -520,6 +553,7 @@ export class StableDiffusionPipeline implements Pipeline {
     await this.#parts.unet.release();
     await this.#parts.vaeDecoder.release();
     await this.#parts.vaeEncoder?.release();
+    await this.#parts.signals.release();
   }
 }
 
@@ -614,6 +648,7 @@ export function sdParts(
       ? Math.max(1, unetConfig.block_out_channels.length)
       : 1,
     decode: { ...decode, tileLatent: Number(vaeConfig.sample_size ?? 512) / VAE_SCALE },
+    signals: new SignalGraphs(graphs.backend, graphPath(graphs.dir, "unet")),
     defaults: { width: sampleSize, height: sampleSize, ...defaults },
   };
 }

@@ -47,12 +47,14 @@ import {
   createMembers,
   denoise,
   eachLive,
+  type Member,
   type MemberSetup,
   only,
   outcomes,
   type RunParams,
 } from "./denoising_loop.ts";
 import { FLUX_LATENT_RGB, latentsToRgb } from "./preview.ts";
+import { SignalGraphs } from "./signal_graph.ts";
 
 const CHAT_TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n";
 const MAX_SEQUENCE_LENGTH = 512;
@@ -103,6 +105,8 @@ export class ZImagePipeline implements Pipeline {
     private readonly scheduler: Scheduler,
     private readonly vae: { scaling: number; shift: number; decode: VaeDecodeSettings },
     readonly defaults: PipelineDefaults,
+    /** The step cache's signal sub-graphs of the transformer. */
+    private readonly signals: SignalGraphs,
     private readonly vaeEncoder?: VaeEncoder,
   ) {
     this.maxEditImages = vaeEncoder ? 1 : 0;
@@ -153,6 +157,7 @@ export class ZImagePipeline implements Pipeline {
       createScheduler(schedulerConfig),
       { scaling: vae.scaling_factor ?? 0.3611, shift: vae.shift_factor ?? 0.1159, decode },
       { width: 1024, height: 1024, steps: 8, guidanceScale: 0, ...defaults },
+      new SignalGraphs(backend, graphPath(dir, "transformer")),
       await exists(graphPath(dir, "vae_encoder"))
         ? new VaeEncoder(await graphs.open("vae_encoder"), backend)
         : undefined,
@@ -297,19 +302,34 @@ export class ZImagePipeline implements Pipeline {
     // 5. Per step: the transformer at 1 − σ on every request's latents (and on the negative
     // captions while guidance applies), CFG per sample, noise = −output.
     const posRows = new TextRows(), negRows = new TextRows();
+    /** The transformer's inputs at step `i` with `captions`. */
+    const feeds = (active: Member[], i: number, captions: Tensor) => {
+      const { params, run } = active[0];
+      const [lh, lw] = latentSize(params.width, params.height);
+      const rows = active.reduce((sum, m) => sum + m.params.n, 0);
+      const latents = concatAll(active.map((m) => m.latents));
+      return {
+        hidden_states: this.backend.tensor("float32", latents, [rows, CHANNELS, 1, lh, lw]),
+        timestep: this.backend.tensor(
+          "float32",
+          new Float32Array(rows).fill(1 - run.sigmas[i]), // (1000 − t)/1000
+          [rows],
+        ),
+        encoder_hidden_states: captions,
+      };
+    };
     await denoise(members, {
+      // The step cache's signal from the prompt's branch (the one that always runs).
+      signal: async (active, i, cache) =>
+        await (await this.signals.get(cache))?.run(
+          feeds(active, i, posRows.tensor(active, (m) => m.text!.pos, this.backend, "float32")),
+        ),
       predict: async (active, i) => {
         const { params, run } = active[0];
         const [lh, lw] = latentSize(params.width, params.height);
         const modelT = 1 - run.sigmas[i]; // (1000 − t)/1000
-        const rows = active.reduce((sum, m) => sum + m.params.n, 0);
-        const latents = concatAll(active.map((m) => m.latents));
         const predict = async (captions: Tensor) => {
-          const out = await this.transformer.run({
-            hidden_states: this.backend.tensor("float32", latents, [rows, CHANNELS, 1, lh, lw]),
-            timestep: this.backend.tensor("float32", new Float32Array(rows).fill(modelT), [rows]),
-            encoder_hidden_states: captions,
-          });
+          const out = await this.transformer.run(feeds(active, i, captions));
           const r = await readFloat32(out.unified_results);
           out.unified_results.dispose();
           return r;
@@ -390,5 +410,6 @@ export class ZImagePipeline implements Pipeline {
     await this.transformer.release();
     await this.vaeDecoder.release();
     await this.vaeEncoder?.release();
+    await this.signals.release();
   }
 }

@@ -6,7 +6,12 @@
  *
  * @module
  */
-import type { GenerateOptions, LoraSpec } from "../../compute/mod.ts";
+import {
+  type CacheConfig,
+  type GenerateOptions,
+  type LoraSpec,
+  parseCacheConfig,
+} from "../../compute/mod.ts";
 import type { ServingConfig } from "../deps.ts";
 import type { ModelInfo } from "../engine/protocol.ts";
 import { ApiError, badRequest } from "../errors.ts";
@@ -33,6 +38,7 @@ export type GenerationFields =
     | "seed"
     | "scheduler"
     | "lora"
+    | "cache"
   >
   & {
     n?: number | null;
@@ -149,9 +155,36 @@ export async function toGenerateOptions(
       : Number(fields.cfg_normalization),
     seed: fields.seed ?? undefined,
     scheduler: fields.scheduler ?? undefined,
+    cache: requestCache(fields.cache, config.cache),
     // Last: the only check that touches the file system.
     lora: await resolveLora(fields.lora, fields.model, config),
   };
+}
+
+/**
+ * The step cache a request runs with: its `cache` field (a backend name, or settings over the
+ * server's for the same backend, else over that backend's defaults), or the server's.
+ */
+export function requestCache(
+  field: GenerationFields["cache"],
+  server: CacheConfig | undefined,
+): CacheConfig | undefined {
+  if (field == null) return server;
+  const given: Record<string, unknown> = typeof field === "string" ? { backend: field } : field;
+  if ((given.backend ?? server?.backend ?? "none") === "none") {
+    if (given.backend === undefined && Object.keys(given).length > 0) {
+      throw badRequest(
+        "cache: give a backend (tea_cache or cache_dit): this server caches no steps by default",
+        "cache",
+      );
+    }
+    return undefined;
+  }
+  try {
+    return parseCacheConfig(given, server ?? "none");
+  } catch (e) {
+    throw badRequest(`cache: ${(e as Error).message}`, "cache");
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ApiError } from "../errors.ts";
 import { FAKE_MODEL, testConfig } from "../testing.ts";
-import { checkModel, toGenerateOptions } from "./fields.ts";
+import { checkModel, requestCache, toGenerateOptions } from "./fields.ts";
 
 const config = testConfig({ maxImagePixels: 128 * 128, modelAliases: ["org/model"] });
 const param = (p: string) => (e: ApiError) => e.status === 400 && e.options.param === p;
@@ -33,6 +33,7 @@ Deno.test("toGenerateOptions: wire names to engine options; the model's defaults
     cfgNormalization: 1,
     seed: 11,
     scheduler: undefined,
+    cache: undefined,
     lora: undefined,
   });
 });
@@ -102,4 +103,33 @@ Deno.test("toGenerateOptions: a model card's step cap and fixed guidance replace
   );
   assert.equal(plain.guidanceScale, 3.5);
   assert.equal(plain.steps, 50);
+});
+
+Deno.test("requestCache: a backend name or settings over the server's; bad values are 400s on cache", () => {
+  const server = { backend: "tea_cache", threshold: 0.3, warmup: 1, maxCached: 3 } as const;
+  assert.equal(requestCache(undefined, undefined), undefined);
+  assert.equal(requestCache(null, server), server);
+  assert.equal(requestCache("none", server), undefined);
+  assert.deepEqual(requestCache({ threshold: 0.5 }, server), { ...server, threshold: 0.5 });
+  assert.deepEqual(requestCache({ rel_l1_thresh: 0.5 }, server), { ...server, threshold: 0.5 });
+  assert.deepEqual(requestCache("cache_dit", server), {
+    backend: "cache_dit",
+    threshold: 0.25,
+    warmup: 2,
+    maxCached: 3,
+  });
+  assert.equal(requestCache("tea_cache", undefined)?.threshold, 0.4);
+  for (
+    const [field, message] of [
+      [{ threshold: 0.1 }, /^cache: give a backend/],
+      [{ backend: "tea_cache", max_cached: 0 }, /^cache: max_cached must be an integer ≥ 1$/],
+      [{ backend: "tea_cache", speed: 2 }, /^cache: unknown field "speed"/],
+    ] as const
+  ) {
+    assert.throws(
+      () => requestCache(field, undefined),
+      (e: ApiError) => param("cache")(e) && message.test(e.message),
+      JSON.stringify(field),
+    );
+  }
 });

@@ -172,7 +172,8 @@ function enqueue({ id, request, reportSteps, cancel }: Extract<ToWorker, { type:
   }
   let key: string;
   try {
-    key = pipeline!.batchKey(request);
+    // Requests with other step-cache settings never share a batch (its first one's would apply).
+    key = `${pipeline!.batchKey(request)}|${JSON.stringify(request.cache ?? null)}`;
   } catch (error) {
     post({ type: "failed", id, error: errorMessage(error) });
     return;

@@ -290,6 +290,7 @@ export interface components {
             stream_options?: components["schemas"]["ImageStreamOptions"] | null;
             /** @description LoRA adapters to apply: one object (vLLM-Omni), or a list of up to 8 applied together, each with its own scale. */
             lora?: components["schemas"]["LoraRequest"] | components["schemas"]["LoraRequest"][] | null;
+            cache?: components["schemas"]["StepCache"];
         } & {
             [key: string]: unknown;
         };
@@ -348,6 +349,7 @@ export interface components {
             stream?: boolean | null;
             partial_images?: number | null;
             stream_options?: components["schemas"]["ImageStreamOptions"] | null;
+            cache?: components["schemas"]["StepCache"];
             /** @description LoRA adapters to apply: one object (vLLM-Omni), or a list of up to 8 applied together, each with its own scale. */
             lora?: components["schemas"]["LoraRequest"] | components["schemas"]["LoraRequest"][] | null;
         } & {
@@ -394,12 +396,13 @@ export interface components {
             output_format: "png" | "jpeg" | "webp";
             image_index?: number;
             seed?: number;
-            /** @description Ours: milliseconds per stage. */
+            /** @description Ours: milliseconds per stage, and the denoising steps step caching skipped. */
             timings?: {
                 text_encode_ms?: number;
                 denoise_ms?: number;
                 decode_ms?: number;
                 encode_ms?: number;
+                cached_steps?: number;
             };
             usage: {
                 total_tokens?: number;
@@ -414,6 +417,8 @@ export interface components {
             step: number;
             total: number;
             elapsed_ms: number;
+            /** @description The step reused the denoiser's last output (step caching, the `cache` field). */
+            cached?: boolean;
         };
         StreamError: {
             /** @constant */
@@ -487,9 +492,21 @@ export interface components {
             scheduler?: "euler" | "euler_a" | "ddim" | "lcm" | "flow_match_euler" | null;
             /** @description LoRA adapters to apply: one object (vLLM-Omni), or a list of up to 8 applied together, each with its own scale. */
             lora?: components["schemas"]["LoraRequest"] | components["schemas"]["LoraRequest"][] | null;
+            cache?: components["schemas"]["StepCache"];
         } & {
             [key: string]: unknown;
         };
+        /** @description Step caching for this request, overriding the server's `--cache-backend`/`--cache-config`: a backend name (`none` runs every step; `tea_cache`, `cache_dit` with their default settings, or the server's when it runs that backend), or an object with `backend` (default: the server's) and any of `threshold`, `warmup`, `max_cached`, `coefficients` (vLLM-Omni's `rel_l1_thresh`, `residual_diff_threshold`, `max_warmup_steps`, `max_continuous_cached_steps` also accepted). A cached step reuses the denoiser's last output; progress events mark it `cached`. Requests with different settings never share a batch. */
+        StepCache: ("none" | "tea_cache" | "cache_dit") | ({
+            /** @enum {unknown} */
+            backend?: "none" | "tea_cache" | "cache_dit";
+            threshold?: number;
+            warmup?: number;
+            max_cached?: number;
+            coefficients?: number[];
+        } & {
+            [key: string]: unknown;
+        }) | null;
         /** @description `ChatImageParams` fields are also read from the top level. */
         ChatCompletionRequest: {
             /** @description Not checked (as vLLM-Omni), except that the name of a LoRA adapter listed by `/v1/models` applies it at scale 1, with the same rule for `lora` as on `/v1/images/generations`; the answer's `model` is then that name (as vLLM). */
@@ -540,6 +557,8 @@ export interface components {
                 step?: number;
                 total?: number;
                 elapsed_ms?: number;
+                /** @description The step reused the denoiser's last output. */
+                cached?: boolean;
             };
             usage?: {
                 prompt_tokens?: number;

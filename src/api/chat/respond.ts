@@ -76,10 +76,15 @@ export function streamChatCompletion(
   const options: GenerateOptions = {
     ...plan.options,
     onStep: plan.includeProgress
-      ? ({ step, total }) =>
+      ? ({ step, total, cached }) =>
         send({
           choices: [],
-          progress: { step: step + 1, total, elapsed_ms: Math.round(performance.now() - started) },
+          progress: {
+            step: step + 1,
+            total,
+            elapsed_ms: Math.round(performance.now() - started),
+            cached,
+          },
         })
       : undefined,
   };

@@ -146,6 +146,7 @@ export async function planEdit(
       seed: fields.seed,
       scheduler: fields.scheduler,
       lora: fields.lora,
+      cache: fields.cache,
       model: fields.model,
     },
     fields.strength,

@@ -388,3 +388,26 @@ Deno.test("edits: 300 random multipart and JSON bodies: each answered 200 or a d
     JSON.stringify(statuses),
   );
 });
+
+Deno.test("edits: the step cache field, as a backend name or JSON text in the form, reaches the engine; a bad one is a 400", async () => {
+  const { app, engine } = testApp();
+  const form = (cache: string) => {
+    const body = new FormData();
+    body.set("prompt", "p");
+    body.set("cache", cache);
+    return png(16, 16, red).then((bytes) => {
+      body.set("image", new File([bytes], "in.png", { type: "image/png" }));
+      return app.request("/v1/images/edits", { method: "POST", body });
+    });
+  };
+  assert.equal((await form("tea_cache")).status, 200);
+  assert.equal(engine.requests[0].cache?.backend, "tea_cache");
+  assert.equal((await form('{"backend":"cache_dit","threshold":0.3}')).status, 200);
+  assert.deepEqual(
+    [engine.requests[1].cache?.backend, engine.requests[1].cache?.threshold],
+    ["cache_dit", 0.3],
+  );
+  const bad = await form('{"threshold":0.3}');
+  assert.equal(bad.status, 400);
+  assert.equal((await bad.json()).error.param, "cache");
+});

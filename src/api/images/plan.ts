@@ -113,6 +113,7 @@ export async function planImages(
       seed: req.seed,
       scheduler: req.scheduler,
       lora: req.lora,
+      cache: req.cache,
       model: req.model,
     },
     model,

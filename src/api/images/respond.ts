@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { GenerateOptions, GenerateResult, Preview } from "../../../compute/mod.ts";
+import type { GenerateOptions, GenerateResult, Preview, StepInfo } from "../../../compute/mod.ts";
 import { encodeImage, MIME_TYPES } from "../../../compute/image/mod.ts";
 import type { ImageStore } from "../../image_store.ts";
 import type { components } from "../../spec/types.gen.ts";
@@ -63,6 +63,7 @@ function completedFields(plan: ImagesPlan, result: GenerateResult, seed: number)
       denoise_ms: Math.round(result.timings.stepMs.reduce((a, b) => a + b, 0)),
       decode_ms: Math.round(result.timings.decodeMs),
       encode_ms: Math.round(result.timings.encodeMs ?? 0),
+      cached_steps: result.timings.cachedSteps ?? 0,
     },
     usage: {
       total_tokens: inputTokens + 1,
@@ -106,11 +107,12 @@ function imageEvents(plan: ImagesPlan, channel: EventChannel<SseEvent>) {
         });
       }
     },
-    progress: ({ step, total }: { step: number; total: number }) =>
+    progress: ({ step, total, cached }: StepInfo) =>
       send(`${plan.events}.progress`, {
         step: step + 1,
         total,
         elapsed_ms: Math.round(performance.now() - started),
+        cached,
       }),
     completed(image: Uint8Array, index: number, fields: Record<string, unknown>): void {
       send(`${plan.events}.completed`, {
