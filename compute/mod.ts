@@ -49,6 +49,7 @@ export {
   type DeviceName,
 } from "./backends/backend.ts";
 export { idleCleanup } from "./backends/heap.ts";
+export { parseShardSize } from "./backends/sharding.ts";
 export { PngWorkers } from "./image/png_workers.ts";
 export {
   BackendUnavailableError,

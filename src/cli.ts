@@ -12,6 +12,7 @@ import {
   DEVICE_CHOICES,
   type DeviceChoice,
   MODEL_REGISTRY,
+  parseShardSize,
 } from "../compute/mod.ts";
 
 /** How a flag's text becomes a value. */
@@ -222,6 +223,14 @@ export const FLAGS: readonly Flag[] = [
       "on cpu and webgpu, run attention as exported instead of fused into ONNX Runtime's MultiHeadAttention (more memory, slower); wasm never fuses",
   },
   {
+    name: "shard-size",
+    kind: { type: "string" },
+    default: "auto",
+    metavar: "BYTES|auto",
+    help:
+      "open a graph whose weights exceed this size (bytes, or with K/M/G) as consecutive shards, one session each; auto splits only what the backend requires (webgpu: 1G per shard; cpu and wasm: none)",
+  },
+  {
     name: "vae-use-slicing",
     kind: { type: "boolean" },
     ignored: true,
@@ -356,6 +365,7 @@ export interface ServerOptions {
   imageStoreDir?: string;
   threads?: number;
   disableAttentionFusion: boolean;
+  shardSize: string;
   vaeUseTiling: boolean;
   loraRoot?: string[];
   loraModules?: string[];
@@ -480,6 +490,13 @@ function flagValue(
 
 /** Checks between flags. */
 function checkTogether(o: ServerOptions): void {
+  if (parseShardSize(o.shardSize) === undefined) {
+    throw new CliError(
+      `--shard-size must be auto or a size in bytes (e.g. 536870912 or 512M), got ${
+        JSON.stringify(o.shardSize)
+      }`,
+    );
+  }
   if (o.allowCredentials && o.allowedOrigins?.includes("*")) {
     throw new CliError("--allow-credentials needs explicit --allowed-origins, not *");
   }

@@ -18,6 +18,7 @@ import {
   DEFAULT_MAX_IMAGE_PIXELS,
   findModelCard,
   idleCleanup,
+  parseShardSize,
   planConversion,
   PngWorkers,
   type ResolvedModel,
@@ -161,7 +162,11 @@ function startEngine(
   }, {
     device: config.device,
     defaults: findModelCard(config.model ?? EMBEDDED_NAME)?.defaults,
-    backend: { threads: config.threads, fuseAttention: !config.disableAttentionFusion },
+    backend: {
+      threads: config.threads,
+      fuseAttention: !config.disableAttentionFusion,
+      shardSize: parseShardSize(config.shardSize),
+    },
     vae: { tiling: config.vaeUseTiling },
     lora: {
       maxVariants: config.maxCpuLoras,
