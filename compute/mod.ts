@@ -47,9 +47,10 @@ export {
   DEVICE_CHOICES,
   type DeviceChoice,
   type DeviceName,
+  formatBytes,
+  parseShardSize,
 } from "./backends/backend.ts";
 export { idleCleanup } from "./backends/heap.ts";
-export { parseShardSize } from "./backends/sharding.ts";
 export { PngWorkers } from "./image/png_workers.ts";
 export {
   BackendUnavailableError,

@@ -141,7 +141,11 @@ function startEngine(
     maxQueue: config.maxQueue,
     maxBatchSize: config.maxBatchSize,
     batchWaitMs: config.batchWaitMs,
-  }, { ...metrics.observer, warning: (message) => log.warning(message) });
+  }, {
+    ...metrics.observer,
+    warning: (message) => log.warning(message),
+    info: (message) => log.info(message),
+  });
   const started = performance.now();
   let loadStart = started;
   const loaded = engine.start(async (report) => {

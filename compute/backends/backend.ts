@@ -70,6 +70,24 @@ export interface BackendSettings {
    * require; a number forces that size.
    */
   shardSize?: number | "auto";
+  /** Told of each graph opened in shards: its file, and each shard's weight bytes. */
+  onSharded?: (graph: string, shardBytes: readonly number[]) => void;
+}
+
+/** `bytes` in the largest binary unit below it: "1.0 GiB", "40.0 KiB". */
+export function formatBytes(bytes: number): string {
+  const unit = Math.min(3, Math.max(0, Math.floor(Math.log2(Math.max(bytes, 1)) / 10)));
+  return unit === 0 ? `${bytes} B` : `${(bytes / 2 ** (10 * unit)).toFixed(1)} ${" KMG"[unit]}iB`;
+}
+
+/** Parses a `--shard-size` value: `auto`, or bytes (a plain number, or with `K`/`M`/`G` suffix). */
+export function parseShardSize(text: string): number | "auto" | undefined {
+  if (text === "auto") return "auto";
+  const match = /^(\d+(?:\.\d+)?)([KMG]i?B?)?$/i.exec(text.trim());
+  if (!match) return undefined;
+  const unit = match[2]?.[0]?.toUpperCase();
+  const bytes = Number(match[1]) * (unit ? 2 ** (10 * (" KMG".indexOf(unit))) : 1);
+  return bytes >= 1 ? Math.floor(bytes) : undefined;
 }
 
 /** A loaded graph. */

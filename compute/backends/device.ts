@@ -55,7 +55,7 @@ export async function selectBackend(
   choice: DeviceChoice,
   settings: BackendSettings = {},
 ): Promise<Backend> {
-  return withSharding(await deviceBackend(choice, settings), settings.shardSize);
+  return withSharding(await deviceBackend(choice, settings), settings);
 }
 
 async function deviceBackend(

@@ -11,7 +11,9 @@ import { basename, dirname } from "node:path";
 import pkg from "onnx-proto";
 import {
   type Backend,
+  type BackendSettings,
   type DeviceName,
+  formatBytes,
   type GraphInput,
   type OpenOptions,
   type Session,
@@ -35,18 +37,6 @@ export const AUTO_SHARD_BYTES: Readonly<Record<DeviceName, number | undefined>> 
   wasm: undefined,
   cpu: undefined,
 };
-
-/** Parses a `--shard-size` value: `auto`, or bytes (a plain number, or with `K`/`M`/`G` suffix). */
-export function parseShardSize(text: string): number | "auto" | undefined {
-  if (text === "auto") return "auto";
-  const match = /^(\d+(?:\.\d+)?)([KMG]i?B?)?$/i.exec(text.trim());
-  if (!match) return undefined;
-  const unit = match[2]?.[0]?.toUpperCase();
-  const bytes = Number(match[1]) * (unit ? 2 ** (10 * (" KMG".indexOf(unit))) : 1);
-  return bytes >= 1 ? Math.floor(bytes) : undefined;
-}
-
-const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 /** Total bytes of `graph`: its serialized model and its external data. */
 async function graphBytes(graph: GraphInput): Promise<number> {
@@ -183,11 +173,14 @@ function shardedSession(
 
 /**
  * `backend`, opening each graph whose weights exceed `shardSize` (bytes, or `auto`:
- * {@linkcode AUTO_SHARD_BYTES}) as consecutive shards of at most that size, behind the same
+ * {@linkcode AUTO_SHARD_BYTES}) as consecutive shards of at most that size (told to `onSharded`), behind the same
  * {@linkcode Session} interface. A graph with a node whose own weights exceed the size is refused
  * with a {@linkcode ModelLoadError} giving the figures.
  */
-export function withSharding(backend: Backend, shardSize: number | "auto" = "auto"): Backend {
+export function withSharding(
+  backend: Backend,
+  { shardSize = "auto", onSharded }: Pick<BackendSettings, "shardSize" | "onSharded"> = {},
+): Backend {
   const limit = shardSize === "auto" ? AUTO_SHARD_BYTES[backend.device] : shardSize;
   if (limit === undefined) return backend;
   return {
@@ -197,16 +190,17 @@ export function withSharding(backend: Backend, shardSize: number | "auto" = "aut
       if (size <= limit) return await backend.createSession(graph, options);
       const bytes = "path" in graph ? await Deno.readFile(graph.path) : graph.bytes;
       const model = pkg.onnx.ModelProto.decode(bytes);
-      const label = "path" in graph ? graph.path : "the graph";
+      // The component's folder and file, as the model folder's other load errors name them.
+      const label = "path" in graph ? graph.path.split("/").slice(-2).join("/") : "the graph";
       let shards: GraphShard[];
       try {
         shards = splitModel(model, limit);
       } catch (e) {
         if (!(e instanceof ShardTooLargeError)) throw e;
         throw new ModelLoadError(
-          `Cannot load ${label} (${mib(size)}) in shards of ${mib(limit)} on ${backend.device}: ${
-            (e as Error).message
-          }; give a larger --shard-size`,
+          `Cannot load ${label} (${formatBytes(size)}) in shards of ${
+            formatBytes(limit)
+          } on ${backend.device}: ${(e as Error).message}; give a larger --shard-size`,
         );
       }
       if (shards.length === 1) return await backend.createSession(graph, options);
@@ -236,6 +230,7 @@ export function withSharding(backend: Backend, shardSize: number | "auto" = "aut
         for (const s of sessions) await s.release();
         throw e;
       }
+      onSharded?.(label, shards.map((s) => s.weightBytes));
       return shardedSession(sessions, shards, model.graph ?? {});
     },
   };

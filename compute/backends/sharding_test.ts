@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import pkg from "onnx-proto";
-import type { Backend, Tensor } from "./backend.ts";
+import { type Backend, parseShardSize, type Tensor } from "./backend.ts";
 import { createNodeBackend } from "./onnxruntime_node.ts";
 import { createWebBackend } from "./onnxruntime_web.ts";
-import { parseShardSize, withSharding } from "./sharding.ts";
+import { withSharding } from "./sharding.ts";
 import { webGpuForTests } from "./webgpu_for_tests.ts";
 import { graphWeightBytes, initializerBytes, splitModel } from "../graph/shard_graph.ts";
 import { convert } from "../convert/convert.ts";
@@ -108,7 +108,13 @@ async function sameBytesSplit(backend: Backend) {
       const { size, shards } = await threeShards(c.path);
       assert.ok(shards >= 3, `${c.path} splits into ${shards} shards of ${size} bytes`);
       const whole = await outputs(backend, c);
-      const split = await outputs(withSharding(backend, size), c);
+      const opened: number[] = [];
+      const sharding = withSharding(backend, {
+        shardSize: size,
+        onSharded: (_, bytes) => opened.push(bytes.length),
+      });
+      const split = await outputs(sharding, c);
+      assert.deepEqual(opened, [shards]);
       assert.deepEqual(split, whole, c.path);
     }
   } finally {
@@ -135,12 +141,12 @@ Deno.test({
 });
 
 Deno.test("a node whose weights exceed the shard size is refused at load, with the figures", async () => {
-  const backend = withSharding(createNodeBackend(1), 100);
+  const backend = withSharding(createNodeBackend(1), { shardSize: 100 });
   await assert.rejects(
     backend.createSession({ path: `${models}z-image-turbo-tiny/transformer/model.onnx` }),
     (e: Error) =>
       e instanceof ModelLoadError &&
-      /transformer\/model\.onnx \(0\.0 MiB\) in shards of 0\.0 MiB on cpu: node .+ alone holds 0\.0 MiB of weights, more than the shard size of 0\.0 MiB; give a larger --shard-size/
+      /^Cannot load transformer\/model\.onnx \([\d.]+ KiB\) in shards of 100 B on cpu: node \S+ alone holds [\d.]+ KiB of weights, more than the shard size of 100 B; give a larger --shard-size$/
         .test(e.message),
   );
 });

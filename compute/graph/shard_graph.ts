@@ -7,6 +7,7 @@
  * @module
  */
 import pkg from "onnx-proto";
+import { formatBytes } from "../backends/backend.ts";
 
 type Model = pkg.onnx.IModelProto;
 type Graph = pkg.onnx.IGraphProto;
@@ -145,8 +146,6 @@ function crossingInfo(name: string, types: Map<string, number>): ValueInfo {
   return { name, type: { tensorType: { elemType } } };
 }
 
-const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-
 /**
  * Where to cut `graph`'s nodes so that no range holds more than `maxBytes` of initializers: the
  * start index of each range after the first. Within each window that fits, the cut goes where
@@ -191,8 +190,8 @@ export function planCuts(graph: Graph, maxBytes: number): number[] {
         if (end === start) {
           throw new ShardTooLargeError(
             `node ${nodes[end].name || nodes[end].opType} alone holds ${
-              mib(added)
-            } of weights, more than the shard size of ${mib(maxBytes)}`,
+              formatBytes(added)
+            } of weights, more than the shard size of ${formatBytes(maxBytes)}`,
           );
         }
         break;
@@ -202,10 +201,18 @@ export function planCuts(graph: Graph, maxBytes: number): number[] {
       filled.push(bytes);
     }
     if (end === nodes.length) break;
-    // Cut candidates: start+1 .. end (a cut at p puts nodes start..p-1 in this range).
+    // Cut candidates: start+1 .. end (a cut at p puts nodes start..p-1 in this range). A cut
+    // before `end` is only worth it when the next range, from the cut, can take node `end` too:
+    // otherwise it would stop there again, and the nodes between would make a range of their own.
     const half = filled.findIndex((b) => b >= maxBytes / 2);
+    const tail = new Set<string>();
+    let tailBytes = 0;
     let best = end;
     for (let p = end; p > start + Math.max(half, 0); p--) {
+      for (const n of reads[p]) {
+        if (sizes.has(n) && !tail.has(n)) (tail.add(n), tailBytes += sizes.get(n)!);
+      }
+      if (p < end && tailBytes > maxBytes) break;
       if (crossing[p] < crossing[best]) best = p;
     }
     cuts.push(best);
