@@ -21,6 +21,7 @@ import {
   type TensorInfo,
 } from "./backend.ts";
 import { ModelLoadError } from "../errors.ts";
+import { WASM_MAX_WEIGHT_BYTES } from "./onnxruntime_web.ts";
 import { type GraphShard, ShardTooLargeError, splitModel } from "../graph/shard_graph.ts";
 
 const DataType = pkg.onnx.TensorProto.DataType;
@@ -187,7 +188,10 @@ export function withSharding(
     ...backend,
     async createSession(graph: GraphInput, options?: OpenOptions): Promise<Session> {
       const size = await graphBytes(graph);
-      if (size <= limit) return await backend.createSession(graph, options);
+      // WASM holds every session's weights in its one heap: shards do not make a graph fit that
+      // its own check refuses whole.
+      const tooLargeForWasm = backend.device === "wasm" && size > WASM_MAX_WEIGHT_BYTES;
+      if (size <= limit || tooLargeForWasm) return await backend.createSession(graph, options);
       const bytes = "path" in graph ? await Deno.readFile(graph.path) : graph.bytes;
       const model = pkg.onnx.ModelProto.decode(bytes);
       // The component's folder and file, as the model folder's other load errors name them.
