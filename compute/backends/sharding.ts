@@ -28,10 +28,12 @@ const DataType = pkg.onnx.TensorProto.DataType;
 
 /**
  * The shard size `auto` gives each device, in weight bytes; none where one session holds any
- * graph. WebGPU: onnxruntime-web copies a session's weights into its 4 GiB WASM heap before it
- * uploads them, so a shard of 1 GiB leaves room for the heap's other uses. WASM keeps every
- * session's weights in that one heap, so shards would not help it (its own check refuses what
- * does not fit); native CPU has neither limit.
+ * graph. WebGPU: onnxruntime-web uploads each initializer from its external-data buffer, reading
+ * the offset as a 32-bit number (a file over 4 GiB is misread past 4 GiB), and refuses a protobuf
+ * over 2 GB; shards of 1 GiB, each with a buffer of its own, stay well inside both. WASM keeps
+ * every session's weights in its one 4 GiB heap, so shards would not help it (its own check
+ * refuses what does not fit); native CPU has neither limit and loads whole with no more memory
+ * (docs/benchmarks.md, "Shards").
  */
 export const AUTO_SHARD_BYTES: Readonly<Record<DeviceName, number | undefined>> = {
   webgpu: 2 ** 30,

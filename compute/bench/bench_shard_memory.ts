@@ -1,6 +1,6 @@
 /**
  * `deno run -A compute/bench/bench_shard_memory.ts [--blocks 8] [--dtype q4] [--shard-size 256M]
- * [--size 32] [--device cpu]`: what opening a graph in shards (`--shard-size`,
+ * [--size 32] [--device cpu] [--load-only] [--compare-cpu]`: what opening a graph in shards (`--shard-size`,
  * `backends/sharding.ts`) costs and saves. Builds Z-Image's DiT at its real widths (dim 3840, FFN
  * 10240; `networks/z_image_dit.ts`) with `--blocks` blocks of random weights at `--dtype`
  * (`random_weights.ts`) into a temporary folder, then in a fresh process each opens it whole and
@@ -25,6 +25,10 @@ const { values } = parseArgs({
     "shard-size": { type: "string", default: "256M" },
     size: { type: "string", default: "32" },
     device: { type: "string", default: "cpu" },
+    /** Measure loading only (lavapipe takes minutes per real-width forward). */
+    "load-only": { type: "boolean" },
+    /** Also run the graph whole on native CPU, and give each output's distance from it. */
+    "compare-cpu": { type: "boolean" },
     child: { type: "string" },
     dir: { type: "string" },
   },
@@ -48,7 +52,8 @@ if (values.child) {
   const sharded = values.child === "sharded";
   const shards: number[] = [];
   const backend = await selectBackend(values.device as DeviceName, {
-    shardSize: sharded ? SHARD : "auto",
+    // Whole means whole, even where `auto` would split (WebGPU, over 1 GiB).
+    shardSize: sharded ? SHARD : Infinity,
     onSharded: (_, bytes) => shards.push(...bytes),
   });
   let t = performance.now();
@@ -59,6 +64,17 @@ if (values.child) {
   const loadS = (performance.now() - t) / 1000;
   const loadPeakMib = await peakRssMib();
   const loadedMib = await rssMib();
+  if (values["load-only"]) {
+    console.log(JSON.stringify({
+      mode: values.child,
+      shards: shards.length || 1,
+      shardBytes: shards.map(formatBytes).join(" "),
+      loadS,
+      loadPeakMib,
+      loadedMib,
+    }));
+    Deno.exit(0);
+  }
   t = performance.now();
   const out = Object.values(
     await session.run({
@@ -75,6 +91,10 @@ if (values.child) {
   const data = await out.getData() as Float32Array;
   const forwardS = (performance.now() - t) / 1000;
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data.slice()));
+  await Deno.writeFile(
+    `${values.dir}/${values.child}-${values.device}.f32`,
+    new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+  );
   console.log(JSON.stringify({
     mode: values.child,
     shards: shards.length || 1,
@@ -107,13 +127,17 @@ if (values.child) {
       "| opened | shards | load s | peak RSS while loading MiB | RSS loaded MiB | forward s | peak RSS MiB | output SHA-256 |",
     );
     console.log("|---|---|---|---|---|---|---|---|");
-    for (const mode of ["whole", "sharded"]) {
+    const runs = [["whole", values.device!], ["sharded", values.device!]];
+    if (values["compare-cpu"]) runs.push(["whole", "cpu"]);
+    for (const [mode, device] of runs) {
       const child = await new Deno.Command(Deno.execPath(), {
         args: [
           "run",
           "-A",
           import.meta.filename!,
           ...Deno.args,
+          "--device",
+          device,
           "--child",
           mode,
           "--dir",
@@ -123,14 +147,29 @@ if (values.child) {
       }).output();
       const line = new TextDecoder().decode(child.stdout).trim().split("\n").at(-1)!;
       const r = JSON.parse(line);
-      const f = (n: number, d = 0) => n.toFixed(d);
+      const f = (n: number | undefined, d = 0) => n?.toFixed(d) ?? "–";
       console.log(
-        `| ${r.mode}${r.shardBytes ? ` (${r.shardBytes})` : ""} | ${r.shards} | ${
-          f(r.loadS, 1)
-        } | ${f(r.loadPeakMib)} | ${f(r.loadedMib)} | ${f(r.forwardS, 2)} | ${
-          f(r.peakMib)
-        } | ${r.output} |`,
+        `| ${r.mode}${device === values.device ? "" : ` on ${device}`}${
+          r.shardBytes ? ` (${r.shardBytes})` : ""
+        } | ${r.shards} | ${f(r.loadS, 1)} | ${f(r.loadPeakMib)} | ${f(r.loadedMib)} | ${
+          f(r.forwardS, 2)
+        } | ${f(r.peakMib)} | ${r.output ?? "–"} |`,
       );
+    }
+    if (values["compare-cpu"]) {
+      const read = async (name: string) =>
+        new Float32Array((await Deno.readFile(`${dir}/${name}.f32`)).buffer);
+      const cpu = await read("whole-cpu");
+      const scale = cpu.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      for (const mode of ["whole", "sharded"]) {
+        const out = await read(`${mode}-${values.device}`);
+        const diff = out.reduce((m, v, i) => Math.max(m, Math.abs(v - cpu[i])), 0);
+        console.log(
+          `- ${mode} on ${values.device}: max abs difference from cpu ${
+            (diff / scale).toExponential(2)
+          } of cpu's max abs`,
+        );
+      }
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
