@@ -228,7 +228,7 @@ export const FLAGS: readonly Flag[] = [
     default: "auto",
     metavar: "BYTES|auto",
     help:
-      "open a graph whose weights exceed this size (bytes, or with K/M/G) as consecutive shards, one session each; auto splits only what the backend requires (webgpu: 1G per shard; cpu and wasm: none)",
+      "open a graph whose weights exceed this size (bytes, or with K/M/G) as consecutive shards, one session each; auto splits only what the backend requires (webgpu: 1G shards, and never over 4G; cpu and wasm: none)",
   },
   {
     name: "vae-use-slicing",

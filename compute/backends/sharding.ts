@@ -27,6 +27,12 @@ import { type GraphShard, ShardTooLargeError, splitModel } from "../graph/shard_
 const DataType = pkg.onnx.TensorProto.DataType;
 
 /**
+ * The most bytes a WebGPU session's external data may hold: onnxruntime-web reads its offsets as
+ * 32-bit numbers (docs/benchmarks.md, "Shards": a 4.04 GiB graph ran whole with a wrong output).
+ */
+export const WEBGPU_MAX_SHARD_BYTES = 2 ** 32 - 1;
+
+/**
  * The shard size `auto` gives each device, in weight bytes; none where one session holds any
  * graph. WebGPU: onnxruntime-web uploads each initializer from its external-data buffer, reading
  * the offset as a 32-bit number (a file over 4 GiB is misread past 4 GiB), and refuses a protobuf
@@ -184,7 +190,11 @@ export function withSharding(
   backend: Backend,
   { shardSize = "auto", onSharded }: Pick<BackendSettings, "shardSize" | "onSharded"> = {},
 ): Backend {
-  const limit = shardSize === "auto" ? AUTO_SHARD_BYTES[backend.device] : shardSize;
+  const asked = shardSize === "auto" ? AUTO_SHARD_BYTES[backend.device] : shardSize;
+  // Past WEBGPU_MAX_SHARD_BYTES onnxruntime-web misreads external data: no size may exceed it.
+  const limit = backend.device === "webgpu"
+    ? Math.min(asked ?? Infinity, WEBGPU_MAX_SHARD_BYTES)
+    : asked;
   if (limit === undefined) return backend;
   return {
     ...backend,

@@ -14,7 +14,9 @@ import { Z_IMAGE_DIT, zImageDit } from "../networks/z_image_dit.ts";
 import { WEIGHT_DTYPES, type WeightDtype } from "../graph/onnx_builder.ts";
 import { randomWeights } from "./random_weights.ts";
 import { type DeviceName, formatBytes, parseShardSize } from "../backends/backend.ts";
-import { selectBackend } from "../backends/device.ts";
+import { probeWebGpu, selectBackend } from "../backends/device.ts";
+import { createNodeBackend } from "../backends/onnxruntime_node.ts";
+import { createWebBackend } from "../backends/onnxruntime_web.ts";
 import { peakRssMib } from "./bench_stats.ts";
 
 const { values } = parseArgs({
@@ -51,11 +53,17 @@ const wave = (n: number, amplitude: number) =>
 if (values.child) {
   const sharded = values.child === "sharded";
   const shards: number[] = [];
-  const backend = await selectBackend(values.device as DeviceName, {
-    // Whole means whole, even where `auto` would split (WebGPU, over 1 GiB).
-    shardSize: sharded ? SHARD : Infinity,
-    onSharded: (_, bytes) => shards.push(...bytes),
-  });
+  const device = values.device as DeviceName;
+  // Whole means the backend itself, unwrapped: even where sharding would split (WebGPU over 1
+  // GiB, and always over 4 GiB).
+  const backend = sharded
+    ? await selectBackend(device, {
+      shardSize: SHARD,
+      onSharded: (_, bytes) => shards.push(...bytes),
+    })
+    : device === "cpu"
+    ? createNodeBackend()
+    : await createWebBackend(device, device === "webgpu" ? await probeWebGpu() : undefined);
   let t = performance.now();
   const session = await backend.createSession({
     path: `${values.dir}/model.onnx`,
