@@ -48,6 +48,8 @@ export {
   DEVICE_CHOICES,
   type DeviceChoice,
   type DeviceName,
+  formatBytes,
+  parseShardSize,
 } from "./backends/backend.ts";
 export { idleCleanup } from "./backends/heap.ts";
 export { PngWorkers } from "./image/png_workers.ts";

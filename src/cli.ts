@@ -16,6 +16,7 @@ import {
   type DeviceChoice,
   MODEL_REGISTRY,
   parseCacheConfig,
+  parseShardSize,
 } from "../compute/mod.ts";
 
 /** How a flag's text becomes a value. */
@@ -237,6 +238,14 @@ export const FLAGS: readonly Flag[] = [
       "on cpu and webgpu, run attention as exported instead of fused into ONNX Runtime's MultiHeadAttention (more memory, slower); wasm never fuses",
   },
   {
+    name: "shard-size",
+    kind: { type: "string" },
+    default: "auto",
+    metavar: "BYTES|auto",
+    help:
+      "open a graph whose weights exceed this size (bytes, or with K/M/G) as consecutive shards, one session each; auto splits only what the backend requires (webgpu: 1G shards, and never over 4G; cpu and wasm: none)",
+  },
+  {
     name: "vae-use-slicing",
     kind: { type: "boolean" },
     ignored: true,
@@ -395,6 +404,7 @@ export interface ServerOptions {
   imageStoreDir?: string;
   threads?: number;
   disableAttentionFusion: boolean;
+  shardSize: string;
   vaeUseTiling: boolean;
   cacheBackend: CacheBackend;
   /** `--cache-config` as given; {@linkcode ServerOptions.cache} is what it means. */
@@ -555,6 +565,13 @@ function checkTogether(o: ServerOptions): void {
   if (o.cfgParallelSize > 1) {
     throw new CliError(
       "--cfg-parallel-size 2 is not available: this server runs the guided and unguided branches as one batch on one device (on a 2-core CPU the two branches on two one-core sessions at once measured 0.89–0.98× the batch's speed: docs/benchmarks.md#cfg-in-parallel); use 1",
+    );
+  }
+  if (parseShardSize(o.shardSize) === undefined) {
+    throw new CliError(
+      `--shard-size must be auto or a size in bytes (e.g. 536870912 or 512M), got ${
+        JSON.stringify(o.shardSize)
+      }`,
     );
   }
   if (o.allowCredentials && o.allowedOrigins?.includes("*")) {

@@ -33,6 +33,8 @@ Deno.test("parseCli: defaults, flags over DENOISE_* variables, aliases, position
     "http://b",
   ]);
   assert.equal(parseCli([], env({ DENOISE_API_KEY: "k" })).apiKey, "k");
+  assert.equal(parseCli([], env({})).shardSize, "auto");
+  assert.equal(parseCli(["--shard-size", "512M"], env({})).shardSize, "512M");
   assert.equal(parseCli([], env({ PORT: "9100" })).port, 9100);
   assert.equal(parseCli([], env({ PORT: "9100", DENOISE_PORT: "9200" })).port, 9200);
 });
@@ -54,6 +56,11 @@ Deno.test("parseCli: every bad value is a one-line CliError naming the flag or v
       [["--allowed-origins", "*", "--allow-credentials"], {}, /explicit --allowed-origins/],
       [["--public-url", "ftp://x"], {}, /http\(s\) URL/],
       [["--allowed-origins", "[1]"], {}, /JSON list of strings/],
+      [
+        ["--shard-size", "huge"],
+        {},
+        /^--shard-size must be auto or a size in bytes .* got "huge"$/,
+      ],
     ] as const
   ) {
     assert.throws(

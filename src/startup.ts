@@ -18,6 +18,7 @@ import {
   DEFAULT_MAX_IMAGE_PIXELS,
   findModelCard,
   idleCleanup,
+  parseShardSize,
   planConversion,
   PngWorkers,
   type ResolvedModel,
@@ -147,7 +148,11 @@ function startEngine(
     maxQueue: config.maxQueue,
     maxBatchSize: config.maxBatchSize,
     batchWaitMs: config.batchWaitMs,
-  }, { ...metrics.observer, warning: (message) => log.warning(message) });
+  }, {
+    ...metrics.observer,
+    warning: (message) => log.warning(message),
+    info: (message) => log.info(message),
+  });
   const started = performance.now();
   let loadStart = started;
   const loaded = engine.start(async (report) => {
@@ -169,7 +174,11 @@ function startEngine(
     device: config.device,
     variant: config.variant,
     defaults: findModelCard(config.model ?? EMBEDDED_NAME)?.defaults,
-    backend: { threads: config.threads, fuseAttention: !config.disableAttentionFusion },
+    backend: {
+      threads: config.threads,
+      fuseAttention: !config.disableAttentionFusion,
+      shardSize: parseShardSize(config.shardSize),
+    },
     vae: { tiling: config.vaeUseTiling },
     lora: {
       maxVariants: config.maxCpuLoras,

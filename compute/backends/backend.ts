@@ -36,7 +36,21 @@ export type GraphInput =
   | {
     bytes: Uint8Array; /** External-data files by the name the graph gives them. */
     externalData?: ReadonlyMap<string, Uint8Array>;
+    /**
+     * The folder the graph's external-data files are read from by name, when they are not given
+     * in `externalData` (native CPU only: a graph split into shards, `./sharding.ts`).
+     */
+    externalDataFolder?: string;
   };
+
+/** How to open one graph, beside its bytes. */
+export interface OpenOptions {
+  /**
+   * Outputs to leave on the device (WebGPU's GPU buffers) for the next session to read, rather
+   * than copy back to the CPU; backends without device memory ignore it.
+   */
+  deviceOutputs?: readonly string[];
+}
 
 /** How a backend runs graphs (`--threads`, `--disable-attention-fusion`). */
 export interface BackendSettings {
@@ -50,6 +64,30 @@ export interface BackendSettings {
   fuseAttention?: boolean;
   /** Told when ONNX Runtime refuses a fused graph; the exported one is opened instead. */
   onFusionRefused?: (error: Error) => void;
+  /**
+   * Weight bytes above which a graph opens as consecutive shards, each its own session
+   * (`--shard-size`, `./sharding.ts`): `auto` (default) splits only what this backend's limits
+   * require; a number forces that size.
+   */
+  shardSize?: number | "auto";
+  /** Told of each graph opened in shards: its file, and each shard's weight bytes. */
+  onSharded?: (graph: string, shardBytes: readonly number[]) => void;
+}
+
+/** `bytes` in the largest binary unit below it: "1.0 GiB", "40.0 KiB". */
+export function formatBytes(bytes: number): string {
+  const unit = Math.min(3, Math.max(0, Math.floor(Math.log2(Math.max(bytes, 1)) / 10)));
+  return unit === 0 ? `${bytes} B` : `${(bytes / 2 ** (10 * unit)).toFixed(1)} ${" KMG"[unit]}iB`;
+}
+
+/** Parses a `--shard-size` value: `auto`, or bytes (a plain number, or with `K`/`M`/`G` suffix). */
+export function parseShardSize(text: string): number | "auto" | undefined {
+  if (text === "auto") return "auto";
+  const match = /^(\d+(?:\.\d+)?)([KMG]i?B?)?$/i.exec(text.trim());
+  if (!match) return undefined;
+  const unit = match[2]?.[0]?.toUpperCase();
+  const bytes = Number(match[1]) * (unit ? 2 ** (10 * (" KMG".indexOf(unit))) : 1);
+  return bytes >= 1 ? Math.floor(bytes) : undefined;
 }
 
 /** A loaded graph. */
@@ -65,7 +103,7 @@ export interface Backend {
   readonly device: DeviceName;
   /** Human-readable description (adapter, threads). */
   readonly description: string;
-  createSession(graph: GraphInput): Promise<Session>;
+  createSession(graph: GraphInput, options?: OpenOptions): Promise<Session>;
   /** Makes a CPU tensor; float16 data is given as float32 and converted. */
   tensor(
     type: TensorType,

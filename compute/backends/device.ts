@@ -6,6 +6,7 @@
  */
 import type { Backend, BackendSettings, DeviceChoice } from "./backend.ts";
 import { BackendUnavailableError } from "../errors.ts";
+import { withSharding } from "./sharding.ts";
 
 /**
  * The Vulkan loader prints "XDG_RUNTIME_DIR is invalid or not set" (twice) when WebGPU starts in a
@@ -46,11 +47,21 @@ export async function probeWebGpu(): Promise<
   }
 }
 
-/** Resolves a device choice to a ready backend, or throws {@linkcode BackendUnavailableError}. */
+/**
+ * Resolves a device choice to a ready backend, or throws {@linkcode BackendUnavailableError};
+ * graphs larger than `settings.shardSize` open in shards (./sharding.ts).
+ */
 export async function selectBackend(
   choice: DeviceChoice,
+  settings: BackendSettings = {},
+): Promise<Backend> {
+  return withSharding(await deviceBackend(choice, settings), settings);
+}
+
+async function deviceBackend(
+  choice: DeviceChoice,
   { threads = navigator.hardwareConcurrency, fuseAttention = true, onFusionRefused }:
-    BackendSettings = {},
+    BackendSettings,
 ): Promise<Backend> {
   if (choice === "webgpu" || choice === "auto") {
     const adapter = await probeWebGpu();

@@ -54,7 +54,7 @@ async function fusedGraph(
 ): Promise<{ bytes: Uint8Array; folder?: string } | undefined> {
   if (!("path" in graph)) {
     const bytes = rewriteForLoad(graph.bytes, { fuseAttention: true }).fused;
-    return bytes && { bytes };
+    return bytes && { bytes, folder: graph.externalDataFolder };
   }
   let folder = dirname(graph.path);
   const renamed = new Map<string, string>();
@@ -118,7 +118,7 @@ export function createNodeBackend(
       // From a path, onnxruntime-node finds model.onnx_data itself, next to the model.
       session ??= "path" in graph
         ? await ort.InferenceSession.create(graph.path, options)
-        : await fromMemory(graph.bytes);
+        : await fromMemory(graph.bytes, graph.externalDataFolder);
       return {
         inputs: session.inputMetadata.map(tensorInfo),
         outputs: session.outputMetadata.map(tensorInfo),

@@ -10,6 +10,7 @@ import { dirname, join } from "node:path";
 import {
   type Backend,
   type GraphInput,
+  type OpenOptions,
   type Session,
   tensorInfo,
   type TensorType,
@@ -67,7 +68,7 @@ export async function createWebBackend(
     description: device === "webgpu"
       ? `onnxruntime-web ${ort.env.versions.web} WebGPU (${adapter.description})`
       : `onnxruntime-web ${ort.env.versions.web} WASM, ${threads} thread${threads > 1 ? "s" : ""}`,
-    async createSession(graph: GraphInput): Promise<Session> {
+    async createSession(graph: GraphInput, options: OpenOptions = {}): Promise<Session> {
       const label = "path" in graph ? graph.path : "the graph";
       if (device === "wasm") {
         const size = "path" in graph
@@ -103,6 +104,11 @@ export async function createWebBackend(
           graphOptimizationLevel: "all",
           externalData,
           logSeverityLevel: 3,
+          ...device === "webgpu" && options.deviceOutputs?.length && {
+            preferredOutputLocation: Object.fromEntries(
+              options.deviceOutputs.map((name) => [name, "gpu-buffer" as const]),
+            ),
+          },
         });
       // Should this build refuse the fused graph, the exported one still runs, only slower.
       const session = fused

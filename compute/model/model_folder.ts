@@ -127,7 +127,8 @@ async function createSession(
   try {
     return await backend.createSession(graph);
   } catch (e) {
-    if (e instanceof BackendUnavailableError) throw e;
+    // A refusal with its own reason (a shard too large for --shard-size) keeps its message.
+    if (e instanceof BackendUnavailableError || e instanceof ModelLoadError) throw e;
     const reason = (e as Error).message.replace(/\s+/g, " ").trim();
     throw new ModelLoadError(
       `Cannot load ${label} from ${dir}: not a loadable ONNX graph (${reason})`,

@@ -47,6 +47,8 @@ export interface EngineObserver {
   batchStarted?(requests: number, images: number): void;
   /** The worker reports something the operator should know that fails nothing. */
   warning?(message: string): void;
+  /** The worker reports how the model loaded (e.g. a graph opened in shards). */
+  info?(message: string): void;
   /** A request failed because the model's latents or pixels held a NaN or an infinity. */
   nonFiniteOutput?(stage: NonFiniteStage): void;
   requestFinished?(
@@ -229,6 +231,9 @@ export class Engine {
     switch (m.type) {
       case "warning":
         this.observer.warning?.(m.message);
+        return;
+      case "info":
+        this.observer.info?.(m.message);
         return;
       case "started": {
         const now = performance.now();

@@ -93,7 +93,9 @@ export type FromWorker =
   | { type: "failed"; id: number; error: ErrorMessage }
   | { type: "released" }
   /** Something the operator should know that fails nothing (e.g. a graph left unfused). */
-  | { type: "warning"; message: string };
+  | { type: "warning"; message: string }
+  /** How the model loaded, worth a line in the log (e.g. a graph opened in shards). */
+  | { type: "info"; message: string };
 
 /**
  * A request's cancellation as both threads see it: one 32-bit word in shared memory, set by the

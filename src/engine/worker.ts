@@ -6,7 +6,13 @@
  */
 /// <reference lib="deno.worker" />
 import process from "node:process";
-import { type BatchOutcome, idleCleanup, loadPipeline, type Pipeline } from "../../compute/mod.ts";
+import {
+  type BatchOutcome,
+  formatBytes,
+  idleCleanup,
+  loadPipeline,
+  type Pipeline,
+} from "../../compute/mod.ts";
 import { headBatchIsFull, type Queued, takeBatch } from "./batcher.ts";
 import {
   type BatchSettings,
@@ -150,6 +156,13 @@ async function load(message: Extract<ToWorker, { type: "load" }>): Promise<void>
             message: `a graph's fused attention did not load; it runs as exported (${
               error.message.split("\n")[0]
             })`,
+          }),
+        onSharded: (graph, bytes) =>
+          post({
+            type: "info",
+            message: `${graph} opened in ${bytes.length} shards (${
+              bytes.map(formatBytes).join(", ")
+            } of weights)`,
           }),
       },
     });
