@@ -20,6 +20,18 @@ const picture = await sharp({
   create: { width: 512, height: 512, channels: 3, background: { r: 200, g: 40, b: 40 } },
 }).png().toBuffer();
 
+/** Asks the chat endpoint for an image (vLLM-Omni's image chat) and returns its width. */
+async function chatImageWidth(client: OpenAI, extra: Record<string, unknown> = {}) {
+  const res = await client.chat.completions.create({
+    messages: [{ role: "user", content: "a red cube" }],
+    extra_body: { seed: 3, ...extra },
+  } as never);
+  // deno-lint-ignore no-explicit-any
+  const url: string = (res.choices[0].message.content as any)[0].image_url.url;
+  assert.match(url, /^data:image\/png;base64,/);
+  return (await sharp(Uint8Array.fromBase64(url.split(",")[1])).metadata()).width;
+}
+
 const CASES = [
   ["sd-turbo-webnn-tiny", false],
   ["sd-turbo-ort-web-tiny", false],
@@ -36,7 +48,7 @@ for (const device of ["cpu", "webgpu"] as const) {
 function serve(name: string, edits: boolean, device: "cpu" | "webgpu") {
   const ignored = device === "webgpu" ? webgpu.ignored : undefined;
   Deno.test({
-    name: `${name} served on ${device}: generations draw 512² images; edits ${
+    name: `${name} served on ${device}: generations and chat draw 512² images; edits ${
       edits ? "draw too" : "are refused clearly (the export has no VAE encoder)"
     }${ignored ? ` (ignored: ${ignored})` : ""}`,
     ignore: ignored !== undefined,
@@ -53,6 +65,7 @@ function serve(name: string, edits: boolean, device: "cpu" | "webgpu") {
           [(await sharp(png).metadata()).width, (await sharp(png).metadata()).height],
           [512, 512],
         );
+        assert.equal(await chatImageWidth(client), 512);
         const edit = client.images.edit({
           image: await toFile(picture, "in.png", { type: "image/png" }),
           prompt: "a blue cube",
@@ -133,7 +146,7 @@ for (const device of ["cpu", "webgpu"] as const) {
   const ignored = device === "webgpu" ? webgpu.ignored : undefined;
   Deno.test({
     name:
-      `z-image-turbo-webnn-tiny (with a tokenizer added) served on ${device}: generations draw images; edits are refused clearly${
+      `z-image-turbo-webnn-tiny (with a tokenizer added) served on ${device}: generations and chat draw images; edits are refused clearly${
         ignored ? ` (ignored: ${ignored})` : ""
       }`,
     ignore: ignored !== undefined,
@@ -156,6 +169,7 @@ for (const device of ["cpu", "webgpu"] as const) {
           assert.equal(generated.data!.length, 2);
           const png = Uint8Array.fromBase64(generated.data![0].b64_json!);
           assert.equal((await sharp(png).metadata()).width, 128);
+          assert.equal(await chatImageWidth(client, { size: "128x128" }), 128);
           await assert.rejects(
             client.images.edit({
               image: await toFile(picture, "in.png", { type: "image/png" }),
