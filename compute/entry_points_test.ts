@@ -7,12 +7,13 @@ const ENTRY_POINTS = new Set(["compute/mod.ts", "compute/image/mod.ts", "compute
 const CLIENTS = ["src", "web", "conformance", "deploy", "examples", "scripts"];
 /**
  * Scripts that test or measure compute beneath the pipeline (a bare backend session, the
- * tokenizer, the WebGPU test adapter), as compute's own tests do.
+ * tokenizer, the WebGPU test adapter, a graph's shards), as compute's own tests do.
  */
 const BENEATH = new Set([
   "scripts/autoencoder_ceiling.ts",
   "scripts/shapes_tiny_test.ts",
   "src/published_layouts_server_test.ts",
+  "src/sharded_model_test.ts",
 ]);
 
 /** The `.ts` and `.js` files under `folder` (relative to the repository), recursively. */

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import pkg from "onnx-proto";
 import { convert } from "../compute/convert/mod.ts";
-import { loadPipeline } from "../compute/load.ts";
+import { loadPipeline } from "../compute/mod.ts";
 import { initializerBytes, splitModel } from "../compute/graph/shard_graph.ts";
 import { webGpuForTests } from "../compute/backends/webgpu_for_tests.ts";
 import { REFERENCE_DATA, requestImage } from "../fixtures/reference/served.ts";
