@@ -102,9 +102,9 @@ Deno.test({
       .then(() => undefined, (e) => e);
     assert.ok(error instanceof OpenAI.BadRequestError, String(error));
     assert.match(error.message, /At most 1 image is supported by this model/);
-    // Too small a strength for the steps leaves nothing to run: the pipeline's 400.
+    // Too small a strength for the steps it names leaves nothing to run: the pipeline's 400.
     const none = await client.images.edit(
-      { image: await file(), prompt: GREEN, strength: 0.01 } as never,
+      { image: await file(), prompt: GREEN, strength: 0.01, num_inference_steps: 20 } as never,
     ).then(() => undefined, (e) => e);
     assert.ok(none instanceof OpenAI.BadRequestError, String(none));
     assert.match(none.message, /leaves no step to run/);

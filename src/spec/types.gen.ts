@@ -308,7 +308,7 @@ export interface components {
             n?: number | null;
             /** @description `WIDTHxHEIGHT`, or `auto` (the default): the input's size, scaled down to the server's pixel limit when larger, rounded to the model's size multiple. */
             size?: string | null;
-            /** @description How much of the schedule runs from the noised image (default 0.8; diffusers' `strength`): 1 starts from pure noise, small values keep more of the image. At least one step must run: `strength` × `num_inference_steps` ≥ 1 (else 400). */
+            /** @description How much of the schedule runs from the noised image (default 0.8; diffusers' `strength`): 1 starts from pure noise, small values keep more of the image. At least one step must run: `strength` × `num_inference_steps` ≥ 1 (else 400). An edit that names no `num_inference_steps` runs the model's default raised until it does (a one-step Turbo model runs 2 at strength 0.8). */
             strength?: number | null;
             /**
              * @description `b64_json` (default) or `url` (served by this server for 1 hour).

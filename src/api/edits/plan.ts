@@ -120,7 +120,28 @@ export async function editOptions(
     mask: mask && await decodeMask(mask.bytes, size, mask.param),
     strength: strength ?? DEFAULT_STRENGTH,
   };
-  return { ...options, edit };
+  return {
+    ...options,
+    steps: options.steps ?? editSteps(model.defaults.steps, edit.strength),
+    edit,
+  };
+}
+
+/** The most `num_inference_steps` a request may name (`openapi.yaml`'s maximum). */
+const MOST_STEPS = 200;
+
+/**
+ * The steps an edit that names none runs: the model's default, raised until `strength` of them is
+ * at least one step (a one-step Turbo model at strength 0.8 runs 2, of which 1 from the noised
+ * image), so OpenAI's edit examples, which send no steps, work on every model. Never past what a
+ * request may name: a strength too small for that, or an edit that names too few steps for its
+ * strength, is the pipeline's 400.
+ */
+export function editSteps(defaultSteps: number, strength: number): number {
+  if (defaultSteps * strength >= 1) return defaultSteps;
+  let steps = Math.ceil(1 / strength);
+  if (steps * strength < 1) steps++;
+  return steps <= MOST_STEPS ? steps : defaultSteps;
 }
 
 /** Validates a read edit request against the loaded model and the server's limits. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ApiError } from "../../errors.ts";
 import { FAKE_MODEL, testConfig } from "../../testing.ts";
-import { autoSize, checkImageCount } from "./plan.ts";
+import { autoSize, checkImageCount, editSteps } from "./plan.ts";
 import { dataUrlBytes } from "./read.ts";
 
 Deno.test("autoSize: the input's size in the model's multiple, scaled down to the pixel limit", () => {
@@ -36,4 +36,17 @@ Deno.test("dataUrlBytes: base64 data URLs only; others are 400s naming the field
       (e: ApiError) => e.status === 400 && e.options.param === "images[0]",
     );
   }
+});
+
+Deno.test("editSteps: the default, raised until strength of it is at least one step", () => {
+  assert.equal(editSteps(50, 0.8), 50);
+  assert.equal(editSteps(1, 0.8), 2);
+  assert.equal(editSteps(1, 0.5), 2);
+  assert.equal(editSteps(1, 0.3), 4);
+  assert.equal(editSteps(2, 0.1), 10);
+  assert.equal(editSteps(1, 1), 1);
+  // Too small a strength for any request's steps (or none at all): left to the pipeline's 400.
+  assert.equal(editSteps(1, 0.001), 1);
+  assert.equal(editSteps(8, Number.MIN_VALUE), 8);
+  assert.equal(editSteps(8, 0), 8);
 });
