@@ -17,11 +17,11 @@
  * after it. The transformer runs `--batch` rows (the server's true CFG runs prompt and negative
  * prompt as one batch of 2) of (size/16)² image tokens and `--prompt` text tokens; the text
  * encoder `--batch` rows of `--prompt` + 34 tokens (the template's dropped prefix). Then it
- * extrapolates to the full model (60 blocks, 28 layers): weights by bytes per block (the file's
- * size less a 0-block build's, over the blocks), memory as weights + the measured runtime
- * overhead + the largest forward's activations, time as forward / blocks (an upper bound per
- * block: it includes the input and output layers). Each forward's CPU seconds (all threads) are
- * given too: on a shared machine they vary less than the wall time.
+ * extrapolates to the full model (60 blocks, 28 layers) from the same measures of a 0-block build
+ * (the layers outside the blocks, the runtime, the process): weights by bytes per block, loaded
+ * RSS by RSS per block (at q4 ONNX Runtime holds more than the weights' bytes), the peak as that +
+ * the largest forward's activations, time by the seconds per block. Each forward's CPU seconds
+ * (all threads) are given too: on a shared machine they vary less than the wall time.
  *
  * @module
  */
@@ -90,8 +90,11 @@ const TEMPLATE_TOKENS = 34;
 
 type Component = "transformer" | "text_encoder";
 
-const rssMib = async () =>
-  Number((await Deno.readTextFile("/proc/self/status")).match(/VmRSS:\s+(\d+) kB/)![1]) / 1024;
+/** A `/proc/self/status` field in MiB: `VmRSS`, and its parts `RssAnon` and `RssFile`. */
+const statusMib = async (field: string) =>
+  Number(
+    (await Deno.readTextFile("/proc/self/status")).match(new RegExp(`${field}:\\s+(\\d+) kB`))![1],
+  ) / 1024;
 
 /** This process's CPU seconds so far (user + system, all threads; `/proc/self/stat`, 100 Hz). */
 const cpuS = async () => {
@@ -126,7 +129,8 @@ if (values.child) {
   });
   const loadS = (performance.now() - t) / 1000;
   const loadPeakMib = await peakRssMib();
-  const loadedMib = await rssMib();
+  const loadedMib = await statusMib("VmRSS");
+  const loadedFileMib = await statusMib("RssFile");
   const runs = [];
   for (const size of SIZES) {
     const feeds = values.child === "transformer"
@@ -185,7 +189,7 @@ if (values.child) {
     // The text encoder's input does not depend on the image size: one run tells it all.
     if (values.child === "text_encoder") break;
   }
-  console.log(JSON.stringify({ loadS, loadPeakMib, loadedMib, runs }));
+  console.log(JSON.stringify({ loadS, loadPeakMib, loadedMib, loadedFileMib, runs }));
   await session.release();
 } else {
   const components: Component[] = values.only
@@ -193,81 +197,91 @@ if (values.child) {
     : ["transformer", "text_encoder"];
   const root = await Deno.makeTempDir({ prefix: "denoise-qwen-bench-" });
   const MIB = 2 ** 20;
+  /** Opens the graph at `dir` in a fresh process and runs it at each size. */
+  const measure = async (component: Component, dir: string) => {
+    const child = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", import.meta.filename!, ...Deno.args, "--child", component, "--dir", dir],
+      stderr: "inherit",
+    }).output();
+    if (!child.success) throw new Error(`${component}: the measuring process failed`);
+    return JSON.parse(new TextDecoder().decode(child.stdout).trim().split("\n").at(-1)!);
+  };
   try {
     console.log(
       `# Qwen-Image at real widths, ${DTYPE}, native CPU, batch ${BATCH}, ${PROMPT} prompt tokens\n`,
     );
-    const totals = { weightsMib: 0, overheadMib: 0, activationMib: 0 };
+    const totals = { loadedMib: 0, activationMib: 0 };
     for (const component of components) {
       const n = Number(component === "transformer" ? values.blocks : values.layers);
       const full = component === "transformer" ? TRANSFORMER.layers : TEXT.layers;
       const bytes = await build(component, n, `${root}/${component}`);
       const base = await build(component, 0, `${root}/${component}-0`);
-      await Deno.remove(`${root}/${component}-0`, { recursive: true });
       const perBlock = (bytes - base) / n;
       // The real embedding table: float32 at every dtype but fp16 (the builder's rule).
       const embedding = component === "text_encoder"
         ? (TEXT.vocabSize - BENCH_VOCAB) * TEXT.hiddenSize * (DTYPE === "fp16" ? 2 : 4)
         : 0;
       const fullBytes = base + embedding + perBlock * full;
-      const child = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          import.meta.filename!,
-          ...Deno.args,
-          "--child",
-          component,
-          "--dir",
-          `${root}/${component}`,
-        ],
-        stderr: "inherit",
-      }).output();
-      if (!child.success) throw new Error(`${component}: the measuring process failed`);
-      const r = JSON.parse(new TextDecoder().decode(child.stdout).trim().split("\n").at(-1)!);
-      const overheadMib = r.loadedMib - bytes / MIB;
+      // The 0-block graph: what the process, the runtime and the layers outside the blocks cost.
+      const r0 = await measure(component, `${root}/${component}-0`);
+      const r = await measure(component, `${root}/${component}`);
+      // RSS a block adds once loaded (the weights and what the runtime makes of them).
+      const loadedPerBlock = (r.loadedMib - r0.loadedMib) / n;
+      const loadedFull = r0.loadedMib + embedding / MIB + loadedPerBlock * full;
       const activationMib = Math.max(...r.runs.map((x: { peakMib: number }) => x.peakMib)) -
         r.loadedMib;
-      totals.weightsMib += fullBytes / MIB;
-      totals.overheadMib += overheadMib;
+      totals.loadedMib += loadedFull;
       totals.activationMib = Math.max(totals.activationMib, activationMib);
       console.log(
         `## ${component}: ${n} of ${full} blocks built, ${formatBytes(bytes)} of weights ` +
           `(${formatBytes(perBlock)} a block, ${formatBytes(base)} outside the blocks` +
           (embedding ? `, + ${formatBytes(embedding)} of real embedding not built` : "") + ")\n",
       );
-      console.log(
-        `- load ${r.loadS.toFixed(1)} s; peak RSS while loading ${r.loadPeakMib.toFixed(0)} MiB; ` +
-          `RSS loaded ${r.loadedMib.toFixed(0)} MiB (weights + ${overheadMib.toFixed(0)} MiB)`,
-      );
-      for (const run of r.runs) {
-        const what = component === "transformer"
-          ? `${run.size}² (${(run.size / 16) ** 2} image tokens)`
-          : `${PROMPT + TEMPLATE_TOKENS} tokens`;
+      for (const [label, x] of [["0 blocks", r0], [`${n} blocks`, r]]) {
         console.log(
-          `- forward at ${what}: ${run.forwardS.toFixed(2)} s (${
-            (run.forwardS / n).toFixed(2)
-          } s a block → ${((run.forwardS / n) * full).toFixed(0)} s for ${full}; CPU ${
-            run.cpuS.toFixed(1)
-          } s → ${((run.cpuS / n) * full).toFixed(0)} CPU s for ${full}); ` +
-            `peak RSS ${run.peakMib.toFixed(0)} MiB (${
-              (run.peakMib - r.loadedMib).toFixed(0)
-            } MiB over loaded)`,
+          `- ${label}: load ${x.loadS.toFixed(1)} s; peak RSS while loading ${
+            x.loadPeakMib.toFixed(0)
+          } MiB; RSS loaded ${x.loadedMib.toFixed(0)} MiB (${
+            x.loadedFileMib.toFixed(0)
+          } MiB of it file pages)`,
         );
       }
       console.log(
+        `- RSS loaded a block: ${loadedPerBlock.toFixed(1)} MiB (${
+          (loadedPerBlock / (perBlock / MIB)).toFixed(2)
+        }× its weights)`,
+      );
+      r.runs.forEach(
+        (run: { size: number; forwardS: number; cpuS: number; peakMib: number }, i: number) => {
+          const what = component === "transformer"
+            ? `${run.size}² (${(run.size / 16) ** 2} image tokens)`
+            : `${PROMPT + TEMPLATE_TOKENS} tokens`;
+          const wall = (run.forwardS - r0.runs[i].forwardS) / n;
+          const cpu = (run.cpuS - r0.runs[i].cpuS) / n;
+          console.log(
+            `- forward at ${what}: ${run.forwardS.toFixed(2)} s, CPU ${run.cpuS.toFixed(1)} s ` +
+              `(0 blocks: ${r0.runs[i].forwardS.toFixed(2)} s, CPU ${
+                r0.runs[i].cpuS.toFixed(1)
+              } s); ` +
+              `a block ${wall.toFixed(2)} s, CPU ${cpu.toFixed(2)} s → ${full} blocks ${
+                (wall * full).toFixed(0)
+              } s, CPU ${(cpu * full).toFixed(0)} s; peak RSS ${run.peakMib.toFixed(0)} MiB (${
+                (run.peakMib - r.loadedMib).toFixed(0)
+              } MiB over loaded)`,
+          );
+        },
+      );
+      console.log(
         `- full model: ${formatBytes(fullBytes)} of weights; loaded ≈ ${
-          formatBytes(fullBytes + overheadMib * MIB)
-        }; peak ≈ ${formatBytes(fullBytes + (overheadMib + activationMib) * MIB)}\n`,
+          formatBytes(loadedFull * MIB)
+        }; peak ≈ ${formatBytes((loadedFull + activationMib) * MIB)}\n`,
       );
     }
     if (components.length === 2) {
-      const { weightsMib, overheadMib, activationMib } = totals;
+      const { loadedMib, activationMib } = totals;
       console.log(
-        `## both in one process: ${formatBytes(weightsMib * MIB)} of weights; loaded ≈ ${
-          formatBytes((weightsMib + overheadMib) * MIB)
-        }; peak while denoising ≈ ${
-          formatBytes((weightsMib + overheadMib + activationMib) * MIB)
+        `## both in one process: loaded ≈ ${formatBytes(loadedMib * MIB)}; peak while denoising ≈ ${
+          formatBytes((loadedMib + activationMib) * MIB)
         } (the VAE not counted)`,
       );
     }
