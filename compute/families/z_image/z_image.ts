@@ -10,23 +10,23 @@
  *
  * @module
  */
-import { InvalidInputError } from "../errors.ts";
-import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
-import { exists, readJsonFile } from "../model/files.ts";
+import { InvalidInputError } from "../../errors.ts";
+import { type Backend, readFloat32, type Session, type Tensor } from "../../backends/backend.ts";
+import { exists, readJsonFile } from "../../model/files.ts";
 import {
   axisStatement,
   checkAgreement,
   configStatement,
   matchInputs,
   matchOutput,
-} from "../model/graph_interface.ts";
-import { graphPath, type GraphSource } from "../model/model_folder.ts";
-import { editMode, editSetup, VaeEncoder } from "./edit.ts";
-import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
-import { randnFrom } from "../random.ts";
-import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
-import { linspace } from "../schedulers/scheduler.ts";
-import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
+} from "../../model/graph_interface.ts";
+import { graphPath, type GraphSource } from "../../model/model_folder.ts";
+import { editMode, editSetup, VaeEncoder } from "../../pipelines/edit.ts";
+import { decodeLatents, type VaeDecodeSettings } from "../../pipelines/vae_decode.ts";
+import { randnFrom } from "../../random.ts";
+import { createScheduler, type Scheduler, type SchedulerConfig } from "../../schedulers/mod.ts";
+import { linspace } from "../../schedulers/scheduler.ts";
+import { QwenTokenizer } from "../../tokenizers/qwen_tokenizer.ts";
 import type {
   BatchOutcome,
   CancelSignal,
@@ -35,14 +35,14 @@ import type {
   Pipeline,
   PipelineDefaults,
   RgbImage,
-} from "./pipeline.ts";
+} from "../../pipelines/pipeline.ts";
 import {
   checkGenerateOptions,
   concatAll,
   type EncodedText,
   TextRows,
   toRgbImages,
-} from "./common.ts";
+} from "../../pipelines/common.ts";
 import {
   createMembers,
   denoise,
@@ -52,9 +52,9 @@ import {
   only,
   outcomes,
   type RunParams,
-} from "./denoising_loop.ts";
-import { FLUX_LATENT_RGB, latentsToRgb } from "./preview.ts";
-import { SignalGraphs } from "./signal_graph.ts";
+} from "../../pipelines/denoising_loop.ts";
+import { FLUX_LATENT_RGB, latentsToRgb } from "../../pipelines/preview.ts";
+import { SignalGraphs } from "../../pipelines/signal_graph.ts";
 
 const CHAT_TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n";
 const MAX_SEQUENCE_LENGTH = 512;

@@ -20,9 +20,9 @@ import {
   type Session,
   type Tensor,
   type TensorInfo,
-} from "../backends/backend.ts";
-import { InvalidInputError, ModelLoadError } from "../errors.ts";
-import { exists, readJsonFile } from "../model/files.ts";
+} from "../../backends/backend.ts";
+import { InvalidInputError, ModelLoadError } from "../../errors.ts";
+import { exists, readJsonFile } from "../../model/files.ts";
 import {
   axisStatement,
   checkAgreement,
@@ -30,20 +30,20 @@ import {
   type InputSpec,
   matchInputs,
   matchOutput,
-} from "../model/graph_interface.ts";
-import { graphPath, type GraphSource } from "../model/model_folder.ts";
-import { type Mt19937, randnFrom } from "../random.ts";
-import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
-import { type SchedulerRun, startAt } from "../schedulers/scheduler.ts";
-import { ClipTokenizer } from "../tokenizers/clip_tokenizer.ts";
-import { asEncodedText, ClipEncoder } from "./clip_encoder.ts";
+} from "../../model/graph_interface.ts";
+import { graphPath, type GraphSource } from "../../model/model_folder.ts";
+import { type Mt19937, randnFrom } from "../../random.ts";
+import { createScheduler, type Scheduler, type SchedulerConfig } from "../../schedulers/mod.ts";
+import { type SchedulerRun, startAt } from "../../schedulers/scheduler.ts";
+import { ClipTokenizer } from "../../tokenizers/clip_tokenizer.ts";
+import { asEncodedText, ClipEncoder } from "../../pipelines/clip_encoder.ts";
 import {
   checkGenerateOptions,
   concatAll,
   type EncodedText,
   TextRows,
   toRgbImages,
-} from "./common.ts";
+} from "../../pipelines/common.ts";
 import {
   createMembers,
   denoise,
@@ -53,7 +53,7 @@ import {
   only,
   outcomes,
   type RunParams,
-} from "./denoising_loop.ts";
+} from "../../pipelines/denoising_loop.ts";
 import {
   checkEdit,
   editMode,
@@ -63,7 +63,7 @@ import {
   latentMask,
   repeatImages,
   VaeEncoder,
-} from "./edit.ts";
+} from "../../pipelines/edit.ts";
 import type {
   BatchOutcome,
   CancelSignal,
@@ -72,10 +72,10 @@ import type {
   GenerateResult,
   Pipeline,
   PipelineDefaults,
-} from "./pipeline.ts";
-import { latentsToRgb, SD_LATENT_RGB, SDXL_LATENT_RGB } from "./preview.ts";
-import { SignalGraphs } from "./signal_graph.ts";
-import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
+} from "../../pipelines/pipeline.ts";
+import { latentsToRgb, SD_LATENT_RGB, SDXL_LATENT_RGB } from "../../pipelines/preview.ts";
+import { SignalGraphs } from "../../pipelines/signal_graph.ts";
+import { decodeLatents, type VaeDecodeSettings } from "../../pipelines/vae_decode.ts";
 
 /** The float types a graph's tensors may have. */
 export const FLOAT = ["float32", "float16"] as const;

@@ -10,30 +10,30 @@
  *
  * @module
  */
-import { InvalidInputError } from "../errors.ts";
-import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
-import { ModelLoadError } from "../errors.ts";
-import { exists, readJsonFile } from "../model/files.ts";
+import { InvalidInputError } from "../../errors.ts";
+import { type Backend, readFloat32, type Session, type Tensor } from "../../backends/backend.ts";
+import { ModelLoadError } from "../../errors.ts";
+import { exists, readJsonFile } from "../../model/files.ts";
 import {
   axisStatement,
   checkAgreement,
   configStatement,
   matchInputs,
   matchOutput,
-} from "../model/graph_interface.ts";
-import { graphPath, type GraphSource } from "../model/model_folder.ts";
-import { editMode, editSetup, VaeEncoder } from "./edit.ts";
-import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
-import { randnFrom } from "../random.ts";
+} from "../../model/graph_interface.ts";
+import { graphPath, type GraphSource } from "../../model/model_folder.ts";
+import { editMode, editSetup, VaeEncoder } from "../../pipelines/edit.ts";
+import { decodeLatents, type VaeDecodeSettings } from "../../pipelines/vae_decode.ts";
+import { randnFrom } from "../../random.ts";
 import {
   calculateShift,
   createScheduler,
   type Scheduler,
   type SchedulerConfig,
-} from "../schedulers/mod.ts";
-import { linspace } from "../schedulers/scheduler.ts";
-import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
-import { packLatents, unpackLatents } from "./latent_packing.ts";
+} from "../../schedulers/mod.ts";
+import { linspace } from "../../schedulers/scheduler.ts";
+import { QwenTokenizer } from "../../tokenizers/qwen_tokenizer.ts";
+import { packLatents, unpackLatents } from "../../pipelines/latent_packing.ts";
 import type {
   BatchOutcome,
   CancelSignal,
@@ -42,14 +42,14 @@ import type {
   Pipeline,
   PipelineDefaults,
   RgbImage,
-} from "./pipeline.ts";
+} from "../../pipelines/pipeline.ts";
 import {
   checkGenerateOptions,
   concatAll,
   type EncodedText,
   TextRows,
   toRgbImages,
-} from "./common.ts";
+} from "../../pipelines/common.ts";
 import {
   createMembers,
   denoise,
@@ -59,9 +59,9 @@ import {
   only,
   outcomes,
   type RunParams,
-} from "./denoising_loop.ts";
-import { latentsToRgb, WAN21_LATENT_RGB, WAN21_LATENTS_MEAN } from "./preview.ts";
-import { SignalGraphs } from "./signal_graph.ts";
+} from "../../pipelines/denoising_loop.ts";
+import { latentsToRgb, WAN21_LATENT_RGB, WAN21_LATENTS_MEAN } from "../../pipelines/preview.ts";
+import { SignalGraphs } from "../../pipelines/signal_graph.ts";
 
 type QwenMember = Member<EncodedPrompts>;
 
