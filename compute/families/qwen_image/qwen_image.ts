@@ -23,7 +23,8 @@ import {
 } from "../../model/graph_interface.ts";
 import { graphPath, type GraphSource } from "../../model/model_folder.ts";
 import { editMode, editSetup, VaeEncoder } from "../../pipelines/edit.ts";
-import { decodeLatents, type VaeDecodeSettings } from "../../pipelines/vae_decode.ts";
+import { PipelineBase } from "../../pipelines/base.ts";
+import { decodeLatents, decoderRun, type VaeDecodeSettings } from "../../pipelines/vae_decode.ts";
 import { randnFrom } from "../../random.ts";
 import {
   calculateShift,
@@ -38,7 +39,6 @@ import type {
   BatchOutcome,
   CancelSignal,
   GenerateOptions,
-  GenerateResult,
   Pipeline,
   PipelineDefaults,
   RgbImage,
@@ -56,7 +56,6 @@ import {
   eachLive,
   type Member,
   type MemberSetup,
-  only,
   outcomes,
   type RunParams,
 } from "../../pipelines/denoising_loop.ts";
@@ -117,7 +116,7 @@ export function trueCfg(
 }
 
 /** Qwen-Image over ONNX Runtime. */
-export class QwenImagePipeline implements Pipeline {
+export class QwenImagePipeline extends PipelineBase implements Pipeline {
   readonly family = "QwenImagePipeline";
   readonly sizeMultiple = 16;
   /** 1 when the folder has a VAE encoder (image-to-image and inpainting), else 0. */
@@ -138,6 +137,7 @@ export class QwenImagePipeline implements Pipeline {
     private readonly signals: SignalGraphs,
     private readonly vaeEncoder?: VaeEncoder,
   ) {
+    super();
     this.maxEditImages = vaeEncoder ? 1 : 0;
     matchInputs("text_encoder/model.onnx", textEncoder, [
       { name: "input_ids", types: ["int64"], ranks: [2] },
@@ -261,10 +261,6 @@ export class QwenImagePipeline implements Pipeline {
       }
     });
     return { data: features, rows: prompts.length, mask: keptMask, length: keptLength, width };
-  }
-
-  generate(options: GenerateOptions): Promise<GenerateResult> {
-    return this.generateBatch([options]).then(only);
   }
 
   /** The padded caption length changes the transformer's input, so it is part of the key. */
@@ -477,14 +473,12 @@ export class QwenImagePipeline implements Pipeline {
     const pixels = await decodeLatents(
       z,
       { n, channels: Z_DIM, h: lh, w: lw, scale: VAE_SCALE },
-      async (tile, count, h, w) => {
-        const decoded = await this.vaeDecoder.run({
-          latent_sample: this.backend.tensor("float32", tile, [count, Z_DIM, 1, h, w]),
-        });
-        const out = await readFloat32(decoded.sample);
-        decoded.sample.dispose();
-        return out;
-      },
+      decoderRun(
+        this.vaeDecoder,
+        this.backend,
+        "float32",
+        (count, h, w) => [count, Z_DIM, 1, h, w],
+      ),
       this.decode,
       QWEN_VAE_TILE_LATENT,
       signal,
@@ -492,11 +486,7 @@ export class QwenImagePipeline implements Pipeline {
     return toRgbImages(pixels, n, lw * VAE_SCALE, lh * VAE_SCALE);
   }
 
-  async release(): Promise<void> {
-    await this.textEncoder.release();
-    await this.transformer.release();
-    await this.vaeDecoder.release();
-    await this.vaeEncoder?.release();
-    await this.signals.release();
+  protected held() {
+    return [this.textEncoder, this.transformer, this.vaeDecoder, this.vaeEncoder, this.signals];
   }
 }

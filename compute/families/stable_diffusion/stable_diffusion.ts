@@ -50,7 +50,6 @@ import {
   eachLive,
   type Member,
   type MemberSetup,
-  only,
   outcomes,
   type RunParams,
 } from "../../pipelines/denoising_loop.ts";
@@ -69,13 +68,13 @@ import type {
   CancelSignal,
   EditInput,
   GenerateOptions,
-  GenerateResult,
   Pipeline,
   PipelineDefaults,
 } from "../../pipelines/pipeline.ts";
 import { latentsToRgb, SD_LATENT_RGB, SDXL_LATENT_RGB } from "../../pipelines/preview.ts";
 import { SignalGraphs } from "../../pipelines/signal_graph.ts";
-import { decodeLatents, type VaeDecodeSettings } from "../../pipelines/vae_decode.ts";
+import { PipelineBase } from "../../pipelines/base.ts";
+import { decodeLatents, decoderRun, type VaeDecodeSettings } from "../../pipelines/vae_decode.ts";
 
 /** The float types a graph's tensors may have. */
 export const FLOAT = ["float32", "float16"] as const;
@@ -196,7 +195,7 @@ export interface StableDiffusionParts {
 }
 
 /** Stable Diffusion text-to-image over ONNX Runtime. */
-export class StableDiffusionPipeline implements Pipeline {
+export class StableDiffusionPipeline extends PipelineBase implements Pipeline {
   readonly family: string = "StableDiffusionPipeline";
   /**
    * 8 (the VAE), times 2 per UNet downsampling: an exported UNet concatenates skip connections of
@@ -214,6 +213,7 @@ export class StableDiffusionPipeline implements Pipeline {
   readonly #latentType: "float32" | "float16";
 
   protected constructor(parts: StableDiffusionParts) {
+    super();
     this.#parts = parts;
     this.sizeMultiple = VAE_SCALE * 2 ** (parts.unetLevels - 1);
     this.#scheduler = schedulerOrEuler(parts.schedulerConfig);
@@ -274,10 +274,6 @@ export class StableDiffusionPipeline implements Pipeline {
 
   get defaults(): PipelineDefaults {
     return this.#parts.defaults;
-  }
-
-  generate(options: GenerateOptions): Promise<GenerateResult> {
-    return this.generateBatch([options]).then(only);
   }
 
   batchKey(options: GenerateOptions): string {
@@ -498,14 +494,7 @@ export class StableDiffusionPipeline implements Pipeline {
     const pixels = await decodeLatents(
       latents.map((x) => x / p.vaeScalingFactor),
       { n: params.n, channels, h, w, scale: VAE_SCALE },
-      async (tile, n, th, tw) => {
-        const decoded = await p.vaeDecoder.run({
-          latent_sample: p.backend.tensor(this.#latentType, tile, [n, channels, th, tw]),
-        });
-        const out = await readFloat32(decoded.sample);
-        decoded.sample.dispose();
-        return out;
-      },
+      decoderRun(p.vaeDecoder, p.backend, this.#latentType, (n, th, tw) => [n, channels, th, tw]),
       p.decode,
       p.decode.tileLatent,
       signal,
@@ -548,12 +537,9 @@ export class StableDiffusionPipeline implements Pipeline {
     );
   }
 
-  async release(): Promise<void> {
-    await this.#parts.conditioning.release();
-    await this.#parts.unet.release();
-    await this.#parts.vaeDecoder.release();
-    await this.#parts.vaeEncoder?.release();
-    await this.#parts.signals.release();
+  protected held() {
+    const p = this.#parts;
+    return [p.conditioning, p.unet, p.vaeDecoder, p.vaeEncoder, p.signals];
   }
 }
 
