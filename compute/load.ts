@@ -16,12 +16,9 @@ import {
   providerGraphs,
   type PublishedGraph,
 } from "./model/published_layouts.ts";
-import type { Pipeline, PipelineDefaults } from "./pipelines/pipeline.ts";
-import { QwenImagePipeline } from "./pipelines/qwen_image.ts";
-import { StableDiffusionPipeline } from "./pipelines/stable_diffusion.ts";
-import { StableDiffusionXLPipeline } from "./pipelines/stable_diffusion_xl.ts";
+import { FAMILIES, familyOf } from "./families/mod.ts";
+import type { PipelineDefaults } from "./pipelines/pipeline.ts";
 import type { VaeDecodeSettings } from "./pipelines/vae_decode.ts";
-import { ZImagePipeline } from "./pipelines/z_image.ts";
 
 /** Options of {@linkcode loadPipeline}. */
 export interface LoadOptions {
@@ -46,34 +43,8 @@ export interface LoadOptions {
   onNotice?: (message: string) => void;
 }
 
-/** A pipeline class: loads a model folder's graphs. */
-interface PipelineClass {
-  load(
-    graphs: GraphSource,
-    defaults?: Partial<PipelineDefaults>,
-    vae?: VaeDecodeSettings,
-  ): Promise<Pipeline>;
-}
-
-/** `model_index.json` class names → pipeline. Optimum and legacy diffusers ONNX names included. */
-const FAMILIES: Record<string, PipelineClass> = {
-  StableDiffusionPipeline,
-  ORTStableDiffusionPipeline: StableDiffusionPipeline,
-  OnnxStableDiffusionPipeline: StableDiffusionPipeline,
-  // Inpainting folders (sd-v1-5-inpainting: a 9-channel UNet) run on the same pipelines.
-  StableDiffusionInpaintPipeline: StableDiffusionPipeline,
-  ORTStableDiffusionInpaintPipeline: StableDiffusionPipeline,
-  OnnxStableDiffusionInpaintPipeline: StableDiffusionPipeline,
-  StableDiffusionXLPipeline,
-  ORTStableDiffusionXLPipeline: StableDiffusionXLPipeline,
-  StableDiffusionXLInpaintPipeline: StableDiffusionXLPipeline,
-  ORTStableDiffusionXLInpaintPipeline: StableDiffusionXLPipeline,
-  QwenImagePipeline,
-  ZImagePipeline,
-};
-
 /** The pipeline classes {@linkcode loadPipeline} can run. */
-export const SUPPORTED_PIPELINES: readonly string[] = Object.keys(FAMILIES);
+export const SUPPORTED_PIPELINES: readonly string[] = FAMILIES.flatMap((f) => f.pipelineClasses);
 
 /**
  * Loads the model folder `dir` on the chosen device, ready to apply each request's LoRA adapters
@@ -110,7 +81,7 @@ async function loadFolder(
   cleanup?: () => Promise<void>,
 ): Promise<LoraPipeline> {
   const index = await readModelIndex(dir);
-  const family = FAMILIES[index._class_name];
+  const family = familyOf(index._class_name);
   if (!family) {
     throw new ModelLoadError(
       `Cannot load ${dir}/model_index.json: pipeline class '${index._class_name}' is not supported (supported: ${

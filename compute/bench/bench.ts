@@ -12,7 +12,7 @@ import type { DeviceName, Session } from "../backends/backend.ts";
 import { probeWebGpu, selectBackend } from "../backends/device.ts";
 import { encodeImages } from "../image/encode.ts";
 import { folderGraphs } from "../model/model_folder.ts";
-import { StableDiffusionPipeline } from "../pipelines/stable_diffusion.ts";
+import { StableDiffusionPipeline } from "../families/stable_diffusion/stable_diffusion.ts";
 import { torchRandn } from "../random.ts";
 import { downloadSnapshot, hubSettings, planDownload } from "../model/hub_download.ts";
 import { startFakeHub } from "../../fixtures/fake_hub.ts";

@@ -10,7 +10,7 @@
 import { trimHeap } from "../backends/heap.ts";
 import { createNodeBackend } from "../backends/onnxruntime_node.ts";
 import { folderGraphs } from "../model/model_folder.ts";
-import { StableDiffusionPipeline } from "../pipelines/stable_diffusion.ts";
+import { StableDiffusionPipeline } from "../families/stable_diffusion/stable_diffusion.ts";
 import { median } from "./bench_stats.ts";
 
 const MODEL = new URL("../../models/shapes-tiny", import.meta.url).pathname;

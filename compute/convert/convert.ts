@@ -13,6 +13,7 @@
 import { basename, dirname, join } from "node:path";
 import { WEIGHT_DTYPES, type WeightDtype } from "../graph/onnx_builder.ts";
 import { ConvertError } from "../errors.ts";
+import { convertedFamilyOf, FAMILIES } from "../families/mod.ts";
 import { exists, readJsonFile } from "../model/files.ts";
 import {
   FolderWriter,
@@ -45,35 +46,6 @@ export interface ConvertOptions {
    */
   config?: string;
 }
-
-/** The pipeline classes a whole folder is converted for, and the components each needs. */
-const PIPELINES: Record<string, { convert: string[]; copy: string[] }> = {
-  StableDiffusionPipeline: {
-    convert: ["text_encoder", "unet", "vae"],
-    copy: ["tokenizer", "scheduler"],
-  },
-  // sd-v1-5-inpainting's folder: the same parts, a 9-channel UNet.
-  StableDiffusionInpaintPipeline: {
-    convert: ["text_encoder", "unet", "vae"],
-    copy: ["tokenizer", "scheduler"],
-  },
-  StableDiffusionXLPipeline: {
-    convert: ["text_encoder", "text_encoder_2", "unet", "vae"],
-    copy: ["tokenizer", "tokenizer_2", "scheduler"],
-  },
-  StableDiffusionXLInpaintPipeline: {
-    convert: ["text_encoder", "text_encoder_2", "unet", "vae"],
-    copy: ["tokenizer", "tokenizer_2", "scheduler"],
-  },
-  ZImagePipeline: {
-    convert: ["text_encoder", "transformer", "vae"],
-    copy: ["tokenizer", "scheduler"],
-  },
-  QwenImagePipeline: {
-    convert: ["text_encoder", "transformer", "vae"],
-    copy: ["tokenizer", "scheduler"],
-  },
-};
 
 /** Components a diffusers SD folder may name that the server does not run (left out). */
 const NOT_SERVED = new Set(["safety_checker", "feature_extractor", "image_encoder"]);
@@ -134,35 +106,35 @@ async function pipelineFolder(
     throw new ConvertError((e as Error).message);
   });
   const cls = String(index._class_name);
-  const pipeline = PIPELINES[cls];
-  if (!pipeline) {
+  const family = convertedFamilyOf(cls);
+  if (!family) {
     throw new ConvertError(
       `${src}/model_index.json: pipeline class ${
         JSON.stringify(cls)
-      } is not converted (supported: ${Object.keys(PIPELINES).join(", ")})`,
+      } is not converted (supported: ${
+        FAMILIES.flatMap((f) => f.convert.pipelineClasses).join(", ")
+      })`,
     );
   }
+  const pipeline = family.convert;
   for (const [name, entry] of Object.entries(index)) {
     if (name.startsWith("_") || !Array.isArray(entry) || entry[1] === null) continue;
     if (NOT_SERVED.has(name)) continue;
-    if (![...pipeline.convert, ...pipeline.copy].includes(name)) {
+    if (![...pipeline.components, ...pipeline.copy].includes(name)) {
       throw new ConvertError(`${src}/model_index.json: unknown component "${name}" (${entry[1]})`);
     }
   }
-  for (const name of [...pipeline.convert, ...pipeline.copy]) {
+  for (const name of [...pipeline.components, ...pipeline.copy]) {
     if (!Array.isArray(index[name]) || !(await exists(`${src}/${name}`))) {
       throw new ConvertError(`${src}: component ${name}/ is missing`);
     }
   }
-  for (const name of pipeline.convert) {
+  for (const name of pipeline.components) {
     const { config, weights } = await readComponentFolder(`${src}/${name}`);
     writeComponent(writer, `${src}/${name}`, config, weights, name, dtype);
   }
   const copied = await copyFolders(src, pipeline.copy, writer);
-  if (
-    (cls === "ZImagePipeline" || cls === "QwenImagePipeline") &&
-    !copied.has("tokenizer/tokenizer.json")
-  ) {
+  if (pipeline.tokenizer === "qwen2" && !copied.has("tokenizer/tokenizer.json")) {
     // Qwen2Tokenizer saved by the slow tokenizer: vocab.json and merges.txt only.
     const tokenizer = new Map(
       [...copied].filter(([p]) => p.startsWith("tokenizer/")).map(([p, b]) => [p.slice(10), b]),
@@ -212,9 +184,9 @@ async function singleFile(
       }`,
     );
   }
-  const pipeline = PIPELINES[layout.pipeline];
+  const pipeline = convertedFamilyOf(layout.pipeline)!.convert;
   const configs: Record<string, RawConfig> = {};
-  for (const name of pipeline.convert) {
+  for (const name of pipeline.components) {
     configs[name] = await readJsonFile<RawConfig>(`${dir}/${name}/config.json`).catch((e) => {
       throw new ConvertError(`${what}: ${(e as Error).message}`);
     });
@@ -225,7 +197,7 @@ async function singleFile(
     vaeLevels: Array.isArray(levels) ? levels.length : 1,
     textEncoderLayers: Number(configs.text_encoder.num_hidden_layers ?? 12),
   });
-  for (const name of pipeline.convert) {
+  for (const name of pipeline.components) {
     const weights = parts[name as keyof typeof parts]!;
     writeComponent(writer, `${path} (${name})`, configs[name], weights, name, dtype);
   }
@@ -258,7 +230,7 @@ function modelIndex(index: RawConfig): Uint8Array {
  */
 async function copyFolders(
   src: string,
-  folders: string[],
+  folders: readonly string[],
   writer: OutputWriter,
 ): Promise<Map<string, Uint8Array>> {
   const copied = new Map<string, Uint8Array>();

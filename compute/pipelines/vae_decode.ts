@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { type Backend, readFloat32, type Session } from "../backends/backend.ts";
 import { CancelledError } from "../errors.ts";
 import { checkFinite } from "./common.ts";
 import type { CancelSignal } from "./pipeline.ts";
@@ -30,6 +31,26 @@ export type DecodeRun = (
   h: number,
   w: number,
 ) => Promise<Float32Array>;
+
+/**
+ * The {@linkcode DecodeRun} of a `vae_decoder` graph: latents in as `latent_sample` of `type` and
+ * the shape `shape(n, h, w)` gives, `sample` out as float32.
+ */
+export function decoderRun(
+  decoder: Session,
+  backend: Backend,
+  type: "float32" | "float16",
+  shape: (n: number, h: number, w: number) => number[],
+): DecodeRun {
+  return async (latents, n, h, w) => {
+    const decoded = await decoder.run({
+      latent_sample: backend.tensor(type, latents, shape(n, h, w)),
+    });
+    const out = await readFloat32(decoded.sample);
+    decoded.sample.dispose();
+    return out;
+  };
+}
 
 /** diffusers' `tile_overlap_factor`. */
 const OVERLAP = 0.25;

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { CancelledError, InvalidInputError } from "../errors.ts";
-import { loadPipeline } from "../load.ts";
-import type { GenerateOptions, Pipeline, RgbImage } from "./pipeline.ts";
+import { CancelledError, InvalidInputError } from "../../errors.ts";
+import { loadPipeline } from "../../load.ts";
+import type { GenerateOptions, Pipeline, RgbImage } from "../../pipelines/pipeline.ts";
 
-const SHAPES = new URL("../../models/shapes-tiny", import.meta.url).pathname;
-const SD15 = new URL("../../fixtures/models/sd15-tiny", import.meta.url).pathname;
+const SHAPES = new URL("../../../models/shapes-tiny", import.meta.url).pathname;
+const SD15 = new URL("../../../fixtures/models/sd15-tiny", import.meta.url).pathname;
 const SIZE = 128;
 const BASE = { width: SIZE, height: SIZE, steps: 8, guidanceScale: 2 } as const;
 

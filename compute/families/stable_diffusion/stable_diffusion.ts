@@ -20,9 +20,9 @@ import {
   type Session,
   type Tensor,
   type TensorInfo,
-} from "../backends/backend.ts";
-import { InvalidInputError, ModelLoadError } from "../errors.ts";
-import { exists, readJsonFile } from "../model/files.ts";
+} from "../../backends/backend.ts";
+import { InvalidInputError, ModelLoadError } from "../../errors.ts";
+import { exists, readJsonFile } from "../../model/files.ts";
 import {
   axisStatement,
   checkAgreement,
@@ -30,30 +30,29 @@ import {
   type InputSpec,
   matchInputs,
   matchOutput,
-} from "../model/graph_interface.ts";
-import { graphPath, type GraphSource } from "../model/model_folder.ts";
-import { type Mt19937, randnFrom } from "../random.ts";
-import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
-import { type SchedulerRun, startAt } from "../schedulers/scheduler.ts";
-import { ClipTokenizer } from "../tokenizers/clip_tokenizer.ts";
-import { asEncodedText, ClipEncoder } from "./clip_encoder.ts";
+} from "../../model/graph_interface.ts";
+import { graphPath, type GraphSource } from "../../model/model_folder.ts";
+import { type Mt19937, randnFrom } from "../../random.ts";
+import { createScheduler, type Scheduler, type SchedulerConfig } from "../../schedulers/mod.ts";
+import { type SchedulerRun, startAt } from "../../schedulers/scheduler.ts";
+import { ClipTokenizer } from "../../tokenizers/clip_tokenizer.ts";
+import { asEncodedText, ClipEncoder } from "../../pipelines/clip_encoder.ts";
 import {
   checkGenerateOptions,
   concatAll,
   type EncodedText,
   TextRows,
   toRgbImages,
-} from "./common.ts";
+} from "../../pipelines/common.ts";
 import {
   createMembers,
   denoise,
   eachLive,
   type Member,
   type MemberSetup,
-  only,
   outcomes,
   type RunParams,
-} from "./denoising_loop.ts";
+} from "../../pipelines/denoising_loop.ts";
 import {
   checkEdit,
   editMode,
@@ -63,19 +62,19 @@ import {
   latentMask,
   repeatImages,
   VaeEncoder,
-} from "./edit.ts";
+} from "../../pipelines/edit.ts";
 import type {
   BatchOutcome,
   CancelSignal,
   EditInput,
   GenerateOptions,
-  GenerateResult,
   Pipeline,
   PipelineDefaults,
-} from "./pipeline.ts";
-import { latentsToRgb, SD_LATENT_RGB, SDXL_LATENT_RGB } from "./preview.ts";
-import { SignalGraphs } from "./signal_graph.ts";
-import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
+} from "../../pipelines/pipeline.ts";
+import { latentsToRgb, SD_LATENT_RGB, SDXL_LATENT_RGB } from "../../pipelines/preview.ts";
+import { SignalGraphs } from "../../pipelines/signal_graph.ts";
+import { PipelineBase } from "../../pipelines/base.ts";
+import { decodeLatents, decoderRun, type VaeDecodeSettings } from "../../pipelines/vae_decode.ts";
 
 /** The float types a graph's tensors may have. */
 export const FLOAT = ["float32", "float16"] as const;
@@ -196,7 +195,7 @@ export interface StableDiffusionParts {
 }
 
 /** Stable Diffusion text-to-image over ONNX Runtime. */
-export class StableDiffusionPipeline implements Pipeline {
+export class StableDiffusionPipeline extends PipelineBase implements Pipeline {
   readonly family: string = "StableDiffusionPipeline";
   /**
    * 8 (the VAE), times 2 per UNet downsampling: an exported UNet concatenates skip connections of
@@ -214,6 +213,7 @@ export class StableDiffusionPipeline implements Pipeline {
   readonly #latentType: "float32" | "float16";
 
   protected constructor(parts: StableDiffusionParts) {
+    super();
     this.#parts = parts;
     this.sizeMultiple = VAE_SCALE * 2 ** (parts.unetLevels - 1);
     this.#scheduler = schedulerOrEuler(parts.schedulerConfig);
@@ -274,10 +274,6 @@ export class StableDiffusionPipeline implements Pipeline {
 
   get defaults(): PipelineDefaults {
     return this.#parts.defaults;
-  }
-
-  generate(options: GenerateOptions): Promise<GenerateResult> {
-    return this.generateBatch([options]).then(only);
   }
 
   batchKey(options: GenerateOptions): string {
@@ -498,14 +494,7 @@ export class StableDiffusionPipeline implements Pipeline {
     const pixels = await decodeLatents(
       latents.map((x) => x / p.vaeScalingFactor),
       { n: params.n, channels, h, w, scale: VAE_SCALE },
-      async (tile, n, th, tw) => {
-        const decoded = await p.vaeDecoder.run({
-          latent_sample: p.backend.tensor(this.#latentType, tile, [n, channels, th, tw]),
-        });
-        const out = await readFloat32(decoded.sample);
-        decoded.sample.dispose();
-        return out;
-      },
+      decoderRun(p.vaeDecoder, p.backend, this.#latentType, (n, th, tw) => [n, channels, th, tw]),
       p.decode,
       p.decode.tileLatent,
       signal,
@@ -548,12 +537,9 @@ export class StableDiffusionPipeline implements Pipeline {
     );
   }
 
-  async release(): Promise<void> {
-    await this.#parts.conditioning.release();
-    await this.#parts.unet.release();
-    await this.#parts.vaeDecoder.release();
-    await this.#parts.vaeEncoder?.release();
-    await this.#parts.signals.release();
+  protected held() {
+    const p = this.#parts;
+    return [p.conditioning, p.unet, p.vaeDecoder, p.vaeEncoder, p.signals];
   }
 }
 

@@ -18,14 +18,14 @@
  *
  * @module
  */
-import { InterfaceMismatchError } from "../errors.ts";
-import { readJsonFile } from "../model/files.ts";
-import { axisStatement, checkAgreement, configStatement } from "../model/graph_interface.ts";
-import type { GraphSource } from "../model/model_folder.ts";
-import { ClipTokenizer } from "../tokenizers/clip_tokenizer.ts";
-import { asEncodedText, ClipEncoder } from "./clip_encoder.ts";
-import type { EncodedText } from "./common.ts";
-import type { PipelineDefaults } from "./pipeline.ts";
+import { InterfaceMismatchError } from "../../errors.ts";
+import { readJsonFile } from "../../model/files.ts";
+import { axisStatement, checkAgreement, configStatement } from "../../model/graph_interface.ts";
+import type { GraphSource } from "../../model/model_folder.ts";
+import { ClipTokenizer } from "../../tokenizers/clip_tokenizer.ts";
+import { asEncodedText, ClipEncoder } from "../../pipelines/clip_encoder.ts";
+import type { EncodedText } from "../../pipelines/common.ts";
+import type { PipelineDefaults } from "../../pipelines/pipeline.ts";
 import {
   type ConditioningRequest,
   FLOAT,
@@ -36,8 +36,8 @@ import {
   type SdText,
   StableDiffusionPipeline,
   type TextConditioning,
-} from "./stable_diffusion.ts";
-import type { VaeDecodeSettings } from "./vae_decode.ts";
+} from "../stable_diffusion/stable_diffusion.ts";
+import type { VaeDecodeSettings } from "../../pipelines/vae_decode.ts";
 
 /** SDXL's two-encoder conditioning with its pooled text embedding and size/crop ids. */
 class SdxlConditioning implements TextConditioning {

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import type { DeviceName } from "../backends/backend.ts";
-import { webGpuForTests } from "../backends/webgpu_for_tests.ts";
-import { CancelledError, InterfaceMismatchError, ModelLoadError } from "../errors.ts";
-import { loadPipeline } from "../load.ts";
-import type { GenerateResult, Pipeline } from "./pipeline.ts";
-import { GraphBuilder } from "../graph/onnx_builder.ts";
+import type { DeviceName } from "../../backends/backend.ts";
+import { webGpuForTests } from "../../backends/webgpu_for_tests.ts";
+import { CancelledError, InterfaceMismatchError, ModelLoadError } from "../../errors.ts";
+import { loadPipeline } from "../../load.ts";
+import type { GenerateResult, Pipeline } from "../../pipelines/pipeline.ts";
+import { GraphBuilder } from "../../graph/onnx_builder.ts";
 
-const FIXTURES = new URL("../../fixtures/models/", import.meta.url).pathname;
+const FIXTURES = new URL("../../../fixtures/models/", import.meta.url).pathname;
 const SD15 = `${FIXTURES}sd15-tiny`;
 const TURBO = `${FIXTURES}sd-turbo-tiny`;
 const webgpu = await webGpuForTests();
@@ -237,7 +237,7 @@ Deno.test("a UNet with inputs the pipeline cannot drive fails with expected and 
 
 Deno.test("encodeImages records the image-encoding stage in the result's timings", () =>
   withPipeline(TURBO, "cpu", async (p) => {
-    const { encodeImages } = await import("../image/encode.ts");
+    const { encodeImages } = await import("../../image/encode.ts");
     const r = await p.generate({ prompt: "x", width: 64, height: 64, seed: 1, n: 2 });
     assert.equal(r.timings.encodeMs, undefined);
     const pngs = await encodeImages(r, "png");

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { loadPipeline } from "../load.ts";
+import { loadPipeline } from "../../load.ts";
 import { zImageGuidance } from "./z_image.ts";
 
-const ZIMAGE = new URL("../../fixtures/models/z-image-turbo-tiny", import.meta.url).pathname;
+const ZIMAGE = new URL("../../../fixtures/models/z-image-turbo-tiny", import.meta.url).pathname;
 
 Deno.test("Z-Image CFG is pos + g·(pos − neg), clipped to ‖pos‖·c with normalisation", () => {
   const pos = Float32Array.of(1, 0), neg = Float32Array.of(0, 1);

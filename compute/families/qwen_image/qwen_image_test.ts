@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { ModelLoadError } from "../errors.ts";
-import { torchRandn } from "../random.ts";
-import { loadPipeline } from "../load.ts";
-import { packLatents, unpackLatents } from "./latent_packing.ts";
+import { ModelLoadError } from "../../errors.ts";
+import { torchRandn } from "../../random.ts";
+import { loadPipeline } from "../../load.ts";
+import { packLatents, unpackLatents } from "../../pipelines/latent_packing.ts";
 import { trueCfg } from "./qwen_image.ts";
 
-const QWEN = new URL("../../fixtures/models/qwen-image-tiny", import.meta.url).pathname;
+const QWEN = new URL("../../../fixtures/models/qwen-image-tiny", import.meta.url).pathname;
 
 Deno.test("packLatents puts channel c, offset (dy,dx) at feature c·4+dy·2+dx and unpack inverts it", () => {
   const [b, c, h, w] = [2, 16, 4, 6];

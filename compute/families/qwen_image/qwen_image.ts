@@ -10,58 +10,57 @@
  *
  * @module
  */
-import { InvalidInputError } from "../errors.ts";
-import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
-import { ModelLoadError } from "../errors.ts";
-import { exists, readJsonFile } from "../model/files.ts";
+import { InvalidInputError } from "../../errors.ts";
+import { type Backend, readFloat32, type Session, type Tensor } from "../../backends/backend.ts";
+import { ModelLoadError } from "../../errors.ts";
+import { exists, readJsonFile } from "../../model/files.ts";
 import {
   axisStatement,
   checkAgreement,
   configStatement,
   matchInputs,
   matchOutput,
-} from "../model/graph_interface.ts";
-import { graphPath, type GraphSource } from "../model/model_folder.ts";
-import { editMode, editSetup, VaeEncoder } from "./edit.ts";
-import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
-import { randnFrom } from "../random.ts";
+} from "../../model/graph_interface.ts";
+import { graphPath, type GraphSource } from "../../model/model_folder.ts";
+import { editMode, editSetup, VaeEncoder } from "../../pipelines/edit.ts";
+import { PipelineBase } from "../../pipelines/base.ts";
+import { decodeLatents, decoderRun, type VaeDecodeSettings } from "../../pipelines/vae_decode.ts";
+import { randnFrom } from "../../random.ts";
 import {
   calculateShift,
   createScheduler,
   type Scheduler,
   type SchedulerConfig,
-} from "../schedulers/mod.ts";
-import { linspace } from "../schedulers/scheduler.ts";
-import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
-import { packLatents, unpackLatents } from "./latent_packing.ts";
+} from "../../schedulers/mod.ts";
+import { linspace } from "../../schedulers/scheduler.ts";
+import { QwenTokenizer } from "../../tokenizers/qwen_tokenizer.ts";
+import { packLatents, unpackLatents } from "../../pipelines/latent_packing.ts";
 import type {
   BatchOutcome,
   CancelSignal,
   GenerateOptions,
-  GenerateResult,
   Pipeline,
   PipelineDefaults,
   RgbImage,
-} from "./pipeline.ts";
+} from "../../pipelines/pipeline.ts";
 import {
   checkGenerateOptions,
   concatAll,
   type EncodedText,
   TextRows,
   toRgbImages,
-} from "./common.ts";
+} from "../../pipelines/common.ts";
 import {
   createMembers,
   denoise,
   eachLive,
   type Member,
   type MemberSetup,
-  only,
   outcomes,
   type RunParams,
-} from "./denoising_loop.ts";
-import { latentsToRgb, WAN21_LATENT_RGB, WAN21_LATENTS_MEAN } from "./preview.ts";
-import { SignalGraphs } from "./signal_graph.ts";
+} from "../../pipelines/denoising_loop.ts";
+import { latentsToRgb, WAN21_LATENT_RGB, WAN21_LATENTS_MEAN } from "../../pipelines/preview.ts";
+import { SignalGraphs } from "../../pipelines/signal_graph.ts";
 
 type QwenMember = Member<EncodedPrompts>;
 
@@ -117,7 +116,7 @@ export function trueCfg(
 }
 
 /** Qwen-Image over ONNX Runtime. */
-export class QwenImagePipeline implements Pipeline {
+export class QwenImagePipeline extends PipelineBase implements Pipeline {
   readonly family = "QwenImagePipeline";
   readonly sizeMultiple = 16;
   /** 1 when the folder has a VAE encoder (image-to-image and inpainting), else 0. */
@@ -138,6 +137,7 @@ export class QwenImagePipeline implements Pipeline {
     private readonly signals: SignalGraphs,
     private readonly vaeEncoder?: VaeEncoder,
   ) {
+    super();
     this.maxEditImages = vaeEncoder ? 1 : 0;
     matchInputs("text_encoder/model.onnx", textEncoder, [
       { name: "input_ids", types: ["int64"], ranks: [2] },
@@ -261,10 +261,6 @@ export class QwenImagePipeline implements Pipeline {
       }
     });
     return { data: features, rows: prompts.length, mask: keptMask, length: keptLength, width };
-  }
-
-  generate(options: GenerateOptions): Promise<GenerateResult> {
-    return this.generateBatch([options]).then(only);
   }
 
   /** The padded caption length changes the transformer's input, so it is part of the key. */
@@ -477,14 +473,12 @@ export class QwenImagePipeline implements Pipeline {
     const pixels = await decodeLatents(
       z,
       { n, channels: Z_DIM, h: lh, w: lw, scale: VAE_SCALE },
-      async (tile, count, h, w) => {
-        const decoded = await this.vaeDecoder.run({
-          latent_sample: this.backend.tensor("float32", tile, [count, Z_DIM, 1, h, w]),
-        });
-        const out = await readFloat32(decoded.sample);
-        decoded.sample.dispose();
-        return out;
-      },
+      decoderRun(
+        this.vaeDecoder,
+        this.backend,
+        "float32",
+        (count, h, w) => [count, Z_DIM, 1, h, w],
+      ),
       this.decode,
       QWEN_VAE_TILE_LATENT,
       signal,
@@ -492,11 +486,7 @@ export class QwenImagePipeline implements Pipeline {
     return toRgbImages(pixels, n, lw * VAE_SCALE, lh * VAE_SCALE);
   }
 
-  async release(): Promise<void> {
-    await this.textEncoder.release();
-    await this.transformer.release();
-    await this.vaeDecoder.release();
-    await this.vaeEncoder?.release();
-    await this.signals.release();
+  protected held() {
+    return [this.textEncoder, this.transformer, this.vaeDecoder, this.vaeEncoder, this.signals];
   }
 }

@@ -10,51 +10,50 @@
  *
  * @module
  */
-import { InvalidInputError } from "../errors.ts";
-import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
-import { exists, readJsonFile } from "../model/files.ts";
+import { InvalidInputError } from "../../errors.ts";
+import { type Backend, readFloat32, type Session, type Tensor } from "../../backends/backend.ts";
+import { exists, readJsonFile } from "../../model/files.ts";
 import {
   axisStatement,
   checkAgreement,
   configStatement,
   matchInputs,
   matchOutput,
-} from "../model/graph_interface.ts";
-import { graphPath, type GraphSource } from "../model/model_folder.ts";
-import { editMode, editSetup, VaeEncoder } from "./edit.ts";
-import { decodeLatents, type VaeDecodeSettings } from "./vae_decode.ts";
-import { randnFrom } from "../random.ts";
-import { createScheduler, type Scheduler, type SchedulerConfig } from "../schedulers/mod.ts";
-import { linspace } from "../schedulers/scheduler.ts";
-import { QwenTokenizer } from "../tokenizers/qwen_tokenizer.ts";
+} from "../../model/graph_interface.ts";
+import { graphPath, type GraphSource } from "../../model/model_folder.ts";
+import { editMode, editSetup, VaeEncoder } from "../../pipelines/edit.ts";
+import { PipelineBase } from "../../pipelines/base.ts";
+import { decodeLatents, decoderRun, type VaeDecodeSettings } from "../../pipelines/vae_decode.ts";
+import { randnFrom } from "../../random.ts";
+import { createScheduler, type Scheduler, type SchedulerConfig } from "../../schedulers/mod.ts";
+import { linspace } from "../../schedulers/scheduler.ts";
+import { QwenTokenizer } from "../../tokenizers/qwen_tokenizer.ts";
 import type {
   BatchOutcome,
   CancelSignal,
   GenerateOptions,
-  GenerateResult,
   Pipeline,
   PipelineDefaults,
   RgbImage,
-} from "./pipeline.ts";
+} from "../../pipelines/pipeline.ts";
 import {
   checkGenerateOptions,
   concatAll,
   type EncodedText,
   TextRows,
   toRgbImages,
-} from "./common.ts";
+} from "../../pipelines/common.ts";
 import {
   createMembers,
   denoise,
   eachLive,
   type Member,
   type MemberSetup,
-  only,
   outcomes,
   type RunParams,
-} from "./denoising_loop.ts";
-import { FLUX_LATENT_RGB, latentsToRgb } from "./preview.ts";
-import { SignalGraphs } from "./signal_graph.ts";
+} from "../../pipelines/denoising_loop.ts";
+import { FLUX_LATENT_RGB, latentsToRgb } from "../../pipelines/preview.ts";
+import { SignalGraphs } from "../../pipelines/signal_graph.ts";
 
 const CHAT_TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n";
 const MAX_SEQUENCE_LENGTH = 512;
@@ -90,7 +89,7 @@ export function zImageGuidance(
 }
 
 /** Z-Image over ONNX Runtime. */
-export class ZImagePipeline implements Pipeline {
+export class ZImagePipeline extends PipelineBase implements Pipeline {
   readonly family = "ZImagePipeline";
   readonly sizeMultiple = 16;
   /** 1 when the folder has a VAE encoder (image-to-image and inpainting), else 0. */
@@ -109,6 +108,7 @@ export class ZImagePipeline implements Pipeline {
     private readonly signals: SignalGraphs,
     private readonly vaeEncoder?: VaeEncoder,
   ) {
+    super();
     this.maxEditImages = vaeEncoder ? 1 : 0;
     matchInputs("text_encoder/model.onnx", textEncoder, [
       { name: "input_ids", types: ["int64"], ranks: [2] },
@@ -199,10 +199,6 @@ export class ZImagePipeline implements Pipeline {
     const data = await readFloat32(out.encoder_hidden_state);
     for (const tensor of Object.values(out)) tensor.dispose();
     return { data, rows: 1, length, width };
-  }
-
-  generate(options: GenerateOptions): Promise<GenerateResult> {
-    return this.generateBatch([options]).then(only);
   }
 
   /** Captions are unpadded, so their token counts are part of the key. */
@@ -390,14 +386,7 @@ export class ZImagePipeline implements Pipeline {
     const pixels = await decodeLatents(
       z,
       { n: params.n, channels: CHANNELS, h: lh, w: lw, scale: VAE_SCALE },
-      async (tile, n, h, w) => {
-        const decoded = await this.vaeDecoder.run({
-          latent_sample: this.backend.tensor("float32", tile, [n, CHANNELS, h, w]),
-        });
-        const out = await readFloat32(decoded.sample);
-        decoded.sample.dispose();
-        return out;
-      },
+      decoderRun(this.vaeDecoder, this.backend, "float32", (n, h, w) => [n, CHANNELS, h, w]),
       this.vae.decode,
       FLUX_VAE_TILE_LATENT,
       signal,
@@ -405,11 +394,7 @@ export class ZImagePipeline implements Pipeline {
     return toRgbImages(pixels, params.n, lw * VAE_SCALE, lh * VAE_SCALE);
   }
 
-  async release(): Promise<void> {
-    await this.textEncoder.release();
-    await this.transformer.release();
-    await this.vaeDecoder.release();
-    await this.vaeEncoder?.release();
-    await this.signals.release();
+  protected held() {
+    return [this.textEncoder, this.transformer, this.vaeDecoder, this.vaeEncoder, this.signals];
   }
 }

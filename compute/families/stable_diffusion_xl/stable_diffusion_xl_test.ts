@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { convert } from "../convert/mod.ts";
-import { InterfaceMismatchError } from "../errors.ts";
-import { loadPipeline } from "../load.ts";
+import { convert } from "../../convert/mod.ts";
+import { InterfaceMismatchError } from "../../errors.ts";
+import { loadPipeline } from "../../load.ts";
 
-const DATA = new URL("../../fixtures/reference/data/", import.meta.url).pathname;
+const DATA = new URL("../../../fixtures/reference/data/", import.meta.url).pathname;
 
 /** The tiny diffusers SDXL folder converted once into a temporary model folder. */
 async function withModel(fn: (dir: string) => Promise<void>) {
