@@ -22,6 +22,7 @@
  * @module
  */
 import { GraphBuilder, type WeightSource } from "../graph/onnx_builder.ts";
+import { rotateComplexPairs } from "./complex_rope.ts";
 
 /** The structure of a `QwenImageTransformer2DModel` (its config fields). */
 export interface QwenImageTransformerConfig {
@@ -163,21 +164,8 @@ export function qwenImageTransformer(
   const textPos = g.op("Range", [textStart, g.op("Add", [textStart, textLen]), i64([1], [])]);
   const textRope = rope([textPos, textPos, textPos]);
 
-  // Complex RoPE on interleaved pairs of `[B, L, H, d]`: (a + ib)(cos + i·sin).
-  const rotate = (x: string, r: { cos: string; sin: string }) => {
-    const pairs = g.op("Reshape", [x, i64([0, 0, heads, d / 2, 2])]);
-    const [a, b] = [0, 1].map((k) =>
-      g.op("Squeeze", [g.op("Slice", [pairs, i64([k]), i64([k + 1]), i64([4])]), i64([4])])
-    );
-    const re = g.op("Sub", [g.op("Mul", [a, r.cos]), g.op("Mul", [b, r.sin])]);
-    const im = g.op("Add", [g.op("Mul", [a, r.sin]), g.op("Mul", [b, r.cos])]);
-    return g.op("Reshape", [
-      g.op("Concat", [g.op("Unsqueeze", [re, i64([4])]), g.op("Unsqueeze", [im, i64([4])])], {
-        axis: 4,
-      }),
-      i64([0, 0, heads, d]),
-    ]);
-  };
+  const rotate = (x: string, r: { cos: string; sin: string }) =>
+    rotateComplexPairs(g, x, r, heads, d, [0, 0, heads, d]);
 
   // Joint attention keys: the text rows where the mask is 1, then every image token; a masked key
   // gets −∞ before the softmax (torch's boolean SDPA mask).
