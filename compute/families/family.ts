@@ -9,6 +9,26 @@ import type { GraphSource } from "../model/model_folder.ts";
 import type { Pipeline, PipelineDefaults } from "../pipelines/pipeline.ts";
 import type { VaeDecodeSettings } from "../pipelines/vae_decode.ts";
 
+/** A model of a family whose recommended settings are known (its model card, vLLM-Omni's docs). */
+export interface KnownModel {
+  /** Its hub id (matched case-insensitively). */
+  id: string;
+  /** Filling absent request parameters, over the family's. */
+  defaults: PipelineDefaults;
+  /**
+   * Largest width × height served by default (the server's `--max-image-pixels` overrides it):
+   * the model's largest documented resolution, rounded up to a square.
+   */
+  maxImagePixels: number;
+  /** Most steps a request runs (a distilled model's); the server lowers larger asks to it. */
+  maxSteps?: number;
+  /**
+   * A guidance-distilled model runs at this guidance scale whatever a request asks (the server
+   * warns when a request asks another).
+   */
+  fixedGuidance?: number;
+}
+
 /** One model family: the folders it serves, how it loads them and how it converts checkpoints. */
 export interface Family {
   /** Its folder under `compute/families/`. */
@@ -18,6 +38,8 @@ export interface Family {
    * (`ORT…`) and diffusers' legacy ONNX export (`Onnx…`) write, and inpainting folders' names.
    */
   pipelineClasses: readonly string[];
+  /** Its models whose recommended settings are known (`compute/registry.ts` lists them all). */
+  models: readonly KnownModel[];
   /**
    * Loads a model folder's graphs into its pipeline. The pipeline module is imported on the first
    * call, so that reading this descriptor (the converter does) loads no tokenizer or runtime.

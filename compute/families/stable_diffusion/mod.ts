@@ -3,7 +3,20 @@
  *
  * @module
  */
-import type { Family } from "../family.ts";
+import { DEFAULT_MAX_IMAGE_PIXELS } from "../../limits.ts";
+import type { Family, KnownModel } from "../family.ts";
+
+/** SD-Turbo's model card: 512², one step, guidance 0. */
+const SD_TURBO: Omit<KnownModel, "id"> = {
+  defaults: { width: 512, height: 512, steps: 1, guidanceScale: 0 },
+  maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
+};
+
+/** SD 1.5's model card: 512², diffusers' 50 steps at guidance 7.5. */
+const SD_15: Omit<KnownModel, "id"> = {
+  defaults: { width: 512, height: 512, steps: 50, guidanceScale: 7.5 },
+  maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
+};
 
 /** Stable Diffusion 1.x/2.x. */
 export const STABLE_DIFFUSION: Family = {
@@ -16,6 +29,25 @@ export const STABLE_DIFFUSION: Family = {
     "StableDiffusionInpaintPipeline",
     "ORTStableDiffusionInpaintPipeline",
     "OnnxStableDiffusionInpaintPipeline",
+  ],
+  models: [
+    {
+      // The embedded default (models/shapes-tiny): trained here on flat-coloured shapes at 256².
+      id: "denoise/shapes-tiny",
+      defaults: { width: 256, height: 256, steps: 20, guidanceScale: 2 },
+      maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
+    },
+    { id: "stabilityai/sd-turbo", ...SD_TURBO },
+    { id: "microsoft/sd-turbo-webnn", ...SD_TURBO },
+    { id: "schmuell/sd-turbo-ort-web", ...SD_TURBO },
+    { id: "onnxruntime/sd-turbo", ...SD_TURBO },
+    { id: "stable-diffusion-v1-5/stable-diffusion-v1-5", ...SD_15 },
+    { id: "runwayml/stable-diffusion-v1-5", ...SD_15 },
+    {
+      id: "stabilityai/stable-diffusion-2-1",
+      defaults: { width: 768, height: 768, steps: 50, guidanceScale: 7.5 },
+      maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
+    },
   ],
   load: async (graphs, defaults, vae) =>
     (await import("./stable_diffusion.ts")).StableDiffusionPipeline.load(graphs, defaults, vae),

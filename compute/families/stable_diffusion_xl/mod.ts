@@ -3,7 +3,14 @@
  *
  * @module
  */
-import type { Family } from "../family.ts";
+import { DEFAULT_MAX_IMAGE_PIXELS } from "../../limits.ts";
+import type { Family, KnownModel } from "../family.ts";
+
+/** SDXL-Turbo's model card: 512², one step (up to four), guidance 0. */
+const SDXL_TURBO: Omit<KnownModel, "id"> = {
+  defaults: { width: 512, height: 512, steps: 1, guidanceScale: 0 },
+  maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
+};
 
 /** Stable Diffusion XL. */
 export const STABLE_DIFFUSION_XL: Family = {
@@ -13,6 +20,18 @@ export const STABLE_DIFFUSION_XL: Family = {
     "ORTStableDiffusionXLPipeline",
     "StableDiffusionXLInpaintPipeline",
     "ORTStableDiffusionXLInpaintPipeline",
+  ],
+  models: [
+    { id: "stabilityai/sdxl-turbo", ...SDXL_TURBO },
+    // Its ONNX export for the WebNN demo (served as published: compute/model/published_layouts.ts).
+    { id: "webnn/sdxl-turbo", ...SDXL_TURBO },
+    {
+      // diffusers' StableDiffusionXLPipeline defaults: 1024², 50 steps, guidance 5.
+      id: "stabilityai/stable-diffusion-xl-base-1.0",
+      defaults: { width: 1024, height: 1024, steps: 50, guidanceScale: 5 },
+      // SDXL's documented aspect buckets reach 1536×640 and 640×1536: 1536 as a square's side.
+      maxImagePixels: 1536 * 1536,
+    },
   ],
   load: async (graphs, defaults, vae) =>
     (await import("./stable_diffusion_xl.ts")).StableDiffusionXLPipeline.load(
