@@ -7,6 +7,7 @@
  */
 import type { GraphSource } from "../model/model_folder.ts";
 import type { Pipeline, PipelineDefaults } from "../pipelines/pipeline.ts";
+import type { LatentPreview } from "../pipelines/preview.ts";
 import type { VaeDecodeSettings } from "../pipelines/vae_decode.ts";
 
 /** A model of a family whose recommended settings are known (its model card, vLLM-Omni's docs). */
@@ -40,6 +41,23 @@ export interface Family {
   pipelineClasses: readonly string[];
   /** Its models whose recommended settings are known (`compute/registry.ts` lists them all). */
   models: readonly KnownModel[];
+  /**
+   * What a request leaves out, under a known model's {@linkcode KnownModel.defaults}: diffusers'
+   * pipeline defaults. Without width and height, the UNet's `sample_size` gives them.
+   */
+  defaults: Partial<PipelineDefaults> & Pick<PipelineDefaults, "steps" | "guidanceScale">;
+  /**
+   * A timestep-distilled model's (its scheduler Euler with trailing spacing: SD-Turbo,
+   * SDXL-Turbo) in place of {@linkcode defaults}' steps and guidance.
+   */
+  distilledDefaults?: Pick<PipelineDefaults, "steps" | "guidanceScale">;
+  /**
+   * Width and height must be multiples of this (the VAE's 8 × the transformer's patch); absent
+   * (the UNet families), the pipeline derives it from its UNet's depth.
+   */
+  sizeMultiple?: number;
+  /** Latent→RGB factors of the family's VAE for cheap step previews. */
+  preview: LatentPreview;
   /**
    * Loads a model folder's graphs into its pipeline. The pipeline module is imported on the first
    * call, so that reading this descriptor (the converter does) loads no tokenizer or runtime.

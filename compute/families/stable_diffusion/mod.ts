@@ -4,7 +4,18 @@
  * @module
  */
 import { DEFAULT_MAX_IMAGE_PIXELS } from "../../limits.ts";
+import type { LatentRgbFactors } from "../../pipelines/preview.ts";
 import type { Family, KnownModel } from "../family.ts";
+
+/** SD 1.x / 2.x / SD-Turbo VAE (scaling factor 0.18215), model-space latents. */
+const SD_LATENT_RGB: LatentRgbFactors = {
+  matrix: [
+    [0.3512, 0.2297, 0.3227],
+    [0.325, 0.4974, 0.235],
+    [-0.2829, 0.1762, 0.2721],
+    [-0.212, -0.2616, -0.7177],
+  ],
+};
 
 /** SD-Turbo's model card: 512², one step, guidance 0. */
 const SD_TURBO: Omit<KnownModel, "id"> = {
@@ -19,7 +30,7 @@ const SD_15: Omit<KnownModel, "id"> = {
 };
 
 /** Stable Diffusion 1.x/2.x. */
-export const STABLE_DIFFUSION: Family = {
+export const STABLE_DIFFUSION = {
   name: "stable_diffusion",
   pipelineClasses: [
     "StableDiffusionPipeline",
@@ -49,6 +60,10 @@ export const STABLE_DIFFUSION: Family = {
       maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
     },
   ],
+  defaults: { steps: 50, guidanceScale: 7.5 },
+  // Distilled one-step models (SD-Turbo) ship Euler with trailing spacing and run without CFG.
+  distilledDefaults: { steps: 1, guidanceScale: 0 },
+  preview: { factors: SD_LATENT_RGB, vae: { scalingFactor: 0.18215 } },
   load: async (graphs, defaults, vae) =>
     (await import("./stable_diffusion.ts")).StableDiffusionPipeline.load(graphs, defaults, vae),
   convert: {
@@ -58,4 +73,4 @@ export const STABLE_DIFFUSION: Family = {
     copy: ["tokenizer", "scheduler"],
     tokenizer: "clip",
   },
-};
+} satisfies Family;

@@ -4,7 +4,19 @@
  * @module
  */
 import { DEFAULT_MAX_IMAGE_PIXELS } from "../../limits.ts";
+import type { LatentRgbFactors } from "../../pipelines/preview.ts";
 import type { Family, KnownModel } from "../family.ts";
+
+/** SDXL / SDXL-Turbo VAE (scaling factor 0.13025), model-space latents. */
+const SDXL_LATENT_RGB: LatentRgbFactors = {
+  matrix: [
+    [0.3651, 0.4232, 0.4341],
+    [-0.2533, -0.0042, 0.1068],
+    [0.1076, 0.1111, -0.0362],
+    [-0.3165, -0.2492, -0.2188],
+  ],
+  bias: [0.1084, -0.0175, -0.0011],
+};
 
 /** SDXL-Turbo's model card: 512², one step (up to four), guidance 0. */
 const SDXL_TURBO: Omit<KnownModel, "id"> = {
@@ -13,7 +25,7 @@ const SDXL_TURBO: Omit<KnownModel, "id"> = {
 };
 
 /** Stable Diffusion XL. */
-export const STABLE_DIFFUSION_XL: Family = {
+export const STABLE_DIFFUSION_XL = {
   name: "stable_diffusion_xl",
   pipelineClasses: [
     "StableDiffusionXLPipeline",
@@ -33,6 +45,10 @@ export const STABLE_DIFFUSION_XL: Family = {
       maxImagePixels: 1536 * 1536,
     },
   ],
+  // diffusers' StableDiffusionXLPipeline: 50 steps at guidance 5.
+  defaults: { steps: 50, guidanceScale: 5 },
+  distilledDefaults: { steps: 1, guidanceScale: 0 },
+  preview: { factors: SDXL_LATENT_RGB, vae: { scalingFactor: 0.13025 } },
   load: async (graphs, defaults, vae) =>
     (await import("./stable_diffusion_xl.ts")).StableDiffusionXLPipeline.load(
       graphs,
@@ -45,4 +61,4 @@ export const STABLE_DIFFUSION_XL: Family = {
     copy: ["tokenizer", "tokenizer_2", "scheduler"],
     tokenizer: "clip",
   },
-};
+} satisfies Family;
