@@ -8,6 +8,8 @@
 import type { GraphSource } from "../model/model_folder.ts";
 import type { Pipeline, PipelineDefaults } from "../pipelines/pipeline.ts";
 import type { LatentPreview } from "../pipelines/preview.ts";
+import type { Locator } from "../pipelines/signal_graph.ts";
+import type { CacheBackend } from "../pipelines/step_cache.ts";
 import type { VaeDecodeSettings } from "../pipelines/vae_decode.ts";
 
 /** A model of a family whose recommended settings are known (its model card, vLLM-Omni's docs). */
@@ -56,6 +58,16 @@ export interface Family {
    * (the UNet families), the pipeline derives it from its UNet's depth.
    */
   sizeMultiple?: number;
+  /**
+   * The component folder of its denoiser: the graph LoRA adapters' `unet.`/`transformer.`
+   * (Kohya `lora_unet_`/`lora_transformer_`) layers patch.
+   */
+  denoiser: "unet" | "transformer";
+  /**
+   * Where the step cache's signal is in its denoiser graph, per cache backend, by torch-export
+   * node names (`compute/pipelines/signal_graph.ts`); a graph without them runs every step.
+   */
+  stepCacheSignal: Readonly<Record<Exclude<CacheBackend, "none">, readonly Locator[]>>;
   /** Latent→RGB factors of the family's VAE for cheap step previews. */
   preview: LatentPreview;
   /**

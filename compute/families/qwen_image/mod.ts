@@ -61,6 +61,13 @@ export const QWEN_IMAGE = {
   }],
   defaults: { width: 1024, height: 1024, steps: 50, guidanceScale: 1, trueCfgScale: 4 },
   sizeMultiple: 16,
+  denoiser: "transformer",
+  stepCacheSignal: {
+    // The input of `transformer_blocks.0`'s image `to_q`: its timestep-modulated input.
+    tea_cache: [{ prefix: "/transformer_blocks.0/attn/to_q/", take: "input" }],
+    // The first block's image feed-forward output (`img_mlp`), its last residual branch.
+    cache_dit: [{ prefix: "/transformer_blocks.0/img_mlp/net.2/", take: "output" }],
+  },
   preview: { factors: WAN21_LATENT_RGB, vae: { latentsMean: WAN21_LATENTS_MEAN } },
   load: async (graphs, defaults, vae) =>
     (await import("./qwen_image.ts")).QwenImagePipeline.load(graphs, defaults, vae),

@@ -63,6 +63,14 @@ export const STABLE_DIFFUSION = {
   defaults: { steps: 50, guidanceScale: 7.5 },
   // Distilled one-step models (SD-Turbo) ship Euler with trailing spacing and run without CFG.
   distilledDefaults: { steps: 1, guidanceScale: 0 },
+  denoiser: "unet",
+  stepCacheSignal: {
+    // The first ResNet's `conv1` output plus the time embedding (the `Add` after `conv1`, which
+    // `norm2` reads): the first block's timestep-modulated input.
+    tea_cache: [{ prefix: "/down_blocks.0/resnets.0/conv1/", take: "consumer", op: "Add" }],
+    // The first ResNet's `conv2` output, which the block adds to its input.
+    cache_dit: [{ prefix: "/down_blocks.0/resnets.0/conv2/", take: "output" }],
+  },
   preview: { factors: SD_LATENT_RGB, vae: { scalingFactor: 0.18215 } },
   load: async (graphs, defaults, vae) =>
     (await import("./stable_diffusion.ts")).StableDiffusionPipeline.load(graphs, defaults, vae),

@@ -6,6 +6,7 @@
 import { DEFAULT_MAX_IMAGE_PIXELS } from "../../limits.ts";
 import type { LatentRgbFactors } from "../../pipelines/preview.ts";
 import type { Family, KnownModel } from "../family.ts";
+import { STABLE_DIFFUSION } from "../stable_diffusion/mod.ts";
 
 /** SDXL / SDXL-Turbo VAE (scaling factor 0.13025), model-space latents. */
 const SDXL_LATENT_RGB: LatentRgbFactors = {
@@ -48,6 +49,9 @@ export const STABLE_DIFFUSION_XL = {
   // diffusers' StableDiffusionXLPipeline: 50 steps at guidance 5.
   defaults: { steps: 50, guidanceScale: 5 },
   distilledDefaults: { steps: 1, guidanceScale: 0 },
+  denoiser: "unet",
+  // The same UNet modules as SD 1.x/2.x.
+  stepCacheSignal: STABLE_DIFFUSION.stepCacheSignal,
   preview: { factors: SDXL_LATENT_RGB, vae: { scalingFactor: 0.13025 } },
   load: async (graphs, defaults, vae) =>
     (await import("./stable_diffusion_xl.ts")).StableDiffusionXLPipeline.load(

@@ -53,6 +53,20 @@ export const Z_IMAGE = {
   ],
   defaults: { width: 1024, height: 1024, steps: 8, guidanceScale: 0 },
   sizeMultiple: 16,
+  denoiser: "transformer",
+  stepCacheSignal: {
+    // The input of `noise_refiner.0`'s (or, in our bench blocks, `layers.0`'s) `to_q`
+    // (RMSNorm · (1 + scale)): the first block's timestep-modulated input.
+    tea_cache: [
+      { prefix: "/noise_refiner.0/attention/to_q/", take: "input" },
+      { prefix: "/layers.0/attention/to_q/", take: "input" },
+    ],
+    // The first block's feed-forward output (`w2`), its last residual branch.
+    cache_dit: [
+      { prefix: "/noise_refiner.0/feed_forward/w2/", take: "output" },
+      { prefix: "/layers.0/feed_forward/w2/", take: "output" },
+    ],
+  },
   preview: { factors: FLUX_LATENT_RGB, vae: { scalingFactor: 0.3611, shiftFactor: 0.1159 } },
   load: async (graphs, defaults, vae) =>
     (await import("./z_image.ts")).ZImagePipeline.load(graphs, defaults, vae),
