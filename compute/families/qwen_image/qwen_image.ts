@@ -118,7 +118,7 @@ export function trueCfg(
 
 /** Qwen-Image over ONNX Runtime. */
 export class QwenImagePipeline extends PipelineBase implements Pipeline {
-  readonly family = "QwenImagePipeline";
+  readonly family: string = QWEN_IMAGE.pipelineClasses[0];
   readonly sizeMultiple: number = QWEN_IMAGE.sizeMultiple;
   /** 1 when the folder has a VAE encoder (image-to-image and inpainting), else 0. */
   readonly maxEditImages: number;

@@ -198,7 +198,7 @@ export interface StableDiffusionParts {
 
 /** Stable Diffusion text-to-image over ONNX Runtime. */
 export class StableDiffusionPipeline extends PipelineBase implements Pipeline {
-  readonly family: string = "StableDiffusionPipeline";
+  readonly family: string = STABLE_DIFFUSION.pipelineClasses[0];
   /**
    * 8 (the VAE), times 2 per UNet downsampling: an exported UNet concatenates skip connections of
    * fixed shapes, so latents must halve evenly at every level (diffusers pads this at run time;

@@ -116,7 +116,7 @@ function withZeroRow(text: EncodedText): EncodedText {
 
 /** SDXL text-to-image over ONNX Runtime: SD's pipeline with SDXL's conditioning. */
 export class StableDiffusionXLPipeline extends StableDiffusionPipeline {
-  override readonly family = "StableDiffusionXLPipeline";
+  override readonly family: string = STABLE_DIFFUSION_XL.pipelineClasses[0];
 
   /**
    * Loads both tokenizers and text encoders, the UNet and the VAE decoder of an SDXL model

@@ -91,7 +91,7 @@ export function zImageGuidance(
 
 /** Z-Image over ONNX Runtime. */
 export class ZImagePipeline extends PipelineBase implements Pipeline {
-  readonly family = "ZImagePipeline";
+  readonly family: string = Z_IMAGE.pipelineClasses[0];
   readonly sizeMultiple: number = Z_IMAGE.sizeMultiple;
   /** 1 when the folder has a VAE encoder (image-to-image and inpainting), else 0. */
   readonly maxEditImages: number;
