@@ -1,7 +1,9 @@
 /**
- * {@linkcode Family}: what the loader and the converter know of one model family, in one place.
- * Each family is a folder of `compute/families/` with its pipeline and a `mod.ts` exporting its
- * descriptor; `compute/families/mod.ts` lists them.
+ * {@linkcode Family}: what the server (loader, registry, LoRA, step cache, previews) and the
+ * converter know of one model family, in one place. Each family is a folder of
+ * `compute/families/` with its pipeline and a `mod.ts` exporting its descriptor (`satisfies
+ * Family`, so that its pipeline reads the values with their own types, e.g. defaults that include
+ * a size); `compute/families/mod.ts` lists them.
  *
  * @module
  */
