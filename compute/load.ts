@@ -94,7 +94,7 @@ async function loadFolder(
   const load = async (source: GraphSource) =>
     guardStaticShapes(await family.load(source, options.defaults, options.vae), graphs.opened);
   const base = await load(graphs);
-  const pipeline = new LoraPipeline(base, graphs, load, {
+  const pipeline = new LoraPipeline(base, graphs, family.denoiser, load, {
     ...DEFAULT_LORA_LIMITS,
     ...options.lora,
   });

@@ -51,9 +51,10 @@ const MB = 2 ** 20;
 /** The registry's pixel limits in words: the larger ones by model, then everyone else's. */
 function registryPixelLimits(): string {
   const side = (pixels: number) => `${Math.sqrt(pixels)}²`;
-  // A model and its published exports share a name after the slash: said once.
+  // A model and its published exports share a name after the slash: said once. Largest first.
   const larger = new Set(
     MODEL_REGISTRY.filter((card) => card.maxImagePixels !== DEFAULT_MAX_IMAGE_PIXELS)
+      .sort((a, b) => b.maxImagePixels - a.maxImagePixels)
       .map((card) => `${side(card.maxImagePixels)} ${card.id.split("/").at(-1)}`),
   );
   return `registry: ${[...larger, `else ${side(DEFAULT_MAX_IMAGE_PIXELS)}`].join(", ")}`;

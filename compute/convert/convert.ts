@@ -27,7 +27,6 @@ import { clipTokenizerFiles } from "../tokenizers/clip_vocabulary.ts";
 import {
   detectFamily,
   SINGLE_FILE_LAYOUTS,
-  type SingleFileLayout,
   singleFileLayout,
   splitSingleFile,
 } from "./single_file.ts";
@@ -148,17 +147,6 @@ async function pipelineFolder(
 const KNOWN_CONFIGS = new URL("./known_configs/", import.meta.url).pathname;
 
 /**
- * The pad token of each tokenizer a family's known configs lack (they are written from OpenAI's
- * CLIP vocabulary): CLIP ViT-L/14's pads with `<|endoftext|>`, the OpenCLIP ones with `!`, as the
- * families' published `special_tokens_map.json` files say.
- */
-const KNOWN_TOKENIZERS: Record<SingleFileLayout["family"], Record<string, string>> = {
-  sd1: { tokenizer: "<|endoftext|>" },
-  sd2: { tokenizer: "!" },
-  sdxl: { tokenizer: "<|endoftext|>", tokenizer_2: "!" },
-};
-
-/**
  * A single-file checkpoint with the configs, tokenizers and scheduler of `configDir`, or, without
  * one, with its family's known configs and tokenizers built from OpenAI's CLIP vocabulary.
  */
@@ -177,14 +165,15 @@ async function singleFile(
   const index = await readJsonFile<RawConfig>(`${dir}/model_index.json`).catch((e) => {
     throw new ConvertError(`${what}: ${(e as Error).message}`);
   });
-  if (index._class_name !== layout.pipeline) {
+  const cls = layout.served.pipelineClasses[0];
+  if (index._class_name !== cls) {
     throw new ConvertError(
-      `--config ${configDir}: a single-file ${layout.name} checkpoint needs a ${layout.pipeline} folder, not ${
+      `--config ${configDir}: a single-file ${layout.name} checkpoint needs a ${cls} folder, not ${
         JSON.stringify(index._class_name)
       }`,
     );
   }
-  const pipeline = convertedFamilyOf(layout.pipeline)!.convert;
+  const pipeline = layout.served.convert;
   const configs: Record<string, RawConfig> = {};
   for (const name of pipeline.components) {
     configs[name] = await readJsonFile<RawConfig>(`${dir}/${name}/config.json`).catch((e) => {
@@ -204,7 +193,7 @@ async function singleFile(
   if (configDir) await copyFolders(configDir, pipeline.copy, writer);
   else {
     await copyFolders(dir, ["scheduler"], writer);
-    for (const [folder, pad] of Object.entries(KNOWN_TOKENIZERS[layout.family])) {
+    for (const [folder, pad] of Object.entries(layout.tokenizers)) {
       for (const [file, bytes] of clipTokenizerFiles(pad)) writer.file(`${folder}/${file}`, bytes);
     }
   }

@@ -641,7 +641,7 @@ Deno.test("each family's known configs are ones the converter and the server's s
   };
   for (const [family, want] of Object.entries(expected)) {
     const index = await read(`${family}/model_index.json`);
-    assert.equal(index._class_name, SINGLE_FILE_LAYOUTS[family as "sd1"].pipeline);
+    assert.equal(index._class_name, SINGLE_FILE_LAYOUTS[family as "sd1"].served.pipelineClasses[0]);
     const unet = unetConfig(family, await read(`${family}/unet/config.json`));
     assert.equal(unet.crossAttentionDim, want.cross);
     vaeConfig(family, await read(`${family}/vae/config.json`));

@@ -41,6 +41,9 @@
  * @module
  */
 import { ConvertError } from "../errors.ts";
+import type { Family } from "../families/family.ts";
+import { STABLE_DIFFUSION } from "../families/stable_diffusion/mod.ts";
+import { STABLE_DIFFUSION_XL } from "../families/stable_diffusion_xl/mod.ts";
 import { type MappedTensor, SafetensorsWeights, type StoredTensor } from "./weights.ts";
 
 /** The diffusers component folders a single-file checkpoint holds. */
@@ -58,8 +61,14 @@ export interface SingleFileLayout {
   name: string;
   /** The family, whose known configs (`known_configs/<family>/`) convert it without `--config`. */
   family: SingleFileFamily;
-  /** The diffusers pipeline class whose folder gives its configs. */
-  pipeline: string;
+  /** The family serving it: a diffusers folder of its first pipeline class gives its configs. */
+  served: Family;
+  /**
+   * The pad token of each tokenizer its known configs lack (they are written from OpenAI's CLIP
+   * vocabulary): CLIP ViT-L/14's pads with `<|endoftext|>`, the OpenCLIP ones with `!`, as the
+   * families' published `special_tokens_map.json` files say.
+   */
+  tokenizers: Readonly<Record<string, string>>;
   components: Partial<Record<SingleFileComponent, { prefix: string; keys: KeyStyle }>>;
 }
 
@@ -71,7 +80,8 @@ export const SINGLE_FILE_LAYOUTS: Record<SingleFileFamily, SingleFileLayout> = {
   sd1: {
     name: "SD 1.x",
     family: "sd1",
-    pipeline: "StableDiffusionPipeline",
+    served: STABLE_DIFFUSION,
+    tokenizers: { tokenizer: "<|endoftext|>" },
     components: {
       unet: UNET,
       vae: VAE,
@@ -81,7 +91,8 @@ export const SINGLE_FILE_LAYOUTS: Record<SingleFileFamily, SingleFileLayout> = {
   sd2: {
     name: "SD 2.x",
     family: "sd2",
-    pipeline: "StableDiffusionPipeline",
+    served: STABLE_DIFFUSION,
+    tokenizers: { tokenizer: "!" },
     components: {
       unet: UNET,
       vae: VAE,
@@ -91,7 +102,8 @@ export const SINGLE_FILE_LAYOUTS: Record<SingleFileFamily, SingleFileLayout> = {
   sdxl: {
     name: "SDXL",
     family: "sdxl",
-    pipeline: "StableDiffusionXLPipeline",
+    served: STABLE_DIFFUSION_XL,
+    tokenizers: { tokenizer: "<|endoftext|>", tokenizer_2: "!" },
     components: {
       unet: UNET,
       vae: VAE,

@@ -11,6 +11,7 @@
  * @module
  */
 import { InvalidInputError } from "../errors.ts";
+import type { Family } from "../families/family.ts";
 import { DEFAULT_LORA_LIMITS, type LoraLimits, MAX_LORA_SCALE } from "../limits.ts";
 import { exists } from "../model/files.ts";
 import {
@@ -77,21 +78,24 @@ export class LoraPipeline implements Pipeline {
   readonly #indexes = new Map<string, GraphWeights>();
   /** Each request's canonical set, by its `lora` list: worked out once, at its batch key. */
   readonly #canonical = new WeakMap<readonly LoraSpec[], LoraSpec[]>();
-  #denoiser?: string;
+  readonly #denoiser: string;
   #product?: LowRankProduct;
 
   /**
    * `reopen` loads the same pipeline class from other graphs; `graphs` is the source the base
-   * was loaded from (its sessions are lent to the variants).
+   * was loaded from (its sessions are lent to the variants); `denoiser` is its family's denoiser
+   * folder ({@linkcode Family.denoiser}), which adapters' UNet and transformer layers patch.
    */
   constructor(
     base: Pipeline,
     graphs: FolderGraphs,
+    denoiser: Family["denoiser"],
     reopen: (graphs: GraphSource) => Promise<Pipeline>,
     limits: LoraLimits = DEFAULT_LORA_LIMITS,
   ) {
     this.#base = base;
     this.#graphs = graphs;
+    this.#denoiser = denoiser;
     this.#reopen = reopen;
     this.#limits = limits;
   }
@@ -212,7 +216,7 @@ export class LoraPipeline implements Pipeline {
     const graphs = new Map<LoraComponent, { name: string; bytes: Uint8Array }>();
     const indexes = new Map<LoraComponent, GraphWeights>();
     for (const component of components) {
-      const name = component === "denoiser" ? await this.#denoiserGraph() : GRAPHS[component];
+      const name = component === "denoiser" ? this.#denoiser : GRAPHS[component];
       const path = graphPath(this.#graphs.dir, name);
       if (!(await exists(path))) continue; // its layers match nothing: planMerge says so
       const bytes = await Deno.readFile(path);
@@ -243,11 +247,5 @@ export class LoraPipeline implements Pipeline {
     }
     const pipeline = await this.#reopen(patchedGraphs(this.#graphs, patched));
     return { key, pipeline, bytes: size, users: 0 };
-  }
-
-  /** The denoiser's folder: `unet` for the Stable Diffusion family, else `transformer`. */
-  async #denoiserGraph(): Promise<string> {
-    this.#denoiser ??= (await exists(graphPath(this.#graphs.dir, "unet"))) ? "unet" : "transformer";
-    return this.#denoiser;
   }
 }

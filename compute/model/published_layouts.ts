@@ -36,6 +36,10 @@ import type {
   Pipeline,
 } from "../pipelines/pipeline.ts";
 import { clipTokenizerFiles } from "../tokenizers/clip_vocabulary.ts";
+import type { Family } from "../families/family.ts";
+import { STABLE_DIFFUSION } from "../families/stable_diffusion/mod.ts";
+import { STABLE_DIFFUSION_XL } from "../families/stable_diffusion_xl/mod.ts";
+import { Z_IMAGE } from "../families/z_image/mod.ts";
 import { exists } from "./files.ts";
 import { type FolderGraphs, graphPath } from "./model_folder.ts";
 
@@ -43,8 +47,8 @@ import { type FolderGraphs, graphPath } from "./model_folder.ts";
 export interface PublishedLayout {
   /** The hub repo that publishes it. */
   repo: string;
-  /** The diffusers pipeline it is served as. */
-  family: "StableDiffusionPipeline" | "StableDiffusionXLPipeline" | "ZImagePipeline";
+  /** The family it is served by, as a folder of its diffusers pipeline class. */
+  family: Family;
   /** component → path of its graph inside the folder; `{variant}` stands for the variant. */
   graphs: Readonly<Record<string, string>>;
   /** The variants published, the default first; absent when there is one. */
@@ -97,7 +101,7 @@ const SD_TURBO_CONFIGS = {
 const LAYOUTS: readonly PublishedLayout[] = [
   {
     repo: "microsoft/sd-turbo-webnn",
-    family: "StableDiffusionPipeline",
+    family: STABLE_DIFFUSION,
     graphs: {
       text_encoder: "text_encoder/model_layernorm.onnx",
       unet: "unet/model_layernorm.onnx",
@@ -108,7 +112,7 @@ const LAYOUTS: readonly PublishedLayout[] = [
   },
   {
     repo: "webnn/sdxl-turbo",
-    family: "StableDiffusionXLPipeline",
+    family: STABLE_DIFFUSION_XL,
     graphs: {
       text_encoder: "onnx/text_encoder_model_{variant}.onnx",
       text_encoder_2: "onnx/text_encoder_2_model_{variant}.onnx",
@@ -129,7 +133,7 @@ const LAYOUTS: readonly PublishedLayout[] = [
   },
   {
     repo: "webnn/Z-Image-Turbo",
-    family: "ZImagePipeline",
+    family: Z_IMAGE,
     graphs: {
       text_encoder: "onnx/text_encoder_model_{variant}.onnx",
       transformer: "onnx/transformer_model_{variant}.onnx",
@@ -159,7 +163,7 @@ const LAYOUTS: readonly PublishedLayout[] = [
   },
   {
     repo: "schmuell/sd-turbo-ort-web",
-    family: "StableDiffusionPipeline",
+    family: STABLE_DIFFUSION,
     graphs: {
       text_encoder: "text_encoder/model.onnx",
       unet: "unet/model.onnx",
@@ -267,7 +271,7 @@ export async function presentPublished(
   await write(
     "model_index.json",
     json({
-      _class_name: layout.family,
+      _class_name: layout.family.pipelineClasses[0],
       _published_layout: layout.repo,
       ...detected.variant && { _variant: detected.variant },
     }),

@@ -5,14 +5,9 @@
  * multi-GiB `model.onnx_data` is never loaded for it).
  *
  * The tensor is found by the torch-export node names our graphs and diffusers/Optimum exports
- * share, per backend and family:
- * - `tea_cache`: the first block's timestep-modulated input. UNet: the first ResNet's `conv1`
- *   output plus the time embedding (the `Add` after `conv1`, which `norm2` reads); Z-Image: the
- *   input of `noise_refiner.0`'s (or, in our bench blocks, `layers.0`'s) `to_q` (RMSNorm ·
- *   (1 + scale)); Qwen-Image: the input of `transformer_blocks.0`'s image `to_q`.
- * - `cache_dit`: the first block's output residual. UNet: the first ResNet's `conv2` output (the
- *   block adds it to its input); DiT: the first block's feed-forward output (`w2`, Qwen-Image's
- *   `img_mlp`), the last residual branch of that block.
+ * share, per backend and family (each family's `Family.stepCacheSignal` says where):
+ * - `tea_cache`: the first block's timestep-modulated input;
+ * - `cache_dit`: the first block's output residual, the last residual branch of that block.
  *
  * A graph without such a node (a foreign export with other names) has no signal: the caller runs
  * every step in full and says so. The sub-graph is cut from the model folder's file, so with LoRA
@@ -25,6 +20,7 @@ import pkg from "onnx-proto";
 import type { Backend, Session, Tensor } from "../backends/backend.ts";
 import { readFloat32 } from "../backends/backend.ts";
 import { decodeModel, encodeModel } from "../graph/model_bytes.ts";
+import { FAMILIES } from "../families/mod.ts";
 import type { CacheBackend } from "./step_cache.ts";
 
 type Model = pkg.onnx.IModelProto;
@@ -34,25 +30,18 @@ type Model = pkg.onnx.IModelProto;
  * entering it (`input`), the last one it makes (`output`), or what the first `op` node reading
  * one of its tensors makes (`consumer`: the unnamed `Add` after a named `Conv`).
  */
-type Locator =
+export type Locator =
   | { prefix: string; take: "input"; op?: never }
   | { prefix: string; take: "output"; op?: never }
   | { prefix: string; take: "consumer"; op: string };
 
-const LOCATORS: Record<Exclude<CacheBackend, "none">, Locator[]> = {
-  tea_cache: [
-    { prefix: "/down_blocks.0/resnets.0/conv1/", take: "consumer", op: "Add" },
-    { prefix: "/noise_refiner.0/attention/to_q/", take: "input" },
-    { prefix: "/layers.0/attention/to_q/", take: "input" },
-    { prefix: "/transformer_blocks.0/attn/to_q/", take: "input" },
-  ],
-  cache_dit: [
-    { prefix: "/down_blocks.0/resnets.0/conv2/", take: "output" },
-    { prefix: "/noise_refiner.0/feed_forward/w2/", take: "output" },
-    { prefix: "/layers.0/feed_forward/w2/", take: "output" },
-    { prefix: "/transformer_blocks.0/img_mlp/net.2/", take: "output" },
-  ],
-};
+/**
+ * Every family's locators, tried in order (no graph has the modules of two families; families
+ * sharing a denoiser share its locators, listed once).
+ */
+const LOCATORS = (cache: Exclude<CacheBackend, "none">): Locator[] => [
+  ...new Set(FAMILIES.flatMap((f) => f.stepCacheSignal[cache])),
+];
 
 /** A cut-out sub-graph: its serialized model, the tensor it computes and the inputs it reads. */
 export interface SignalSubgraph {
@@ -80,7 +69,7 @@ export function cutSignal(
   for (const n of nodes) for (const o of n.output ?? []) producer.set(o, n);
   const inModule = (n: pkg.onnx.INodeProto, prefix: string) => (n.name ?? "").startsWith(prefix);
   let tensor: string | undefined;
-  for (const locator of LOCATORS[backend]) {
+  for (const locator of LOCATORS(backend)) {
     const { prefix } = locator;
     const own = nodes.filter((n) => inModule(n, prefix));
     if (locator.take === "input") {

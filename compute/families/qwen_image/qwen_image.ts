@@ -59,8 +59,9 @@ import {
   outcomes,
   type RunParams,
 } from "../../pipelines/denoising_loop.ts";
-import { latentsToRgb, WAN21_LATENT_RGB, WAN21_LATENTS_MEAN } from "../../pipelines/preview.ts";
+import { latentsToRgb, previewFits } from "../../pipelines/preview.ts";
 import { SignalGraphs } from "../../pipelines/signal_graph.ts";
+import { QWEN_IMAGE } from "./mod.ts";
 
 type QwenMember = Member<EncodedPrompts>;
 
@@ -117,8 +118,8 @@ export function trueCfg(
 
 /** Qwen-Image over ONNX Runtime. */
 export class QwenImagePipeline extends PipelineBase implements Pipeline {
-  readonly family = "QwenImagePipeline";
-  readonly sizeMultiple = 16;
+  readonly family: string = QWEN_IMAGE.pipelineClasses[0];
+  readonly sizeMultiple: number = QWEN_IMAGE.sizeMultiple;
   /** 1 when the folder has a VAE encoder (image-to-image and inpainting), else 0. */
   readonly maxEditImages: number;
 
@@ -197,7 +198,7 @@ export class QwenImagePipeline extends PipelineBase implements Pipeline {
       createScheduler(schedulerConfig),
       vae.latents_mean,
       vae.latents_std,
-      { width: 1024, height: 1024, steps: 50, guidanceScale: 1, trueCfgScale: 4, ...defaults },
+      { ...QWEN_IMAGE.defaults, ...defaults },
       decode,
       new SignalGraphs(backend, graphPath(dir, "transformer")),
       await exists(graphPath(dir, "vae_encoder"))
@@ -432,14 +433,14 @@ export class QwenImagePipeline extends PipelineBase implements Pipeline {
         });
       },
       preview: async (m, x0) => {
-        if (this.latentsMean.every((v, c) => v === WAN21_LATENTS_MEAN[c])) {
+        if (previewFits(QWEN_IMAGE.preview, { latentsMean: this.latentsMean })) {
           const [lh, lw] = latentSize(m.params.width, m.params.height);
           return latentsToRgb(
             unpackLatents(x0, m.params.n, Z_DIM, lh, lw),
             m.params.n,
             lh,
             lw,
-            WAN21_LATENT_RGB,
+            QWEN_IMAGE.preview.factors,
           );
         }
         return await this.#decode(x0, m.params, m.options.signal);

@@ -71,20 +71,22 @@ import type {
   Pipeline,
   PipelineDefaults,
 } from "../../pipelines/pipeline.ts";
-import { latentsToRgb, SD_LATENT_RGB, SDXL_LATENT_RGB } from "../../pipelines/preview.ts";
+import { latentsToRgb, previewFits } from "../../pipelines/preview.ts";
 import { SignalGraphs } from "../../pipelines/signal_graph.ts";
 import { PipelineBase } from "../../pipelines/base.ts";
 import { decodeLatents, decoderRun, type VaeDecodeSettings } from "../../pipelines/vae_decode.ts";
+import { STABLE_DIFFUSION_XL } from "../stable_diffusion_xl/mod.ts";
+import { STABLE_DIFFUSION } from "./mod.ts";
 
 /** The float types a graph's tensors may have. */
 export const FLOAT = ["float32", "float16"] as const;
 /** VAE downsampling factor of every SD-family autoencoder (`2 ** (len(block_out_channels) - 1)`). */
 export const VAE_SCALE = 8;
 /**
- * Latent→RGB preview factors by the autoencoder's scaling factor, which identifies its latent
- * space: SD 1.x/2.x's and SDXL's.
+ * Latent→RGB previews of the autoencoders this pipeline meets, told apart by the scaling factor,
+ * which identifies the latent space: SD 1.x/2.x's and SDXL's.
  */
-const PREVIEW_FACTORS = new Map([[0.18215, SD_LATENT_RGB], [0.13025, SDXL_LATENT_RGB]]);
+const PREVIEWS = [STABLE_DIFFUSION.preview, STABLE_DIFFUSION_XL.preview];
 
 /** A request's encoded prompts: two rows (negative, then prompt) with guidance, else one. */
 export interface SdText {
@@ -196,7 +198,7 @@ export interface StableDiffusionParts {
 
 /** Stable Diffusion text-to-image over ONNX Runtime. */
 export class StableDiffusionPipeline extends PipelineBase implements Pipeline {
-  readonly family: string = "StableDiffusionPipeline";
+  readonly family: string = STABLE_DIFFUSION.pipelineClasses[0];
   /**
    * 8 (the VAE), times 2 per UNet downsampling: an exported UNet concatenates skip connections of
    * fixed shapes, so latents must halve evenly at every level (diffusers pads this at run time;
@@ -250,12 +252,10 @@ export class StableDiffusionPipeline extends PipelineBase implements Pipeline {
     const textEncoder = await graphs.open("text_encoder");
     const label = "text_encoder/model.onnx";
     const encoder = new ClipEncoder(label, backend, tokenizer, textEncoder, ["last_hidden_state"]);
-    // Distilled one-step models (SD-Turbo) ship Euler with trailing spacing and run without CFG.
     const distilled = isDistilled(folder.schedulerConfig);
     const pipeline = new StableDiffusionPipeline(
       sdParts(graphs, folder, new ClipConditioning(encoder), decode, {
-        steps: distilled ? 1 : 50,
-        guidanceScale: distilled ? 0 : 7.5,
+        ...(distilled ? STABLE_DIFFUSION.distilledDefaults : STABLE_DIFFUSION.defaults),
         ...defaults,
       }),
     );
@@ -505,7 +505,8 @@ export class StableDiffusionPipeline extends PipelineBase implements Pipeline {
   /** SD's or SDXL's own VAE: the cheap latent→RGB map; any other autoencoder: the decoder itself. */
   #preview(m: Member, x0: Float32Array) {
     const p = this.#parts;
-    const factors = PREVIEW_FACTORS.get(p.vaeScalingFactor);
+    const factors = PREVIEWS.find((v) => previewFits(v, { scalingFactor: p.vaeScalingFactor }))
+      ?.factors;
     if (factors && p.latentChannels === 4) {
       const { n, height, width } = m.params;
       return Promise.resolve(latentsToRgb(x0, n, height / VAE_SCALE, width / VAE_SCALE, factors));

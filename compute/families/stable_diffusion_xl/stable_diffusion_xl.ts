@@ -38,6 +38,7 @@ import {
   type TextConditioning,
 } from "../stable_diffusion/stable_diffusion.ts";
 import type { VaeDecodeSettings } from "../../pipelines/vae_decode.ts";
+import { STABLE_DIFFUSION_XL } from "./mod.ts";
 
 /** SDXL's two-encoder conditioning with its pooled text embedding and size/crop ids. */
 class SdxlConditioning implements TextConditioning {
@@ -115,7 +116,7 @@ function withZeroRow(text: EncodedText): EncodedText {
 
 /** SDXL text-to-image over ONNX Runtime: SD's pipeline with SDXL's conditioning. */
 export class StableDiffusionXLPipeline extends StableDiffusionPipeline {
-  override readonly family = "StableDiffusionXLPipeline";
+  override readonly family: string = STABLE_DIFFUSION_XL.pipelineClasses[0];
 
   /**
    * Loads both tokenizers and text encoders, the UNet and the VAE decoder of an SDXL model
@@ -156,8 +157,7 @@ export class StableDiffusionXLPipeline extends StableDiffusionPipeline {
     const distilled = isDistilled(folder.schedulerConfig);
     const pipeline = new StableDiffusionXLPipeline(
       sdParts(graphs, folder, conditioning, decode, {
-        steps: distilled ? 1 : 50,
-        guidanceScale: distilled ? 0 : 5,
+        ...(distilled ? STABLE_DIFFUSION_XL.distilledDefaults : STABLE_DIFFUSION_XL.defaults),
         ...defaults,
       }),
     );

@@ -52,8 +52,9 @@ import {
   outcomes,
   type RunParams,
 } from "../../pipelines/denoising_loop.ts";
-import { FLUX_LATENT_RGB, latentsToRgb } from "../../pipelines/preview.ts";
+import { latentsToRgb, previewFits } from "../../pipelines/preview.ts";
 import { SignalGraphs } from "../../pipelines/signal_graph.ts";
+import { Z_IMAGE } from "./mod.ts";
 
 const CHAT_TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n";
 const MAX_SEQUENCE_LENGTH = 512;
@@ -61,7 +62,7 @@ const MAX_SEQUENCE_LENGTH = 512;
 const FLUX_VAE_TILE_LATENT = 128;
 const CHANNELS = 16;
 const VAE_SCALE = 8;
-/** The Flux autoencoder's latent normalisation, which identifies its latent space. */
+/** The Flux autoencoder's latent normalisation: diffusers' default for a config without it. */
 const FLUX_SCALING = 0.3611, FLUX_SHIFT = 0.1159;
 
 /** Latent height and width: two latent cells per 16-pixel patch. */
@@ -90,8 +91,8 @@ export function zImageGuidance(
 
 /** Z-Image over ONNX Runtime. */
 export class ZImagePipeline extends PipelineBase implements Pipeline {
-  readonly family = "ZImagePipeline";
-  readonly sizeMultiple = 16;
+  readonly family: string = Z_IMAGE.pipelineClasses[0];
+  readonly sizeMultiple: number = Z_IMAGE.sizeMultiple;
   /** 1 when the folder has a VAE encoder (image-to-image and inpainting), else 0. */
   readonly maxEditImages: number;
 
@@ -155,8 +156,12 @@ export class ZImagePipeline extends PipelineBase implements Pipeline {
       await graphs.open("transformer"),
       await graphs.open("vae_decoder"),
       createScheduler(schedulerConfig),
-      { scaling: vae.scaling_factor ?? 0.3611, shift: vae.shift_factor ?? 0.1159, decode },
-      { width: 1024, height: 1024, steps: 8, guidanceScale: 0, ...defaults },
+      {
+        scaling: vae.scaling_factor ?? FLUX_SCALING,
+        shift: vae.shift_factor ?? FLUX_SHIFT,
+        decode,
+      },
+      { ...Z_IMAGE.defaults, ...defaults },
       new SignalGraphs(backend, graphPath(dir, "transformer")),
       await exists(graphPath(dir, "vae_encoder"))
         ? new VaeEncoder(await graphs.open("vae_encoder"), backend)
@@ -363,8 +368,9 @@ export class ZImagePipeline extends PipelineBase implements Pipeline {
       },
       preview: async (m, x0) => {
         const [lh, lw] = latentSize(m.params.width, m.params.height);
-        if (this.vae.scaling === FLUX_SCALING && this.vae.shift === FLUX_SHIFT) {
-          return latentsToRgb(x0, m.params.n, lh, lw, FLUX_LATENT_RGB);
+        const vae = { scalingFactor: this.vae.scaling, shiftFactor: this.vae.shift };
+        if (previewFits(Z_IMAGE.preview, vae)) {
+          return latentsToRgb(x0, m.params.n, lh, lw, Z_IMAGE.preview.factors);
         }
         return await this.#decode(x0, m.params, m.options.signal);
       },
