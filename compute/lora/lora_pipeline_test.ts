@@ -196,6 +196,26 @@ Deno.test("an adapter for another model is a LoraError naming its keys, and the 
   }
 });
 
+Deno.test("LoRA on a published export whose graphs name no module is refused with why, and the pipeline goes on", async () => {
+  // The replica of microsoft/sd-turbo-webnn: an optimized export, every node and weight renamed.
+  const pipeline = await loadPipeline(join(FIXTURES, "models/sd-turbo-webnn-tiny"), {
+    device: "cpu",
+  });
+  try {
+    const options = { prompt: "x", seed: 1, steps: 1 };
+    await assert.rejects(
+      pipeline.generate({ ...options, lora: [await spec("loras/sd-turbo-tiny/peft", 1)] }),
+      (e: Error) =>
+        e instanceof LoraError &&
+        /cannot be applied to this model: its denoiser graph/.test(e.message) &&
+        /diffusers checkpoint/.test(e.message),
+    );
+    assert.equal((await pipeline.generate(options)).images.length, 1);
+  } finally {
+    await pipeline.release();
+  }
+});
+
 const webgpu = await webGpuForTests();
 
 Deno.test(

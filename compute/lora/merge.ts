@@ -57,6 +57,16 @@ export function planMerge(
       }
     }
   }
+  const unnamed = [...graphs].filter(([, g]) => g.byModule.size === 0 && g.byFlatName.size === 0);
+  if (unmatched.length > 0 && unnamed.length > 0) {
+    // An export whose optimizer renamed every node and weight (the published WebNN/ORT-web
+    // exports' replicas do) leaves nothing to place a layer on, whatever the adapter.
+    throw new LoraError(
+      `LoRA adapters cannot be applied to this model: its ${
+        unnamed.map(([c]) => c).join(" and ")
+      } graph names no weight after its torch module (no '/<module>/MatMul' node or '<module>.weight' initializer), as optimized exports do; serve the model's diffusers checkpoint (converted at load) to use LoRA`,
+    );
+  }
   if (unmatched.length > 0) {
     const total = adapters.reduce((s, a) => s + a.adapter.layers.length, 0);
     throw new LoraError(
