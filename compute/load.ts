@@ -104,7 +104,7 @@ async function loadFolder(
     : execution.offload;
   if (offload && execution.offload !== true) {
     options.onNotice?.(
-      "the text encoders and the denoiser together exceed half of this machine's memory: text encoders are closed while the denoiser runs (--enable-cpu-offload)",
+      "the text encoders and the denoiser together exceed half of this machine's memory: they take turns in memory, each closed while the other runs (--enable-cpu-offload)",
     );
   }
   const threads = options.backend?.threads ?? navigator.hardwareConcurrency;

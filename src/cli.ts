@@ -296,7 +296,7 @@ export const FLAGS: readonly Flag[] = [
     kind: { type: "boolean" },
     defaultText: "auto",
     help:
-      "close the text encoders once prompts are encoded, so the denoiser runs alone; the next request reopens them (vLLM-Omni's name); automatic when the text encoders and denoiser exceed half of the machine's memory",
+      "the text encoders and the denoiser take turns in memory: each is closed while the other runs and reopened for its next run (vLLM-Omni's model-level offloading); automatic when their graphs exceed half of the machine's memory",
   },
   {
     name: "lora-root",

@@ -1,13 +1,14 @@
 /**
  * How a model's graphs run, for every family alike (the folder's {@linkcode Prepare}): the
  * denoiser's rows per call and sessions (`--cfg-mode`, `--cfg-parallel-size`:
- * ../pipelines/row_calls.ts) and whether the text encoders are closed while the denoiser runs
+ * ../pipelines/row_calls.ts) and whether the text encoders and the denoiser take turns in memory
  * (`--enable-cpu-offload`).
  *
  * @module
  */
 import { type CfgMode, rowCalls } from "../pipelines/row_calls.ts";
 import type { Backend, Session } from "../backends/backend.ts";
+import { trimHeap } from "../backends/heap.ts";
 import { exists } from "./files.ts";
 import { graphPath, type Prepare } from "./model_folder.ts";
 import { type OnDemandSession, onDemandSession } from "./on_demand_session.ts";
@@ -22,8 +23,8 @@ export interface ExecutionSettings {
   /** Denoiser sessions running a call's rows at the same time: 1 (default) or 2. */
   cfgParallelSize?: number;
   /**
-   * Close the text encoders once prompts are encoded, so the denoiser runs alone; reopened by the
-   * next request's encoding. `auto` (default): when {@linkcode offloadNeeded} says so.
+   * The text encoders and the denoiser take turns: a run of one closes the other, which its next
+   * run reopens (from the page cache). `auto` (default): when {@linkcode offloadNeeded} says so.
    */
   offload?: boolean | "auto";
 }
@@ -60,8 +61,9 @@ export async function offloadNeeded(
 /**
  * The {@linkcode Prepare} of `settings` for a folder on `backend` with `threads` intra-op threads:
  * the denoiser through {@linkcode rowCalls} (two sessions of half the threads each for
- * `cfgParallelSize` 2), and, with `offload`, each text encoder as an {@linkcode OnDemandSession}
- * that every denoiser call first closes.
+ * `cfgParallelSize` 2). With `offload`, vLLM-Omni's model-level offloading: the text encoders and
+ * the denoiser's sessions are {@linkcode OnDemandSession}s, and a run of one group first closes
+ * the other (the VAE stays open).
  */
 export function executionPrepare(
   settings: ExecutionSettings,
@@ -69,31 +71,46 @@ export function executionPrepare(
   threads: number,
   offload: boolean,
 ): Prepare {
-  const encoders: OnDemandSession[] = [];
-  const parkEncoders = async () => {
-    for (const e of encoders) await e.park();
+  const groups = { encoders: [] as OnDemandSession[], denoisers: [] as OnDemandSession[] };
+  const park = async (group: OnDemandSession[]) => {
+    for (const s of group) await s.park();
+  };
+  /** `open` once, then on demand in `group`, closing `other` before each run. */
+  const onDemand = async (
+    open: () => Promise<Session>,
+    group: OnDemandSession[],
+    other: OnDemandSession[],
+  ) => {
+    // Opening one group closes the other: at load they are not both held either.
+    await park(other);
+    const session: OnDemandSession = onDemandSession(await open(), open, {
+      beforeRun: () => park(other),
+      afterPark: trimHeap,
+      onRelease: () => group.splice(group.indexOf(session), 1),
+    });
+    group.push(session);
+    return session;
   };
   return async (component, open) => {
     if (DENOISERS.includes(component)) {
       const parallel = Math.max(1, settings.cfgParallelSize ?? 1);
-      const sessions: Session[] = [];
       const options = parallel > 1 ? { threads: Math.max(1, Math.floor(threads / parallel)) } : {};
+      const opener = () => open(options);
+      const sessions: Session[] = [];
       try {
-        for (let k = 0; k < parallel; k++) sessions.push(await open(options));
+        for (let k = 0; k < parallel; k++) {
+          sessions.push(
+            offload ? await onDemand(opener, groups.denoisers, groups.encoders) : await opener(),
+          );
+        }
       } catch (e) {
         for (const s of sessions) await s.release();
         throw e;
       }
-      return rowCalls(sessions, backend, settings.cfgMode ?? "auto", parkEncoders);
+      return rowCalls(sessions, backend, settings.cfgMode ?? "auto");
     }
     if (offload && component.startsWith("text_encoder")) {
-      const session = onDemandSession(
-        await open(),
-        () => open(),
-        () => encoders.splice(encoders.indexOf(session), 1),
-      );
-      encoders.push(session);
-      return session;
+      return await onDemand(() => open(), groups.encoders, groups.denoisers);
     }
     return await open();
   };

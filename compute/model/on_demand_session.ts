@@ -1,6 +1,6 @@
 /**
  * A session that can be closed between uses and opens again on its next run
- * (`--enable-cpu-offload`: the text encoders leave memory while the denoiser runs).
+ * (`--enable-cpu-offload`: the text encoders and the denoiser take turns in memory).
  *
  * @module
  */
@@ -14,6 +14,16 @@ export interface OnDemandSession extends Session {
   readonly reopens: number;
 }
 
+/** What {@linkcode onDemandSession} does around its runs. */
+export interface OnDemandHooks {
+  /** Before every run (closing the other group of sessions). */
+  beforeRun?: () => Promise<void>;
+  /** After a park has closed the session (giving its memory back to the system). */
+  afterPark?: () => void;
+  /** When the session is released for good. */
+  onRelease?: () => void;
+}
+
 /**
  * `first` (already open) as an {@linkcode OnDemandSession} that `open` reopens. A run and a park
  * never overlap: a park while a run is in flight leaves the session open.
@@ -21,7 +31,7 @@ export interface OnDemandSession extends Session {
 export function onDemandSession(
   first: Session,
   open: () => Promise<Session>,
-  onRelease: () => void = () => {},
+  hooks: OnDemandHooks = {},
 ): OnDemandSession {
   let current: Promise<Session> | undefined = Promise.resolve(first);
   let inFlight = 0;
@@ -35,6 +45,7 @@ export function onDemandSession(
     async run(feeds) {
       inFlight++;
       try {
+        await hooks.beforeRun?.();
         if (!current) {
           reopens++;
           current = open();
@@ -51,9 +62,10 @@ export function onDemandSession(
       const session = current;
       current = undefined;
       await (await session).release();
+      hooks.afterPark?.();
     },
     async release() {
-      onRelease();
+      hooks.onRelease?.();
       const session = current;
       current = undefined;
       await (await session)?.release();

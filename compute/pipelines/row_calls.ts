@@ -106,14 +106,12 @@ async function stackRows(
  * one contiguous group per session, run at the same time, each group in calls of at most
  * {@linkcode rowsPerCall} rows; the outputs are stacked back in order. A call that needs no split
  * runs as it is (today's bytes); so does any call of a graph whose batch axis is fixed. Concurrent
- * calls (Z-Image's two branches) each take a free session, or wait for one. `beforeRun` runs
- * before every call (releasing the text encoders: ../model/execution.ts).
+ * calls (Z-Image's two branches) each take a free session, or wait for one.
  */
 export function rowCalls(
   sessions: readonly Session[],
   backend: Backend,
   mode: CfgMode,
-  beforeRun: () => Promise<void> = () => Promise.resolve(),
 ): Session {
   const pool = new Pool(sessions);
   const [first] = sessions;
@@ -123,7 +121,6 @@ export function rowCalls(
     inputs: first.inputs,
     outputs: first.outputs,
     async run(feeds) {
-      await beforeRun();
       const x = feeds[latent.name];
       const rows = x?.dims[0] ?? 0;
       const perCall = rowsPerCall(mode, x ? x.size / Math.max(1, rows) : 0);

@@ -62,7 +62,7 @@ export interface LoadSettings {
   backend?: BackendSettings;
   /** How the VAE decodes (`--vae-use-tiling`; slicing is always on). */
   vae?: VaeDecodeSettings;
-  /** The denoiser's calls and the text encoders' release (`--cfg-mode`, `--cfg-parallel-size`, `--enable-cpu-offload`). */
+  /** The denoiser's calls and offloading (`--cfg-mode`, `--cfg-parallel-size`, `--enable-cpu-offload`). */
   execution?: ExecutionSettings;
   /** A published export's variant (`--variant`). */
   variant?: string;
