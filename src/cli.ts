@@ -282,14 +282,14 @@ export const FLAGS: readonly Flag[] = [
     default: "1",
     metavar: "N",
     help:
-      "denoiser sessions running a call's rows at once (vLLM-Omni's CFG parallelism): 2 runs the guided and unguided branches at the same time on two sessions with half the threads each (on a 2-core CPU no faster than one batch: README)",
+      "denoiser sessions running a call's rows at once (vLLM-Omni's CFG parallelism): 2 runs the guided and unguided branches at the same time on two sessions with half the threads each (on a 2-core CPU no faster than one batch: README, CFG execution and offloading)",
   },
   {
     name: "cfg-mode",
     kind: { type: "enum", choices: CFG_MODES },
     default: "auto",
     help:
-      "how many of a step's rows (CFG branches, images, batched requests) one denoiser call runs: batch = all; sequential = one at a time (less memory); auto = sequential once a call would hold over 2^18 latent values (Qwen-Image/Z-Image above 1024² with CFG)",
+      "how many of a step's rows (CFG branches, images, batched requests) one denoiser call runs: batch = all; sequential = one at a time (less memory); auto = calls of at most 2^18 latent values, at least one row (so Qwen-Image's two CFG rows one at a time above about 724²)",
   },
   {
     name: "enable-cpu-offload",
