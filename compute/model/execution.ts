@@ -9,6 +9,7 @@
 import { type CfgMode, rowCalls } from "../pipelines/row_calls.ts";
 import type { Backend, Session } from "../backends/backend.ts";
 import { trimHeap } from "../backends/heap.ts";
+import { ModelLoadError } from "../errors.ts";
 import { exists } from "./files.ts";
 import { graphPath, type Prepare } from "./model_folder.ts";
 import { type OnDemandSession, onDemandSession } from "./on_demand_session.ts";
@@ -94,6 +95,13 @@ export function executionPrepare(
   return async (component, open) => {
     if (DENOISERS.includes(component)) {
       const parallel = Math.max(1, settings.cfgParallelSize ?? 1);
+      if (parallel > 1 && backend.device === "webgpu") {
+        // Measured on lavapipe: two sessions' runs at once fail in the WebGPU backend
+        // ("Argument 0 can not be converted to a GPUComputePipeline"), then abort the process.
+        throw new ModelLoadError(
+          `--cfg-parallel-size ${parallel} is not available on webgpu: ONNX Runtime Web runs one session at a time on its one adapter; use 1, or --device cpu or wasm`,
+        );
+      }
       const options = parallel > 1 ? { threads: Math.max(1, Math.floor(threads / parallel)) } : {};
       const opener = () => open(options);
       const sessions: Session[] = [];

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import type { DeviceName } from "../backends/backend.ts";
 import { selectBackend } from "../backends/device.ts";
+import { webGpuForTests } from "../backends/webgpu_for_tests.ts";
 import { loadPipeline } from "../load.ts";
 import { adapterFiles } from "../lora/files.ts";
 import type { GenerateOptions, RgbImage } from "../pipelines/pipeline.ts";
@@ -25,8 +27,13 @@ const CASES: { name: string; options: GenerateOptions }[] = [
   },
 ];
 
-async function images(name: string, execution: ExecutionSettings, options: GenerateOptions) {
-  const p = await loadPipeline(join(FIXTURES, "models", name), { device: "cpu", execution });
+async function images(
+  name: string,
+  execution: ExecutionSettings,
+  options: GenerateOptions,
+  device: DeviceName = "cpu",
+) {
+  const p = await loadPipeline(join(FIXTURES, "models", name), { device, execution });
   try {
     return (await p.generate({ ...options, seed: 11 })).images;
   } finally {
@@ -53,6 +60,33 @@ for (const c of CASES) {
     );
   });
 }
+
+const webgpu = await webGpuForTests();
+
+Deno.test(
+  `onnxruntime-web: sequential (wasm${
+    webgpu.ignored ? `; webgpu ignored: ${webgpu.ignored}` : ", webgpu"
+  }) and two parallel sessions (wasm) draw the batched form's bytes; webgpu refuses two`,
+  async () => {
+    const devices: DeviceName[] = ["wasm", ...(webgpu.ignored ? [] : ["webgpu" as const])];
+    const { name, options } = CASES[1];
+    for (const device of devices) {
+      const batched = bytes(await images(name, { cfgMode: "batch" }, options, device));
+      assert.equal(
+        bytes(await images(name, { cfgMode: "sequential" }, options, device)),
+        batched,
+        device,
+      );
+      const parallel = images(name, { cfgMode: "batch", cfgParallelSize: 2 }, options, device);
+      if (device === "webgpu") {
+        await assert.rejects(
+          parallel,
+          /^ModelLoadError: --cfg-parallel-size 2 is not available on webgpu: /,
+        );
+      } else assert.equal(bytes(await parallel), batched, device);
+    }
+  },
+);
 
 Deno.test("auto splits a call once it would hold more than 2^18 latent values", () => {
   const qwen1024 = 16 * 128 * 128, qwen512 = 16 * 64 * 64, sdxl1024 = 4 * 128 * 128;
