@@ -1,7 +1,7 @@
 /**
  * `deno run -A compute/bench/bench_qwen_image.ts [--blocks 2] [--layers 2] [--dtype q4]
  * [--sizes 512,1024] [--batch 2] [--prompt 128] [--only transformer|text_encoder]
- * [--cfg-mode batch|sequential|auto]`: whether q4 Qwen-Image fits a machine, from a
+ * [--cfg-mode batch|sequential|auto] [--served]`: whether q4 Qwen-Image fits a machine, from a
  * random checkpoint at its real widths with few blocks.
  *
  * Builds, through the converter's own network builders, `QwenImageTransformer2DModel` at
@@ -32,6 +32,12 @@
  * `--enable-cpu-offload` the larger of the two graphs each with its own activations (they take
  * turns).
  *
+ * `--served` measures the served pipeline instead: the built transformer and text encoder in a
+ * model folder with the tiny fixture's tokenizer, scheduler and VAE (fixtures/models/qwen-image-tiny),
+ * loaded with `loadPipeline` in a fresh process, one 1-step true-CFG generation at the largest of
+ * `--sizes`: the peak RSS of the whole process, as the server ran it before (`--cfg-mode batch`,
+ * both graphs held) and as it runs it now at that size (`auto`, with `--enable-cpu-offload`).
+ *
  * @module
  */
 import { parseArgs } from "node:util";
@@ -59,6 +65,8 @@ const { values } = parseArgs({
     prompt: { type: "string", default: "128" },
     only: { type: "string" },
     "cfg-mode": { type: "string", default: "batch" },
+    served: { type: "boolean", default: false },
+    offload: { type: "boolean", default: false },
     child: { type: "string" },
     dir: { type: "string" },
   },
@@ -134,7 +142,32 @@ async function build(component: Component, n: number, dir: string): Promise<numb
   return (await Deno.stat(`${dir}/model.onnx_data`)).size;
 }
 
-if (values.child) {
+if (values.child === "served") {
+  const { loadPipeline } = await import("../load.ts");
+  const t = performance.now();
+  const pipeline = await loadPipeline(values.dir!, {
+    device: "cpu",
+    execution: { cfgMode: CFG_MODE, offload: values.offload },
+  });
+  const loadS = (performance.now() - t) / 1000;
+  const loadedMib = await statusMib("VmRSS");
+  const size = Math.max(...SIZES);
+  const r = await pipeline.generate({
+    prompt: "a red cube on a table",
+    width: size,
+    height: size,
+    steps: 1,
+    seed: 1,
+  });
+  console.log(JSON.stringify({
+    loadS,
+    loadedMib,
+    peakMib: await peakRssMib(),
+    textEncodeS: r.timings.textEncodeMs / 1000,
+    stepS: r.timings.stepMs[0] / 1000,
+  }));
+  await pipeline.release();
+} else if (values.child) {
   const backend = createNodeBackend();
   let t = performance.now();
   const open = () =>
@@ -232,6 +265,53 @@ if (values.child) {
     return JSON.parse(new TextDecoder().decode(child.stdout).trim().split("\n").at(-1)!);
   };
   try {
+    if (values.served) {
+      const model = `${root}/model`;
+      const fixture = new URL("../../fixtures/models/qwen-image-tiny", import.meta.url).pathname;
+      await build("transformer", Number(values.blocks), `${model}/transformer`);
+      await build("text_encoder", Number(values.layers), `${model}/text_encoder`);
+      for (const part of ["model_index.json", "tokenizer", "scheduler", "vae_decoder"]) {
+        await new Deno.Command("cp", { args: ["-r", `${fixture}/${part}`, model] }).output();
+      }
+      console.log(
+        `# Qwen-Image served (loadPipeline, one 1-step true-CFG generation at ${
+          Math.max(...SIZES)
+        }²), ${values.blocks} blocks, ${values.layers} text layers, ${DTYPE}, the fixture's tiny VAE\n`,
+      );
+      console.log("| configuration | RSS loaded MiB | peak RSS MiB | text encoding s | step s |");
+      console.log("| ------------- | -------------- | ------------ | --------------- | ------ |");
+      for (
+        const [label, flags] of [
+          ["--cfg-mode batch, both graphs held (before)", ["--cfg-mode", "batch"]],
+          ["--cfg-mode auto --enable-cpu-offload (now)", ["--cfg-mode", "auto", "--offload"]],
+        ] as const
+      ) {
+        const child = await new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "-A",
+            import.meta.filename!,
+            "--sizes",
+            String(Math.max(...SIZES)),
+            ...flags,
+            "--child",
+            "served",
+            "--dir",
+            model,
+          ],
+          stderr: "inherit",
+        }).output();
+        if (!child.success) throw new Error(`${label}: the measuring process failed`);
+        const r = JSON.parse(new TextDecoder().decode(child.stdout).trim().split("\n").at(-1)!);
+        console.log(
+          `| ${label} | ${r.loadedMib.toFixed(0)} | ${r.peakMib.toFixed(0)} | ${
+            r.textEncodeS.toFixed(1)
+          } | ${r.stepS.toFixed(1)} |`,
+        );
+      }
+      await Deno.remove(root, { recursive: true });
+      Deno.exit(0);
+    }
     console.log(
       `# Qwen-Image at real widths, ${DTYPE}, native CPU, batch ${BATCH} (--cfg-mode ${CFG_MODE}), ${PROMPT} prompt tokens\n`,
     );
