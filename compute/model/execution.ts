@@ -87,7 +87,10 @@ export function executionPrepare(
     const session: OnDemandSession = onDemandSession(await open(), open, {
       beforeRun: () => park(other),
       afterPark: trimHeap,
-      onRelease: () => group.splice(group.indexOf(session), 1),
+      onRelease: () => {
+        const k = group.indexOf(session);
+        if (k >= 0) group.splice(k, 1);
+      },
     });
     group.push(session);
     return session;
