@@ -8,7 +8,13 @@ import { selectBackend } from "./backends/device.ts";
 import { ModelLoadError } from "./errors.ts";
 import { DEFAULT_LORA_LIMITS, type LoraLimits } from "./limits.ts";
 import { LoraPipeline } from "./lora/lora_pipeline.ts";
-import { folderGraphs, type GraphSource, readModelIndex } from "./model/model_folder.ts";
+import { executionPrepare, type ExecutionSettings, offloadNeeded } from "./model/execution.ts";
+import {
+  folderGraphs,
+  type GraphSource,
+  preparedGraphs,
+  readModelIndex,
+} from "./model/model_folder.ts";
 import {
   detectPublishedLayout,
   guardStaticShapes,
@@ -34,6 +40,8 @@ export interface LoadOptions {
    * `slicing` is false (`--vae-use-slicing` is the default).
    */
   vae?: VaeDecodeSettings;
+  /** The denoiser's calls (`--cfg-mode`, `--cfg-parallel-size`) and `--enable-cpu-offload`. */
+  execution?: ExecutionSettings;
   /**
    * Which variant of a published export with several (`webnn/sdxl-turbo`'s `q4f16` or
    * `qdq_q4f16`); absent, the layout's default, said through `onNotice`.
@@ -90,7 +98,20 @@ async function loadFolder(
     );
   }
   const backend = await selectBackend(options.device ?? "auto", options.backend);
-  const graphs = providerGraphs(folderGraphs(dir, backend), published);
+  const execution = options.execution ?? {};
+  const offload = execution.offload === "auto" || execution.offload === undefined
+    ? await offloadNeeded(dir)
+    : execution.offload;
+  if (offload && execution.offload !== true) {
+    options.onNotice?.(
+      "the text encoders and the denoiser together exceed half of this machine's memory: they take turns in memory, each closed while the other runs (--enable-cpu-offload)",
+    );
+  }
+  const threads = options.backend?.threads ?? navigator.hardwareConcurrency;
+  const graphs = preparedGraphs(
+    providerGraphs(folderGraphs(dir, backend), published),
+    executionPrepare(execution, backend, threads, offload),
+  );
   const load = async (source: GraphSource) =>
     guardStaticShapes(await family.load(source, options.defaults, options.vae), graphs.opened);
   const base = await load(graphs);

@@ -86,6 +86,8 @@ export { type AdapterFiles, adapterFiles } from "./lora/files.ts";
 export { LoraError } from "./lora/adapter.ts";
 export { serializeSafetensors } from "./lora/safetensors.ts";
 export type { VaeDecodeSettings } from "./pipelines/vae_decode.ts";
+export type { ExecutionSettings } from "./model/execution.ts";
+export { CFG_MODES, type CfgMode } from "./pipelines/row_calls.ts";
 export {
   CACHE_BACKENDS,
   type CacheBackend,

@@ -10,6 +10,8 @@ import {
   CACHE_BACKENDS,
   type CacheBackend,
   type CacheConfig,
+  CFG_MODES,
+  type CfgMode,
   DEFAULT_LORA_LIMITS,
   DEFAULT_MAX_IMAGE_PIXELS,
   DEVICE_CHOICES,
@@ -281,7 +283,21 @@ export const FLAGS: readonly Flag[] = [
     default: "1",
     metavar: "N",
     help:
-      "CFG branches on N devices at once (vLLM-Omni's); only 1 is available: one device runs both branches as one batch (2 is refused, with why)",
+      "denoiser sessions running a call's rows at once (vLLM-Omni's CFG parallelism): 2 runs the guided and unguided branches at the same time on two sessions with half the threads each (on a 2-core CPU no faster than one batch: README, CFG execution and offloading)",
+  },
+  {
+    name: "cfg-mode",
+    kind: { type: "enum", choices: CFG_MODES },
+    default: "auto",
+    help:
+      "how many of a step's rows (CFG branches, images, batched requests) one denoiser call runs: batch = all; sequential = one at a time (less memory); auto = calls of at most 2^18 latent values, at least one row (so Qwen-Image's two CFG rows one at a time above about 724²)",
+  },
+  {
+    name: "enable-cpu-offload",
+    kind: { type: "boolean" },
+    defaultText: "auto",
+    help:
+      "the text encoders and the denoiser take turns in memory: each is closed while the other runs and reopened for its next run (vLLM-Omni's model-level offloading); automatic when their graphs exceed half of the machine's memory",
   },
   {
     name: "lora-root",
@@ -413,6 +429,8 @@ export interface ServerOptions {
   /** The step cache of requests that do not choose one; absent: none. */
   cache?: CacheConfig;
   cfgParallelSize: number;
+  cfgMode: CfgMode;
+  enableCpuOffload: boolean;
   loraRoot?: string[];
   loraModules?: string[];
   maxCpuLoras: number;
@@ -563,11 +581,6 @@ function cacheOf(o: ServerOptions): CacheConfig | undefined {
 /** Checks between flags. */
 function checkTogether(o: ServerOptions): void {
   o.cache = cacheOf(o);
-  if (o.cfgParallelSize > 1) {
-    throw new CliError(
-      "--cfg-parallel-size 2 is not available: this server runs the guided and unguided branches as one batch on one device (on a 2-core CPU the two branches on two one-core sessions at once measured 0.89–0.98× the batch's speed: docs/benchmarks.md#cfg-in-parallel); use 1",
-    );
-  }
   if (parseShardSize(o.shardSize) === undefined) {
     throw new CliError(
       `--shard-size must be auto or a size in bytes (e.g. 536870912 or 512M), got ${

@@ -113,6 +113,11 @@ Deno.test("--cache-backend and --cache-config: the step cache requests get; bad 
     0.3,
   );
   assert.equal(parseCli(["--cfg-parallel-size", "1"], env({})).cfgParallelSize, 1);
+  assert.equal(parseCli(["--cfg-parallel-size", "2"], env({})).cfgParallelSize, 2);
+  assert.equal(parseCli([], env({})).cfgMode, "auto");
+  assert.equal(parseCli(["--cfg-mode", "sequential"], env({})).cfgMode, "sequential");
+  assert.equal(parseCli([], env({})).enableCpuOffload, false);
+  assert.equal(parseCli(["--enable-cpu-offload"], env({})).enableCpuOffload, true);
   for (
     const [args, message] of [
       [
@@ -139,7 +144,7 @@ Deno.test("--cache-backend and --cache-config: the step cache requests get; bad 
         ["--cache-config", '{"threshold":0.1}'],
         /^--cache-config needs --cache-backend tea_cache or cache_dit$/,
       ],
-      [["--cfg-parallel-size", "2"], /^--cfg-parallel-size 2 is not available: /],
+      [["--cfg-mode", "parallel"], /^--cfg-mode must be one of auto, batch, sequential/],
       [["--cfg-parallel-size", "3"], /^--cfg-parallel-size must be an integer 1–2/],
     ] as const
   ) {

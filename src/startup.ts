@@ -180,6 +180,11 @@ function startEngine(
       shardSize: parseShardSize(config.shardSize),
     },
     vae: { tiling: config.vaeUseTiling },
+    execution: {
+      cfgMode: config.cfgMode,
+      cfgParallelSize: config.cfgParallelSize,
+      offload: config.enableCpuOffload || "auto",
+    },
     lora: {
       maxVariants: config.maxCpuLoras,
       cacheBytes: config.maxLoraCacheMb * 2 ** 20,

@@ -50,6 +50,11 @@ export interface OpenOptions {
    * than copy back to the CPU; backends without device memory ignore it.
    */
   deviceOutputs?: readonly string[];
+  /**
+   * Intra-op threads of this session instead of the backend's (native CPU only: two sessions of
+   * `--cfg-parallel-size 2` take half the cores each); others ignore it.
+   */
+  threads?: number;
 }
 
 /** How a backend runs graphs (`--threads`, `--disable-attention-fusion`). */

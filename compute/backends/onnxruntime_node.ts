@@ -7,6 +7,7 @@ import * as ort from "onnxruntime-node";
 import {
   type Backend,
   type GraphInput,
+  type OpenOptions,
   type Session,
   tensorInfo,
   type TensorType,
@@ -78,7 +79,7 @@ export function createNodeBackend(
   return {
     device: "cpu",
     description: `onnxruntime-node ${ort.env.versions?.common ?? ""} CPU, ${threads} threads`,
-    async createSession(graph: GraphInput): Promise<Session> {
+    async createSession(graph: GraphInput, open: OpenOptions = {}): Promise<Session> {
       const sessionConfig: Record<string, string> = { "intra_op.allow_spinning": "0" };
       const options: ort.InferenceSession.SessionOptions = {
         executionProviders: ["cpu"],
@@ -86,7 +87,7 @@ export function createNodeBackend(
         // Without the arena, buffers go back to malloc (and, trimmed when the engine is idle, to
         // the system).
         enableCpuMemArena: cpuArena,
-        intraOpNumThreads: threads,
+        intraOpNumThreads: open.threads ?? threads,
         logSeverityLevel: 3,
         // Spinning intra-op threads compete with Deno's own thread for the cores between runs;
         // with spinning on, step times were bimodal (1.7 or 5–11 ms at 512², docs/benchmarks.md).

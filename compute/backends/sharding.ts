@@ -238,6 +238,7 @@ export function withSharding(
           );
           sessions.push(
             await backend.createSession(await shardInput(shard, source, backend.device), {
+              ...options,
               deviceOutputs,
             }),
           );

@@ -1,10 +1,11 @@
 /**
- * `deno task bench:cfg-parallel [--runs 5]`: what vLLM-Omni's `--cfg-parallel-size 2` would give
- * on this machine's CPU: one UNet call on the guided batch of 2 (today: one session, every core)
- * against its two branches at the same time on two sessions with half the cores each (what CFG
- * parallelism is on one CPU), and whether the two give the same bytes. On the embedded shapes-tiny
- * UNet at 32² latents, and on a quarter-width SD-1.5 UNet (160, 320, 640, 640; random weights,
- * built into a temporary folder) at 64² latents.
+ * `deno task bench:cfg-parallel [--runs 5]`: the three ways the server can run a step's guided
+ * batch of 2 (../pipelines/row_calls.ts, as the server wires them): one call of both rows on one
+ * session with every core (`--cfg-mode batch`), one row a call on that session
+ * (`--cfg-mode sequential`), and the two rows at the same time on two sessions with half the cores
+ * each (`--cfg-parallel-size 2`, what CFG parallelism is on one CPU); and whether the latter two
+ * give the batch's bytes. On the embedded shapes-tiny UNet at 32² latents, and on a quarter-width
+ * SD-1.5 UNet (160, 320, 640, 640; random weights, built into a temporary folder) at 64² latents.
  *
  * @module
  */
@@ -14,6 +15,7 @@ import { readFloat32 } from "../backends/backend.ts";
 import { selectBackend } from "../backends/device.ts";
 import { SD15_UNET, sdUnet } from "../networks/sd_unet.ts";
 import { median } from "./bench_stats.ts";
+import { rowCalls } from "../pipelines/row_calls.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -40,8 +42,10 @@ interface Case {
 async function measure(c: Case): Promise<void> {
   const open = (b: Backend) =>
     b.createSession({ path: c.path, externalDataPath: c.externalDataPath });
-  const batched = await open(whole);
-  const branches = [await open(half), await open(half)];
+  const single = await open(whole);
+  const batched = rowCalls([single], whole, "batch");
+  const sequential = rowCalls([single], whole, "sequential");
+  const parallel = rowCalls([await open(half), await open(half)], half, "batch");
   const sample = c.channels * c.size * c.size;
   // A scalar where the graph declares one (shapes-tiny), else one per row.
   const scalar = batched.inputs.find((i) => i.name === "timestep")!.shape.length === 0;
@@ -88,38 +92,36 @@ async function measure(c: Case): Promise<void> {
     return { ms: median(ms), out: last };
   };
   const a = await timed(() => run(batched, feeds(whole, [0, 1])));
-  const b = await timed(async () => {
-    const [u, g] = await Promise.all([
-      run(branches[0], feeds(half, [0])),
-      run(branches[1], feeds(half, [1])),
-    ]);
-    const both = new Float32Array(u.length * 2);
-    both.set(u);
-    both.set(g, u.length);
-    return both;
-  });
-  let differ = 0, maxDiff = 0;
-  for (let i = 0; i < a.out.length; i++) {
-    if (a.out[i] !== b.out[i]) differ++;
-    maxDiff = Math.max(maxDiff, Math.abs(a.out[i] - b.out[i]));
-  }
+  const s = await timed(() => run(sequential, feeds(whole, [0, 1])));
+  const p = await timed(() => run(parallel, feeds(half, [0, 1])));
+  const versus = (b: { out: Float32Array }) => {
+    let differ = 0, maxDiff = 0;
+    for (let i = 0; i < a.out.length; i++) {
+      if (a.out[i] !== b.out[i]) differ++;
+      maxDiff = Math.max(maxDiff, Math.abs(a.out[i] - b.out[i]));
+    }
+    return differ === 0
+      ? "identical"
+      : `${differ} of ${a.out.length} differ (max ${maxDiff.toExponential(1)})`;
+  };
   console.log(
-    `| ${c.label} | ${a.ms.toFixed(1)} | ${b.ms.toFixed(1)} | ${(a.ms / b.ms).toFixed(2)}× | ${
-      differ === 0
-        ? "identical"
-        : `${differ} of ${a.out.length} differ (max ${maxDiff.toExponential(1)})`
-    } |`,
+    `| ${c.label} | ${a.ms.toFixed(1)} | ${s.ms.toFixed(1)} (${(a.ms / s.ms).toFixed(2)}×) | ${
+      p.ms.toFixed(1)
+    } (${(a.ms / p.ms).toFixed(2)}×) | ${versus(s)} | ${versus(p)} |`,
   );
-  for (const s of [batched, ...branches]) await s.release();
+  await single.release();
+  await parallel.release();
 }
 
 console.log(
-  `# CFG in parallel on one CPU (${cores} cores): batch of 2 on ${cores} threads vs two batch-1 sessions on ${
+  `# A guided batch of 2 on one CPU (${cores} cores): one call on ${cores} threads, one row a call, or two sessions of ${
     cores >> 1
-  } thread(s) each at once; median of ${RUNS} runs\n`,
+  } thread(s) at once; median of ${RUNS} runs; speed-ups over the batch\n`,
 );
-console.log("| UNet | batch of 2: ms | two branches at once: ms | speed-up | outputs |");
-console.log("| ---- | -------------- | ------------------------ | -------- | ------- |");
+console.log(
+  "| UNet | batch: ms | sequential: ms | parallel (2 sessions): ms | sequential's outputs | parallel's outputs |",
+);
+console.log("| ---- | --------- | -------------- | ------------------------- | ---- | ---- |");
 const shapes = new URL("../../models/shapes-tiny/unet/model.onnx", import.meta.url).pathname;
 await measure({
   label: "shapes-tiny, 32² latents",

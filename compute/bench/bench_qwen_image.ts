@@ -1,7 +1,8 @@
 /**
  * `deno run -A compute/bench/bench_qwen_image.ts [--blocks 2] [--layers 2] [--dtype q4]
- * [--sizes 512,1024] [--batch 2] [--prompt 128] [--only transformer|text_encoder]`: whether q4
- * Qwen-Image fits a machine, from a random checkpoint at its real widths with few blocks.
+ * [--sizes 512,1024] [--batch 2] [--prompt 128] [--only transformer|text_encoder]
+ * [--cfg-mode batch|sequential|auto] [--served]`: whether q4 Qwen-Image fits a machine, from a
+ * random checkpoint at its real widths with few blocks.
  *
  * Builds, through the converter's own network builders, `QwenImageTransformer2DModel` at
  * Qwen/Qwen-Image's config (24 heads × 128, joint_attention_dim 3584, in_channels 64, out_channels
@@ -23,6 +24,20 @@
  * the largest forward's activations, time by the seconds per block. Each forward's CPU seconds
  * (all threads) are given too: on a shared machine they vary less than the wall time.
  *
+ * The transformer's rows go through the server's own `rowCalls` (`--cfg-mode`, default `batch`:
+ * one call; `sequential`: one row a call, as diffusers runs true CFG). After its forwards each
+ * graph is closed (its freed pages trimmed: the RSS then) and opened again (the reopen's seconds,
+ * from the page cache): what `--enable-cpu-offload` costs a request. The served peak is
+ * extrapolated both ways: both graphs loaded plus the larger activations, and with
+ * `--enable-cpu-offload` the larger of the two graphs each with its own activations (they take
+ * turns).
+ *
+ * `--served` measures the served pipeline instead: the built transformer and text encoder in a
+ * model folder with the tiny fixture's tokenizer, scheduler and VAE (fixtures/models/qwen-image-tiny),
+ * loaded with `loadPipeline` in a fresh process, one 1-step true-CFG generation at the largest of
+ * `--sizes`: the peak RSS of the whole process, as the server ran it before (`--cfg-mode batch`,
+ * both graphs held) and as it runs it now at that size (`auto`, with `--enable-cpu-offload`).
+ *
  * @module
  */
 import { parseArgs } from "node:util";
@@ -36,6 +51,8 @@ import { randomWeights } from "./random_weights.ts";
 import { formatBytes } from "../backends/backend.ts";
 import { createNodeBackend } from "../backends/onnxruntime_node.ts";
 import { peakRssMib } from "./bench_stats.ts";
+import { CFG_MODES, type CfgMode, rowCalls } from "../pipelines/row_calls.ts";
+import { trimHeap } from "../backends/heap.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -47,6 +64,9 @@ const { values } = parseArgs({
     batch: { type: "string", default: "2" },
     prompt: { type: "string", default: "128" },
     only: { type: "string" },
+    "cfg-mode": { type: "string", default: "batch" },
+    served: { type: "boolean", default: false },
+    offload: { type: "boolean", default: false },
     child: { type: "string" },
     dir: { type: "string" },
   },
@@ -56,6 +76,8 @@ if (!WEIGHT_DTYPES.includes(DTYPE)) throw new Error(`--dtype must be one of ${WE
 const SIZES = values.sizes!.split(",").map(Number);
 const BATCH = Number(values.batch);
 const PROMPT = Number(values.prompt);
+const CFG_MODE = values["cfg-mode"] as CfgMode;
+if (!CFG_MODES.includes(CFG_MODE)) throw new Error(`--cfg-mode must be one of ${CFG_MODES}`);
 
 /** Qwen/Qwen-Image's `transformer/config.json` (diffusers' defaults are the same). */
 const TRANSFORMER: QwenImageTransformerConfig = {
@@ -120,13 +142,41 @@ async function build(component: Component, n: number, dir: string): Promise<numb
   return (await Deno.stat(`${dir}/model.onnx_data`)).size;
 }
 
-if (values.child) {
+if (values.child === "served") {
+  const { loadPipeline } = await import("../load.ts");
+  const t = performance.now();
+  const pipeline = await loadPipeline(values.dir!, {
+    device: "cpu",
+    execution: { cfgMode: CFG_MODE, offload: values.offload },
+  });
+  const loadS = (performance.now() - t) / 1000;
+  const loadedMib = await statusMib("VmRSS");
+  const size = Math.max(...SIZES);
+  const r = await pipeline.generate({
+    prompt: "a red cube on a table",
+    width: size,
+    height: size,
+    steps: 1,
+    seed: 1,
+  });
+  console.log(JSON.stringify({
+    loadS,
+    loadedMib,
+    peakMib: await peakRssMib(),
+    textEncodeS: r.timings.textEncodeMs / 1000,
+    stepS: r.timings.stepMs[0] / 1000,
+  }));
+  await pipeline.release();
+} else if (values.child) {
   const backend = createNodeBackend();
   let t = performance.now();
-  const session = await backend.createSession({
-    path: `${values.dir}/model.onnx`,
-    externalDataPath: `${values.dir}/model.onnx_data`,
-  });
+  const open = () =>
+    backend.createSession({
+      path: `${values.dir}/model.onnx`,
+      externalDataPath: `${values.dir}/model.onnx_data`,
+    });
+  const opened = await open();
+  const session = values.child === "transformer" ? rowCalls([opened], backend, CFG_MODE) : opened;
   const loadS = (performance.now() - t) / 1000;
   const loadPeakMib = await peakRssMib();
   const loadedMib = await statusMib("VmRSS");
@@ -189,8 +239,16 @@ if (values.child) {
     // The text encoder's input does not depend on the image size: one run tells it all.
     if (values.child === "text_encoder") break;
   }
-  console.log(JSON.stringify({ loadS, loadPeakMib, loadedMib, loadedFileMib, runs }));
+  // What offloading costs: close (and trim), then open again from the page cache.
   await session.release();
+  trimHeap();
+  const releasedMib = await statusMib("VmRSS");
+  t = performance.now();
+  await (await open()).release();
+  const reopenS = (performance.now() - t) / 1000;
+  console.log(
+    JSON.stringify({ loadS, loadPeakMib, loadedMib, loadedFileMib, runs, releasedMib, reopenS }),
+  );
 } else {
   const components: Component[] = values.only
     ? [values.only as Component]
@@ -207,10 +265,57 @@ if (values.child) {
     return JSON.parse(new TextDecoder().decode(child.stdout).trim().split("\n").at(-1)!);
   };
   try {
+    if (values.served) {
+      const model = `${root}/model`;
+      const fixture = new URL("../../fixtures/models/qwen-image-tiny", import.meta.url).pathname;
+      await build("transformer", Number(values.blocks), `${model}/transformer`);
+      await build("text_encoder", Number(values.layers), `${model}/text_encoder`);
+      for (const part of ["model_index.json", "tokenizer", "scheduler", "vae_decoder"]) {
+        await new Deno.Command("cp", { args: ["-r", `${fixture}/${part}`, model] }).output();
+      }
+      console.log(
+        `# Qwen-Image served (loadPipeline, one 1-step true-CFG generation at ${
+          Math.max(...SIZES)
+        }²), ${values.blocks} blocks, ${values.layers} text layers, ${DTYPE}, the fixture's tiny VAE\n`,
+      );
+      console.log("| configuration | RSS loaded MiB | peak RSS MiB | text encoding s | step s |");
+      console.log("| ------------- | -------------- | ------------ | --------------- | ------ |");
+      for (
+        const [label, flags] of [
+          ["--cfg-mode batch, both graphs held (before)", ["--cfg-mode", "batch"]],
+          ["--cfg-mode auto --enable-cpu-offload (now)", ["--cfg-mode", "auto", "--offload"]],
+        ] as const
+      ) {
+        const child = await new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "-A",
+            import.meta.filename!,
+            "--sizes",
+            String(Math.max(...SIZES)),
+            ...flags,
+            "--child",
+            "served",
+            "--dir",
+            model,
+          ],
+          stderr: "inherit",
+        }).output();
+        if (!child.success) throw new Error(`${label}: the measuring process failed`);
+        const r = JSON.parse(new TextDecoder().decode(child.stdout).trim().split("\n").at(-1)!);
+        console.log(
+          `| ${label} | ${r.loadedMib.toFixed(0)} | ${r.peakMib.toFixed(0)} | ${
+            r.textEncodeS.toFixed(1)
+          } | ${r.stepS.toFixed(1)} |`,
+        );
+      }
+      await Deno.remove(root, { recursive: true });
+      Deno.exit(0);
+    }
     console.log(
-      `# Qwen-Image at real widths, ${DTYPE}, native CPU, batch ${BATCH}, ${PROMPT} prompt tokens\n`,
+      `# Qwen-Image at real widths, ${DTYPE}, native CPU, batch ${BATCH} (--cfg-mode ${CFG_MODE}), ${PROMPT} prompt tokens\n`,
     );
-    const totals = { loadedMib: 0, activationMib: 0 };
+    const totals = { loadedMib: 0, activationMib: 0, turnMib: 0 };
     for (const component of components) {
       const n = Number(component === "transformer" ? values.blocks : values.layers);
       const full = component === "transformer" ? TRANSFORMER.layers : TEXT.layers;
@@ -232,6 +337,8 @@ if (values.child) {
         r.loadedMib;
       totals.loadedMib += loadedFull;
       totals.activationMib = Math.max(totals.activationMib, activationMib);
+      totals.turnMib = Math.max(totals.turnMib, loadedFull + activationMib);
+      const reopenFull = r0.reopenS + (r.reopenS - r0.reopenS) / n * full;
       console.log(
         `## ${component}: ${n} of ${full} blocks built, ${formatBytes(bytes)} of weights ` +
           `(${formatBytes(perBlock)} a block, ${formatBytes(base)} outside the blocks` +
@@ -272,16 +379,27 @@ if (values.child) {
         },
       );
       console.log(
+        `- closed and trimmed: RSS ${r.releasedMib.toFixed(0)} MiB; opened again in ${
+          r.reopenS.toFixed(1)
+        } s (0 blocks: ${r0.reopenS.toFixed(1)} s; a fresh process's first open: ${
+          r.loadS.toFixed(1)
+        } s)`,
+      );
+      console.log(
         `- full model: ${formatBytes(fullBytes)} of weights; loaded ≈ ${
           formatBytes(loadedFull * MIB)
-        }; peak ≈ ${formatBytes((loadedFull + activationMib) * MIB)}\n`,
+        }; peak ≈ ${formatBytes((loadedFull + activationMib) * MIB)}; reopen ≈ ${
+          reopenFull.toFixed(0)
+        } s\n`,
       );
     }
     if (components.length === 2) {
-      const { loadedMib, activationMib } = totals;
+      const { loadedMib, activationMib, turnMib } = totals;
       console.log(
         `## both in one process: loaded ≈ ${formatBytes(loadedMib * MIB)}; peak while denoising ≈ ${
           formatBytes((loadedMib + activationMib) * MIB)
+        }; with --enable-cpu-offload (taking turns) peak ≈ ${
+          formatBytes(turnMib * MIB)
         } (the VAE not counted)`,
       );
     }

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Backend, GraphInput, Session } from "../backends/backend.ts";
+import type { Backend, GraphInput, OpenOptions, Session } from "../backends/backend.ts";
 import { BackendUnavailableError, ModelLoadError } from "../errors.ts";
 import { exists, readJsonFile } from "./files.ts";
 
@@ -37,12 +37,23 @@ export interface GraphSource {
   readonly dir: string;
   readonly backend: Backend;
   /** Opens `<dir>/<component>/model.onnx`, or whatever stands in for it. */
-  open(component: string): Promise<Session>;
+  open(component: string, options?: OpenOptions): Promise<Session>;
 }
+
+/**
+ * Makes the session a pipeline holds for `component` from a way to open it (once, or several
+ * times: ../model/execution.ts's CFG calls and released text encoders).
+ */
+export type Prepare = (
+  component: string,
+  open: (options?: OpenOptions) => Promise<Session>,
+) => Promise<Session>;
 
 /** A folder's graphs, remembering the sessions it opened so variants can borrow them. */
 export interface FolderGraphs extends GraphSource {
   readonly opened: ReadonlyMap<string, Session>;
+  /** What {@linkcode preparedGraphs} applies, for the graphs a variant opens from its own bytes. */
+  readonly prepare?: Prepare;
 }
 
 /** The graphs of model folder `dir`, opened from its files. */
@@ -52,8 +63,24 @@ export function folderGraphs(dir: string, backend: Backend): FolderGraphs {
     dir,
     backend,
     opened,
+    async open(component, options) {
+      const session = await openSession(backend, dir, component, options);
+      opened.set(component, session);
+      return session;
+    },
+  };
+}
+
+/** `base`'s graphs, each made by `prepare` (which may open it more than once, or later). */
+export function preparedGraphs(base: FolderGraphs, prepare: Prepare): FolderGraphs {
+  const opened = new Map<string, Session>();
+  return {
+    dir: base.dir,
+    backend: base.backend,
+    opened,
+    prepare,
     async open(component) {
-      const session = await openSession(backend, dir, component);
+      const session = await prepare(component, (options) => base.open(component, options));
       opened.set(component, session);
       return session;
     },
@@ -77,13 +104,20 @@ export function patchedGraphs(
     async open(component) {
       const graph = patched.get(component);
       if (graph) {
-        return await createSession(base.backend, graph, `${component}/model.onnx`, base.dir);
+        const open = (options?: OpenOptions) =>
+          createSession(base.backend, graph, `${component}/model.onnx`, base.dir, options);
+        return await (base.prepare ? base.prepare(component, open) : open());
       }
       const lent = base.opened.get(component);
       if (!lent) {
         throw new ModelLoadError(`${component}/model.onnx was not opened by the base model`);
       }
-      return { ...lent, release: () => Promise.resolve() };
+      return {
+        inputs: lent.inputs,
+        outputs: lent.outputs,
+        run: (feeds) => lent.run(feeds),
+        release: () => Promise.resolve(),
+      };
     },
   };
 }
@@ -101,6 +135,7 @@ async function openSession(
   backend: Backend,
   dir: string,
   component: string,
+  options?: OpenOptions,
 ): Promise<Session> {
   const modelPath = graphPath(dir, component);
   const label = `${component}/model.onnx`;
@@ -115,6 +150,7 @@ async function openSession(
     { path: modelPath, externalDataPath: (await exists(dataPath)) ? dataPath : undefined },
     label,
     dir,
+    options,
   );
 }
 
@@ -123,9 +159,10 @@ async function createSession(
   graph: GraphInput,
   label: string,
   dir: string,
+  options?: OpenOptions,
 ): Promise<Session> {
   try {
-    return await backend.createSession(graph);
+    return await backend.createSession(graph, options);
   } catch (e) {
     // A refusal with its own reason (a shard too large for --shard-size) keeps its message.
     if (e instanceof BackendUnavailableError || e instanceof ModelLoadError) throw e;

@@ -28,7 +28,13 @@ import {
   rewriteProviderOps,
   REWRITTEN_OPS,
 } from "../graph/provider_ops.ts";
-import { type Backend, readFloat32, type Session, type Tensor } from "../backends/backend.ts";
+import {
+  type Backend,
+  type OpenOptions,
+  readFloat32,
+  type Session,
+  type Tensor,
+} from "../backends/backend.ts";
 import type {
   BatchOutcome,
   GenerateOptions,
@@ -325,9 +331,14 @@ async function linkGraph(path: string, folder: string): Promise<PublishedGraph> 
  * external data beside it), from memory with its external data by name on the web backends (which
  * have no file system).
  */
-async function openPublished(backend: Backend, graph: PublishedGraph, label: string) {
+async function openPublished(
+  backend: Backend,
+  graph: PublishedGraph,
+  label: string,
+  options?: OpenOptions,
+) {
   try {
-    if (backend.device === "cpu") return await backend.createSession({ path: graph.path });
+    if (backend.device === "cpu") return await backend.createSession({ path: graph.path }, options);
     const externalData = new Map<string, Uint8Array>();
     if (graph.data) {
       externalData.set(
@@ -335,7 +346,10 @@ async function openPublished(backend: Backend, graph: PublishedGraph, label: str
         await Deno.readFile(graph.data),
       );
     }
-    return await backend.createSession({ bytes: await Deno.readFile(graph.path), externalData });
+    return await backend.createSession(
+      { bytes: await Deno.readFile(graph.path), externalData },
+      options,
+    );
   } catch (e) {
     if (e instanceof BackendUnavailableError) throw e;
     const reason = (e as Error).message.replace(/\s+/g, " ").trim();
@@ -360,13 +374,13 @@ export function providerGraphs(
     dir: base.dir,
     backend: base.backend,
     opened,
-    async open(component) {
+    async open(component, options) {
       let session: Session;
       const graph = published.get(component);
       try {
         session = graph
-          ? await openPublished(base.backend, graph, `${component}/model.onnx`)
-          : await base.open(component);
+          ? await openPublished(base.backend, graph, `${component}/model.onnx`, options)
+          : await base.open(component, options);
       } catch (e) {
         const op = e instanceof ModelLoadError ? missingKernel(e.message) : undefined;
         if (!op) throw e;

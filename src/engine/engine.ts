@@ -146,6 +146,7 @@ export class Engine {
         defaults: load.defaults,
         lora: load.lora,
         vae: load.vae,
+        execution: load.execution,
         variant: load.variant,
         backend: load.backend,
         batching: { maxBatchSize: this.config.maxBatchSize, batchWaitMs: this.config.batchWaitMs },

@@ -8,6 +8,7 @@ import {
   type BackendSettings,
   type DeviceChoice,
   type DeviceName,
+  type ExecutionSettings,
   type GenerateOptions,
   type GenerateResult,
   InvalidInputError,
@@ -61,6 +62,8 @@ export interface LoadSettings {
   backend?: BackendSettings;
   /** How the VAE decodes (`--vae-use-tiling`; slicing is always on). */
   vae?: VaeDecodeSettings;
+  /** The denoiser's calls and offloading (`--cfg-mode`, `--cfg-parallel-size`, `--enable-cpu-offload`). */
+  execution?: ExecutionSettings;
   /** A published export's variant (`--variant`). */
   variant?: string;
 }

@@ -146,6 +146,7 @@ async function load(message: Extract<ToWorker, { type: "load" }>): Promise<void>
       defaults: message.defaults,
       lora: message.lora,
       vae: message.vae,
+      execution: message.execution,
       variant: message.variant,
       onNotice: (notice) => post({ type: "warning", message: notice }),
       backend: {

@@ -335,16 +335,15 @@ export class ZImagePipeline extends PipelineBase implements Pipeline {
           out.unified_results.dispose();
           return r;
         };
-        const pos = await predict(
-          posRows.tensor(active, (m) => m.text!.pos, this.backend, "float32"),
-        );
         const guided = active[0].params.guidanceScale > 0 &&
           modelT <= (active[0].options.cfgTruncation ?? 1);
-        const neg = guided
-          ? await predict(
-            negRows.tensor(active, (m) => m.text!.neg!, this.backend, "float32"),
-          )
-          : undefined;
+        // Both branches asked at once: with --cfg-parallel-size 2 they run on two sessions.
+        const [pos, neg] = await Promise.all([
+          predict(posRows.tensor(active, (m) => m.text!.pos, this.backend, "float32")),
+          guided
+            ? predict(negRows.tensor(active, (m) => m.text!.neg!, this.backend, "float32"))
+            : undefined,
+        ]);
         const perSample = CHANNELS * lh * lw;
         let offset = 0;
         return active.map((m) => {
