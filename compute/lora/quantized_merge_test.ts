@@ -34,8 +34,9 @@ function random(n: number, seed: number): Float32Array {
   });
 }
 
-/** Linear layers, and SD 1.x's 1×1 `proj_in`/`proj_out` convs (int8 at q8 and at q4 too). */
-const ADAPTED = /attn[12]\.(to_q|to_k|to_v|to_out\.0)$|ff\.net\.(0\.proj|2)$|proj_(in|out)$/;
+/** Linear layers, and SD 1.x's 1×1 `proj_in`/`proj_out` and 3×3 resnet convs (int8 at q8 and q4). */
+const ADAPTED =
+  /attn[12]\.(to_q|to_k|to_v|to_out\.0)$|ff\.net\.(0\.proj|2)$|proj_(in|out)$|resnets\.0\.conv1$/;
 
 /** Rank-2 factors for every adapted module of the fp32 graph (torch shapes `[out, in]`). */
 function adapter(targets: ReadonlyMap<string, WeightTarget>): LoraAdapter {
@@ -44,12 +45,17 @@ function adapter(targets: ReadonlyMap<string, WeightTarget>): LoraAdapter {
   for (const [module, t] of targets) {
     if (!ADAPTED.test(module)) continue;
     const [out, inputs] = t.transposed ? [t.dims[1], t.dims[0]] : t.dims;
+    // A conv's factors as kohya writes them: A `[2, in, kh, kw]`, B `[out, 2, 1, 1]`.
+    const kernel = t.dims.slice(2), size = kernel.reduce((a, b) => a * b, 1);
     layers.push({
       component: "denoiser",
       module,
       flat: false,
-      down: { data: random(2 * inputs, seed++), dims: [2, inputs] },
-      up: { data: random(out * 2, seed++).map((x) => x * 0.3), dims: [out, 2] },
+      down: { data: random(2 * inputs * size, seed++), dims: [2, inputs, ...kernel] },
+      up: {
+        data: random(out * 2, seed++).map((x) => x * 0.3),
+        dims: kernel.length ? [out, 2, 1, 1] : [out, 2],
+      },
       multiplier: 1,
     });
   }
