@@ -9,7 +9,9 @@
  * (fused into `MultiHeadAttention` at load, or as exported): time per forward, GFLOP/s, the
  * fraction of a GEMM peak measured in the same process (the best of five 2048³ MatMuls on the same
  * backend),
- * the peak RSS against the fp32 weights' bytes, how far the fused output is from the exported one,
+ * the peak RSS against the fp32 weights' bytes (and without what the process held before loading
+ * the model), the resident set's anonymous and file pages before loading, loaded and after the
+ * forwards, how far the fused output is from the exported one,
  * and, per `--dtypes` (the weights written by the converter's path: `random_weights.ts`, the same
  * values at every dtype), time against fp32's and the output's largest difference from fp32's
  * relative to fp32's largest value. Each measurement runs in its own process. Takes minutes.
@@ -25,7 +27,7 @@ import { randomWeights } from "./random_weights.ts";
 import type { LayerCost } from "../graph/torch_layers.ts";
 import type { Backend, DeviceName, Tensor } from "../backends/backend.ts";
 import { selectBackend } from "../backends/device.ts";
-import { median, peakRssMib } from "./bench_stats.ts";
+import { median, peakRssMib, rssMib } from "./bench_stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -141,21 +143,22 @@ async function gemmPeak(backend: Backend): Promise<number> {
 }
 
 if (values.child) {
-  // One backend, one stage, one attention: the GEMM peak, then the stage's forward.
+  // One backend, one stage, one attention: the stage's forward, then the GEMM peak.
   const device = values.child as DeviceName;
   const stage = values.stage as Stage;
   const backend = await selectBackend(device, { fuseAttention: values.fused === true });
   const result: Record<string, unknown> = {
     device,
     description: backend.description,
-    gemmGflops: await gemmPeak(backend),
   };
   try {
     const dir = `${values.dir}/${stage}-${values.dtype}`;
+    result.before = await rssMib();
     const session = await backend.createSession({
       path: `${dir}/model.onnx`,
       externalDataPath: `${dir}/model.onnx_data`,
     });
+    result.loaded = await rssMib();
     let output: Float32Array | undefined;
     result.forwardMs = median(
       await timeRuns(async () => {
@@ -164,6 +167,7 @@ if (values.child) {
         out.dispose();
       }, 2),
     );
+    result.ran = await rssMib();
     await session.release();
     await Deno.writeFile(
       `${values.dir}/${stage}-${values.dtype}-${device}-${values.fused ? "fused" : "exported"}.f32`,
@@ -174,6 +178,9 @@ if (values.child) {
       .slice(0, 200);
   }
   result.peakMib = await peakRssMib();
+  // After the peak is read: the probe's 2048² matrices are not the model's memory (malloc kept
+  // 100+ MiB of them when it ran first).
+  result.gemmGflops = await gemmPeak(backend);
   console.log(JSON.stringify(result));
 } else {
   const dir = await Deno.makeTempDir({ prefix: "denoise-sd15-" });
@@ -256,9 +263,9 @@ if (values.child) {
       peaks.set(device, Math.max(peaks.get(device) ?? 0, Number(r.gemmGflops ?? 0)));
     }
     console.log(
-      "\n| stage | dtype | backend | attention | GEMM peak GFLOP/s (2048³, this process) | forward s | ÷ fp32's | GFLOP/s (fp32's FLOPs) | of the run's GEMM peak | weights MiB | peak RSS MiB | peak RSS / fp32 weights | fused vs exported: max abs diff (of max abs) | vs fp32: max abs diff / fp32's max abs |",
+      "\n| stage | dtype | backend | attention | GEMM peak GFLOP/s (2048³, this process) | forward s | ÷ fp32's | GFLOP/s (fp32's FLOPs) | of the run's GEMM peak | weights MiB | peak RSS MiB | peak RSS / fp32 weights | RSS MiB, anonymous + file: before loading / loaded / after the forwards | (peak − before loading) / fp32 weights | fused vs exported: max abs diff (of max abs) | vs fp32: max abs diff / fp32's max abs |",
     );
-    console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     const fp32Of = (stage: Stage, device: string, attention: string) =>
       runs.find((o) =>
         o.stage === stage && o.dtype === "fp32" && o.device === device &&
@@ -274,13 +281,20 @@ if (values.child) {
       const head = [STAGES[stage].label, dtype, String(r.description ?? device), shown];
       if (!("forwardMs" in r)) {
         const cells = [num(r.gemmGflops), `failed: ${r.error}`, "", "", "", weightMib.toFixed(0)];
-        console.log(`| ${[...head, ...cells, peak?.toFixed(0) ?? "", "", "", ""].join(" | ")} |`);
+        console.log(
+          `| ${[...head, ...cells, peak?.toFixed(0) ?? "", "", "", "", "", ""].join(" | ")} |`,
+        );
         continue;
       }
       const seconds = Number(r.forwardMs) / 1000, rate = gflop / seconds;
       const base = fp32Of(stage, device, attention);
       const timeRatio = base ? Number(r.forwardMs) / Number(base.r.forwardMs) : undefined;
       const rssRatio = fp32Mib === undefined ? undefined : peak! / fp32Mib;
+      const split = (m: unknown) => {
+        const { anon, file } = m as { anon: number; file: number };
+        return `${anon.toFixed(0)} + ${file.toFixed(0)}`;
+      };
+      const before = r.before as { anon: number; file: number };
       const cells = [
         num(r.gemmGflops),
         seconds.toFixed(2),
@@ -290,6 +304,8 @@ if (values.child) {
         weightMib.toFixed(0),
         peak!.toFixed(0),
         rssRatio?.toFixed(2) ?? "–",
+        [r.before, r.loaded, r.ran].map(split).join(" / "),
+        fp32Mib === undefined ? "–" : ((peak! - before.anon - before.file) / fp32Mib).toFixed(2),
         fusedDiff,
         fp32Diff,
       ];
