@@ -1,6 +1,6 @@
 /**
  * `deno task bench:realistic [--size 64] [--devices cpu,wasm] [--stages unet,vae,dit]
- * [--attention exported,fused] [--widths …] [--dtypes fp32,fp16,q8,q4]`: networks with SD-1.5's architecture and widths
+ * [--attention exported,fused] [--widths …] [--blocks 2] [--dtypes fp32,fp16,q8,q4]`: networks with SD-1.5's architecture and widths
  * (UNet: 859.5 M parameters; VAE decoder: 49.5 M), and two of Z-Image's DiT blocks (362 M),
  * random weights, built by `compute/networks/sd_unet.ts`, `sd_vae.ts` and `z_image_dit.ts` at bench
  * time into a temporary folder, never committed. The UNet runs the Optimum interface's batch-2
@@ -21,7 +21,7 @@
 import { parseArgs } from "node:util";
 import { SD15_UNET, sdUnet } from "../networks/sd_unet.ts";
 import { SD15_VAE, sdVaeDecoder } from "../networks/sd_vae.ts";
-import { Z_IMAGE_DIT, zImageDit } from "../networks/z_image_dit.ts";
+import { Z_IMAGE_DIT as DIT_DEFAULT, zImageDit } from "../networks/z_image_dit.ts";
 import { GraphBuilder, WEIGHT_DTYPES, type WeightDtype } from "../graph/onnx_builder.ts";
 import { randomWeights } from "./random_weights.ts";
 import type { LayerCost } from "../graph/torch_layers.ts";
@@ -34,6 +34,7 @@ const { values } = parseArgs({
   options: {
     size: { type: "string", default: "64" },
     widths: { type: "string", default: SD15_UNET.blockOutChannels.join(",") },
+    blocks: { type: "string", default: String(DIT_DEFAULT.blocks) },
     devices: { type: "string", default: "cpu,wasm" },
     stages: { type: "string", default: "unet,vae,dit" },
     attention: { type: "string", default: "exported,fused" },
@@ -51,6 +52,8 @@ const UNET = { ...SD15_UNET, blockOutChannels: values.widths!.split(",").map(Num
 const BATCH = 2, SEQUENCE = 77, GEMM = 2048;
 /** The DiT's tokens: the image's 2×2 patches of the latents, then a 128-token caption. */
 const DIT_TOKENS = (SIZE / 2) ** 2 + 128;
+/** `--blocks`: the DiT's block count (how memory grows a block). */
+const Z_IMAGE_DIT = { ...DIT_DEFAULT, blocks: Number(values.blocks) };
 const DIT_HEAD = Z_IMAGE_DIT.dim / Z_IMAGE_DIT.heads;
 type Stage = "unet" | "vae" | "dit";
 const DTYPES = values.dtypes!.split(",") as WeightDtype[];
@@ -321,7 +324,7 @@ if (values.child) {
     }
     if (targets.length) console.log(`\nTargets (native CPU):\n${targets.join("\n")}`);
     console.log(
-      `\nCommand: \`deno task bench:realistic --size ${SIZE} --widths ${values.widths} --devices ${values.devices} --stages ${values.stages} --attention ${values.attention} --dtypes ${values.dtypes}\`.`,
+      `\nCommand: \`deno task bench:realistic --size ${SIZE} --widths ${values.widths} --blocks ${values.blocks} --devices ${values.devices} --stages ${values.stages} --attention ${values.attention} --dtypes ${values.dtypes}\`.`,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -345,7 +348,7 @@ async function runChild(
       "-A",
       new URL(import.meta.url).pathname,
       ...["--child", device, "--stage", stage, "--dtype", dtype, "--dir", dir],
-      ...["--size", String(SIZE), "--widths", values.widths!],
+      ...["--size", String(SIZE), "--widths", values.widths!, "--blocks", values.blocks!],
       ...fused ? ["--fused"] : [],
     ],
     stdout: "piped",
