@@ -1,6 +1,6 @@
 /**
  * `deno task bench:realistic [--size 64] [--devices cpu,wasm] [--stages unet,vae,dit]
- * [--attention exported,fused] [--widths …] [--dtypes fp32,fp16,q8,q4]`: networks with SD-1.5's architecture and widths
+ * [--attention exported,fused] [--widths …] [--blocks 2] [--dtypes fp32,fp16,q8,q4]`: networks with SD-1.5's architecture and widths
  * (UNet: 859.5 M parameters; VAE decoder: 49.5 M), and two of Z-Image's DiT blocks (362 M),
  * random weights, built by `compute/networks/sd_unet.ts`, `sd_vae.ts` and `z_image_dit.ts` at bench
  * time into a temporary folder, never committed. The UNet runs the Optimum interface's batch-2
@@ -9,7 +9,9 @@
  * (fused into `MultiHeadAttention` at load, or as exported): time per forward, GFLOP/s, the
  * fraction of a GEMM peak measured in the same process (the best of five 2048³ MatMuls on the same
  * backend),
- * the peak RSS against the fp32 weights' bytes, how far the fused output is from the exported one,
+ * the peak RSS against the fp32 weights' bytes (and without what the process held before loading
+ * the model), the resident set's anonymous and file pages before loading, loaded and after the
+ * forwards, how far the fused output is from the exported one,
  * and, per `--dtypes` (the weights written by the converter's path: `random_weights.ts`, the same
  * values at every dtype), time against fp32's and the output's largest difference from fp32's
  * relative to fp32's largest value. Each measurement runs in its own process. Takes minutes.
@@ -19,19 +21,20 @@
 import { parseArgs } from "node:util";
 import { SD15_UNET, sdUnet } from "../networks/sd_unet.ts";
 import { SD15_VAE, sdVaeDecoder } from "../networks/sd_vae.ts";
-import { Z_IMAGE_DIT, zImageDit } from "../networks/z_image_dit.ts";
+import { Z_IMAGE_DIT as DIT_DEFAULT, zImageDit } from "../networks/z_image_dit.ts";
 import { GraphBuilder, WEIGHT_DTYPES, type WeightDtype } from "../graph/onnx_builder.ts";
 import { randomWeights } from "./random_weights.ts";
 import type { LayerCost } from "../graph/torch_layers.ts";
 import type { Backend, DeviceName, Tensor } from "../backends/backend.ts";
 import { selectBackend } from "../backends/device.ts";
-import { median, peakRssMib } from "./bench_stats.ts";
+import { median, peakRssMib, rssMib } from "./bench_stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
   options: {
     size: { type: "string", default: "64" },
     widths: { type: "string", default: SD15_UNET.blockOutChannels.join(",") },
+    blocks: { type: "string", default: String(DIT_DEFAULT.blocks) },
     devices: { type: "string", default: "cpu,wasm" },
     stages: { type: "string", default: "unet,vae,dit" },
     attention: { type: "string", default: "exported,fused" },
@@ -49,6 +52,8 @@ const UNET = { ...SD15_UNET, blockOutChannels: values.widths!.split(",").map(Num
 const BATCH = 2, SEQUENCE = 77, GEMM = 2048;
 /** The DiT's tokens: the image's 2×2 patches of the latents, then a 128-token caption. */
 const DIT_TOKENS = (SIZE / 2) ** 2 + 128;
+/** `--blocks`: the DiT's block count (how memory grows a block). */
+const Z_IMAGE_DIT = { ...DIT_DEFAULT, blocks: Number(values.blocks) };
 const DIT_HEAD = Z_IMAGE_DIT.dim / Z_IMAGE_DIT.heads;
 type Stage = "unet" | "vae" | "dit";
 const DTYPES = values.dtypes!.split(",") as WeightDtype[];
@@ -141,21 +146,22 @@ async function gemmPeak(backend: Backend): Promise<number> {
 }
 
 if (values.child) {
-  // One backend, one stage, one attention: the GEMM peak, then the stage's forward.
+  // One backend, one stage, one attention: the stage's forward, then the GEMM peak.
   const device = values.child as DeviceName;
   const stage = values.stage as Stage;
   const backend = await selectBackend(device, { fuseAttention: values.fused === true });
   const result: Record<string, unknown> = {
     device,
     description: backend.description,
-    gemmGflops: await gemmPeak(backend),
   };
   try {
     const dir = `${values.dir}/${stage}-${values.dtype}`;
+    result.before = await rssMib();
     const session = await backend.createSession({
       path: `${dir}/model.onnx`,
       externalDataPath: `${dir}/model.onnx_data`,
     });
+    result.loaded = await rssMib();
     let output: Float32Array | undefined;
     result.forwardMs = median(
       await timeRuns(async () => {
@@ -164,6 +170,7 @@ if (values.child) {
         out.dispose();
       }, 2),
     );
+    result.ran = await rssMib();
     await session.release();
     await Deno.writeFile(
       `${values.dir}/${stage}-${values.dtype}-${device}-${values.fused ? "fused" : "exported"}.f32`,
@@ -174,6 +181,9 @@ if (values.child) {
       .slice(0, 200);
   }
   result.peakMib = await peakRssMib();
+  // After the peak is read: the probe's 2048² matrices are not the model's memory (malloc kept
+  // 100+ MiB of them when it ran first).
+  result.gemmGflops = await gemmPeak(backend);
   console.log(JSON.stringify(result));
 } else {
   const dir = await Deno.makeTempDir({ prefix: "denoise-sd15-" });
@@ -256,9 +266,9 @@ if (values.child) {
       peaks.set(device, Math.max(peaks.get(device) ?? 0, Number(r.gemmGflops ?? 0)));
     }
     console.log(
-      "\n| stage | dtype | backend | attention | GEMM peak GFLOP/s (2048³, this process) | forward s | ÷ fp32's | GFLOP/s (fp32's FLOPs) | of the run's GEMM peak | weights MiB | peak RSS MiB | peak RSS / fp32 weights | fused vs exported: max abs diff (of max abs) | vs fp32: max abs diff / fp32's max abs |",
+      "\n| stage | dtype | backend | attention | GEMM peak GFLOP/s (2048³, this process) | forward s | ÷ fp32's | GFLOP/s (fp32's FLOPs) | of the run's GEMM peak | weights MiB | peak RSS MiB | peak RSS / fp32 weights | RSS MiB, anonymous + file: before loading / loaded / after the forwards | (peak − before loading) / fp32 weights | fused vs exported: max abs diff (of max abs) | vs fp32: max abs diff / fp32's max abs |",
     );
-    console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     const fp32Of = (stage: Stage, device: string, attention: string) =>
       runs.find((o) =>
         o.stage === stage && o.dtype === "fp32" && o.device === device &&
@@ -274,13 +284,20 @@ if (values.child) {
       const head = [STAGES[stage].label, dtype, String(r.description ?? device), shown];
       if (!("forwardMs" in r)) {
         const cells = [num(r.gemmGflops), `failed: ${r.error}`, "", "", "", weightMib.toFixed(0)];
-        console.log(`| ${[...head, ...cells, peak?.toFixed(0) ?? "", "", "", ""].join(" | ")} |`);
+        console.log(
+          `| ${[...head, ...cells, peak?.toFixed(0) ?? "", "", "", "", "", ""].join(" | ")} |`,
+        );
         continue;
       }
       const seconds = Number(r.forwardMs) / 1000, rate = gflop / seconds;
       const base = fp32Of(stage, device, attention);
       const timeRatio = base ? Number(r.forwardMs) / Number(base.r.forwardMs) : undefined;
       const rssRatio = fp32Mib === undefined ? undefined : peak! / fp32Mib;
+      const split = (m: unknown) => {
+        const { anon, file } = m as { anon: number; file: number };
+        return `${anon.toFixed(0)} + ${file.toFixed(0)}`;
+      };
+      const before = r.before as { anon: number; file: number };
       const cells = [
         num(r.gemmGflops),
         seconds.toFixed(2),
@@ -290,6 +307,8 @@ if (values.child) {
         weightMib.toFixed(0),
         peak!.toFixed(0),
         rssRatio?.toFixed(2) ?? "–",
+        [r.before, r.loaded, r.ran].map(split).join(" / "),
+        fp32Mib === undefined ? "–" : ((peak! - before.anon - before.file) / fp32Mib).toFixed(2),
         fusedDiff,
         fp32Diff,
       ];
@@ -305,7 +324,7 @@ if (values.child) {
     }
     if (targets.length) console.log(`\nTargets (native CPU):\n${targets.join("\n")}`);
     console.log(
-      `\nCommand: \`deno task bench:realistic --size ${SIZE} --widths ${values.widths} --devices ${values.devices} --stages ${values.stages} --attention ${values.attention} --dtypes ${values.dtypes}\`.`,
+      `\nCommand: \`deno task bench:realistic --size ${SIZE} --widths ${values.widths} --blocks ${values.blocks} --devices ${values.devices} --stages ${values.stages} --attention ${values.attention} --dtypes ${values.dtypes}\`.`,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -329,7 +348,7 @@ async function runChild(
       "-A",
       new URL(import.meta.url).pathname,
       ...["--child", device, "--stage", stage, "--dtype", dtype, "--dir", dir],
-      ...["--size", String(SIZE), "--widths", values.widths!],
+      ...["--size", String(SIZE), "--widths", values.widths!, "--blocks", values.blocks!],
       ...fused ? ["--fused"] : [],
     ],
     stdout: "piped",

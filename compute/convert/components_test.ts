@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
+import pkg from "onnx-proto";
 import { readFloat32, type Tensor } from "../backends/backend.ts";
 import { createNodeBackend } from "../backends/onnxruntime_node.ts";
 import { parseSafetensors, tensorToFloat32 } from "../lora/safetensors.ts";
 import { convertComponent, readComponentFolder } from "./components.ts";
+import { decodeModel } from "../graph/model_bytes.ts";
 
 const DATA = new URL("../../fixtures/reference/data/", import.meta.url).pathname;
 const backend = createNodeBackend(1);
@@ -326,5 +328,28 @@ Deno.test("Qwen-Image variants the converter does not build are refused with the
       () => convertComponent("transformer", { ...config, [key as string]: value }, weights),
       new RegExp(`transformer: ${key} = ${value} is not supported by the converter`),
     );
+  }
+});
+
+Deno.test("a q4 UNet reads every conv kernel as int8 through DequantizeLinear; its VAE's stay float32", async () => {
+  for (
+    const [component, folder, quantized] of [["unet", "unet", true], [
+      "vae",
+      "vae_decoder",
+      false,
+    ]] as const
+  ) {
+    const { config, weights } = await readComponentFolder(`${DATA}sd15/${component}`);
+    const files = convertComponent(component, config, weights, "text_encoder", "q4");
+    const model = decodeModel(files.get(`${folder}/model.onnx`)!)!;
+    const producers = new Map(model.graph!.node!.map((n) => [n.output![0], n]));
+    const types = new Map(model.graph!.initializer!.map((t) => [t.name!, t.dataType]));
+    const kernels = model.graph!.node!.filter((n) => n.opType === "Conv").map((n) => {
+      const dq = producers.get(n.input![1]);
+      return dq?.opType === "DequantizeLinear" ? types.get(dq.input![0]) : types.get(n.input![1]);
+    });
+    assert.ok(kernels.length > 10, `${folder}: ${kernels.length} convs`);
+    const { INT8, FLOAT } = pkg.onnx.TensorProto.DataType;
+    assert.ok(kernels.every((t) => t === (quantized ? INT8 : FLOAT)), `${folder}: ${kernels}`);
   }
 });

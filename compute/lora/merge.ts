@@ -233,7 +233,8 @@ function dequantize(
   scaleBytes: Uint8Array,
 ): Float32Array {
   const scales = new Float32Array(scaleBytes.slice().buffer);
-  const [rows, cols] = target.dims;
+  // A conv kernel's (int8, axis 0) row is all of one output channel's `[in, kh, kw]`.
+  const rows = target.dims[0], cols = target.dims.slice(1).reduce((a, b) => a * b, 1);
   const w = new Float32Array(rows * cols);
   if (q.kind === "int8") {
     const ints = new Int8Array(values.buffer, values.byteOffset, values.length);

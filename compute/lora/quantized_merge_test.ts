@@ -34,7 +34,9 @@ function random(n: number, seed: number): Float32Array {
   });
 }
 
-const ADAPTED = /attn[12]\.(to_q|to_k|to_v|to_out\.0)$|ff\.net\.(0\.proj|2)$/;
+/** Linear layers, and SD 1.x's 1×1 `proj_in`/`proj_out` and 3×3 resnet convs (int8 at q8 and q4). */
+const ADAPTED =
+  /attn[12]\.(to_q|to_k|to_v|to_out\.0)$|ff\.net\.(0\.proj|2)$|proj_(in|out)$|resnets\.0\.conv1$/;
 
 /** Rank-2 factors for every adapted module of the fp32 graph (torch shapes `[out, in]`). */
 function adapter(targets: ReadonlyMap<string, WeightTarget>): LoraAdapter {
@@ -43,12 +45,17 @@ function adapter(targets: ReadonlyMap<string, WeightTarget>): LoraAdapter {
   for (const [module, t] of targets) {
     if (!ADAPTED.test(module)) continue;
     const [out, inputs] = t.transposed ? [t.dims[1], t.dims[0]] : t.dims;
+    // A conv's factors as kohya writes them: A `[2, in, kh, kw]`, B `[out, 2, 1, 1]`.
+    const kernel = t.dims.slice(2), size = kernel.reduce((a, b) => a * b, 1);
     layers.push({
       component: "denoiser",
       module,
       flat: false,
-      down: { data: random(2 * inputs, seed++), dims: [2, inputs] },
-      up: { data: random(out * 2, seed++).map((x) => x * 0.3), dims: [out, 2] },
+      down: { data: random(2 * inputs * size, seed++), dims: [2, inputs, ...kernel] },
+      up: {
+        data: random(out * 2, seed++).map((x) => x * 0.3),
+        dims: kernel.length ? [out, 2, 1, 1] : [out, 2],
+      },
       multiplier: 1,
     });
   }
@@ -128,12 +135,16 @@ Deno.test("LoRA merges into q8 and q4 converted graphs (dequantize, add, quantiz
       const bytes = await unet(dtype);
       const unmerged = await forward(bytes);
       const targets = await merge(bytes);
-      assert.ok(targets.every((t) => t.dtype === kind), `${dtype}: ${targets.map((t) => t.dtype)}`);
+      // Linear layers at the dtype's kind; the UNet's convs int8 at both.
+      const linear = targets.filter((t) => t.op !== "Conv");
+      assert.ok(linear.every((t) => t.dtype === kind), `${dtype}: ${linear.map((t) => t.dtype)}`);
+      const convs = targets.filter((t) => t.op === "Conv");
+      assert.ok(convs.length >= 2 && convs.every((t) => t.dtype === "int8"), `${dtype}: convs`);
       // Each merged weight is fp32's merged weight up to the dtype's rounding: half a step of
       // the new scale, plus half a step of the base's (the merge starts from the rounded base).
-      const levels = kind === "int8" ? 127 : 7;
       let worst = 0;
       for (const [module, w] of torchWeights(bytes, targets)) {
+        const levels = targets.find((t) => t.module === module)!.dtype === "int8" ? 127 : 7;
         const want = expected.get(module)!;
         const range = want.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
         const error = w.reduce((m, x, i) => Math.max(m, Math.abs(x - want[i])), 0);

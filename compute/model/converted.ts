@@ -27,9 +27,9 @@ import type { DownloadProgress } from "./hub_download.ts";
  * The converter's output version, part of every cache key: bump it when the converter's output
  * for the same input changes (its graphs, or the known configs and tokenizers a single file is
  * converted with: `compute/convert/known_configs/`), so caches made by an older converter are not
- * reused.
+ * reused. 2: the q8/q4 UNet's conv kernels are int8.
  */
-export const CONVERTER_VERSION = 1;
+export const CONVERTER_VERSION = 2;
 
 /** Output bytes per weight for each dtype, to estimate how far a conversion has come. */
 const BYTES_PER_WEIGHT: Record<string, number> = { fp32: 4, fp16: 2, q8: 1, q4: 0.5625 };
