@@ -13,7 +13,9 @@
  * full, for the embedded model's own wall times); the loop replays the median of those runs'
  * patterns (by steps cached). The DiT loop runs the real signal
  * sub-graph cut from the DiT on every step the policy asks it for, and the network on every step
- * not cached. Its inputs follow the flow-matching path `x = (1 − σ)·x₀ + σ·ε` between a fixed
+ * not cached; with `enable_taylorseer`, a cached step also does TaylorSeer's work (x̂₀ of every
+ * full step, the extrapolation and the output from it, as ../pipelines/step_cache.ts does). Its
+ * inputs follow the flow-matching path `x = (1 − σ)·x₀ + σ·ε` between a fixed
  * pattern and fixed noise at `σ = 1 − i/steps`; the output is not fed back. What this measures is
  * the wall time at a trained model's cache rate, the signal's cost included; the images' quality
  * at those settings is measured on the embedded model (`deno task score --cache`).
@@ -25,7 +27,12 @@ import { selectBackend } from "../backends/device.ts";
 import { readFloat32 } from "../backends/backend.ts";
 import { Z_IMAGE_DIT, zImageDit } from "../networks/z_image_dit.ts";
 import { SignalGraph } from "../pipelines/signal_graph.ts";
-import { parseCacheConfig, StepCachePolicy } from "../pipelines/step_cache.ts";
+import {
+  extrapolate,
+  type FullOutput,
+  parseCacheConfig,
+  StepCachePolicy,
+} from "../pipelines/step_cache.ts";
 import { findModelCard } from "../registry.ts";
 import { loadPipeline } from "../load.ts";
 import { Mt19937, randnFrom } from "../random.ts";
@@ -128,8 +135,9 @@ try {
   const noise = randnFrom(generator, [TOKENS, dim]);
   const clean = Float32Array.from({ length: TOKENS * dim }, (_, i) => Math.sin(i * 0.37));
   const rope = Float32Array.from({ length: TOKENS * HEAD }, (_, i) => i * 0.37 % 6.283);
+  const sample = (sigma: number) => clean.map((c, i) => (1 - sigma) * c + sigma * noise[i]);
   const feeds = (sigma: number) => {
-    const x = clean.map((c, i) => (1 - sigma) * c + sigma * noise[i]);
+    const x = sample(sigma);
     // Sinusoids of t = 1000·σ, half cos and half sin, as a timestep embedding.
     const half = adalnWidth / 2;
     const t = 1000 * sigma;
@@ -173,14 +181,25 @@ try {
     let calls = 0, signals = 0;
     const cached = async () => {
       calls = signals = 0;
+      let points: FullOutput[] = [];
       for (let i = 0; i < steps; i++) {
+        const sigma = sigmas[i];
         if (policy.wantsSignal(i)) {
-          await signal!.run(feeds(sigmas[i]));
+          await signal!.run(feeds(sigma));
           signals++;
         }
         if (pattern[i] === ".") {
-          await forward(sigmas[i]);
+          const v = await forward(sigma);
           calls++;
+          if (!config.taylorseer) continue;
+          // Flow matching: x̂₀ = x − σ·v, and back v = (x − x̂₀)/σ.
+          const x = sample(sigma);
+          points = [{ t: 1000 * sigma, output: x.map((xi, k) => xi - sigma * v[k]) }, ...points]
+            .slice(0, config.taylorseer + 1);
+        } else if (config.taylorseer) {
+          // The velocity a cached step hands the scheduler (not fed back, as above).
+          const x0 = extrapolate(points, 1000 * sigma);
+          sample(sigma).map((xi, k) => (xi - x0[k]) / sigma);
         }
       }
     };

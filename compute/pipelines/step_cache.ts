@@ -18,8 +18,9 @@
  * row, and every step of a batch whose graph has no signal tensor.
  *
  * What a cached step gets: the last full output unchanged, or with `taylorseer` (cache-dit's
- * TaylorSeer, vLLM-Omni's `enable_taylorseer`/`taylorseer_order`) the polynomial through the last
- * `taylorseer + 1` full outputs, extrapolated to the step's timestep ({@linkcode extrapolate}).
+ * TaylorSeer, vLLM-Omni's `enable_taylorseer`/`taylorseer_order`) the output for the polynomial
+ * through the last `taylorseer + 1` full steps' x̂₀, extrapolated to the step's timestep
+ * ({@linkcode extrapolate}, {@linkcode PredictionSpace}).
  *
  * @module
  */
@@ -41,8 +42,8 @@ export interface CacheConfig {
   /** TeaCache's rescaling polynomial, highest power first (`numpy.poly1d` order). */
   coefficients?: number[];
   /**
-   * TaylorSeer's order (1 or 2): a cached step extrapolates the last full outputs instead of
-   * reusing the last one. Absent: reuse.
+   * TaylorSeer's order (1 or 2): a cached step extrapolates the x̂₀ of the last full steps
+   * instead of reusing the last output ({@linkcode PredictionSpace}). Absent: reuse.
    */
   taylorseer?: number;
 }
@@ -53,7 +54,7 @@ export interface CacheConfig {
  * the uncached one (image by image, sign test p > 0.05), chosen on other seeds than those scored.
  */
 export const CACHE_DEFAULTS: Record<Exclude<CacheBackend, "none">, Omit<CacheConfig, "backend">> = {
-  tea_cache: { threshold: 0.4, warmup: 2, maxCached: 2 },
+  tea_cache: { threshold: 1, warmup: 2, maxCached: 2, taylorseer: 1 },
   cache_dit: { threshold: 0.25, warmup: 2, maxCached: 3 },
 };
 

@@ -144,6 +144,7 @@ Deno.test("parseCacheConfig: defaults per backend, and one clear line per bad fi
     threshold: 0.3,
     warmup: 2,
     maxCached: 2,
+    taylorseer: 1,
   });
   assert.equal(parseCacheConfig({}, "cache_dit").backend, "cache_dit");
   // vLLM-Omni's names for the same settings.
@@ -176,7 +177,8 @@ Deno.test("parseCacheConfig: defaults per backend, and one clear line per bad fi
         { enable_taylorseer: true, taylorseer_order: 3 },
         /taylorseer_order must be an integer from 1 to 2/,
       ],
-      [{ taylorseer_order: 2 }, /taylorseer_order needs enable_taylorseer: true/],
+      [{ backend: "cache_dit", taylorseer_order: 2 }, /taylorseer_order needs enable_taylorseer/],
+      [{ enable_taylorseer: false, taylorseer_order: 2 }, /taylorseer_order needs enable_tay/],
     ] as const
   ) assert.throws(() => parseCacheConfig(bad), message);
 });
