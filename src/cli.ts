@@ -264,7 +264,7 @@ export const FLAGS: readonly Flag[] = [
     kind: { type: "enum", choices: CACHE_BACKENDS },
     default: "none",
     help:
-      "step caching: a step whose denoiser input barely changed reuses the last full step's output (README: Step caching); a request's `cache` field overrides it; off by default",
+      "step caching: a step whose denoiser input barely changed skips the denoiser and reuses or extrapolates the last full steps' output (README: Step caching); a request's `cache` overrides it; off by default",
   },
   {
     name: "cache-config",

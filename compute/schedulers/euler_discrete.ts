@@ -12,6 +12,7 @@ import {
   type Scheduler,
   type SchedulerConfig,
   type SchedulerRun,
+  unsupportedPrediction,
 } from "./scheduler.ts";
 
 const f32 = Math.fround;
@@ -77,9 +78,7 @@ export function eulerModelOutputFor(
     case "sample":
       return original;
   }
-  throw new RangeError(
-    `Unsupported prediction_type '${predictionType}' (expected epsilon, v_prediction or sample)`,
-  );
+  return unsupportedPrediction(predictionType);
 }
 
 /** x̂₀ from a Karras-style (σ-parameterised) model output. */
@@ -97,9 +96,7 @@ export function eulerPredictOriginal(
     case "sample":
       return modelOutput;
   }
-  throw new RangeError(
-    `Unsupported prediction_type '${predictionType}' (expected epsilon, v_prediction or sample)`,
-  );
+  return unsupportedPrediction(predictionType);
 }
 
 /** `x / √(σ²+1)`, the Euler family's `scale_model_input`. */

@@ -197,6 +197,13 @@ function rescaleZeroTerminalSnr(betas: readonly number[]): number[] {
   return ac.map((a, i) => f32(1 - (i === 0 ? a : f32(a / ac[i - 1]))));
 }
 
+/** The error for a `prediction_type` none of the schedulers knows. */
+export function unsupportedPrediction(predictionType: string): never {
+  throw new RangeError(
+    `Unsupported prediction_type '${predictionType}' (expected epsilon, v_prediction or sample)`,
+  );
+}
+
 /** The model output of a DDPM-parameterised model whose x̂₀ is `original`. */
 export function modelOutputFor(
   predictionType: string,
@@ -213,9 +220,7 @@ export function modelOutputFor(
     case "sample":
       return original;
   }
-  throw new RangeError(
-    `Unsupported prediction_type '${predictionType}' (expected epsilon, v_prediction or sample)`,
-  );
+  return unsupportedPrediction(predictionType);
 }
 
 /** The clean-sample estimate x̂₀ of a DDPM-parameterised model output. */
@@ -234,9 +239,7 @@ export function predictOriginal(
     case "sample":
       return modelOutput;
   }
-  throw new RangeError(
-    `Unsupported prediction_type '${predictionType}' (expected epsilon, v_prediction or sample)`,
-  );
+  return unsupportedPrediction(predictionType);
 }
 
 /** Throws unless `n` is a whole number of steps ≥ 1. */
