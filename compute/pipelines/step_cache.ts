@@ -291,13 +291,6 @@ export interface PredictionSpace<M> {
   output(member: M, i: number, original: Float32Array): Float32Array;
 }
 
-/** Extrapolating the outputs themselves, over the step index. */
-const OUTPUT_SPACE: PredictionSpace<unknown> = {
-  timestep: (_, i) => i,
-  original: (_, __, output) => output,
-  output: (_, __, original) => original,
-};
-
 /** One batch's step cache: the policy, the last full outputs, and what it saved. */
 export class StepCache<M extends object> {
   readonly policy: StepCachePolicy;
@@ -310,14 +303,11 @@ export class StepCache<M extends object> {
   cachedSteps = 0;
   signalCalls = 0;
 
-  /**
-   * `config` undefined: no caching. `space`: what TaylorSeer extrapolates (default: the outputs
-   * over the step index).
-   */
+  /** `config` undefined: no caching. `space`: what TaylorSeer extrapolates in. */
   constructor(
     config: CacheConfig | undefined,
     total: number,
-    readonly space: PredictionSpace<M> = OUTPUT_SPACE,
+    readonly space: PredictionSpace<M>,
   ) {
     this.policy = new StepCachePolicy(config ?? NO_CACHE, total);
   }

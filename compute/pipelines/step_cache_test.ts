@@ -22,6 +22,13 @@ function run(config: CacheConfig, total: number, signal: (i: number) => Float32A
   return out;
 }
 
+/** The outputs themselves over the step index (only TaylorSeer uses it). */
+const SPACE = {
+  timestep: (_: unknown, i: number) => i,
+  original: (_: unknown, __: number, output: Float32Array) => output,
+  output: (_: unknown, __: number, original: Float32Array) => original,
+};
+
 const tea = (over: Partial<CacheConfig> = {}): CacheConfig => ({
   backend: "tea_cache",
   threshold: 0.25,
@@ -69,7 +76,7 @@ Deno.test("no signal (a graph without the tensor, or backend none): every step f
 });
 
 Deno.test("StepCache reuses each member's last full output and skips predict", async () => {
-  const cache = new StepCache<object>(tea({ warmup: 1, maxCached: 100 }), 4);
+  const cache = new StepCache<object>(tea({ warmup: 1, maxCached: 100 }), 4, SPACE);
   const members = [{}, {}];
   let calls = 0;
   const hooks = {
@@ -114,7 +121,7 @@ Deno.test("StepCache with TaylorSeer: a cached step extrapolates each member's f
       output: (_, __, x0) => x0.map((x) => x / 2),
     },
   );
-  const reuse = new StepCache<{ k: number }>(tea({ warmup: 2, maxCached: 1 }), 5);
+  const reuse = new StepCache<{ k: number }>(tea({ warmup: 2, maxCached: 1 }), 5, SPACE);
   const members = [{ k: 0 }, { k: 1 }];
   // A full step's output: linear in the timestep, a different line per member.
   const hooks = {
