@@ -267,15 +267,15 @@ export const FLAGS: readonly Flag[] = [
     kind: { type: "enum", choices: CACHE_BACKENDS },
     default: "none",
     help:
-      "step caching: a step whose denoiser input barely changed reuses the last full step's output (README: Step caching); a request's `cache` field overrides it; off by default",
+      "step caching: a step whose denoiser input barely changed skips the denoiser and reuses or extrapolates the last full steps' output (README: Step caching); a request's `cache` overrides it; off by default",
   },
   {
     name: "cache-config",
     kind: { type: "string" },
     metavar: "JSON",
-    defaultText: "tea_cache 0.4,2,2; dit 0.25,2,3",
+    defaultText: "tea 1,2,2 +Taylor; dit 0.25,2,3",
     help:
-      'settings of --cache-backend: {"threshold": 0.4, "warmup": 2, "max_cached": 2} (full steps at the start, most cached in a row; vLLM-Omni\'s rel_l1_thresh, max_warmup_steps… also accepted)',
+      'settings of --cache-backend: {"threshold": 1, "warmup": 2, "max_cached": 2, "enable_taylorseer": true} (full steps first, most cached in a row, cached steps extrapolated; vLLM-Omni\'s key names too)',
   },
   {
     name: "cfg-parallel-size",

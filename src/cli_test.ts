@@ -95,9 +95,10 @@ Deno.test("--cache-backend and --cache-config: the step cache requests get; bad 
   assert.equal(parseCli([], env({})).cache, undefined);
   assert.deepEqual(parseCli(["--cache-backend", "tea_cache"], env({})).cache, {
     backend: "tea_cache",
-    threshold: 0.4,
+    threshold: 1,
     warmup: 2,
     maxCached: 2,
+    taylorseer: 1,
   });
   assert.deepEqual(
     parseCli(["--cache-backend", "cache_dit", "--cache-config", '{"threshold":0.1}'], env({}))

@@ -181,7 +181,12 @@ export async function denoise<M extends Member>(
 ): Promise<void> {
   const steps = Math.max(0, ...live(members).map((m) => m.run.timesteps.length));
   // A batch runs with its first member's cache settings (the server batches only equal ones).
-  const cache = new StepCache<M>(members[0]?.options.cache, steps);
+  const cache = new StepCache<M>(members[0]?.options.cache, steps, {
+    timestep: (m, i) => m.run.timesteps[i],
+    // Called before the step, so m.latents is the sample the output belongs to.
+    original: (m, i, output) => m.run.predictOriginal(output, i, m.latents),
+    output: (m, i, x0) => m.run.modelOutputFor(x0, i, m.latents),
+  });
   for (let i = 0; i < steps; i++) {
     const active = live(members);
     if (active.length === 0) return;

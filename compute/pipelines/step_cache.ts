@@ -17,6 +17,11 @@
  * Always full: the first `warmup` steps, the last step, a step after `maxCached` cached ones in a
  * row, and every step of a batch whose graph has no signal tensor.
  *
+ * What a cached step gets: the last full output unchanged, or with `taylorseer` (cache-dit's
+ * TaylorSeer, vLLM-Omni's `enable_taylorseer`/`taylorseer_order`) the output for the polynomial
+ * through the last `taylorseer + 1` full steps' x̂₀, extrapolated to the step's timestep
+ * ({@linkcode extrapolate}, {@linkcode PredictionSpace}).
+ *
  * @module
  */
 
@@ -36,6 +41,11 @@ export interface CacheConfig {
   maxCached: number;
   /** TeaCache's rescaling polynomial, highest power first (`numpy.poly1d` order). */
   coefficients?: number[];
+  /**
+   * TaylorSeer's order (1 or 2): a cached step extrapolates the x̂₀ of the last full steps
+   * instead of reusing the last output ({@linkcode PredictionSpace}). Absent: reuse.
+   */
+  taylorseer?: number;
 }
 
 /**
@@ -44,14 +54,24 @@ export interface CacheConfig {
  * the uncached one (image by image, sign test p > 0.05), chosen on other seeds than those scored.
  */
 export const CACHE_DEFAULTS: Record<Exclude<CacheBackend, "none">, Omit<CacheConfig, "backend">> = {
-  tea_cache: { threshold: 0.4, warmup: 2, maxCached: 2 },
+  tea_cache: { threshold: 1, warmup: 2, maxCached: 2, taylorseer: 1 },
   cache_dit: { threshold: 0.25, warmup: 2, maxCached: 3 },
 };
 
 /** Every step in full. */
 export const NO_CACHE: CacheConfig = { backend: "none", threshold: 1, warmup: 0, maxCached: 1 };
 
-const FIELDS = ["backend", "threshold", "warmup", "max_cached", "coefficients"] as const;
+const FIELDS = [
+  "backend",
+  "threshold",
+  "warmup",
+  "max_cached",
+  "coefficients",
+  "enable_taylorseer",
+  "taylorseer_order",
+] as const;
+/** Highest TaylorSeer order (cache-dit allows more; each order needs one more full output kept). */
+export const MAX_TAYLORSEER_ORDER = 2;
 /** The names vLLM-Omni's `--cache-config` uses (TeaCache's and cache-dit's own) → ours. */
 const ALIASES: Record<string, typeof FIELDS[number]> = {
   rel_l1_thresh: "threshold",
@@ -64,8 +84,9 @@ const ALIASES: Record<string, typeof FIELDS[number]> = {
  * A cache configuration from its JSON form (`--cache-config`, the request's `cache` field):
  * `backend` (default `fallback`), `threshold` (> 0), `warmup` (integer ≥ 0), `max_cached`
  * (integer ≥ 1), `coefficients` (numbers), or vLLM-Omni's names for them (`rel_l1_thresh`,
- * `residual_diff_threshold`, `max_warmup_steps`, `max_continuous_cached_steps`); absent values
- * take `fallback`'s values when it is a configuration of the same backend, else the backend's
+ * `residual_diff_threshold`, `max_warmup_steps`, `max_continuous_cached_steps`),
+ * `enable_taylorseer` (boolean) and `taylorseer_order` (1 or 2, default 1; only with TaylorSeer
+ * on, cache-dit's names); absent values take `fallback`'s values when it is a configuration of the same backend, else the backend's
  * defaults. Throws a `RangeError` with a one-line message naming the bad field.
  */
 export function parseCacheConfig(
@@ -120,7 +141,27 @@ export function parseCacheConfig(
     ) throw new RangeError("coefficients must be a list of 1–8 numbers");
     config.coefficients = c;
   }
+  const taylorseer = taylorseerOrder(v.enable_taylorseer, v.taylorseer_order, base.taylorseer);
+  if (taylorseer) config.taylorseer = taylorseer;
   return config;
+}
+
+/** TaylorSeer's order from `enable_taylorseer` and `taylorseer_order` (0: off). */
+function taylorseerOrder(enable: unknown, order: unknown, fallback = 0): number {
+  if (enable !== undefined && typeof enable !== "boolean") {
+    throw new RangeError("enable_taylorseer must be true or false");
+  }
+  if (
+    order !== undefined &&
+    !(Number.isInteger(order) && (order as number) >= 1 &&
+      (order as number) <= MAX_TAYLORSEER_ORDER)
+  ) throw new RangeError(`taylorseer_order must be an integer from 1 to ${MAX_TAYLORSEER_ORDER}`);
+  const on = enable ?? fallback > 0;
+  if (!on) {
+    if (order !== undefined) throw new RangeError("taylorseer_order needs enable_taylorseer: true");
+    return 0;
+  }
+  return (order as number | undefined) ?? (fallback || 1);
 }
 
 /** Mean |a − b| over mean |b|: the distance both backends compare with their threshold. */
@@ -202,27 +243,85 @@ export interface StepCacheHooks<M> {
   >;
 }
 
+/** A full step's output and the timestep it was computed at. */
+export interface FullOutput {
+  t: number;
+  output: Float32Array;
+}
+
+/**
+ * TaylorSeer's prediction at timestep `t`: the polynomial through `points` (newest first), one
+ * order per point after the first. With two points it is the first-order step
+ * out₀ + (out₀ − out₁)·(t − t₀)/(t₀ − t₁); with three, the second-order one (the same polynomial
+ * Newton's divided differences give). Written in Lagrange form, so each output is read once. A
+ * point whose timestep equals a newer one's is left out (it would divide by zero).
+ *
+ * The unit is the timestep the denoiser is conditioned on, not the step index (cache-dit's): the
+ * output is a smooth function of the input and that timestep, and schedules space timesteps
+ * unevenly (flow matching's shift), where equal index steps are unequal moves. For evenly spaced
+ * timesteps (the UNet schedules' `leading`/`trailing` spacing) the two are the same.
+ */
+export function extrapolate(points: readonly FullOutput[], t: number): Float32Array {
+  const used = points.filter((p, j) => points.slice(0, j).every((q) => q.t !== p.t));
+  const weights = used.map((p, j) =>
+    used.reduce((w, q, k) => k === j ? w : w * (t - q.t) / (p.t - q.t), 1)
+  );
+  const out = new Float32Array(used[0].output.length);
+  used.forEach(({ output }, j) => {
+    const w = weights[j];
+    for (let i = 0; i < out.length; i++) out[i] += w * output[i];
+  });
+  return out;
+}
+
+/**
+ * Where TaylorSeer extrapolates for a member: the clean-sample estimate x̂₀ (the scheduler's
+ * `predictOriginal`) over the timestep the denoiser is conditioned on. The last full x̂₀ turned
+ * back into an output from the current sample is today's reuse for deterministic first-order
+ * samplers (Euler, flow matching, DDIM with η = 0), while for ancestral ones it also removes the
+ * noise the last step added, which a reused ε̂ leaves in; and the network's raw output is the
+ * wrong thing to extrapolate there: the slope between two ε̂ carries that fresh noise.
+ */
+export interface PredictionSpace<M> {
+  /** The member's timestep at step `i`. */
+  timestep(member: M, i: number): number;
+  /** x̂₀ of the member's output at step `i`, from its current sample. */
+  original(member: M, i: number, output: Float32Array): Float32Array;
+  /** The output at step `i` whose x̂₀ from the member's current sample is `original`. */
+  output(member: M, i: number, original: Float32Array): Float32Array;
+}
+
 /** One batch's step cache: the policy, the last full outputs, and what it saved. */
 export class StepCache<M extends object> {
   readonly policy: StepCachePolicy;
-  /** Each member's output of the last full step. */
-  readonly #outputs = new WeakMap<M, Float32Array>();
+  /**
+   * Each member's last full output (reuse), or its last `taylorseer + 1` full x̂₀, newest
+   * first (TaylorSeer).
+   */
+  readonly #outputs = new WeakMap<M, FullOutput[]>();
   /** Steps that reused outputs; signal sub-graph calls. */
   cachedSteps = 0;
   signalCalls = 0;
 
-  /** `config` undefined: no caching. */
-  constructor(config: CacheConfig | undefined, total: number) {
+  /** `config` undefined: no caching. `space`: what TaylorSeer extrapolates in. */
+  constructor(
+    config: CacheConfig | undefined,
+    total: number,
+    readonly space: PredictionSpace<M>,
+  ) {
     this.policy = new StepCachePolicy(config ?? NO_CACHE, total);
   }
 
-  /** Step `i`'s outputs: the denoiser's, or the last full ones when the policy says so. */
+  /**
+   * Step `i`'s outputs: the denoiser's, or for a step the policy caches the last full ones
+   * (TaylorSeer: extrapolated from them).
+   */
   async predict(
     active: M[],
     i: number,
     hooks: StepCacheHooks<M>,
   ): Promise<{ outputs: Float32Array[]; cached: boolean }> {
-    const { backend } = this.policy.config;
+    const { backend, taylorseer } = this.policy.config;
     let signal: Float32Array | undefined;
     if (backend !== "none" && this.policy.wantsSignal(i) && hooks.signal) {
       signal = await hooks.signal(active, i, backend);
@@ -232,10 +331,22 @@ export class StepCache<M extends object> {
     const reuse = this.policy.reuse(i, signal);
     if (reuse) {
       this.cachedSteps++;
-      return { outputs: active.map((m) => this.#outputs.get(m)!), cached: true };
+      const outputs = active.map((m) => {
+        const points = this.#outputs.get(m)!;
+        if (!taylorseer) return points[0].output;
+        return this.space.output(m, i, extrapolate(points, this.space.timestep(m, i)));
+      });
+      return { outputs, cached: true };
     }
     const outputs = await hooks.predict(active, i);
-    active.forEach((m, k) => this.#outputs.set(m, outputs[k]));
+    active.forEach((m, k) => {
+      if (!taylorseer) return this.#outputs.set(m, [{ t: i, output: outputs[k] }]);
+      const point = {
+        t: this.space.timestep(m, i),
+        output: this.space.original(m, i, outputs[k]),
+      };
+      this.#outputs.set(m, [point, ...(this.#outputs.get(m) ?? [])].slice(0, taylorseer + 1));
+    });
     return { outputs, cached: false };
   }
 }

@@ -42,6 +42,12 @@ Deno.test("step cache on the embedded model: off is today's bytes, on skips deno
       assert.ok(skipped.every((s) => s >= 2 && s < 19), `${backend}: cached ${skipped}`);
       const diff = meanAbsDiff(cached, plain);
       assert.ok(diff > 0 && diff < 6, `${backend}: mean |Δ| ${diff.toFixed(2)} of 255`);
+      // TaylorSeer: its cached steps hand the scheduler something else than the reused output.
+      const seer = await p.generate({ ...PROMPT, cache: { ...cfg(backend), taylorseer: 1 } });
+      assert.ok((seer.timings.cachedSteps ?? 0) > 0);
+      const seerDiff = meanAbsDiff(seer, plain);
+      assert.ok(meanAbsDiff(seer, cached) > 0, `${backend}: TaylorSeer changed nothing`);
+      assert.ok(seerDiff < 6, `${backend}, TaylorSeer: mean |Δ| ${seerDiff.toFixed(2)} of 255`);
     }
   } finally {
     await p.release();

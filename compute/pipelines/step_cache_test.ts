@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   type CacheConfig,
+  extrapolate,
   parseCacheConfig,
   relativeL1,
   StepCache,
@@ -20,6 +21,13 @@ function run(config: CacheConfig, total: number, signal: (i: number) => Float32A
   }
   return out;
 }
+
+/** The outputs themselves over the step index (only TaylorSeer uses it). */
+const SPACE = {
+  timestep: (_: unknown, i: number) => i,
+  original: (_: unknown, __: number, output: Float32Array) => output,
+  output: (_: unknown, __: number, original: Float32Array) => original,
+};
 
 const tea = (over: Partial<CacheConfig> = {}): CacheConfig => ({
   backend: "tea_cache",
@@ -68,7 +76,7 @@ Deno.test("no signal (a graph without the tensor, or backend none): every step f
 });
 
 Deno.test("StepCache reuses each member's last full output and skips predict", async () => {
-  const cache = new StepCache<object>(tea({ warmup: 1, maxCached: 100 }), 4);
+  const cache = new StepCache<object>(tea({ warmup: 1, maxCached: 100 }), 4, SPACE);
   const members = [{}, {}];
   let calls = 0;
   const hooks = {
@@ -86,12 +94,64 @@ Deno.test("StepCache reuses each member's last full output and skips predict", a
   assert.equal(cache.cachedSteps, 2);
 });
 
+Deno.test("extrapolate: the polynomial through the full outputs, at the cached step's timestep", () => {
+  const at = (t: number, ...output: number[]) => ({ t, output: Float32Array.from(output) });
+  // First order, the brief's formula: out₁ + (out₁ − out₀)·(t − t₁)/(t₁ − t₀), timesteps unevenly
+  // spaced (801 → 701 → 501: the last move is twice the first).
+  const newest = at(701, 3, -1), older = at(801, 1, 1);
+  assert.deepEqual([...extrapolate([newest, older], 501)], [3 + 2 * 2, -1 - 2 * 2]);
+  // Second order recovers a quadratic exactly: y = t² − 3t at t = 4 from t = 3, 2, 1.
+  const quadratic = (t: number) => at(t, t * t - 3 * t);
+  assert.deepEqual([...extrapolate([3, 2, 1].map(quadratic), 4)], [4]);
+  // …where first order follows the last slope only: 0 + (0 − (−2))·1.
+  assert.deepEqual([...extrapolate([3, 2].map(quadratic), 4)], [2]);
+  // A point at a newer point's timestep is left out instead of dividing by zero.
+  assert.deepEqual([...extrapolate([newest, at(701, 9, 9), older], 501)], [7, -5]);
+});
+
+Deno.test("StepCache with TaylorSeer: a cached step extrapolates each member's full outputs", async () => {
+  const timesteps = [900, 800, 600, 500, 300];
+  const cache = new StepCache<{ k: number }>(
+    tea({ warmup: 2, maxCached: 1, taylorseer: 1 }),
+    5,
+    {
+      timestep: (_, i) => timesteps[i],
+      // x̂₀ = 2·output: extrapolated in x̂₀, handed back as an output.
+      original: (_, __, output) => output.map((x) => 2 * x),
+      output: (_, __, x0) => x0.map((x) => x / 2),
+    },
+  );
+  const reuse = new StepCache<{ k: number }>(tea({ warmup: 2, maxCached: 1 }), 5, SPACE);
+  const members = [{ k: 0 }, { k: 1 }];
+  // A full step's output: linear in the timestep, a different line per member.
+  const hooks = {
+    predict: (active: { k: number }[], i: number) =>
+      Promise.resolve(active.map((m) => Float32Array.of(timesteps[i] / 100 + m.k, m.k))),
+    signal: () => Promise.resolve(Float32Array.of(1)),
+  };
+  for (let i = 0; i < 5; i++) {
+    const [got, reused] = [
+      await cache.predict(members, i, hooks),
+      await reuse.predict(members, i, hooks),
+    ];
+    assert.equal(got.cached, i === 2, `step ${i}`);
+    assert.equal(reused.cached, got.cached);
+    if (!got.cached) continue;
+    // Step 2 (t = 600) from the full steps at 900 and 800: the line continued, 6 + k.
+    assert.deepEqual(got.outputs.map((o) => [...o]), [[6, 0], [7, 1]]);
+    // Plain caching reuses step 1's output (t = 800) as it is.
+    assert.deepEqual(reused.outputs.map((o) => [...o]), [[8, 0], [9, 1]]);
+  }
+  assert.equal(cache.cachedSteps, 1);
+});
+
 Deno.test("parseCacheConfig: defaults per backend, and one clear line per bad field", () => {
   assert.deepEqual(parseCacheConfig({ backend: "tea_cache", threshold: 0.3 }), {
     backend: "tea_cache",
     threshold: 0.3,
     warmup: 2,
     maxCached: 2,
+    taylorseer: 1,
   });
   assert.equal(parseCacheConfig({}, "cache_dit").backend, "cache_dit");
   // vLLM-Omni's names for the same settings.
@@ -103,6 +163,12 @@ Deno.test("parseCacheConfig: defaults per backend, and one clear line per bad fi
     }, "cache_dit"),
     { backend: "cache_dit", threshold: 0.1, warmup: 3, maxCached: 4 },
   );
+  // TaylorSeer, in cache-dit's names: order 1 unless given; a fallback's order carries over.
+  const seer = parseCacheConfig({ enable_taylorseer: true }, "tea_cache");
+  assert.equal(seer.taylorseer, 1);
+  assert.equal(parseCacheConfig({ taylorseer_order: 2 }, seer).taylorseer, 2);
+  assert.equal(parseCacheConfig({ threshold: 0.5 }, seer).taylorseer, 1);
+  assert.equal(parseCacheConfig({ enable_taylorseer: false }, seer).taylorseer, undefined);
   for (
     const [bad, message] of [
       [[], /must be a JSON object/],
@@ -113,6 +179,13 @@ Deno.test("parseCacheConfig: defaults per backend, and one clear line per bad fi
       [{ coefficients: ["a"] }, /coefficients must be a list of 1–8 numbers/],
       [{ rel_l1: 0.2 }, /unknown field "rel_l1" \(known: backend, .*rel_l1_thresh/],
       [{ threshold: 0.2, rel_l1_thresh: 0.2 }, /rel_l1_thresh gives threshold a second time/],
+      [{ enable_taylorseer: "yes" }, /enable_taylorseer must be true or false/],
+      [
+        { enable_taylorseer: true, taylorseer_order: 3 },
+        /taylorseer_order must be an integer from 1 to 2/,
+      ],
+      [{ backend: "cache_dit", taylorseer_order: 2 }, /taylorseer_order needs enable_taylorseer/],
+      [{ enable_taylorseer: false, taylorseer_order: 2 }, /taylorseer_order needs enable_tay/],
     ] as const
   ) assert.throws(() => parseCacheConfig(bad), message);
 });

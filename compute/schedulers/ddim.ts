@@ -12,6 +12,7 @@ import {
   checkSteps,
   identityScale,
   linspace,
+  modelOutputFor,
   predictOriginal,
   type Scheduler,
   type SchedulerConfig,
@@ -49,6 +50,8 @@ export class DDIMScheduler implements Scheduler {
             clip,
           )
         ),
+      modelOutputFor: (original, i, sample) =>
+        sample.map((x, k) => modelOutputFor(prediction, original[k], x, ac[timesteps[i]])),
       addNoise: (original, noise, i) => addNoiseAlpha(original, noise, ac[timesteps[i]]),
       step(modelOutput, i, sample, generator) {
         const t = timesteps[i], prevT = t - stride;

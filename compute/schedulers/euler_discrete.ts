@@ -12,6 +12,7 @@ import {
   type Scheduler,
   type SchedulerConfig,
   type SchedulerRun,
+  unsupportedPrediction,
 } from "./scheduler.ts";
 
 const f32 = Math.fround;
@@ -62,6 +63,24 @@ export function eulerInitNoiseSigma(config: SchedulerConfig, sigmas: readonly nu
   return spacing === "linspace" || spacing === "trailing" ? max : Math.sqrt(max * max + 1);
 }
 
+/** The Karras-style (σ-parameterised) model output whose x̂₀ is `original`. */
+export function eulerModelOutputFor(
+  predictionType: string,
+  original: number,
+  sample: number,
+  sigma: number,
+): number {
+  switch (predictionType) {
+    case "epsilon":
+      return (sample - original) / sigma;
+    case "v_prediction":
+      return (sample / (sigma * sigma + 1) - original) * Math.sqrt(sigma * sigma + 1) / sigma;
+    case "sample":
+      return original;
+  }
+  return unsupportedPrediction(predictionType);
+}
+
 /** x̂₀ from a Karras-style (σ-parameterised) model output. */
 export function eulerPredictOriginal(
   predictionType: string,
@@ -77,9 +96,7 @@ export function eulerPredictOriginal(
     case "sample":
       return modelOutput;
   }
-  throw new RangeError(
-    `Unsupported prediction_type '${predictionType}' (expected epsilon, v_prediction or sample)`,
-  );
+  return unsupportedPrediction(predictionType);
 }
 
 /** `x / √(σ²+1)`, the Euler family's `scale_model_input`. */
@@ -102,6 +119,8 @@ export function eulerSchedule(config: SchedulerConfig, numInferenceSteps: number
     scaleModelInput: (sample: Float32Array, i: number) => scaleBySigma(sample, sigmas[i]),
     predictOriginal: (modelOutput: Float32Array, i: number, sample: Float32Array) =>
       sample.map((x, k) => eulerPredictOriginal(prediction, modelOutput[k], x, sigmas[i])),
+    modelOutputFor: (original: Float32Array, i: number, sample: Float32Array) =>
+      sample.map((x, k) => eulerModelOutputFor(prediction, original[k], x, sigmas[i])),
     addNoise: (original: Float32Array, noise: Float32Array, i: number) =>
       original.map((x, k) => x + f32(noise[k] * sigmas[i])),
   };

@@ -84,6 +84,7 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
       scaleModelInput: identityScale,
       predictOriginal: (modelOutput, i, sample) =>
         sample.map((x, k) => x - all[i] * modelOutput[k]),
+      modelOutputFor: (original, i, sample) => sample.map((x, k) => (x - original[k]) / all[i]),
       // scale_noise: σ·ε + (1 − σ)·x, in float32 as torch evaluates it.
       addNoise: (original, noise, i) => {
         const sigma = all[i], keep = f32(1 - sigma);

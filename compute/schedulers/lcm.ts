@@ -11,6 +11,7 @@ import {
   alphasCumprod,
   checkSteps,
   identityScale,
+  modelOutputFor,
   predictOriginal,
   type Scheduler,
   type SchedulerConfig,
@@ -50,6 +51,8 @@ export class LCMScheduler implements Scheduler {
       scaleModelInput: identityScale,
       predictOriginal: (modelOutput, i, sample) =>
         sample.map((x, k) => predictOriginal(prediction, modelOutput[k], x, ac[timesteps[i]])),
+      modelOutputFor: (original, i, sample) =>
+        sample.map((x, k) => modelOutputFor(prediction, original[k], x, ac[timesteps[i]])),
       addNoise: (original, noise, i) => addNoiseAlpha(original, noise, ac[timesteps[i]]),
       step(modelOutput, i, sample, generator) {
         const t = timesteps[i];

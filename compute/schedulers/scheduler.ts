@@ -61,6 +61,12 @@ export interface SchedulerRun {
    * ε-prediction, `x − σ·v` for flow matching, `(x − √(1−ᾱ)·ε̂)/√ᾱ` for DDPM-parameterised ones.
    */
   predictOriginal(modelOutput: Float32Array, i: number, sample: Float32Array): Float32Array;
+  /**
+   * The inverse of {@linkcode predictOriginal} (clipping aside): the model output whose x̂₀ at
+   * step `i` from `sample` is `original`. A step cache uses it to hand the scheduler an x̂₀ it
+   * predicted without the model (./../pipelines/step_cache.ts).
+   */
+  modelOutputFor(original: Float32Array, i: number, sample: Float32Array): Float32Array;
   /** One update `x_i → x_{i+1}`; stochastic algorithms draw their noise from `generator`. */
   step(
     modelOutput: Float32Array,
@@ -89,6 +95,7 @@ export function startAt(run: SchedulerRun, begin: number): SchedulerRun {
     initNoiseSigma: run.initNoiseSigma,
     scaleModelInput: (sample, i) => run.scaleModelInput(sample, begin + i),
     predictOriginal: (output, i, sample) => run.predictOriginal(output, begin + i, sample),
+    modelOutputFor: (original, i, sample) => run.modelOutputFor(original, begin + i, sample),
     step: (output, i, sample, generator) => run.step(output, begin + i, sample, generator),
     addNoise: (original, noise, i) => run.addNoise(original, noise, begin + i),
   };
@@ -190,6 +197,32 @@ function rescaleZeroTerminalSnr(betas: readonly number[]): number[] {
   return ac.map((a, i) => f32(1 - (i === 0 ? a : f32(a / ac[i - 1]))));
 }
 
+/** The error for a `prediction_type` none of the schedulers knows. */
+export function unsupportedPrediction(predictionType: string): never {
+  throw new RangeError(
+    `Unsupported prediction_type '${predictionType}' (expected epsilon, v_prediction or sample)`,
+  );
+}
+
+/** The model output of a DDPM-parameterised model whose x̂₀ is `original`. */
+export function modelOutputFor(
+  predictionType: string,
+  original: number,
+  sample: number,
+  alphaProd: number,
+): number {
+  const betaProd = 1 - alphaProd;
+  switch (predictionType) {
+    case "epsilon":
+      return (sample - Math.sqrt(alphaProd) * original) / Math.sqrt(betaProd);
+    case "v_prediction":
+      return (Math.sqrt(alphaProd) * sample - original) / Math.sqrt(betaProd);
+    case "sample":
+      return original;
+  }
+  return unsupportedPrediction(predictionType);
+}
+
 /** The clean-sample estimate x̂₀ of a DDPM-parameterised model output. */
 export function predictOriginal(
   predictionType: string,
@@ -206,9 +239,7 @@ export function predictOriginal(
     case "sample":
       return modelOutput;
   }
-  throw new RangeError(
-    `Unsupported prediction_type '${predictionType}' (expected epsilon, v_prediction or sample)`,
-  );
+  return unsupportedPrediction(predictionType);
 }
 
 /** Throws unless `n` is a whole number of steps ≥ 1. */

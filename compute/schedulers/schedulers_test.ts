@@ -195,3 +195,29 @@ Deno.test("createScheduler swaps algorithms by short name and rejects unknown on
     /prediction_type 'x'/,
   );
 });
+
+Deno.test("modelOutputFor inverts predictOriginal, for every scheduler and prediction type", () => {
+  const sample = Float32Array.of(0.7, -1.3, 2.1), output = Float32Array.of(0.4, 0.9, -0.6);
+  for (
+    const _class_name of [
+      "EulerDiscreteScheduler",
+      "EulerAncestralDiscreteScheduler",
+      "DDIMScheduler",
+      "LCMScheduler",
+      "FlowMatchEulerDiscreteScheduler",
+    ]
+  ) {
+    // Flow matching has one parameterisation, the velocity.
+    const types = _class_name.startsWith("Flow")
+      ? [undefined]
+      : ["epsilon", "v_prediction", "sample"];
+    for (const prediction_type of types) {
+      const run = createScheduler({ ...SD, _class_name, prediction_type }).setTimesteps(8);
+      for (const i of [0, 3, 7]) {
+        const x0 = run.predictOriginal(output, i, sample);
+        const back = run.modelOutputFor(x0, i, sample);
+        assertClose(Array.from(back), Array.from(output), 1e-3);
+      }
+    }
+  }
+});

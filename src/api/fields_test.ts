@@ -118,7 +118,13 @@ Deno.test("requestCache: a backend name or settings over the server's; bad value
     warmup: 2,
     maxCached: 3,
   });
-  assert.equal(requestCache("tea_cache", undefined)?.threshold, 0.4);
+  assert.deepEqual(requestCache("tea_cache", undefined), {
+    backend: "tea_cache",
+    threshold: 1,
+    warmup: 2,
+    maxCached: 2,
+    taylorseer: 1,
+  });
   for (
     const [field, message] of [
       [{ threshold: 0.1 }, /^cache: give a backend/],

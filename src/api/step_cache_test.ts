@@ -13,10 +13,13 @@ Deno.test("the cache field: the server's step cache by default, a request's over
     assert.equal((await post(path, body)).status, 200);
     assert.equal((await post(path, { ...body, cache: { max_cached: 1 } })).status, 200);
     assert.equal((await post(path, { ...body, cache: "none" })).status, 200);
-    const [plain, override, none] = engine.requests.splice(0);
+    const seer = { enable_taylorseer: true, taylorseer_order: 2 };
+    assert.equal((await post(path, { ...body, cache: seer })).status, 200);
+    const [plain, override, none, taylorseer] = engine.requests.splice(0);
     assert.deepEqual(plain.cache, SERVER_CACHE);
     assert.deepEqual(override.cache, { ...SERVER_CACHE, maxCached: 1 });
     assert.equal(none.cache, undefined);
+    assert.deepEqual(taylorseer.cache, { ...SERVER_CACHE, taylorseer: 2 });
     // Out of the schema's ranges: the documented 422; what only the server checks (names, a
     // missing backend): 400.
     for (
@@ -26,6 +29,9 @@ Deno.test("the cache field: the server's step cache by default, a request's over
         [{ threshold: "high" }, 422],
         [{ backend: "tea_cache", rel_l1: 0.2 }, 400],
         [{ threshold: 0.2, backend: "tea_cache", rel_l1_thresh: 0.1 }, 400],
+        [{ enable_taylorseer: true, taylorseer_order: 3 }, 422],
+        [{ enable_taylorseer: "on" }, 422],
+        [{ taylorseer_order: 2 }, 400],
       ] as const
     ) {
       const r = await post(path, { ...body, cache });

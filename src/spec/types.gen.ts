@@ -496,7 +496,7 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
-        /** @description Step caching for this request, overriding the server's `--cache-backend`/`--cache-config`: a backend name (`none` runs every step; `tea_cache`, `cache_dit` with their default settings, or the server's when it runs that backend), or an object with `backend` (default: the server's) and any of `threshold`, `warmup`, `max_cached`, `coefficients` (vLLM-Omni's `rel_l1_thresh`, `residual_diff_threshold`, `max_warmup_steps`, `max_continuous_cached_steps` also accepted). A cached step reuses the denoiser's last output; progress events mark it `cached`. Requests with different settings never share a batch. */
+        /** @description Step caching for this request, overriding the server's `--cache-backend`/`--cache-config`: a backend name (`none` runs every step; `tea_cache`, `cache_dit` with their default settings, or the server's when it runs that backend), or an object with `backend` (default: the server's) and any of `threshold`, `warmup`, `max_cached`, `coefficients`, `enable_taylorseer`, `taylorseer_order` (vLLM-Omni's `rel_l1_thresh`, `residual_diff_threshold`, `max_warmup_steps`, `max_continuous_cached_steps` also accepted). A cached step reuses the denoiser's last output, or with `enable_taylorseer` extrapolates the last full outputs to its timestep (cache-dit's TaylorSeer, of order `taylorseer_order`, default 1); progress events mark it `cached`. Requests with different settings never share a batch. */
         StepCache: ("none" | "tea_cache" | "cache_dit") | ({
             /** @enum {unknown} */
             backend?: "none" | "tea_cache" | "cache_dit";
@@ -504,6 +504,8 @@ export interface components {
             warmup?: number;
             max_cached?: number;
             coefficients?: number[];
+            enable_taylorseer?: boolean;
+            taylorseer_order?: number;
         } & {
             [key: string]: unknown;
         }) | null;
