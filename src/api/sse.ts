@@ -14,9 +14,23 @@ import type { Logger } from "../log.ts";
 import type { SseEvent } from "./event_channel.ts";
 import type { RequestContext } from "./run.ts";
 
+/**
+ * Each streamed request's way to say its client left. Deno aborts a request's signal when the
+ * client disconnects, but not always once the response stream has been cancelled (seen: a
+ * playground Cancel whose generation ran on to a 200); the stream's cancellation says it too.
+ */
+const leaving = new WeakMap<Context<AppEnv>, AbortController>();
+
 /** The request `c` as a generation's answer sees it. */
 export function requestContext(c: Context<AppEnv>, stream: boolean): RequestContext {
-  return { id: c.get("requestId"), signal: c.req.raw.signal, outcome: c.get("outcome"), stream };
+  const left = new AbortController();
+  leaving.set(c, left);
+  return {
+    id: c.get("requestId"),
+    signal: AbortSignal.any([c.req.raw.signal, left.signal]),
+    outcome: c.get("outcome"),
+    stream,
+  };
 }
 
 /** How an endpoint's stream reports an error, and ends. */
@@ -35,7 +49,9 @@ export function sse(
   log: Logger,
 ): Response {
   const ended = c.get("outcome").streaming();
+  const left = leaving.get(c) ?? new AbortController();
   return streamSSE(c, async (stream) => {
+    stream.onAbort(() => left.abort());
     let status = 200;
     try {
       for await (const e of events) await stream.writeSSE(e);
@@ -48,6 +64,6 @@ export function sse(
       if (status !== 499) await stream.writeSSE(shape.errorEvent(error.body()));
     }
     if (shape.end && status !== 499) await stream.writeSSE(shape.end);
-    ended(c.req.raw.signal.aborted ? 499 : status);
+    ended(c.req.raw.signal.aborted || left.signal.aborted ? 499 : status);
   });
 }

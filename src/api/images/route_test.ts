@@ -75,6 +75,33 @@ Deno.test("images: a stream sends progress, partial images, then one completed e
   assert.equal(access?.images, 2);
 });
 
+Deno.test("images: a stream its reader cancels cancels the generation (499), even with the request's signal never aborted", async () => {
+  // As a client that leaves mid-stream looks when the server sees the response cancelled but
+  // not the request: app.request never aborts the request's signal.
+  const engine = new FakeEngine();
+  engine.run = (request) => {
+    request.onStep?.({ step: 0, total: 2, timestep: 1, ms: 1, cached: false });
+    return new Promise((_, reject) =>
+      request.signal?.addEventListener("abort", () => reject(new CancelledError("cancelled")))
+    );
+  };
+  const { post, logged } = testApp({ engine });
+  const res = await post("/v1/images/generations", {
+    prompt: "x",
+    stream: true,
+    stream_options: { include_progress: true },
+  });
+  const reader = res.body!.getReader();
+  await reader.read();
+  await reader.cancel();
+  const deadline = Date.now() + 5000;
+  while (!logged().some((l) => l.msg === "POST /v1/images/generations 499")) {
+    assert.ok(Date.now() < deadline, "the generation was not cancelled");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.equal(engine.requests[0].signal?.aborted, true);
+});
+
 Deno.test("images: an engine error after the stream started becomes an error event", async () => {
   const engine = new FakeEngine();
   engine.run = () => Promise.reject(new QueueFull(1));
