@@ -188,6 +188,11 @@ export class SafetensorsWeights implements WeightSource {
   #scratch = new ArrayBuffer(0);
   /** The buffer stored bytes are read into when {@linkcode lendEncoded} transposes them. */
   #raw = new ArrayBuffer(0);
+  /**
+   * Told the stored bytes behind each tensor handed out (a part's share of its tensor), as it is
+   * read: a conversion's progress counts them.
+   */
+  onRead?: (bytes: number) => void;
 
   /**
    * `tensors` from `label` (the file, for messages); `names` maps a parameter name to the stored
@@ -210,6 +215,7 @@ export class SafetensorsWeights implements WeightSource {
   take(name: string, dims: readonly number[]): Float32Array {
     const { t, transpose, part } = this.#stored(name, dims);
     const data = readFloat32(t);
+    this.onRead?.(t.length / (part?.[1] ?? 1));
     if (part) {
       const size = data.length / part[1];
       return data.slice(part[0] * size, (part[0] + 1) * size);
@@ -268,7 +274,9 @@ export class SafetensorsWeights implements WeightSource {
     const { t } = stored;
     const bytes = t.length / ELEMENT_SIZE[t.dtype] * 4;
     this.#scratch = grown(this.#scratch, bytes);
-    return readFloat32(t, this.#scratch);
+    const values = readFloat32(t, this.#scratch);
+    this.onRead?.(t.length);
+    return values;
   }
 
   /**
@@ -283,6 +291,13 @@ export class SafetensorsWeights implements WeightSource {
   ): Uint8Array | undefined {
     const { t, part, transpose } = this.#stored(name, dims);
     if (t.dtype !== "BF16" || part || transpose) return undefined;
+    const out = this.#encoded(t, dims[0], encoding);
+    this.onRead?.(t.length);
+    return out;
+  }
+
+  /** `t` (bfloat16) in `encoding`, into the scratch buffer; `rows`: its first dimension. */
+  #encoded(t: StoredTensor, rows: number, encoding: WeightEncoding): Uint8Array {
     const count = t.length / 2;
     const size = encoding.half ? 2 : 4;
     this.#scratch = grown(this.#scratch, count * size);
@@ -291,7 +306,6 @@ export class SafetensorsWeights implements WeightSource {
       this.#raw = grown(this.#raw, t.length);
       const raw = new Uint16Array(this.#raw, 0, count);
       readInto(t.path, t.offset, new Uint8Array(raw.buffer, 0, t.length));
-      const rows = dims[0];
       transposeBf16(
         raw,
         rows,
