@@ -2,8 +2,8 @@
  * A file appended to from a worker thread, so that the converter's thread goes on to the next
  * tensor while the last one is written: `append` copies the bytes into one of two shared slots
  * (waiting while both are still being written), packing appends together, and the worker writes
- * each full slot out. Writing was half
- * of a conversion's time on its own thread (docs/benchmarks.md, "Converter").
+ * each full slot out. Writing was half of a conversion's time on its own thread
+ * (docs/benchmarks.md, "Converter").
  *
  * @module
  */
