@@ -13,6 +13,16 @@ export const F16_TO_F32 = (() => {
   return Float32Array.from(new Float16Array(bits.buffer));
 })();
 
+/**
+ * Every bfloat16 bit pattern's float16 bits, rounded to nearest even as from its float32 value
+ * (which is exact): the converter narrows bf16 weights to fp16 with one lookup an element.
+ */
+export const BF16_TO_F16 = (() => {
+  const wide = new Uint32Array(65536);
+  for (let i = 0; i < wide.length; i++) wide[i] = i << 16;
+  return new Uint16Array(Float16Array.from(new Float32Array(wide.buffer)).buffer);
+})();
+
 /** Float32 values → a Float16Array (round to nearest even, like `new Float16Array(values)`). */
 export function toFloat16(values: Float32Array): Float16Array {
   const src = new Uint32Array(values.buffer, values.byteOffset, values.length);

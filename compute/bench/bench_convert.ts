@@ -265,6 +265,9 @@ async function writeRandomSafetensors(path: string, params: [string, number[]][]
       }
       await writeAll(file, new Uint8Array(words.buffer, 0, count(dims) * stored.size));
     }
+    // On the disk before any conversion is timed: its write-back would otherwise be charged to the
+    // first (the page cache throttles a writer while gigabytes of it are still dirty).
+    await file.sync();
   } finally {
     file.close();
   }

@@ -172,18 +172,18 @@ export function writeComponent(
   const json = (path: string, value: unknown) =>
     writer.file(path, new TextEncoder().encode(JSON.stringify(value, null, 2) + "\n"));
   /**
-   * Builds one graph into `folder` from `take` (weights under their own names by default; lent, as
-   * each is written to `model.onnx_data` before the next is read).
+   * Builds one graph into `folder` from the weights stored under `prefix` + each parameter's name
+   * (lent, as each is written to `model.onnx_data` before the next is read).
    */
-  const graph = (
-    folder: string,
-    build: (source: WeightSource) => GraphBuilder,
-    take: WeightSource["take"] = (name, dims) => weights.lend(name, dims),
-  ) => {
+  const graph = (folder: string, build: (source: WeightSource) => GraphBuilder, prefix = "") => {
     const data = writer.append(`${folder}/model.onnx_data`);
     try {
       const output = { location: "model.onnx_data", append: data.append, dtype };
-      const g = build({ take, output });
+      const g = build({
+        take: (name, dims) => weights.lend(prefix + name, dims),
+        lendEncoded: (name, dims, encoding) => weights.lendEncoded(prefix + name, dims, encoding),
+        output,
+      });
       writer.file(`${folder}/model.onnx`, g.serialize({ externalData: "model.onnx_data" }).model);
     } finally {
       data.close();
@@ -229,11 +229,7 @@ export function writeComponent(
       const qwen = qwen3Config(label, config);
       // The causal-LM checkpoint holds the same model under `model.`, and an `lm_head`.
       const prefix = cls === "Qwen3ForCausalLM" ? "model." : "";
-      graph(
-        textEncoderFolder,
-        (source) => qwen3TextEncoder(qwen, source),
-        (name, dims) => weights.lend(prefix + name, dims),
-      );
+      graph(textEncoderFolder, (source) => qwen3TextEncoder(qwen, source), prefix);
       // Z-Image reads `hidden_states[-2]`: the last layer and the final norm never run.
       const last = `${prefix}layers.${qwen.layers - 1}.`;
       unused = (key) =>
@@ -247,11 +243,7 @@ export function writeComponent(
       const prefix = weights.has("model.language_model.embed_tokens.weight")
         ? "model.language_model."
         : "model.";
-      graph(
-        textEncoderFolder,
-        (source) => qwen3TextEncoder(qwen, source),
-        (name, dims) => weights.lend(prefix + name, dims),
-      );
+      graph(textEncoderFolder, (source) => qwen3TextEncoder(qwen, source), prefix);
       unused = (key) => /^(model\.)?visual\./.test(key) || key === "lm_head.weight";
       break;
     }

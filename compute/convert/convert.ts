@@ -44,6 +44,11 @@ export interface ConvertOptions {
    * from the checkpoint's keys and its known configs are used (`known_configs/`).
    */
   config?: string;
+  /**
+   * Told the bytes of stored tensor data behind each tensor as it is read, which add up to the
+   * checkpoint's tensors (less those the architecture leaves unused): a conversion's progress.
+   */
+  onRead?: (bytes: number) => void;
 }
 
 /** Components a diffusers SD folder may name that the server does not run (left out). */
@@ -75,13 +80,17 @@ export async function convert(
       throw new ConvertError(`${src}: not a .safetensors checkpoint or a diffusers folder`);
     }
     const configDir = options.config;
-    return await writeModel(out, (writer) => singleFile(src, configDir, writer, dtype));
+    return await writeModel(
+      out,
+      (writer) => singleFile(src, configDir, writer, dtype, options.onRead),
+    );
   }
   if (await exists(`${src}/model_index.json`)) {
-    return await writeModel(out, (writer) => pipelineFolder(src, writer, dtype));
+    return await writeModel(out, (writer) => pipelineFolder(src, writer, dtype, options.onRead));
   }
   if (await exists(`${src}/config.json`)) {
     const { config, weights } = await readComponentFolder(src);
+    weights.onRead = options.onRead;
     // A text encoder keeps its folder's name (SDXL's second is `text_encoder_2`).
     const name = basename(src.replace(/\/+$/, ""));
     const folder = /^text_encoder(_\d+)?$/.test(name) ? name : undefined;
@@ -100,6 +109,7 @@ async function pipelineFolder(
   src: string,
   writer: OutputWriter,
   dtype: WeightDtype,
+  onRead?: (bytes: number) => void,
 ): Promise<void> {
   const index = await readJsonFile<RawConfig>(`${src}/model_index.json`).catch((e) => {
     throw new ConvertError((e as Error).message);
@@ -130,6 +140,7 @@ async function pipelineFolder(
   }
   for (const name of pipeline.components) {
     const { config, weights } = await readComponentFolder(`${src}/${name}`);
+    weights.onRead = onRead;
     writeComponent(writer, `${src}/${name}`, config, weights, name, dtype);
   }
   const copied = await copyFolders(src, pipeline.copy, writer);
@@ -155,6 +166,7 @@ async function singleFile(
   configDir: string | undefined,
   writer: OutputWriter,
   dtype: WeightDtype,
+  onRead?: (bytes: number) => void,
 ): Promise<void> {
   const tensors = await readSafetensors(path);
   const layout = configDir
@@ -188,6 +200,7 @@ async function singleFile(
   });
   for (const name of pipeline.components) {
     const weights = parts[name as keyof typeof parts]!;
+    weights.onRead = onRead;
     writeComponent(writer, `${path} (${name})`, configs[name], weights, name, dtype);
   }
   if (configDir) await copyFolders(configDir, pipeline.copy, writer);

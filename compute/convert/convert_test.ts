@@ -17,7 +17,7 @@ import {
   singleFileLayout,
   splitSingleFile,
 } from "./single_file.ts";
-import { readSafetensors } from "./weights.ts";
+import { readSafetensors, SafetensorsWeights } from "./weights.ts";
 
 const DATA = new URL("../../fixtures/reference/data/", import.meta.url).pathname;
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
@@ -515,19 +515,19 @@ function safetensors16(dtype: "F16" | "BF16", tensors: Map<string, [number[], Ui
   return out;
 }
 
-Deno.test("fp16 and bf16 weights, one file or sharded, convert exactly to float32", async () => {
+Deno.test("fp16 and bf16 weights, one file or sharded, convert exactly to float32 and float16", async () => {
   const { tensors } = parseSafetensors(
     await Deno.readFile(`${DATA}/sd15/text_encoder/model.safetensors`),
   );
   const config = await Deno.readTextFile(`${DATA}/sd15/text_encoder/config.json`);
   await withTemp(async (tmp) => {
-    const folder = async (name: string, files: Record<string, Uint8Array>) => {
+    const folder = async (name: string, files: Record<string, Uint8Array>, outDtype: string) => {
       await Deno.mkdir(`${tmp}/${name}`);
       await Deno.writeTextFile(`${tmp}/${name}/config.json`, config);
       for (const [file, bytes] of Object.entries(files)) {
         await Deno.writeFile(`${tmp}/${name}/${file}`, bytes);
       }
-      await convert(`${tmp}/${name}`, `${tmp}/out-${name}`);
+      await convert(`${tmp}/${name}`, `${tmp}/out-${name}`, { dtype: outDtype });
       // Small tensors stay inline in model.onnx, larger ones go to model.onnx_data.
       return await Promise.all(
         ["model.onnx", "model.onnx_data"].map((f) =>
@@ -557,33 +557,80 @@ Deno.test("fp16 and bf16 weights, one file or sharded, convert exactly to float3
       const shards = [names.slice(0, 5), names.slice(5)].map((keys) =>
         new Map(keys.map((k) => [k, half.get(k)!]))
       );
-      const expected = await folder(`f32-${variant}`, {
-        "model.safetensors": serializeSafetensors(exact),
-      });
-      const same = (got: Uint8Array[]) => got.every((bytes, i) => sameBytes(bytes, expected[i]));
-      assert.ok(
-        same(
-          await folder(variant, { [`model.${variant}.safetensors`]: safetensors16(dtype, half) }),
-        ),
-        `${variant}: one file`,
-      );
-      const weightMap = Object.fromEntries(
-        shards.flatMap((s, i) =>
-          [...s.keys()].map((k) => [k, `model-0000${i + 1}-of-00002.safetensors`])
-        ),
-      );
-      assert.ok(
-        same(
-          await folder(`sharded-${variant}`, {
-            [`model.${variant}.safetensors.index.json`]: new TextEncoder().encode(
-              JSON.stringify({ metadata: {}, weight_map: weightMap }),
-            ),
-            "model-00001-of-00002.safetensors": safetensors16(dtype, shards[0]),
-            "model-00002-of-00002.safetensors": safetensors16(dtype, shards[1]),
-          }),
-        ),
-        `${variant}: sharded`,
-      );
+      // To float16 too: narrowed from bf16 in one pass, it must round as from float32.
+      for (const out of ["fp32", "fp16"]) {
+        const expected = await folder(`f32-${variant}-${out}`, {
+          "model.safetensors": serializeSafetensors(exact),
+        }, out);
+        const same = (got: Uint8Array[]) => got.every((bytes, i) => sameBytes(bytes, expected[i]));
+        assert.ok(
+          same(
+            await folder(`${variant}-${out}`, {
+              [`model.${variant}.safetensors`]: safetensors16(dtype, half),
+            }, out),
+          ),
+          `${variant}: one file, ${out}`,
+        );
+        const weightMap = Object.fromEntries(
+          shards.flatMap((s, i) =>
+            [...s.keys()].map((k) => [k, `model-0000${i + 1}-of-00002.safetensors`])
+          ),
+        );
+        assert.ok(
+          same(
+            await folder(`sharded-${variant}-${out}`, {
+              [`model.${variant}.safetensors.index.json`]: new TextEncoder().encode(
+                JSON.stringify({ metadata: {}, weight_map: weightMap }),
+              ),
+              "model-00001-of-00002.safetensors": safetensors16(dtype, shards[0]),
+              "model-00002-of-00002.safetensors": safetensors16(dtype, shards[1]),
+            }, out),
+          ),
+          `${variant}: sharded, ${out}`,
+        );
+      }
+    }
+  });
+});
+
+Deno.test("bf16 weights lent encoded are the bytes of take, transposed and rounded to float16", async () => {
+  // 300×70 crosses the 256×64 tiles in both directions; the bits are all kinds of values (NaNs,
+  // infinities, subnormals, values too large or too small for float16).
+  const [rows, cols] = [300, 70];
+  const bits = new Uint16Array(rows * cols);
+  let state = 12345;
+  for (let i = 0; i < bits.length; i++) {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    bits[i] = state;
+  }
+  await withTemp(async (tmp) => {
+    await Deno.writeFile(
+      `${tmp}/w.safetensors`,
+      safetensors16("BF16", new Map([["w", [[rows, cols], bits]]])),
+    );
+    const weights = new SafetensorsWeights("w", await readSafetensors(`${tmp}/w.safetensors`));
+    const values = weights.take("w", [rows, cols]);
+    // Moved as bits: a NaN's payload may not survive a float load and store.
+    const from = new Uint32Array(values.buffer);
+    const transposed = new Float32Array(values.length);
+    const to = new Uint32Array(transposed.buffer);
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) to[c * rows + r] = from[r * cols + c];
+    }
+    for (const transpose of [false, true]) {
+      const floats = transpose ? transposed : values;
+      for (const half of [false, true]) {
+        const expected = half ? Float16Array.from(floats) : floats;
+        assert.ok(
+          sameBytes(
+            weights.lendEncoded("w", [rows, cols], { transpose, half }),
+            new Uint8Array(expected.buffer),
+          ),
+          `transpose ${transpose}, half ${half}`,
+        );
+      }
     }
   });
 });

@@ -1,8 +1,9 @@
 /**
  * A file appended to from a worker thread, so that the converter's thread goes on to the next
  * tensor while the last one is written: `append` copies the bytes into one of two shared slots
- * (waiting while both are still being written) and the worker writes the slot out. Writing was half
- * of a conversion's time on its own thread (docs/benchmarks.md, "Converter").
+ * (waiting while both are still being written), packing appends together, and the worker writes
+ * each full slot out. Writing was half of a conversion's time on its own thread
+ * (docs/benchmarks.md, "Converter").
  *
  * @module
  */
@@ -30,7 +31,9 @@ export class WriteBehindFile {
   /** Each slot's state, then the worker's. */
   readonly #state = new Int32Array(new SharedArrayBuffer(4 * (SLOTS + 1)));
   readonly #error = new SharedArrayBuffer(4096);
+  /** The slot being filled, and how many bytes it holds. */
   #next = 0;
+  #filled = 0;
   #closed = false;
 
   constructor(readonly path: string) {
@@ -46,16 +49,20 @@ export class WriteBehindFile {
     });
   }
 
-  /** Copies `bytes` into the next free slot(s) for the worker to write. */
+  /**
+   * Copies `bytes` into the slot being filled, handing each full slot to the worker: appends are
+   * packed, so that a small tensor costs neither a slot nor a wait of its own.
+   */
   append(bytes: Uint8Array): void {
-    for (let at = 0; at < bytes.length; at += SLOT_BYTES) {
-      const piece = bytes.subarray(at, at + SLOT_BYTES);
-      const slot = this.#next;
-      this.#wait(slot, FULL);
-      new Uint8Array(this.#slots, slot * SLOT_BYTES, piece.length).set(piece);
-      Atomics.store(this.#state, slot, FULL);
-      this.#worker.postMessage({ slot, length: piece.length });
-      this.#next = (slot + 1) % SLOTS;
+    for (let at = 0; at < bytes.length;) {
+      // A slot is waited for when its filling starts: it may still be being written.
+      if (this.#filled === 0) this.#wait(this.#next, FULL);
+      const n = Math.min(bytes.length - at, SLOT_BYTES - this.#filled);
+      new Uint8Array(this.#slots, this.#next * SLOT_BYTES + this.#filled, n)
+        .set(bytes.subarray(at, at + n));
+      this.#filled += n;
+      at += n;
+      if (this.#filled === SLOT_BYTES) this.#handOver();
     }
   }
 
@@ -64,11 +71,21 @@ export class WriteBehindFile {
     if (this.#closed) return;
     this.#closed = true;
     try {
+      if (this.#filled > 0) this.#handOver();
       this.#worker.postMessage({ close: true });
       this.#wait(SLOTS, RUNNING);
     } finally {
       this.#worker.terminate();
     }
+  }
+
+  /** Hands the slot being filled to the worker; the next one is filled from its start. */
+  #handOver(): void {
+    const slot = this.#next;
+    Atomics.store(this.#state, slot, FULL);
+    this.#worker.postMessage({ slot, length: this.#filled });
+    this.#next = (slot + 1) % SLOTS;
+    this.#filled = 0;
   }
 
   /** Blocks while `state[index]` is `busy`; throws when the worker failed or stopped answering. */

@@ -14,6 +14,12 @@ let slots: SharedArrayBuffer, state: Int32Array, error: SharedArrayBuffer, slotB
  * nor `close` replaces what the converter's thread is to read (it may not have looked yet).
  */
 let failed = false;
+/**
+ * Bytes per `write` call. Deno copies a shared buffer it is given into a fresh allocation of the
+ * same size: a whole 64 MiB slot at a time that was page faults, and wrote 0.7–1.3 GB/s against
+ * 3 GB/s in 4 MiB pieces (whose allocation is reused).
+ */
+const PIECE_BYTES = 4 * 2 ** 20;
 
 self.onmessage = (event: MessageEvent) => {
   const m = event.data;
@@ -30,7 +36,9 @@ self.onmessage = (event: MessageEvent) => {
       Atomics.notify(state, state.length - 1);
     } else {
       const bytes = new Uint8Array(slots, m.slot * slotBytes, m.length);
-      for (let at = 0; at < bytes.length;) at += file!.writeSync(bytes.subarray(at));
+      for (let at = 0; at < bytes.length;) {
+        at += file!.writeSync(bytes.subarray(at, at + PIECE_BYTES));
+      }
       Atomics.store(state, m.slot, FREE);
       Atomics.notify(state, m.slot);
     }

@@ -1,7 +1,7 @@
 /**
- * The worker `converted.ts` runs a conversion in: one message `{src, out, options}` in, one
- * message out (`{}` when done, `{error}` with one line when not), so the thread that started it
- * keeps serving meanwhile.
+ * The worker `converted.ts` runs a conversion in: one message `{src, out, options}` in; out,
+ * `{read}` (the bytes of stored tensors read so far) as it goes, then one message (`{}` when done,
+ * `{error}` with one line when not), so the thread that started it keeps serving meanwhile.
  *
  * @module
  */
@@ -19,7 +19,11 @@ export interface ConvertRequest {
 self.onmessage = async (event: MessageEvent<ConvertRequest>) => {
   const { src, out, options } = event.data;
   try {
-    await convert(src, out, options);
+    let read = 0;
+    await convert(src, out, {
+      ...options,
+      onRead: (bytes) => self.postMessage({ read: read += bytes }),
+    });
     self.postMessage({});
   } catch (e) {
     // A ConvertError already names the file and what is wrong; anything else is the converter's.

@@ -31,9 +31,6 @@ import type { DownloadProgress } from "./hub_download.ts";
  */
 export const CONVERTER_VERSION = 2;
 
-/** Output bytes per weight for each dtype, to estimate how far a conversion has come. */
-const BYTES_PER_WEIGHT: Record<string, number> = { fp32: 4, fp16: 2, q8: 1, q4: 0.5625 };
-
 /** Folders of a diffusers pipeline that the server does not run, so none is converted. */
 const NOT_CONVERTED = new Set(["safety_checker", "feature_extractor", "image_encoder"]);
 
@@ -62,7 +59,8 @@ export interface Conversion {
   totalBytes: number;
   /**
    * Converts into `dir` (or finds it there, made meanwhile by another server) and returns it.
-   * Progress counts the input's bytes, estimated from what has been written so far.
+   * Progress counts the input's bytes: the stored tensors read so far (the files' headers and any
+   * tensor the architecture leaves unused are counted when it is done).
    */
   run(
     options?: { onProgress?: (p: DownloadProgress) => void; signal?: AbortSignal },
@@ -122,50 +120,6 @@ async function conversionKey(source: ConversionSource, dtype: string): Promise<s
     }
   }
   return hash.digest("hex").slice(0, 16);
-}
-
-/** Reads a safetensors file's header alone and counts its weights (elements). */
-async function countWeights(path: string): Promise<number> {
-  using file = await Deno.open(path);
-  const head = new Uint8Array(8);
-  if ((await file.read(head)) !== 8) {
-    throw new ConvertError(`${path}: truncated safetensors header`);
-  }
-  const length = Number(new DataView(head.buffer).getBigUint64(0, true));
-  if (length > 100 * 2 ** 20) {
-    throw new ConvertError(`${path}: safetensors header of ${length} bytes`);
-  }
-  const json = new Uint8Array(length);
-  for (let read = 0; read < length;) {
-    const n = await file.read(json.subarray(read));
-    if (n === null) throw new ConvertError(`${path}: truncated safetensors header`);
-    read += n;
-  }
-  let header: Record<string, { shape?: number[] }>;
-  try {
-    header = JSON.parse(new TextDecoder().decode(json));
-  } catch (e) {
-    throw new ConvertError(`${path}: unreadable safetensors header (${(e as Error).message})`);
-  }
-  let count = 0;
-  for (const [name, t] of Object.entries(header)) {
-    if (name !== "__metadata__") count += (t.shape ?? []).reduce((a, b) => a * b, 1);
-  }
-  return count;
-}
-
-/** Total bytes of the files under `dir` (0 when it is gone). */
-async function folderBytes(dir: string): Promise<number> {
-  let total = 0;
-  try {
-    for await (const entry of Deno.readDir(dir)) {
-      const path = join(dir, entry.name);
-      total += entry.isDirectory ? await folderBytes(path) : (await Deno.stat(path)).size;
-    }
-  } catch {
-    // Renamed into place or removed meanwhile.
-  }
-  return total;
 }
 
 /** The converter's temporary folders for `dir` (it writes `.<name>.converting-*` beside it). */
@@ -246,9 +200,6 @@ async function runConversion(
   if (await exists(dir)) return dir;
   // Holding the lock, no one else converts this key: a temporary folder left is from a killed run.
   for (const stale of await temporaryFolders(dir)) await Deno.remove(stale, { recursive: true });
-  let weights = 0;
-  for (const f of files) weights += await countWeights(f);
-  const expected = weights * (BYTES_PER_WEIGHT[dtype] ?? 4);
   const progress: DownloadProgress = {
     file: "converting",
     bytes: 0,
@@ -257,26 +208,17 @@ async function runConversion(
     fileCount: files.length,
   };
   options.onProgress?.({ ...progress });
-  const poll = setInterval(async () => {
-    let written = 0;
-    for (const tmp of await temporaryFolders(dir).catch(() => [])) {
-      written += await folderBytes(tmp);
-    }
-    const bytes = Math.round(Math.min(0.99, written / Math.max(1, expected)) * totalBytes);
-    if (bytes > progress.bytes) {
-      progress.bytes = bytes;
-      options.onProgress?.({ ...progress });
-    }
-  }, 250);
+  const onRead = (read: number) => {
+    progress.bytes = Math.min(read, totalBytes);
+    options.onProgress?.({ ...progress });
+  };
   try {
-    await convertInWorker(source, dtype, dir, options.signal);
+    await convertInWorker(source, dtype, dir, onRead, options.signal);
   } catch (e) {
     for (const tmp of await temporaryFolders(dir)) {
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
     }
     throw e;
-  } finally {
-    clearInterval(poll);
   }
   progress.bytes = totalBytes;
   progress.filesDone = files.length;
@@ -284,19 +226,24 @@ async function runConversion(
   return dir;
 }
 
-/** Runs `convert()` in a worker; its failure is rethrown here as a {@linkcode ModelLoadError}. */
+/**
+ * Runs `convert()` in a worker, telling `onRead` the bytes of stored tensors it has read so far;
+ * its failure is rethrown here as a {@linkcode ModelLoadError}.
+ */
 function convertInWorker(
   source: ConversionSource,
   dtype: string,
   dir: string,
+  onRead: (bytes: number) => void,
   signal?: AbortSignal,
 ): Promise<void> {
   const worker = new Worker(new URL("./convert_worker.ts", import.meta.url), { type: "module" });
   const done = Promise.withResolvers<void>();
   const abort = () => done.reject(new ModelLoadError(`converting ${source.src}: cancelled`));
   signal?.addEventListener("abort", abort);
-  worker.onmessage = (event: MessageEvent<{ error?: string }>) => {
-    if (event.data.error === undefined) done.resolve();
+  worker.onmessage = (event: MessageEvent<{ read?: number; error?: string }>) => {
+    if (event.data.read !== undefined) onRead(event.data.read);
+    else if (event.data.error === undefined) done.resolve();
     else done.reject(new ModelLoadError(event.data.error));
   };
   worker.onerror = (event) => {

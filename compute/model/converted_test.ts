@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ConvertError, ModelLoadError } from "../errors.ts";
 import { planConversion } from "./converted.ts";
+import { readSafetensors } from "../convert/weights.ts";
 import type { DownloadProgress } from "./hub_download.ts";
 
 const DATA = new URL("../../fixtures/reference/data", import.meta.url).pathname;
@@ -32,6 +33,35 @@ Deno.test("a diffusers folder converts into the cache once; the next plan finds 
   assert.deepEqual(names(cache.path), [".locks", first.dir.split("/").at(-1)]);
   const again = await planConversion({ src: `${DATA}/sd15`, label: "sd15" }, cache.path);
   assert.deepEqual([again.dir, again.cached], [first.dir, true]);
+});
+
+Deno.test("progress counts the stored tensors read, exactly, whatever the output dtype", async () => {
+  // The estimate from bytes written it replaces undercounted q4 (int8 convs, packed 4-bit Linears).
+  let stored = 0;
+  for (
+    const part of [
+      "text_encoder/model",
+      "unet/diffusion_pytorch_model",
+      "vae/diffusion_pytorch_model",
+    ]
+  ) {
+    for (const t of (await readSafetensors(`${DATA}/sd15/${part}.safetensors`)).values()) {
+      stored += t.length;
+    }
+  }
+  await using cache = await tempDir();
+  const plan = await planConversion(
+    { src: `${DATA}/sd15`, label: "sd15", dtype: "q4" },
+    cache.path,
+  );
+  const seen: number[] = [];
+  await plan.run({ onProgress: (p) => seen.push(p.bytes) });
+  assert.ok(seen.length > 100, `one report per tensor (${seen.length})`);
+  assert.ok(seen.every((b, i) => i === 0 || b > seen[i - 1]), "each report counts more");
+  // Before the end: every tensor's bytes, the headers not (they are counted at the end).
+  assert.equal(seen.at(-2), stored);
+  assert.ok(stored < plan.totalBytes);
+  assert.equal(seen.at(-1), plan.totalBytes);
 });
 
 Deno.test("the key follows the source's files and the config folder; a dtype the converter lacks is refused", async () => {
