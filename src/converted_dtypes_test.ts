@@ -10,13 +10,13 @@ import { startServer } from "./test_server.ts";
 
 /**
  * The largest difference from diffusers' float image (in 1/255) each `--dtype` is allowed, per
- * tiny reference folder: the measured worst case (sd15 0.60, 2.43, 17.44; zimage 0.75, 8.25,
+ * tiny reference folder: the measured worst case (sd15 0.60, 2.43, 19.44; zimage 0.75, 8.25,
  * 60.54; qwenimage 1.98, 9.62, 32.10 with true CFG 4), rounded up (README, "Converting diffusers checkpoints"). These networks are 32 wide, so
  * a q4 block of 32 is a whole row: errors at real widths are not these. fp32's 2/255 is
  * `converted_models_test.ts`'.
  */
 const TOLERANCE: Record<string, Record<string, number>> = {
-  sd15: { fp16: 1, q8: 3, q4: 20 },
+  sd15: { fp16: 1, q8: 3, q4: 24 },
   zimage: { fp16: 1, q8: 10, q4: 64 },
   qwenimage: { fp16: 2.5, q8: 12, q4: 40 },
 };

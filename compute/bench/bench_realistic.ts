@@ -1,10 +1,10 @@
 /**
  * `deno task bench:realistic [--size 64] [--devices cpu,wasm] [--stages unet,vae,dit]
- * [--attention exported,fused] [--widths …] [--blocks 2] [--dtypes fp32,fp16,q8,q4]`: networks with SD-1.5's architecture and widths
+ * [--attention exported,fused] [--widths …] [--blocks 2] [--dtypes fp32,fp16,q8,q4] [--batch 2]`: networks with SD-1.5's architecture and widths
  * (UNet: 859.5 M parameters; VAE decoder: 49.5 M), and two of Z-Image's DiT blocks (362 M),
  * random weights, built by `compute/networks/sd_unet.ts`, `sd_vae.ts` and `z_image_dit.ts` at bench
  * time into a temporary folder, never committed. The UNet runs the Optimum interface's batch-2
- * (CFG) forward at 64² latents (512² images) with 77 text tokens, the decoder one image, the DiT a
+ * (CFG) forward (`--batch 1`: one of the two calls `--cfg-mode sequential` makes) at 64² latents (512² images) with 77 text tokens, the decoder one image, the DiT a
  * 512² image's 1024 patches and 128 caption tokens (Z-Image-Turbo runs without CFG). Prints per stage, backend and attention
  * (fused into `MultiHeadAttention` at load, or as exported): time per forward, GFLOP/s, the
  * fraction of a GEMM peak measured in the same process (the best of five 2048³ MatMuls on the same
@@ -35,6 +35,7 @@ const { values } = parseArgs({
     size: { type: "string", default: "64" },
     widths: { type: "string", default: SD15_UNET.blockOutChannels.join(",") },
     blocks: { type: "string", default: String(DIT_DEFAULT.blocks) },
+    batch: { type: "string", default: "2" },
     devices: { type: "string", default: "cpu,wasm" },
     stages: { type: "string", default: "unet,vae,dit" },
     attention: { type: "string", default: "exported,fused" },
@@ -49,7 +50,8 @@ const { values } = parseArgs({
 const SIZE = Number(values.size);
 /** `--widths` scales the UNet (e.g. 160,320,640,640: a quarter of the weights, fits WASM). */
 const UNET = { ...SD15_UNET, blockOutChannels: values.widths!.split(",").map(Number) };
-const BATCH = 2, SEQUENCE = 77, GEMM = 2048;
+const BATCH = Number(values.batch), SEQUENCE = 77, GEMM = 2048;
+if (BATCH !== 1 && BATCH !== 2) throw new Error(`--batch: ${values.batch} is not 1 or 2`);
 /** The DiT's tokens: the image's 2×2 patches of the latents, then a 128-token caption. */
 const DIT_TOKENS = (SIZE / 2) ** 2 + 128;
 /** `--blocks`: the DiT's block count (how memory grows a block). */
@@ -66,7 +68,7 @@ const STAGES: Record<Stage, { label: string; feeds: (b: Backend) => Record<strin
     label: `UNet, batch ${BATCH}`,
     feeds: (b) => ({
       sample: b.tensor("float32", wave(BATCH * 4 * SIZE * SIZE, 0.3), [BATCH, 4, SIZE, SIZE]),
-      timestep: b.tensor("float32", Float32Array.of(500, 500), [BATCH]),
+      timestep: b.tensor("float32", new Float32Array(BATCH).fill(500), [BATCH]),
       encoder_hidden_states: b.tensor(
         "float32",
         wave(BATCH * SEQUENCE * UNET.crossAttentionDim, 0.5),
@@ -324,7 +326,7 @@ if (values.child) {
     }
     if (targets.length) console.log(`\nTargets (native CPU):\n${targets.join("\n")}`);
     console.log(
-      `\nCommand: \`deno task bench:realistic --size ${SIZE} --widths ${values.widths} --blocks ${values.blocks} --devices ${values.devices} --stages ${values.stages} --attention ${values.attention} --dtypes ${values.dtypes}\`.`,
+      `\nCommand: \`deno task bench:realistic --size ${SIZE} --widths ${values.widths} --blocks ${values.blocks} --devices ${values.devices} --stages ${values.stages} --attention ${values.attention} --dtypes ${values.dtypes} --batch ${BATCH}\`.`,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -349,6 +351,7 @@ async function runChild(
       new URL(import.meta.url).pathname,
       ...["--child", device, "--stage", stage, "--dtype", dtype, "--dir", dir],
       ...["--size", String(SIZE), "--widths", values.widths!, "--blocks", values.blocks!],
+      ...["--batch", String(BATCH)],
       ...fused ? ["--fused"] : [],
     ],
     stdout: "piped",

@@ -331,7 +331,7 @@ Deno.test("Qwen-Image variants the converter does not build are refused with the
   }
 });
 
-Deno.test("a q4 UNet reads every conv kernel as int8 through DequantizeLinear; its VAE's stay float32", async () => {
+Deno.test("a q4 UNet reads every conv kernel as 4-bit blocks through DequantizeLinear; its VAE's stay float32", async () => {
   for (
     const [component, folder, quantized] of [["unet", "unet", true], [
       "vae",
@@ -345,11 +345,12 @@ Deno.test("a q4 UNet reads every conv kernel as int8 through DequantizeLinear; i
     const producers = new Map(model.graph!.node!.map((n) => [n.output![0], n]));
     const types = new Map(model.graph!.initializer!.map((t) => [t.name!, t.dataType]));
     const kernels = model.graph!.node!.filter((n) => n.opType === "Conv").map((n) => {
-      const dq = producers.get(n.input![1]);
+      const reshape = producers.get(n.input![1]);
+      const dq = reshape?.opType === "Reshape" ? producers.get(reshape.input![0]) : undefined;
       return dq?.opType === "DequantizeLinear" ? types.get(dq.input![0]) : types.get(n.input![1]);
     });
     assert.ok(kernels.length > 10, `${folder}: ${kernels.length} convs`);
-    const { INT8, FLOAT } = pkg.onnx.TensorProto.DataType;
-    assert.ok(kernels.every((t) => t === (quantized ? INT8 : FLOAT)), `${folder}: ${kernels}`);
+    const UINT4 = 21, { FLOAT } = pkg.onnx.TensorProto.DataType;
+    assert.ok(kernels.every((t) => t === (quantized ? UINT4 : FLOAT)), `${folder}: ${kernels}`);
   }
 });

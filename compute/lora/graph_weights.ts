@@ -16,11 +16,16 @@
  * scale per output channel) into the same `MatMul`/`Gemm`; `q4` as the packed 4-bit blocks and
  * scales of a `MatMulNBits` node (`/<module>/MatMulNBits`), whose weight is torch's `[N, K]`. Both
  * are targets too, with their scales' location: a merge dequantizes, adds and quantizes again.
+ * A UNet's conv kernels are int8 the same way at `q8`, and at `q4` 4-bit blocks in
+ * `MatMulNBits`' layout behind ONNX Runtime's `DequantizeLinear` (uint4 rows of 32) and a
+ * `Reshape` to the kernel.
  *
  * @module
  */
 import pkg from "onnx-proto";
 import { ModelLoadError } from "../errors.ts";
+import { DType } from "../graph/onnx_builder.ts";
+import { Q4_BLOCK } from "../graph/quantize.ts";
 
 const { onnx } = pkg;
 
@@ -31,6 +36,8 @@ const ELEMENT_TYPES: Record<number, ["float32" | "float16" | "int8", number]> = 
   3: ["int8", 1],
 };
 const WEIGHT_OPS = new Set(["MatMul", "Gemm", "Conv", "MatMulNBits"]);
+/** Nodes between a weight's initializer and the node that uses it. */
+const HOPS = new Set(["Transpose", "Cast", "Reshape", "DequantizeLinear"]);
 
 /** Where an initializer's bytes are: in `model.onnx` itself (`file` absent) or in an external file. */
 export interface Location {
@@ -43,8 +50,11 @@ export interface Location {
 export type Quantization =
   /** int8 values as stored, `DequantizeLinear` with one float32 scale per index of `axis`. */
   | { kind: "int8"; axis: number; scales: Location }
-  /** `MatMulNBits`: `[N, blocks, 16]` bytes of 4-bit codes (zero point 8), a scale per block. */
-  | { kind: "q4"; blocks: number; scales: Location };
+  /**
+   * `MatMulNBits`' layout: `[rows, blocks, 16]` bytes of 4-bit codes (zero point 8), a scale per
+   * block; `rows` is `N` for `MatMulNBits`, 1 for a conv kernel (blocks over all its values).
+   */
+  | { kind: "q4"; rows: number; blocks: number; scales: Location };
 
 /** One patchable weight: a module's matrix (or kernel) in the graph. */
 export interface WeightTarget {
@@ -95,28 +105,37 @@ export function indexGraphWeights(bytes: Uint8Array, label: string): GraphWeight
   }
 
   /**
-   * The initializer behind `name`, through at most two Transpose/Cast nodes and a
-   * `DequantizeLinear` (which `dequantize` then names).
+   * The initializer behind `name`, through at most two Transpose/Cast/Reshape nodes and a
+   * `DequantizeLinear` (which `dequantize` then names; a `Reshape`, `reshape`).
    */
   const source = (
     name: string,
   ):
-    | { init: pkg.onnx.ITensorProto; flipped: boolean; dequantize?: pkg.onnx.INodeProto }
+    | {
+      init: pkg.onnx.ITensorProto;
+      flipped: boolean;
+      dequantize?: pkg.onnx.INodeProto;
+      reshape?: pkg.onnx.INodeProto;
+    }
     | undefined => {
     let flipped = false;
     let dequantize: pkg.onnx.INodeProto | undefined;
+    let reshape: pkg.onnx.INodeProto | undefined;
     for (let hop = 0; hop < 3; hop++) {
       const init = inits.get(name);
-      if (init) return { init, flipped, dequantize };
+      if (init) return { init, flipped, dequantize, reshape };
       const node = producers.get(name);
       const op = node?.opType;
-      if (!node || (op !== "Transpose" && op !== "Cast" && op !== "DequantizeLinear")) {
-        return undefined;
-      }
+      if (!node || !HOPS.has(op ?? "")) return undefined;
       if (op === "Transpose") flipped = !flipped;
+      if (op === "Reshape") {
+        if (reshape) return undefined;
+        reshape = node;
+      }
       if (op === "DequantizeLinear") {
-        // Symmetric int8 as the converter writes it: values and scales, no zero point.
-        if (dequantize || (node.input ?? []).length !== 2) return undefined;
+        // As the converter writes it: symmetric int8 (values and scales), or 4-bit conv kernels
+        // (values, scales and zero points).
+        if (dequantize || ![2, 3].includes((node.input ?? []).length)) return undefined;
         dequantize = node;
       }
       name = node.input?.[0] ?? "";
@@ -143,6 +162,14 @@ export function indexGraphWeights(bytes: Uint8Array, label: string): GraphWeight
     const module = moduleOf(node.name ?? "", op) ??
       (name.endsWith(".weight") ? name.slice(0, -".weight".length) : undefined);
     if (!module) continue;
+    if (src.init.dataType === DType.uint4) {
+      const target = op === "Conv" && describeQ4Kernel(module, src, inits, bytes, label);
+      if (!target) continue;
+      const shared = (uses.get(name) ?? 0) > 1;
+      found.set(module, found.has(module) || shared ? null : target);
+      continue;
+    }
+    if (src.reshape || (src.dequantize?.input ?? []).length > 2) continue;
     const transB = node.attribute?.find((a) => a.name === "transB")?.i ?? 0;
     // What the node computes with: MatMul and Gemm without transB read [in, out].
     const readsInOut = op === "MatMul" || (op === "Gemm" && Number(transB) === 0);
@@ -236,7 +263,41 @@ function describeQ4(
     transposed: false,
     dtype: "q4",
     location,
-    quantization: { kind: "q4", blocks, scales: scaleLocation },
+    quantization: { kind: "q4", rows: n, blocks, scales: scaleLocation },
+  };
+}
+
+/**
+ * A UNet conv kernel at `q4`: `[blocks, 32]` uint4 codes (zero point 8), its values in torch's
+ * order, a float32 scale per block, reshaped to the kernel's dims.
+ */
+function describeQ4Kernel(
+  module: string,
+  src: { init: pkg.onnx.ITensorProto; dequantize?: pkg.onnx.INodeProto; reshape?: pkg.onnx.INodeProto },
+  inits: ReadonlyMap<string, pkg.onnx.ITensorProto>,
+  bytes: Uint8Array,
+  label: string,
+): WeightTarget | undefined {
+  const shape = inits.get(src.reshape?.input?.[1] ?? "");
+  const scales = inits.get(src.dequantize?.input?.[1] ?? "");
+  const raw = shape?.rawData;
+  if (!raw || shape.dataType !== onnx.TensorProto.DataType.INT64 || raw.length !== 32) return;
+  const dims = [...new BigInt64Array(raw.slice().buffer)].map(Number);
+  const [blocks, block] = (src.init.dims ?? []).map(Number);
+  const size = dims.reduce((a, b) => a * b, 1);
+  if (block !== Q4_BLOCK || blocks * Q4_BLOCK !== size || scales?.dataType !== 1) return;
+  const location = locate(src.init, size / 2, bytes, label);
+  const scaleLocation = locate(scales, blocks * 4, bytes, label);
+  if (!location || !scaleLocation) return;
+  return {
+    module,
+    op: "Conv",
+    initializer: src.init.name ?? "",
+    dims,
+    transposed: false,
+    dtype: "q4",
+    location,
+    quantization: { kind: "q4", rows: 1, blocks, scales: scaleLocation },
   };
 }
 

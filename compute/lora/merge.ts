@@ -234,8 +234,9 @@ function dequantize(
 ): Float32Array {
   const scales = new Float32Array(scaleBytes.slice().buffer);
   // A conv kernel's (int8, axis 0) row is all of one output channel's `[in, kh, kw]`.
-  const rows = target.dims[0], cols = target.dims.slice(1).reduce((a, b) => a * b, 1);
-  const w = new Float32Array(rows * cols);
+  const size = target.dims.reduce((a, b) => a * b, 1);
+  const rows = q.kind === "q4" ? q.rows : target.dims[0], cols = size / rows;
+  const w = new Float32Array(size);
   if (q.kind === "int8") {
     const ints = new Int8Array(values.buffer, values.byteOffset, values.length);
     for (let r = 0; r < rows; r++) {
@@ -262,7 +263,7 @@ function quantize(
 ): { values: Uint8Array; scales: Float32Array } {
   const q = target.quantization!;
   if (q.kind === "q4") {
-    const { packed, scales } = q4Blocks(weights, target.dims[0]);
+    const { packed, scales } = q4Blocks(weights, q.rows);
     return { values: packed, scales };
   }
   const { values, scales } = q.axis === 0
