@@ -27,9 +27,9 @@ import type { DownloadProgress } from "./hub_download.ts";
  * The converter's output version, part of every cache key: bump it when the converter's output
  * for the same input changes (its graphs, or the known configs and tokenizers a single file is
  * converted with: `compute/convert/known_configs/`), so caches made by an older converter are not
- * reused. 2: the q8/q4 UNet's conv kernels are int8.
+ * reused. 2: the q8/q4 UNet's conv kernels are int8; 3: the q4 UNet's are 4 bits.
  */
-export const CONVERTER_VERSION = 2;
+export const CONVERTER_VERSION = 3;
 
 /** Folders of a diffusers pipeline that the server does not run, so none is converted. */
 const NOT_CONVERTED = new Set(["safety_checker", "feature_extractor", "image_encoder"]);
