@@ -1,6 +1,7 @@
 /**
  * `deno task score [--device cpu] [--limit N] [--guidance default,1] [--steps N] [--model DIR]
- * [--lora PATH [--lora-scale X] [--colour-map FILE]] [--seed-offset N] [--json FILE]`: runs the
+ * [--lora PATH [--lora-scale X] [--colour-map FILE]] [--seed-offset N] [--cache …]
+ * [--dtypes fp32,q8,q4] [--json FILE]`: runs the
  * held-out prompt × seed pairs of training/heldout.json (captions that training never used)
  * through the real pipeline (compute/ `loadPipeline`, with the registry defaults of
  * `denoise/shapes-tiny`) and prints what the scene checker (scripts/scene_check.ts)
@@ -14,7 +15,9 @@
  * and the exact sign test's p-value. `--cache 'none;{"backend":"tea_cache","threshold":0.2};…'`
  * scores each step-cache setting (`;`-separated: `none`, a backend name, or a `--cache-config`
  * JSON object) at every guidance scale, each compared with the first setting the same way, with
- * the share of denoiser calls and FLOPs it saved (compute/bench/denoiser_flops.ts).
+ * the share of denoiser calls and FLOPs it saved (compute/bench/denoiser_flops.ts). `--dtypes
+ * fp32,q8,q4` scores the model at each weight dtype (re-written by `deno task convert … --dtype`
+ * into a temporary folder), each compared with the first the same way.
  *
  * @module
  */
@@ -28,6 +31,7 @@ import {
   signalFlopShare,
   StepCachePolicy,
 } from "../compute/mod.ts";
+import { convert } from "../compute/convert/mod.ts";
 import { allRight, type Expectation, formatScore, judge, readScene, score } from "./scene_check.ts";
 
 const MODEL = new URL("../models/shapes-tiny", import.meta.url).pathname;
@@ -107,6 +111,7 @@ if (import.meta.main) {
       "colour-map": { type: "string" },
       "seed-offset": { type: "string", default: "0" },
       cache: { type: "string", default: "none" },
+      dtypes: { type: "string", default: "fp32" },
     },
   });
   const lora = values.lora === undefined ? undefined : [{
@@ -118,7 +123,18 @@ if (import.meta.main) {
     ? JSON.parse(await Deno.readTextFile(values["colour-map"]))
     : {};
   const defaults = findModelCard("denoise/shapes-tiny")!.defaults;
-  const pipeline = await loadPipeline(values.model, {
+  const dtypes = values.dtypes.split(",");
+  const converted = dtypes.some((d) => d !== "fp32")
+    ? await Deno.makeTempDir({ prefix: "denoise-score-" })
+    : undefined;
+  /** The model at `dtype`: the folder itself at fp32, else converted into `converted`. */
+  const modelAt = async (dtype: string) => {
+    if (dtype === "fp32") return values.model;
+    await convert(values.model, `${converted}/${dtype}`, { dtype });
+    return `${converted}/${dtype}`;
+  };
+  const firstModel = await modelAt(dtypes[0]);
+  let pipeline = await loadPipeline(firstModel, {
     device: values.device as DeviceChoice,
     defaults,
   });
@@ -141,64 +157,73 @@ if (import.meta.main) {
     const t = text.trim();
     return parseCacheConfig(t.startsWith("{") ? JSON.parse(t) : { backend: t });
   });
-  const flops = await signalFlopShare(values.model, pipeline.defaults);
   let first: { label: string; right: boolean[] } | undefined;
-  for (const g of values.guidance.split(",")) {
-    for (const cache of caches) {
-      const guidanceScale = g === "default" ? pipeline.defaults.guidanceScale : Number(g);
-      const label = `guidance ${guidanceScale}${g === "default" ? " (default)" : ""}` +
-        (cache.backend === "none" ? "" : `, cache ${JSON.stringify(cache)}`);
-      const started = performance.now();
-      const rows = [];
-      let cached = 0;
-      for (const item of items) {
-        const r = await pipeline.generate({
-          prompt: item.prompt,
-          seed: item.seed,
-          steps,
-          guidanceScale,
-          lora,
-          cache: cache.backend === "none" ? undefined : cache,
-        });
-        cached += r.timings.cachedSteps ?? 0;
-        const seen = readScene(r.images[0]);
-        const expect = {
-          ...item.expect,
-          colour: colourMap[item.expect.colour] ?? item.expect.colour,
-        };
-        const verdict = judge(expect, seen);
-        rows.push({ ...item, seen: { ...seen, features: undefined }, verdict });
+  for (const [d, dtype] of dtypes.entries()) {
+    const model = d === 0 ? firstModel : await modelAt(dtype);
+    if (d > 0) {
+      await pipeline.release();
+      pipeline = await loadPipeline(model, { device: values.device as DeviceChoice, defaults });
+    }
+    const flops = await signalFlopShare(model, pipeline.defaults);
+    for (const g of values.guidance.split(",")) {
+      for (const cache of caches) {
+        const guidanceScale = g === "default" ? pipeline.defaults.guidanceScale : Number(g);
+        const label = (dtypes.length > 1 ? `${dtype}, ` : "") +
+          `guidance ${guidanceScale}${g === "default" ? " (default)" : ""}` +
+          (cache.backend === "none" ? "" : `, cache ${JSON.stringify(cache)}`);
+        const started = performance.now();
+        const rows = [];
+        let cached = 0;
+        for (const item of items) {
+          const r = await pipeline.generate({
+            prompt: item.prompt,
+            seed: item.seed,
+            steps,
+            guidanceScale,
+            lora,
+            cache: cache.backend === "none" ? undefined : cache,
+          });
+          cached += r.timings.cachedSteps ?? 0;
+          const seen = readScene(r.images[0]);
+          const expect = {
+            ...item.expect,
+            colour: colourMap[item.expect.colour] ?? item.expect.colour,
+          };
+          const verdict = judge(expect, seen);
+          rows.push({ ...item, seen: { ...seen, features: undefined }, verdict });
+        }
+        const s = score(rows.map((r) => r.verdict));
+        console.log(`\n${label}: ${((performance.now() - started) / 1000).toFixed(0)} s`);
+        console.log(formatScore(s));
+        console.log(seedSpread(rows));
+        if (cache.backend !== "none") {
+          // Cached steps skip the denoiser; the steps the policy asks about run the signal.
+          const total = items.length * steps;
+          const policy = new StepCachePolicy(cache, steps);
+          const signalRuns = items.length *
+            Array.from({ length: steps }, (_, i) => policy.wantsSignal(i)).filter(Boolean).length;
+          const spent = total - cached + signalRuns * flops[cache.backend];
+          console.log(
+            `  denoiser calls: ${total - cached} of ${total} (${
+              (total / (total - cached)).toFixed(2)
+            }× fewer); ` +
+              `FLOPs with the signal (${(100 * flops[cache.backend]).toFixed(1)} % of a call): ` +
+              `${(total / spent).toFixed(2)}× fewer`,
+          );
+        }
+        const right = rows.map((r) => allRight(r.verdict));
+        if (first) {
+          const c = pairedComparison(first.right, right);
+          console.log(
+            `  against ${first.label}, image by image: ${c.onlyA} right only there, ` +
+              `${c.onlyB} right only here (sign test p = ${c.p.toPrecision(2)})`,
+          );
+        } else first = { label, right };
+        report[label] = { score: s, rows, cachedSteps: cached };
       }
-      const s = score(rows.map((r) => r.verdict));
-      console.log(`\n${label}: ${((performance.now() - started) / 1000).toFixed(0)} s`);
-      console.log(formatScore(s));
-      console.log(seedSpread(rows));
-      if (cache.backend !== "none") {
-        // Cached steps skip the denoiser; the steps the policy asks about run the signal.
-        const total = items.length * steps;
-        const policy = new StepCachePolicy(cache, steps);
-        const signalRuns = items.length *
-          Array.from({ length: steps }, (_, i) => policy.wantsSignal(i)).filter(Boolean).length;
-        const spent = total - cached + signalRuns * flops[cache.backend];
-        console.log(
-          `  denoiser calls: ${total - cached} of ${total} (${
-            (total / (total - cached)).toFixed(2)
-          }× fewer); ` +
-            `FLOPs with the signal (${(100 * flops[cache.backend]).toFixed(1)} % of a call): ` +
-            `${(total / spent).toFixed(2)}× fewer`,
-        );
-      }
-      const right = rows.map((r) => allRight(r.verdict));
-      if (first) {
-        const c = pairedComparison(first.right, right);
-        console.log(
-          `  against ${first.label}, image by image: ${c.onlyA} right only there, ` +
-            `${c.onlyB} right only here (sign test p = ${c.p.toPrecision(2)})`,
-        );
-      } else first = { label, right };
-      report[label] = { score: s, rows, cachedSteps: cached };
     }
   }
   if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(report, null, 1));
   await pipeline.release();
+  if (converted) await Deno.remove(converted, { recursive: true });
 }

@@ -1,6 +1,6 @@
 /**
  * What a step cache's signal costs, in the denoiser's own FLOPs: the multiply-adds of every
- * `Conv`, `Gemm` and `MatMul` of the UNet (elementwise work left out, on both sides), counted from
+ * `Conv`, `Gemm`, `MatMul` and `MatMulNBits` of the UNet (elementwise work left out, on both sides), counted from
  * the shapes one real forward gives them (each of their inputs and outputs is made a graph output
  * for that run), and of those the signal sub-graph keeps. Used by `deno task score --cache`
  * (through `signalFlopShare` of `compute/mod.ts`).
@@ -13,7 +13,7 @@ import { decodeModel, encodeModel } from "../graph/model_bytes.ts";
 import { cutSignal } from "../pipelines/signal_graph.ts";
 import type { PipelineDefaults } from "../pipelines/pipeline.ts";
 
-const COUNTED = new Set(["Conv", "Gemm", "MatMul"]);
+const COUNTED = new Set(["Conv", "Gemm", "MatMul", "MatMulNBits"]);
 
 /**
  * Each signal's multiply-adds as a fraction of one UNet call's, at the model's default size with
@@ -46,7 +46,10 @@ export async function cacheFlops(
     },
   };
   const backend = await selectBackend("cpu", {});
-  const session = await backend.createSession({ bytes: encodeModel(probe) });
+  const session = await backend.createSession({
+    bytes: encodeModel(probe),
+    externalDataFolder: `${modelDir}/unet`,
+  });
   const [h, w] = [defaults.height / 8, defaults.width / 8];
   const channels = Number(
     graph.input!.find((i) => i.name === "sample")!.type!.tensorType!.shape!.dim![1].dimValue,
@@ -80,7 +83,8 @@ export async function cacheFlops(
   };
   const total = counted.reduce((s, n) => s + macs(n), 0);
   const fraction = (backend: "tea_cache" | "cache_dit") => {
-    const cut = cutSignal(model, backend)!;
+    // Only the kept nodes' names are read: external weights need not be.
+    const cut = cutSignal(model, backend, (_, __, length) => new Uint8Array(Math.max(0, length)))!;
     const kept = new Set(decodeModel(cut.bytes)!.graph!.node!.map((n) => n.name));
     return counted.filter((n) => kept.has(n.name)).reduce((s, n) => s + macs(n), 0) / total;
   };

@@ -1,6 +1,7 @@
 /**
  * `convert(src, out)`: a diffusers pipeline folder, one component folder, or a single-file
- * checkpoint → model-folder files in our graph interfaces, written into a temporary folder beside
+ * checkpoint → model-folder files in our graph interfaces (or an ONNX model folder → the same
+ * folder at `q8` or `q4`: `quantize_onnx.ts`), written into a temporary folder beside
  * `out` and renamed into place at the end, so nothing half-written is ever left under `out`.
  *
  * It streams: only safetensors headers are read up front, and each tensor is read, converted and
@@ -31,6 +32,7 @@ import {
   splitSingleFile,
 } from "./single_file.ts";
 import { PICKLE_EXTENSIONS, pickleRefusal, readSafetensors } from "./weights.ts";
+import { isOnnxModelFolder, quantizeOnnxFolder } from "./quantize_onnx.ts";
 
 /** Weight precisions of the output graphs (see `WeightOutput.dtype` in the builder). */
 export const DTYPES = WEIGHT_DTYPES;
@@ -84,6 +86,9 @@ export async function convert(
       out,
       (writer) => singleFile(src, configDir, writer, dtype, options.onRead),
     );
+  }
+  if (await isOnnxModelFolder(src)) {
+    return await writeModel(out, (writer) => quantizeOnnxFolder(src, writer, dtype));
   }
   if (await exists(`${src}/model_index.json`)) {
     return await writeModel(out, (writer) => pipelineFolder(src, writer, dtype, options.onRead));
