@@ -326,7 +326,9 @@ if (values.child) {
     }
     if (targets.length) console.log(`\nTargets (native CPU):\n${targets.join("\n")}`);
     console.log(
-      `\nCommand: \`deno task bench:realistic --size ${SIZE} --widths ${values.widths} --blocks ${values.blocks} --devices ${values.devices} --stages ${values.stages} --attention ${values.attention} --dtypes ${values.dtypes}${BATCH === 2 ? "" : ` --batch ${BATCH}`}\`.`,
+      `\nCommand: \`deno task bench:realistic --size ${SIZE} --widths ${values.widths} --blocks ${values.blocks} --devices ${values.devices} --stages ${values.stages} --attention ${values.attention} --dtypes ${values.dtypes}${
+        BATCH === 2 ? "" : ` --batch ${BATCH}`
+      }\`.`,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });

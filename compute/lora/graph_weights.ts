@@ -273,7 +273,11 @@ function describeQ4(
  */
 function describeQ4Kernel(
   module: string,
-  src: { init: pkg.onnx.ITensorProto; dequantize?: pkg.onnx.INodeProto; reshape?: pkg.onnx.INodeProto },
+  src: {
+    init: pkg.onnx.ITensorProto;
+    dequantize?: pkg.onnx.INodeProto;
+    reshape?: pkg.onnx.INodeProto;
+  },
   inits: ReadonlyMap<string, pkg.onnx.ITensorProto>,
   bytes: Uint8Array,
   label: string,
