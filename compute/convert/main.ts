@@ -11,7 +11,7 @@ import { ModelLoadError } from "../errors.ts";
 import { convert } from "./convert.ts";
 
 const USAGE =
-  "usage: deno task convert SRC --out DIR [--dtype fp32|fp16|q8|q4] [--config DIFFUSERS_DIR]  (SRC: a diffusers pipeline folder, a component folder, or a single-file SD 1.x/2.x/SDXL .safetensors checkpoint, converted with its family's known configs unless --config names a diffusers folder to take them from)";
+  "usage: deno task convert SRC --out DIR [--dtype fp32|fp16|q8|q4] [--config DIFFUSERS_DIR]  (SRC: a diffusers pipeline folder, a component folder, or a single-file SD 1.x/2.x/SDXL .safetensors checkpoint, converted with its family's known configs unless --config names a diffusers folder to take them from; or an ONNX model folder, re-written at --dtype q8 or q4)";
 
 let args;
 try {

@@ -100,7 +100,16 @@ async function quantizeGraphFile(
       if (basename(file) !== file) {
         throw new ConvertError(`${label}: external data ${file} is not beside it`);
       }
-      if (!files.has(file)) files.set(file, await Deno.readFile(join(dir, file)));
+      if (!files.has(file)) {
+        files.set(
+          file,
+          await Deno.readFile(join(dir, file)).catch((e) => {
+            throw new ConvertError(
+              `${label}: cannot read its external data ${file} (${e.message})`,
+            );
+          }),
+        );
+      }
     }
   }
   const rawBytes = (init: Tensor): Uint8Array | undefined => {

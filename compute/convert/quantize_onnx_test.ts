@@ -110,7 +110,7 @@ Deno.test("a converted fp32 folder (external data) re-written at q8 and q4 draws
   }
 });
 
-Deno.test("an ONNX model folder is re-written at q8 or q4 only; nothing is left behind", async () => {
+Deno.test("an ONNX model folder is re-written at q8 or q4 only; a damaged one is one line; nothing is left behind", async () => {
   const tmp = await Deno.makeTempDir();
   try {
     for (const dtype of ["fp32", "fp16"]) {
@@ -124,6 +124,25 @@ Deno.test("an ONNX model folder is re-written at q8 or q4 only; nothing is left 
       );
     }
     assert.deepEqual([...Deno.readDirSync(tmp)], []);
+    // A graph that is no ONNX model, or whose external data is missing or short: one line each.
+    const copy = `${tmp}/model`;
+    await convert(SD15_REFERENCE, copy, {});
+    const data = await Deno.readFile(`${copy}/unet/model.onnx_data`);
+    for (
+      const [damage, message] of [
+        [() => Deno.truncate(`${copy}/unet/model.onnx_data`, data.length - 4), /past the end/],
+        [() => Deno.remove(`${copy}/unet/model.onnx_data`), /cannot read its external data/],
+        [() => Deno.writeTextFile(`${copy}/unet/model.onnx`, "not a graph"), /not an ONNX model/],
+      ] as const
+    ) {
+      await damage();
+      await assert.rejects(
+        () => convert(copy, `${tmp}/out`, { dtype: "q8" }),
+        (e) => e instanceof ConvertError && message.test(e.message) && !e.message.includes("\n"),
+      );
+      await Deno.writeFile(`${copy}/unet/model.onnx_data`, data);
+    }
+    assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name), ["model"]);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
