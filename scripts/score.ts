@@ -124,106 +124,114 @@ if (import.meta.main) {
     : {};
   const defaults = findModelCard("denoise/shapes-tiny")!.defaults;
   const dtypes = values.dtypes.split(",");
+  const unknown = dtypes.find((d) => !["fp32", "q8", "q4"].includes(d));
+  if (unknown) {
+    console.error(`--dtypes: '${unknown}' is not one of fp32, q8, q4`);
+    Deno.exit(2);
+  }
   const converted = dtypes.some((d) => d !== "fp32")
     ? await Deno.makeTempDir({ prefix: "denoise-score-" })
     : undefined;
-  /** The model at `dtype`: the folder itself at fp32, else converted into `converted`. */
-  const modelAt = async (dtype: string) => {
-    if (dtype === "fp32") return values.model;
-    await convert(values.model, `${converted}/${dtype}`, { dtype });
-    return `${converted}/${dtype}`;
-  };
-  const firstModel = await modelAt(dtypes[0]);
-  let pipeline = await loadPipeline(firstModel, {
-    device: values.device as DeviceChoice,
-    defaults,
-  });
-  const seedOffset = Number(values["seed-offset"]);
-  if (!Number.isSafeInteger(seedOffset) || seedOffset < 0) {
-    console.error(`--seed-offset must be a whole number ≥ 0, got '${values["seed-offset"]}'`);
-    Deno.exit(2);
-  }
-  const items = (await heldOut()).slice(0, values.limit ? Number(values.limit) : undefined)
-    .map((item) => ({ ...item, seed: item.seed + seedOffset }));
-  const steps = values.steps ? Number(values.steps) : pipeline.defaults.steps;
-  const report: Record<string, unknown> = {};
-  console.log(
-    `shapes-tiny on ${pipeline.device}: ${items.length} held-out prompt × seed pairs, ` +
-      `${pipeline.defaults.width}×${pipeline.defaults.height}, ${steps} steps` +
-      (seedOffset ? `, seeds + ${seedOffset}` : "") +
-      (values.lora ? `, LoRA ${values.lora} at ${values["lora-scale"]}` : ""),
-  );
-  const caches = values.cache.split(";").map((text) => {
-    const t = text.trim();
-    return parseCacheConfig(t.startsWith("{") ? JSON.parse(t) : { backend: t });
-  });
-  let first: { label: string; right: boolean[] } | undefined;
-  for (const [d, dtype] of dtypes.entries()) {
-    const model = d === 0 ? firstModel : await modelAt(dtype);
-    if (d > 0) {
-      await pipeline.release();
-      pipeline = await loadPipeline(model, { device: values.device as DeviceChoice, defaults });
+  try {
+    /** The model at `dtype`: the folder itself at fp32, else converted into `converted`. */
+    const modelAt = async (dtype: string) => {
+      if (dtype === "fp32") return values.model;
+      await convert(values.model, `${converted}/${dtype}`, { dtype });
+      return `${converted}/${dtype}`;
+    };
+    const firstModel = await modelAt(dtypes[0]);
+    let pipeline = await loadPipeline(firstModel, {
+      device: values.device as DeviceChoice,
+      defaults,
+    });
+    const seedOffset = Number(values["seed-offset"]);
+    if (!Number.isSafeInteger(seedOffset) || seedOffset < 0) {
+      console.error(`--seed-offset must be a whole number ≥ 0, got '${values["seed-offset"]}'`);
+      Deno.exit(2);
     }
-    const flops = await signalFlopShare(model, pipeline.defaults);
-    for (const g of values.guidance.split(",")) {
-      for (const cache of caches) {
-        const guidanceScale = g === "default" ? pipeline.defaults.guidanceScale : Number(g);
-        const label = (dtypes.length > 1 ? `${dtype}, ` : "") +
-          `guidance ${guidanceScale}${g === "default" ? " (default)" : ""}` +
-          (cache.backend === "none" ? "" : `, cache ${JSON.stringify(cache)}`);
-        const started = performance.now();
-        const rows = [];
-        let cached = 0;
-        for (const item of items) {
-          const r = await pipeline.generate({
-            prompt: item.prompt,
-            seed: item.seed,
-            steps,
-            guidanceScale,
-            lora,
-            cache: cache.backend === "none" ? undefined : cache,
-          });
-          cached += r.timings.cachedSteps ?? 0;
-          const seen = readScene(r.images[0]);
-          const expect = {
-            ...item.expect,
-            colour: colourMap[item.expect.colour] ?? item.expect.colour,
-          };
-          const verdict = judge(expect, seen);
-          rows.push({ ...item, seen: { ...seen, features: undefined }, verdict });
+    const items = (await heldOut()).slice(0, values.limit ? Number(values.limit) : undefined)
+      .map((item) => ({ ...item, seed: item.seed + seedOffset }));
+    const steps = values.steps ? Number(values.steps) : pipeline.defaults.steps;
+    const report: Record<string, unknown> = {};
+    console.log(
+      `shapes-tiny on ${pipeline.device}: ${items.length} held-out prompt × seed pairs, ` +
+        `${pipeline.defaults.width}×${pipeline.defaults.height}, ${steps} steps` +
+        (seedOffset ? `, seeds + ${seedOffset}` : "") +
+        (values.lora ? `, LoRA ${values.lora} at ${values["lora-scale"]}` : ""),
+    );
+    const caches = values.cache.split(";").map((text) => {
+      const t = text.trim();
+      return parseCacheConfig(t.startsWith("{") ? JSON.parse(t) : { backend: t });
+    });
+    let first: { label: string; right: boolean[] } | undefined;
+    for (const [d, dtype] of dtypes.entries()) {
+      const model = d === 0 ? firstModel : await modelAt(dtype);
+      if (d > 0) {
+        await pipeline.release();
+        pipeline = await loadPipeline(model, { device: values.device as DeviceChoice, defaults });
+      }
+      const flops = await signalFlopShare(model, pipeline.defaults);
+      for (const g of values.guidance.split(",")) {
+        for (const cache of caches) {
+          const guidanceScale = g === "default" ? pipeline.defaults.guidanceScale : Number(g);
+          const label = (dtypes.length > 1 ? `${dtype}, ` : "") +
+            `guidance ${guidanceScale}${g === "default" ? " (default)" : ""}` +
+            (cache.backend === "none" ? "" : `, cache ${JSON.stringify(cache)}`);
+          const started = performance.now();
+          const rows = [];
+          let cached = 0;
+          for (const item of items) {
+            const r = await pipeline.generate({
+              prompt: item.prompt,
+              seed: item.seed,
+              steps,
+              guidanceScale,
+              lora,
+              cache: cache.backend === "none" ? undefined : cache,
+            });
+            cached += r.timings.cachedSteps ?? 0;
+            const seen = readScene(r.images[0]);
+            const expect = {
+              ...item.expect,
+              colour: colourMap[item.expect.colour] ?? item.expect.colour,
+            };
+            const verdict = judge(expect, seen);
+            rows.push({ ...item, seen: { ...seen, features: undefined }, verdict });
+          }
+          const s = score(rows.map((r) => r.verdict));
+          console.log(`\n${label}: ${((performance.now() - started) / 1000).toFixed(0)} s`);
+          console.log(formatScore(s));
+          console.log(seedSpread(rows));
+          if (cache.backend !== "none") {
+            // Cached steps skip the denoiser; the steps the policy asks about run the signal.
+            const total = items.length * steps;
+            const policy = new StepCachePolicy(cache, steps);
+            const signalRuns = items.length *
+              Array.from({ length: steps }, (_, i) => policy.wantsSignal(i)).filter(Boolean).length;
+            const spent = total - cached + signalRuns * flops[cache.backend];
+            console.log(
+              `  denoiser calls: ${total - cached} of ${total} (${
+                (total / (total - cached)).toFixed(2)
+              }× fewer); ` +
+                `FLOPs with the signal (${(100 * flops[cache.backend]).toFixed(1)} % of a call): ` +
+                `${(total / spent).toFixed(2)}× fewer`,
+            );
+          }
+          const right = rows.map((r) => allRight(r.verdict));
+          if (first) {
+            const c = pairedComparison(first.right, right);
+            console.log(
+              `  against ${first.label}, image by image: ${c.onlyA} right only there, ` +
+                `${c.onlyB} right only here (sign test p = ${c.p.toPrecision(2)})`,
+            );
+          } else first = { label, right };
+          report[label] = { score: s, rows, cachedSteps: cached };
         }
-        const s = score(rows.map((r) => r.verdict));
-        console.log(`\n${label}: ${((performance.now() - started) / 1000).toFixed(0)} s`);
-        console.log(formatScore(s));
-        console.log(seedSpread(rows));
-        if (cache.backend !== "none") {
-          // Cached steps skip the denoiser; the steps the policy asks about run the signal.
-          const total = items.length * steps;
-          const policy = new StepCachePolicy(cache, steps);
-          const signalRuns = items.length *
-            Array.from({ length: steps }, (_, i) => policy.wantsSignal(i)).filter(Boolean).length;
-          const spent = total - cached + signalRuns * flops[cache.backend];
-          console.log(
-            `  denoiser calls: ${total - cached} of ${total} (${
-              (total / (total - cached)).toFixed(2)
-            }× fewer); ` +
-              `FLOPs with the signal (${(100 * flops[cache.backend]).toFixed(1)} % of a call): ` +
-              `${(total / spent).toFixed(2)}× fewer`,
-          );
-        }
-        const right = rows.map((r) => allRight(r.verdict));
-        if (first) {
-          const c = pairedComparison(first.right, right);
-          console.log(
-            `  against ${first.label}, image by image: ${c.onlyA} right only there, ` +
-              `${c.onlyB} right only here (sign test p = ${c.p.toPrecision(2)})`,
-          );
-        } else first = { label, right };
-        report[label] = { score: s, rows, cachedSteps: cached };
       }
     }
+    if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(report, null, 1));
+    await pipeline.release();
+  } finally {
+    if (converted) await Deno.remove(converted, { recursive: true });
   }
-  if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(report, null, 1));
-  await pipeline.release();
-  if (converted) await Deno.remove(converted, { recursive: true });
 }

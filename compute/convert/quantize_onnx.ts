@@ -36,16 +36,24 @@ const GRAPH = "model.onnx", EXTERNAL_DATA = "model.onnx_data";
 /** Component folders whose conv kernels are quantized too (as the converter's UNet). */
 const QUANTIZED_CONVS = new Set(["unet"]);
 
-/** Whether `src` is a model folder whose components are ONNX graphs (`<component>/model.onnx`). */
+/**
+ * Whether `src` is a model folder whose components are ONNX graphs (`<component>/model.onnx`) and
+ * hold no safetensors: a diffusers folder that ships both is converted from its safetensors.
+ */
 export async function isOnnxModelFolder(src: string): Promise<boolean> {
+  let graphs = false;
   try {
     for await (const entry of Deno.readDir(src)) {
-      if (entry.isDirectory && (await Deno.stat(join(src, entry.name, GRAPH))).isFile) return true;
+      if (!entry.isDirectory) continue;
+      for await (const file of Deno.readDir(join(src, entry.name))) {
+        if (file.name.endsWith(".safetensors")) return false;
+        if (file.name === GRAPH) graphs = true;
+      }
     }
   } catch {
-    // a missing folder or graph: not one
+    // a missing or unreadable folder: not one
   }
-  return false;
+  return graphs;
 }
 
 /**
@@ -64,13 +72,16 @@ export async function quantizeOnnxFolder(
   }
   const copy = async (dir: string, prefix: string): Promise<void> => {
     const graph = await exists(join(dir, GRAPH));
-    const externalFiles = graph ? await quantizeGraphFile(dir, prefix, writer, dtype) : new Set();
+    const externalFiles = graph ? await quantizeGraphFile(dir, prefix, writer, dtype) : [];
     for await (const entry of Deno.readDir(dir)) {
       const path = prefix ? `${prefix}/${entry.name}` : entry.name;
       const full = join(dir, entry.name);
       const info = await Deno.stat(full);
       if (info.isDirectory) await copy(full, path);
-      else if (info.isFile && !(graph && (entry.name === GRAPH || externalFiles.has(entry.name)))) {
+      else if (
+        info.isFile &&
+        !(graph && [GRAPH, EXTERNAL_DATA, ...externalFiles].includes(entry.name))
+      ) {
         writer.file(path, await Deno.readFile(full));
       }
     }
@@ -84,7 +95,7 @@ async function quantizeGraphFile(
   prefix: string,
   writer: OutputWriter,
   dtype: "q8" | "q4",
-): Promise<Set<string>> {
+): Promise<string[]> {
   const label = `${prefix}/${GRAPH}`;
   let model: pkg.onnx.ModelProto;
   try {
@@ -92,24 +103,27 @@ async function quantizeGraphFile(
   } catch (e) {
     throw new ConvertError(`${label}: not an ONNX model (${(e as Error).message})`);
   }
-  const graph = model.graph ?? new onnx.GraphProto();
+  const graph = model.graph;
+  if (!graph?.node?.length) throw new ConvertError(`${label}: the model has no graph`);
+  // DequantizeLinear's per-channel `axis` is opset 13's.
+  const opset = Number(model.opsetImport.find((o) => !o.domain)?.version ?? 0);
+  if (opset < 13) {
+    throw new ConvertError(`${label}: opset ${opset} is too old to quantize (13 or later)`);
+  }
   const files = new Map<string, Uint8Array>();
   for (const init of graph.initializer ?? []) {
+    if (init.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
     const file = externalEntry(init, "location");
-    if (init.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL && file) {
-      if (basename(file) !== file) {
-        throw new ConvertError(`${label}: external data ${file} is not beside it`);
-      }
-      if (!files.has(file)) {
-        files.set(
-          file,
-          await Deno.readFile(join(dir, file)).catch((e) => {
-            throw new ConvertError(
-              `${label}: cannot read its external data ${file} (${e.message})`,
-            );
-          }),
-        );
-      }
+    if (!file || basename(file) !== file) {
+      throw new ConvertError(`${label}: ${init.name}'s external data ${file} is not beside it`);
+    }
+    if (!files.has(file)) {
+      files.set(
+        file,
+        await Deno.readFile(join(dir, file)).catch((e) => {
+          throw new ConvertError(`${label}: cannot read its external data ${file} (${e.message})`);
+        }),
+      );
     }
   }
   const rawBytes = (init: Tensor): Uint8Array | undefined => {
@@ -119,25 +133,36 @@ async function quantizeGraphFile(
     const data = files.get(externalEntry(init, "location")!)!;
     const offset = Number(externalEntry(init, "offset") ?? 0);
     const length = Number(externalEntry(init, "length") ?? data.length - offset);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0) {
+      throw new ConvertError(`${label}: ${init.name} has a bad external data entry`);
+    }
     if (offset + length > data.length) {
       throw new ConvertError(`${label}: ${init.name} lies past the end of its external data`);
     }
     return data.subarray(offset, offset + length);
   };
-  const nodes = new GraphRewrite(graph, rawBytes, dtype, QUANTIZED_CONVS.has(basename(dir)))
+  const rewrite = new GraphRewrite(graph, rawBytes, dtype, QUANTIZED_CONVS.has(basename(dir)))
     .quantize();
-  graph.node = nodes.node;
-  if (nodes.contrib && !model.opsetImport.some((o) => o.domain === "com.microsoft")) {
+  graph.node = rewrite.node;
+  // Older exports declare initializers as graph inputs too: the replaced ones are gone.
+  const replaced = new Set(rewrite.replaced);
+  graph.input = (graph.input ?? []).filter((v) => !replaced.has(v.name ?? ""));
+  graph.valueInfo = (graph.valueInfo ?? []).filter((v) => !replaced.has(v.name ?? ""));
+  if (rewrite.contrib && !model.opsetImport.some((o) => o.domain === "com.microsoft")) {
     model.opsetImport.push(new onnx.OperatorSetIdProto({ domain: "com.microsoft", version: 1 }));
   }
-  // Every initializer of 1 KiB or more in model.onnx_data, as the converter writes its graphs.
+  // uint4 tensors are IR 10's.
+  if (rewrite.uint4) model.irVersion = Math.max(Number(model.irVersion), 10);
+  // Every initializer of 1 KiB or more in model.onnx_data, as the converter writes its graphs;
+  // all read first, so that a bad one stops the conversion before anything is written.
+  const initializers = [
+    ...rewrite.kept.map((init) => ({ init, bytes: rawBytes(init) })),
+    ...rewrite.added,
+  ];
   const data = writer.append(prefix ? `${prefix}/${EXTERNAL_DATA}` : EXTERNAL_DATA);
   let offset = 0;
-  graph.initializer = [
-    ...nodes.kept.map((init) => ({ init, bytes: rawBytes(init) })),
-    ...nodes.added,
-  ]
-    .map(({ init, bytes }) => {
+  try {
+    graph.initializer = initializers.map(({ init, bytes }) => {
       // Small ones, and any stored in typed fields rather than bytes, stay inline as they are.
       if (!bytes || bytes.length < EXTERNAL_DATA_THRESHOLD) {
         return init.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL
@@ -157,9 +182,11 @@ async function quantizeGraphFile(
         ],
       });
     });
-  data.close();
+  } finally {
+    data.close();
+  }
   writer.file(label.replace(/^\//, ""), onnx.ModelProto.encode(model).finish());
-  return new Set(files.keys());
+  return [...files.keys()];
 }
 
 function externalEntry(init: Tensor, key: string): string | undefined {
@@ -182,20 +209,42 @@ class GraphRewrite {
     readonly convs: boolean,
   ) {
     this.#inits = new Map((graph.initializer ?? []).map((t) => [t.name ?? "", t]));
+    for (const output of graph.output ?? []) this.#use(output.name ?? "");
     for (const node of graph.node ?? []) {
-      for (const input of node.input ?? []) this.#uses.set(input, (this.#uses.get(input) ?? 0) + 1);
+      for (const input of node.input ?? []) this.#use(input);
+      // A weight a sub-graph (If, Loop) reads is one it must keep.
+      for (const a of node.attribute ?? []) {
+        for (const g of [a.g, ...a.graphs ?? []]) {
+          for (const n of g?.node ?? []) {
+            n.input?.forEach((x) => this.#use(x));
+          }
+        }
+      }
     }
+  }
+
+  #use(name: string): void {
+    this.#uses.set(name, (this.#uses.get(name) ?? 0) + 1);
   }
 
   quantize(): {
     node: Node[];
     kept: Tensor[];
+    replaced: string[];
     added: { init: Tensor; bytes: Uint8Array }[];
     contrib: boolean;
+    uint4: boolean;
   } {
     const node = (this.graph.node ?? []).flatMap((n) => this.#rewrite(n));
     const kept = (this.graph.initializer ?? []).filter((t) => !this.#replaced.has(t.name ?? ""));
-    return { node, kept, added: this.#added, contrib: this.#contrib };
+    return {
+      node,
+      kept,
+      replaced: [...this.#replaced],
+      added: this.#added,
+      contrib: this.#contrib,
+      uint4: this.#added.some(({ init }) => init.dataType === DType.uint4),
+    };
   }
 
   /** The float32 weight `name` read by this node alone, or undefined (left as it is). */

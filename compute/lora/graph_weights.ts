@@ -275,6 +275,7 @@ function describeQ4Kernel(
   module: string,
   src: {
     init: pkg.onnx.ITensorProto;
+    flipped: boolean;
     dequantize?: pkg.onnx.INodeProto;
     reshape?: pkg.onnx.INodeProto;
   },
@@ -282,14 +283,23 @@ function describeQ4Kernel(
   bytes: Uint8Array,
   label: string,
 ): WeightTarget | undefined {
+  const dequantize = src.dequantize;
+  const axis = Number(dequantize?.attribute?.find((a) => a.name === "axis")?.i ?? 1);
+  if (dequantize?.domain !== "com.microsoft" || axis !== 0 || src.flipped) return;
   const shape = inits.get(src.reshape?.input?.[1] ?? "");
-  const scales = inits.get(src.dequantize?.input?.[1] ?? "");
+  const scales = inits.get(dequantize.input?.[1] ?? "");
+  // Zero point 8 in every block, as the converter writes it (0x88: two codes a byte); checked where
+  // it is stored inline, as it is for kernels of up to 2048 blocks.
+  const zeroPoints = inits.get(dequantize.input?.[2] ?? "");
+  const stored = zeroPoints?.rawData;
+  if (zeroPoints?.dataType !== DType.uint4 || stored?.some((b) => b !== 0x88)) return;
   const raw = shape?.rawData;
   if (!raw || shape.dataType !== onnx.TensorProto.DataType.INT64 || raw.length !== 32) return;
   const dims = [...new BigInt64Array(raw.slice().buffer)].map(Number);
   const [blocks, block] = (src.init.dims ?? []).map(Number);
   const size = dims.reduce((a, b) => a * b, 1);
   if (block !== Q4_BLOCK || blocks * Q4_BLOCK !== size || scales?.dataType !== 1) return;
+  if ((zeroPoints.dims ?? []).map(Number).join() !== `${blocks}`) return;
   const location = locate(src.init, size / 2, bytes, label);
   const scaleLocation = locate(scales, blocks * 4, bytes, label);
   if (!location || !scaleLocation) return;
