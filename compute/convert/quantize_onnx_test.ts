@@ -290,7 +290,7 @@ Deno.test("an export's other shapes: Gemm without transB, alpha, shared weights,
   }
 });
 
-Deno.test("an ONNX folder that cannot be quantized is one line: old opset, no graph, a bias past the end of its data", async () => {
+Deno.test("an ONNX folder that cannot be quantized is one line: old opset, no graph, a bias past the end of its data; a diffusers folder with ONNX graphs too converts its safetensors", async () => {
   const tmp = await Deno.makeTempDir();
   try {
     const cases: [string, (dir: string) => Promise<void>, RegExp][] = [
@@ -314,6 +314,22 @@ Deno.test("an ONNX folder that cannot be quantized is one line: old opset, no gr
       );
     }
     assert.ok(!(await exists(`${tmp}/out`)));
+    // A diffusers folder that ships ONNX graphs beside its safetensors converts from the latter.
+    await Deno.mkdir(`${tmp}/both`);
+    for (const entry of Deno.readDirSync(SD15_REFERENCE)) {
+      await Deno.symlink(join(SD15_REFERENCE, entry.name), `${tmp}/both/${entry.name}`);
+    }
+    await Deno.remove(`${tmp}/both/unet`);
+    await Deno.mkdir(`${tmp}/both/unet`);
+    for (const entry of Deno.readDirSync(join(SD15_REFERENCE, "unet"))) {
+      await Deno.copyFile(
+        join(SD15_REFERENCE, "unet", entry.name),
+        `${tmp}/both/unet/${entry.name}`,
+      );
+    }
+    await Deno.writeFile(`${tmp}/both/unet/model.onnx`, new Uint8Array());
+    await convert(`${tmp}/both`, `${tmp}/out`, {});
+    assert.ok((await Deno.stat(`${tmp}/out/unet/model.onnx`)).size > 1000);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
