@@ -20,6 +20,7 @@ import {
   DType,
   EXTERNAL_DATA_THRESHOLD,
   Q4_ACCURACY_LEVEL,
+  transpose,
   type WeightDtype,
 } from "../graph/onnx_builder.ts";
 import { int8Columns, int8Rows, Q4_BLOCK, q4Blocks } from "../graph/quantize.ts";
@@ -407,14 +408,4 @@ class GraphRewrite {
 
 function bytesOf(values: Float32Array): Uint8Array {
   return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-}
-
-/** `[rows, cols]` → `[cols, rows]`. */
-function transpose(values: Float32Array, rows: number): Float32Array {
-  const cols = values.length / rows;
-  const out = new Float32Array(values.length);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) out[c * rows + r] = values[r * cols + c];
-  }
-  return out;
 }
